@@ -1,0 +1,128 @@
+"""Plain values describing a model's terms: the output of stage 1.
+
+The model is ``y = X beta + Z b + eps`` with ``Z = [Z_1 ... Z_K]``, one block per
+random-effects term.  Term ``i`` has ``p_i`` coefficients per level of its grouping
+factor and ``l_i`` levels; observation ``j`` contributes the row ``X_i[j, :]`` to the
+columns of level ``codes_i[j]``.  ``Z`` is never stored densely: ``(codes, X)`` is
+its exact sparse description (MixedModels.jl's ``ReMat``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RandomTermSpec:
+    """One random-effects term as written in the formula, after expansion.
+
+    ``(1 + x || g)`` becomes two specs and ``(1 | a/b)`` becomes ``(1 | a)`` and
+    ``(1 | b:a)``; ``factors`` lists the grouping columns of an interaction in
+    lme4's naming order (``("b", "a")`` is the group ``"b:a"``).
+    """
+
+    expr: str
+    factors: tuple[str, ...]
+
+    @property
+    def group(self) -> str:
+        """The grouping factor's name as lme4 prints it, e.g. ``"cask:batch"``."""
+        return ":".join(self.factors)
+
+
+@dataclass(frozen=True)
+class FormulaSpec:
+    """A parsed lme4-style formula: response, fixed part and random terms."""
+
+    formula: str
+    response: str
+    fixed: str
+    random: tuple[RandomTermSpec, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Names of the grouping columns used by the random terms, in order of appearance."""
+        seen: dict[str, None] = {}
+        for term in self.random:
+            for f in term.factors:
+                seen.setdefault(f, None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True, eq=False)
+class RandomTerm:
+    """A random-effects term evaluated on data.
+
+    Attributes
+    ----------
+    group : str
+        Grouping factor name (``"Subject"``, ``"cask:batch"``); a second term on the
+        same factor gets lme4's suffix (``"Subject.1"``) in ``varcorr``.
+    coef_names : tuple of str
+        Names of the ``p`` coefficients per level, e.g. ``("(Intercept)", "Days")``.
+    levels : tuple of str
+        Labels of the ``l`` levels of the grouping factor.
+    codes : ndarray of int, shape (n,)
+        Level index of each observation.
+    X : ndarray, shape (n, p)
+        The term's raw model matrix.
+    """
+
+    group: str
+    coef_names: tuple[str, ...]
+    levels: tuple[str, ...]
+    codes: np.ndarray
+    X: np.ndarray
+
+    @property
+    def p(self) -> int:
+        return len(self.coef_names)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def q(self) -> int:
+        """Number of random effects (columns of Z) of this term."""
+        return self.p * self.n_levels
+
+    @property
+    def n_theta(self) -> int:
+        """Length of this term's slice of theta (lower triangle of a p x p template)."""
+        return self.p * (self.p + 1) // 2
+
+
+@dataclass(frozen=True, eq=False)
+class ModelDesign:
+    """Stage-1 output: everything the likelihood needs, as plain arrays.
+
+    ``terms`` are in lme4's order (decreasing number of levels, ties kept in formula
+    order); theta packs their templates in this order.
+    """
+
+    formula: str
+    response: str
+    y: np.ndarray
+    X: np.ndarray
+    fixef_names: tuple[str, ...]
+    terms: tuple[RandomTerm, ...]
+    n_dropped: int = 0
+
+    @property
+    def nobs(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def p(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def q(self) -> int:
+        return sum(t.q for t in self.terms)
+
+    @property
+    def n_theta(self) -> int:
+        return sum(t.n_theta for t in self.terms)

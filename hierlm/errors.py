@@ -1,0 +1,35 @@
+"""Exceptions raised by hierlm.
+
+Every problem with user input is reported as one of these, with a one-line
+message that names the column, term or value at fault.
+"""
+
+from __future__ import annotations
+
+
+class HierlmError(Exception):
+    """Base class for all hierlm errors."""
+
+
+class FormulaError(HierlmError, ValueError):
+    """The model formula cannot be parsed or is not a linear mixed model."""
+
+
+class DataError(HierlmError, ValueError):
+    """The data cannot support the model (missing columns, wrong types, too few rows...)."""
+
+
+class MethodError(HierlmError, ValueError):
+    """An unknown fitting method, or bad options for one."""
+
+
+class PriorError(HierlmError, ValueError):
+    """An invalid prior specification for ``method="nuts"``."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The optimizer stopped without meeting the convergence criteria."""
+
+
+class SingularFitWarning(UserWarning):
+    """A variance component is estimated on the boundary (lme4's isSingular)."""
