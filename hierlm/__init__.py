@@ -1,0 +1,29 @@
+"""hierlm: linear mixed models from one PyTensor likelihood graph.
+
+>>> import hierlm
+>>> res = hierlm.fit("Reaction ~ 1 + Days + (1 + Days | Subject)", hierlm.load_sleepstudy())
+>>> round(res.objective, 4)
+1743.6283
+"""
+
+from hierlm.datasets import load_sleepstudy
+from hierlm.design.matrices import build_design
+from hierlm.errors import (
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    HierlmError,
+    MethodError,
+    PriorError,
+    SingularFitWarning,
+)
+from hierlm.model import Model, fit
+from hierlm.results.result import FitResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning", "DataError", "FitResult", "FormulaError", "HierlmError",
+    "MethodError", "Model", "PriorError", "SingularFitWarning", "build_design", "fit",
+    "load_sleepstudy", "__version__",
+]

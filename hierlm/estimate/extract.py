@@ -1,0 +1,147 @@
+"""Estimates read off the blocked Cholesky factor at theta-hat.
+
+With ``L_R`` the factor of the Schur complement (rows ``[Z_rest, X, y]``)::
+
+    sigma^2 = r_yy^2 / (n - reml * p)
+    L_XX' beta = l_yX'                                   (beta-hat)
+    L_ZZ' u_R = l_yZ' - L_XZ' beta                       (rest of the spherical modes)
+    u_1,k = -M_k^{-1} T1' (A_1R [Lambda_R u_R; beta; -1])_k    (block 1, level by level)
+    b = Lambda u                                         (lme4's conditional modes)
+    vcov(beta) = sigma^2 (L_XX L_XX')^{-1}
+    Var(b | y) = sigma^2 Lambda (L_Z L_Z')^{-1} Lambda'  (diagonal blocks per level)
+
+For the block-1 conditional variances,
+``(Omega_ZZ^{-1})_11 = M^{-1} + M^{-1} C' S_ZZ^{-1} C M^{-1}`` with
+``C = Lambda_R' A_R1 Lambda_1`` restricted to the random-effect rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from hierlm.design.terms import ModelDesign
+from hierlm.objective.gram import GramBlocks
+from hierlm.objective.theta import templates
+
+
+@dataclass(frozen=True, eq=False)
+class Estimates:
+    """Point estimates of a fitted model.
+
+    ``b[i]`` has shape ``(levels, p_i)``; ``cond_var[i]`` has shape ``(levels, p_i, p_i)``.
+    """
+
+    beta: np.ndarray
+    sigma: float
+    vcov: np.ndarray
+    b: list[np.ndarray]
+    cond_var: list[np.ndarray]
+
+
+def _lambda_rest(design: ModelDesign, Ts: list[np.ndarray]) -> Any:
+    blocks = [sp.kron(sp.identity(t.n_levels), sp.csr_matrix(T))
+              for t, T in zip(design.terms[1:], Ts[1:], strict=True)]
+    if not blocks:
+        return sp.csr_matrix((0, 0))
+    return sp.block_diag(blocks, format="csr")
+
+
+def extract(design: ModelDesign, gram: GramBlocks, theta: np.ndarray, L1: np.ndarray,
+            L_R: np.ndarray, reml: bool, cond_var: bool = True) -> Estimates:
+    """Compute beta, sigma, vcov, conditional modes and variances at theta.
+
+    Parameters
+    ----------
+    design, gram : ModelDesign, GramBlocks
+        The model.
+    theta : ndarray
+        Covariance parameters at which ``L1`` and ``L_R`` were computed.
+    L1 : ndarray, shape (l1, p1, p1)
+        Cholesky factors of the block-1 diagonal blocks ``M_k``.
+    L_R : ndarray, shape (m, m)
+        Cholesky factor of the Schur complement.
+    reml : bool
+        Divide the penalized RSS by ``n - p`` (REML) or ``n`` (ML).
+    cond_var : bool
+        Also compute the conditional variances of the random effects.
+
+    Returns
+    -------
+    Estimates
+    """
+    n, p, qr = gram.n, gram.p, gram.q_rest
+    r2 = L_R[-1, -1] ** 2
+    sigma2 = r2 / (n - p if reml else n)
+    L_XX = L_R[qr:qr + p, qr:qr + p]
+    l_yX = L_R[-1, qr:qr + p]
+    beta = sla.solve_triangular(L_XX, l_yX, lower=True, trans="T") if p else np.zeros(0)
+    L_Z = L_R[:qr, :qr]
+    rhs = L_R[-1, :qr] - L_R[qr:qr + p, :qr].T @ beta
+    u_rest = sla.solve_triangular(L_Z, rhs, lower=True, trans="T") if qr else np.zeros(0)
+
+    Ts = templates(design, theta)
+    lam_rest = _lambda_rest(design, Ts)
+    b_rest = lam_rest @ u_rest if qr else np.zeros(0)
+
+    first = design.terms[0]
+    T1 = Ts[0]
+    v = np.concatenate([b_rest, beta, [-1.0]])
+    acc = np.zeros((first.n_levels, first.p))
+    np.add.at(acc, gram.nz_level, gram.nz_val * v[gram.nz_row][:, None])
+    t = -acc @ T1  # rows: T1' acc_k
+    # u1_k = M_k^{-1} t_k with M_k = L1_k L1_k'
+    z = np.linalg.solve(L1, t[:, :, None])
+    u1 = np.linalg.solve(np.swapaxes(L1, 1, 2), z)[:, :, 0]
+    b_list = [u1 @ T1.T]
+    off = 0
+    for term in design.terms[1:]:
+        b_list.append(b_rest[off:off + term.q].reshape(term.n_levels, term.p))
+        off += term.q
+
+    L_XXinv = sla.solve_triangular(L_XX, np.eye(p), lower=True) if p else np.zeros((0, 0))
+    vcov = sigma2 * (L_XXinv.T @ L_XXinv)
+
+    cv: list[np.ndarray] = []
+    if cond_var:
+        cv = _cond_var(design, gram, Ts, L1, L_Z, lam_rest, sigma2)
+    return Estimates(beta=beta, sigma=float(np.sqrt(sigma2)), vcov=vcov, b=b_list, cond_var=cv)
+
+
+def _cond_var(design: ModelDesign, gram: GramBlocks, Ts: list[np.ndarray], L1: np.ndarray,
+              L_Z: np.ndarray, lam_rest: Any, sigma2: float) -> list[np.ndarray]:
+    first = design.terms[0]
+    p1, l1, qr = first.p, first.n_levels, gram.q_rest
+    eye = np.broadcast_to(np.eye(p1), (l1, p1, p1))
+    L1inv = np.linalg.solve(L1, eye)
+    Minv = np.swapaxes(L1inv, 1, 2) @ L1inv
+    out = []
+    if qr:
+        mask = gram.nz_row < qr
+        rows = np.repeat(gram.nz_row[mask], p1)
+        cols = (gram.nz_level[mask][:, None] * p1 + np.arange(p1)[None, :]).ravel()
+        A = sp.csr_matrix((gram.nz_val[mask].ravel(), (rows, cols)), shape=(qr, l1 * p1))
+        lam1 = sp.kron(sp.identity(l1), sp.csr_matrix(Ts[0]))
+        C = np.asarray((lam_rest.T @ A @ lam1).toarray())
+        G = sla.solve_triangular(L_Z, C, lower=True)  # L_Z^{-1} C
+        G3 = G.reshape(qr, l1, p1)
+        H = np.einsum("ika,ikb->kab", G3, G3)
+        block1 = Minv + Minv @ H @ Minv
+        Linv = sla.solve_triangular(L_Z, np.eye(qr), lower=True)  # S_ZZ^{-1} = Linv'Linv
+        off = 0
+        rest = []
+        for term, T in zip(design.terms[1:], Ts[1:], strict=True):
+            cols3 = Linv[:, off:off + term.q].reshape(qr, term.n_levels, term.p)
+            blk = np.einsum("ika,ikb->kab", cols3, cols3)
+            rest.append(sigma2 * (T @ blk @ T.T))
+            off += term.q
+    else:
+        block1 = Minv
+        rest = []
+    out.append(sigma2 * (Ts[0] @ block1 @ Ts[0].T))
+    out.extend(rest)
+    return out

@@ -1,0 +1,137 @@
+"""REML / ML fit: optimize theta, read the estimates off the factor, build the result.
+
+lme4's conventions: ``logLik = -objective / 2``; ``AIC = objective + 2k`` and
+``BIC = objective + k log n`` with ``k = p + len(theta) + 1``; a fit is singular when
+a template diagonal is below 1e-4.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierlm.design.terms import ModelDesign
+from hierlm.errors import ConvergenceWarning, SingularFitWarning
+from hierlm.estimate.extract import Estimates, extract
+from hierlm.estimate.optimize import optimize_theta
+from hierlm.objective.profiled import ProfiledObjective
+from hierlm.objective.theta import templates, theta_lower
+from hierlm.results.result import FitResult
+from hierlm.results.varcorr import varcorr_table
+
+SINGULAR_TOL = 1e-4
+
+
+def is_singular(design: ModelDesign, theta: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
+    """lme4's ``isSingular``: some template diagonal entry below ``tol``.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> is_singular(d, np.array([1.0, 0.3, 0.0])), is_singular(d, np.array([1.0, 0.3, 0.2]))
+    (True, False)
+    """
+    diag = theta_lower(design) == 0.0
+    return bool(np.any(np.asarray(theta)[diag] < tol))
+
+
+def ranef_frame(design: ModelDesign, b: list[np.ndarray], sd: list[np.ndarray]) -> pd.DataFrame:
+    """Tidy table ``group, level, term, value, cond_sd`` (term-major within a group, as lme4)."""
+    parts = []
+    for term, bk, sk in zip(design.terms, b, sd, strict=True):
+        for j, name in enumerate(term.coef_names):
+            parts.append(pd.DataFrame({
+                "group": term.group, "level": list(term.levels), "term": name,
+                "value": bk[:, j], "cond_sd": sk[:, j],
+            }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def fitted_values(design: ModelDesign, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
+    """``X beta + Z b`` without forming ``Z``."""
+    out = design.X @ beta
+    for term, bk in zip(design.terms, b, strict=True):
+        out = out + np.einsum("ij,ij->i", term.X, bk[term.codes])
+    return out
+
+
+def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray,
+                          objective: float, method: str, **fields: Any) -> FitResult:
+    """Assemble a :class:`FitResult` from point estimates (shared by all methods)."""
+    names = list(design.fixef_names)
+    Ts = templates(design, theta)
+    covs = [est.sigma**2 * T @ T.T for T in Ts]
+    k = design.p + design.n_theta + 1
+    sd = [np.sqrt(np.clip(np.diagonal(v, axis1=1, axis2=2), 0.0, None)) for v in est.cond_var]
+    groups: dict[str, int] = {}
+    for t in design.terms:
+        groups.setdefault(t.group, t.n_levels)
+    return FitResult(
+        formula=design.formula, method=method,
+        fixef=pd.Series(est.beta, index=names, name="fixef"),
+        fixef_se=pd.Series(np.sqrt(np.diag(est.vcov)), index=names, name="fixef_se"),
+        vcov=pd.DataFrame(est.vcov, index=names, columns=names),
+        sigma=est.sigma, theta=np.asarray(theta, dtype=float),
+        varcorr=varcorr_table(design, covs, est.sigma),
+        loglik=-objective / 2, aic=objective + 2 * k, bic=objective + k * np.log(design.nobs),
+        objective=objective, nobs=design.nobs, n_dropped=design.n_dropped,
+        is_singular=is_singular(design, theta),
+        ranef_table=ranef_frame(design, est.b, sd),
+        y=design.y.copy(), fitted_values=fitted_values(design, est.beta, est.b),
+        groups=groups, **fields,
+    )
+
+
+def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | None = None,
+                 options: dict[str, Any] | None = None) -> FitResult:
+    """Fit by REML or ML and return the result (stage 3 + 4).
+
+    Parameters
+    ----------
+    objective : ProfiledObjective
+        The compiled objective of the model.
+    reml : bool
+        REML (True) or ML (False).
+    start : ndarray, optional
+        Starting theta.
+    options : dict, optional
+        Optimizer options (see :func:`hierlm.estimate.optimize.optimize_theta`).
+
+    Returns
+    -------
+    FitResult
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective import compile_objective
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> round(fit_profiled(compile_objective(d), reml=True).objective, 4)
+    1743.6283
+    """
+    design = objective.design
+    opt = optimize_theta(objective, reml, start=start, options=options)
+    _, _, L1, L_R = objective.evaluate(opt.theta, reml)
+    est = extract(design, objective.gram, opt.theta, L1, L_R, reml)
+    messages = []
+    if not opt.converged:
+        msg = (f"optimizer did not converge: largest projected gradient "
+               f"{np.max(np.abs(opt.gradient)):.2g} ({opt.message}); try rescaling predictors, "
+               f"simplifying the random effects, or options={{'maxiter': ...}}")
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        messages.append(msg)
+    if is_singular(design, opt.theta):
+        warnings.warn("boundary (singular) fit: a variance component is estimated as zero or "
+                      "a correlation as +/-1; see FitResult.varcorr", SingularFitWarning,
+                      stacklevel=3)
+    optimizer = {"method": opt.method, "message": opt.message,
+                 "gradient": opt.gradient.tolist(),
+                 "trace": [list(th) + [f] for th, f in opt.trace]}
+    return result_from_estimates(
+        design, est, opt.theta, opt.objective, "REML" if reml else "ML",
+        converged=opt.converged, n_evals=opt.n_evals, optimizer=optimizer,
+        messages=tuple(messages))

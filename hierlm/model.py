@@ -1,0 +1,144 @@
+"""The user-facing entry points: :class:`Model` and :func:`fit`.
+
+``Model`` runs stage 1 (design) and stage 2 (Gram blocks, compiled objective) once;
+``Model.fit`` runs stages 3 and 4 for any method, so one model can be fitted
+several ways without being rebuilt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierlm.design.matrices import build_design
+from hierlm.design.terms import ModelDesign
+from hierlm.errors import DataError, MethodError
+from hierlm.objective.profiled import ProfiledObjective, compile_objective
+from hierlm.results.result import FitResult
+
+METHODS = ("reml", "ml", "nuts")
+
+
+class Model:
+    """A linear mixed model: formula + data, with its likelihood graph compiled.
+
+    Parameters
+    ----------
+    formula : str
+        lme4-style formula, e.g. ``"Reaction ~ 1 + Days + (1 + Days | Subject)"``.
+    data : pandas.DataFrame
+        The data (never modified).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> round(m.fit("ml").objective, 3), round(m.fit("reml").objective, 3)
+    (1751.939, 1743.628)
+    """
+
+    __slots__ = ("_design", "_objective")
+
+    def __init__(self, formula: str, data: pd.DataFrame) -> None:
+        design = build_design(formula, data)
+        self._design = design
+        self._objective = compile_objective(design)
+
+    @classmethod
+    def _from_design(cls, design: ModelDesign) -> Model:
+        self = cls.__new__(cls)
+        self._design = design
+        self._objective = compile_objective(design)
+        return self
+
+    @property
+    def design(self) -> ModelDesign:
+        """The stage-1 model design."""
+        return self._design
+
+    @property
+    def objective(self) -> ProfiledObjective:
+        """The compiled profiled objective (lme4's deviance / REML criterion)."""
+        return self._objective
+
+    def with_response(self, y: np.ndarray) -> Model:
+        """The same model with a new response vector; the compiled graph is reused.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> m2 = m.with_response(m.design.y * 2)
+        >>> m2.objective.fn is m.objective.fn
+        True
+        """
+        y = np.asarray(y, dtype=float)
+        if y.shape != self._design.y.shape or not np.all(np.isfinite(y)):
+            raise DataError(f"new response must be {self._design.nobs} finite numbers")
+        d = self._design
+        new = ModelDesign(formula=d.formula, response=d.response, y=y.copy(), X=d.X,
+                          fixef_names=d.fixef_names, terms=d.terms, n_dropped=d.n_dropped)
+        return Model._from_design(new)
+
+    def fit(self, method: str = "reml", *, start: np.ndarray | None = None,
+            options: dict[str, Any] | None = None, **kwargs: Any) -> FitResult:
+        """Fit the model.
+
+        Parameters
+        ----------
+        method : {"reml", "ml", "nuts"}
+            REML (lme4's default), maximum likelihood, or NUTS sampling.
+        start : ndarray, optional
+            Starting theta for REML/ML.
+        options : dict, optional
+            Optimizer options for REML/ML: ``maxiter``, ``ftol``, ``gtol``, ``check_tol``.
+        **kwargs
+            Sampler arguments for ``method="nuts"`` (see :func:`hierlm.estimate.nuts.sample`).
+
+        Returns
+        -------
+        FitResult
+        """
+        key = method.lower() if isinstance(method, str) else method
+        if key not in METHODS:
+            raise MethodError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        if key == "nuts":
+            from hierlm.estimate.nuts import sample
+
+            return sample(self._objective, **kwargs)
+        if kwargs:
+            raise MethodError(f"unexpected argument(s) for method={method!r}: "
+                              f"{', '.join(sorted(kwargs))}")
+        from hierlm.estimate.frequentist import fit_profiled
+
+        return fit_profiled(self._objective, reml=(key == "reml"), start=start, options=options)
+
+
+def fit(formula: str, data: pd.DataFrame, method: str = "reml", **kwargs: Any) -> FitResult:
+    """Fit a linear mixed model in one call.
+
+    Parameters
+    ----------
+    formula : str
+        lme4-style formula: ``y ~ x + (1 + x | subject) + (1 | school/class)``.
+    data : pandas.DataFrame
+        The data (never modified).
+    method : {"reml", "ml", "nuts"}
+        Estimation method; REML by default, as in lme4.
+    **kwargs
+        Passed to :meth:`Model.fit`.
+
+    Returns
+    -------
+    FitResult
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> res = hierlm.fit("Reaction ~ 1 + Days + (1 + Days | Subject)", hierlm.load_sleepstudy())
+    >>> res.fixef.round(3).to_dict()
+    {'(Intercept)': 251.405, 'Days': 10.467}
+    """
+    return Model(formula, data).fit(method, **kwargs)

@@ -1,0 +1,165 @@
+"""The blocked Cholesky factor of Omega(theta), as a PyTensor graph.
+
+With ``Lambda = diag(Lambda_1, Lambda_R)`` (``Lambda_R`` is the identity on the ``X``
+and ``y`` rows)::
+
+    Omega(theta) = [ Lambda_1'A11 Lambda_1 + I     Lambda_1'A_1R Lambda_R          ]
+                   [ Lambda_R'A_R1 Lambda_1        Lambda_R'A_RR Lambda_R + D_Z    ]
+
+where ``D_Z`` is 1 on the random-effect rows of the rest and 0 on ``X`` and ``y``.
+Block 1 is block diagonal, ``M_k = T1'A11_k T1 + I`` for each level ``k``, and is
+factored level by level in closed form (``M_k = L_k L_k'``, unrolled over the
+``p1 x p1`` entries so it vectorizes over levels).  Eliminating it leaves the Schur
+complement::
+
+    S = Lambda_R'(A_RR - A_R1 W A_R1')Lambda_R + D_Z,    W_k = T1 M_k^{-1} T1',
+
+which is factored densely, ``S = L_R L_R'``.  The lower-right entries of ``L_R``
+are lme4's ``L_XX``, ``l_yX`` and ``r_yy``, and
+``log|L_theta|^2 = sum_k log|M_k| + 2 sum_{Z rows} log diag(L_R)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytensor.tensor as pt
+from pytensor.tensor.variable import TensorVariable
+
+from hierlm.objective.theta import tril_colmajor
+
+
+@dataclass(frozen=True)
+class GramVars:
+    """Symbolic counterparts of :class:`hierlm.objective.gram.GramBlocks`."""
+
+    A11: TensorVariable
+    nz_val: TensorVariable
+    nz_level: TensorVariable
+    pair_a: TensorVariable
+    pair_b: TensorVariable
+    pair_target: TensorVariable
+    A_R1_dense: TensorVariable
+    A_RR: TensorVariable
+    lam_row: TensorVariable
+    lam_col: TensorVariable
+    lam_theta: TensorVariable
+    q_rest: TensorVariable
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What the graph's shape depends on: two models with equal structures share a graph.
+
+    Attributes
+    ----------
+    p1 : int
+        Coefficients per level of the first term.
+    dense_r1 : bool
+        Use the dense ``A_R1`` product instead of the sparse pair list.
+    rest_diagonal : bool
+        ``Lambda_R`` is diagonal (all other terms are scalar), so it scales elementwise.
+    """
+
+    p1: int
+    dense_r1: bool
+    rest_diagonal: bool
+
+
+@dataclass(frozen=True)
+class FactorVars:
+    """Symbolic pieces of the blocked Cholesky factor."""
+
+    logdet_M: TensorVariable  # sum_k log|M_k|
+    L1: TensorVariable  # (l1, p1, p1): Cholesky factors of M_k
+    L_R: TensorVariable  # (m, m): Cholesky factor of the Schur complement
+
+
+def _first_block(theta: TensorVariable, A11: TensorVariable, p1: int) -> tuple:
+    """Closed-form factor of each ``M_k``; returns (L entries, logdet, W entries)."""
+    rows, cols = tril_colmajor(p1)
+    T = pt.zeros((p1, p1))[rows, cols].set(theta[: len(rows)])
+    M = pt.matmul(pt.matmul(T.T, A11), T)  # type: ignore[arg-type]  # (l1, p1, p1)
+    Me = [[M[:, i, j] + (1.0 if i == j else 0.0) for j in range(p1)] for i in range(p1)]
+    L: list[list] = [[None] * p1 for _ in range(p1)]
+    for j in range(p1):
+        d = Me[j][j] - sum((L[j][k] ** 2 for k in range(j)), start=pt.zeros_like(Me[j][j]))
+        L[j][j] = pt.sqrt(d)
+        for i in range(j + 1, p1):
+            s = Me[i][j] - sum((L[i][k] * L[j][k] for k in range(j)), start=pt.zeros_like(d))
+            L[i][j] = s / L[j][j]
+    logdet = 2.0 * sum((pt.log(L[i][i]).sum() for i in range(p1)), start=pt.as_tensor(0.0))
+    # V = L^{-1} T' by forward substitution; W = V'V = T M^{-1} T'.
+    V: list[list] = [[None] * p1 for _ in range(p1)]
+    for i in range(p1):
+        for c in range(p1):
+            acc = T[c, i] - sum((L[i][j] * V[j][c] for j in range(i)),
+                                start=pt.zeros_like(L[i][i]))
+            V[i][c] = acc / L[i][i]
+    W = [[sum((V[i][a] * V[i][b] for i in range(p1)), start=pt.zeros_like(L[0][0]))
+          for b in range(p1)] for a in range(p1)]
+    zero = pt.zeros_like(L[0][0])
+    L1 = pt.stack([pt.stack([L[i][j] if j <= i else zero for j in range(p1)], axis=-1)
+                   for i in range(p1)], axis=-2)
+    Wt = pt.stack([pt.stack(W[a], axis=-1) for a in range(p1)], axis=-2)  # (l1, p1, p1)
+    return L1, logdet, Wt
+
+
+def blocked_cholesky(theta: TensorVariable, g: GramVars, s: Structure) -> FactorVars:
+    """Build the graph of the blocked Cholesky factor of ``Omega(theta)``.
+
+    Parameters
+    ----------
+    theta : TensorVariable
+        Vector of covariance parameters in lme4's packing (first term first).
+    g : GramVars
+        Symbolic Gram blocks.
+    s : Structure
+        Structural constants of the model.
+
+    Returns
+    -------
+    FactorVars
+    """
+    p1 = s.p1
+    L1, logdet_M, W = _first_block(theta, g.A11, p1)
+    m = g.A_RR.shape[0]
+    if s.dense_r1:
+        A3 = g.A_R1_dense.reshape((m, -1, p1))
+        B = (A3[:, :, :, None] * W[None, :, :, :]).sum(axis=2)
+        U = pt.dot(B.reshape((m, -1)), g.A_R1_dense.T)
+    else:
+        wa = g.nz_val[g.pair_a]
+        wb = g.nz_val[g.pair_b]
+        Wp = W[g.nz_level[g.pair_a]]
+        vals = (wa[:, :, None] * Wp * wb[:, None, :]).sum(axis=(1, 2))
+        U = pt.zeros((m * m,))[g.pair_target].inc(vals).reshape((m, m))
+    theta_ext = pt.concatenate([theta, pt.ones((1,))])
+    dz = pt.lt(pt.arange(m), g.q_rest).astype("float64")
+    if s.rest_diagonal:
+        lam = pt.zeros((m,))[g.lam_row].set(theta_ext[g.lam_theta])
+        S = (g.A_RR - U) * pt.outer(lam, lam) + pt.diag(dz)
+    else:
+        Lam = pt.zeros((m, m))[g.lam_row, g.lam_col].set(theta_ext[g.lam_theta])
+        S = pt.dot(pt.dot(Lam.T, g.A_RR - U), Lam) + pt.diag(dz)
+    L_R = pt.linalg.cholesky(S, lower=True, on_error="nan")
+    return FactorVars(logdet_M=logdet_M, L1=L1, L_R=L_R)
+
+
+def profiled_objective(f: FactorVars, n: TensorVariable, p: TensorVariable,
+                       q_rest: TensorVariable, reml: TensorVariable) -> TensorVariable:
+    """lme4's ML deviance (``reml = 0``) or REML criterion (``reml = 1``).
+
+    ``log|L|^2 + reml * log|L_XX|^2 + nr (1 + log(2 pi r^2 / nr))`` with
+    ``nr = n - reml * p`` and ``r = r_yy``.
+    """
+    d = pt.diag(f.L_R)
+    m = d.shape[0]
+    idx = pt.arange(m)
+    logd = pt.log(d)
+    logdet_Z = f.logdet_M + 2.0 * pt.switch(pt.lt(idx, q_rest), logd, 0.0).sum()
+    in_x = pt.and_(pt.ge(idx, q_rest), pt.lt(idx, m - 1))
+    logdet_X = 2.0 * pt.switch(in_x, logd, 0.0).sum()
+    r2 = d[-1] ** 2
+    nr = n - reml * p
+    return logdet_Z + reml * logdet_X + nr * (1.0 + pt.log(2.0 * 3.141592653589793 * r2 / nr))

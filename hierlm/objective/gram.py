@@ -1,0 +1,198 @@
+"""The Gram matrix of ``[Z X y]``, computed once per model and stored in blocks.
+
+Rows and columns are split as MixedModels.jl splits them:
+
+* block 1 is the first random-effects term (the grouping factor with the most
+  levels).  Each observation belongs to one level, so ``A11 = Z1'Z1`` is block
+  diagonal: ``l1`` blocks of size ``p1 x p1`` (``A11``, shape ``(l1, p1, p1)``);
+* the *rest* ``R = [Z_2 ... Z_K, X, y]`` has ``m = q_2 + ... + q_K + p + 1`` columns;
+  ``A_RR = R'R`` is stored dense (it fills in when factored anyway);
+* ``A_R1 = R'Z1`` is sparse.  It is stored as a list of nonzero ``(row, level)``
+  pairs, each with its ``p1``-vector ``A_R1[row, block(level)]``.
+
+The Schur complement of block 1 needs ``U = A_R1 W A_R1'`` for a block-diagonal
+``W(theta)``; entry ``(i, j)`` sums over the levels ``k`` in which both rows ``i`` and
+``j`` are nonzero.  ``pair_a``, ``pair_b`` enumerate those pairs once, so evaluating
+``U`` costs ``sum_k nnz_k^2``, independent of ``n``.  Building everything here is one
+pass of sparse products over the data: linear in ``n``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from hierlm.design.terms import ModelDesign, RandomTerm
+from hierlm.objective.theta import tril_colmajor
+
+# Pairs per model above which the sparse Schur update is replaced by a dense product
+# (memory: about 24 bytes a pair).
+MAX_PAIRS = 60_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class GramBlocks:
+    """Blocks of ``[Z X y]'[Z X y]`` in the layout the blocked Cholesky uses.
+
+    Attributes
+    ----------
+    A11 : ndarray, shape (l1, p1, p1)
+        Diagonal blocks of ``Z1'Z1``.
+    nz_row, nz_level : ndarray of int, shape (nnz,)
+        Row of ``A_R1`` (index into the rest) and level of term 1 of each nonzero block.
+    nz_val : ndarray, shape (nnz, p1)
+        ``A_R1[nz_row, block(nz_level)]``.
+    pair_a, pair_b : ndarray of int, shape (npairs,)
+        Indices into the nonzero list: both in the same level.  Empty when ``dense_r1``.
+    pair_target : ndarray of int, shape (npairs,)
+        Flat index ``nz_row[a] * m + nz_row[b]`` of the entry of ``U`` the pair adds to.
+    A_R1_dense : ndarray, shape (m, l1 * p1) or (0, 0)
+        Dense ``A_R1``, used instead of the pair list when there are too many pairs.
+    A_RR : ndarray, shape (m, m)
+        ``R'R``.
+    lam_row, lam_col, lam_theta : ndarray of int
+        Entries of the relative factor of the rest, ``Lambda_R``: position and index into
+        ``theta_ext = [theta, 1]`` (the ``X`` and ``y`` rows carry a fixed 1).
+    n, p, q_rest : int
+        Observations, fixed-effect columns, random effects outside term 1.
+    """
+
+    A11: np.ndarray
+    nz_row: np.ndarray
+    nz_level: np.ndarray
+    nz_val: np.ndarray
+    pair_a: np.ndarray
+    pair_b: np.ndarray
+    pair_target: np.ndarray
+    A_R1_dense: np.ndarray
+    A_RR: np.ndarray
+    lam_row: np.ndarray
+    lam_col: np.ndarray
+    lam_theta: np.ndarray
+    n: int
+    p: int
+    q_rest: int
+
+    @property
+    def m(self) -> int:
+        """Size of the rest block ``[Z_2 ... Z_K, X, y]``."""
+        return int(self.A_RR.shape[0])
+
+    @property
+    def dense_r1(self) -> bool:
+        return self.A_R1_dense.size > 0
+
+
+def term_matrix(term: RandomTerm) -> sp.csr_matrix:
+    """The sparse ``n x (l p)`` matrix ``Z_i`` of one term (column ``level * p + coef``)."""
+    n, p = term.X.shape
+    rows = np.repeat(np.arange(n), p)
+    cols = (term.codes[:, None] * p + np.arange(p)[None, :]).ravel()
+    return sp.csr_matrix((term.X.ravel(), (rows, cols)), shape=(n, term.q))
+
+
+def theta_offsets(design: ModelDesign) -> np.ndarray:
+    """Start of each term's slice of theta (length ``K + 1``)."""
+    return np.concatenate([[0], np.cumsum([t.n_theta for t in design.terms])]).astype(np.int64)
+
+
+def _lambda_rest_entries(design: ModelDesign) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of ``Lambda_R`` entries and their theta indices (lower triangles, by column)."""
+    offs = theta_offsets(design)
+    rows, cols, th = [], [], []
+    start = 0
+    for k, term in enumerate(design.terms[1:], start=1):
+        p, nl = term.p, term.n_levels
+        a_idx, b_idx = tril_colmajor(p)
+        base = start + np.arange(nl)[:, None] * p
+        rows.append((base + a_idx[None, :]).ravel())
+        cols.append((base + b_idx[None, :]).ravel())
+        th.append(np.tile(offs[k] + np.arange(len(a_idx)), nl))
+        start += term.q
+    extra = np.arange(start, start + design.p + 1)
+    rows.append(extra)
+    cols.append(extra)
+    th.append(np.full(extra.shape, offs[-1]))  # theta_ext[-1] == 1
+    return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
+            np.concatenate(th).astype(np.int64))
+
+
+def _pairs(nz_level: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """All ordered pairs of nonzeros that share a level (nonzeros sorted by level)."""
+    counts = np.bincount(nz_level, minlength=n_levels).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    sizes = counts * counts
+    total = int(sizes.sum())
+    group = np.repeat(np.arange(n_levels), sizes)
+    local = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    c = counts[group]
+    return starts[group] + local // c, starts[group] + local % c
+
+
+def compute_gram(design: ModelDesign, max_pairs: int = MAX_PAIRS) -> GramBlocks:
+    """Compute the Gram blocks of a model design.
+
+    Parameters
+    ----------
+    design : ModelDesign
+        Output of :func:`hierlm.design.build_design`.
+    max_pairs : int
+        Above this many sparse pairs, ``A_R1`` is kept dense instead.
+
+    Returns
+    -------
+    GramBlocks
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> g = compute_gram(d)
+    >>> g.A11.shape, g.m
+    ((18, 2, 2), 3)
+    """
+    first = design.terms[0]
+    p1 = first.p
+    x1 = first.X
+    A11 = np.zeros((first.n_levels, p1, p1))
+    for a in range(p1):
+        for b in range(a, p1):
+            v = np.bincount(first.codes, weights=x1[:, a] * x1[:, b], minlength=first.n_levels)
+            A11[:, a, b] = v
+            A11[:, b, a] = v
+
+    rest = [term_matrix(t) for t in design.terms[1:]]
+    dense_cols = sp.csr_matrix(np.column_stack([design.X, design.y]))
+    R = sp.hstack([*rest, dense_cols], format="csc")
+    q_rest = sum(t.q for t in design.terms[1:])
+    A_RR = np.asarray((R.T @ R).toarray())
+
+    AR1 = (R.T @ term_matrix(first)).tocoo()
+    level = AR1.col // p1
+    coef = AR1.col % p1
+    key = level.astype(np.int64) * R.shape[1] + AR1.row
+    uniq, inv = np.unique(key, return_inverse=True)
+    nz_val = np.zeros((len(uniq), p1))
+    np.add.at(nz_val, (inv, coef), AR1.data)
+    nz_level = (uniq // R.shape[1]).astype(np.int64)
+    nz_row = (uniq % R.shape[1]).astype(np.int64)
+
+    counts = np.bincount(nz_level, minlength=first.n_levels).astype(np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    m = R.shape[1]
+    if int((counts * counts).sum()) <= max_pairs:
+        pa, pb = _pairs(nz_level, first.n_levels)
+        target = nz_row[pa] * m + nz_row[pb]
+        dense = np.zeros((0, 0))
+    else:
+        pa = pb = target = empty
+        dense = np.asarray(AR1.toarray() if hasattr(AR1, "toarray") else AR1)
+    lr, lc, lt = _lambda_rest_entries(design)
+    return GramBlocks(
+        A11=A11, nz_row=nz_row, nz_level=nz_level, nz_val=nz_val,
+        pair_a=pa, pair_b=pb, pair_target=target, A_R1_dense=dense, A_RR=A_RR,
+        lam_row=lr, lam_col=lc, lam_theta=lt,
+        n=design.nobs, p=design.p, q_rest=q_rest,
+    )

@@ -1,0 +1,131 @@
+"""Stage 4: the fitted-model value returned by :func:`hierlm.fit`.
+
+A frozen dataclass of plain values (numpy arrays, pandas objects); nothing in it
+refers back to the compiled graph, so it can be saved, compared and passed around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """A fitted linear mixed model.
+
+    Attributes
+    ----------
+    formula : str
+        The model formula.
+    method : str
+        ``"REML"``, ``"ML"`` or ``"NUTS"``.
+    fixef, fixef_se : pandas.Series
+        Fixed-effect estimates and standard errors, by coefficient name.
+    vcov : pandas.DataFrame
+        Covariance matrix of the fixed-effect estimates.
+    sigma : float
+        Residual standard deviation.
+    theta : ndarray
+        Relative covariance factor parameters, lme4's packing.
+    varcorr : pandas.DataFrame
+        ``group, term1, term2, variance_or_cov, sd_or_corr``; residual row last.
+    loglik, aic, bic : float
+        As lme4 (REML fits report the REML log-likelihood).
+    objective : float
+        lme4's REML criterion (REML) or deviance (ML).
+    nobs, n_dropped : int
+        Observations used, and rows dropped for missing values.
+    is_singular, converged : bool
+        lme4's ``isSingular`` (a template diagonal below 1e-4); optimizer convergence.
+    ranef_table : pandas.DataFrame
+        ``group, level, term, value, cond_sd`` (see :meth:`ranef`).
+    y, fitted_values : ndarray
+        Response and fitted values ``X beta + Z b`` of the observations used.
+    groups : dict
+        Number of levels of each grouping factor.
+    n_evals : int
+        Objective evaluations used by the optimizer.
+    optimizer : dict
+        The optimizer's method, message, final projected gradient and trace.
+    messages : tuple of str
+        Warnings issued during the fit.
+    idata : object
+        ArviZ DataTree for ``method="nuts"``, else None.
+    extra : dict
+        Method-specific details (NUTS diagnostics and priors).
+    """
+
+    formula: str
+    method: str
+    fixef: pd.Series
+    fixef_se: pd.Series
+    vcov: pd.DataFrame
+    sigma: float
+    theta: np.ndarray
+    varcorr: pd.DataFrame
+    loglik: float
+    aic: float
+    bic: float
+    objective: float
+    nobs: int
+    n_dropped: int
+    is_singular: bool
+    converged: bool
+    ranef_table: pd.DataFrame
+    y: np.ndarray
+    fitted_values: np.ndarray
+    groups: dict[str, int]
+    n_evals: int
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    messages: tuple[str, ...] = ()
+    idata: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def ranef(self) -> pd.DataFrame:
+        """Conditional modes of the random effects and their conditional SDs.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``group, level, term, value, cond_sd`` (lme4's
+            ``as.data.frame(ranef(fit, condVar = TRUE))``).  For NUTS fits, the
+            posterior mean and SD.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res.ranef().columns.tolist()
+        ['group', 'level', 'term', 'value', 'cond_sd']
+        """
+        return self.ranef_table.copy()
+
+    def fitted(self) -> np.ndarray:
+        """Fitted values ``X beta + Z b`` for each observation used."""
+        return self.fitted_values.copy()
+
+    def residuals(self) -> np.ndarray:
+        """Response minus fitted values for each observation used."""
+        return self.y - self.fitted_values
+
+    def summary(self) -> str:
+        """lme4-style text summary of the fit.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> print(res.summary().splitlines()[0])
+        Linear mixed model fit by REML ['hierlm']
+        """
+        from hierlm.results.summary import format_summary
+
+        return format_summary(self)
+
+    def __repr__(self) -> str:
+        return (f"<hierlm.FitResult {self.method}: {self.formula!r}, nobs={self.nobs}, "
+                f"objective={self.objective:.4f}>")

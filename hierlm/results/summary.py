@@ -1,0 +1,89 @@
+"""lme4-style text summary of a :class:`~hierlm.results.result.FitResult`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from hierlm.results.result import FitResult
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return f"{x:.{digits}g}" if abs(x) >= 1e5 or (x != 0 and abs(x) < 1e-3) else f"{x:.{digits}f}"
+
+
+def _random_effects(res: FitResult) -> str:
+    rows = []
+    vc = res.varcorr
+    for group, block in vc.groupby("group", sort=False):
+        if group == "Residual":
+            continue
+        variances = block[block["term2"].isna()]
+        names = list(variances["term1"])
+        covs = block[block["term2"].notna()]
+        corr = {(str(a), str(b)): float(c) for a, b, c in
+                zip(covs["term1"], covs["term2"], covs["sd_or_corr"], strict=True)}
+        for i, r in enumerate(variances.itertuples()):
+            cells = [f"{corr.get((str(names[j]), str(r.term1)), np.nan):.2f}" for j in range(i)]
+            rows.append([group if i == 0 else "", r.term1, f"{r.variance_or_cov:.4g}",
+                         f"{r.sd_or_corr:.4g}", " ".join(cells)])
+    res_row = vc.iloc[-1]
+    rows.append(["Residual", "", f"{res_row.variance_or_cov:.4g}", f"{res_row.sd_or_corr:.4g}", ""])
+    frame = pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
+    if (frame["Corr"] == "").all():
+        frame = frame.drop(columns="Corr")
+    return frame.to_string(index=False, justify="left")
+
+
+def format_summary(res: FitResult) -> str:
+    """Render the summary text (see :meth:`FitResult.summary`)."""
+    lines = []
+    if res.method == "NUTS":
+        from hierlm.results.nuts_summary import format_nuts_header
+
+        lines.extend(format_nuts_header(res))
+    else:
+        how = "REML" if res.method == "REML" else "maximum likelihood"
+        lines.append(f"Linear mixed model fit by {how} ['hierlm']")
+    lines.append(f"Formula: {res.formula}")
+    dropped = f" ({res.n_dropped} rows with missing values dropped)" if res.n_dropped else ""
+    lines.append(f"Number of obs: {res.nobs}{dropped}; groups: "
+                 + ", ".join(f"{g}, {k}" for g, k in res.groups.items()))
+    lines.append("")
+    if res.method == "REML":
+        lines.append(f"REML criterion at convergence: {res.objective:.4f}")
+    elif res.method == "ML":
+        stats = pd.DataFrame([[res.aic, res.bic, res.loglik, res.objective,
+                               res.nobs - len(res.fixef) - len(res.theta) - 1]],
+                             columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
+        lines.append(stats.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if res.method != "NUTS":
+        r = res.residuals() / res.sigma
+        q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
+        lines += ["", "Scaled residuals:",
+                  pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"]).to_string(
+                      index=False, float_format=lambda v: f"{v:.4f}")]
+    lines += ["", "Random effects:", _random_effects(res), "", "Fixed effects:"]
+    est = "Post. mean" if res.method == "NUTS" else "Estimate"
+    se = "Post. SD" if res.method == "NUTS" else "Std. Error"
+    fe = pd.DataFrame({est: res.fixef, se: res.fixef_se})
+    if res.method != "NUTS":
+        fe["t value"] = res.fixef / res.fixef_se
+    lines.append(fe.to_string(float_format=lambda v: _fmt(v)))
+    if res.method != "NUTS":
+        lines.append("")
+        lines.append(f"Optimizer: {res.optimizer.get('method', '?')}, {res.n_evals} evaluations, "
+                     + ("converged" if res.converged else "NOT converged"))
+    if res.is_singular:
+        lines.append("boundary (singular) fit: a variance component is estimated as zero "
+                     "(or a correlation as +/-1); consider simplifying the random effects")
+    for msg in res.messages:
+        lines.append(f"warning: {msg}")
+    if res.method == "NUTS":
+        from hierlm.results.nuts_summary import format_nuts_footer
+
+        lines.extend(format_nuts_footer(res))
+    return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""Shared fixtures: lme4 reference results and their datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REFERENCE = Path(os.environ.get(
+    "HIERLM_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+
+GROUPING = {
+    "sleepstudy": ["Subject"], "penicillin": ["plate", "sample"],
+    "pastes": ["batch", "cask", "sample"], "dyestuff": ["Batch"], "dyestuff2": ["Batch"],
+    "insteval": ["s", "d", "dept", "service", "studage", "lectage"],
+}
+
+
+@cache
+def reference() -> dict:
+    if not (REFERENCE / "lme4_reference.json").exists():
+        pytest.skip(f"lme4 reference not found at {REFERENCE}")
+    return json.loads((REFERENCE / "lme4_reference.json").read_text())
+
+
+@cache
+def _dataset(name: str) -> pd.DataFrame:
+    return pd.read_csv(REFERENCE / "data" / f"{name}.csv",
+                       dtype={c: str for c in GROUPING[name]})
+
+
+def dataset(name: str) -> pd.DataFrame:
+    """A fresh copy of a reference dataset (grouping columns as strings)."""
+    return _dataset(name).copy()
