@@ -163,3 +163,28 @@ def profiled_objective(f: FactorVars, n: TensorVariable, p: TensorVariable,
     r2 = d[-1] ** 2
     nr = n - reml * p
     return logdet_Z + reml * logdet_X + nr * (1.0 + pt.log(2.0 * 3.141592653589793 * r2 / nr))
+
+
+def logdet_z(f: FactorVars, q_rest: TensorVariable) -> TensorVariable:
+    """``log|L_theta|^2 = log|Lambda'Z'Z Lambda + I|``."""
+    d = pt.diag(f.L_R)
+    idx = pt.arange(d.shape[0])
+    return f.logdet_M + 2.0 * pt.switch(pt.lt(idx, q_rest), pt.log(d), 0.0).sum()
+
+
+def unprofiled_deviance(f: FactorVars, beta: TensorVariable, sigma: TensorVariable,
+                        n: TensorVariable, p: int, q_rest: TensorVariable) -> TensorVariable:
+    """``-2 log p(y | beta, theta, sigma)``, the random effects integrated out.
+
+    ``log|L|^2 + n log(2 pi sigma^2) + (r^2 + ||L_XX'beta - l_yX'||^2) / sigma^2``,
+    which equals ``-2 log N(y; X beta, sigma^2 (I + Z Lambda Lambda'Z'))``; ``p`` is the
+    number of fixed effects (a Python int: it fixes the graph's slicing).
+    """
+    d = pt.diag(f.L_R)
+    m = d.shape[0]
+    r2 = d[-1] ** 2
+    L_XX = f.L_R[q_rest:q_rest + p, q_rest:q_rest + p]
+    l_yX = f.L_R[m - 1, q_rest:q_rest + p]
+    resid = pt.dot(L_XX.T, beta) - l_yX
+    return (logdet_z(f, q_rest) + n * pt.log(2.0 * 3.141592653589793 * sigma**2)
+            + (r2 + (resid**2).sum()) / sigma**2)
