@@ -15,6 +15,16 @@ def _fmt(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}" if abs(x) >= 1e5 or (x != 0 and abs(x) < 1e-3) else f"{x:.{digits}f}"
 
 
+def _aligned(rows: list[list[str]], header: list[str], right: set[int]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    out = []
+    for r in [header, *rows]:
+        cells = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        out.append(" " + " ".join(cells).rstrip())
+    return "\n".join(out)
+
+
 def _random_effects(res: FitResult) -> str:
     rows = []
     vc = res.varcorr
@@ -22,20 +32,20 @@ def _random_effects(res: FitResult) -> str:
         if group == "Residual":
             continue
         variances = block[block["term2"].isna()]
-        names = list(variances["term1"])
+        names = [str(t) for t in variances["term1"]]
         covs = block[block["term2"].notna()]
         corr = {(str(a), str(b)): float(c) for a, b, c in
                 zip(covs["term1"], covs["term2"], covs["sd_or_corr"], strict=True)}
         for i, r in enumerate(variances.itertuples()):
-            cells = [f"{corr.get((str(names[j]), str(r.term1)), np.nan):.2f}" for j in range(i)]
-            rows.append([group if i == 0 else "", r.term1, f"{r.variance_or_cov:.4g}",
+            cells = [f"{corr.get((names[j], names[i]), np.nan):5.2f}" for j in range(i)]
+            rows.append([str(group) if i == 0 else "", names[i], f"{r.variance_or_cov:.4g}",
                          f"{r.sd_or_corr:.4g}", " ".join(cells)])
-    res_row = vc.iloc[-1]
-    rows.append(["Residual", "", f"{res_row.variance_or_cov:.4g}", f"{res_row.sd_or_corr:.4g}", ""])
-    frame = pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
-    if (frame["Corr"] == "").all():
-        frame = frame.drop(columns="Corr")
-    return frame.to_string(index=False, justify="left")
+    last = vc.iloc[-1]
+    rows.append(["Residual", "", f"{last.variance_or_cov:.4g}", f"{last.sd_or_corr:.4g}", ""])
+    header = ["Groups", "Name", "Variance", "Std.Dev.", "Corr"]
+    if all(r[4] == "" for r in rows):
+        header, rows = header[:4], [r[:4] for r in rows]
+    return _aligned(rows, header, right={2, 3})
 
 
 def format_summary(res: FitResult) -> str:
