@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from hierlm.design.matrices import build_design
 from hierlm.design.terms import ModelDesign
@@ -104,16 +105,20 @@ class Model:
         key = method.lower() if isinstance(method, str) else method
         if key not in METHODS:
             raise MethodError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-        if key == "nuts":
-            from hierlm.estimate.nuts import sample
-
-            return sample(self._objective, **kwargs)
-        if kwargs:
+        if key != "nuts" and kwargs:
             raise MethodError(f"unexpected argument(s) for method={method!r}: "
                               f"{', '.join(sorted(kwargs))}")
-        from hierlm.estimate.frequentist import fit_profiled
+        # One BLAS thread: the objective's dense factorizations are small to medium, and
+        # multithreaded OpenBLAS potrf on 2 busy cores was 10x slower than one thread.
+        with threadpool_limits(limits=1, user_api="blas"):
+            if key == "nuts":
+                from hierlm.estimate.nuts import sample
 
-        return fit_profiled(self._objective, reml=(key == "reml"), start=start, options=options)
+                return sample(self._objective, **kwargs)
+            from hierlm.estimate.frequentist import fit_profiled
+
+            return fit_profiled(self._objective, reml=(key == "reml"), start=start,
+                                options=options)
 
 
 def fit(formula: str, data: pd.DataFrame, method: str = "reml", **kwargs: Any) -> FitResult:

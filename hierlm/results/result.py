@@ -126,6 +126,15 @@ class FitResult:
 
         return format_summary(self)
 
+    def save(self, path: str) -> None:
+        """Write the result to ``path`` in open formats (JSON, plus netCDF for NUTS draws).
+
+        See :func:`hierlm.results.io.save`; read it back with :func:`hierlm.load`.
+        """
+        from hierlm.results.io import save
+
+        save(self, path)
+
     def __repr__(self) -> str:
         return (f"<hierlm.FitResult {self.method}: {self.formula!r}, nobs={self.nobs}, "
                 f"objective={self.objective:.4f}>")
