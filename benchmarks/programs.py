@@ -84,7 +84,10 @@ def _parse(m: Measured, cap: float) -> dict[str, Any]:
     """Turn a child's output into a result dictionary (status ok / error / timeout)."""
     base: dict[str, Any] = {"wall_s": m.wall_s, "maxrss_mb": m.maxrss_mb}
     if m.timed_out:
-        return {**base, "status": "timeout", "message": f"> {cap:g} s"}
+        progress = [json.loads(line[len("PROGRESS "):]) for line in m.stdout.splitlines()
+                    if line.startswith("PROGRESS ")]
+        partial = {"partial": progress[-1]} if progress else {}
+        return {**base, **partial, "status": "timeout", "message": f"> {cap:g} s"}
     for line in reversed(m.stdout.splitlines()):
         if line.startswith("RESULT "):
             payload = json.loads(line[len("RESULT "):])
@@ -92,14 +95,20 @@ def _parse(m: Measured, cap: float) -> dict[str, Any]:
                 return {**base, "status": "error", "message": payload["error"]}
             return {**base, "status": "ok", **payload}
     lines = [ln for ln in (m.stderr + m.stdout).strip().splitlines() if ln.strip()]
-    last = lines[-1] if lines else f"exit status {m.returncode}"
     if m.returncode < 0:
-        last = f"killed by signal {-m.returncode}; {last}"
+        last = f"killed by signal {-m.returncode}" + (f"; {lines[-1]}" if lines else "")
+    else:
+        last = lines[-1] if lines else f"exit status {m.returncode}"
     return {**base, "status": "error", "message": last.strip()}
 
 
 def _summary(times: list[float], warmup: float | None) -> dict[str, Any]:
     return {"times": times, "median": statistics.median(times), "warmup": warmup}
+
+
+def _progress(**done: Any) -> None:
+    """Report what is finished so far, kept if the process is later killed at its cap."""
+    print("PROGRESS " + json.dumps(done), flush=True)
 
 
 def _n_repeats(repeats: int, warmup: float, budget: float) -> int:
@@ -139,12 +148,14 @@ def hierlm_worker(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     hierlm.fit(spec["formula"], data=data, method=spec["method"])
     warmup = time.perf_counter() - t0
-    times = []
+    _progress(warmup=warmup)
+    times: list[float] = []
     res: Any = None
     for _ in range(_n_repeats(spec["repeats"], warmup, spec["budget"])):
         t0 = time.perf_counter()
         res = hierlm.fit(spec["formula"], data=data, method=spec["method"])
         times.append(time.perf_counter() - t0)
+        _progress(warmup=warmup, times=times)
     return {**_summary(times, warmup), **_hierlm_payload(res)}
 
 
@@ -184,6 +195,7 @@ def statsmodels_worker(spec: dict[str, Any]) -> dict[str, Any]:
         return time.perf_counter() - t0, result
 
     warmup, res = fit_once()
+    _progress(warmup=warmup)
     if warmup > spec["budget"]:
         times = [warmup]
         warmup_out = None
@@ -213,7 +225,7 @@ def worker_main(argv: list[str]) -> None:
     workers = {"hierlm": hierlm_worker, "statsmodels": statsmodels_worker}
     try:
         payload = workers[program](spec)
-    except Exception as exc:  # noqa: BLE001 - reported in the table cell
+    except Exception as exc:  # reported in the table cell
         payload = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
     print("RESULT " + json.dumps(payload), flush=True)
 
@@ -255,6 +267,9 @@ def run_hierlm(case: Case, csv: Path, repeats: int, budget: float, cap: float) -
         "inproc": _parse(run_measured(
             [sys.executable, "-m", "benchmarks.programs", "hierlm", spec], cap), cap),
     }
+    if out["inproc"]["status"] == "timeout":
+        skipped = {"status": "skipped", "message": "in-process run timed out"}
+        return {**out, "fresh_warm": skipped, "fresh_cold": skipped}
     fresh = [sys.executable, "-c", FRESH_SCRIPT, spec]
     out["fresh_warm"] = _parse(run_measured(fresh, cap), cap)
     tmp = Path(tempfile.mkdtemp(prefix="hierlm-bench-cold-"))
@@ -262,7 +277,8 @@ def run_hierlm(case: Case, csv: Path, repeats: int, budget: float, cap: float) -
         env = dict(os.environ)
         flags = [f for f in env.get("PYTENSOR_FLAGS", "").split(",") if f]
         flags = [f for f in flags if not f.startswith(("compiledir=", "base_compiledir="))]
-        env["PYTENSOR_FLAGS"] = ",".join([*flags, f"compiledir={tmp / 'pytensor'}"])
+        # PyTensor keeps its Numba cache under base_compiledir, not compiledir.
+        env["PYTENSOR_FLAGS"] = ",".join([*flags, f"base_compiledir={tmp / 'pytensor'}"])
         env["NUMBA_CACHE_DIR"] = str(tmp / "numba")
         out["fresh_cold"] = _parse(run_measured(fresh, cap, env=env), cap)
     finally:
@@ -292,10 +308,11 @@ def run_lme4(case: Case, csv: Path, repeats: int, budget: float, cap: float) -> 
         return {"inproc": skipped, "fresh": skipped}
     reml = "TRUE" if case.method == "reml" else "FALSE"
     base = ["Rscript", str(R_SCRIPT), str(csv), case.formula, ",".join(case.str_columns), reml]
-    return {
-        "inproc": _parse(run_measured([*base, str(repeats), str(budget)], cap), cap),
-        "fresh": _parse(run_measured([*base, "0"], cap), cap),
-    }
+    inproc = _parse(run_measured([*base, str(repeats), str(budget)], cap), cap)
+    if inproc["status"] == "timeout":
+        return {"inproc": inproc,
+                "fresh": {"status": "skipped", "message": "in-process run timed out"}}
+    return {"inproc": inproc, "fresh": _parse(run_measured([*base, "0"], cap), cap)}
 
 
 def run_statsmodels(

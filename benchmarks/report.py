@@ -1,4 +1,4 @@
-"""Render benchmark results: the markdown table (``results.md``) and the bar chart (``results.png``).
+"""Render benchmark results: markdown table (``results.md``) and bar chart (``results.png``).
 
 Both are produced from the dictionary that is also saved as ``results.json``, so
 they can be regenerated without re-running anything::
@@ -38,10 +38,12 @@ def _escape(text: str, width: int = 48) -> str:
 
 
 def cell(result: dict[str, Any] | None, key: str = "median", unit: str = "") -> str:
-    """One table cell: the number if the run succeeded, else what went wrong."""
+    """One table cell: the number if the run succeeded, else (time columns) what went wrong."""
     if result is None:
         return "not run"
     status = result.get("status")
+    if status != "ok" and key not in ("median", "wall_s"):
+        return "—"
     if status == "ok":
         value = result.get(key)
         if value is None:
@@ -99,6 +101,39 @@ def row(case: dict[str, Any], sm_cap: float) -> list[str]:
     ]
 
 
+def _split(res: dict[str, Any] | None) -> str:
+    if not res or res.get("status") != "ok" or res.get("fit_s") is None:
+        return cell(res, "wall_s")
+    return " / ".join(fmt_s(float(res[k])) for k in ("import_s", "read_s", "fit_s"))
+
+
+def details(results: dict[str, Any]) -> list[str]:
+    """A second table: where hierlm's fresh-process time goes, and lme4 without its checks."""
+    head = ("case", "hierlm first fit in process (s)", "hierlm converged",
+            "fresh warm: import / read / fit (s)", "fresh cold: import / read / fit (s)",
+            "lme4 without calc.derivs (s)", "lme4 singular fit")
+    out = ["## Details", "", "| " + " | ".join(head) + " |",
+           "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for case in results["cases"]:
+        h, r = case.get("hierlm", {}), case.get("lme4", {})
+        inproc, lme4 = h.get("inproc"), r.get("inproc")
+        ok = inproc is not None and inproc.get("status") == "ok"
+        singular = lme4.get("singular") if lme4 and lme4.get("status") == "ok" else None
+        out.append("| " + " | ".join([
+            case["name"], cell(inproc, "warmup"),
+            str(inproc.get("converged")) if ok and inproc else "—",
+            _split(h.get("fresh_warm")), _split(h.get("fresh_cold")),
+            cell(lme4, "fit_noderivs_s"), "—" if singular is None else str(singular),
+        ]) + " |")
+    return out
+
+
+def _fmt_any(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(fmt_s(float(v)) for v in value) + "] s"
+    return fmt_s(float(value)) + " s"
+
+
 def _problems(results: dict[str, Any]) -> list[str]:
     lines = []
     for case in results["cases"]:
@@ -113,6 +148,9 @@ def _problems(results: dict[str, Any]) -> list[str]:
         for label, res in parts:
             if res and res.get("status") in ("error", "timeout", "skipped"):
                 msg = " ".join(str(res.get("message", "")).split())
+                if res.get("partial"):
+                    msg += "; finished before the cap: " + ", ".join(
+                        f"{k} {_fmt_any(v)}" for k, v in res["partial"].items())
                 lines.append(f"- {case['name']}, {label}: {res['status']}: {msg}")
     return lines
 
@@ -137,6 +175,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for case in results["cases"]:
         out.append("| " + " | ".join(row(case, settings["sm_cap"])) + " |")
+    out += ["", *details(results)]
     out += ["", "## Cases", ""]
     for case in results["cases"]:
         out.append(f"- **{case['name']}** ({case['title']}): `{case['formula']}`, "
@@ -159,6 +198,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     cases = results["cases"]
     cap = float(results["settings"]["sm_cap"])
@@ -180,14 +220,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
             else:
                 label = {"n/a": "n/a", "skipped": "skip"}.get(str(res and res.get("status")), "err")
                 ax.text(x, floor * 1.3, label, ha="center", va="bottom", rotation=90, fontsize=7)
-    for prog in PROGRAMS:
-        ax.bar([], [], color=colors[prog], label=prog)
+    handles = [Patch(color=colors[prog], label=prog) for prog in PROGRAMS]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
+                         label=f"time-out (> {cap:g} s)"))
     ax.set_yscale("log")
     ax.set_ylim(bottom=floor)
     ax.set_xticks(range(len(cases)), [c["name"] for c in cases])
     ax.set_ylabel("fit time, median (s, log scale)")
     ax.set_title("hierlm vs lme4 vs statsmodels: in-process fit time")
-    ax.legend(frameon=False)
+    ax.legend(handles=handles, frameon=False, fontsize=8)
     ax.grid(axis="y", which="major", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
