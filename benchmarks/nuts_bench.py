@@ -1,0 +1,192 @@
+"""NUTS benchmark row: hierlm's marginal-likelihood NUTS against bambi's latent model.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.nuts_bench                   # sleepstudy (+ bambi if importable)
+    python -m benchmarks.nuts_bench --insteval        # also InstEval, 4 chains x 500 draws
+    python -m benchmarks.nuts_bench --sampler pymc --out /tmp/nuts_results.md
+    python -m benchmarks.nuts_bench --bambi-path /tmp/bambi_site   # bambi kept out of the venv
+
+Every measurement runs in a fresh Python process (``python -m benchmarks.nuts_bench
+worker <json>``) and reports the process's wall time, the fit's wall time and the
+smallest bulk effective sample size over the fixed effects, sigma and the
+random-effect SDs (and, for hierlm, the correlations).  sleepstudy runs twice for
+hierlm: with an empty compile cache (fresh ``PYTENSOR_FLAGS=base_compiledir=...`` and
+``NUMBA_CACHE_DIR``) and with a warm one (after a warm-up process).  bambi fits
+``Reaction ~ Days + (Days | Subject)`` with latent random effects; it is optional
+(``pip install bambi`` for the benchmark only).  Results go to
+``benchmarks/nuts_results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+INSTEVAL = Path(os.environ.get("HIERLM_REFERENCE", BENCH_DIR.parents[1] / "shared" / "reference")
+                ) / "data" / "insteval.csv"
+SLEEP = "Reaction ~ 1 + Days + (1 + Days | Subject)"
+INSTEVAL_FORMULA = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"
+
+
+def _hierlm_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import warnings
+
+    import pandas as pd
+
+    import hierlm
+
+    if spec["data"] == "sleepstudy":
+        df = hierlm.load_sleepstudy()
+    else:
+        df = pd.read_csv(INSTEVAL, dtype={c: str for c in ("s", "d", "dept", "service")})
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = hierlm.fit(spec["formula"], df, method="nuts", progressbar=False,
+                         random_seed=spec.get("seed", 1), sampler=spec["sampler"],
+                         draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
+                         ranef_draws=spec.get("ranef_draws", True))
+    fit = time.perf_counter() - t0
+    diag = res.extra["diagnostics"]
+    no_corr = diag[~diag.index.str.startswith("corr_")]
+    return {"fit_s": fit, "sampling_s": res.extra["sampling_time"],
+            "min_ess": float(diag["ess_bulk"].min()),
+            "min_ess_no_corr": float(no_corr["ess_bulk"].min()),
+            "max_rhat": float(diag["r_hat"].max()), "divergences": res.extra["divergences"],
+            "n_evals": res.n_evals, "sampler": res.extra["sampler"],
+            "fixef": res.fixef.round(3).to_dict()}
+
+
+def _bambi_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import arviz as az
+    import bambi as bmb
+    import pandas as pd
+
+    # Read the data without importing hierlm: bambi may bring its own formulae.
+    df = pd.read_csv(BENCH_DIR.parent / "hierlm" / "datasets" / "sleepstudy.csv")
+    t0 = time.perf_counter()
+    model = bmb.Model("Reaction ~ Days + (Days | Subject)", df)
+    idata = model.fit(draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
+                      random_seed=spec.get("seed", 1), progressbar=False)
+    fit = time.perf_counter() - t0
+    post = idata["posterior"] if hasattr(idata, "children") else idata.posterior
+    names = [v for v in post.data_vars
+             if v in ("Intercept", "Days", "sigma") or str(v).endswith("_sigma")]
+    diag = az.summary(idata, var_names=names)
+    div = int(idata["sample_stats"]["diverging"].values.sum())
+    return {"fit_s": fit, "min_ess": float(diag["ess_bulk"].astype(float).min()),
+            "max_rhat": float(diag["r_hat"].astype(float).max()), "divergences": div,
+            "params": names}
+
+
+def _worker(spec: dict[str, Any]) -> None:
+    result = _bambi_worker(spec) if spec["program"] == "bambi" else _hierlm_worker(spec)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _run(spec: dict[str, Any], env: dict[str, str] | None = None,
+         timeout: float = 7200) -> dict[str, Any]:
+    """Run one measurement in a fresh process; add its wall time."""
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.nuts_bench", "worker",
+                               json.dumps(spec)], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, **(env or {})},
+                              cwd=BENCH_DIR.parent)
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "process_s": time.perf_counter() - t0}
+    wall = time.perf_counter() - t0
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return {"status": "ok", "process_s": wall, **json.loads(line[7:])}
+    return {"status": "error", "process_s": wall, "error": proc.stderr.strip()[-2000:]}
+
+
+def _row(name: str, r: dict[str, Any], chains: int, draws: int) -> str:
+    if r.get("status") != "ok":
+        return (f"| {name} | {chains} x {draws} | {r.get('status')} | | | | | | "
+                f"{r.get('error', '')[-200:].replace('|', '/').replace(chr(10), ' ')} |")
+    ess = r["min_ess"]
+    note = f"{r.get('sampler', '')}; r_hat max {r['max_rhat']:.3f}"
+    if "min_ess_no_corr" in r:
+        note += f"; min ESS without corr {r['min_ess_no_corr']:.0f}"
+    return (f"| {name} | {chains} x {draws} | {r['process_s']:.1f} | {r['fit_s']:.1f} | "
+            f"{r.get('sampling_s', float('nan')):.1f} | {ess:.0f} | {ess / r['fit_s']:.1f} | "
+            f"{r['divergences']} | {note} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sampler", default="auto",
+                    help="auto, pymc, nutpie, or a comma-separated list (one pair of rows each)")
+    ap.add_argument("--insteval", action="store_true", help="also run InstEval (long)")
+    ap.add_argument("--no-bambi", action="store_true")
+    ap.add_argument("--bambi-path", default="",
+                    help="extra sys.path entry for bambi (e.g. a pip --target folder)")
+    ap.add_argument("--out", type=Path, default=BENCH_DIR / "nuts_results.md")
+    args = ap.parse_args(argv)
+    base = {"program": "hierlm", "data": "sleepstudy", "formula": SLEEP, "draws": 1000,
+            "tune": 1000, "chains": 4, "sampler": "auto"}
+    rows = []
+    for sampler in args.sampler.split(","):
+        spec = {**base, "sampler": sampler}
+        with tempfile.TemporaryDirectory() as cold:
+            env = {"PYTENSOR_FLAGS": f"base_compiledir={cold}/pytensor",
+                   "NUMBA_CACHE_DIR": f"{cold}/numba"}
+            r = _run(spec, env)
+            print(f"sleepstudy ({sampler}), empty cache:", r, flush=True)
+            rows.append(_row("hierlm sleepstudy, empty compile cache", r, 4, 1000))
+        _run(spec)  # warm-up
+        r = _run(spec)
+        print(f"sleepstudy ({sampler}), warm cache:", r, flush=True)
+        rows.append(_row("hierlm sleepstudy, warm compile cache", r, 4, 1000))
+    if not args.no_bambi:
+        sys.path[:0] = [args.bambi_path] if args.bambi_path else []
+        if importlib.util.find_spec("bambi") is None:
+            rows.append("| bambi sleepstudy (latent random effects) | 4 x 1000 | not installed "
+                        "| | | | | | |")
+        else:
+            path = os.pathsep.join(p for p in (args.bambi_path, os.environ.get("PYTHONPATH"))
+                                   if p)
+            r = _run({**base, "program": "bambi"}, {"PYTHONPATH": path} if path else None)
+            print("bambi:", r, flush=True)
+            rows.append(_row("bambi sleepstudy (latent random effects)", r, 4, 1000))
+    if args.insteval:
+        spec = {**base, "data": "insteval", "formula": INSTEVAL_FORMULA, "draws": 500,
+                "tune": 500, "ranef_draws": 200, "sampler": args.sampler.split(",")[0]}
+        r = _run(spec, timeout=4 * 3600)
+        print("insteval:", r, flush=True)
+        rows.append(_row("hierlm InstEval (ranef_draws=200)", r, 4, 500))
+    header = ["# NUTS benchmark", "",
+              f"Run {dt.datetime.now().isoformat(timespec='minutes')} on {platform.node()} "
+              f"({os.cpu_count()} CPUs), Python {platform.python_version()}; "
+              f"`python -m benchmarks.nuts_bench {' '.join(argv or sys.argv[1:])}`.", "",
+              "Times in seconds. *process*: fresh Python process, imports included; *fit*: "
+              "the fit call (REML start, compile, sampling, random-effect draws); "
+              "*min ESS*: smallest bulk ESS over fixed effects, sigma, random-effect SDs "
+              "(hierlm also correlations); ESS/s = min ESS / fit.", "",
+              "| case | chains x draws | process | fit | sampling | min ESS | ESS/s "
+              "| divergences | notes |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    args.out.write_text("\n".join(header + rows) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "worker":
+        _worker(json.loads(sys.argv[2]))
+    else:
+        sys.exit(main())

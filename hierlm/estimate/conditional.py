@@ -1,0 +1,333 @@
+"""Exact draws of the random effects given (beta, theta, sigma), and per-group likelihoods.
+
+Given everything else, the spherical random effects are Gaussian::
+
+    u | y, beta, theta, sigma ~ N(u~(beta), sigma^2 (L_Z L_Z')^{-1}),
+
+with ``L_Z`` the random-effect block of the factor of ``Omega(theta)``.  hierlm's
+factor is blocked: ``L_Z = [[L11, 0], [G, L_ZR]]`` with ``L11 = blockdiag(L1_k)`` (the
+closed-form factors of ``M_k = T1'A11_k T1 + I``), ``L_ZR`` the top-left ``q_rest``
+block of the Schur factor ``L_R`` and ``G = C L11^{-T}``, ``C = Lambda_R'A_R1 Lambda_1``.
+A draw ``u = u~ + sigma L_Z'^{-1} z`` (``z ~ N(0, I)``) is computed blockwise, the
+rest first::
+
+    u_R = L_ZR'^{-1} (l_yZ' - L_XZ' beta + sigma z_R)
+    u_1 = L11'^{-1} (L11^{-1} t + sigma z_1),   t_k = -T1' (A_1R [Lambda_R u_R; beta; -1])_k
+
+(``t`` uses ``Lambda_R u_R`` with the noise already in it, which carries the
+``-G' x_R`` term of the triangular solve, so ``C`` is never formed.)  With ``z = 0``
+this is the conditional mean, which at ``beta = beta-hat(theta)`` is lme4's
+conditional mode.  Then ``b = Lambda_theta u``.
+
+:func:`group_loglik` gives ``log p(y_g | beta, theta, sigma)`` for each level ``g`` of
+a factor that splits the data into independent blocks (every term's levels nest
+in it): ``y_g ~ N(X_g beta, sigma^2 V_g)`` with
+``V_g = I + sum_i (X_i,g T_i)(X_i,g T_i)' * [same level of term i]``, by dense
+Cholesky of each block, padded to a common size and batched over draws.
+:func:`marginal_deviance` is the numpy twin of the graph's unprofiled deviance,
+``log|L_theta|^2 + n log(2 pi sigma^2) + (r^2 + ||L_XX'beta - l_yX'||^2) / sigma^2``,
+and :func:`ranef_posterior` turns posterior draws into random-effect draws and their
+posterior means and SDs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+import xarray as xr
+
+from hierlm.design.terms import ModelDesign
+from hierlm.estimate.extract import _cond_var
+from hierlm.objective.profiled import ProfiledObjective
+from hierlm.objective.theta import templates
+from hierlm.results.varcorr import group_labels
+
+
+@dataclass(frozen=True, eq=False)
+class Factor:
+    """The pieces of the factor at one theta that a draw needs."""
+
+    Ts: list[np.ndarray]
+    L1: np.ndarray  # (l1, p1, p1)
+    L_R: np.ndarray  # (m, m)
+    lam_rest: sp.csr_matrix  # (q_rest, q_rest)
+
+
+class ConditionalSampler:
+    """Draws ``u`` (and ``b``) from their Gaussian conditional for one model.
+
+    Parameters
+    ----------
+    objective : ProfiledObjective
+        The compiled model; its ``evaluate`` supplies ``L1`` and ``L_R`` at each theta.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective import compile_objective
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> cs = ConditionalSampler(compile_objective(d))
+    >>> f = cs.factor(np.array([0.96, 0.02, 0.23]))
+    >>> cs.draw(f, np.array([251.4, 10.47]), 25.6, np.zeros(36)).shape
+    (36,)
+    """
+
+    def __init__(self, objective: ProfiledObjective) -> None:
+        self.objective = objective
+        self.design = design = objective.design
+        g = objective.gram
+        self.q_rest, self.p, self.m = g.q_rest, g.p, g.m
+        first = design.terms[0]
+        self.l1, self.p1 = first.n_levels, first.p
+        # A_1R as a fixed sparse (l1 p1) x m matrix: row level * p1 + j.
+        rows = (g.nz_level[:, None] * self.p1 + np.arange(self.p1)[None, :]).ravel()
+        cols = np.repeat(g.nz_row, self.p1)
+        self.A1R = sp.csr_matrix((g.nz_val.ravel(), (rows, cols)), shape=(self.l1 * self.p1, g.m))
+        keep = g.lam_row < g.q_rest
+        self._lam = (g.lam_row[keep], g.lam_col[keep], g.lam_theta[keep])
+
+    def factor(self, theta: np.ndarray) -> Factor:
+        """Evaluate the factor at theta (one call of the compiled graph)."""
+        theta = np.asarray(theta, dtype=float)
+        _, _, L1, L_R = self.objective.evaluate(theta, reml=False)
+        r, c, t = self._lam
+        lam = sp.csr_matrix((theta[t], (r, c)), shape=(self.q_rest, self.q_rest))
+        return Factor(Ts=templates(self.design, theta), L1=L1, L_R=L_R, lam_rest=lam)
+
+    def draw(self, f: Factor, beta: np.ndarray, sigma: float, z: np.ndarray) -> np.ndarray:
+        """``u~(beta) + sigma L_Z'^{-1} z`` for ``z`` of shape ``(q,)`` or ``(q, k)``.
+
+        ``z = 0`` gives the conditional mean; ``u`` is ordered as ``Z``'s columns
+        (term by term, level-major within a term).
+        """
+        z = np.asarray(z, dtype=float)
+        vec = z.ndim == 1
+        Zm = z[:, None] if vec else z
+        k = Zm.shape[1]
+        qr, p, p1, l1 = self.q_rest, self.p, self.p1, self.l1
+        L_R = f.L_R
+        q1 = l1 * p1
+        beta = np.asarray(beta, dtype=float)
+        if qr:
+            rhs = L_R[-1, :qr] - L_R[qr:qr + p, :qr].T @ beta
+            u_R = sla.solve_triangular(L_R[:qr, :qr], rhs[:, None] + sigma * Zm[q1:],
+                                       lower=True, trans="T")
+            b_R = f.lam_rest @ u_R
+        else:
+            u_R = b_R = np.zeros((0, k))
+        v = np.concatenate([b_R, np.broadcast_to(beta[:, None], (p, k)), -np.ones((1, k))])
+        acc = (self.A1R @ v).reshape(l1, p1, k)
+        t = -np.einsum("ji,ljk->lik", f.Ts[0], acc)
+        w = np.linalg.solve(f.L1, t) + sigma * Zm[:q1].reshape(l1, p1, k)
+        u1 = np.linalg.solve(np.swapaxes(f.L1, 1, 2), w).reshape(q1, k)
+        u = np.concatenate([u1, u_R])
+        return u[:, 0] if vec else u
+
+    def to_b(self, f: Factor, u: np.ndarray) -> list[np.ndarray]:
+        """``b = Lambda u`` split by term, each ``(levels, p_i)`` (or ``(levels, p_i, k)``)."""
+        out = []
+        off = 0
+        for term, T in zip(self.design.terms, f.Ts, strict=True):
+            ui = u[off:off + term.q].reshape(term.n_levels, term.p, *u.shape[1:])
+            out.append(np.einsum("ij,lj...->li...", T, ui))
+            off += term.q
+        return out
+
+    def sample_b(self, theta: np.ndarray, beta: np.ndarray, sigma: np.ndarray,
+                 rng: np.random.Generator) -> list[np.ndarray]:
+        """One draw of ``b`` per posterior draw; inputs ``(D, n_theta)``, ``(D, p)``, ``(D,)``.
+
+        Returns a list over terms of arrays ``(D, levels, p_i)``.
+        """
+        D = theta.shape[0]
+        out = [np.empty((D, t.n_levels, t.p)) for t in self.design.terms]
+        q = self.design.q
+        for d in range(D):
+            f = self.factor(theta[d])
+            u = self.draw(f, beta[d], float(sigma[d]), rng.standard_normal(q))
+            for arr, b in zip(out, self.to_b(f, u), strict=True):
+                arr[d] = b
+        return out
+
+
+def split_factor(design: ModelDesign) -> int | None:
+    """Index of the term whose grouping factor splits the data into independent blocks.
+
+    That is a term every other term's levels nest in (each level of every term lies
+    in one level of it); the one with most levels is chosen.  ``None`` for crossed
+    designs.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days || Subject)", hierlm.load_sleepstudy())
+    >>> split_factor(d)
+    0
+    """
+    best = None
+    for c, cand in enumerate(design.terms):
+        nested = True
+        for t in design.terms:
+            pairs = np.unique(np.stack([t.codes, cand.codes]), axis=1)
+            if pairs.shape[1] != len(np.unique(t.codes)):
+                nested = False
+                break
+        if nested and (best is None or cand.n_levels > design.terms[best].n_levels):
+            best = c
+    return best
+
+
+def group_loglik(design: ModelDesign, split: int, theta: np.ndarray, beta: np.ndarray,
+                 sigma: np.ndarray, max_block: int = 4_000_000) -> np.ndarray:
+    """``log p(y_g | beta, theta, sigma)`` per draw and level ``g`` of term ``split``.
+
+    Parameters
+    ----------
+    design : ModelDesign
+        The model.
+    split : int
+        Index of the splitting term (see :func:`split_factor`).
+    theta, beta, sigma : ndarray
+        Draws, shapes ``(D, n_theta)``, ``(D, p)``, ``(D,)``.
+    max_block : int
+        Entries of the padded covariance batch computed at once (memory bound).
+
+    Returns
+    -------
+    ndarray, shape (D, levels)
+        Summed over levels it is the marginal log-likelihood of all of ``y``.
+    """
+    codes = design.terms[split].codes
+    G = design.terms[split].n_levels
+    counts = np.bincount(codes, minlength=G)
+    nmax = int(counts.max())
+    order = np.argsort(codes, kind="stable")
+    pos = np.arange(design.nobs) - np.repeat(np.cumsum(counts) - counts, counts)
+    idx = np.full((G, nmax), -1)
+    idx[codes[order], pos] = order
+    valid = idx >= 0
+    safe = np.where(valid, idx, 0)
+    yg = np.where(valid, design.y[safe], 0.0)
+    Xg = np.where(valid[..., None], design.X[safe], 0.0)
+    parts = []
+    for t in design.terms:
+        Xt = np.where(valid[..., None], t.X[safe], 0.0)
+        same = (t.codes[safe][:, :, None] == t.codes[safe][:, None, :]) & valid[:, :, None]
+        parts.append((Xt, same))
+    eye = np.eye(nmax)
+    pad = np.where(valid, 0.0, 1.0)[:, :, None] * eye  # identity on padded rows
+    D = theta.shape[0]
+    out = np.empty((D, G))
+    step = max(1, max_block // max(1, G * nmax * nmax))
+    for s in range(0, D, step):
+        sl = slice(s, min(D, s + step))
+        Ts = [np.stack(col) for col in zip(*(templates(design, th) for th in theta[sl]),
+                                           strict=True)]
+        V = np.broadcast_to(eye * valid[:, :, None] + pad, (Ts[0].shape[0], G, nmax, nmax)).copy()
+        for (Xt, same), T in zip(parts, Ts, strict=True):
+            A = np.einsum("gnp,dpq->dgnq", Xt, T)
+            V += np.einsum("dgnq,dgmq->dgnm", A, A) * same
+        L = np.linalg.cholesky(V)
+        r = (yg[None] - np.einsum("gnp,dp->dgn", Xg, beta[sl])) * valid
+        w = _solve_lower(L, r)
+        logdet = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=2)
+        sig2 = sigma[sl, None] ** 2
+        out[sl] = -0.5 * (counts[None] * np.log(2 * np.pi * sig2) + logdet
+                          + (w**2).sum(axis=2) / sig2)
+    return out
+
+
+def _solve_lower(L: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``L^{-1} r`` for batches of lower-triangular ``L`` (``(..., n, n)``, ``(..., n)``)."""
+    return np.linalg.solve(L, r[..., None])[..., 0]
+
+
+def log_likelihood_dataset(design: ModelDesign, post: xr.Dataset, theta: np.ndarray,
+                           beta: np.ndarray, sigma: np.ndarray, budget: float = 2e10
+                           ) -> tuple[xr.Dataset | None, str]:
+    """The ``log_likelihood`` group (per level of the splitting factor), or None and why.
+
+    ``theta``, ``beta``, ``sigma`` are the flattened draws of ``post`` (chain-major).
+    """
+    split = split_factor(design)
+    if split is None:
+        return None, ("log_likelihood omitted: no grouping factor splits the data into "
+                      "independent blocks (crossed random effects), so arviz.loo is unavailable")
+    t = design.terms[split]
+    nmax = float(np.bincount(t.codes).max())
+    if t.n_levels < 2 or theta.shape[0] * t.n_levels * nmax**3 > budget:
+        why = "it has one level" if t.n_levels < 2 else "its blocks are too large to factor"
+        return None, f"log_likelihood omitted: {why} ({t.group!r})"
+    ll = group_loglik(design, split, theta, beta, sigma)
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    ds = xr.Dataset({"y": (("chain", "draw", f"{t.group}_level"), ll.reshape(C, D, -1))},
+                    coords={"chain": post["chain"].values, "draw": post["draw"].values,
+                            f"{t.group}_level": list(t.levels)},
+                    attrs={"note": f"log p(y_g | beta, theta, sigma) for each level g of "
+                                   f"{t.group!r}, random effects integrated out"})
+    return ds, f"log_likelihood: one value per level of {t.group!r} (leave-one-group-out)"
+
+
+def marginal_deviance(objective: ProfiledObjective, theta: np.ndarray, beta: np.ndarray,
+              sigma: float) -> float:
+    """``-2 log p(y | beta, theta, sigma)`` read off the factor (numpy twin of the graph).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective import compile_objective
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> th = np.array([0.92922, 0.01817, 0.22264])
+    >>> round(marginal_deviance(compile_objective(d), th, np.array([251.405, 10.467]), 25.592), 2)
+    1751.94
+    """
+    _, _, L1, L_R = objective.evaluate(theta, reml=False)
+    g = objective.gram
+    qr, p, n = g.q_rest, g.p, g.n
+    logdet = (2 * np.log(np.diagonal(L1, axis1=1, axis2=2)).sum()
+              + 2 * np.log(np.diag(L_R)[:qr]).sum())
+    resid = L_R[qr:qr + p, qr:qr + p].T @ beta - L_R[-1, qr:qr + p]
+    return float(logdet + n * np.log(2 * np.pi * sigma**2)
+                 + (L_R[-1, -1] ** 2 + resid @ resid) / sigma**2)
+
+
+def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], post: xr.Dataset,
+                    draws: tuple[np.ndarray, np.ndarray, np.ndarray],
+                    point: tuple[np.ndarray, np.ndarray, float], max_ranef: int,
+                    rng: np.random.Generator
+                    ) -> tuple[list[np.ndarray], list[np.ndarray], xr.Dataset | None, int]:
+    """Posterior mean and SD of ``b`` per term, and the draws as a Dataset.
+
+    ``draws`` are the flattened ``(theta, beta, sigma)`` draws of ``post``; at most
+    ``max_ranef`` of them (evenly thinned per chain) get a draw of ``b``.  With
+    ``max_ranef == 0`` the mean and SD are the conditional ones at ``point``
+    ``(theta, beta, sigma)`` and the Dataset is None.  Also returns the number of draws.
+    """
+    design = objective.design
+    theta, beta, sigma = draws
+    labels = group_labels(design)
+    cs = ConditionalSampler(objective)
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    if max_ranef == 0:  # conditional mean and SD at the point estimates
+        th, be, s = point
+        f = cs.factor(th)
+        mean = cs.to_b(f, cs.draw(f, be, s, np.zeros(design.q)))
+        qr = objective.gram.q_rest
+        cv = _cond_var(design, objective.gram, f.Ts, f.L1, f.L_R[:qr, :qr], f.lam_rest, s**2)
+        sds = [np.sqrt(np.clip(np.diagonal(v, axis1=1, axis2=2), 0, None)) for v in cv]
+        return mean, sds, None, 0
+    per_chain = min(D, max(1, max_ranef // C))
+    draw_idx = np.unique(np.linspace(0, D - 1, per_chain).round().astype(int))
+    sel = (np.arange(C)[:, None] * D + draw_idx[None, :]).ravel()
+    b = cs.sample_b(theta[sel], beta[sel], sigma[sel], rng)
+    data, used = {}, {"chain": post["chain"].values, "draw": post["draw"].values[draw_idx]}
+    for label, t, bk in zip(labels, design.terms, b, strict=True):
+        dims = (f"{t.group}_level", f"{label}_term")
+        data[f"r_{label}"] = (("chain", "draw", *dims), bk.reshape(C, len(draw_idx), t.n_levels,
+                                                                   t.p))
+        used.update({d: coords[d] for d in dims})
+    sd = [x.std(0, ddof=1) if len(x) > 1 else np.zeros_like(x[0]) for x in b]
+    return [x.mean(0) for x in b], sd, xr.Dataset(data, coords=used), len(sel)

@@ -1,0 +1,107 @@
+"""Random-effect draws and per-group likelihoods against dense brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hierlm
+from hierlm.estimate.conditional import ConditionalSampler, group_loglik, split_factor
+from hierlm.estimate.frequentist import fit_profiled
+from hierlm.objective import compile_objective
+from tests.dense import dense_lambda, dense_z, marginal_cov, neg2_loglik
+from tests.objective.test_profiled import FORMULAS, random_data, random_theta
+
+
+def dense_conditional(design: hierlm.design.terms.ModelDesign, theta: np.ndarray,
+                      beta: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of ``u | y`` from ``(Lambda'Z'Z Lambda + I)``."""
+    ZL = dense_z(design) @ dense_lambda(design, theta)
+    P = ZL.T @ ZL + np.eye(design.q)
+    mean = np.linalg.solve(P, ZL.T @ (design.y - design.X @ beta))
+    return mean, sigma**2 * np.linalg.inv(P)
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_mean_and_covariance_match_dense(formula: str) -> None:
+    rng = np.random.default_rng(3 + len(formula))
+    design = hierlm.build_design(formula, random_data(11 + len(formula)))
+    cs = ConditionalSampler(compile_objective(design))
+    for _ in range(2):
+        theta = random_theta(design, rng)
+        beta = rng.normal(size=design.p)
+        sigma = float(rng.uniform(0.5, 2.0))
+        mean, cov = dense_conditional(design, theta, beta, sigma)
+        f = cs.factor(theta)
+        got = cs.draw(f, beta, sigma, np.zeros(design.q))
+        np.testing.assert_allclose(got, mean, rtol=1e-8, atol=1e-10)
+        # The draw is affine in z: its linear part K gives the covariance K K' exactly.
+        K = cs.draw(f, beta, sigma, np.eye(design.q)) - got[:, None]
+        np.testing.assert_allclose(K @ K.T, cov, rtol=1e-8, atol=1e-10)
+
+
+def test_monte_carlo_draws_of_b() -> None:
+    design = hierlm.build_design("y ~ x + (1 + x | g) + (1 | h)", random_data(5, n=80))
+    rng = np.random.default_rng(0)
+    theta = random_theta(design, rng)
+    beta, sigma = np.array([0.3, -0.2]), 1.3
+    cs = ConditionalSampler(compile_objective(design))
+    D = 4000
+    b = cs.sample_b(np.tile(theta, (D, 1)), np.tile(beta, (D, 1)), np.full(D, sigma), rng)
+    flat = np.concatenate([x.reshape(D, -1) for x in b], axis=1)
+    mean_u, cov_u = dense_conditional(design, theta, beta, sigma)
+    Lam = dense_lambda(design, theta)
+    mean_b, cov_b = Lam @ mean_u, Lam @ cov_u @ Lam.T
+    se = np.sqrt(np.diag(cov_b) / D)
+    assert np.all(np.abs(flat.mean(0) - mean_b) < 5 * se + 1e-12)
+    np.testing.assert_allclose(np.cov(flat, rowvar=False), cov_b, atol=0.15 * cov_b.max())
+
+
+def test_mean_at_reml_is_conditional_mode() -> None:
+    design = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    obj = compile_objective(design)
+    res = fit_profiled(obj, reml=True)
+    cs = ConditionalSampler(obj)
+    f = cs.factor(res.theta)
+    b = cs.to_b(f, cs.draw(f, res.fixef.to_numpy(), res.sigma, np.zeros(design.q)))
+    ref = res.ranef()
+    for j, term in enumerate(design.terms[0].coef_names):
+        np.testing.assert_allclose(b[0][:, j], ref[ref.term == term]["value"], rtol=1e-9)
+
+
+@pytest.mark.parametrize(("formula", "expected"), [
+    ("y ~ x + (1 + x | g)", "g"),
+    ("y ~ x + (1 + x || g)", "g"),
+    ("y ~ x + (1 | g/k)", "g"),
+    ("y ~ x + (1 | g) + (1 | h)", None),
+])
+def test_split_factor(formula: str, expected: str | None) -> None:
+    design = hierlm.build_design(formula, random_data(2))
+    s = split_factor(design)
+    assert (None if s is None else design.terms[s].group) == expected
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 + x | g)", "y ~ 1 + (1 | g/k)",
+                                     "y ~ x + (1 + x || g) + (1 | k:g)"])
+def test_group_loglik_matches_dense(formula: str) -> None:
+    rng = np.random.default_rng(9)
+    design = hierlm.build_design(formula, random_data(4, n=70))
+    split = split_factor(design)
+    assert split is not None
+    D = 3
+    thetas = np.stack([random_theta(design, rng) for _ in range(D)])
+    betas = rng.normal(size=(D, design.p))
+    sigmas = rng.uniform(0.5, 2.0, size=D)
+    ll = group_loglik(design, split, thetas, betas, sigmas, max_block=200)
+    codes = design.terms[split].codes
+    for d in range(D):
+        total = -0.5 * neg2_loglik(design, thetas[d], betas[d], sigmas[d])
+        assert ll[d].sum() == pytest.approx(total, rel=1e-10)
+        V = sigmas[d] ** 2 * marginal_cov(design, thetas[d])
+        for g in range(design.terms[split].n_levels):
+            rows = codes == g
+            r = design.y[rows] - design.X[rows] @ betas[d]
+            Vg = V[np.ix_(rows, rows)]
+            expected = -0.5 * (rows.sum() * np.log(2 * np.pi) + np.linalg.slogdet(Vg)[1]
+                               + r @ np.linalg.solve(Vg, r))
+            assert ll[d, g] == pytest.approx(expected, rel=1e-10)
