@@ -15,15 +15,17 @@ from hierlm.errors import (
     HierlmError,
     MethodError,
     PriorError,
+    ResultFileError,
     SingularFitWarning,
 )
 from hierlm.model import Model, fit
+from hierlm.results.io import load
 from hierlm.results.result import FitResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning", "DataError", "FitResult", "FormulaError", "HierlmError",
-    "MethodError", "Model", "PriorError", "SingularFitWarning", "build_design", "fit",
-    "load_sleepstudy", "__version__",
+    "MethodError", "Model", "PriorError", "ResultFileError", "SingularFitWarning",
+    "build_design", "fit", "load", "load_sleepstudy", "__version__",
 ]

@@ -33,3 +33,12 @@ class ConvergenceWarning(UserWarning):
 
 class SingularFitWarning(UserWarning):
     """A variance component is estimated on the boundary (lme4's isSingular)."""
+
+
+class ResultFileError(HierlmError, ValueError):
+    """A saved :class:`~hierlm.FitResult` cannot be written or read back.
+
+    Raised for a path that is not a saved result, a file written by an incompatible
+    hierlm (its ``format_version``), damaged files, or a value of a type the format
+    does not store.
+    """

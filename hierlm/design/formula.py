@@ -18,7 +18,8 @@ fixed part (``C(x)``, ``I(x**2)``, ``np.log(x)``, ``x*z`` are handed on untouche
   ``a/b/c`` gives ``a``, ``b:a`` and ``c:b:a``.  ``(1 | a:b)`` is one term on the
   interaction of ``a`` and ``b``.  Grouping names may be backquoted (`` `my group` ``).
 
-The fixed part is ``"1"`` when no fixed term is written.  Every problem raises
+The fixed part is ``"1"`` when no fixed term is written.  A term written twice, fixed
+or random, is refused (lme4 silently ignores a repeated fixed term).  Every problem raises
 :class:`~hierlm.errors.FormulaError` with a one-line message naming the offending piece.
 """
 
@@ -56,7 +57,7 @@ def parse_formula(formula: str) -> FormulaSpec:
     Raises
     ------
     FormulaError
-        If the formula is malformed, has no random-effects term or repeats one.
+        If the formula is malformed, has no random-effects term or repeats a term.
 
     Examples
     --------
@@ -113,6 +114,12 @@ def parse_formula(formula: str) -> FormulaSpec:
             f"formula has no random-effects term such as (1 | group): {shown!r}; "
             "hierlm fits only mixed models, use an ordinary linear model instead"
         )
+    written: set[str] = set()
+    for sign, piece in fixed:
+        key = ":".join(_show(part) for part in _split_at(piece, ":"))
+        if sign == "+" and key not in ("0", "1") and key in written:
+            raise FormulaError(f"duplicated fixed-effects term {key!r} in {shown!r}")
+        written.add(key)
     seen: set[RandomTermSpec] = set()
     for term in random:
         if term in seen:

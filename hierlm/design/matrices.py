@@ -5,9 +5,12 @@ come from the ``formulae`` package (so the fixed part may use anything it suppor
 interactions, ``C()``, transforms).  hierlm itself keeps the covariance-block
 structure: formulae splits a bar term into separate terms and knows no ``||``.
 
-Rows with a missing value in any used column are dropped (and counted); rank-
-deficient ``X`` loses the columns that a pivoted QR finds redundant, with a
-warning naming them, as lme4 does.  The caller's DataFrame is never modified.
+Rows with a missing value in any used column are dropped (and counted), and
+categories that no longer occur afterwards are dropped from categorical columns;
+rank-deficient ``X`` loses the columns that are linear combinations of earlier
+ones, with a warning naming them, as lme4 does.  Every other problem with the data is a
+:class:`~hierlm.errors.DataError` whose one-line message names the column or term at
+fault (see ``docs/robustness.md``).  The caller's DataFrame is never modified.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from hierlm.design.formula import parse_formula
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
 from hierlm.errors import DataError, FormulaError
 
+# A column is linearly dependent on the columns before it when projecting it off them
+# leaves less than this fraction of its norm (R's ``qr(X, tol = 1e-7)``, used by lme4).
+RANK_TOL = 1e-7
+
 
 def _label(name: str) -> str:
     """formulae's column names in lme4's spelling: ``Intercept`` and ``f[b]`` -> ``fb``."""
@@ -31,59 +38,115 @@ def _label(name: str) -> str:
     return name.replace("[", "").replace("]", "").replace("T.", "")
 
 
+def _first_line(exc: Exception) -> str:
+    """A one-line account of an exception raised inside ``formulae`` or numpy."""
+    if isinstance(exc, KeyError) and exc.args:
+        return f"unknown function or variable {exc.args[0]!r}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _variables(expr: str, what: str) -> set[str]:
     try:
-        return set(fm.model_description(expr).var_names)
+        names = set(fm.model_description(expr).var_names)
     except Exception as exc:  # formulae raises many types; report one clear error
-        raise FormulaError(f"cannot parse {what} '{expr}': {exc}".splitlines()[0]) from None
+        raise FormulaError(f"cannot parse {what} '{expr}': {_first_line(exc)}") from None
+    names.discard("")  # keyword arguments of a call, as in C(x, levels=...)
+    return names
 
 
 def _model_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, tuple[str, ...]]:
     try:
         dm = fm.design_matrices(expr, data, na_action="error")
     except Exception as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise FormulaError(f"cannot evaluate {what} '{expr}': {msg}") from None
+        raise FormulaError(f"cannot evaluate {what} '{expr}': {_first_line(exc)}") from None
     if dm.common is None:
         return np.zeros((len(data), 0)), ()
     frame = dm.common.as_dataframe()
     names = tuple(_label(str(c)) for c in frame.columns)
-    return np.asarray(frame, dtype=np.float64), names
+    values = frame.to_numpy()
+    if np.iscomplexobj(values):
+        raise DataError(f"{what} '{expr}' has complex values")
+    return np.asarray(values, dtype=np.float64), names
+
+
+def _check_finite(M: np.ndarray, names: tuple[str, ...], what: str) -> None:
+    bad = [name for name, ok in zip(names, np.isfinite(M).all(axis=0), strict=True) if not ok]
+    if bad:
+        raise DataError(f"{what} column(s) {', '.join(map(repr, bad))} have non-finite "
+                        f"values (inf, or NaN from a transformation)")
 
 
 def _response(spec: FormulaSpec, data: pd.DataFrame) -> np.ndarray:
     name = spec.response
     if name in data.columns:
         col = data[name]
-        if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
-            raise DataError(f"response '{name}' must be numeric, got dtype {col.dtype}")
+        if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+                and not pd.api.types.is_complex_dtype(col)):
+            raise DataError(f"response '{name}' must be real numbers, got dtype {col.dtype}")
         y = col.to_numpy(dtype=np.float64)
     else:
         y_mat, _ = _model_matrix(f"0 + {name}", data, "response")
         if y_mat.shape[1] != 1:
-            raise DataError(f"response '{name}' must be a single numeric column")
+            raise DataError(f"response '{name}' must be a single numeric column, "
+                            f"got {y_mat.shape[1]} columns")
         y = y_mat[:, 0]
     if not np.all(np.isfinite(y)):
-        raise DataError(f"response '{name}' has infinite values")
+        raise DataError(f"response '{name}' has non-finite values (inf, or NaN from a "
+                        f"transformation)")
     return y
+
+
+def _dependent_columns(X: np.ndarray) -> list[int]:
+    """Columns of ``X`` that are linear combinations of the columns before them.
+
+    As R's ``qr`` (LINPACK ``dqrdc2``) and so lme4: a column is dependent when its
+    residual after projection on the earlier independent columns is at most
+    ``RANK_TOL`` times its norm; the projections are done on the triangular factor
+    of ``X``, which has the same column relations.
+    """
+    if X.shape[1] == 0:
+        return []
+    R = scipy.linalg.qr(X, mode="r")[0][: X.shape[1]]
+    norms = np.linalg.norm(R, axis=0)
+    kept: list[int] = []
+    dependent = []
+    for j in range(X.shape[1]):
+        col = R[:, j]
+        if kept:
+            coef = np.linalg.lstsq(R[:, kept], col, rcond=None)[0]
+            col = col - R[:, kept] @ coef
+        if np.linalg.norm(col) > RANK_TOL * norms[j]:
+            kept.append(j)
+        else:
+            dependent.append(j)
+    return dependent
 
 
 def _drop_rank_deficient(X: np.ndarray, names: tuple[str, ...]
                          ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Keep a full-rank subset of columns (pivoted QR, lme4's default ``"message+drop.cols"``)."""
-    if X.shape[1] == 0:
+    """Drop the columns that depend on earlier ones (lme4's ``"message+drop.cols"``)."""
+    dropped = _dependent_columns(X)
+    if not dropped:
         return X, names
-    _, R, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(R))
-    tol = diag.max() * max(X.shape) * np.finfo(float).eps * 1e3 if diag.size else 0.0
-    rank = int((diag > tol).sum())
-    if rank == X.shape[1]:
-        return X, names
-    keep = np.sort(piv[:rank])
-    dropped = [names[i] for i in sorted(piv[rank:])]
+    keep = [j for j in range(X.shape[1]) if j not in dropped]
     warnings.warn(f"fixed-effect model matrix is rank deficient; dropping column(s) "
-                  f"{', '.join(dropped)}", UserWarning, stacklevel=4)
-    return X[:, keep], tuple(names[i] for i in keep)
+                  f"{', '.join(names[j] for j in dropped)}", UserWarning, stacklevel=4)
+    return X[:, keep], tuple(names[j] for j in keep)
+
+
+def _check_not_exact(y: np.ndarray, X: np.ndarray, name: str) -> None:
+    """DataError if ``X`` reproduces ``y`` exactly (zero residual variance for every theta)."""
+    scale = float(np.max(np.abs(y)))
+    if X.shape[1]:
+        coef = np.linalg.lstsq(X, y, rcond=None)[0]
+        resid = y - X @ coef
+    else:
+        resid = y
+    if float(np.max(np.abs(resid), initial=0.0)) <= 1e-13 * scale or scale == 0.0:
+        what = "constant" if np.ptp(y) == 0.0 else "an exact linear function of the fixed effects"
+        raise DataError(f"response '{name}' is {what}; its residual variance is zero and the "
+                        f"model cannot be fitted")
 
 
 def _grouping(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -94,13 +157,72 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, tup
         if isinstance(col.dtype, pd.CategoricalDtype):
             s = col.astype(str)
         elif pd.api.types.is_float_dtype(col):
+            if not np.all(np.isfinite(col.to_numpy(dtype=np.float64))):
+                raise DataError(f"grouping column '{f}' has infinite values")
             s = col.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
+        elif pd.api.types.is_complex_dtype(col):
+            raise DataError(f"grouping column '{f}' has complex values")
         else:
             s = col.astype(str)
         labels = s if labels is None else labels + ":" + s
     assert labels is not None
     codes, uniques = pd.factorize(labels, sort=True)
     return codes.astype(np.int64), tuple(str(u) for u in uniques)
+
+
+def _check_term(ts: RandomTermSpec, Xi: np.ndarray, cnames: tuple[str, ...],
+                levels: tuple[str, ...], n: int) -> None:
+    """lme4's checks on one random-effects term, plus a full-rank term matrix."""
+    term = f"({ts.expr} | {ts.group})"
+    if Xi.shape[1] == 0:
+        raise FormulaError(f"random term {term} has no columns")
+    _check_finite(Xi, cnames, f"random term {term}:")
+    if len(levels) < 2:
+        raise DataError(f"grouping factor '{ts.group}' of random term {term} has a single "
+                        f"level ({levels[0]!r}); it needs at least 2 levels")
+    if len(levels) >= n:
+        raise DataError(f"grouping factor '{ts.group}' has {len(levels)} levels for "
+                        f"{n} observations; it must have fewer levels than observations")
+    if len(levels) * Xi.shape[1] >= n:
+        raise DataError(f"random term {term} has {len(levels) * Xi.shape[1]} random effects "
+                        f"for {n} observations; it must have fewer random effects than "
+                        f"observations (the variance components are not identifiable)")
+    dependent = _dependent_columns(Xi)
+    if dependent:
+        raise DataError(f"random term {term} has a rank-deficient model matrix: column(s) "
+                        f"{', '.join(cnames[j] for j in dependent)} are linear combinations "
+                        f"of the others (a slope on a constant?); remove them from the term")
+
+
+def _lme4_order(terms: list[RandomTerm]) -> list[RandomTerm]:
+    """Terms in lme4's order (``mkReTrms``): unchanged if the numbers of levels never
+    increase, else by decreasing number of levels with ties in reverse formula order
+    (``rev(order(nl))``)."""
+    nl = [t.n_levels for t in terms]
+    if all(b <= a for a, b in zip(nl, nl[1:], strict=False)):
+        return terms
+    return [terms[i] for i in sorted(range(len(terms)), key=lambda i: nl[i])[::-1]]
+
+
+def _check_frame(data: object, used: set[str]) -> pd.DataFrame:
+    """The used columns of ``data``, validated; raise DataError naming the fault."""
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if isinstance(data.columns, pd.MultiIndex):
+        raise DataError("data has MultiIndex columns; flatten them to single string names")
+    if len(data) == 0:
+        raise DataError("data has no rows")
+    missing = sorted(c for c in used if c not in data.columns)
+    if missing:
+        raise DataError(f"column(s) not found in data: {', '.join(missing)}")
+    dup = sorted({str(c) for c in data.columns[data.columns.duplicated()]} & used)
+    if dup:
+        raise DataError(f"column name(s) appear more than once in data: {', '.join(dup)}")
+    cols = [c for c in data.columns if c in used]
+    for c in cols:
+        if pd.api.types.is_complex_dtype(data[c]):
+            raise DataError(f"column '{c}' has complex values")
+    return data[cols]
 
 
 def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
@@ -111,12 +233,22 @@ def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
     formula : str
         For example ``"Reaction ~ 1 + Days + (1 + Days | Subject)"``.
     data : pandas.DataFrame
-        One row per observation.  Grouping columns may be int, str or categorical.
+        One row per observation.  Grouping columns may be int, str, float or
+        categorical.  Never modified.
 
     Returns
     -------
     ModelDesign
         Response, fixed-effects matrix and random-effects terms in lme4's order.
+
+    Raises
+    ------
+    FormulaError
+        If the formula is malformed or cannot be evaluated on the data.
+    DataError
+        If the data cannot support the model: a missing or duplicated column, a
+        non-numeric or non-finite response, too few rows or levels, or a random term
+        whose model matrix is rank deficient.
 
     Examples
     --------
@@ -124,57 +256,50 @@ def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
     >>> d = build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
     >>> d.nobs, d.fixef_names, d.terms[0].group, d.terms[0].coef_names
     (180, ('(Intercept)', 'Days'), 'Subject', ('(Intercept)', 'Days'))
+    >>> build_design("Reaction ~ Days + (Days | Subjet)", hierlm.load_sleepstudy())
+    Traceback (most recent call last):
+    ...
+    hierlm.errors.DataError: column(s) not found in data: Subjet
     """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     spec = parse_formula(formula)
-    if len(data) == 0:
-        raise DataError("data has no rows")
     used = _variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
     for term in spec.random:
         used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
     used |= set(spec.columns)
-    missing = sorted(c for c in used if c not in data.columns)
-    if missing:
-        raise DataError(f"column(s) not found in data: {', '.join(missing)}")
-    cols = [c for c in data.columns if c in used]
-    keep = data[cols].notna().all(axis=1).to_numpy()
+    sub = _check_frame(data, used)
+    keep = sub.notna().all(axis=1).to_numpy()
     n_dropped = int((~keep).sum())
     if n_dropped == len(data):
-        raise DataError("no complete rows: every row has a missing value in a used column")
+        empty = [str(c) for c in sub.columns if sub[c].isna().all()]
+        where = (f"column(s) {', '.join(empty)} are entirely missing" if empty else
+                 f"every row has a missing value in one of {', '.join(map(str, sub.columns))}")
+        raise DataError(f"no complete rows: {where}")
+    if len(data) - n_dropped < 2:
+        raise DataError(f"only {len(data) - n_dropped} complete row; a mixed model needs "
+                        f"more observations than grouping levels")
     if n_dropped:
         warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in "
                       f"used columns", UserWarning, stacklevel=3)
-    frame = data.loc[keep, cols].reset_index(drop=True).copy()
+    frame = sub.loc[keep].reset_index(drop=True).copy()
     for c in frame.columns:
         if isinstance(frame[c].dtype, pd.CategoricalDtype):
             frame[c] = frame[c].cat.remove_unused_categories()
 
     y = _response(spec, frame)
     X, names = _model_matrix(spec.fixed, frame, "fixed part")
-    if X.shape[1] and not np.all(np.isfinite(X)):
-        raise DataError("fixed-effects predictors have infinite values")
+    _check_finite(X, names, "fixed-effects")
     X, names = _drop_rank_deficient(X, names)
+    _check_not_exact(y, X, spec.response)
 
     terms = []
     for ts in spec.random:
         codes, levels = _grouping(ts, frame)
         Xi, cnames = _model_matrix(ts.expr, frame, f"random term ({ts.expr} | {ts.group})")
-        if Xi.shape[1] == 0:
-            raise FormulaError(f"random term ({ts.expr} | {ts.group}) has no columns")
-        if not np.all(np.isfinite(Xi)):
-            raise DataError(f"random term ({ts.expr} | {ts.group}) has infinite values")
-        if len(levels) >= len(y):
-            raise DataError(f"grouping factor '{ts.group}' has {len(levels)} levels for "
-                            f"{len(y)} observations; it must have fewer levels than "
-                            f"observations")
+        _check_term(ts, Xi, cnames, levels, len(y))
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
                                 codes=codes, X=Xi))
-    order = sorted(range(len(terms)), key=lambda i: -terms[i].n_levels)
-    terms = [terms[i] for i in order]
-    q = sum(t.q for t in terms)
-    if q >= len(y):
-        raise DataError(f"the model has {q} random effects for {len(y)} observations; "
-                        f"it must have fewer random effects than observations")
+    terms = _lme4_order(terms)
     return ModelDesign(formula=spec.formula, response=spec.response, y=y, X=X,
                        fixef_names=names, terms=tuple(terms), n_dropped=n_dropped)

@@ -16,7 +16,7 @@ import pandas as pd
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, SingularFitWarning
 from hierlm.estimate.extract import Estimates, extract
-from hierlm.estimate.optimize import optimize_theta
+from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import templates, theta_lower
 from hierlm.results.result import FitResult
@@ -26,7 +26,13 @@ SINGULAR_TOL = 1e-4
 
 
 def is_singular(design: ModelDesign, theta: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
-    """lme4's ``isSingular``: some template diagonal entry below ``tol``.
+    """lme4's ``isSingular`` rule, made scale-free: a template diagonal entry below ``tol``.
+
+    lme4 applies the rule to theta itself, whose entries scale like ``1 / x`` for a
+    slope on ``x``: a slope on ``x ~ 1e5`` would be flagged for no reason.  hierlm
+    applies it to theta in units of each column's root mean square
+    (``theta / theta_scale``, see :func:`hierlm.estimate.optimize.theta_scale`);
+    for intercepts and unit-scale columns that is lme4's rule.
 
     Examples
     --------
@@ -36,7 +42,8 @@ def is_singular(design: ModelDesign, theta: np.ndarray, tol: float = SINGULAR_TO
     (True, False)
     """
     diag = theta_lower(design) == 0.0
-    return bool(np.any(np.asarray(theta)[diag] < tol))
+    scaled = np.asarray(theta) / theta_scale(design)
+    return bool(np.any(scaled[diag] < tol))
 
 
 def ranef_frame(design: ModelDesign, b: list[np.ndarray], sd: list[np.ndarray]) -> pd.DataFrame:
