@@ -139,7 +139,8 @@ def compute_gram(design: ModelDesign, max_pairs: int = MAX_PAIRS) -> GramBlocks:
     design : ModelDesign
         Output of :func:`hierlm.design.build_design`.
     max_pairs : int
-        Above this many sparse pairs, ``A_R1`` is kept dense instead.
+        Above this many sparse pairs, ``A_R1`` is kept dense instead; it is also kept
+        dense when the dense product is cheaper than the pair sum.
 
     Returns
     -------
@@ -182,7 +183,10 @@ def compute_gram(design: ModelDesign, max_pairs: int = MAX_PAIRS) -> GramBlocks:
     counts = np.bincount(nz_level, minlength=first.n_levels).astype(np.int64)
     empty = np.zeros(0, dtype=np.int64)
     m = R.shape[1]
-    if int((counts * counts).sum()) <= max_pairs:
+    n_pairs = int((counts * counts).sum())
+    # Flops per evaluation: the pair sum costs about n_pairs * p1^2, the dense product
+    # A_R1 W A_R1' about m^2 * l1 * p1.  Take the cheaper (and respect the memory cap).
+    if n_pairs <= max_pairs and n_pairs * p1 <= m * m * first.n_levels:
         pa, pb = _pairs(nz_level, first.n_levels)
         target = nz_row[pa] * m + nz_row[pb]
         dense = np.zeros((0, 0))
