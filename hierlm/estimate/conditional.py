@@ -93,6 +93,11 @@ class ConditionalSampler:
         """Evaluate the factor at theta (one call of the compiled graph)."""
         theta = np.asarray(theta, dtype=float)
         _, _, L1, L_R = self.objective.evaluate(theta, reml=False)
+        return self.factor_from(theta, L1, L_R)
+
+    def factor_from(self, theta: np.ndarray, L1: np.ndarray, L_R: np.ndarray) -> Factor:
+        """Wrap factor pieces already evaluated at theta."""
+        theta = np.asarray(theta, dtype=float)
         r, c, t = self._lam
         lam = sp.csr_matrix((theta[t], (r, c)), shape=(self.q_rest, self.q_rest))
         return Factor(Ts=templates(self.design, theta), L1=L1, L_R=L_R, lam_rest=lam)

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from hierlm.design.terms import ModelDesign
 from hierlm.objective.gram import GramBlocks
-from hierlm.objective.theta import templates
+from hierlm.objective.profiled import ProfiledObjective
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,22 +43,14 @@ class Estimates:
     cond_var: list[np.ndarray]
 
 
-def _lambda_rest(design: ModelDesign, Ts: list[np.ndarray]) -> Any:
-    blocks = [sp.kron(sp.identity(t.n_levels), sp.csr_matrix(T))
-              for t, T in zip(design.terms[1:], Ts[1:], strict=True)]
-    if not blocks:
-        return sp.csr_matrix((0, 0))
-    return sp.block_diag(blocks, format="csr")
-
-
-def extract(design: ModelDesign, gram: GramBlocks, theta: np.ndarray, L1: np.ndarray,
+def extract(objective: ProfiledObjective, theta: np.ndarray, L1: np.ndarray,
             L_R: np.ndarray, reml: bool, cond_var: bool = True) -> Estimates:
     """Compute beta, sigma, vcov, conditional modes and variances at theta.
 
     Parameters
     ----------
-    design, gram : ModelDesign, GramBlocks
-        The model.
+    objective : ProfiledObjective
+        The model (design and Gram blocks).
     theta : ndarray
         Covariance parameters at which ``L1`` and ``L_R`` were computed.
     L1 : ndarray, shape (l1, p1, p1)
@@ -74,41 +66,26 @@ def extract(design: ModelDesign, gram: GramBlocks, theta: np.ndarray, L1: np.nda
     -------
     Estimates
     """
+    design, gram = objective.design, objective.gram
     n, p, qr = gram.n, gram.p, gram.q_rest
     r2 = L_R[-1, -1] ** 2
     sigma2 = r2 / (n - p if reml else n)
     L_XX = L_R[qr:qr + p, qr:qr + p]
     l_yX = L_R[-1, qr:qr + p]
     beta = sla.solve_triangular(L_XX, l_yX, lower=True, trans="T") if p else np.zeros(0)
-    L_Z = L_R[:qr, :qr]
-    rhs = L_R[-1, :qr] - L_R[qr:qr + p, :qr].T @ beta
-    u_rest = sla.solve_triangular(L_Z, rhs, lower=True, trans="T") if qr else np.zeros(0)
+    # Conditional modes: the conditional mean of u at beta-hat (z = 0), b = Lambda u.
+    from hierlm.estimate.conditional import ConditionalSampler
 
-    Ts = templates(design, theta)
-    lam_rest = _lambda_rest(design, Ts)
-    b_rest = lam_rest @ u_rest if qr else np.zeros(0)
-
-    first = design.terms[0]
-    T1 = Ts[0]
-    v = np.concatenate([b_rest, beta, [-1.0]])
-    acc = np.zeros((first.n_levels, first.p))
-    np.add.at(acc, gram.nz_level, gram.nz_val * v[gram.nz_row][:, None])
-    t = -acc @ T1  # rows: T1' acc_k
-    # u1_k = M_k^{-1} t_k with M_k = L1_k L1_k'
-    z = np.linalg.solve(L1, t[:, :, None])
-    u1 = np.linalg.solve(np.swapaxes(L1, 1, 2), z)[:, :, 0]
-    b_list = [u1 @ T1.T]
-    off = 0
-    for term in design.terms[1:]:
-        b_list.append(b_rest[off:off + term.q].reshape(term.n_levels, term.p))
-        off += term.q
+    sampler = ConditionalSampler(objective)
+    f = sampler.factor_from(theta, L1, L_R)
+    b_list = sampler.to_b(f, sampler.draw(f, beta, 0.0, np.zeros(design.q)))
 
     L_XXinv = sla.solve_triangular(L_XX, np.eye(p), lower=True) if p else np.zeros((0, 0))
     vcov = sigma2 * (L_XXinv.T @ L_XXinv)
 
     cv: list[np.ndarray] = []
     if cond_var:
-        cv = _cond_var(design, gram, Ts, L1, L_Z, lam_rest, sigma2)
+        cv = _cond_var(design, gram, f.Ts, L1, L_R[:qr, :qr], f.lam_rest, sigma2)
     return Estimates(beta=beta, sigma=float(np.sqrt(sigma2)), vcov=vcov, b=b_list, cond_var=cv)
 
 

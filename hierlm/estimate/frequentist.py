@@ -123,7 +123,7 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     design = objective.design
     opt = optimize_theta(objective, reml, start=start, options=options)
     _, _, L1, L_R = objective.evaluate(opt.theta, reml)
-    est = extract(design, objective.gram, opt.theta, L1, L_R, reml)
+    est = extract(objective, opt.theta, L1, L_R, reml)
     messages = []
     if not opt.converged:
         msg = (f"optimizer did not converge: largest projected gradient "

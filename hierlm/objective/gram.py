@@ -192,7 +192,7 @@ def compute_gram(design: ModelDesign, max_pairs: int = MAX_PAIRS) -> GramBlocks:
         dense = np.zeros((0, 0))
     else:
         pa = pb = target = empty
-        dense = np.asarray(AR1.toarray() if hasattr(AR1, "toarray") else AR1)
+        dense = np.asarray(AR1.toarray())
     lr, lc, lt = _lambda_rest_entries(design)
     return GramBlocks(
         A11=A11, nz_row=nz_row, nz_level=nz_level, nz_val=nz_val,
