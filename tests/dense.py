@@ -74,3 +74,24 @@ def profiled_criterion(design: ModelDesign, theta: np.ndarray, reml: bool) -> fl
         _, ld = np.linalg.slogdet(X.T @ Vi_X / sigma2)
         val += ld - p * np.log(2 * np.pi)
     return val
+
+
+def profiled_criterion_qr(design: ModelDesign, theta: np.ndarray, reml: bool) -> float:
+    """lme4's criterion at theta by a Householder QR of the augmented least-squares problem.
+
+    ``min || [y; 0] - [X Z Lambda; 0 I] [beta; u] ||^2``: the residual is formed from the
+    data, not from a Gram matrix, so ``r^2`` keeps its relative precision when the fit is
+    nearly perfect (where :func:`profiled_criterion`'s solve with ``V`` does not).
+    """
+    X, y, n, p = design.X, design.y, design.nobs, design.p
+    ZL = dense_z(design) @ dense_lambda(design, theta)
+    q = ZL.shape[1]
+    A = np.block([[ZL, X], [np.eye(q), np.zeros((q, p))]])
+    b = np.concatenate([y, np.zeros(q)])
+    Q, R = np.linalg.qr(A)
+    res = b - A @ np.linalg.solve(R, Q.T @ b)
+    r2 = float(res @ res)
+    logd = 2 * np.log(np.abs(np.diag(R)))
+    nr = n - p if reml else n
+    return float(logd[:q].sum() + (logd[q:].sum() if reml else 0.0)
+                 + nr * (1 + np.log(2 * np.pi * r2 / nr)))

@@ -115,7 +115,7 @@ class ConditionalSampler:
         qr, p, p1, l1 = self.q_rest, self.p, self.p1, self.l1
         L_R = f.L_R
         q1 = l1 * p1
-        beta = np.asarray(beta, dtype=float)
+        beta = np.asarray(beta, dtype=float) - self.objective.gram.beta_offset
         if qr:
             rhs = L_R[-1, :qr] - L_R[qr:qr + p, :qr].T @ beta
             u_R = sla.solve_triangular(L_R[:qr, :qr], rhs[:, None] + sigma * Zm[q1:],
@@ -294,7 +294,7 @@ def marginal_deviance(objective: ProfiledObjective, theta: np.ndarray, beta: np.
     qr, p, n = g.q_rest, g.p, g.n
     logdet = (2 * np.log(np.diagonal(L1, axis1=1, axis2=2)).sum()
               + 2 * np.log(np.diag(L_R)[:qr]).sum())
-    resid = L_R[qr:qr + p, qr:qr + p].T @ beta - L_R[-1, qr:qr + p]
+    resid = L_R[qr:qr + p, qr:qr + p].T @ (beta - g.beta_offset) - L_R[-1, qr:qr + p]
     return float(logdet + n * np.log(2 * np.pi * sigma**2)
                  + (L_R[-1, -1] ** 2 + resid @ resid) / sigma**2)
 

@@ -3,7 +3,7 @@
 With ``L_R`` the factor of the Schur complement (rows ``[Z_rest, X, y]``)::
 
     sigma^2 = r_yy^2 / (n - reml * p)
-    L_XX' beta = l_yX'                                   (beta-hat)
+    L_XX' (beta - a) = l_yX'                             (beta-hat; a = beta_offset)
     L_ZZ' u_R = l_yZ' - L_XZ' beta                       (rest of the spherical modes)
     u_1,k = -M_k^{-1} T1' (A_1R [Lambda_R u_R; beta; -1])_k    (block 1, level by level)
     b = Lambda u                                         (lme4's conditional modes)
@@ -73,6 +73,7 @@ def extract(objective: ProfiledObjective, theta: np.ndarray, L1: np.ndarray,
     L_XX = L_R[qr:qr + p, qr:qr + p]
     l_yX = L_R[-1, qr:qr + p]
     beta = sla.solve_triangular(L_XX, l_yX, lower=True, trans="T") if p else np.zeros(0)
+    beta = beta + gram.beta_offset  # the Gram blocks hold y - X beta_offset
     # Conditional modes: the conditional mean of u at beta-hat (z = 0), b = Lambda u.
     from hierlm.estimate.conditional import ConditionalSampler
 

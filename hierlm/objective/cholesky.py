@@ -45,6 +45,7 @@ class GramVars:
     lam_col: TensorVariable
     lam_theta: TensorVariable
     q_rest: TensorVariable
+    beta_offset: TensorVariable
 
 
 @dataclass(frozen=True)
@@ -172,19 +173,21 @@ def logdet_z(f: FactorVars, q_rest: TensorVariable) -> TensorVariable:
     return f.logdet_M + 2.0 * pt.switch(pt.lt(idx, q_rest), pt.log(d), 0.0).sum()
 
 
-def unprofiled_deviance(f: FactorVars, beta: TensorVariable, sigma: TensorVariable,
-                        n: TensorVariable, p: int, q_rest: TensorVariable) -> TensorVariable:
+def unprofiled_deviance(f: FactorVars, g: GramVars, beta: TensorVariable,
+                        sigma: TensorVariable, n: TensorVariable, p: int) -> TensorVariable:
     """``-2 log p(y | beta, theta, sigma)``, the random effects integrated out.
 
-    ``log|L|^2 + n log(2 pi sigma^2) + (r^2 + ||L_XX'beta - l_yX'||^2) / sigma^2``,
-    which equals ``-2 log N(y; X beta, sigma^2 (I + Z Lambda Lambda'Z'))``; ``p`` is the
-    number of fixed effects (a Python int: it fixes the graph's slicing).
+    ``log|L|^2 + n log(2 pi sigma^2) + (r^2 + ||L_XX'(beta - a) - l_yX'||^2) / sigma^2``
+    (``a = g.beta_offset``, the shift the Gram blocks were centred by), which equals
+    ``-2 log N(y; X beta, sigma^2 (I + Z Lambda Lambda'Z'))``; ``p`` is the number of
+    fixed effects (a Python int: it fixes the graph's slicing).
     """
+    q_rest = g.q_rest
     d = pt.diag(f.L_R)
     m = d.shape[0]
     r2 = d[-1] ** 2
     L_XX = f.L_R[q_rest:q_rest + p, q_rest:q_rest + p]
     l_yX = f.L_R[m - 1, q_rest:q_rest + p]
-    resid = pt.dot(L_XX.T, beta) - l_yX
+    resid = pt.dot(L_XX.T, beta - g.beta_offset) - l_yX
     return (logdet_z(f, q_rest) + n * pt.log(2.0 * 3.141592653589793 * sigma**2)
             + (r2 + (resid**2).sum()) / sigma**2)

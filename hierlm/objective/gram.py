@@ -15,6 +15,13 @@ The Schur complement of block 1 needs ``U = A_R1 W A_R1'`` for a block-diagonal
 ``j`` are nonzero.  ``pair_a``, ``pair_b`` enumerate those pairs once, so evaluating
 ``U`` costs ``sum_k nnz_k^2``, independent of ``n``.  Building everything here is one
 pass of sparse products over the data: linear in ``n``.
+
+``y`` enters centred on its least-squares fit on ``X``: the Gram blocks are those of
+``[Z X y - X a]`` with ``a = argmin ||y - X a||``.  The profiled criterion is
+invariant to that shift (``beta`` absorbs it), and it keeps the Gram products at
+the scale of the residuals: ``y = 1e6 + O(1)`` would otherwise cost about
+``eps * 1e12`` of the final ``r^2``.  Whatever reads ``beta`` off the factor adds
+``a`` (``beta_offset``) back.
 """
 
 from __future__ import annotations
@@ -57,6 +64,9 @@ class GramBlocks:
         ``theta_ext = [theta, 1]`` (the ``X`` and ``y`` rows carry a fixed 1).
     n, p, q_rest : int
         Observations, fixed-effect columns, random effects outside term 1.
+    beta_offset : ndarray, shape (p,)
+        ``a``, the least-squares coefficients of ``y`` on ``X``; the blocks are those of
+        ``y - X a``, so ``beta = beta_offset + (beta read off the factor)``.
     """
 
     A11: np.ndarray
@@ -74,6 +84,7 @@ class GramBlocks:
     n: int
     p: int
     q_rest: int
+    beta_offset: np.ndarray
 
     @property
     def m(self) -> int:
@@ -165,7 +176,12 @@ def compute_gram(design: ModelDesign, max_pairs: int = MAX_PAIRS) -> GramBlocks:
             A11[:, b, a] = v
 
     rest = [term_matrix(t) for t in design.terms[1:]]
-    dense_cols = sp.csr_matrix(np.column_stack([design.X, design.y]))
+    if design.p:
+        offset = np.linalg.lstsq(design.X, design.y, rcond=None)[0]
+        y_c = design.y - design.X @ offset
+    else:
+        offset, y_c = np.zeros(0), design.y
+    dense_cols = sp.csr_matrix(np.column_stack([design.X, y_c]))
     R = sp.hstack([*rest, dense_cols], format="csc")
     q_rest = sum(t.q for t in design.terms[1:])
     A_RR = np.asarray((R.T @ R).toarray())
@@ -198,5 +214,5 @@ def compute_gram(design: ModelDesign, max_pairs: int = MAX_PAIRS) -> GramBlocks:
         A11=A11, nz_row=nz_row, nz_level=nz_level, nz_val=nz_val,
         pair_a=pa, pair_b=pb, pair_target=target, A_R1_dense=dense, A_RR=A_RR,
         lam_row=lr, lam_col=lc, lam_theta=lt,
-        n=design.nobs, p=design.p, q_rest=q_rest,
+        n=design.nobs, p=design.p, q_rest=q_rest, beta_offset=offset,
     )

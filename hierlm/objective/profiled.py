@@ -56,6 +56,7 @@ def symbolic_gram() -> GramVars:
         lam_col=pt.lvector("lam_col"),
         lam_theta=pt.lvector("lam_theta"),
         q_rest=pt.lscalar("q_rest"),
+        beta_offset=pt.vector("beta_offset"),
     )
 
 
@@ -64,7 +65,7 @@ def gram_values(gram: GramBlocks) -> list[np.ndarray]:
     return [
         gram.A11, gram.nz_val, gram.nz_level, gram.pair_a, gram.pair_b, gram.pair_target,
         gram.A_R1_dense, gram.A_RR, gram.lam_row, gram.lam_col, gram.lam_theta,
-        np.asarray(gram.q_rest, dtype=np.int64),
+        np.asarray(gram.q_rest, dtype=np.int64), gram.beta_offset,
     ]
 
 
