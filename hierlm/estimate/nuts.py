@@ -114,7 +114,7 @@ def build_model(objective: ProfiledObjective, priors: Priors) -> tuple[pm.Model,
         theta = pt.concatenate(parts)
         g = GramVars(*[data[f"gram{i}"] for i in range(len(GramVars.__dataclass_fields__))])
         f = blocked_cholesky(theta, g, objective.structure)
-        dev = unprofiled_deviance(f, g, beta, sigma, data["n"], design.p)
+        dev = unprofiled_deviance(f, g, beta, sigma, data["n"])
         pm.Potential("loglik", -0.5 * dev)
     return model, data
 

@@ -16,7 +16,9 @@ complement::
 
 which is factored densely, ``S = L_R L_R'``.  The lower-right entries of ``L_R``
 are lme4's ``L_XX``, ``l_yX`` and ``r_yy``, and
-``log|L_theta|^2 = sum_k log|M_k| + 2 sum_{Z rows} log diag(L_R)``.
+``log|L_theta|^2 = sum_k log|M_k| + 2 sum_{Z rows} log diag(L_R)``.  The sparse
+product ``A_R1 W A_R1'`` and the dense factor are custom Ops with hand-derived
+gradients (:mod:`hierlm.objective.schur_update`, :mod:`hierlm.objective.chol_logdiag`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
+from hierlm.objective.chol_logdiag import chol_logdiag
+from hierlm.objective.schur_update import schur_update
 from hierlm.objective.theta import tril_colmajor
 
 
@@ -36,9 +40,10 @@ class GramVars:
     A11: TensorVariable
     nz_val: TensorVariable
     nz_level: TensorVariable
-    pair_a: TensorVariable
-    pair_b: TensorVariable
-    pair_target: TensorVariable
+    nz_row: TensorVariable
+    level_ptr: TensorVariable
+    row_order: TensorVariable
+    row_ptr: TensorVariable
     A_R1_dense: TensorVariable
     A_RR: TensorVariable
     lam_row: TensorVariable
@@ -73,15 +78,23 @@ class FactorVars:
 
     logdet_M: TensorVariable  # sum_k log|M_k|
     L1: TensorVariable  # (l1, p1, p1): Cholesky factors of M_k
-    L_R: TensorVariable  # (m, m): Cholesky factor of the Schur complement
+    S: TensorVariable  # (m, m): the Schur complement
+    L_R: TensorVariable  # (m, m): its Cholesky factor
+    logd_R: TensorVariable  # (m,): log diag(L_R), the only part of L_R with a gradient
 
 
 def _first_block(theta: TensorVariable, A11: TensorVariable, p1: int) -> tuple:
     """Closed-form factor of each ``M_k``; returns (L entries, logdet, W entries)."""
     rows, cols = tril_colmajor(p1)
     T = pt.zeros((p1, p1))[rows, cols].set(theta[: len(rows)])
-    M = pt.matmul(pt.matmul(T.T, A11), T)  # type: ignore[arg-type]  # (l1, p1, p1)
-    Me = [[M[:, i, j] + (1.0 if i == j else 0.0) for j in range(p1)] for i in range(p1)]
+    # M_k = T'A11_k T entry by entry: p1 is small, and elementwise sums keep BLAS calls
+    # (and their per-process set-up in the Numba backend) out of the graph.
+    zero1 = pt.zeros_like(A11[:, 0, 0])
+    # B = A11 T and M = T'B, T lower triangular
+    B = [[sum((A11[:, a, b] * T[b, j] for b in range(j, p1)), start=zero1)
+          for j in range(p1)] for a in range(p1)]
+    Me = [[sum((T[a, i] * B[a][j] for a in range(i, p1)), start=zero1)
+           + (1.0 if i == j else 0.0) for j in range(p1)] for i in range(p1)]
     L: list[list] = [[None] * p1 for _ in range(p1)]
     for j in range(p1):
         d = Me[j][j] - sum((L[j][k] ** 2 for k in range(j)), start=pt.zeros_like(Me[j][j]))
@@ -130,21 +143,18 @@ def blocked_cholesky(theta: TensorVariable, g: GramVars, s: Structure) -> Factor
         B = (A3[:, :, :, None] * W[None, :, :, :]).sum(axis=2)
         U = pt.dot(B.reshape((m, -1)), g.A_R1_dense.T)
     else:
-        wa = g.nz_val[g.pair_a]
-        wb = g.nz_val[g.pair_b]
-        Wp = W[g.nz_level[g.pair_a]]
-        vals = (wa[:, :, None] * Wp * wb[:, None, :]).sum(axis=(1, 2))
-        U = pt.zeros((m * m,))[g.pair_target].inc(vals).reshape((m, m))
+        U = schur_update(W, g.nz_val, g.nz_row, g.nz_level, g.level_ptr, g.row_order,
+                         g.row_ptr)
     theta_ext = pt.concatenate([theta, pt.ones((1,))])
     dz = pt.lt(pt.arange(m), g.q_rest).astype("float64")
     if s.rest_diagonal:
         lam = pt.zeros((m,))[g.lam_row].set(theta_ext[g.lam_theta])
-        S = (g.A_RR - U) * pt.outer(lam, lam) + pt.diag(dz)
+        S = (g.A_RR - U) * (lam[:, None] * lam[None, :]) + pt.diag(dz)
     else:
         Lam = pt.zeros((m, m))[g.lam_row, g.lam_col].set(theta_ext[g.lam_theta])
         S = pt.dot(pt.dot(Lam.T, g.A_RR - U), Lam) + pt.diag(dz)
-    L_R = pt.linalg.cholesky(S, lower=True, on_error="nan")
-    return FactorVars(logdet_M=logdet_M, L1=L1, L_R=L_R)
+    L_R, logd_R = chol_logdiag(S)
+    return FactorVars(logdet_M=logdet_M, L1=L1, S=S, L_R=L_R, logd_R=logd_R)
 
 
 def profiled_objective(f: FactorVars, n: TensorVariable, p: TensorVariable,
@@ -154,40 +164,40 @@ def profiled_objective(f: FactorVars, n: TensorVariable, p: TensorVariable,
     ``log|L|^2 + reml * log|L_XX|^2 + nr (1 + log(2 pi r^2 / nr))`` with
     ``nr = n - reml * p`` and ``r = r_yy``.
     """
-    d = pt.diag(f.L_R)
-    m = d.shape[0]
+    logd = f.logd_R
+    m = logd.shape[0]
     idx = pt.arange(m)
-    logd = pt.log(d)
     logdet_Z = f.logdet_M + 2.0 * pt.switch(pt.lt(idx, q_rest), logd, 0.0).sum()
     in_x = pt.and_(pt.ge(idx, q_rest), pt.lt(idx, m - 1))
     logdet_X = 2.0 * pt.switch(in_x, logd, 0.0).sum()
-    r2 = d[-1] ** 2
+    r2 = pt.exp(2.0 * logd[-1])
     nr = n - reml * p
     return logdet_Z + reml * logdet_X + nr * (1.0 + pt.log(2.0 * 3.141592653589793 * r2 / nr))
 
 
-def logdet_z(f: FactorVars, q_rest: TensorVariable) -> TensorVariable:
-    """``log|L_theta|^2 = log|Lambda'Z'Z Lambda + I|``."""
-    d = pt.diag(f.L_R)
-    idx = pt.arange(d.shape[0])
-    return f.logdet_M + 2.0 * pt.switch(pt.lt(idx, q_rest), pt.log(d), 0.0).sum()
-
-
 def unprofiled_deviance(f: FactorVars, g: GramVars, beta: TensorVariable,
-                        sigma: TensorVariable, n: TensorVariable, p: int) -> TensorVariable:
+                        sigma: TensorVariable, n: TensorVariable) -> TensorVariable:
     """``-2 log p(y | beta, theta, sigma)``, the random effects integrated out.
 
-    ``log|L|^2 + n log(2 pi sigma^2) + (r^2 + ||L_XX'(beta - a) - l_yX'||^2) / sigma^2``
-    (``a = g.beta_offset``, the shift the Gram blocks were centred by), which equals
-    ``-2 log N(y; X beta, sigma^2 (I + Z Lambda Lambda'Z'))``; ``p`` is the number of
-    fixed effects (a Python int: it fixes the graph's slicing).
+    With ``c = [a - beta; 1]`` on the ``X`` and ``y`` rows (``a = g.beta_offset``, the
+    shift the Gram blocks were centred by), the Schur complement of the columns
+    ``[Z, y - X beta]`` is ``S_b = C'S C``; the last diagonal entry of its factor
+    is the penalized residual ``r(beta)``, so::
+
+        -2 log p = log|L_theta|^2 + n log(2 pi sigma^2) + r(beta)^2 / sigma^2,
+
+    which equals ``-2 log N(y; X beta, sigma^2 (I + Z Lambda Lambda'Z'))``.  Only the
+    diagonal of the factor is read, so the gradient is the cheap one of
+    :mod:`hierlm.objective.chol_logdiag`.
     """
-    q_rest = g.q_rest
-    d = pt.diag(f.L_R)
-    m = d.shape[0]
-    r2 = d[-1] ** 2
-    L_XX = f.L_R[q_rest:q_rest + p, q_rest:q_rest + p]
-    l_yX = f.L_R[m - 1, q_rest:q_rest + p]
-    resid = pt.dot(L_XX.T, beta - g.beta_offset) - l_yX
-    return (logdet_z(f, q_rest) + n * pt.log(2.0 * 3.141592653589793 * sigma**2)
-            + (r2 + (resid**2).sum()) / sigma**2)
+    qr = g.q_rest
+    c = pt.concatenate([g.beta_offset - beta, pt.ones((1,))])
+    S = f.S
+    side = pt.dot(S[:qr, qr:], c)
+    corner = pt.dot(c, pt.dot(S[qr:, qr:], c))
+    S_b = pt.concatenate([pt.concatenate([S[:qr, :qr], side[:, None]], axis=1),
+                          pt.concatenate([side, corner[None]])[None, :]], axis=0)
+    _, logd = chol_logdiag(S_b)
+    logdet = f.logdet_M + 2.0 * logd[:-1].sum()
+    r2 = pt.exp(2.0 * logd[-1])
+    return logdet + n * pt.log(2.0 * 3.141592653589793 * sigma**2) + r2 / sigma**2

@@ -8,13 +8,14 @@ Rows and columns are split as MixedModels.jl splits them:
 * the *rest* ``R = [Z_2 ... Z_K, X, y]`` has ``m = q_2 + ... + q_K + p + 1`` columns;
   ``A_RR = R'R`` is stored dense (it fills in when factored anyway);
 * ``A_R1 = R'Z1`` is sparse.  It is stored as a list of nonzero ``(row, level)``
-  pairs, each with its ``p1``-vector ``A_R1[row, block(level)]``.
+  pairs sorted by level (``level_ptr`` delimits each level's run), each with its
+  ``p1``-vector ``A_R1[row, block(level)]``.
 
 The Schur complement of block 1 needs ``U = A_R1 W A_R1'`` for a block-diagonal
 ``W(theta)``; entry ``(i, j)`` sums over the levels ``k`` in which both rows ``i`` and
-``j`` are nonzero.  ``pair_a``, ``pair_b`` enumerate those pairs once, so evaluating
-``U`` costs ``sum_k nnz_k^2``, independent of ``n``.  Building everything here is one
-pass of sparse products over the data: linear in ``n``.
+``j`` are nonzero, so evaluating ``U`` costs ``sum_k nnz_k^2`` (see
+:mod:`hierlm.objective.schur_update`), independent of ``n``.  Building everything
+here is one pass of sparse products over the data: linear in ``n``.
 
 ``y`` enters centred on its least-squares fit on ``X``: the Gram blocks are those of
 ``[Z X y - X a]`` with ``a = argmin ||y - X a||``.  The profiled criterion is
@@ -35,8 +36,8 @@ from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.objective.theta import tril_colmajor
 
 # Pairs per model above which the sparse Schur update is replaced by a dense product
-# (memory: about 24 bytes a pair).
-MAX_PAIRS = 60_000_000
+# (the pair loop needs no memory per pair, so by default only cost decides).
+MAX_PAIRS = 2**62
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,10 +52,10 @@ class GramBlocks:
         Row of ``A_R1`` (index into the rest) and level of term 1 of each nonzero block.
     nz_val : ndarray, shape (nnz, p1)
         ``A_R1[nz_row, block(nz_level)]``.
-    pair_a, pair_b : ndarray of int, shape (npairs,)
-        Indices into the nonzero list: both in the same level.  Empty when ``dense_r1``.
-    pair_target : ndarray of int, shape (npairs,)
-        Flat index ``nz_row[a] * m + nz_row[b]`` of the entry of ``U`` the pair adds to.
+    level_ptr : ndarray of int, shape (l1 + 1,)
+        The nonzeros of level ``k`` are ``level_ptr[k]:level_ptr[k + 1]``.
+    row_order, row_ptr : ndarray of int, shapes (nnz,), (m + 1,)
+        The nonzeros in row ``r`` of ``A_R1`` are ``row_order[row_ptr[r]:row_ptr[r + 1]]``.
     A_R1_dense : ndarray, shape (m, l1 * p1) or (0, 0)
         Dense ``A_R1``, used instead of the pair list when there are too many pairs.
     A_RR : ndarray, shape (m, m)
@@ -73,9 +74,9 @@ class GramBlocks:
     nz_row: np.ndarray
     nz_level: np.ndarray
     nz_val: np.ndarray
-    pair_a: np.ndarray
-    pair_b: np.ndarray
-    pair_target: np.ndarray
+    level_ptr: np.ndarray
+    row_order: np.ndarray
+    row_ptr: np.ndarray
     A_R1_dense: np.ndarray
     A_RR: np.ndarray
     lam_row: np.ndarray
@@ -128,18 +129,6 @@ def _lambda_rest_entries(design: ModelDesign) -> tuple[np.ndarray, np.ndarray, n
     th.append(np.full(extra.shape, offs[-1]))  # theta_ext[-1] == 1
     return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
             np.concatenate(th).astype(np.int64))
-
-
-def _pairs(nz_level: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """All ordered pairs of nonzeros that share a level (nonzeros sorted by level)."""
-    counts = np.bincount(nz_level, minlength=n_levels).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    sizes = counts * counts
-    total = int(sizes.sum())
-    group = np.repeat(np.arange(n_levels), sizes)
-    local = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    c = counts[group]
-    return starts[group] + local // c, starts[group] + local % c
 
 
 def compute_gram(design: ModelDesign, max_pairs: int = MAX_PAIRS) -> GramBlocks:
@@ -197,22 +186,21 @@ def compute_gram(design: ModelDesign, max_pairs: int = MAX_PAIRS) -> GramBlocks:
     nz_row = (uniq % R.shape[1]).astype(np.int64)
 
     counts = np.bincount(nz_level, minlength=first.n_levels).astype(np.int64)
-    empty = np.zeros(0, dtype=np.int64)
+    level_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     m = R.shape[1]
+    row_order = np.argsort(nz_row, kind="stable").astype(np.int64)
+    row_ptr = np.concatenate([[0], np.cumsum(np.bincount(nz_row, minlength=m))]).astype(np.int64)
     n_pairs = int((counts * counts).sum())
-    # Flops per evaluation: the pair sum costs about n_pairs * p1^2, the dense product
-    # A_R1 W A_R1' about m^2 * l1 * p1.  Take the cheaper (and respect the memory cap).
-    if n_pairs <= max_pairs and n_pairs * p1 <= m * m * first.n_levels:
-        pa, pb = _pairs(nz_level, first.n_levels)
-        target = nz_row[pa] * m + nz_row[pb]
+    # Flops per evaluation: the pair loop costs about n_pairs * p1^2 / 2, the dense
+    # product A_R1 W A_R1' about m^2 * l1 * p1.  Take the cheaper.
+    if n_pairs <= max_pairs and n_pairs * p1 <= 2 * m * m * first.n_levels:
         dense = np.zeros((0, 0))
     else:
-        pa = pb = target = empty
         dense = np.asarray(AR1.toarray())
     lr, lc, lt = _lambda_rest_entries(design)
     return GramBlocks(
         A11=A11, nz_row=nz_row, nz_level=nz_level, nz_val=nz_val,
-        pair_a=pa, pair_b=pb, pair_target=target, A_R1_dense=dense, A_RR=A_RR,
+        level_ptr=level_ptr, row_order=row_order, row_ptr=row_ptr, A_R1_dense=dense, A_RR=A_RR,
         lam_row=lr, lam_col=lc, lam_theta=lt,
         n=design.nobs, p=design.p, q_rest=q_rest, beta_offset=offset,
     )

@@ -47,9 +47,10 @@ def symbolic_gram() -> GramVars:
         A11=pt.tensor3("A11"),
         nz_val=pt.matrix("nz_val"),
         nz_level=pt.lvector("nz_level"),
-        pair_a=pt.lvector("pair_a"),
-        pair_b=pt.lvector("pair_b"),
-        pair_target=pt.lvector("pair_target"),
+        nz_row=pt.lvector("nz_row"),
+        level_ptr=pt.lvector("level_ptr"),
+        row_order=pt.lvector("row_order"),
+        row_ptr=pt.lvector("row_ptr"),
         A_R1_dense=pt.matrix("A_R1_dense"),
         A_RR=pt.matrix("A_RR"),
         lam_row=pt.lvector("lam_row"),
@@ -62,11 +63,8 @@ def symbolic_gram() -> GramVars:
 
 def gram_values(gram: GramBlocks) -> list[np.ndarray]:
     """Numeric Gram blocks in the order of :class:`GramVars` fields."""
-    return [
-        gram.A11, gram.nz_val, gram.nz_level, gram.pair_a, gram.pair_b, gram.pair_target,
-        gram.A_R1_dense, gram.A_RR, gram.lam_row, gram.lam_col, gram.lam_theta,
-        np.asarray(gram.q_rest, dtype=np.int64), gram.beta_offset,
-    ]
+    return [np.asarray(gram.q_rest, dtype=np.int64) if name == "q_rest" else getattr(gram, name)
+            for name in GramVars.__dataclass_fields__]
 
 
 def _compile(s: Structure) -> Callable:

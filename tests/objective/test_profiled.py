@@ -74,7 +74,7 @@ def test_unprofiled_deviance_matches_dense_marginal() -> None:
     theta_v, beta_v, sigma_v = pt.vector(), pt.vector(), pt.scalar()
     g = symbolic_gram()
     f = blocked_cholesky(theta_v, g, obj.structure)
-    dev = unprofiled_deviance(f, g, beta_v, sigma_v, pt.constant(float(design.nobs)), design.p)
+    dev = unprofiled_deviance(f, g, beta_v, sigma_v, pt.constant(float(design.nobs)))
     fn = pytensor.function([theta_v, beta_v, sigma_v, *g.__dict__.values()], dev,
                            on_unused_input="ignore")
     rng = np.random.default_rng(0)
