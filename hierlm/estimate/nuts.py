@@ -7,7 +7,7 @@ as lme4 packs it, and the likelihood is the exact marginal one (random effects
 integrated out), built from the same blocked-Cholesky graph the REML/ML fits use::
 
     -2 log p(y | beta, theta, sigma) = log|L_theta|^2 + n log(2 pi sigma^2)
-                                       + (r^2(theta) + ||L_XX'(beta - beta-hat)||^2) / sigma^2
+                                       + r^2(beta, theta) / sigma^2
 
 with the Gram blocks of ``[Z X y]`` as data, so one gradient costs nothing in ``n``.
 After sampling, each posterior draw gets one exact draw of the random effects from
@@ -18,23 +18,15 @@ with a new response (``Model.with_response``) does not recompile.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
 import os
 import time
 import warnings
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pymc as pm
-import pytensor
-import pytensor.tensor as pt
 import xarray as xr
-from pymc.blocking import DictToArrayBijection
-from pymc.step_methods.hmc.quadpotential import QuadPotentialDiagAdapt
 
 from hierlm.errors import MethodError
 from hierlm.estimate.conditional import (
@@ -42,11 +34,10 @@ from hierlm.estimate.conditional import (
     marginal_deviance,
     ranef_posterior,
 )
-from hierlm.estimate.frequentist import fit_profiled, fitted_values, ranef_frame
+from hierlm.estimate.frequentist import fitted_values, ranef_frame
+from hierlm.estimate.nuts_model import choose_sampler, compiled, initvals, nutpie_sample, pymc_step
 from hierlm.estimate.priors import Priors, resolve_priors
-from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_deviance
-from hierlm.objective.profiled import ProfiledObjective, gram_values
-from hierlm.objective.theta import templates, tril_colmajor
+from hierlm.objective.profiled import ProfiledObjective
 from hierlm.results.nuts_summary import (
     coords_of,
     derived_variables,
@@ -57,182 +48,6 @@ from hierlm.results.nuts_summary import (
 )
 from hierlm.results.result import FitResult
 from hierlm.results.varcorr import varcorr_table
-
-CACHE_SIZE = 4
-
-
-@dataclass(eq=False)
-class _Compiled:
-    """A PyMC model whose data (Gram blocks, prior parameters) are shared variables."""
-
-    model: pm.Model
-    data: dict[str, Any]
-    steps: dict[float | str, Any] = field(default_factory=dict)  # NUTS steps, nutpie model
-
-    def set_data(self, objective: ProfiledObjective, pr: Priors) -> None:
-        values = _data_values(objective, pr)
-        for name, var in self.data.items():
-            var.set_value(values[name])
-
-
-_CACHE: OrderedDict[tuple, _Compiled] = OrderedDict()
-
-
-def _data_values(objective: ProfiledObjective, pr: Priors) -> dict[str, np.ndarray]:
-    vals = {f"gram{i}": np.asarray(v) for i, v in enumerate(gram_values(objective.gram))}
-    vals.update(beta_mu=pr.beta_mu, beta_sigma=pr.beta_sigma, n=np.asarray(float(objective.gram.n)),
-                sigma_nu=np.asarray(pr.sigma_nu), sigma_scale=np.asarray(pr.sigma_scale))
-    for i, (scale, eta) in enumerate(zip(pr.sd_scale, pr.lkj_eta, strict=True)):
-        vals[f"sd_scale{i}"] = np.asarray(scale, dtype=float)
-        vals[f"lkj_eta{i}"] = np.asarray(float(eta))
-    return {k: np.asarray(v, dtype=np.int64 if v.dtype.kind in "iu" else np.float64)
-            for k, v in vals.items()}
-
-
-def build_model(objective: ProfiledObjective, priors: Priors) -> tuple[pm.Model, dict[str, Any]]:
-    """The PyMC model (priors, theta from SDs and correlations, marginal likelihood).
-
-    Returns the model and its shared data variables (Gram blocks and prior parameters).
-    """
-    design = objective.design
-    data = {k: pytensor.shared(v, name=k) for k, v in _data_values(objective, priors).items()}
-    with pm.Model(coords=coords_of(design)) as model:
-        if design.p:
-            beta = pm.Normal("beta", mu=data["beta_mu"], sigma=data["beta_sigma"], dims="coef")
-        else:
-            beta = pt.zeros((0,))
-        sigma = pm.HalfStudentT("sigma", nu=data["sigma_nu"], sigma=data["sigma_scale"])
-        parts = []
-        for i, (label, t) in enumerate(zip(priors.labels, design.terms, strict=True)):
-            sd = pm.HalfNormal(f"sd_{label}", sigma=data[f"sd_scale{i}"], dims=f"{label}_term")
-            if t.p == 1:
-                parts.append(sd / sigma)
-                continue
-            L = pm.LKJCorr(f"chol_corr_{label}", n=t.p, eta=data[f"lkj_eta{i}"])
-            rows, cols = tril_colmajor(t.p)
-            parts.append(((sd / sigma)[:, None] * L)[rows, cols])
-        theta = pt.concatenate(parts)
-        g = GramVars(*[data[f"gram{i}"] for i in range(len(GramVars.__dataclass_fields__))])
-        f = blocked_cholesky(theta, g, objective.structure)
-        dev = unprofiled_deviance(f, g, beta, sigma, data["n"])
-        pm.Potential("loglik", -0.5 * dev)
-    return model, data
-
-
-def _compiled(objective: ProfiledObjective, pr: Priors) -> _Compiled:
-    """The cached model of this design's shape, its data set to this model's."""
-    design = objective.design
-    key = (objective.structure, design.p, repr(sorted(coords_of(design).items())))
-    c = _CACHE.get(key)
-    if c is None:
-        c = _Compiled(*build_model(objective, pr))
-        _CACHE[key] = c
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
-        c.set_data(objective, pr)
-    return c
-
-
-def _initvals(objective: ProfiledObjective, priors: Priors, chains: int,
-              rng: np.random.Generator
-              ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    """Per-chain starting points near the REML estimate, jittered, and rough posterior
-    variances of the unconstrained parameters (to start the mass-matrix adaptation)."""
-    design = objective.design
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = fit_profiled(objective, reml=True)
-    sig = max(res.sigma, 1e-3 * priors.sigma_scale)
-    se = np.where(np.isfinite(res.fixef_se.to_numpy()), res.fixef_se.to_numpy(), 1.0)
-    scale = {"beta": se**2, "sigma_log__": np.asarray(0.5 / max(design.nobs - design.p, 1))}
-    out: list[dict[str, np.ndarray]] = [
-        {"sigma": np.asarray(sig * np.exp(0.05 * rng.normal()))} for _ in range(chains)]
-    for start in out:
-        if design.p:
-            start["beta"] = res.fixef.to_numpy() + 0.2 * se * rng.standard_normal(design.p)
-    for label, t, T, sc in zip(priors.labels, design.terms, templates(design, res.theta),
-                               priors.sd_scale, strict=True):
-        S = res.sigma**2 * T @ T.T
-        sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
-        scale[f"sd_{label}_log__"] = np.full(t.p, 0.5 / max(t.n_levels - 1, 1))
-        for start in out:
-            start[f"sd_{label}"] = np.maximum(sd, 0.05 * sc) * np.exp(0.1 * rng.normal(size=t.p))
-        if t.p > 1:
-            d = 1 / np.sqrt(np.clip(np.diag(S), 1e-300, None))
-            R = 0.8 * np.clip(d[:, None] * S * d[None, :], -1, 1) + 0.2 * np.eye(t.p)
-            np.fill_diagonal(R, 1.0)
-            scale[f"chol_corr_{label}_cholesky_corr__"] = np.full(
-                t.p * (t.p - 1) // 2, 1.0 / max(t.n_levels, 2))
-            for start in out:
-                start[f"chol_corr_{label}"] = np.linalg.cholesky(R)
-    return out, scale
-
-
-def _pymc_step(c: _Compiled, target_accept: float, starts: list[dict[str, np.ndarray]],
-               scale: dict[str, np.ndarray]) -> Any:
-    """A NUTS step (compiled once per cached model and target_accept); its mass-matrix
-    adaptation starts at the starting points' mean and the rough variances ``scale``."""
-    model = c.model
-    ipfns = pm.initial_point.make_initial_point_fns_per_chain(
-        model=model, overrides=starts, jitter_rvs=set(), chains=len(starts))
-    points = [fn(0) for fn in ipfns]
-    step = c.steps.get(target_accept)
-    if step is None:
-        with model:
-            n = sum(int(np.size(v)) for v in points[0].values())
-            pot = QuadPotentialDiagAdapt(n, np.zeros(n), np.ones(n), 10)
-            step = pm.NUTS(model=model, potential=pot, target_accept=target_accept,
-                           initial_point=points[0])
-        c.steps[target_accept] = step
-    names = [v.name for v in step.vars]
-    mean = np.mean([DictToArrayBijection.map({k: p[k] for k in names}).data for p in points],
-                   axis=0)
-    var = DictToArrayBijection.map({k: np.broadcast_to(scale.get(k, 1.0), np.shape(points[0][k]))
-                                    for k in names}).data
-    pot = step.potential
-    if hasattr(pot, "_initial_mean") and hasattr(pot, "_initial_diag"):
-        pot._initial_mean[:] = mean
-        pot._initial_diag[:] = np.where(np.isfinite(var) & (var > 0), var, 1.0)
-    return step
-
-
-def _nutpie_sample(c: _Compiled, starts: list[dict[str, np.ndarray]] | None, seed: int,
-                   draws: int, tune: int, chains: int, cores: int | None, progressbar: bool,
-                   target_accept: float) -> Any:
-    """Sample with nutpie; its compiled model is kept with the cached PyMC model."""
-    import nutpie
-
-    comp = c.steps.get("nutpie")
-    if comp is None:
-        comp = c.steps["nutpie"] = nutpie.compile_pymc_model(c.model)
-    used = {v.name for v in comp.shared_var_keys}
-    comp = comp.with_data(**{k: v.get_value() for k, v in c.data.items() if k in used})
-    if starts:
-        fns = pm.initial_point.make_initial_point_fns_per_chain(
-            model=c.model, overrides=starts, jitter_rvs=set(), chains=len(starts))
-        order = [v.name for v in c.model.value_vars]
-        vecs = [np.concatenate([np.ravel(p[k]) for k in order]) for p in (f(0) for f in fns)]
-        center = np.mean(vecs, axis=0)
-        spread = np.std(vecs, axis=0) if len(vecs) > 1 else np.zeros_like(center)
-
-        def init(s: Any) -> np.ndarray:  # nutpie calls this with one seed per chain
-            rng = np.random.default_rng(np.random.SeedSequence([seed, int(s) % 2**32]))
-            return center + spread * rng.standard_normal(len(spread))
-
-        comp = dataclasses.replace(comp, initial_point_func=init)
-    return nutpie.sample(comp, draws=draws, tune=tune, chains=chains, seed=seed,
-                         cores=cores, save_warmup=True, progress_bar=progressbar,
-                         target_accept=target_accept)
-
-
-def _choose_sampler(sampler: str) -> str:
-    if sampler not in ("auto", "nutpie", "pymc"):
-        raise MethodError(f"unknown sampler {sampler!r}; use 'auto', 'nutpie' or 'pymc'")
-    if sampler == "auto":
-        return "nutpie" if importlib.util.find_spec("nutpie") is not None else "pymc"
-    return sampler
 
 
 def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
@@ -324,21 +139,21 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
         max_ranef = int(ranef_draws)
     else:
         raise MethodError(f"ranef_draws must be True, False or a count, got {ranef_draws!r}")
-    which = _choose_sampler(sampler)
+    which = choose_sampler(sampler)
     pr = resolve_priors(objective.design, priors)
     s_init, s_pm, s_ranef = np.random.SeedSequence(random_seed).spawn(3)
-    c = _compiled(objective, pr)
-    starts, scale = (_initvals(objective, pr, chains, np.random.default_rng(s_init))
+    c = compiled(objective, pr)
+    starts, scale = (initvals(objective, pr, chains, np.random.default_rng(s_init))
                      if init == "reml" else (None, {}))
     t0 = time.perf_counter()
     seed = int(s_pm.generate_state(1)[0])
     if which == "nutpie":
-        idata = _nutpie_sample(c, starts, seed, draws, tune, chains, cores, progressbar,
+        idata = nutpie_sample(c, starts, seed, draws, tune, chains, cores, progressbar,
                                target_accept)
     else:
         kwargs: dict[str, Any] = {"cores": cores or min(chains, os.cpu_count() or 1)}
         if starts:
-            kwargs.update(step=_pymc_step(c, target_accept, starts, scale), initvals=starts)
+            kwargs.update(step=pymc_step(c, target_accept, starts, scale), initvals=starts)
         else:
             kwargs.update(init="jitter+adapt_diag", target_accept=target_accept)
         with c.model, warnings.catch_warnings():
