@@ -122,7 +122,7 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     """
     design = objective.design
     opt = optimize_theta(objective, reml, start=start, options=options)
-    _, _, L1, L_R = objective.evaluate(opt.theta, reml)
+    L1, L_R = opt.factor if opt.factor is not None else objective.evaluate(opt.theta, reml)[2:]
     est = extract(objective, opt.theta, L1, L_R, reml)
     messages = []
     if not opt.converged:

@@ -64,6 +64,9 @@ class OptimizerResult:
         ``"L-BFGS-B"``, ``"L-BFGS-B+restart"`` or ``"L-BFGS-B+Powell"``.
     trace : tuple of (theta, objective)
         Every evaluation, in order.
+    factor : tuple of ndarray, optional
+        ``(L1, L_R)`` at ``theta`` when the optimizer evaluated it there (saves
+        :func:`hierlm.estimate.frequentist.fit_profiled` one evaluation).
     """
 
     theta: np.ndarray
@@ -74,6 +77,7 @@ class OptimizerResult:
     message: str
     method: str
     trace: tuple[tuple[tuple[float, ...], float], ...] = field(default=())
+    factor: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -187,18 +191,21 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
 
     def fun(phi: np.ndarray) -> tuple[float, np.ndarray]:
         theta = phi * scale
-        f, g = objective.value_and_grad(theta, reml)
+        f, g, L1, L_R = objective.evaluate(theta, reml)
         trace.append((tuple(float(v) for v in theta), float(f)))
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             return 1e300, np.zeros_like(phi)
         if f < best["f"]:
-            best["f"], best["x"] = f, phi.copy()
+            best.update(f=f, x=phi.copy(), g=g.copy(), factor=(L1.copy(), L_R.copy()))
         return f, g * scale
 
     def check() -> tuple[np.ndarray, float, np.ndarray, bool]:
         phi = np.maximum(best["x"], lower)
         theta = phi * scale
-        f, g = objective.value_and_grad(theta, reml)
+        if np.array_equal(phi, best["x"]) and "g" in best:
+            f, g = best["f"], best["g"]  # already evaluated there
+        else:
+            f, g = objective.value_and_grad(theta, reml)
         pg = projected_gradient(theta, g, lower)
         crit = np.abs(pg * scale) * np.maximum(1.0, np.abs(phi))
         ok = bool(np.isfinite(f) and np.max(crit, initial=0.0) <= float(opts["check_tol"]))
@@ -229,6 +236,7 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
                                        options={"xtol": 1e-10, "ftol": 1e-14})
         method, message = "L-BFGS-B+Powell", f"{message}; {pres.message}; {run_lbfgs()}"
         theta, f, pg, converged = check()
+    reuse = np.array_equal(theta, np.maximum(best["x"], lower) * scale) and f == best["f"]
     return OptimizerResult(theta=theta, objective=f, gradient=pg, n_evals=len(trace),
                            converged=converged, message=message, method=method,
-                           trace=tuple(trace))
+                           trace=tuple(trace), factor=best.get("factor") if reuse else None)
