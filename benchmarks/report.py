@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.targets import targets_markdown
+
 PROGRAMS = ("hierlm", "lme4", "statsmodels")
 
 COLUMNS = (
@@ -175,7 +177,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for case in results["cases"]:
         out.append("| " + " | ".join(row(case, settings["sm_cap"])) + " |")
-    out += ["", *details(results)]
+    out += ["", *targets_markdown(results), "", *details(results)]
     out += ["", "## Cases", ""]
     for case in results["cases"]:
         out.append(f"- **{case['name']}** ({case['title']}): `{case['formula']}`, "

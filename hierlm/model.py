@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from hierlm.design.matrices import build_design
 from hierlm.design.terms import ModelDesign
@@ -20,6 +20,16 @@ from hierlm.objective.profiled import ProfiledObjective, compile_objective
 from hierlm.results.result import FitResult
 
 METHODS = ("reml", "ml", "nuts")
+
+
+_CONTROLLER: list[ThreadpoolController] = []
+
+
+def _blas_controller() -> ThreadpoolController:
+    """One controller per process: finding the BLAS libraries costs milliseconds a call."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 class Model:
@@ -110,7 +120,7 @@ class Model:
                               f"{', '.join(sorted(kwargs))}")
         # One BLAS thread: the objective's dense factorizations are small to medium, and
         # multithreaded OpenBLAS potrf on 2 busy cores was 10x slower than one thread.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             if key == "nuts":
                 from hierlm.estimate.nuts import sample
 

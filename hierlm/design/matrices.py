@@ -56,6 +56,8 @@ def _variables(expr: str, what: str) -> set[str]:
 
 
 def _model_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    if expr.replace(" ", "") == "1":  # intercept only: skip formulae (milliseconds a term)
+        return np.ones((len(data), 1)), ("(Intercept)",)
     try:
         dm = fm.design_matrices(expr, data, na_action="error")
     except Exception as exc:
