@@ -87,7 +87,7 @@ def _objective_diff(case: dict[str, Any]) -> str:
     return "—" if diff is None else f"{diff:+.2e}"
 
 
-def row(case: dict[str, Any], sm_cap: float) -> list[str]:
+def row(case: dict[str, Any], sm_cap: float, cap: float) -> list[str]:
     """The table row of one case."""
     h = case.get("hierlm", {})
     r = case.get("lme4", {})
@@ -95,7 +95,7 @@ def row(case: dict[str, Any], sm_cap: float) -> list[str]:
     inproc, lme4 = h.get("inproc"), r.get("inproc")
     return [
         case["name"], str(case.get("n_rows", "—")), cell(inproc), cell(lme4), cell(s),
-        ratio(lme4, inproc, float("inf")), ratio(s, inproc, sm_cap),
+        ratio(lme4, inproc, cap), ratio(s, inproc, sm_cap),
         cell(inproc, "n_evals"), cell(lme4, "n_evals"),
         cell(h.get("fresh_warm"), "wall_s"), cell(h.get("fresh_cold"), "wall_s"),
         cell(r.get("fresh"), "wall_s"), cell(h.get("fresh_warm"), "maxrss_mb"),
@@ -176,7 +176,7 @@ def markdown(results: dict[str, Any]) -> str:
         "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|",
     ]
     for case in results["cases"]:
-        out.append("| " + " | ".join(row(case, settings["sm_cap"])) + " |")
+        out.append("| " + " | ".join(row(case, settings["sm_cap"], settings["cap"])) + " |")
     out += ["", *targets_markdown(results), "", *details(results)]
     out += ["", "## Cases", ""]
     for case in results["cases"]:

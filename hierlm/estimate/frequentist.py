@@ -48,14 +48,18 @@ def is_singular(design: ModelDesign, theta: np.ndarray, tol: float = SINGULAR_TO
 
 def ranef_frame(design: ModelDesign, b: list[np.ndarray], sd: list[np.ndarray]) -> pd.DataFrame:
     """Tidy table ``group, level, term, value, cond_sd`` (term-major within a group, as lme4)."""
-    parts = []
+    group, level, term_name, value, cond_sd = [], [], [], [], []
     for term, bk, sk in zip(design.terms, b, sd, strict=True):
+        nl = term.n_levels
         for j, name in enumerate(term.coef_names):
-            parts.append(pd.DataFrame({
-                "group": term.group, "level": list(term.levels), "term": name,
-                "value": bk[:, j], "cond_sd": sk[:, j],
-            }))
-    return pd.concat(parts, ignore_index=True)
+            group.append(np.full(nl, term.group, dtype=object))
+            level.append(np.asarray(term.levels, dtype=object))
+            term_name.append(np.full(nl, name, dtype=object))
+            value.append(bk[:, j])
+            cond_sd.append(sk[:, j])
+    return pd.DataFrame({"group": np.concatenate(group), "level": np.concatenate(level),
+                         "term": np.concatenate(term_name), "value": np.concatenate(value),
+                         "cond_sd": np.concatenate(cond_sd)})
 
 
 def fitted_values(design: ModelDesign, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
