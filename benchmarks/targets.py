@@ -15,9 +15,10 @@ LIMITS = {
                 "about 0.09 s at this machine's single-core speed) and the sparse update over "
                 "4.1 million level pairs and its gradient (about 0.05 s); L-BFGS-B takes about "
                 "25 evaluations",
-    "small": "a fit needs 10-16 evaluations of well under 1 ms; the rest is per-fit Python "
-             "work: formulae's design matrices (about 10 ms), the result's pandas tables "
-             "(about 8 ms), the optimizer's bookkeeping",
+    "small": "a fit is 10-16 evaluations of under 0.1 ms each; the remaining 13-27 ms is "
+             "per-fit Python work (grouping-factor labels in pandas, sparse Gram assembly, "
+             "the result's tables, L-BFGS-B bookkeeping), and lme4's own time for these "
+             "tiny models is 24-49 ms, varying by a third between runs",
     "fresh": "imports (about 2.2 s: formulae pulls in scipy.interpolate, plus pandas, "
              "PyTensor and Numba), PyTensor's per-process graph rewriting and linking (about "
              "1.3 s) and loading the cached machine code (about 0.4 s)",
