@@ -62,7 +62,7 @@ class Structure:
     p1 : int
         Coefficients per level of the first term.
     dense_r1 : bool
-        Use the dense ``A_R1`` product instead of the sparse pair list.
+        Use the dense ``A_R1`` product instead of the sparse update.
     rest_diagonal : bool
         ``Lambda_R`` is diagonal (all other terms are scalar), so it scales elementwise.
     """

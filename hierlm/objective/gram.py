@@ -57,7 +57,7 @@ class GramBlocks:
     row_order, row_ptr : ndarray of int, shapes (nnz,), (m + 1,)
         The nonzeros in row ``r`` of ``A_R1`` are ``row_order[row_ptr[r]:row_ptr[r + 1]]``.
     A_R1_dense : ndarray, shape (m, l1 * p1) or (0, 0)
-        Dense ``A_R1``, used instead of the pair list when there are too many pairs.
+        Dense ``A_R1``, used instead of the sparse update when that is cheaper.
     A_RR : ndarray, shape (m, m)
         ``R'R``.
     lam_row, lam_col, lam_theta : ndarray of int
