@@ -7,6 +7,7 @@ several ways without being rebuilt.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -22,14 +23,10 @@ from hierlm.results.result import FitResult
 METHODS = ("reml", "ml", "nuts")
 
 
-_CONTROLLER: list[ThreadpoolController] = []
-
-
+@functools.cache
 def _blas_controller() -> ThreadpoolController:
     """One controller per process: finding the BLAS libraries costs milliseconds a call."""
-    if not _CONTROLLER:
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0]
+    return ThreadpoolController()
 
 
 class Model:

@@ -35,10 +35,6 @@ import scipy.sparse as sp
 from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.objective.theta import tril_colmajor
 
-# Pairs per model above which the sparse Schur update is replaced by a dense product
-# (the pair loop needs no memory per pair, so by default only cost decides).
-MAX_PAIRS = 2**62
-
 
 @dataclass(frozen=True, eq=False)
 class GramBlocks:
@@ -131,16 +127,16 @@ def _lambda_rest_entries(design: ModelDesign) -> tuple[np.ndarray, np.ndarray, n
             np.concatenate(th).astype(np.int64))
 
 
-def compute_gram(design: ModelDesign, max_pairs: int = MAX_PAIRS) -> GramBlocks:
+def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlocks:
     """Compute the Gram blocks of a model design.
 
     Parameters
     ----------
     design : ModelDesign
         Output of :func:`hierlm.design.build_design`.
-    max_pairs : int
-        Above this many sparse pairs, ``A_R1`` is kept dense instead; it is also kept
-        dense when the dense product is cheaper than the pair sum.
+    dense_r1 : bool, optional
+        Keep ``A_R1`` dense (True) or use the sparse update (False); by default
+        whichever costs fewer flops per evaluation.
 
     Returns
     -------
@@ -190,10 +186,12 @@ def compute_gram(design: ModelDesign, max_pairs: int = MAX_PAIRS) -> GramBlocks:
     m = R.shape[1]
     row_order = np.argsort(nz_row, kind="stable").astype(np.int64)
     row_ptr = np.concatenate([[0], np.cumsum(np.bincount(nz_row, minlength=m))]).astype(np.int64)
-    n_pairs = int((counts * counts).sum())
-    # Flops per evaluation: the pair loop costs about n_pairs * p1^2 / 2, the dense
-    # product A_R1 W A_R1' about m^2 * l1 * p1.  Take the cheaper.
-    if n_pairs <= max_pairs and n_pairs * p1 <= 2 * m * m * first.n_levels:
+    if dense_r1 is None:
+        # Flops per evaluation: the pair loop costs about n_pairs * p1^2 / 2, the dense
+        # product A_R1 W A_R1' about m^2 * l1 * p1.  Take the cheaper.
+        n_pairs = int((counts * counts).sum())
+        dense_r1 = n_pairs * p1 > 2 * m * m * first.n_levels
+    if not dense_r1:
         dense = np.zeros((0, 0))
     else:
         dense = np.asarray(AR1.toarray())
