@@ -65,7 +65,9 @@ def _hierlm_worker(spec: dict[str, Any]) -> dict[str, Any]:
             "min_ess": float(diag["ess_bulk"].min()),
             "min_ess_no_corr": float(no_corr["ess_bulk"].min()),
             "max_rhat": float(diag["r_hat"].max()), "divergences": res.extra["divergences"],
-            "n_evals": res.n_evals, "sampler": res.extra["sampler"],
+            "n_evals": res.n_evals,
+            "sampler": res.extra["sampler"] + (f" ({res.extra['nutpie_backend']})"
+                                               if res.extra.get("nutpie_backend") else ""),
             "fixef": res.fixef.round(3).to_dict()}
 
 
@@ -120,6 +122,8 @@ def _row(name: str, r: dict[str, Any], chains: int, draws: int) -> str:
                 f"{r.get('error', '')[-200:].replace('|', '/').replace(chr(10), ' ')} |")
     ess = r["min_ess"]
     note = f"{r.get('sampler', '')}; r_hat max {r['max_rhat']:.3f}"
+    if r.get("n_evals"):
+        note += f"; {r['n_evals']} gradient evaluations"
     if "min_ess_no_corr" in r:
         note += f"; min ESS without corr {r['min_ess_no_corr']:.0f}"
     return (f"| {name} | {chains} x {draws} | {r['process_s']:.1f} | {r['fit_s']:.1f} | "

@@ -35,7 +35,14 @@ from hierlm.estimate.conditional import (
     ranef_posterior,
 )
 from hierlm.estimate.frequentist import fitted_values, ranef_frame
-from hierlm.estimate.nuts_model import choose_sampler, compiled, initvals, nutpie_sample, pymc_step
+from hierlm.estimate.nuts_model import (
+    choose_sampler,
+    compiled,
+    initvals,
+    pymc_step,
+    unconstrained,
+)
+from hierlm.estimate.nuts_nutpie import nutpie_backend, nutpie_sample
 from hierlm.estimate.priors import Priors, resolve_priors
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.results.nuts_summary import (
@@ -147,9 +154,11 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
                      if init == "reml" else (None, {}))
     t0 = time.perf_counter()
     seed = int(s_pm.generate_state(1)[0])
-    if which == "nutpie":
-        idata = nutpie_sample(c, starts, seed, draws, tune, chains, cores, progressbar,
-                               target_accept)
+    backend = nutpie_backend(objective.gram) if which == "nutpie" else None
+    if backend is not None:
+        idata = nutpie_sample(c.model, c.steps, c.data, backend,
+                              unconstrained(c, starts) if starts else None, seed, draws,
+                              tune, chains, cores, progressbar, target_accept)
     else:
         kwargs: dict[str, Any] = {"cores": cores or min(chains, os.cpu_count() or 1)}
         if starts:
@@ -162,8 +171,9 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
                               random_seed=seed, discard_tuned_samples=False,
                               compute_convergence_checks=False, quiet=not progressbar,
                               **kwargs)
-    settings = {"sampler": which, "draws": draws, "tune": tune, "chains": chains,
-                "target_accept": target_accept, "init": init, "random_seed": random_seed,
+    settings = {"sampler": which, "nutpie_backend": backend, "draws": draws, "tune": tune,
+                "chains": chains, "target_accept": target_accept, "init": init,
+                "random_seed": random_seed,
                 "sampling_time": time.perf_counter() - t0}
     return _assemble(objective, pr, idata, settings, max_ranef, np.random.default_rng(s_ranef))
 

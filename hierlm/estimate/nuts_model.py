@@ -10,7 +10,6 @@ is the unprofiled marginal deviance of :mod:`hierlm.objective.cholesky`.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import warnings
 from collections import OrderedDict
@@ -41,7 +40,7 @@ class _Compiled:
 
     model: pm.Model
     data: dict[str, Any]
-    steps: dict[float | str, Any] = field(default_factory=dict)  # NUTS steps, nutpie model
+    steps: dict[float | str, Any] = field(default_factory=dict)  # NUTS steps, nutpie pieces
 
     def set_data(self, objective: ProfiledObjective, pr: Priors) -> None:
         values = _data_values(objective, pr)
@@ -144,14 +143,31 @@ def initvals(objective: ProfiledObjective, priors: Priors, chains: int,
     return out, scale
 
 
+def unconstrained(c: _Compiled, starts: list[dict[str, np.ndarray]]
+                  ) -> list[dict[str, np.ndarray]]:
+    """Starting points mapped to the sampler's unconstrained space, keyed by value-variable
+    name (the transforms are compiled once per cached model)."""
+    model = c.model
+    fn = c.steps.get("forward")
+    if fn is None:
+        ins, outs = [], []
+        for rv in model.free_RVs:
+            x = rv.type()
+            tr = model.rvs_to_transforms.get(rv)
+            ins.append(x)
+            outs.append(x if tr is None else tr.forward(x, *rv.owner.inputs))
+        fn = c.steps["forward"] = pytensor.function(ins, outs, on_unused_input="ignore")
+    names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
+    return [dict(zip(names, fn(*[np.asarray(st[rv.name], dtype=float) for rv in model.free_RVs]),
+                     strict=True)) for st in starts]
+
+
 def pymc_step(c: _Compiled, target_accept: float, starts: list[dict[str, np.ndarray]],
                scale: dict[str, np.ndarray]) -> Any:
     """A NUTS step (compiled once per cached model and target_accept); its mass-matrix
     adaptation starts at the starting points' mean and the rough variances ``scale``."""
     model = c.model
-    ipfns = pm.initial_point.make_initial_point_fns_per_chain(
-        model=model, overrides=starts, jitter_rvs=set(), chains=len(starts))
-    points = [fn(0) for fn in ipfns]
+    points = unconstrained(c, starts)
     step = c.steps.get(target_accept)
     if step is None:
         with model:
@@ -170,35 +186,6 @@ def pymc_step(c: _Compiled, target_accept: float, starts: list[dict[str, np.ndar
         pot._initial_mean[:] = mean
         pot._initial_diag[:] = np.where(np.isfinite(var) & (var > 0), var, 1.0)
     return step
-
-
-def nutpie_sample(c: _Compiled, starts: list[dict[str, np.ndarray]] | None, seed: int,
-                   draws: int, tune: int, chains: int, cores: int | None, progressbar: bool,
-                   target_accept: float) -> Any:
-    """Sample with nutpie; its compiled model is kept with the cached PyMC model."""
-    import nutpie
-
-    comp = c.steps.get("nutpie")
-    if comp is None:
-        comp = c.steps["nutpie"] = nutpie.compile_pymc_model(c.model)
-    used = {v.name for v in comp.shared_var_keys}
-    comp = comp.with_data(**{k: v.get_value() for k, v in c.data.items() if k in used})
-    if starts:
-        fns = pm.initial_point.make_initial_point_fns_per_chain(
-            model=c.model, overrides=starts, jitter_rvs=set(), chains=len(starts))
-        order = [v.name for v in c.model.value_vars]
-        vecs = [np.concatenate([np.ravel(p[k]) for k in order]) for p in (f(0) for f in fns)]
-        center = np.mean(vecs, axis=0)
-        spread = np.std(vecs, axis=0) if len(vecs) > 1 else np.zeros_like(center)
-
-        def init(s: Any) -> np.ndarray:  # nutpie calls this with one seed per chain
-            rng = np.random.default_rng(np.random.SeedSequence([seed, int(s) % 2**32]))
-            return center + spread * rng.standard_normal(len(spread))
-
-        comp = dataclasses.replace(comp, initial_point_func=init)
-    return nutpie.sample(comp, draws=draws, tune=tune, chains=chains, seed=seed,
-                         cores=cores, save_warmup=True, progress_bar=progressbar,
-                         target_accept=target_accept)
 
 
 def choose_sampler(sampler: str) -> str:
