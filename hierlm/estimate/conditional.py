@@ -42,7 +42,7 @@ import xarray as xr
 from hierlm.design.terms import ModelDesign
 from hierlm.estimate.extract import _cond_var
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import templates
+from hierlm.objective.theta import templates, tril_colmajor
 from hierlm.results.varcorr import group_labels
 
 
@@ -154,14 +154,44 @@ class ConditionalSampler:
         Returns a list over terms of arrays ``(D, levels, p_i)``.
         """
         D = theta.shape[0]
-        out = [np.empty((D, t.n_levels, t.p)) for t in self.design.terms]
         q = self.design.q
+        if self.q_rest == 0:  # one term: every draw's factor in closed form, batched
+            z = rng.standard_normal((D, q))  # the same stream as the loop below
+            chunk = max(1, 2_000_000 // max(1, q * self.p1))
+            return [np.concatenate([self._batch_b(theta[s:s + chunk], beta[s:s + chunk],
+                                                  sigma[s:s + chunk], z[s:s + chunk])
+                                    for s in range(0, D, chunk)])]
+        out = [np.empty((D, t.n_levels, t.p)) for t in self.design.terms]
         for d in range(D):
             f = self.factor(theta[d])
             u = self.draw(f, beta[d], float(sigma[d]), rng.standard_normal(q))
             for arr, b in zip(out, self.to_b(f, u), strict=True):
                 arr[d] = b
         return out
+
+
+    def _batch_b(self, theta: np.ndarray, beta: np.ndarray, sigma: np.ndarray,
+                 z: np.ndarray) -> np.ndarray:
+        """:meth:`draw` and :meth:`to_b` for a batch of draws of a one-term model.
+
+        Per draw ``T`` (from theta) and level ``k``: ``M_k = T'A11_k T + I = L_k L_k'``,
+        ``t_k = -T'(A_1R [beta; -1])_k``, ``u_k = L_k'^{-1}(L_k^{-1} t_k + sigma z_k)``,
+        ``b_k = T u_k``.  Returns ``(D, levels, p1)``.
+        """
+        D, p1, l1 = theta.shape[0], self.p1, self.l1
+        rows, cols = tril_colmajor(p1)
+        T = np.zeros((D, p1, p1))
+        T[:, rows, cols] = theta
+        A11 = self.objective.gram.A11
+        M = np.einsum("dai,lab,dbj->dlij", T, A11, T) + np.eye(p1)
+        L = np.linalg.cholesky(M)
+        off = np.asarray(beta, dtype=float) - self.objective.gram.beta_offset
+        v = np.concatenate([off.T, -np.ones((1, D))])  # (p + 1, D): [beta; -1]
+        acc = np.asarray(self.A1R @ v).reshape(l1, p1, D)
+        t = -np.einsum("dji,ljd->dli", T, acc)
+        w = np.linalg.solve(L, t[..., None])[..., 0] + sigma[:, None, None] * z.reshape(D, l1, p1)
+        u = np.linalg.solve(np.swapaxes(L, -1, -2), w[..., None])[..., 0]
+        return np.einsum("dij,dlj->dli", T, u)
 
 
 def split_factor(design: ModelDesign) -> int | None:
