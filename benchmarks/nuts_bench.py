@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
+import math
 import os
 import platform
 import subprocess
@@ -140,7 +141,8 @@ def _row(name: str, r: dict[str, Any], chains: int, draws: int) -> str:
         note += f"; {r['n_evals']} gradient evaluations"
     if "min_ess_no_corr" in r:
         note += f"; min ESS without corr {r['min_ess_no_corr']:.0f}"
-    return (f"| {name} | {chains} x {draws} | {r['process_s']:.1f} | {r['fit_s']:.1f} | "
+    proc = "–" if math.isnan(r["process_s"]) else f"{r['process_s']:.1f}"
+    return (f"| {name} | {chains} x {draws} | {proc} | {r['fit_s']:.1f} | "
             f"{r.get('sampling_s', float('nan')):.1f} | {ess:.0f} | {ess / r['fit_s']:.1f} | "
             f"{r['divergences']} | {note} |")
 
