@@ -7,8 +7,9 @@ nutpie's sampler is written in Rust; what differs is how it evaluates the log de
 ``"python"``
     PyTensor compiles ``x -> (log p, d log p / dx)`` once, with the Gram blocks as shared
     data, like every hierlm graph (its compiled code is cached on disk), and nutpie
-    calls it through Python.  Nothing extra to compile, but each call holds the
-    interpreter lock, so the chains take turns on one core.
+    calls it through Python.  No compilation beyond PyTensor's (whose graph rewriting
+    is still paid once per process), but each call holds the interpreter lock, so
+    the chains take turns on one core.
 ``"numba"``
     nutpie compiles its own Numba function of the model (tens of seconds in every
     process: it is not cached), whose calls run in parallel threads.
