@@ -169,7 +169,6 @@ class ConditionalSampler:
                 arr[d] = b
         return out
 
-
     def _batch_b(self, theta: np.ndarray, beta: np.ndarray, sigma: np.ndarray,
                  z: np.ndarray) -> np.ndarray:
         """:meth:`draw` and :meth:`to_b` for a batch of draws of a one-term model.

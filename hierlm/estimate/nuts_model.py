@@ -109,7 +109,7 @@ def compiled(objective: ProfiledObjective, pr: Priors) -> _Compiled:
 
 
 def initvals(objective: ProfiledObjective, priors: Priors, chains: int,
-              rng: np.random.Generator
+             rng: np.random.Generator
               ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Per-chain starting points near the REML estimate, jittered, and rough posterior
     variances of the unconstrained parameters (to start the mass-matrix adaptation)."""
@@ -163,7 +163,7 @@ def unconstrained(c: _Compiled, starts: list[dict[str, np.ndarray]]
 
 
 def pymc_step(c: _Compiled, target_accept: float, starts: list[dict[str, np.ndarray]],
-               scale: dict[str, np.ndarray]) -> Any:
+              scale: dict[str, np.ndarray]) -> Any:
     """A NUTS step (compiled once per cached model and target_accept); its mass-matrix
     adaptation starts at the starting points' mean and the rough variances ``scale``."""
     model = c.model
