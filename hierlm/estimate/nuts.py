@@ -40,9 +40,8 @@ from hierlm.estimate.nuts_model import (
     compiled,
     initvals,
     pymc_step,
-    unconstrained,
 )
-from hierlm.estimate.nuts_nutpie import nutpie_backend, nutpie_sample
+from hierlm.estimate.nuts_nutpie import nutpie_sample
 from hierlm.estimate.priors import Priors, resolve_priors
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.results.nuts_summary import (
@@ -149,17 +148,15 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
     which = choose_sampler(sampler)
     pr = resolve_priors(objective.design, priors)
     s_init, s_pm, s_ranef = np.random.SeedSequence(random_seed).spawn(3)
-    c = compiled(objective, pr)
     starts, scale = (initvals(objective, pr, chains, np.random.default_rng(s_init))
                      if init == "reml" else (None, {}))
     t0 = time.perf_counter()
     seed = int(s_pm.generate_state(1)[0])
-    backend = nutpie_backend(objective.gram) if which == "nutpie" else None
-    if backend is not None:
-        idata = nutpie_sample(c.model, c.steps, c.data, backend,
-                              unconstrained(c, starts) if starts else None, seed, draws,
-                              tune, chains, cores, progressbar, target_accept)
+    if which == "nutpie":
+        idata = nutpie_sample(objective, pr, starts, seed, draws, tune, chains, cores,
+                              progressbar, target_accept)
     else:
+        c = compiled(objective, pr)
         kwargs: dict[str, Any] = {"cores": cores or min(chains, os.cpu_count() or 1)}
         if starts:
             kwargs.update(step=pymc_step(c, target_accept, starts, scale), initvals=starts)
@@ -171,7 +168,7 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
                               random_seed=seed, discard_tuned_samples=False,
                               compute_convergence_checks=False, quiet=not progressbar,
                               **kwargs)
-    settings = {"sampler": which, "nutpie_backend": backend, "draws": draws, "tune": tune,
+    settings = {"sampler": which, "draws": draws, "tune": tune,
                 "chains": chains, "target_accept": target_accept, "init": init,
                 "random_seed": random_seed,
                 "sampling_time": time.perf_counter() - t0}

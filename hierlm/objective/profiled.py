@@ -5,7 +5,9 @@ One PyTensor function per model *structure* (see
 constants, so the compiled function serves every dataset with the same term
 structure, and refitting with a new response reuses it without recompiling.
 ``reml`` is an input too: one function gives both lme4's deviance (ML) and its
-REML criterion.  The gradient comes from PyTensor's reverse-mode autodiff.
+REML criterion.  The gradient comes from PyTensor's reverse-mode autodiff.  The
+rewritten graph is kept on disk (:mod:`hierlm.objective.graph_cache`), so a new
+process only links it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from hierlm.objective.cholesky import (
     profiled_objective,
 )
 from hierlm.objective.gram import GramBlocks, compute_gram
+from hierlm.objective.graph_cache import compile_graph
 
 _CACHE: dict[Structure, Callable] = {}
 _LOCK = threading.Lock()
@@ -67,7 +70,7 @@ def gram_values(gram: GramBlocks) -> list[np.ndarray]:
             for name in GramVars.__dataclass_fields__]
 
 
-def _compile(s: Structure) -> Callable:
+def _build(s: Structure) -> tuple[list[Any], list[Any], dict[str, Any]]:
     theta = pt.vector("theta")
     reml = pt.scalar("reml")
     n = pt.scalar("n")
@@ -76,9 +79,11 @@ def _compile(s: Structure) -> Callable:
     f = blocked_cholesky(theta, g, s)
     obj = profiled_objective(f, n, p, g.q_rest, reml)
     grad: Any = pytensor.grad(obj, theta)
-    inputs = [theta, reml, n, p, *g.__dict__.values()]
-    return pytensor.function(inputs, [obj, grad, f.L1, f.L_R], on_unused_input="ignore",
-                             trust_input=True)
+    return [theta, reml, n, p, *g.__dict__.values()], [obj, grad, f.L1, f.L_R], {}
+
+
+def _compile(s: Structure) -> Callable:
+    return compile_graph("profiled", s, lambda: _build(s)).fn
 
 
 def compiled_for(s: Structure) -> Callable:

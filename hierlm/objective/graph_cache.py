@@ -1,0 +1,191 @@
+"""Compiled graphs kept on disk across processes: rewrite once, then only link.
+
+Compiling a PyTensor graph has three costs: building it (Python), rewriting it
+(PyTensor's graph rewrites, seconds for the few hundred nodes of a hierlm objective)
+and generating machine code (Numba, which PyTensor already caches on disk).  Only the
+first two were paid again in every process.  :func:`compile_graph` also keeps the
+*rewritten* graph on disk: a later process loads it, converts it to Numba (whose
+machine code then comes from Numba's cache) and skips building and rewriting.
+
+A cached graph is keyed by a name, the caller's structural key, the versions of
+PyTensor, PyMC, Numba and NumPy, and a digest of hierlm's own source, so editing
+hierlm or upgrading a dependency never loads a stale graph.  The files live under
+PyTensor's compile directory (``pytensor.config.base_compiledir``), in ``hierlm/``;
+setting the environment variable ``HIERLM_GRAPH_CACHE=0`` turns the cache off.
+Any file that cannot be read is rebuilt, never trusted.
+
+(PyTensor can pickle a compiled ``Function``, but not hierlm's: gradients of its
+``OpFromGraph`` ops are closures.  The rewritten ``FunctionGraph`` has those ops
+inlined and pickles, so it is what is stored.)
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytensor
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Variable
+from pytensor.graph.destroyhandler import DestroyHandler
+from pytensor.graph.fg import FunctionGraph
+from pytensor.graph.replace import clone_replace
+
+_PACKAGES = ("pytensor", "pymc", "numba", "numpy", "nutpie")
+
+
+@dataclass(frozen=True)
+class CompiledGraph:
+    """A rewritten graph; its Numba function is made on first use.
+
+    Attributes
+    ----------
+    fgraph : FunctionGraph
+        The rewritten graph (inputs in call order, shared variables included).
+    meta : dict
+        What the builder stored alongside the graph (names, shapes, ...).
+    digest : str or None
+        Identifies the graph on disk (None when the disk cache is off).
+    loaded : bool
+        True when the graph came from disk.
+    """
+
+    fgraph: FunctionGraph
+    meta: dict[str, Any] = field(default_factory=dict)
+    digest: str | None = None
+    loaded: bool = False
+
+    @functools.cached_property
+    def fn(self) -> Callable[..., Any]:
+        """Numba function ``fn(*inputs) -> tuple of outputs`` (machine code from
+        Numba's cache when PyTensor has compiled this graph before)."""
+        from pytensor.link.numba.dispatch.basic import numba_funcify_ensure_cache, numba_njit
+
+        py_fn: Any
+        py_fn, key = numba_funcify_ensure_cache(self.fgraph)
+        return numba_njit(py_fn.py_func, final_function=True, cache=key is not None)
+
+    @property
+    def input_names(self) -> tuple[str | None, ...]:
+        return tuple(v.name for v in self.fgraph.inputs)
+
+
+@functools.cache
+def source_digest() -> str:
+    """Digest of hierlm's source files and of the versions of the graph's packages."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    for pkg in _PACKAGES:
+        try:
+            h.update(f"{pkg}={importlib.metadata.version(pkg)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(f"{pkg}=none".encode())
+    return h.hexdigest()
+
+
+def cache_dir() -> Path | None:
+    """Folder of the cached graphs (None when ``HIERLM_GRAPH_CACHE=0``)."""
+    if os.environ.get("HIERLM_GRAPH_CACHE", "1") == "0":
+        return None
+    return Path(pytensor.config.base_compiledir) / "hierlm"
+
+
+def _digest(name: str, key: Any) -> str | None:
+    if cache_dir() is None:
+        return None
+    return hashlib.sha256(f"{name}|{key!r}|{source_digest()}".encode()).hexdigest()[:32]
+
+
+def _path(name: str, digest: str) -> Path:
+    folder = cache_dir()
+    assert folder is not None
+    return folder / f"{name}-{digest}.pkl"
+
+
+def _load(path: Path) -> tuple[FunctionGraph, dict[str, Any]] | None:
+    try:
+        with path.open("rb") as fh:
+            fgraph, meta = pickle.load(fh)
+    except Exception:  # noqa: BLE001 - any unreadable file is rebuilt
+        return None
+    if not isinstance(fgraph, FunctionGraph) or not isinstance(meta, dict):
+        return None
+    # In-place ops must run after every other reader of their input: the destroy
+    # handler restores that ordering, as it does in every PyTensor compilation.
+    fgraph.attach_feature(DestroyHandler())
+    return fgraph, meta
+
+
+def _store(path: Path, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump((fgraph, meta), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except Exception:  # noqa: BLE001 - a cache that cannot be written only costs time
+        pass
+
+
+def compile_graph(name: str, key: Any,
+                  build: Callable[[], tuple[Sequence[Variable], Sequence[Variable],
+                                            dict[str, Any]]]) -> CompiledGraph:
+    """Compile ``build()``'s graph, or load its rewritten form from disk.
+
+    Parameters
+    ----------
+    name : str
+        What the graph is (part of the file name).
+    key : hashable
+        Everything the graph's structure depends on (its ``repr`` is hashed).
+    build : callable
+        Returns ``(inputs, outputs, meta)``: the graph's explicit inputs, its outputs
+        and picklable metadata.  Shared variables of the graph become plain inputs
+        after the explicit ones (``CompiledGraph.input_names`` gives the order).  Called
+        only when nothing usable is cached.
+
+    Returns
+    -------
+    CompiledGraph
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pytensor.tensor as pt
+    >>> def build():
+    ...     x = pt.vector("x")
+    ...     return [x], [(x ** 2).sum()], {"note": "sum of squares"}
+    >>> g = compile_graph("example", 1, build)
+    >>> float(g.fn(np.array([3.0, 4.0]))[0]), g.meta["note"]
+    (25.0, 'sum of squares')
+    """
+    digest = _digest(name, key)
+    path = _path(name, digest) if digest is not None else None
+    loaded = _load(path) if path is not None and path.exists() else None
+    if loaded is not None:
+        return CompiledGraph(loaded[0], loaded[1], digest, loaded=True)
+    inputs, outputs, meta = build()
+    compiled = pytensor.function(list(inputs), list(outputs), trust_input=True,
+                                 on_unused_input="ignore")
+    rewritten = compiled.maker.fgraph
+    # Shared variables become plain inputs: their values are the caller's, per call,
+    # and stay out of the file.
+    plain: dict[Variable, Variable] = {
+        v: v.type(name=v.name) for v in rewritten.inputs if isinstance(v, SharedVariable)}
+    outputs = clone_replace(list(rewritten.outputs), replace=plain) if plain else rewritten.outputs
+    fgraph = FunctionGraph([plain.get(v, v) for v in rewritten.inputs], outputs, clone=True)
+    if path is not None:
+        _store(path, fgraph, meta)
+    fgraph.attach_feature(DestroyHandler())
+    return CompiledGraph(fgraph, meta, digest)
