@@ -268,10 +268,10 @@ def group_loglik(design: ModelDesign, split: int, theta: np.ndarray, beta: np.nd
                                            strict=True)]
         V = np.broadcast_to(eye * valid[:, :, None] + pad, (Ts[0].shape[0], G, nmax, nmax)).copy()
         for (Xt, same), T in zip(parts, Ts, strict=True):
-            A = np.einsum("gnp,dpq->dgnq", Xt, T)
-            V += np.einsum("dgnq,dgmq->dgnm", A, A) * same
+            A = Xt[None] @ T[:, None]  # (d, g, n, q)
+            V += (A @ A.swapaxes(-1, -2)) * same
         L = np.linalg.cholesky(V)
-        r = (yg[None] - np.einsum("gnp,dp->dgn", Xg, beta[sl])) * valid
+        r = (yg[None] - (Xg[None] @ beta[sl][:, None, :, None])[..., 0]) * valid
         w = _solve_lower(L, r)
         logdet = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=2)
         sig2 = sigma[sl, None] ** 2

@@ -8,9 +8,9 @@ first two were paid again in every process.  :func:`compile_graph` also keeps th
 machine code then comes from Numba's cache) and skips building and rewriting.
 
 A cached graph is keyed by a name, the caller's structural key, the versions of
-PyTensor, PyMC, Numba and NumPy, and a digest of hierlm's own source, so editing
-hierlm or upgrading a dependency never loads a stale graph.  The files live under
-PyTensor's compile directory (``pytensor.config.base_compiledir``), in ``hierlm/``;
+PyTensor, PyMC, Numba, NumPy and nutpie, and a digest of the hierlm modules that build
+graphs, so editing them or upgrading a dependency never loads a stale graph.  The
+files live under PyTensor's compile directory (``pytensor.config.base_compiledir``), in ``hierlm/``;
 setting the environment variable ``HIERLM_GRAPH_CACHE=0`` turns the cache off.
 Any file that cannot be read is rebuilt, never trusted.
 
@@ -40,6 +40,9 @@ from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.replace import clone_replace
 
 _PACKAGES = ("pytensor", "pymc", "numba", "numpy", "nutpie")
+#: The modules that build cached graphs (relative to the package root).
+GRAPH_SOURCES = ("objective/*.py", "estimate/nuts_model.py", "estimate/nuts_compiled.py",
+                 "results/nuts_summary.py")
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,11 @@ class CompiledGraph:
 
 @functools.cache
 def source_digest() -> str:
-    """Digest of hierlm's source files and of the versions of the graph's packages."""
+    """Digest of the hierlm modules that build graphs (:data:`GRAPH_SOURCES`) and of
+    the versions of the packages the graphs depend on."""
     h = hashlib.sha256()
     root = Path(__file__).resolve().parent.parent
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(p for pattern in GRAPH_SOURCES for p in root.glob(pattern)):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     for pkg in _PACKAGES:
