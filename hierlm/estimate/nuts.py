@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pymc as pm
 import xarray as xr
 
 from hierlm.errors import MethodError
@@ -156,6 +155,8 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
         idata = nutpie_sample(objective, pr, starts, seed, draws, tune, chains, cores,
                               progressbar, target_accept)
     else:
+        import pymc as pm
+
         c = compiled(objective, pr)
         kwargs: dict[str, Any] = {"cores": cores or min(chains, os.cpu_count() or 1)}
         if starts:

@@ -14,14 +14,11 @@ import importlib.util
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pymc as pm
 import pytensor
 import pytensor.tensor as pt
-from pymc.blocking import DictToArrayBijection
-from pymc.step_methods.hmc.quadpotential import QuadPotentialDiagAdapt
 
 from hierlm.errors import MethodError
 from hierlm.estimate.frequentist import fit_profiled
@@ -30,6 +27,9 @@ from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_dev
 from hierlm.objective.profiled import ProfiledObjective, gram_values
 from hierlm.objective.theta import templates, tril_colmajor
 from hierlm.results.nuts_summary import coords_of
+
+if TYPE_CHECKING:  # PyMC is imported only where it is used: nutpie's path needs it
+    import pymc as pm  # only when a graph is not on disk
 
 CACHE_SIZE = 4
 
@@ -67,6 +67,8 @@ def build_model(objective: ProfiledObjective, priors: Priors) -> tuple[pm.Model,
 
     Returns the model and its shared data variables (Gram blocks and prior parameters).
     """
+    import pymc as pm
+
     design = objective.design
     data = {k: pytensor.shared(v, name=k) for k, v in _data_values(objective, priors).items()}
     with pm.Model(coords=coords_of(design)) as model:
@@ -166,6 +168,10 @@ def pymc_step(c: _Compiled, target_accept: float, starts: list[dict[str, np.ndar
               scale: dict[str, np.ndarray]) -> Any:
     """A NUTS step (compiled once per cached model and target_accept); its mass-matrix
     adaptation starts at the starting points' mean and the rough variances ``scale``."""
+    import pymc as pm
+    from pymc.blocking import DictToArrayBijection
+    from pymc.step_methods.hmc.quadpotential import QuadPotentialDiagAdapt
+
     model = c.model
     points = unconstrained(c, starts)
     step = c.steps.get(target_accept)
