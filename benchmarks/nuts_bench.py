@@ -145,6 +145,7 @@ def _row(name: str, r: dict[str, Any], chains: int, draws: int,
                 f"{r.get('error', '')[-200:].replace('|', '/').replace(chr(10), ' ')} |")
     ess = r["min_ess"]
     ratio = f"{ess / r['fit_s'] / bambi_rate:.1f}x" if bambi_rate else "–"
+    sampling = f"{r['sampling_s']:.1f}" if "sampling_s" in r else "–"
     note = f"{r.get('sampler', '')}; r_hat max {r['max_rhat']:.3f}"
     if r.get("n_evals"):
         note += f"; {r['n_evals']} gradient evaluations"
@@ -152,7 +153,7 @@ def _row(name: str, r: dict[str, Any], chains: int, draws: int,
         note += f"; min ESS without corr {r['min_ess_no_corr']:.0f}"
     proc = "–" if math.isnan(r["process_s"]) else f"{r['process_s']:.1f}"
     return (f"| {name} | {chains} x {draws} | {proc} | {r['fit_s']:.1f} | "
-            f"{r.get('sampling_s', float('nan')):.1f} | {ess:.0f} | {ess / r['fit_s']:.1f} | "
+            f"{sampling} | {ess:.0f} | {ess / r['fit_s']:.1f} | "
             f"{ratio} | {r['divergences']} | {note} |")
 
 
