@@ -19,11 +19,8 @@ rest first::
 this is the conditional mean, which at ``beta = beta-hat(theta)`` is lme4's
 conditional mode.  Then ``b = Lambda_theta u``.
 
-:func:`group_loglik` gives ``log p(y_g | beta, theta, sigma)`` for each level ``g`` of
-a factor that splits the data into independent blocks (every term's levels nest
-in it): ``y_g ~ N(X_g beta, sigma^2 V_g)`` with
-``V_g = I + sum_i (X_i,g T_i)(X_i,g T_i)' * [same level of term i]``, by dense
-Cholesky of each block, padded to a common size and batched over draws.
+:func:`log_likelihood_dataset` holds ``log p(y_g | beta, theta, sigma)`` per level ``g``
+of a factor that splits the data (:mod:`hierlm.estimate.group_loglik`).
 :func:`marginal_deviance` is the numpy twin of the graph's unprofiled deviance,
 ``log|L_theta|^2 + n log(2 pi sigma^2) + (r^2 + ||L_XX'beta - l_yX'||^2) / sigma^2``,
 and :func:`ranef_posterior` turns posterior draws into random-effect draws and their
@@ -41,6 +38,7 @@ import xarray as xr
 
 from hierlm.design.terms import ModelDesign
 from hierlm.estimate.extract import _cond_var
+from hierlm.estimate.group_loglik import group_loglik, split_factor
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import templates, tril_colmajor
 from hierlm.results.varcorr import group_labels
@@ -191,98 +189,6 @@ class ConditionalSampler:
         w = np.linalg.solve(L, t[..., None])[..., 0] + sigma[:, None, None] * z.reshape(D, l1, p1)
         u = np.linalg.solve(np.swapaxes(L, -1, -2), w[..., None])[..., 0]
         return np.einsum("dij,dlj->dli", T, u)
-
-
-def split_factor(design: ModelDesign) -> int | None:
-    """Index of the term whose grouping factor splits the data into independent blocks.
-
-    That is a term every other term's levels nest in (each level of every term lies
-    in one level of it); the one with most levels is chosen.  ``None`` for crossed
-    designs.
-
-    Examples
-    --------
-    >>> import hierlm
-    >>> d = hierlm.build_design("Reaction ~ Days + (Days || Subject)", hierlm.load_sleepstudy())
-    >>> split_factor(d)
-    0
-    """
-    best = None
-    for c, cand in enumerate(design.terms):
-        nested = True
-        for t in design.terms:
-            pairs = np.unique(np.stack([t.codes, cand.codes]), axis=1)
-            if pairs.shape[1] != len(np.unique(t.codes)):
-                nested = False
-                break
-        if nested and (best is None or cand.n_levels > design.terms[best].n_levels):
-            best = c
-    return best
-
-
-def group_loglik(design: ModelDesign, split: int, theta: np.ndarray, beta: np.ndarray,
-                 sigma: np.ndarray, max_block: int = 4_000_000) -> np.ndarray:
-    """``log p(y_g | beta, theta, sigma)`` per draw and level ``g`` of term ``split``.
-
-    Parameters
-    ----------
-    design : ModelDesign
-        The model.
-    split : int
-        Index of the splitting term (see :func:`split_factor`).
-    theta, beta, sigma : ndarray
-        Draws, shapes ``(D, n_theta)``, ``(D, p)``, ``(D,)``.
-    max_block : int
-        Entries of the padded covariance batch computed at once (memory bound).
-
-    Returns
-    -------
-    ndarray, shape (D, levels)
-        Summed over levels it is the marginal log-likelihood of all of ``y``.
-    """
-    codes = design.terms[split].codes
-    G = design.terms[split].n_levels
-    counts = np.bincount(codes, minlength=G)
-    nmax = int(counts.max())
-    order = np.argsort(codes, kind="stable")
-    pos = np.arange(design.nobs) - np.repeat(np.cumsum(counts) - counts, counts)
-    idx = np.full((G, nmax), -1)
-    idx[codes[order], pos] = order
-    valid = idx >= 0
-    safe = np.where(valid, idx, 0)
-    yg = np.where(valid, design.y[safe], 0.0)
-    Xg = np.where(valid[..., None], design.X[safe], 0.0)
-    parts = []
-    for t in design.terms:
-        Xt = np.where(valid[..., None], t.X[safe], 0.0)
-        same = (t.codes[safe][:, :, None] == t.codes[safe][:, None, :]) & valid[:, :, None]
-        parts.append((Xt, same))
-    eye = np.eye(nmax)
-    pad = np.where(valid, 0.0, 1.0)[:, :, None] * eye  # identity on padded rows
-    D = theta.shape[0]
-    out = np.empty((D, G))
-    step = max(1, max_block // max(1, G * nmax * nmax))
-    for s in range(0, D, step):
-        sl = slice(s, min(D, s + step))
-        Ts = [np.stack(col) for col in zip(*(templates(design, th) for th in theta[sl]),
-                                           strict=True)]
-        V = np.broadcast_to(eye * valid[:, :, None] + pad, (Ts[0].shape[0], G, nmax, nmax)).copy()
-        for (Xt, same), T in zip(parts, Ts, strict=True):
-            A = Xt[None] @ T[:, None]  # (d, g, n, q)
-            V += (A @ A.swapaxes(-1, -2)) * same
-        L = np.linalg.cholesky(V)
-        r = (yg[None] - (Xg[None] @ beta[sl][:, None, :, None])[..., 0]) * valid
-        w = _solve_lower(L, r)
-        logdet = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=2)
-        sig2 = sigma[sl, None] ** 2
-        out[sl] = -0.5 * (counts[None] * np.log(2 * np.pi * sig2) + logdet
-                          + (w**2).sum(axis=2) / sig2)
-    return out
-
-
-def _solve_lower(L: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """``L^{-1} r`` for batches of lower-triangular ``L`` (``(..., n, n)``, ``(..., n)``)."""
-    return np.linalg.solve(L, r[..., None])[..., 0]
 
 
 def log_likelihood_dataset(design: ModelDesign, post: xr.Dataset, theta: np.ndarray,
