@@ -145,3 +145,28 @@ def test_nutpie_model_carries_names_and_coords(sleep_model: hierlm.Model) -> Non
     assert m.shapes == {"beta": (2,), "sigma": (), "sd_Subject": (2,),
                         "chol_corr_Subject": (2, 2)}
     assert m.coords == {"coef": ["(Intercept)", "Days"], "Subject_term": ["(Intercept)", "Days"]}
+
+
+def test_wrapper_compiles_when_not_in_numba_cache(sleep_model: hierlm.Model, tmp_path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an empty Numba cache the wrapper first fails to load with the stand-in
+    function, then compiles against the graph's own function."""
+    import pytensor.link.numba.cache as numba_cache
+
+    monkeypatch.setattr(numba_cache, "NUMBA_CACHE_PATH", tmp_path)
+    obj = sleep_model.objective
+    pr = resolve_priors(obj.design, None)
+    graphs = nc.density_graphs(obj, pr)
+    _, sig_expand = nc._signatures()
+    m = int(sum(np.prod(s) for s in graphs.shapes))
+    expand_c = nc._cfunc(graphs.logp, graphs.expand, nc._EXPAND_SRC, "hierlm_expand",
+                         sig_expand, n=graphs.ndim, m=m)
+    assert any(tmp_path.iterdir())  # compiled here, and cached
+    args = nc.call_args(graphs.logp, nc.data_values(obj, pr), 1)
+    ud = nc.user_data(graphs.logp, args)
+    x = np.array([250.0, 10.0, np.log(26.0), np.log(24.0), np.log(5.5), -0.2])
+    out = np.zeros(m)
+    code = expand_c.ctypes(x.size, m, x.ctypes.data_as(_P), out.ctypes.data_as(_P),
+                           ctypes.c_void_p(ud.ctypes.data))
+    assert code == 0
+    np.testing.assert_allclose(out[:5], [250.0, 10.0, 26.0, 24.0, 5.5])
