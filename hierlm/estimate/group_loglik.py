@@ -75,7 +75,7 @@ def group_loglik(design: ModelDesign, split: int, theta: np.ndarray, beta: np.nd
     codes = design.terms[split].codes
     G = design.terms[split].n_levels
     if all(np.array_equal(t.codes, codes) for t in design.terms):
-        return _one_factor_loglik(design, codes, G, theta, beta, sigma)
+        return _one_factor_loglik(design, codes, G, theta, beta, sigma, max_block)
     counts = np.bincount(codes, minlength=G)
     nmax = int(counts.max())
     order = np.argsort(codes, kind="stable")
@@ -120,7 +120,7 @@ def _solve_lower(L: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 def _one_factor_loglik(design: ModelDesign, codes: np.ndarray, G: int, theta: np.ndarray,
-                       beta: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+                       beta: np.ndarray, sigma: np.ndarray, max_block: int) -> np.ndarray:
     """:func:`group_loglik` when every term is grouped by the same factor (``Q x Q``)."""
     Z = np.hstack([t.X for t in design.terms])  # (n, Q)
     X, y = design.X, design.y
@@ -136,21 +136,26 @@ def _one_factor_loglik(design: ModelDesign, codes: np.ndarray, G: int, theta: np
     XtX, Xty = per_group(X, X), per_group(X, y[:, None])[..., 0]
     yty = np.bincount(codes, weights=y * y, minlength=G)
     counts = np.bincount(codes, minlength=G)
-    lam = np.zeros((theta.shape[0], Q, Q))
-    for d, th in enumerate(theta):
-        k = 0
-        for T in templates(design, th):
-            lam[d, k:k + T.shape[0], k:k + T.shape[0]] = T
-            k += T.shape[0]
-    lamT = lam.swapaxes(-1, -2)[:, None]  # (D, 1, Q, Q)
-    M = np.eye(Q) + lamT @ ZtZ[None] @ lam[:, None]
-    L = np.linalg.cholesky(M)
-    Ztr = Zty[None] - (ZtX[None] @ beta[:, None, :, None])[..., 0]  # (D, G, Q)
-    w = _solve_lower(L, (lamT @ Ztr[..., None])[..., 0])
-    rtr = (yty[None] - 2 * beta @ Xty.T
-           + (beta[:, None, None, :] @ XtX[None] @ beta[:, None, :, None])[..., 0, 0])
-    logdet = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=2)
-    sig2 = sigma[:, None] ** 2
-    return -0.5 * (counts[None] * np.log(2 * np.pi * sig2) + logdet
-                   + (rtr - (w**2).sum(axis=2)) / sig2)
-
+    D = theta.shape[0]
+    out = np.empty((D, G))
+    step = max(1, max_block // max(1, G * Q * Q))
+    for s in range(0, D, step):
+        sl = slice(s, min(D, s + step))
+        lam = np.zeros((sl.stop - sl.start, Q, Q))
+        for d, th in enumerate(theta[sl]):
+            k = 0
+            for T in templates(design, th):
+                lam[d, k:k + T.shape[0], k:k + T.shape[0]] = T
+                k += T.shape[0]
+        lamT = lam.swapaxes(-1, -2)[:, None]  # (d, 1, Q, Q)
+        L = np.linalg.cholesky(np.eye(Q) + lamT @ ZtZ[None] @ lam[:, None])
+        b = beta[sl]
+        Ztr = Zty[None] - (ZtX[None] @ b[:, None, :, None])[..., 0]  # (d, G, Q)
+        w = _solve_lower(L, (lamT @ Ztr[..., None])[..., 0])
+        rtr = (yty[None] - 2 * b @ Xty.T
+               + (b[:, None, None, :] @ XtX[None] @ b[:, None, :, None])[..., 0, 0])
+        logdet = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=2)
+        sig2 = sigma[sl, None] ** 2
+        out[sl] = -0.5 * (counts[None] * np.log(2 * np.pi * sig2) + logdet
+                          + (rtr - (w**2).sum(axis=2)) / sig2)
+    return out

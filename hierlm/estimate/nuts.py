@@ -34,12 +34,8 @@ from hierlm.estimate.conditional import (
     ranef_posterior,
 )
 from hierlm.estimate.frequentist import fitted_values, ranef_frame
-from hierlm.estimate.nuts_model import (
-    choose_sampler,
-    compiled,
-    initvals,
-    pymc_step,
-)
+from hierlm.estimate.nuts_compiled import data_values, density_graphs, to_unconstrained
+from hierlm.estimate.nuts_model import choose_sampler, compiled, initvals, pymc_step
 from hierlm.estimate.nuts_nutpie import nutpie_sample
 from hierlm.estimate.priors import Priors, resolve_priors
 from hierlm.objective.profiled import ProfiledObjective
@@ -160,7 +156,10 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
         c = compiled(objective, pr)
         kwargs: dict[str, Any] = {"cores": cores or min(chains, os.cpu_count() or 1)}
         if starts:
-            kwargs.update(step=pymc_step(c, target_accept, starts, scale), initvals=starts)
+            graphs = density_graphs(objective, pr)
+            points = [graphs.unravel(x)
+                      for x in to_unconstrained(graphs, data_values(objective, pr), starts)]
+            kwargs.update(step=pymc_step(c, target_accept, points, scale), initvals=starts)
         else:
             kwargs.update(init="jitter+adapt_diag", target_accept=target_accept)
         with c.model, warnings.catch_warnings():
@@ -169,9 +168,8 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
                               random_seed=seed, discard_tuned_samples=False,
                               compute_convergence_checks=False, quiet=not progressbar,
                               **kwargs)
-    settings = {"sampler": which, "draws": draws, "tune": tune,
-                "chains": chains, "target_accept": target_accept, "init": init,
-                "random_seed": random_seed,
+    settings = {"sampler": which, "draws": draws, "tune": tune, "chains": chains,
+                "target_accept": target_accept, "init": init, "random_seed": random_seed,
                 "sampling_time": time.perf_counter() - t0}
     return _assemble(objective, pr, idata, settings, max_ranef, np.random.default_rng(s_ranef))
 

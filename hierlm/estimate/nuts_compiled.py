@@ -54,6 +54,7 @@ class DensityGraphs:
         Dimension names of the variables that have them.
     value_names : tuple of str
         The unconstrained value variables, in ``x``'s order.
+    value_shapes : tuple of tuple of int
     ndim : int
         Length of ``x``.
     """
@@ -65,7 +66,32 @@ class DensityGraphs:
     shapes: tuple[tuple[int, ...], ...]
     dims: dict[str, tuple[str, ...]]
     value_names: tuple[str, ...]
+    value_shapes: tuple[tuple[int, ...], ...]
     ndim: int
+
+    @property
+    def n_expanded(self) -> int:
+        """Length of ``expand``'s output (all constrained values, flattened)."""
+        return int(sum(int(np.prod(s)) for s in self.shapes))
+
+    def unravel(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """``x`` split into the value variables, by name."""
+        sizes = [int(np.prod(s)) for s in self.value_shapes]
+        parts = np.split(np.asarray(x), np.cumsum(sizes)[:-1])
+        return {k: p.reshape(s) for k, p, s in
+                zip(self.value_names, parts, self.value_shapes, strict=True)}
+
+    @functools.cached_property
+    def c_functions(self) -> tuple[Any, Any]:
+        """The ``logp`` and ``expand`` C entry points (Numba ``cfunc``), in nutpie's ABI.
+
+        Both read their data from one :func:`user_data` array laid out by ``logp``'s
+        inputs.
+        """
+        sig_logp, sig_expand = _signatures()
+        return (_cfunc(self.logp, self.logp, _LOGP_SRC, "hierlm_logp", sig_logp, n=self.ndim),
+                _cfunc(self.logp, self.expand, _EXPAND_SRC, "hierlm_expand", sig_expand,
+                       n=self.ndim, m=self.n_expanded))
 
 
 def _structure_key(objective: ProfiledObjective, pr: Priors) -> tuple:
@@ -104,6 +130,7 @@ def _pymc_pieces(objective: ProfiledObjective, pr: Priors) -> dict[str, Any]:
         "dims": {n: tuple(model.named_vars_to_dims[n]) for n in names
                  if n in model.named_vars_to_dims},
         "value_names": tuple(v.name for v in value_vars),
+        "value_shapes": tuple(tuple(int(d) for d in np.shape(point[v.name])) for v in value_vars),
         "ndim": int(x0.size),
     }
     by_value = dict(zip([model.rvs_to_values[rv].name for rv in model.free_RVs],
@@ -145,7 +172,8 @@ def density_graphs(objective: ProfiledObjective, pr: Priors) -> DensityGraphs:
     got = _GRAPHS[key] = DensityGraphs(
         g["logp"], g["expand"], g["forward"], tuple(meta["names"]),
         tuple(tuple(s) for s in meta["shapes"]), dict(meta["dims"]),
-        tuple(meta["value_names"]), int(meta["ndim"]))
+        tuple(meta["value_names"]), tuple(tuple(s) for s in meta["value_shapes"]),
+        int(meta["ndim"]))
     return got
 
 
@@ -165,7 +193,7 @@ def call_args(graph: CompiledGraph, values: dict[str, np.ndarray], n_explicit: i
     """The data arguments of ``graph.fn`` after its ``n_explicit`` explicit inputs."""
     out = []
     for var in graph.fgraph.inputs[n_explicit:]:
-        v = values[str(var.name)]
+        v = values[str(var.name)]  # (ascontiguousarray makes 0-d arrays 1-d: reshape)
         out.append(np.ascontiguousarray(v, dtype=var.type.dtype).reshape(np.shape(v)))
     return out
 
@@ -278,26 +306,7 @@ def _signatures() -> tuple[Any, Any]:
             types.int64(types.uint64, types.uint64, dptr, dptr, types.voidptr))
 
 
-_CFUNCS: dict[int, tuple[Any, Any]] = {}
-
-
-def c_functions(graphs: DensityGraphs) -> tuple[Any, Any]:
-    """The ``logp`` and ``expand`` C entry points (Numba ``cfunc``), in nutpie's ABI.
-
-    Both read their data from one :func:`user_data` array laid out by ``logp``'s inputs.
-    """
-    got = _CFUNCS.get(id(graphs))
-    if got is None:
-        n, m = graphs.ndim, int(sum(int(np.prod(s)) for s in graphs.shapes))
-        sig_logp, sig_expand = _signatures()
-        got = _CFUNCS[id(graphs)] = (
-            _cfunc(graphs.logp, graphs.logp, _LOGP_SRC, "hierlm_logp", sig_logp, n=n),
-            _cfunc(graphs.logp, graphs.expand, _EXPAND_SRC, "hierlm_expand", sig_expand,
-                   n=n, m=m))
-    return got
-
-
-def user_data(graph: CompiledGraph, args: list[np.ndarray]) -> np.ndarray:
+def user_data(args: list[np.ndarray]) -> np.ndarray:
     """The ``int64`` array the C entry points read: each input's address, then shape.
     ``args`` must stay alive while it is in use."""
     out: list[int] = []
@@ -320,7 +329,7 @@ def nutpie_model(graphs: DensityGraphs, values: dict[str, np.ndarray],
     """A nutpie model that samples ``graphs.logp`` with this fit's data."""
     from nutpie.compile_pymc import CompiledPyMCModel
 
-    logp_c, expand_c = c_functions(graphs)
+    logp_c, expand_c = graphs.c_functions
     args = call_args(graphs.logp, values, 1)
     sizes = [int(np.prod(s)) for s in graphs.shapes]
     slices = [slice(a - s, a) for a, s in zip(np.cumsum(sizes), sizes, strict=True)]
@@ -329,7 +338,7 @@ def nutpie_model(graphs: DensityGraphs, values: dict[str, np.ndarray],
         dims=dict(graphs.dims), _coords={k: list(v) for k, v in coords.items() if k in used},
         _n_dim=graphs.ndim, _shapes=dict(zip(graphs.names, graphs.shapes, strict=True)),
         compiled_logp_func=logp_c, compiled_expand_func=expand_c,
-        initial_point_func=init, shared_data={"args": args},
-        shared_var_keys={}, user_data=user_data(graphs.logp, args), n_expanded=sum(sizes),
+        initial_point_func=init, shared_data={"args": args},  # keeps the data alive
+        shared_var_keys={}, user_data=user_data(args), n_expanded=graphs.n_expanded,
         shape_info=(list(graphs.names), slices, [list(s) for s in graphs.shapes]),
         logp_func=None, expand_func=None)

@@ -40,7 +40,7 @@ class _Compiled:
 
     model: pm.Model
     data: dict[str, Any]
-    steps: dict[float | str, Any] = field(default_factory=dict)  # NUTS steps, nutpie pieces
+    steps: dict[float, Any] = field(default_factory=dict)  # NUTS steps by target_accept
 
     def set_data(self, objective: ProfiledObjective, pr: Priors) -> None:
         values = _data_values(objective, pr)
@@ -145,35 +145,16 @@ def initvals(objective: ProfiledObjective, priors: Priors, chains: int,
     return out, scale
 
 
-def unconstrained(c: _Compiled, starts: list[dict[str, np.ndarray]]
-                  ) -> list[dict[str, np.ndarray]]:
-    """Starting points mapped to the sampler's unconstrained space, keyed by value-variable
-    name (the transforms are compiled once per cached model)."""
-    model = c.model
-    fn = c.steps.get("forward")
-    if fn is None:
-        ins, outs = [], []
-        for rv in model.free_RVs:
-            x = rv.type()
-            tr = model.rvs_to_transforms.get(rv)
-            ins.append(x)
-            outs.append(x if tr is None else tr.forward(x, *rv.owner.inputs))
-        fn = c.steps["forward"] = pytensor.function(ins, outs, on_unused_input="ignore")
-    names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
-    return [dict(zip(names, fn(*[np.asarray(st[rv.name], dtype=float) for rv in model.free_RVs]),
-                     strict=True)) for st in starts]
-
-
-def pymc_step(c: _Compiled, target_accept: float, starts: list[dict[str, np.ndarray]],
+def pymc_step(c: _Compiled, target_accept: float, points: list[dict[str, np.ndarray]],
               scale: dict[str, np.ndarray]) -> Any:
     """A NUTS step (compiled once per cached model and target_accept); its mass-matrix
-    adaptation starts at the starting points' mean and the rough variances ``scale``."""
+    adaptation starts at the mean of the starting ``points`` (unconstrained values by
+    value-variable name) and the rough variances ``scale``."""
     import pymc as pm
     from pymc.blocking import DictToArrayBijection
     from pymc.step_methods.hmc.quadpotential import QuadPotentialDiagAdapt
 
     model = c.model
-    points = unconstrained(c, starts)
     step = c.steps.get(target_accept)
     if step is None:
         with model:

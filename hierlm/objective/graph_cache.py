@@ -76,10 +76,6 @@ class CompiledGraph:
         py_fn, key = numba_funcify_ensure_cache(self.fgraph)
         return numba_njit(py_fn.py_func, final_function=True, cache=key is not None)
 
-    @property
-    def input_names(self) -> tuple[str | None, ...]:
-        return tuple(v.name for v in self.fgraph.inputs)
-
 
 @functools.cache
 def source_digest() -> str:
@@ -105,16 +101,13 @@ def cache_dir() -> Path | None:
     return Path(pytensor.config.base_compiledir) / "hierlm"
 
 
-def _digest(name: str, key: Any) -> str | None:
-    if cache_dir() is None:
-        return None
-    return hashlib.sha256(f"{name}|{key!r}|{source_digest()}".encode()).hexdigest()[:32]
-
-
-def _path(name: str, digest: str) -> Path:
+def _location(name: str, key: Any) -> tuple[str, Path] | None:
+    """The graph's digest and file (None when the cache is off)."""
     folder = cache_dir()
-    assert folder is not None
-    return folder / f"{name}-{digest}.pkl"
+    if folder is None:
+        return None
+    digest = hashlib.sha256(f"{name}|{key!r}|{source_digest()}".encode()).hexdigest()[:32]
+    return digest, folder / f"{name}-{digest}.pkl"
 
 
 def _load(path: Path) -> tuple[FunctionGraph, dict[str, Any]] | None:
@@ -156,7 +149,7 @@ def compile_graph(name: str, key: Any,
     build : callable
         Returns ``(inputs, outputs, meta)``: the graph's explicit inputs, its outputs
         and picklable metadata.  Shared variables of the graph become plain inputs
-        after the explicit ones (``CompiledGraph.input_names`` gives the order).  Called
+        after the explicit ones (``fgraph.inputs`` gives the order).  Called
         only when nothing usable is cached.
 
     Returns
@@ -174,8 +167,8 @@ def compile_graph(name: str, key: Any,
     >>> float(g.fn(np.array([3.0, 4.0]))[0]), g.meta["note"]
     (25.0, 'sum of squares')
     """
-    digest = _digest(name, key)
-    path = _path(name, digest) if digest is not None else None
+    where = _location(name, key)
+    digest, path = where if where is not None else (None, None)
     loaded = _load(path) if path is not None and path.exists() else None
     if loaded is not None:
         return CompiledGraph(loaded[0], loaded[1], digest, loaded=True)

@@ -36,6 +36,9 @@ def test_group_loglik_matches_dense(formula: str) -> None:
     betas = rng.normal(size=(D, design.p))
     sigmas = rng.uniform(0.5, 2.0, size=D)
     ll = group_loglik(design, split, thetas, betas, sigmas, max_block=200)
+    # one draw per batch: the same numbers
+    np.testing.assert_allclose(group_loglik(design, split, thetas, betas, sigmas, max_block=1),
+                               ll, rtol=1e-12)
     codes = design.terms[split].codes
     for d in range(D):
         total = -0.5 * neg2_loglik(design, thetas[d], betas[d], sigmas[d])

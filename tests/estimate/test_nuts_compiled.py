@@ -31,7 +31,7 @@ def sleep_model() -> hierlm.Model:
 
 def _c_logp(graphs: nc.DensityGraphs, ud: np.ndarray, x: np.ndarray) -> tuple[int, float,
                                                                               np.ndarray]:
-    logp_c, _ = nc.c_functions(graphs)
+    logp_c, _ = graphs.c_functions
     x = np.ascontiguousarray(x, dtype=float)
     grad, value = np.zeros(x.size), np.zeros(())
     code = logp_c.ctypes(x.size, x.ctypes.data_as(_P), grad.ctypes.data_as(_P),
@@ -41,8 +41,8 @@ def _c_logp(graphs: nc.DensityGraphs, ud: np.ndarray, x: np.ndarray) -> tuple[in
 
 def _c_expand(graphs: nc.DensityGraphs, ud: np.ndarray, x: np.ndarray) -> tuple[int,
                                                                                np.ndarray]:
-    _, expand_c = nc.c_functions(graphs)
-    m = int(sum(np.prod(s) for s in graphs.shapes))
+    _, expand_c = graphs.c_functions
+    m = graphs.n_expanded
     out = np.zeros(m)
     code = expand_c.ctypes(x.size, m, x.ctypes.data_as(_P), out.ctypes.data_as(_P),
                            ctypes.c_void_p(ud.ctypes.data))
@@ -57,7 +57,7 @@ def test_c_logp_matches_pymc_and_finite_differences(sleep_model: hierlm.Model) -
     assert graphs.shapes == ((2,), (), (2,), (2, 2)) and graphs.ndim == 6
     values = nc.data_values(obj, pr)
     args = nc.call_args(graphs.logp, values, 1)
-    ud = nc.user_data(graphs.logp, args)
+    ud = nc.user_data(args)
 
     model = compiled(obj, pr).model
     value_vars = model.value_vars
@@ -65,6 +65,7 @@ def test_c_logp_matches_pymc_and_finite_differences(sleep_model: hierlm.Model) -
     start = model.initial_point()
     shapes = [np.shape(start[v.name]) for v in value_vars]
     sizes = [int(np.prod(s)) for s in shapes]
+    assert graphs.value_shapes == tuple(shapes)
 
     def unravel(x: np.ndarray) -> dict[str, np.ndarray]:
         parts = np.split(x, np.cumsum(sizes)[:-1])
@@ -95,6 +96,8 @@ def test_c_logp_matches_pymc_and_finite_differences(sleep_model: hierlm.Model) -
         back = nc.to_unconstrained(graphs, values, [
             {"beta": beta, "sigma": sigma, "sd_Subject": sd, "chol_corr_Subject": L}])[0]
         np.testing.assert_allclose(back, x, rtol=1e-10, atol=1e-12)
+        for k, v in graphs.unravel(x).items():
+            np.testing.assert_array_equal(v, unravel(x)[k])
 
 
 def test_non_finite_density_is_reported(sleep_model: hierlm.Model) -> None:
@@ -102,7 +105,7 @@ def test_non_finite_density_is_reported(sleep_model: hierlm.Model) -> None:
     pr = resolve_priors(obj.design, None)
     graphs = nc.density_graphs(obj, pr)
     args = nc.call_args(graphs.logp, nc.data_values(obj, pr), 1)
-    ud = nc.user_data(graphs.logp, args)
+    ud = nc.user_data(args)
     x = np.array([251.0, 10.5, 800.0, np.log(25.0), np.log(6.0), 0.1])  # sigma = e^800
     code, _, _ = _c_logp(graphs, ud, x)
     assert code in (3, 4)
@@ -119,10 +122,9 @@ def test_graphs_from_disk_equal_fresh_ones(sleep_model: hierlm.Model, tmp_path,
     results = []
     for expect_loaded in (False, True):
         monkeypatch.setattr(nc, "_GRAPHS", {})
-        monkeypatch.setattr(nc, "_CFUNCS", {})
         graphs = nc.density_graphs(obj, pr)
         assert graphs.logp.loaded is expect_loaded
-        ud = nc.user_data(graphs.logp, args := nc.call_args(graphs.logp, values, 1))
+        ud = nc.user_data(args := nc.call_args(graphs.logp, values, 1))
         results.append((_c_logp(graphs, ud, x), graphs.logp.fn(x, *args)))
         del args
     (c0, f0), (c1, f1) = results
@@ -158,12 +160,12 @@ def test_wrapper_compiles_when_not_in_numba_cache(sleep_model: hierlm.Model, tmp
     pr = resolve_priors(obj.design, None)
     graphs = nc.density_graphs(obj, pr)
     _, sig_expand = nc._signatures()
-    m = int(sum(np.prod(s) for s in graphs.shapes))
+    m = graphs.n_expanded
     expand_c = nc._cfunc(graphs.logp, graphs.expand, nc._EXPAND_SRC, "hierlm_expand",
                          sig_expand, n=graphs.ndim, m=m)
     assert any(tmp_path.iterdir())  # compiled here, and cached
     args = nc.call_args(graphs.logp, nc.data_values(obj, pr), 1)
-    ud = nc.user_data(graphs.logp, args)
+    ud = nc.user_data(args)
     x = np.array([250.0, 10.0, np.log(26.0), np.log(24.0), np.log(5.5), -0.2])
     out = np.zeros(m)
     code = expand_c.ctypes(x.size, m, x.ctypes.data_as(_P), out.ctypes.data_as(_P),
