@@ -180,15 +180,16 @@ class ConditionalSampler:
         T = np.zeros((D, p1, p1))
         T[:, rows, cols] = theta
         A11 = self.objective.gram.A11
-        M = np.einsum("dai,lab,dbj->dlij", T, A11, T) + np.eye(p1)
+        Tt = np.swapaxes(T, -1, -2)
+        M = Tt[:, None] @ A11[None] @ T[:, None] + np.eye(p1)  # (D, l1, p1, p1)
         L = np.linalg.cholesky(M)
         off = np.asarray(beta, dtype=float) - self.objective.gram.beta_offset
         v = np.concatenate([off.T, -np.ones((1, D))])  # (p + 1, D): [beta; -1]
         acc = np.asarray(self.A1R @ v).reshape(l1, p1, D)
-        t = -np.einsum("dji,ljd->dli", T, acc)
+        t = -(acc.transpose(2, 0, 1) @ T)  # (D, l1, p1)
         w = np.linalg.solve(L, t[..., None])[..., 0] + sigma[:, None, None] * z.reshape(D, l1, p1)
         u = np.linalg.solve(np.swapaxes(L, -1, -2), w[..., None])[..., 0]
-        return np.einsum("dij,dlj->dli", T, u)
+        return u @ Tt
 
 
 def log_likelihood_dataset(design: ModelDesign, post: xr.Dataset, theta: np.ndarray,

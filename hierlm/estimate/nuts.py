@@ -39,11 +39,11 @@ from hierlm.estimate.nuts_model import choose_sampler, compiled, initvals, pymc_
 from hierlm.estimate.nuts_nutpie import nutpie_sample
 from hierlm.estimate.priors import Priors, resolve_priors
 from hierlm.objective.profiled import ProfiledObjective
+from hierlm.results.diagnostics import diagnostics_table
 from hierlm.results.nuts_summary import (
     coords_of,
     derived_variables,
     diagnostic_messages,
-    diagnostics_table,
     flat_draws,
     point_estimates,
 )

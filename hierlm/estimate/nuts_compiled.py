@@ -113,8 +113,9 @@ def _pymc_pieces(objective: ProfiledObjective, pr: Priors) -> dict[str, Any]:
     values = model.replace_rvs_by_values(model.free_RVs)
     flat = pt.concatenate([pt.as_tensor(v).ravel() for v in values])
     outs, x = join_nonshared_inputs(
-        point, [logp, pt.concatenate([g.ravel() for g in grads]), flat,
-                *[pt.as_tensor(v).shape for v in values]], value_vars)
+        point, _without_parameter_checks(
+            [logp, pt.concatenate([g.ravel() for g in grads]), flat,
+             *[pt.as_tensor(v).shape for v in values]]), value_vars)
     x0 = np.concatenate([np.ravel(point[v.name]) for v in value_vars])
     shapes = pytensor.function([x], outs[3:], mode="FAST_COMPILE")(x0)
     constrained, unconstrained = [], []
@@ -138,6 +139,24 @@ def _pymc_pieces(objective: ProfiledObjective, pr: Priors) -> dict[str, Any]:
     forward = pt.concatenate([pt.as_tensor(by_value[v.name]).ravel() for v in value_vars])
     return {"logp": ([x], outs[:2], meta), "expand": ([x], outs[2:3], meta),
             "forward": (constrained, [forward], meta)}
+
+
+def _without_parameter_checks(outputs: list[Any]) -> list[Any]:
+    """``outputs`` with PyMC's parameter checks removed (what ``pm.Model(check_bounds=
+    False)`` does when PyMC compiles).  The checks test the priors' parameters, which
+    :mod:`hierlm.estimate.priors` has validated, and the transformed values, which are
+    valid by construction; without them the graphs hold no PyMC Op, so loading them
+    from disk does not import PyMC."""
+    from pymc.logprob.utils import CheckParameterValue
+    from pytensor.graph.replace import clone_replace
+    from pytensor.graph.traversal import ancestors
+
+    while True:
+        checks = {v: v.owner.inputs[0] for v in ancestors(outputs)
+                  if v.owner is not None and isinstance(v.owner.op, CheckParameterValue)}
+        if not checks:
+            return outputs
+        outputs = clone_replace(outputs, replace=checks)
 
 
 _GRAPHS: dict[tuple, DensityGraphs] = {}

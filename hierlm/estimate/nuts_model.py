@@ -71,7 +71,8 @@ def build_model(objective: ProfiledObjective, priors: Priors) -> tuple[pm.Model,
 
     design = objective.design
     data = {k: pytensor.shared(v, name=k) for k, v in _data_values(objective, priors).items()}
-    with pm.Model(coords=coords_of(design)) as model:
+    # check_bounds=False: the priors' parameters were validated when they were resolved
+    with pm.Model(coords=coords_of(design), check_bounds=False) as model:
         if design.p:
             beta = pm.Normal("beta", mu=data["beta_mu"], sigma=data["beta_sigma"], dims="coef")
         else:

@@ -158,22 +158,6 @@ def format_nuts_header(res: FitResult) -> list[str]:
     return lines
 
 
-def diagnostics_table(idata: Any, var_names: list[str]) -> pd.DataFrame:
-    """ArviZ's posterior mean, SD, r_hat, ess_bulk and ess_tail of the named variables.
-
-    Examples
-    --------
-    >>> import arviz as az
-    >>> dt = az.from_dict({"posterior": {"mu": np.random.default_rng(0).normal(size=(2, 50))}})
-    >>> diagnostics_table(dt, ["mu"]).columns.tolist()
-    ['mean', 'sd', 'r_hat', 'ess_bulk', 'ess_tail']
-    """
-    import arviz as az
-
-    s = az.summary(idata, var_names=var_names, round_to="none")
-    return s[["mean", "sd", "r_hat", "ess_bulk", "ess_tail"]].astype(float)
-
-
 def diagnostic_messages(extra: dict[str, Any]) -> list[str]:
     """The convergence problems recorded in a NUTS fit's ``extra``, one line each.
 
