@@ -193,8 +193,10 @@ def unprofiled_deviance(f: FactorVars, g: GramVars, beta: TensorVariable,
     qr = g.q_rest
     c = pt.concatenate([g.beta_offset - beta, pt.ones((1,))])
     S = f.S
-    side = pt.dot(S[:qr, qr:], c)
-    corner = pt.dot(c, pt.dot(S[qr:, qr:], c))
+    # S c and c'S c as elementwise sums: a matrix-vector product would be a BLAS call,
+    # whose pointer lookup the Numba backend compiles in every process (~0.1 s)
+    side = (S[:qr, qr:] * c[None, :]).sum(axis=1)
+    corner = (S[qr:, qr:] * (c[:, None] * c[None, :])).sum()
     S_b = pt.concatenate([pt.concatenate([S[:qr, :qr], side[:, None]], axis=1),
                           pt.concatenate([side, corner[None]])[None, :]], axis=0)
     _, logd = chol_logdiag(S_b)
