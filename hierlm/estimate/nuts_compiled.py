@@ -35,7 +35,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from hierlm.estimate.priors import Priors
-from hierlm.objective.graph_cache import CompiledGraph, compile_graph
+from hierlm.objective.graph_cache import CompiledGraph, NotNeeded, compile_graph
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.results.nuts_summary import coords_of
 
@@ -286,11 +286,6 @@ def hierlm_expand(dim, expanded, x_, out_, ud_):
 """
 
 
-class _NotNeeded:
-    """Stands in for a graph's Numba function while a wrapper may load from Numba's
-    cache (a cached wrapper holds its callee's machine code); compiling with it fails."""
-
-
 def _cfunc(layout: CompiledGraph, graph: CompiledGraph, template: str, fname: str, sig: Any,
            **sizes: int) -> Any:
     import numba
@@ -310,7 +305,7 @@ def _cfunc(layout: CompiledGraph, graph: CompiledGraph, template: str, fname: st
 
     if key is not None:
         try:  # converting the graph to Numba costs ~0.5 s; skip it when cached
-            return make(_NotNeeded())
+            return make(NotNeeded())
         except numba.core.errors.TypingError:
             pass
     return make(graph.fn)
@@ -338,7 +333,7 @@ def to_unconstrained(graphs: DensityGraphs, values: dict[str, np.ndarray],
                      starts: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
     """Constrained starting points (by variable name) as vectors ``x``."""
     data = call_args(graphs.forward, values, len(graphs.names))
-    return [np.asarray(graphs.forward.fn(*[np.asarray(st[k], dtype=np.float64)
+    return [np.asarray(graphs.forward.python_fn(*[np.asarray(st[k], dtype=np.float64)
                                            for k in graphs.names], *data)[0])
             for st in starts]
 

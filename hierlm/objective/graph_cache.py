@@ -4,8 +4,10 @@ Compiling a PyTensor graph has three costs: building it (Python), rewriting it
 (PyTensor's graph rewrites, seconds for the few hundred nodes of a hierlm objective)
 and generating machine code (Numba, which PyTensor already caches on disk).  Only the
 first two were paid again in every process.  :func:`compile_graph` also keeps the
-*rewritten* graph on disk: a later process loads it, converts it to Numba (whose
-machine code then comes from Numba's cache) and skips building and rewriting.
+*rewritten* graph on disk: a later process loads it and skips building and rewriting.
+Called from Python (:attr:`CompiledGraph.python_fn`) it goes through a one-line
+Numba wrapper cached under the graph's digest, whose machine code includes the
+graph's, so a warm process does not even convert the graph to Numba.
 
 A cached graph is keyed by a name, the caller's structural key, the versions of
 PyTensor, PyMC, Numba, NumPy and nutpie, and a digest of the hierlm modules that build
@@ -75,6 +77,66 @@ class CompiledGraph:
         py_fn: Any
         py_fn, key = numba_funcify_ensure_cache(self.fgraph)
         return numba_njit(py_fn.py_func, final_function=True, cache=key is not None)
+
+    @functools.cached_property
+    def python_fn(self) -> Callable[..., Any]:
+        """:attr:`fn` for callers in Python, loaded without converting the graph.
+
+        Converting a graph to Numba is Python work (~0.25 s for the profiled
+        objective) that Numba's cache does not save.  A cached graph is called through
+        a one-line Numba wrapper, cached under the graph's digest: a wrapper that Numba
+        loads from its cache holds the graph's machine code, so it loads with a
+        stand-in callee and the graph is never converted.  When Numba has not cached
+        it (for these argument types), typing the stand-in fails before anything runs
+        and the wrapper is compiled against :attr:`fn`.
+        """
+        if self.digest is None:
+            return self.fn
+        return _WarmCall(self)
+
+
+class NotNeeded:
+    """Stands in for a graph's Numba function while a wrapper may load from Numba's
+    cache (a cached wrapper holds its callee's machine code); compiling with it fails."""
+
+
+_WRAPPER_SRC = """
+def hierlm_graph({args}):
+    return fn({args})
+"""
+
+
+class _WarmCall:
+    """Calls a cached graph through a Numba wrapper (see ``CompiledGraph.python_fn``)."""
+
+    def __init__(self, graph: CompiledGraph) -> None:
+        from numba.core.errors import TypingError
+
+        self._graph = graph
+        self._typing_error = TypingError
+        self._stand_in = True
+        self._fn = self._wrapper(NotNeeded())
+
+    def _wrapper(self, callee: Any) -> Callable[..., Any]:
+        import numba
+        from pytensor.link.numba.cache import compile_numba_function_src
+
+        args = ", ".join(f"a{i}" for i in range(len(self._graph.fgraph.inputs)))
+        src = _WRAPPER_SRC.format(args=args)
+        key = hashlib.sha256(f"{self._graph.digest}{src}".encode()).hexdigest()
+        env = {"__name__": __name__, "fn": callee}  # a cached wrapper re-imports __name__
+        py_fn = compile_numba_function_src(src, "hierlm_graph", global_env=env, cache_key=key)
+        return numba.njit(cache=True)(py_fn)
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self._fn(*args)
+        except self._typing_error:
+            if not self._stand_in:
+                raise
+            # not in Numba's cache for these argument types: compile against the graph
+            self._fn, self._stand_in = self._wrapper(self._graph.fn), False
+            return self._fn(*args)
 
 
 @functools.cache

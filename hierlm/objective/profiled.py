@@ -83,7 +83,7 @@ def _build(s: Structure) -> tuple[list[Any], list[Any], dict[str, Any]]:
 
 
 def _compile(s: Structure) -> Callable:
-    return compile_graph("profiled", s, lambda: _build(s)).fn
+    return compile_graph("profiled", s, lambda: _build(s)).python_fn
 
 
 def compiled_for(s: Structure) -> Callable:

@@ -42,9 +42,34 @@ def test_loaded_graph_equals_fresh_compile(sleep_objective, tmp_path: Path,
         args = _args(sleep_objective, np.asarray(theta), reml)
         want = reference(*args)
         for g in (first, second):
-            got = g.fn(*args)
-            for a, b in zip(got, want, strict=True):
-                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+            for fn in (g.fn, g.python_fn):
+                got = fn(*args)
+                for a, b in zip(got, want, strict=True):
+                    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_wrapper_loads_without_the_graph(sleep_objective, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Numba's cache empty, ``python_fn`` first fails to type its stand-in callee
+    and compiles against the graph; a second wrapper then loads from Numba's cache
+    with the stand-in (the graph is never converted) and gives the same numbers."""
+    import pytensor.link.numba.cache as numba_cache
+
+    monkeypatch.setattr(graph_cache, "cache_dir", lambda: tmp_path / "graphs")
+    (tmp_path / "numba").mkdir()
+    monkeypatch.setattr(numba_cache, "NUMBA_CACHE_PATH", tmp_path / "numba")
+    s = sleep_objective.structure
+    g = graph_cache.compile_graph("test-profiled", s, lambda: _build(s))
+    args = _args(sleep_objective, np.array([0.92922, 0.01817, 0.22264]), 0.0)
+    compiled = graph_cache._WarmCall(g)
+    got = compiled(*args)
+    assert not compiled._stand_in  # it had to compile
+    assert float(got[0]) == pytest.approx(1751.93934, abs=1e-4)  # lme4's deviance
+    loaded = graph_cache._WarmCall(graph_cache.compile_graph("test-profiled", s, None))
+    again = loaded(*args)
+    assert loaded._stand_in  # loaded from Numba's cache, stand-in never typed
+    for a, b in zip(again, got, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_unreadable_file_is_rebuilt(sleep_objective, tmp_path: Path,
