@@ -34,7 +34,13 @@ from hierlm.estimate.conditional import (
     ranef_posterior,
 )
 from hierlm.estimate.frequentist import fitted_values, ranef_frame
-from hierlm.estimate.nuts_compiled import data_values, density_graphs, to_unconstrained
+from hierlm.estimate.nuts_compiled import (
+    LogpDlogp,
+    call_args,
+    data_values,
+    density_graphs,
+    to_unconstrained,
+)
 from hierlm.estimate.nuts_model import choose_sampler, compiled, initvals, pymc_step
 from hierlm.estimate.nuts_nutpie import nutpie_sample
 from hierlm.estimate.priors import Priors, resolve_priors
@@ -157,9 +163,11 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
         kwargs: dict[str, Any] = {"cores": cores or min(chains, os.cpu_count() or 1)}
         if starts:
             graphs = density_graphs(objective, pr)
-            points = [graphs.unravel(x)
-                      for x in to_unconstrained(graphs, data_values(objective, pr), starts)]
-            kwargs.update(step=pymc_step(c, target_accept, points, scale), initvals=starts)
+            values = data_values(objective, pr)
+            points = [graphs.unravel(x) for x in to_unconstrained(graphs, values, starts)]
+            logp = LogpDlogp(graphs.logp, call_args(graphs.logp, values, 1))
+            kwargs.update(step=pymc_step(c, target_accept, points, scale, logp),
+                          initvals=starts)
         else:
             kwargs.update(init="jitter+adapt_diag", target_accept=target_accept)
         with c.model, warnings.catch_warnings():

@@ -329,6 +329,44 @@ def user_data(args: list[np.ndarray]) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
+class LogpDlogp:
+    """The cached ``logp`` graph as PyMC's NUTS calls a log density.
+
+    It has the attributes of PyMC's ``ValueGradFunction`` that ``pm.NUTS`` reads
+    (passed as ``logp_dlogp_func``), so PyMC's sampler does not compile the model's
+    density in every process: ``x -> (log p(x), d log p / dx)`` on the raveled value
+    variables, in ``DensityGraphs.value_names`` order.  It pickles as the graph and the
+    data, so PyMC's worker processes load the graph's machine code from the caches.
+    ``args`` (the data) is read at each call, so one step serves every dataset of the
+    same structure.
+    """
+
+    dtype = "float64"
+    _raveled_inputs = True
+    trust_input = True
+
+    def __init__(self, graph: CompiledGraph, args: list[np.ndarray]) -> None:
+        self._graph = graph
+        self.args = args
+        self._extra_vars_shared: dict[str, Any] = {}
+
+    def _pytensor_function(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        value, grad = self._graph.python_fn(x, *self.args)
+        return value, grad
+
+    def __call__(self, x: np.ndarray, extra_vars: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        return self._pytensor_function(x)
+
+    def __getstate__(self) -> dict[str, Any]:
+        g = self._graph  # not its Numba functions: the worker loads them from the caches
+        return {"fgraph": g.fgraph, "meta": g.meta, "digest": g.digest, "args": self.args}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._graph = CompiledGraph(state["fgraph"], state["meta"], state["digest"], loaded=True)
+        self.args = state["args"]
+        self._extra_vars_shared = {}
+
+
 def to_unconstrained(graphs: DensityGraphs, values: dict[str, np.ndarray],
                      starts: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
     """Constrained starting points (by variable name) as vectors ``x``."""

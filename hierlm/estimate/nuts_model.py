@@ -22,6 +22,7 @@ import pytensor.tensor as pt
 
 from hierlm.errors import MethodError
 from hierlm.estimate.frequentist import fit_profiled
+from hierlm.estimate.nuts_compiled import LogpDlogp
 from hierlm.estimate.priors import Priors
 from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_deviance
 from hierlm.objective.profiled import ProfiledObjective, gram_values
@@ -147,10 +148,11 @@ def initvals(objective: ProfiledObjective, priors: Priors, chains: int,
 
 
 def pymc_step(c: _Compiled, target_accept: float, points: list[dict[str, np.ndarray]],
-              scale: dict[str, np.ndarray]) -> Any:
-    """A NUTS step (compiled once per cached model and target_accept); its mass-matrix
-    adaptation starts at the mean of the starting ``points`` (unconstrained values by
-    value-variable name) and the rough variances ``scale``."""
+              scale: dict[str, np.ndarray], logp: LogpDlogp) -> Any:
+    """A NUTS step (made once per cached model and target_accept) that evaluates the
+    cached ``logp`` graph with this fit's data; its mass-matrix adaptation starts at
+    the mean of the starting ``points`` (unconstrained values by value-variable name)
+    and the rough variances ``scale``."""
     import pymc as pm
     from pymc.blocking import DictToArrayBijection
     from pymc.step_methods.hmc.quadpotential import QuadPotentialDiagAdapt
@@ -162,9 +164,14 @@ def pymc_step(c: _Compiled, target_accept: float, points: list[dict[str, np.ndar
             n = sum(int(np.size(v)) for v in points[0].values())
             pot = QuadPotentialDiagAdapt(n, np.zeros(n), np.ones(n), 10)
             step = pm.NUTS(model=model, potential=pot, target_accept=target_accept,
-                           initial_point=points[0])
+                           initial_point=points[0], logp_dlogp_func=logp)
         c.steps[target_accept] = step
+    else:  # the step's integrator holds its LogpDlogp: give it this fit's data
+        step._logp_dlogp_func.args = logp.args
     names = [v.name for v in step.vars]
+    if tuple(names) != tuple(points[0]):
+        raise RuntimeError(f"PyMC's step variables {names} are not the log density's "
+                           f"{list(points[0])}")
     mean = np.mean([DictToArrayBijection.map({k: p[k] for k in names}).data for p in points],
                    axis=0)
     var = DictToArrayBijection.map({k: np.broadcast_to(scale.get(k, 1.0), np.shape(points[0][k]))
