@@ -40,7 +40,7 @@ from hierlm.design.terms import ModelDesign
 from hierlm.estimate.extract import _cond_var
 from hierlm.estimate.group_loglik import group_loglik, split_factor
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import templates, tril_colmajor
+from hierlm.objective.theta import templates
 from hierlm.results.varcorr import group_labels
 
 
@@ -176,9 +176,7 @@ class ConditionalSampler:
         ``b_k = T u_k``.  Returns ``(D, levels, p1)``.
         """
         D, p1, l1 = theta.shape[0], self.p1, self.l1
-        rows, cols = tril_colmajor(p1)
-        T = np.zeros((D, p1, p1))
-        T[:, rows, cols] = theta
+        (T,) = templates(self.design, theta)  # (D, p1, p1)
         A11 = self.objective.gram.A11
         Tt = np.swapaxes(T, -1, -2)
         M = Tt[:, None] @ A11[None] @ T[:, None] + np.eye(p1)  # (D, l1, p1, p1)

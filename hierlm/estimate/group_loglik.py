@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from hierlm.design.terms import ModelDesign
-from hierlm.objective.theta import templates, tril_colmajor
+from hierlm.objective.theta import templates
 
 
 def split_factor(design: ModelDesign) -> int | None:
@@ -98,8 +98,7 @@ def group_loglik(design: ModelDesign, split: int, theta: np.ndarray, beta: np.nd
     step = max(1, max_block // max(1, G * nmax * nmax))
     for s in range(0, D, step):
         sl = slice(s, min(D, s + step))
-        Ts = [np.stack(col) for col in zip(*(templates(design, th) for th in theta[sl]),
-                                           strict=True)]
+        Ts = templates(design, theta[sl])  # per term, (d, p_i, p_i)
         V = np.broadcast_to(eye * valid[:, :, None] + pad, (Ts[0].shape[0], G, nmax, nmax)).copy()
         for (Xt, same), T in zip(parts, Ts, strict=True):
             A = Xt[None] @ T[:, None]  # (d, g, n, q)
@@ -136,19 +135,16 @@ def _one_factor_loglik(design: ModelDesign, codes: np.ndarray, G: int, theta: np
     XtX, Xty = per_group(X, X), per_group(X, y[:, None])[..., 0]
     yty = np.bincount(codes, weights=y * y, minlength=G)
     counts = np.bincount(codes, minlength=G)
-    # theta's entries in the block-diagonal Lambda (Q x Q), term after term
-    pieces, k = [], 0
-    for t in design.terms:
-        pieces.append(np.stack(tril_colmajor(t.p)) + k)
-        k += t.p
-    lam_rows, lam_cols = np.concatenate(pieces, axis=1)
     D = theta.shape[0]
     out = np.empty((D, G))
     step = max(1, max_block // max(1, G * Q * Q))
     for s in range(0, D, step):
         sl = slice(s, min(D, s + step))
-        lam = np.zeros((sl.stop - sl.start, Q, Q))
-        lam[:, lam_rows, lam_cols] = theta[sl]
+        lam = np.zeros((sl.stop - sl.start, Q, Q))  # block-diagonal, term after term
+        k = 0
+        for T in templates(design, theta[sl]):
+            lam[:, k:k + T.shape[-1], k:k + T.shape[-1]] = T
+            k += T.shape[-1]
         lamT = lam.swapaxes(-1, -2)[:, None]  # (d, 1, Q, Q)
         L = np.linalg.cholesky(np.eye(Q) + lamT @ ZtZ[None] @ lam[:, None])
         b = beta[sl]

@@ -25,7 +25,6 @@ parallel threads with no interpreter lock.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,12 @@ import pytensor
 import pytensor.tensor as pt
 
 from hierlm.estimate.priors import Priors
-from hierlm.objective.graph_cache import CompiledGraph, NotNeeded, compile_graph
+from hierlm.objective.graph_cache import (
+    CompiledGraph,
+    NotNeeded,
+    compile_graph,
+    wrapper_function,
+)
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.results.nuts_summary import coords_of
 
@@ -289,21 +293,17 @@ def hierlm_expand(dim, expanded, x_, out_, ud_):
 def _cfunc(layout: CompiledGraph, graph: CompiledGraph, template: str, fname: str, sig: Any,
            **sizes: int) -> Any:
     import numba
-    from pytensor.link.numba.cache import compile_numba_function_src
 
     lines, args = _data_lines(layout, graph)
     src = template.format(data="\n".join("    " + ln for ln in lines), args=", ".join(args),
                           **sizes)
-    key = (hashlib.sha256((graph.digest + src).encode()).hexdigest()
-           if graph.digest else None)  # the digest names the graph; src the wrapper
 
     def make(fn: Any) -> Any:
-        env = {"__name__": __name__, "numba": numba, "np": np, "fn": fn,
-               "as_pointer": _intrinsics()}
-        py_fn = compile_numba_function_src(src, fname, global_env=env, cache_key=key)
-        return numba.cfunc(sig, cache=key is not None)(py_fn)
+        env = {"numba": numba, "np": np, "as_pointer": _intrinsics()}
+        py_fn = wrapper_function(graph, src, fname, fn, env)
+        return numba.cfunc(sig, cache=graph.digest is not None)(py_fn)
 
-    if key is not None:
+    if graph.digest is not None:
         try:  # converting the graph to Numba costs ~0.5 s; skip it when cached
             return make(NotNeeded())
         except numba.core.errors.TypingError:

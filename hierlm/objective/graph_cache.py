@@ -100,6 +100,21 @@ class NotNeeded:
     cache (a cached wrapper holds its callee's machine code); compiling with it fails."""
 
 
+def wrapper_function(graph: CompiledGraph, src: str, fname: str, callee: Any,
+                     env: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """The Python function ``fname`` of wrapper source ``src`` that calls ``fn``
+    (``callee``: the graph's Numba function or a :class:`NotNeeded`), for Numba to
+    compile.  Numba caches it under the graph's digest and ``src`` (not at all when
+    the graph has no digest); ``env`` adds globals."""
+    from pytensor.link.numba.cache import compile_numba_function_src
+
+    key = (hashlib.sha256(f"{graph.digest}{src}".encode()).hexdigest()
+           if graph.digest is not None else None)
+    # a wrapper loaded from Numba's cache re-imports its module, __name__
+    glob = {"__name__": __name__, "fn": callee, **(env or {})}
+    return compile_numba_function_src(src, fname, global_env=glob, cache_key=key)
+
+
 _WRAPPER_SRC = """
 def hierlm_graph({args}):
     return fn({args})
@@ -119,14 +134,11 @@ class _WarmCall:
 
     def _wrapper(self, callee: Any) -> Callable[..., Any]:
         import numba
-        from pytensor.link.numba.cache import compile_numba_function_src
 
         args = ", ".join(f"a{i}" for i in range(len(self._graph.fgraph.inputs)))
         src = _WRAPPER_SRC.format(args=args)
-        key = hashlib.sha256(f"{self._graph.digest}{src}".encode()).hexdigest()
-        env = {"__name__": __name__, "fn": callee}  # a cached wrapper re-imports __name__
-        py_fn = compile_numba_function_src(src, "hierlm_graph", global_env=env, cache_key=key)
-        return numba.njit(cache=True)(py_fn)
+        return numba.njit(cache=True)(wrapper_function(self._graph, src, "hierlm_graph",
+                                                       callee))
 
     def __call__(self, *args: Any) -> Any:
         try:

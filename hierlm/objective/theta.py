@@ -62,22 +62,28 @@ def theta_start(design: ModelDesign) -> np.ndarray:
 def templates(design: ModelDesign, theta: np.ndarray) -> list[np.ndarray]:
     """Unpack theta into the lower-triangular template ``T_i`` of each term.
 
+    ``theta`` may carry leading dimensions (e.g. posterior draws, ``(D, n_theta)``);
+    each template then has them too (``(D, p_i, p_i)``).
+
     Examples
     --------
     >>> import hierlm
     >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
     >>> templates(d, np.array([1.0, 0.5, 2.0]))[0].tolist()
     [[1.0, 0.0], [0.5, 2.0]]
+    >>> templates(d, np.array([[1.0, 0.5, 2.0], [3.0, 0.0, 1.0]]))[0].shape
+    (2, 2, 2)
     """
     theta = np.asarray(theta, dtype=float)
-    if theta.shape != (design.n_theta,):
+    if theta.ndim == 0 or theta.shape[-1] != design.n_theta:
         raise ValueError(f"theta must have length {design.n_theta}, got shape {theta.shape}")
+    lead = theta.shape[:-1]
     out = []
     start = 0
     for term in design.terms:
         rows, cols = tril_colmajor(term.p)
-        T = np.zeros((term.p, term.p))
-        T[rows, cols] = theta[start:start + term.n_theta]
+        T = np.zeros((*lead, term.p, term.p))
+        T[..., rows, cols] = theta[..., start:start + term.n_theta]
         out.append(T)
         start += term.n_theta
     return out

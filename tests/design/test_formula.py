@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 
-import hierlm.design.formula as formula_module
 from hierlm.design.formula import parse_formula
 from hierlm.design.terms import FormulaSpec, RandomTermSpec
 from hierlm.errors import FormulaError
@@ -278,9 +275,3 @@ def test_error_messages_stay_on_one_line():
 def test_formula_error_is_value_error():
     with pytest.raises(ValueError):
         parse_formula("y ~ x")
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(formula_module, raise_on_error=False)
-    assert result.attempted > 0
-    assert result.failed == 0
