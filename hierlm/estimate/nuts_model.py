@@ -21,6 +21,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from hierlm.errors import MethodError
+from hierlm.estimate.corr_cholesky import fused_cholesky_corr
 from hierlm.estimate.frequentist import fit_profiled
 from hierlm.estimate.nuts_compiled import LogpDlogp
 from hierlm.estimate.priors import Priors
@@ -85,7 +86,8 @@ def build_model(objective: ProfiledObjective, priors: Priors) -> tuple[pm.Model,
             if t.p == 1:
                 parts.append(sd / sigma)
                 continue
-            L = pm.LKJCorr(f"chol_corr_{label}", n=t.p, eta=data[f"lkj_eta{i}"])
+            L = pm.LKJCorr(f"chol_corr_{label}", n=t.p, eta=data[f"lkj_eta{i}"],
+                           default_transform=fused_cholesky_corr(t.p))
             rows, cols = tril_colmajor(t.p)
             parts.append(((sd / sigma)[:, None] * L)[rows, cols])
         theta = pt.concatenate(parts)

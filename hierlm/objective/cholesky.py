@@ -8,9 +8,8 @@ and ``y`` rows)::
 
 where ``D_Z`` is 1 on the random-effect rows of the rest and 0 on ``X`` and ``y``.
 Block 1 is block diagonal, ``M_k = T1'A11_k T1 + I`` for each level ``k``, and is
-factored level by level in closed form (``M_k = L_k L_k'``, unrolled over the
-``p1 x p1`` entries so it vectorizes over levels).  Eliminating it leaves the Schur
-complement::
+factored level by level (``M_k = L_k L_k'``, :mod:`hierlm.objective.first_block`).
+Eliminating it leaves the Schur complement::
 
     S = Lambda_R'(A_RR - A_R1 W A_R1')Lambda_R + D_Z,    W_k = T1 M_k^{-1} T1',
 
@@ -29,6 +28,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
 from hierlm.objective.chol_logdiag import chol_logdiag
+from hierlm.objective.first_block import first_block
 from hierlm.objective.schur_update import schur_update
 from hierlm.objective.theta import tril_colmajor
 
@@ -84,39 +84,10 @@ class FactorVars:
 
 
 def _first_block(theta: TensorVariable, A11: TensorVariable, p1: int) -> tuple:
-    """Closed-form factor of each ``M_k``; returns (L entries, logdet, W entries)."""
+    """The factors of ``M_k = T1'A11_k T1 + I``, ``sum_k log|M_k|`` and ``W_k``."""
     rows, cols = tril_colmajor(p1)
     T = pt.zeros((p1, p1))[rows, cols].set(theta[: len(rows)])
-    # M_k = T'A11_k T entry by entry: p1 is small, and elementwise sums keep BLAS calls
-    # (and their per-process set-up in the Numba backend) out of the graph.
-    zero1 = pt.zeros_like(A11[:, 0, 0])
-    # B = A11 T and M = T'B, T lower triangular
-    B = [[sum((A11[:, a, b] * T[b, j] for b in range(j, p1)), start=zero1)
-          for j in range(p1)] for a in range(p1)]
-    Me = [[sum((T[a, i] * B[a][j] for a in range(i, p1)), start=zero1)
-           + (1.0 if i == j else 0.0) for j in range(p1)] for i in range(p1)]
-    L: list[list] = [[None] * p1 for _ in range(p1)]
-    for j in range(p1):
-        d = Me[j][j] - sum((L[j][k] ** 2 for k in range(j)), start=pt.zeros_like(Me[j][j]))
-        L[j][j] = pt.sqrt(d)
-        for i in range(j + 1, p1):
-            s = Me[i][j] - sum((L[i][k] * L[j][k] for k in range(j)), start=pt.zeros_like(d))
-            L[i][j] = s / L[j][j]
-    logdet = 2.0 * sum((pt.log(L[i][i]).sum() for i in range(p1)), start=pt.as_tensor(0.0))
-    # V = L^{-1} T' by forward substitution; W = V'V = T M^{-1} T'.
-    V: list[list] = [[None] * p1 for _ in range(p1)]
-    for i in range(p1):
-        for c in range(p1):
-            acc = T[c, i] - sum((L[i][j] * V[j][c] for j in range(i)),
-                                start=pt.zeros_like(L[i][i]))
-            V[i][c] = acc / L[i][i]
-    W = [[sum((V[i][a] * V[i][b] for i in range(p1)), start=pt.zeros_like(L[0][0]))
-          for b in range(p1)] for a in range(p1)]
-    zero = pt.zeros_like(L[0][0])
-    L1 = pt.stack([pt.stack([L[i][j] if j <= i else zero for j in range(p1)], axis=-1)
-                   for i in range(p1)], axis=-2)
-    Wt = pt.stack([pt.stack(W[a], axis=-1) for a in range(p1)], axis=-2)  # (l1, p1, p1)
-    return L1, logdet, Wt
+    return first_block(T, A11)
 
 
 def blocked_cholesky(theta: TensorVariable, g: GramVars, s: Structure) -> FactorVars:

@@ -28,7 +28,7 @@ from numba.core.extending import get_cython_function_address
 # checksum of the kernels' source, so a changed kernel never reuses a stale graph.
 KERNEL_VERSION = zlib.crc32(b"".join(
     (Path(__file__).parent / f).read_bytes()
-    for f in ("lapack.py", "chol_logdiag.py", "schur_update.py"))) & 0x7FFFFFFF
+    for f in ("lapack.py", "chol_logdiag.py", "schur_update.py", "first_block.py"))) & 0x7FFFFFFF
 
 _I32P = types.CPointer(types.int32)
 _F64P = types.CPointer(types.float64)
