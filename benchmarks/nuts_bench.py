@@ -7,6 +7,7 @@ Usage (from the repository root)::
     python -m benchmarks.nuts_bench --sampler pymc --out /tmp/nuts_results.md
     python -m benchmarks.nuts_bench --bambi-path /tmp/bambi_site   # bambi kept out of the venv
     python -m benchmarks.nuts_bench gradient          # us per log-density gradient
+    python -m benchmarks.nuts_bench gradient --insteval
 
 Every measurement runs in a fresh Python process (``python -m benchmarks.nuts_bench
 worker <json>``) and reports the process's wall time, the fit's wall time and the
@@ -232,18 +233,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def gradient_time(formula: str = SLEEP, calls: int = 20_000) -> float:
+def gradient_time(insteval: bool = False, calls: int = 20_000) -> float:
     """Microseconds per call of the log density and its gradient through nutpie's C
-    entry point (the function the sampler's threads call), on sleepstudy's data."""
+    entry point (the function the sampler's threads call), on sleepstudy's data or
+    InstEval's."""
     import ctypes
 
     import numpy as np
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
 
     import hierlm
     from hierlm.estimate.nuts_compiled import call_args, data_values, density_graphs, user_data
     from hierlm.estimate.priors import resolve_priors
 
-    objective = hierlm.Model(formula, hierlm.load_sleepstudy()).objective
+    if insteval:
+        df = pd.read_csv(INSTEVAL, dtype={c: str for c in ("s", "d", "dept", "service")})
+        objective = hierlm.Model(INSTEVAL_FORMULA, df).objective
+    else:
+        objective = hierlm.Model(SLEEP, hierlm.load_sleepstudy()).objective
     pr = resolve_priors(objective.design, None)
     graphs = density_graphs(objective, pr)
     args = call_args(graphs.logp, data_values(objective, pr), 1)
@@ -255,16 +263,20 @@ def gradient_time(formula: str = SLEEP, calls: int = 20_000) -> float:
     fn = graphs.c_functions[0].ctypes
     if fn(*c_args) != 0:
         raise RuntimeError("the log density failed at the timing point")
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn(*c_args)
-    return (time.perf_counter() - t0) / calls * 1e6
+    with threadpool_limits(limits=1, user_api="blas"):  # one core, as in a fit
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn(*c_args)
+        return (time.perf_counter() - t0) / calls * 1e6
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "worker":
         _worker(json.loads(sys.argv[2]))
     elif len(sys.argv) > 1 and sys.argv[1] == "gradient":
-        print(f"sleepstudy log density + gradient: {gradient_time():.1f} us per call")
+        big = "--insteval" in sys.argv
+        us = gradient_time(insteval=big, calls=200 if big else 20_000)
+        print(f"{'InstEval' if big else 'sleepstudy'} log density + gradient: "
+              f"{us:.1f} us per call")
     else:
         sys.exit(main())
