@@ -246,6 +246,7 @@ def gradient_time(insteval: bool = False, calls: int = 20_000) -> float:
     import hierlm
     from hierlm.estimate.nuts_compiled import call_args, data_values, density_graphs, user_data
     from hierlm.estimate.priors import resolve_priors
+    from hierlm.heap import large_temporaries_reused
 
     if insteval:
         df = pd.read_csv(INSTEVAL, dtype={c: str for c in ("s", "d", "dept", "service")})
@@ -263,7 +264,8 @@ def gradient_time(insteval: bool = False, calls: int = 20_000) -> float:
     fn = graphs.c_functions[0].ctypes
     if fn(*c_args) != 0:
         raise RuntimeError("the log density failed at the timing point")
-    with threadpool_limits(limits=1, user_api="blas"):  # one core, as in a fit
+    with (threadpool_limits(limits=1, user_api="blas"),  # one core, as in a fit
+          large_temporaries_reused(objective.gram.A_RR.shape[0])):
         t0 = time.perf_counter()
         for _ in range(calls):
             fn(*c_args)

@@ -20,6 +20,7 @@ from threadpoolctl import ThreadpoolController
 from hierlm.design.matrices import build_design
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import DataError, MethodError
+from hierlm.heap import large_temporaries_reused
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
 from hierlm.results.result import FitResult
 
@@ -140,7 +141,8 @@ class Model:
                               f"{', '.join(sorted(kwargs))}")
         # One BLAS thread: the objective's dense factorizations are small to medium, and
         # multithreaded OpenBLAS potrf on 2 busy cores was 10x slower than one thread.
-        with _gc_paused(), _blas_controller().limit(limits=1, user_api="blas"):
+        with (_gc_paused(), _blas_controller().limit(limits=1, user_api="blas"),
+              large_temporaries_reused(self._objective.gram.A_RR.shape[0])):
             if key == "nuts":
                 from hierlm.estimate.nuts import sample
 

@@ -1,0 +1,46 @@
+"""The allocator settings of a fit: freed large temporaries are reused (no page faults)."""
+
+from __future__ import annotations
+
+import resource
+
+import numpy as np
+import pytest
+
+from hierlm.heap import _glibc, large_temporaries_reused
+
+ROWS = 1448  # 1448 x 1448 doubles: 16 MiB, 4,096 pages
+
+
+def _faults_of_rounds(rounds: int) -> int:
+    """Minor page faults while allocating, filling and freeing three such arrays per
+    round (after one warm-up round)."""
+    def one_round() -> None:
+        arrays = [np.empty((ROWS, ROWS)) for _ in range(3)]
+        for a in arrays:
+            a.fill(1.0)
+        del arrays
+
+    one_round()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(rounds):
+        one_round()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(_glibc() is None, reason="glibc's allocator only")
+def test_freed_temporaries_are_reused_inside_and_released_after() -> None:
+    pages = 5 * 3 * ROWS * ROWS * 8 // 4096
+    default = _faults_of_rounds(5)  # glibc's own settings: partly mapped afresh
+    with large_temporaries_reused(ROWS) as raised:
+        assert raised
+        inside = _faults_of_rounds(5)
+    after = _faults_of_rounds(5)  # glibc's defaults set back: faulted in again
+    assert inside < 0.01 * pages
+    assert default > 10 * max(inside, 1)
+    assert after > 10 * max(inside, 1)
+
+
+def test_small_blocks_change_nothing() -> None:
+    with large_temporaries_reused(10) as raised:
+        assert not raised
