@@ -90,12 +90,14 @@ def first_block_kernel(T: np.ndarray, A: np.ndarray
 @numba.njit(cache=True)
 def first_block_grad_kernel(T: np.ndarray, A: np.ndarray, L: np.ndarray, W: np.ndarray,
                             g: float, Wbar: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """``df/dT = 2 sum_k [(I - A_k W_k) G_k + g A_k] T M_k^{-1}``, ``G_k = sym(Wbar_k)``."""
+    """``df/dT = 2 sum_k [(I - A_k W_k) G_k + g A_k] T M_k^{-1}``, ``G_k = sym(Wbar_k)``;
+    ``O(p1^3)`` per level."""
     l1, p = A.shape[0], A.shape[1]
     dT = np.zeros((p, p))
     Li = np.empty((p, p))
+    TLt = np.empty((p, p))
     TMi = np.empty((p, p))
-    G = np.empty((p, p))
+    AW = np.empty((p, p))
     X = np.empty((p, p))
     for k in range(l1):
         Lk = L[k]
@@ -108,26 +110,29 @@ def first_block_grad_kernel(T: np.ndarray, A: np.ndarray, L: np.ndarray, W: np.n
                 for j in range(c, i):
                     s -= Lk[i, j] * Li[j, c]
                 Li[i, c] = s / Lk[i, i]
-        for a in range(p):  # TMi = T M^{-1} = (T Li') Li
+        for a in range(p):  # TLt = T Li' (both lower triangular)
+            for i in range(p):
+                s = 0.0
+                for j in range(min(a, i) + 1):
+                    s += T[a, j] * Li[i, j]
+                TLt[a, i] = s
+        for a in range(p):  # TMi = T M^{-1} = TLt Li
             for b in range(p):
                 s = 0.0
-                for i in range(b, p):  # sum_i (T Li')[a, i] Li[i, b]
-                    u = 0.0
-                    for j in range(min(a, i) + 1):
-                        u += T[a, j] * Li[i, j]
-                    s += u * Li[i, b]
+                for i in range(b, p):
+                    s += TLt[a, i] * Li[i, b]
                 TMi[a, b] = s
-        for a in range(p):
+        for a in range(p):  # AW = A_k W_k
+            for c in range(p):
+                s = 0.0
+                for d in range(p):
+                    s += A[k, a, d] * W[k, d, c]
+                AW[a, c] = s
+        for a in range(p):  # X = G - AW G + g A, G = sym(Wbar_k)
             for b in range(p):
-                G[a, b] = 0.5 * (Wbar[k, a, b] + Wbar[k, b, a])
-        for a in range(p):  # X = G - A W G + g A
-            for b in range(p):
-                s = G[a, b] + g * A[k, a, b]
+                s = 0.5 * (Wbar[k, a, b] + Wbar[k, b, a]) + g * A[k, a, b]
                 for c in range(p):
-                    aw = 0.0
-                    for d in range(p):
-                        aw += A[k, a, d] * W[k, d, c]
-                    s -= aw * G[c, b]
+                    s -= AW[a, c] * 0.5 * (Wbar[k, c, b] + Wbar[k, b, c])
                 X[a, b] = s
         for a in range(p):
             for b in range(p):
