@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import math
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,9 @@ from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 from pytensor.tensor.variable import TensorVariable
 
-_VERSION = zlib.crc32(Path(__file__).read_bytes()) & 0x7FFFFFFF
+from hierlm.objective.lapack import source_version
+
+_VERSION = source_version(Path(__file__))
 
 
 def fill_order(n: int) -> tuple[np.ndarray, np.ndarray]:

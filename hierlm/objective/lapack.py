@@ -24,11 +24,15 @@ import numpy as np
 from numba.core import types
 from numba.core.extending import get_cython_function_address
 
-# Salt for PyTensor's on-disk cache of graphs that use hierlm's Numba kernels: a
-# checksum of the kernels' source, so a changed kernel never reuses a stale graph.
-KERNEL_VERSION = zlib.crc32(b"".join(
-    (Path(__file__).parent / f).read_bytes()
-    for f in ("lapack.py", "chol_logdiag.py", "schur_update.py", "first_block.py"))) & 0x7FFFFFFF
+
+def source_version(*paths: Path) -> int:
+    """Salt for PyTensor's on-disk cache of graphs that use hierlm's Numba kernels: a
+    checksum of the kernels' source, so a changed kernel never reuses a stale graph."""
+    return zlib.crc32(b"".join(p.read_bytes() for p in paths)) & 0x7FFFFFFF
+
+
+KERNEL_VERSION = source_version(*(Path(__file__).parent / f for f in (
+    "lapack.py", "chol_logdiag.py", "schur_update.py", "first_block.py")))
 
 _I32P = types.CPointer(types.int32)
 _F64P = types.CPointer(types.float64)
