@@ -8,6 +8,7 @@ several ways without being rebuilt.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gc
 from collections.abc import Iterator
@@ -146,11 +147,13 @@ class Model:
             if key == "nuts":
                 from hierlm.estimate.nuts import sample
 
-                return sample(self._objective, **kwargs)
-            from hierlm.estimate.frequentist import fit_profiled
+                res = sample(self._objective, **kwargs)
+            else:
+                from hierlm.estimate.frequentist import fit_profiled
 
-            return fit_profiled(self._objective, reml=(key == "reml"), start=start,
-                                options=options)
+                res = fit_profiled(self._objective, reml=(key == "reml"), start=start,
+                                   options=options)
+        return dataclasses.replace(res, model=self)
 
 
 def fit(formula: str, data: pd.DataFrame, method: str = "reml", **kwargs: Any) -> FitResult:

@@ -10,13 +10,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+# The lme4 references and their datasets live in the repository (tests/data/reference);
+# HIERLM_REFERENCE points the tests at another copy.
 REFERENCE = Path(os.environ.get(
-    "HIERLM_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+    "HIERLM_REFERENCE", Path(__file__).resolve().parent / "data" / "reference"))
 
 GROUPING = {
     "sleepstudy": ["Subject"], "penicillin": ["plate", "sample"],
     "pastes": ["batch", "cask", "sample"], "dyestuff": ["Batch"], "dyestuff2": ["Batch"],
     "insteval": ["s", "d", "dept", "service", "studage", "lectage"],
+    "alfalfa": ["Variety", "Date", "Block"], "chickweight": ["Chick", "Diet"],
 }
 
 

@@ -275,7 +275,7 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
                               f"choose another path")
     enc = _Encoder()
     fields = {f.name: enc.value(getattr(result, f.name))
-              for f in dataclasses.fields(result) if f.name != "idata"}
+              for f in dataclasses.fields(result) if f.name not in ("idata", "model")}
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "hierlm_version": __version__,
            "idata": result.idata is not None, "fields": fields}
     text = json.dumps(doc, indent=1, allow_nan=False)

@@ -57,6 +57,10 @@ class FitResult:
         ArviZ DataTree for ``method="nuts"``, else None.
     extra : dict
         Method-specific details (NUTS diagnostics and priors).
+    model : hierlm.Model or None
+        The model that was fitted (its design and compiled objective), so that
+        inference after the fit (profiles, bootstrap, refits) can reuse the compiled
+        graph.  Not saved: a result read back with :func:`hierlm.load` has None.
     """
 
     formula: str
@@ -84,6 +88,7 @@ class FitResult:
     messages: tuple[str, ...] = ()
     idata: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False)
 
     def ranef(self) -> pd.DataFrame:
         """Conditional modes of the random effects and their conditional SDs.
