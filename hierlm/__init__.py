@@ -6,6 +6,10 @@
 1743.6283
 """
 
+import time as _time
+
+_IMPORT_STARTED = _time.perf_counter()  # hierlm.demo reports the import's own time
+
 from hierlm.datasets import load_sleepstudy
 from hierlm.design.matrices import build_design
 from hierlm.errors import (

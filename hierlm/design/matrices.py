@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import warnings
 
-import formulae as fm
 import numpy as np
 import pandas as pd
 import scipy.linalg
@@ -47,6 +46,11 @@ def _first_line(exc: Exception) -> str:
 
 
 def _variables(expr: str, what: str) -> set[str]:
+    tokens = [t.strip() for part in expr.split("~") for t in part.split("+")]
+    if all(t.isidentifier() or t in ("0", "1") for t in tokens):  # no formulae needed
+        return {t for t in tokens if t.isidentifier()}
+    import formulae as fm  # imported on first use: it costs ~0.4 s (scipy.interpolate)
+
     try:
         names = set(fm.model_description(expr).var_names)
     except Exception as exc:  # formulae raises many types; report one clear error
@@ -83,6 +87,8 @@ def _model_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray,
     simple = _simple_matrix(expr, data)
     if simple is not None:
         return simple
+    import formulae as fm
+
     try:
         dm = fm.design_matrices(expr, data, na_action="error")
     except Exception as exc:

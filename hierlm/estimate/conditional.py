@@ -30,11 +30,11 @@ posterior means and SDs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
-import xarray as xr
 
 from hierlm.design.terms import ModelDesign
 from hierlm.estimate.extract import _cond_var
@@ -42,6 +42,9 @@ from hierlm.estimate.group_loglik import group_loglik, split_factor
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import templates
 from hierlm.results.varcorr import group_labels
+
+if TYPE_CHECKING:  # xarray is imported by the NUTS functions only: REML fits never need it
+    import xarray as xr
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,6 +200,8 @@ def log_likelihood_dataset(design: ModelDesign, post: xr.Dataset, theta: np.ndar
 
     ``theta``, ``beta``, ``sigma`` are the flattened draws of ``post`` (chain-major).
     """
+    import xarray as xr
+
     split = split_factor(design)
     if split is None:
         return None, ("log_likelihood omitted: no grouping factor splits the data into "
@@ -251,6 +256,8 @@ def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], 
     ``max_ranef == 0`` the mean and SD are the conditional ones at ``point``
     ``(theta, beta, sigma)`` and the Dataset is None.  Also returns the number of draws.
     """
+    import xarray as xr
+
     design = objective.design
     theta, beta, sigma = draws
     labels = group_labels(design)

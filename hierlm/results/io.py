@@ -40,7 +40,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from hierlm.errors import ResultFileError
 from hierlm.results.result import FitResult
@@ -220,6 +219,8 @@ def _require_backend() -> None:
 
 
 def _write_arrays(arrays: dict[str, np.ndarray], file: Path) -> None:
+    import xarray as xr  # here, not at the top: ``import hierlm`` stays light
+
     variables = {name: ([f"{name}_{i}" for i in range(a.ndim)], a) for name, a in arrays.items()}
     ds = xr.Dataset(variables)
     encoding = {name: {"_FillValue": None} for name in arrays}
@@ -227,6 +228,8 @@ def _write_arrays(arrays: dict[str, np.ndarray], file: Path) -> None:
 
 
 def _read_arrays(file: Path) -> dict[str, np.ndarray]:
+    import xarray as xr
+
     with xr.open_dataset(file, engine=_ENGINE, mask_and_scale=False, decode_times=False,
                          decode_timedelta=False, decode_coords=False) as ds:
         return {str(name): np.asarray(ds[name].values) for name in ds.data_vars}
@@ -353,6 +356,8 @@ def load(path: str | os.PathLike[str]) -> FitResult:
         fields = _Decoder(arrays).value({"__type__": "dict", "items": [
             [k, v] for k, v in doc["fields"].items()]})
         if doc.get("idata"):
+            import xarray as xr
+
             with xr.open_datatree(folder / _IDATA, engine=_ENGINE) as tree:
                 fields["idata"] = tree.load().copy()
     except Exception as exc:
