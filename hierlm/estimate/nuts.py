@@ -44,6 +44,7 @@ from hierlm.estimate.nuts_compiled import (
 from hierlm.estimate.nuts_model import choose_sampler, compiled, initvals, pymc_step
 from hierlm.estimate.nuts_nutpie import nutpie_sample
 from hierlm.estimate.priors import Priors, resolve_priors
+from hierlm.estimate.pymc_progress import progress_bar_without_matplotlib
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.results.diagnostics import diagnostics_table
 from hierlm.results.nuts_summary import (
@@ -170,7 +171,7 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
                           initvals=starts)
         else:
             kwargs.update(init="jitter+adapt_diag", target_accept=target_accept)
-        with c.model, warnings.catch_warnings():
+        with c.model, warnings.catch_warnings(), progress_bar_without_matplotlib():
             warnings.filterwarnings("ignore", message=".*initvals.*")
             idata = pm.sample(draws=draws, tune=tune, chains=chains, progressbar=progressbar,
                               random_seed=seed, discard_tuned_samples=False,
