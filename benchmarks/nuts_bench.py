@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
-INSTEVAL = Path(os.environ.get("HIERLM_REFERENCE", BENCH_DIR.parents[1] / "shared" / "reference")
+INSTEVAL = Path(os.environ.get("HIERLM_REFERENCE",
+                               BENCH_DIR.parent / "tests" / "data" / "reference")
                 ) / "data" / "insteval.csv"
 SLEEP = "Reaction ~ 1 + Days + (1 + Days | Subject)"
 INSTEVAL_FORMULA = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"
