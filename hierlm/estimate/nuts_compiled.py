@@ -103,6 +103,19 @@ def _structure_key(objective: ProfiledObjective, pr: Priors) -> tuple:
     return (objective.structure, design.p, tuple(pr.labels), tuple(t.p for t in design.terms))
 
 
+def _python_thunks() -> Any:
+    """PyTensor evaluates graphs with Python thunks in the block, compiling no C.
+
+    The two one-off helper evaluations below (PyMC's initial point, the value shapes)
+    would otherwise compile every node to C (about 15 s for sleepstudy on an empty
+    cache) and, for the matrix product in the LKJ transform's Scan, look for BLAS link
+    flags, warning "could not link to a BLAS installation" where there are none.
+    hierlm's own graphs are compiled by Numba, which calls BLAS and LAPACK through
+    SciPy (:mod:`hierlm.objective.lapack`): the warning never applied to them.
+    """
+    return pytensor.config.change_flags(cxx="")
+
+
 def _pymc_pieces(objective: ProfiledObjective, pr: Priors) -> dict[str, Any]:
     """Inputs, outputs and metadata of the three graphs, from the PyMC model."""
     from pymc.pytensorf import join_nonshared_inputs
@@ -111,7 +124,8 @@ def _pymc_pieces(objective: ProfiledObjective, pr: Priors) -> dict[str, Any]:
 
     model = compiled(objective, pr).model
     value_vars = model.value_vars
-    point = model.initial_point()
+    with _python_thunks():
+        point = model.initial_point()
     logp = model.logp()
     grads: Any = pt.grad(logp, value_vars)
     values = model.replace_rvs_by_values(model.free_RVs)
@@ -121,7 +135,8 @@ def _pymc_pieces(objective: ProfiledObjective, pr: Priors) -> dict[str, Any]:
             [logp, pt.concatenate([g.ravel() for g in grads]), flat,
              *[pt.as_tensor(v).shape for v in values]]), value_vars)
     x0 = np.concatenate([np.ravel(point[v.name]) for v in value_vars])
-    shapes = pytensor.function([x], outs[3:], mode="FAST_COMPILE")(x0)
+    with _python_thunks():
+        shapes = pytensor.function([x], outs[3:], mode="FAST_COMPILE")(x0)
     constrained, unconstrained = [], []
     for rv in model.free_RVs:
         c = rv.type(name=rv.name)

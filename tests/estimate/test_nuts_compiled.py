@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,3 +204,26 @@ def test_pymc_logp_function_matches_c_logp_and_pickles(sleep_model: hierlm.Model
     code, value2, _ = _c_logp(graphs, nc.user_data(other_args), x)
     assert code == 0 and value2 != pytest.approx(value)
     assert float(g(x)[0]) == pytest.approx(value2, rel=1e-12)
+
+
+def test_building_the_graphs_compiles_no_c_and_never_looks_for_blas(tmp_path: Path) -> None:
+    """With empty caches, building the NUTS graphs evaluates PyMC's helper functions
+    with Python thunks: no C module is compiled, so PyTensor never looks up BLAS link
+    flags (the lookup that warns "could not link to a BLAS installation")."""
+    code = (
+        "import pytensor, hierlm\n"
+        "from hierlm.estimate.nuts_compiled import _pymc_pieces\n"
+        "from hierlm.estimate.priors import resolve_priors\n"
+        "m = hierlm.Model('Reaction ~ 1 + Days + (1 + Days | Subject)', "
+        "hierlm.load_sleepstudy())\n"
+        "_pymc_pieces(m.objective, resolve_priors(m.design))\n"
+        "p = pytensor.config._config_var_dict['blas__ldflags']\n"
+        "print('BLAS_LOOKED_UP', hasattr(p, 'val'))\n")
+    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={tmp_path / 'pt'}",
+           "NUMBA_CACHE_DIR": str(tmp_path / "nb")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=600, check=True)
+    assert "BLAS_LOOKED_UP False" in out.stdout, out.stdout + out.stderr
+    assert "BLAS" not in out.stderr, out.stderr
+    compiled_c = [p for p in (tmp_path / "pt").rglob("*.so") if "numba" not in str(p)]
+    assert not compiled_c, compiled_c
