@@ -141,7 +141,8 @@ def variance_decomposition(res: Any, intervals: pd.DataFrame | None = None) -> A
         lo, hi = [], []
         for name, vi in zip(names, v, strict=True):
             if name in intervals.index:
-                a, b = (float(intervals.loc[name, c]) ** 2 for c in ("lower", "upper"))
+                bounds = intervals.loc[name, ["lower", "upper"]].to_numpy(dtype=float)
+                a, b = bounds**2
                 lo.append(vi / total - a / (total - vi + a))
                 hi.append(b / (total - vi + b) - vi / total)
             else:
