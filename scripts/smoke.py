@@ -5,9 +5,9 @@ tree (so that the installed package is the one imported)::
 
     cd /tmp && /path/to/venv/bin/python /path/to/scripts/smoke.py
 
-It fails (exit status 1) unless the REML fit reproduces lme4 1.1-31 and the NUTS fit,
-with its progress bar on and the default sampler, gives a posterior mean for ``Days``
-near lme4's estimate.  ``--require-no-matplotlib`` also fails if matplotlib is
+It fails (exit status 1) unless the REML fit reproduces lme4 1.1-31 and each NUTS fit,
+with its progress bar on (the default sampler, nutpie, then PyMC's), gives a posterior
+mean for ``Days`` near lme4's estimate.  ``--require-no-matplotlib`` also fails if matplotlib is
 importable, so that a plain install is checked the way a user without it runs it.
 """
 
@@ -29,7 +29,8 @@ LME4_SE_DAYS = 1.5458
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--require-no-matplotlib", action="store_true")
-    ap.add_argument("--sampler", default="auto")
+    ap.add_argument("--samplers", default="auto,pymc",
+                    help="comma-separated: auto (nutpie), pymc")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     import hierlm
@@ -57,14 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     bad += [f"fixef {k} {reml.fixef[k]:.4f} != lme4's {v}" for k, v in LME4_FIXEF.items()
             if abs(reml.fixef[k] - v) > 1e-3]
 
-    t = time.perf_counter()
-    nuts = hierlm.fit(formula, df, method="nuts", draws=300, tune=300, chains=2,
-                      random_seed=1, progressbar=True, sampler=args.sampler)
-    print(f"\nNUTS fit ({nuts.extra['sampler']}) {time.perf_counter() - t:.1f} s: "
-          f"posterior mean Days {nuts.fixef['Days']:.2f}", flush=True)
-    if abs(nuts.fixef["Days"] - LME4_FIXEF["Days"]) > 3 * LME4_SE_DAYS:
-        bad.append(f"NUTS posterior mean of Days {nuts.fixef['Days']:.2f} is more than 3 SE "
-                   f"from lme4's {LME4_FIXEF['Days']}")
+    for sampler in args.samplers.split(","):
+        t = time.perf_counter()
+        nuts = hierlm.fit(formula, df, method="nuts", draws=300, tune=300, chains=2,
+                          random_seed=1, progressbar=True, sampler=sampler)
+        print(f"\nNUTS fit ({nuts.extra['sampler']}) {time.perf_counter() - t:.1f} s: "
+              f"posterior mean Days {nuts.fixef['Days']:.2f}", flush=True)
+        if abs(nuts.fixef["Days"] - LME4_FIXEF["Days"]) > 3 * LME4_SE_DAYS:
+            bad.append(f"NUTS ({sampler}) posterior mean of Days {nuts.fixef['Days']:.2f} is "
+                       f"more than 3 SE from lme4's {LME4_FIXEF['Days']}")
     for msg in bad:
         print("FAIL:", msg, file=sys.stderr)
     print("smoke test " + ("failed" if bad else "passed"), flush=True)

@@ -1,8 +1,13 @@
-"""Both samplers run with their progress bar on where matplotlib is not installed."""
+"""Both samplers run with their progress bar on where matplotlib is not installed.
+
+Where it is installed (the dev extra installs it for ``hierlm.plots``), the tests hide
+it: ``sys.modules`` entries of None make ``import matplotlib`` fail and
+``importlib.util.find_spec`` report it missing, as on a plain install.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 import warnings
 
 import pytest
@@ -10,8 +15,11 @@ import pytest
 import hierlm
 from hierlm.estimate.pymc_progress import _rgb, progress_bar_without_matplotlib
 
-NO_MPL = importlib.util.find_spec("matplotlib") is None
-needs_no_mpl = pytest.mark.skipif(not NO_MPL, reason="matplotlib installed: nothing to replace")
+
+@pytest.fixture
+def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("matplotlib", "matplotlib.colors", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, name, None)
 
 
 @pytest.mark.parametrize(("name", "rgb"), [  # matplotlib.colors.to_rgb's values
@@ -21,7 +29,7 @@ def test_rgb_matches_matplotlib(name: str, rgb: tuple[float, float, float]) -> N
     assert _rgb(name) == pytest.approx(rgb)
 
 
-@needs_no_mpl
+@pytest.mark.usefixtures("no_matplotlib")
 def test_pymc_bar_column_builds_inside_and_is_restored_after() -> None:
     from pymc.progress_bar.rich_progress import CustomBarColumn
 
@@ -35,6 +43,7 @@ def test_pymc_bar_column_builds_inside_and_is_restored_after() -> None:
     assert CustomBarColumn.__init__ is original
 
 
+@pytest.mark.usefixtures("no_matplotlib")
 @pytest.mark.parametrize("sampler", ["pymc", "nutpie"])
 def test_nuts_fit_with_progress_bar(sampler: str, capsys: pytest.CaptureFixture[str]) -> None:
     df = hierlm.load_sleepstudy()
