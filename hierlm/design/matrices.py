@@ -79,22 +79,37 @@ def _simple_matrix(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str
     return np.column_stack(parts), names
 
 
-def _model_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    simple = _simple_matrix(expr, data)
-    if simple is not None:
-        return simple
+def formulae_common(expr: str, data: pd.DataFrame, what: str) -> object | None:
+    """formulae's common-effects matrix of ``expr`` on ``data`` (None when it has no column).
+
+    Its ``evaluate_new_data`` codes new rows with the same levels and transformations
+    (:mod:`hierlm.design.newdata`).
+    """
     try:
         dm = fm.design_matrices(expr, data, na_action="error")
     except Exception as exc:
         raise FormulaError(f"cannot evaluate {what} '{expr}': {_first_line(exc)}") from None
-    if dm.common is None:
-        return np.zeros((len(data), 0)), ()
-    frame = dm.common.as_dataframe()
+    return dm.common
+
+
+def common_values(common: object, what: str, expr: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Values and lme4-style column names of a formulae common-effects matrix."""
+    frame = common.as_dataframe()  # type: ignore[attr-defined]
     names = tuple(_label(str(c)) for c in frame.columns)
     values = frame.to_numpy()
     if np.iscomplexobj(values):
         raise DataError(f"{what} '{expr}' has complex values")
     return np.asarray(values, dtype=np.float64), names
+
+
+def _model_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    simple = _simple_matrix(expr, data)
+    if simple is not None:
+        return simple
+    common = formulae_common(expr, data, what)
+    if common is None:
+        return np.zeros((len(data), 0)), ()
+    return common_values(common, what, expr)
 
 
 def _check_finite(M: np.ndarray, names: tuple[str, ...], what: str) -> None:
@@ -176,10 +191,10 @@ def _check_not_exact(y: np.ndarray, X: np.ndarray, name: str) -> None:
                         f"model cannot be fitted")
 
 
-def _grouping(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Level codes of a (possibly interacted) grouping factor, levels sorted as R sorts them."""
+def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
+    """Each row's level label of a (possibly interacted) grouping factor, as strings."""
     labels = None
-    for f in spec.factors:
+    for f in factors:
         col = data[f]
         if isinstance(col.dtype, pd.CategoricalDtype):
             s = col.astype(str)
@@ -193,7 +208,12 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, tup
             s = col.astype(str)
         labels = s if labels is None else labels + ":" + s
     assert labels is not None
-    codes, uniques = pd.factorize(labels, sort=True)
+    return labels
+
+
+def _grouping(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Level codes of a (possibly interacted) grouping factor, levels sorted as R sorts them."""
+    codes, uniques = pd.factorize(group_labels(spec.factors, data), sort=True)
     return codes.astype(np.int64), tuple(str(u) for u in uniques)
 
 
@@ -252,7 +272,8 @@ def _check_frame(data: object, used: set[str]) -> pd.DataFrame:
     return data[cols]
 
 
-def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
+def build_design(formula: str, data: pd.DataFrame, weights: object = None,
+                 offset: object = None) -> ModelDesign:
     """Evaluate an lme4-style formula on data.
 
     Parameters
@@ -262,6 +283,11 @@ def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
     data : pandas.DataFrame
         One row per observation.  Grouping columns may be int, str, float or
         categorical.  Never modified.
+    weights : str or array-like, optional
+        Prior weights (a column name or one number per row): residual variance
+        ``sigma^2 / w``.  Rows with weight 0 are dropped, with a warning.
+    offset : str or array-like, optional
+        A known term added to the linear predictor (a column name or one number per row).
 
     Returns
     -------
@@ -296,19 +322,35 @@ def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
         used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
     used |= set(spec.columns)
     sub = _check_frame(data, used)
+    from hierlm.design.weights import check_weights, column_or_array
+
+    w = w_col = off = off_col = None
+    if weights is not None:
+        w, w_col = column_or_array(weights, data, "weights")
+        check_weights(w)
+    if offset is not None:
+        off, off_col = column_or_array(offset, data, "offset")
     keep = sub.notna().all(axis=1).to_numpy()
+    n_zero = 0 if w is None else int(((w == 0) & keep).sum())
     n_dropped = int((~keep).sum())
+    if n_zero:
+        warnings.warn(f"dropped {n_zero} of {len(data)} rows with zero prior weight",
+                      UserWarning, stacklevel=3)
+        keep &= w > 0
+    if n_dropped + n_zero == len(data) and n_dropped < len(data):
+        raise DataError("no rows left: every complete row has zero prior weight")
     if n_dropped == len(data):
         empty = [str(c) for c in sub.columns if sub[c].isna().all()]
         where = (f"column(s) {', '.join(empty)} are entirely missing" if empty else
                  f"every row has a missing value in one of {', '.join(map(str, sub.columns))}")
         raise DataError(f"no complete rows: {where}")
-    if len(data) - n_dropped < 2:
-        raise DataError(f"only {len(data) - n_dropped} complete row; a mixed model needs "
-                        f"more observations than grouping levels")
+    if len(data) - n_dropped - n_zero < 2:
+        raise DataError(f"only {len(data) - n_dropped - n_zero} complete row; a mixed model "
+                        f"needs more observations than grouping levels")
     if n_dropped:
         warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in "
                       f"used columns", UserWarning, stacklevel=3)
+    n_dropped += n_zero
     frame = sub.loc[keep].reset_index(drop=True).copy()
     for c in frame.columns:
         if isinstance(frame[c].dtype, pd.CategoricalDtype):
@@ -320,13 +362,22 @@ def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
     X, names = _drop_rank_deficient(X, names)
     _check_not_exact(y, X, spec.response)
 
-    terms = []
+    terms, specs = [], {}
     for ts in spec.random:
         codes, levels = _grouping(ts, frame)
         Xi, cnames = _model_matrix(ts.expr, frame, f"random term ({ts.expr} | {ts.group})")
         _check_term(ts, Xi, cnames, levels, len(y))
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
                                 codes=codes, X=Xi))
+        specs[id(terms[-1])] = ts
     terms = _lme4_order(terms)
+    from hierlm.design.newdata import new_data_coder
+
+    w_used = None if w is None else w[keep]
+    off_used = None if off is None else off[keep]
+    coder = new_data_coder(spec, frame, names, [(specs[id(t)], t) for t in terms],
+                           w_used, off_used, w_col, off_col)
     return ModelDesign(formula=spec.formula, response=spec.response, y=y, X=X,
-                       fixef_names=names, terms=tuple(terms), n_dropped=n_dropped)
+                       fixef_names=names, terms=tuple(terms), n_dropped=n_dropped,
+                       weights=w_used, offset=off_used, coder=coder,
+                       row_labels=data.index[keep], dropped_rows=data.index[~keep])

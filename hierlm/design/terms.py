@@ -10,6 +10,7 @@ its exact sparse description (MixedModels.jl's ``ReMat``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,11 @@ class ModelDesign:
     """Stage-1 output: everything the likelihood needs, as plain arrays.
 
     ``terms`` are in lme4's order (decreasing number of levels, ties kept in formula
-    order); theta packs their templates in this order.
+    order); theta packs their templates in this order.  ``weights`` (prior weights,
+    residual variance ``sigma^2 / w``) and ``offset`` are None when not given; ``coder``
+    codes new rows like these (:class:`hierlm.design.newdata.NewDataCoder`);
+    ``row_labels`` and ``dropped_rows`` are the caller's labels of the rows used and of
+    those dropped.
     """
 
     formula: str
@@ -110,6 +115,11 @@ class ModelDesign:
     fixef_names: tuple[str, ...]
     terms: tuple[RandomTerm, ...]
     n_dropped: int = 0
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    coder: Any = None
+    row_labels: Any = None
+    dropped_rows: Any = None
 
     @property
     def nobs(self) -> int:

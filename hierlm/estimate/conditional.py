@@ -37,6 +37,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from hierlm.design.terms import ModelDesign
+from hierlm.design.weights import working_design
 from hierlm.estimate.extract import _cond_var
 from hierlm.estimate.group_loglik import group_loglik, split_factor
 from hierlm.objective.profiled import ProfiledObjective
@@ -206,7 +207,10 @@ def log_likelihood_dataset(design: ModelDesign, post: xr.Dataset, theta: np.ndar
     if t.n_levels < 2 or theta.shape[0] * t.n_levels * nmax**3 > budget:
         why = "it has one level" if t.n_levels < 2 else "its blocks are too large to factor"
         return None, f"log_likelihood omitted: {why} ({t.group!r})"
-    ll = group_loglik(design, split, theta, beta, sigma)
+    ll = group_loglik(working_design(design), split, theta, beta, sigma)
+    if design.weights is not None:  # the Jacobian of the sqrt(w) scaling, per group
+        ll = ll + 0.5 * np.bincount(t.codes, weights=np.log(design.weights),
+                                    minlength=t.n_levels)[None, :]
     C, D = post.sizes["chain"], post.sizes["draw"]
     ds = xr.Dataset({"y": (("chain", "draw", f"{t.group}_level"), ll.reshape(C, D, -1))},
                     coords={"chain": post["chain"].values, "draw": post["draw"].values,
@@ -236,7 +240,7 @@ def marginal_deviance(objective: ProfiledObjective, theta: np.ndarray, beta: np.
               + 2 * np.log(np.diag(L_R)[:qr]).sum())
     resid = L_R[qr:qr + p, qr:qr + p].T @ (beta - g.beta_offset) - L_R[-1, qr:qr + p]
     return float(logdet + n * np.log(2 * np.pi * sigma**2)
-                 + (L_R[-1, -1] ** 2 + resid @ resid) / sigma**2)
+                 + (L_R[-1, -1] ** 2 + resid @ resid) / sigma**2) - g.sum_log_w
 
 
 def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], post: xr.Dataset,

@@ -63,8 +63,10 @@ def ranef_frame(design: ModelDesign, b: list[np.ndarray], sd: list[np.ndarray]) 
 
 
 def fitted_values(design: ModelDesign, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
-    """``X beta + Z b`` without forming ``Z``."""
+    """``offset + X beta + Z b`` without forming ``Z``."""
     out = design.X @ beta
+    if design.offset is not None:
+        out = out + design.offset
     for term, bk in zip(design.terms, b, strict=True):
         out = out + np.einsum("ij,ij->i", term.X, bk[term.codes])
     return out

@@ -61,6 +61,12 @@ class FitResult:
         The model that was fitted (its design and compiled objective), so that
         inference after the fit (profiles, bootstrap, refits) can reuse the compiled
         graph.  Not saved: a result read back with :func:`hierlm.load` has None.
+    coder : NewDataCoder or None
+        How the data were coded (:mod:`hierlm.design.newdata`), so that new rows
+        can be coded the same way; saved with the result.
+    row_labels, dropped_rows : pandas.Index or None
+        The caller's row labels of the observations used, and of the rows dropped
+        (missing values, zero weights).
     """
 
     formula: str
@@ -89,6 +95,9 @@ class FitResult:
     idata: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     model: Any = field(default=None, repr=False)
+    coder: Any = field(default=None, repr=False)
+    row_labels: Any = None
+    dropped_rows: Any = None
 
     def ranef(self) -> pd.DataFrame:
         """Conditional modes of the random effects and their conditional SDs.
@@ -109,13 +118,26 @@ class FitResult:
         """
         return self.ranef_table.copy()
 
-    def fitted(self) -> np.ndarray:
-        """Fitted values ``X beta + Z b`` for each observation used."""
-        return self.fitted_values.copy()
+    def fitted(self) -> pd.Series:
+        """Fitted values ``offset + X beta + Z b``, indexed by the caller's row labels.
 
-    def residuals(self) -> np.ndarray:
-        """Response minus fitted values for each observation used."""
-        return self.y - self.fitted_values
+        Rows dropped in fitting are listed in ``dropped_rows``.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res.fitted().round(2).head(2).to_dict()
+        {0: 253.66, 1: 273.33}
+        """
+        return pd.Series(self.fitted_values.copy(), index=self._rows(), name="fitted")
+
+    def residuals(self) -> pd.Series:
+        """Response minus fitted values, indexed by the caller's row labels."""
+        return pd.Series(self.y - self.fitted_values, index=self._rows(), name="residuals")
+
+    def _rows(self) -> pd.Index:
+        return pd.RangeIndex(self.nobs) if self.row_labels is None else self.row_labels
 
     def summary(self) -> str:
         """lme4-style text summary of the fit.
