@@ -15,8 +15,6 @@ fault (see ``docs/robustness.md``).  The caller's DataFrame is never modified.
 
 from __future__ import annotations
 
-import warnings
-
 import formulae as fm
 import numpy as np
 import pandas as pd
@@ -24,7 +22,7 @@ import scipy.linalg
 
 from hierlm.design.formula import parse_formula
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
-from hierlm.errors import DataError, FormulaError
+from hierlm.errors import DataError, FormulaError, warn
 
 # A column is linearly dependent on the columns before it when projecting it off them
 # leaves less than this fraction of its norm (R's ``qr(X, tol = 1e-7)``, used by lme4).
@@ -172,8 +170,8 @@ def _drop_rank_deficient(X: np.ndarray, names: tuple[str, ...]
     if not dropped:
         return X, names
     keep = [j for j in range(X.shape[1]) if j not in dropped]
-    warnings.warn(f"fixed-effect model matrix is rank deficient; dropping column(s) "
-                  f"{', '.join(names[j] for j in dropped)}", UserWarning, stacklevel=4)
+    warn(f"fixed-effect model matrix is rank deficient; dropping column(s) "
+                  f"{', '.join(names[j] for j in dropped)}", UserWarning)
     return X[:, keep], tuple(names[j] for j in keep)
 
 
@@ -334,8 +332,8 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     n_zero = 0 if w is None else int(((w == 0) & keep).sum())
     n_dropped = int((~keep).sum())
     if n_zero:
-        warnings.warn(f"dropped {n_zero} of {len(data)} rows with zero prior weight",
-                      UserWarning, stacklevel=3)
+        warn(f"dropped {n_zero} of {len(data)} rows with zero prior weight",
+                      UserWarning)
         keep &= w > 0
     if n_dropped + n_zero == len(data) and n_dropped < len(data):
         raise DataError("no rows left: every complete row has zero prior weight")
@@ -348,8 +346,8 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         raise DataError(f"only {len(data) - n_dropped - n_zero} complete row; a mixed model "
                         f"needs more observations than grouping levels")
     if n_dropped:
-        warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in "
-                      f"used columns", UserWarning, stacklevel=3)
+        warn(f"dropped {n_dropped} of {len(data)} rows with missing values in "
+                      f"used columns", UserWarning)
     n_dropped += n_zero
     frame = sub.loc[keep].reset_index(drop=True).copy()
     for c in frame.columns:

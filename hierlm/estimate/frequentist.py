@@ -7,14 +7,13 @@ a template diagonal is below 1e-4.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hierlm.design.terms import ModelDesign
-from hierlm.errors import ConvergenceWarning, SingularFitWarning
+from hierlm.errors import ConvergenceWarning, SingularFitWarning, warn
 from hierlm.estimate.extract import Estimates, extract
 from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.objective.profiled import ProfiledObjective
@@ -135,12 +134,11 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
         msg = (f"optimizer did not converge: largest projected gradient "
                f"{np.max(np.abs(opt.gradient)):.2g} ({opt.message}); try rescaling predictors, "
                f"simplifying the random effects, or options={{'maxiter': ...}}")
-        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        warn(msg, ConvergenceWarning)
         messages.append(msg)
     if is_singular(design, opt.theta):
-        warnings.warn("boundary (singular) fit: a variance component is estimated as zero or "
-                      "a correlation as +/-1; see FitResult.varcorr", SingularFitWarning,
-                      stacklevel=3)
+        warn("boundary (singular) fit: a variance component is estimated as zero or "
+                      "a correlation as +/-1; see FitResult.varcorr", SingularFitWarning)
     optimizer = {"method": opt.method, "message": opt.message,
                  "gradient": opt.gradient.tolist(),
                  "trace": [list(th) + [f] for th, f in opt.trace]}

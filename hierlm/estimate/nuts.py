@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierlm.errors import MethodError
+from hierlm.errors import MethodError, warn
 from hierlm.estimate.conditional import (
     log_likelihood_dataset,
     marginal_deviance,
@@ -222,7 +222,7 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
              "ranef_draws": n_ranef, "log_likelihood_note": ll_note}
     messages = tuple(diagnostic_messages(extra))
     for msg in messages:
-        warnings.warn(f"NUTS: {msg}", UserWarning, stacklevel=4)
+        warn(f"NUTS: {msg}", UserWarning)
     dev = marginal_deviance(objective, theta_hat, beta_mean, sig_hat)
     k = design.p + design.n_theta + 1
     fe = list(design.fixef_names)

@@ -33,12 +33,10 @@ def select_terms(coder: NewDataCoder, re_form: str | None) -> tuple[int, ...]:
     Examples
     --------
     >>> import hierlm
-    >>> d = hierlm.build_design("diameter ~ (1 | plate) + (1 | sample)",
-    ...                         hierlm.load_sleepstudy().assign(
-    ...                             diameter=lambda f: f.Reaction, plate=lambda f: f.Subject,
-    ...                             sample=lambda f: f.Days % 3))
-    >>> select_terms(d.coder, None), select_terms(d.coder, "~0"), select_terms(d.coder, "~(1|sample)")
-    ((0, 1), (), (1,))
+    >>> data = hierlm.load_sleepstudy().assign(Week=lambda f: f.Days // 7)
+    >>> d = hierlm.build_design("Reaction ~ (1 | Subject) + (1 | Week)", data)
+    >>> [select_terms(d.coder, f) for f in (None, "~0", "~(1 | Week)")]
+    [(0, 1), (), (1,)]
     """
     if re_form is None:
         return tuple(range(len(coder.terms)))

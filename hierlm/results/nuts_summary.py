@@ -14,7 +14,6 @@ transitions, what the point estimates are, and the log-likelihood note.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from hierlm.design.terms import ModelDesign
+from hierlm.errors import warn
 from hierlm.objective.theta import tril_colmajor
 from hierlm.results.varcorr import group_labels
 
@@ -233,5 +233,5 @@ def format_nuts_footer(res: FitResult) -> list[str]:
     problems = diagnostic_messages(res.extra)
     if problems:
         msg = "NUTS diagnostics: " + "; ".join(problems)
-        warnings.warn(msg, UserWarning, stacklevel=4)
+        warn(msg, UserWarning)
     return lines
