@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,6 +52,16 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _check_sampler_arguments(sample: Any, kwargs: dict[str, Any]) -> None:
+    """One MethodError naming the unknown arguments and listing the valid ones."""
+    valid = [name for name, par in inspect.signature(sample).parameters.items()
+             if par.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise MethodError(f"unexpected argument(s) for method='nuts': {', '.join(unknown)}; "
+                          f"valid arguments: {', '.join(valid)}")
 
 
 class Model:
@@ -151,6 +162,7 @@ class Model:
             if key == "nuts":
                 from hierlm.estimate.nuts import sample
 
+                _check_sampler_arguments(sample, kwargs)
                 res = sample(self._objective, **kwargs)
             else:
                 from hierlm.estimate.frequentist import fit_profiled

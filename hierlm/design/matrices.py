@@ -171,7 +171,7 @@ def _drop_rank_deficient(X: np.ndarray, names: tuple[str, ...]
         return X, names
     keep = [j for j in range(X.shape[1]) if j not in dropped]
     warn(f"fixed-effect model matrix is rank deficient; dropping column(s) "
-                  f"{', '.join(names[j] for j in dropped)}", UserWarning)
+         f"{', '.join(names[j] for j in dropped)}", UserWarning)
     return X[:, keep], tuple(names[j] for j in keep)
 
 
@@ -332,9 +332,8 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     n_zero = 0 if w is None else int(((w == 0) & keep).sum())
     n_dropped = int((~keep).sum())
     if n_zero:
-        warn(f"dropped {n_zero} of {len(data)} rows with zero prior weight",
-                      UserWarning)
-        keep &= w > 0
+        warn(f"dropped {n_zero} of {len(data)} rows with zero prior weight", UserWarning)
+        keep = keep & (w > 0)
     if n_dropped + n_zero == len(data) and n_dropped < len(data):
         raise DataError("no rows left: every complete row has zero prior weight")
     if n_dropped == len(data):
@@ -347,7 +346,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
                         f"needs more observations than grouping levels")
     if n_dropped:
         warn(f"dropped {n_dropped} of {len(data)} rows with missing values in "
-                      f"used columns", UserWarning)
+             f"used columns", UserWarning)
     n_dropped += n_zero
     frame = sub.loc[keep].reset_index(drop=True).copy()
     for c in frame.columns:

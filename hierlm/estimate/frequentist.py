@@ -138,7 +138,7 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
         messages.append(msg)
     if is_singular(design, opt.theta):
         warn("boundary (singular) fit: a variance component is estimated as zero or "
-                      "a correlation as +/-1; see FitResult.varcorr", SingularFitWarning)
+             "a correlation as +/-1; see FitResult.varcorr", SingularFitWarning)
     optimizer = {"method": opt.method, "message": opt.message,
                  "gradient": opt.gradient.tolist(),
                  "trace": [list(th) + [f] for th, f in opt.trace]}

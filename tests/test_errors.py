@@ -1,0 +1,33 @@
+"""Warnings point at the caller's line; bad sampler arguments are one clear error."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierlm
+from hierlm.errors import MethodError, SingularFitWarning
+
+
+def test_warnings_point_at_the_callers_line() -> None:
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"y": rng.normal(size=60), "g": np.repeat(np.arange(20), 3)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hierlm.fit("y ~ 1 + (1 | g)", data)  # pure noise: a singular fit
+        hierlm.Model("y ~ 1 + (1 | g)", data).fit("ml")
+        hierlm.fit("y ~ 1 + (1 | g)", data.assign(y=data.y.where(data.index > 0)))
+    singular = [w for w in caught if issubclass(w.category, SingularFitWarning)]
+    dropped = [w for w in caught if "missing values" in str(w.message)]
+    assert len(singular) == 3 and len(dropped) == 1
+    assert all(w.filename == __file__ for w in singular + dropped), [w.filename for w in caught]
+
+
+def test_misspelt_sampler_argument_is_one_method_error() -> None:
+    m = hierlm.Model("Reaction ~ Days + (1 | Subject)", hierlm.load_sleepstudy())
+    with pytest.raises(MethodError, match=r"unexpected argument\(s\) for method='nuts': draw; "
+                                          r"valid arguments: draws, tune, chains"):
+        m.fit("nuts", draw=10)
