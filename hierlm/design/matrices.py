@@ -209,10 +209,29 @@ def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
     return labels
 
 
-def _grouping(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Level codes of a (possibly interacted) grouping factor, levels sorted as R sorts them."""
-    codes, uniques = pd.factorize(group_labels(spec.factors, data), sort=True)
-    return codes.astype(np.int64), tuple(str(u) for u in uniques)
+def _grouping(spec: RandomTermSpec, data: pd.DataFrame
+              ) -> tuple[np.ndarray, tuple[str, ...], pd.Index]:
+    """Level codes, labels and values of a (possibly interacted) grouping factor.
+
+    Levels are ordered as R orders a factor made from the column: a categorical's own
+    category order, numbers by value, text (and interactions) sorted as text.  The
+    values keep the column's dtype (int stays int, a categorical keeps its categories).
+    """
+    labels = group_labels(spec.factors, data)
+    col = data[spec.factors[0]]
+    if len(spec.factors) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
+        codes = col.cat.codes.to_numpy()
+        cats = col.cat.categories
+        values: pd.Index = pd.CategoricalIndex(cats, categories=cats, ordered=col.cat.ordered)
+    elif len(spec.factors) == 1 and pd.api.types.is_numeric_dtype(col):
+        codes, values = pd.factorize(col, sort=True)
+        values = pd.Index(values)
+    else:
+        codes, uniques = pd.factorize(labels, sort=True)
+        values = pd.Index([str(u) for u in uniques])
+    first = pd.Series(np.arange(len(codes)), dtype=np.int64).groupby(codes).first()
+    level_labels = tuple(str(labels.iloc[i]) for i in first.to_numpy())
+    return np.asarray(codes, dtype=np.int64), level_labels, values
 
 
 def _check_term(ts: RandomTermSpec, Xi: np.ndarray, cnames: tuple[str, ...],
@@ -361,11 +380,11 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
 
     terms, specs = [], {}
     for ts in spec.random:
-        codes, levels = _grouping(ts, frame)
+        codes, levels, values = _grouping(ts, frame)
         Xi, cnames = _model_matrix(ts.expr, frame, f"random term ({ts.expr} | {ts.group})")
         _check_term(ts, Xi, cnames, levels, len(y))
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
-                                codes=codes, X=Xi))
+                                codes=codes, X=Xi, level_values=values))
         specs[id(terms[-1])] = ts
     terms = _lme4_order(terms)
     from hierlm.design.newdata import new_data_coder

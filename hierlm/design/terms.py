@@ -69,6 +69,9 @@ class RandomTerm:
         Level index of each observation.
     X : ndarray, shape (n, p)
         The term's raw model matrix.
+    level_values : pandas.Index or None
+        The levels as the data hold them (the grouping column's dtype, e.g. int or a
+        categorical's categories), in the order of ``levels``; None means ``levels``.
     """
 
     group: str
@@ -76,6 +79,15 @@ class RandomTerm:
     levels: tuple[str, ...]
     codes: np.ndarray
     X: np.ndarray
+    level_values: Any = None
+
+    @property
+    def values(self) -> Any:
+        """``level_values``, or the labels when the data's values were not kept."""
+        import pandas as pd
+
+        return (pd.Index(list(self.levels), dtype=object) if self.level_values is None
+                else self.level_values)
 
     @property
     def p(self) -> int:

@@ -214,7 +214,7 @@ def log_likelihood_dataset(design: ModelDesign, post: xr.Dataset, theta: np.ndar
     C, D = post.sizes["chain"], post.sizes["draw"]
     ds = xr.Dataset({"y": (("chain", "draw", f"{t.group}_level"), ll.reshape(C, D, -1))},
                     coords={"chain": post["chain"].values, "draw": post["draw"].values,
-                            f"{t.group}_level": list(t.levels)},
+                            f"{t.group}_level": list(t.values)},
                     attrs={"note": f"log p(y_g | beta, theta, sigma) for each level g of "
                                    f"{t.group!r}, random effects integrated out"})
     return ds, f"log_likelihood: one value per level of {t.group!r} (leave-one-group-out)"

@@ -52,11 +52,13 @@ def ranef_frame(design: ModelDesign, b: list[np.ndarray], sd: list[np.ndarray]) 
         nl = term.n_levels
         for j, name in enumerate(term.coef_names):
             group.append(np.full(nl, term.group, dtype=object))
-            level.append(np.asarray(term.levels, dtype=object))
+            level.append(pd.Series(term.values))
             term_name.append(np.full(nl, name, dtype=object))
             value.append(bk[:, j])
             cond_sd.append(sk[:, j])
-    return pd.DataFrame({"group": np.concatenate(group), "level": np.concatenate(level),
+    # the levels keep the grouping columns' dtype where the groups share one
+    levels = pd.concat(level, ignore_index=True)
+    return pd.DataFrame({"group": np.concatenate(group), "level": levels,
                          "term": np.concatenate(term_name), "value": np.concatenate(value),
                          "cond_sd": np.concatenate(cond_sd)})
 

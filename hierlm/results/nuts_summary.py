@@ -56,7 +56,7 @@ def coords_of(design: ModelDesign) -> dict[str, list[str]]:
     coords: dict[str, list[str]] = {"coef": list(design.fixef_names)}
     for label, t in zip(group_labels(design), design.terms, strict=True):
         coords[f"{label}_term"] = list(t.coef_names)
-        coords[f"{t.group}_level"] = list(t.levels)
+        coords[f"{t.group}_level"] = list(t.values)
         if t.p > 1:
             coords[f"{label}_pair"] = [f"{t.coef_names[j]}, {t.coef_names[k]}"
                                        for j, k in corr_pairs(t.p)]
