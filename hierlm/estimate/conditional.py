@@ -274,9 +274,13 @@ def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], 
     b = cs.sample_b(theta[sel], beta[sel], sigma[sel], rng)
     data, used = {}, {"chain": post["chain"].values, "draw": post["draw"].values[draw_idx]}
     for label, t, bk in zip(labels, design.terms, b, strict=True):
-        dims = (f"{t.group}_level", f"{label}_term")
-        data[f"r_{label}"] = (("chain", "draw", *dims), bk.reshape(C, len(draw_idx), t.n_levels,
-                                                                   t.p))
+        # term-major, (term, level): the term dimension is shared with sd_<group> and
+        # comes first in the dataset, and arviz.summary labels the rows in dataset
+        # dimension order (arviz_base.reorg.dataset_to_dataarray); level-major rows were
+        # labelled with the wrong values
+        dims = (f"{label}_term", f"{t.group}_level")
+        data[f"r_{label}"] = (("chain", "draw", *dims),
+                              bk.reshape(C, len(draw_idx), t.n_levels, t.p).transpose(0, 1, 3, 2))
         used.update({d: coords[d] for d in dims})
     sd = [x.std(0, ddof=1) if len(x) > 1 else np.zeros_like(x[0]) for x in b]
     return [x.mean(0) for x in b], sd, xr.Dataset(data, coords=used), len(sel)

@@ -118,7 +118,7 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
         evaluations, tuning included.  ``idata``: an ArviZ DataTree with groups
         ``posterior`` (``beta[coef]``, ``sigma``, ``sd_<group>[<group>_term]``,
         ``corr_<group>[<group>_pair]``, ``theta[theta_index]``,
-        ``r_<group>[<factor>_level, <group>_term]``), ``sample_stats``,
+        ``r_<group>[<group>_term, <factor>_level]``), ``sample_stats``,
         ``observed_data`` (``y``) and, when one grouping factor splits the data into
         independent blocks, ``log_likelihood`` (``y[<factor>_level]``:
         ``log p(y_g | beta, theta, sigma)`` per level, for ``arviz.loo``).  ``extra``

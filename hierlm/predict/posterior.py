@@ -55,7 +55,9 @@ def posterior_draws(res: Any, need_b: bool = True, seed: int | None = 0) -> Post
     b: list[np.ndarray] = []
     if need_b:
         if names and all(n in source.data_vars for n in names):
-            b = [_flat(source[n].values) for n in names]
+            b = [_flat(source[n].transpose("chain", "draw", f"{t.group}_level",
+                                          f"{lab}_term").values)
+                 for n, t, lab in zip(names, coder.terms, labels, strict=True)]
         else:
             from hierlm.estimate.conditional import ConditionalSampler
 

@@ -221,7 +221,7 @@ class FitResult:
         return marginal_moments(self, rows)
 
     def to_datatree(self, bootstrap: Any = None) -> Any:
-        """The result as an ArviZ DataTree; see :mod:`hierlm.predict.datatree`.
+        """The result as an ArviZ DataTree; see :mod:`hierlm.results.datatree`.
 
         Examples
         --------
@@ -230,7 +230,7 @@ class FitResult:
         >>> sorted(res.to_datatree().children)
         ['constant_data', 'observed_data']
         """
-        from hierlm.predict.datatree import to_datatree
+        from hierlm.results.datatree import to_datatree
 
         return to_datatree(self, bootstrap)
 
