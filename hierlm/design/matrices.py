@@ -352,6 +352,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     n_dropped = int((~keep).sum())
     if n_zero:
         warn(f"dropped {n_zero} of {len(data)} rows with zero prior weight", UserWarning)
+        assert w is not None
         keep = keep & (w > 0)
     if n_dropped + n_zero == len(data) and n_dropped < len(data):
         raise DataError("no rows left: every complete row has zero prior weight")

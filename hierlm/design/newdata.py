@@ -269,7 +269,7 @@ class NewDataCoder:
     def _codes(t: TermCoding, new: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
         labels = _m.group_labels(t.factors, new)
         lookup = pd.Index(t.levels)
-        codes = lookup.get_indexer(labels.to_numpy(dtype=object))
+        codes = lookup.get_indexer(pd.Index(labels.to_numpy(dtype=object)))
         if not allow_new_levels and np.any(codes < 0):
             unseen = pd.unique(labels[codes < 0])
             shown = ", ".join(repr(v) for v in unseen[:10]) + (" ..." if len(unseen) > 10 else "")

@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design.matrices import group_labels
-from hierlm.objective.theta import templates
-from hierlm.predict.terms import coder_of
+from hierlm.predict.terms import coder_of, coder_templates
 
 
 def marginal_moments(res: Any, rows: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
@@ -45,12 +44,12 @@ def marginal_moments(res: Any, rows: pd.DataFrame) -> tuple[pd.Series, pd.DataFr
         from hierlm.predict.posterior import posterior_draws
 
         post = posterior_draws(res, need_b=False)
-        Ts = templates(coder, post.theta)
+        Ts = coder_templates(coder, post.theta)
         s2 = post.sigma**2
         Sigmas = [np.mean(s2[:, None, None] * (T @ np.swapaxes(T, 1, 2)), axis=0) for T in Ts]
         beta, sigma2 = post.beta.mean(axis=0), float(s2.mean())
     else:
-        Ts = templates(coder, res.theta)
+        Ts = coder_templates(coder, res.theta)
         sigma2 = float(res.sigma) ** 2
         Sigmas = [sigma2 * T @ T.T for T in Ts]
         beta = res.fixef.to_numpy(dtype=np.float64)

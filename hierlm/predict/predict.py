@@ -31,8 +31,7 @@ import scipy.stats
 
 from hierlm.design.newdata import CodedRows
 from hierlm.errors import MethodError
-from hierlm.objective.theta import templates
-from hierlm.predict.terms import coder_of, fitted_model, ranef_arrays, select_terms
+from hierlm.predict.terms import coder_of, coder_templates, fitted_model, ranef_arrays, select_terms
 
 INTERVALS = (None, "confidence", "prediction")
 
@@ -62,7 +61,7 @@ def unconditioned_variance(res: Any, rows: CodedRows, theta: np.ndarray, sigma: 
                            coded_all: CodedRows) -> np.ndarray:
     """``sum_k z_k' Sigma_k z_k`` over the terms a row's prediction does not condition on."""
     coder = coder_of(res)
-    Ts = templates(coder, theta)
+    Ts = coder_templates(coder, theta)
     out = np.zeros(rows.X.shape[0])
     for k, (zx, codes) in enumerate(zip(coded_all.Z_X, coded_all.codes, strict=True)):
         S = sigma**2 * Ts[k] @ Ts[k].T

@@ -21,8 +21,7 @@ import pandas as pd
 
 from hierlm.design.matrices import group_labels
 from hierlm.errors import MethodError
-from hierlm.objective.theta import templates
-from hierlm.predict.terms import coder_of, ranef_arrays, select_terms
+from hierlm.predict.terms import coder_of, coder_templates, ranef_arrays, select_terms
 
 
 def simulate(res: Any, nsim: int = 1, seed: int | np.random.Generator | None = None,
@@ -46,7 +45,7 @@ def simulate(res: Any, nsim: int = 1, seed: int | np.random.Generator | None = N
     frame = coder.frame if newdata is None else newdata.reset_index(drop=True)
     beta = res.fixef.to_numpy(dtype=np.float64)
     sigma = float(res.sigma)
-    Ts = templates(coder, res.theta)
+    Ts = coder_templates(coder, res.theta)
     modes = ranef_arrays(res)
     n = rows.X.shape[0]
     out = np.tile((rows.offset + rows.X @ beta)[:, None], (1, nsim))

@@ -14,6 +14,7 @@ import numpy as np
 from hierlm.design.formula import parse_formula
 from hierlm.design.newdata import NewDataCoder
 from hierlm.errors import DataError, FormulaError, MethodError
+from hierlm.objective.theta import templates
 
 _NONE = {"~0", "~-1", "0", "NA", "~1", "1"}
 
@@ -25,6 +26,11 @@ def coder_of(res: Any) -> NewDataCoder:
         raise MethodError("this result has no record of its data coding (it was saved by an "
                           "older hierlm); refit the model to predict")
     return coder
+
+
+def coder_templates(coder: NewDataCoder, theta: np.ndarray) -> list[np.ndarray]:
+    """The templates ``T_k`` of theta (the coder's terms carry the design's ``p``)."""
+    return templates(coder, theta)  # type: ignore[arg-type]
 
 
 def select_terms(coder: NewDataCoder, re_form: str | None) -> tuple[int, ...]:
