@@ -207,3 +207,17 @@ def test_real_nuts_fit_round_trips(tmp_path: Path) -> None:
                          progressbar=False)
     assert res.idata is not None
     assert_same_result(res, hierlm.load(io.save(res, tmp_path / "nuts.hierlm")))
+
+
+def test_weighted_result_with_typed_levels_round_trips(tmp_path: Path) -> None:
+    data = hierlm.load_sleepstudy()
+    data = data.assign(Subject=data.Subject.astype(int), w=1.0 + data.Days % 3,
+                       o=0.5 * data.Days, f=pd.Categorical(np.where(data.Days < 5, "a", "b")))
+    res = hierlm.fit("Reaction ~ Days + f + (Days | Subject)", data, weights="w", offset="o")
+    back = hierlm.load(io.save(res, tmp_path / "w.hierlm"))
+    assert_same_result(res, back)
+    assert back.ranef().level.dtype == np.int64
+    new = data.iloc[[0, 50]].assign(Subject=[308, 999])
+    pd.testing.assert_frame_equal(
+        back.predict(new, allow_new_levels=True, interval="confidence"),
+        res.predict(new, allow_new_levels=True, interval="confidence"), rtol=1e-10)
