@@ -133,8 +133,9 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     est = extract(objective, opt.theta, L1, L_R, reml)
     messages = []
     if not opt.converged:
-        msg = (f"optimizer did not converge: largest projected gradient "
-               f"{np.max(np.abs(opt.gradient)):.2g} ({opt.message}); try rescaling predictors, "
+        msg = (f"optimizer did not converge: largest gradient "
+               f"{np.max(np.abs(opt.gradient), initial=0.0):.2g} ({opt.message}); try rescaling "
+               f"predictors, "
                f"simplifying the random effects, or options={{'maxiter': ...}}")
         warn(msg, ConvergenceWarning)
         messages.append(msg)
@@ -143,6 +144,7 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
              "a correlation as +/-1; see FitResult.varcorr", SingularFitWarning)
     optimizer = {"method": opt.method, "message": opt.message,
                  "gradient": opt.gradient.tolist(),
+                 "phases": [list(ph) for ph in opt.phases],
                  "trace": [list(th) + [f] for th, f in opt.trace]}
     return result_from_estimates(
         design, est, opt.theta, opt.objective, "REML" if reml else "ML",
