@@ -14,12 +14,15 @@ from hierlm.errors import MethodError, SingularFitWarning
 
 def test_warnings_point_at_the_callers_line() -> None:
     rng = np.random.default_rng(0)
-    data = pd.DataFrame({"y": rng.normal(size=60), "g": np.repeat(np.arange(20), 3)})
+    a = rng.uniform(0.5, 2.0, 20)
+    # every group's mean is 0: the between-group variance is estimated as 0 (singular)
+    y = (a[:, None] * np.array([-1.0, 0.0, 1.0])).ravel()
+    data = pd.DataFrame({"y": y, "g": np.repeat(np.arange(20), 3)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        hierlm.fit("y ~ 1 + (1 | g)", data)  # pure noise: a singular fit
+        hierlm.fit("y ~ 1 + (1 | g)", data)
         hierlm.Model("y ~ 1 + (1 | g)", data).fit("ml")
-        hierlm.fit("y ~ 1 + (1 | g)", data.assign(y=data.y.where(data.index > 0)))
+        hierlm.fit("y ~ 1 + (1 | g)", data.assign(y=data.y.where(data.index != 1)))
     singular = [w for w in caught if issubclass(w.category, SingularFitWarning)]
     dropped = [w for w in caught if "missing values" in str(w.message)]
     assert len(singular) == 3 and len(dropped) == 1
