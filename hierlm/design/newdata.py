@@ -175,8 +175,13 @@ class NewDataCoder:
             Z_X.append(self._matrix(t.expr, new, f"random term ({t.expr} | {t.group})",
                                     t.coef_names))
             codes.append(self._codes(t, new, allow_new_levels))
-        offset = (new[self.offset_column].to_numpy(dtype=np.float64)
-                  if self.offset_column is not None else np.zeros(len(new)))
+        offset = np.zeros(len(new))
+        if self.offset_column is not None:
+            col = new[self.offset_column]
+            if not _is_numeric(col):
+                raise DataError(f"newdata column '{self.offset_column}' (the offset) must be "
+                                f"numeric, got dtype {col.dtype}")
+            offset = col.to_numpy(dtype=np.float64)
         if self.offset is not None and self.offset_column is None:
             raise DataError("the model's offset was given as an array, so it is unknown for "
                             "new rows; fit with offset='<column name>' to predict on new data")

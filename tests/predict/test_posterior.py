@@ -84,3 +84,22 @@ def test_bootstrap_group_has_the_posterior_layout(nuts: FitResult) -> None:
     # the same plot can take both: NUTS' tree with the bootstrap added
     both = nuts.to_datatree(small_bootstrap(reml, n=5))
     assert {"posterior", "bootstrap"} <= set(both.children)
+
+
+def test_integer_levels_in_coordinates_and_summary() -> None:
+    data = hierlm.load_sleepstudy()
+    data = data.assign(Subject=data.Subject.astype(int))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = hierlm.fit("Reaction ~ 1 + Days + (1 + Days | Subject)", data, method="nuts",
+                         **{**SMALL, "draws": 50, "tune": 50})
+    level = res.idata["posterior"]["Subject_level"].values
+    assert level.dtype.kind == "i" and list(level[:3]) == [308, 309, 310]
+    assert list(res.idata["log_likelihood"]["Subject_level"].values[:2]) == [308, 309]
+    rt = res.ranef()
+    assert rt.level.dtype == np.int64
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.summary(res.idata, var_names=["r_Subject"], kind="stats", round_to="none")
+    for level_, term, value in zip(rt.level, rt.term, rt.value, strict=True):
+        assert abs(table.loc[f"r_Subject[{term}, {level_}]", "mean"] - value) < 1e-9
