@@ -317,6 +317,20 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
                 method, message, state = f"{method}+face+{m2}", f"{message}; {msg2}", st2
             phases.append(("face", len(trace) - sum(n for _, n in phases)))
     theta, f, g, converged = state
+    near = diag[(np.abs(best["x"][diag]) < ZERO_DIAG) & (best["x"][diag] != 0.0)]
+    if near.size:
+        # Report an exact zero where the criterion does not tell it from 1e-16 (lme4's
+        # bound gives exact zeros too).
+        snapped = best["x"].copy()
+        snapped[near] = 0.0
+        f0, g0 = fun(snapped)
+        if f0 <= f + ESCAPE_TOL * max(1.0, abs(f)):
+            if f0 >= f:  # fun() kept the factor of the unsnapped point
+                best.pop("factor", None)
+            best.update(x=snapped, f=f0, g=g0 / scale)
+            f, g = f0, g0 / scale
+        last, n_last = phases[-1]
+        phases[-1] = (last, n_last + len(trace) - sum(n for _, n in phases))
     phi, flipped = canonical_signs(design, best["x"])
     theta = phi * scale
     g = np.where(flipped, -g, g)
