@@ -55,9 +55,13 @@ def posterior_draws(res: Any, need_b: bool = True, seed: int | None = 0) -> Post
     b: list[np.ndarray] = []
     if need_b:
         if names and all(n in source.data_vars for n in names):
-            b = [_flat(source[n].transpose("chain", "draw", f"{t.group}_level",
-                                          f"{lab}_term").values)
-                 for n, t, lab in zip(names, coder.terms, labels, strict=True)]
+            b = []
+            for n, t, lab in zip(names, coder.terms, labels, strict=True):
+                da = source[n]
+                if f"{lab}_term" not in da.dims:  # a one-coefficient term is stored without
+                    da = da.expand_dims(f"{lab}_term", axis=-1)
+                b.append(_flat(da.transpose("chain", "draw", f"{t.group}_level",
+                                            f"{lab}_term").values))
         else:
             from hierlm.estimate.conditional import ConditionalSampler
 

@@ -10,7 +10,8 @@ Groups:
     ``offset[obs]`` when the model has them.
 ``bootstrap`` (when ``bootstrap`` is given)
     One draw per bootstrap replicate (``chain`` of length 1): ``beta[coef]``, ``sigma``,
-    ``sd_<group>[<group>_term]`` and ``corr_<group>[<group>_pair]``, the names, dims and
+    ``sd_<group>[<group>_term]`` (a scalar for one coefficient) and
+    ``corr_<group>[<group>_pair]``, the names, dims and
     coordinates of a NUTS ``posterior``, so that one ArviZ plot can set both side by
     side, and ``objective``.
 
@@ -78,8 +79,11 @@ def bootstrap_dataset(res: Any, replicates: pd.DataFrame) -> xr.Dataset:
         data["beta"] = (("chain", "draw", "coef"),
                         np.column_stack([col(n) for n in fe])[None])
     for label, t in zip(group_labels(coder), coder.terms, strict=True):  # type: ignore[arg-type]
-        coords[f"{label}_term"] = list(t.coef_names)
         sd = np.column_stack([col(f"sd_{n}|{t.group}") for n in t.coef_names])
+        if t.p == 1:  # a scalar, as in a NUTS posterior
+            data[f"sd_{label}"] = (("chain", "draw"), sd[None, :, 0])
+            continue
+        coords[f"{label}_term"] = list(t.coef_names)
         data[f"sd_{label}"] = (("chain", "draw", f"{label}_term"), sd[None])
         if t.p > 1:
             pairs = corr_pairs(t.p)

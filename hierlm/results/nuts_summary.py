@@ -63,6 +63,31 @@ def coords_of(design: ModelDesign) -> dict[str, list[str]]:
     return coords
 
 
+def display_layout(ds: xr.Dataset, design: ModelDesign) -> xr.Dataset:
+    """The stored layout: a one-coefficient term's ``sd_<group>`` and ``r_<group>`` lose
+    their length-1 ``<group>_term`` dimension.
+
+    ArviZ draws one label column per distinct dimension, so with a dimension per term
+    the columns of nested or crossed intercept-only terms overlap in a forest plot; a
+    scalar ``sd_<group>`` (and ``r_<group>[<factor>_level]``) needs none.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (1 | Subject)", hierlm.load_sleepstudy())
+    >>> ds = xr.Dataset({"sd_Subject": (("chain", "draw", "Subject_term"), np.ones((1, 2, 1)))},
+    ...                 coords={"Subject_term": ["(Intercept)"]})
+    >>> display_layout(ds, d)["sd_Subject"].dims
+    ('chain', 'draw')
+    """
+    for label, t in zip(group_labels(design), design.terms, strict=True):
+        dim = f"{label}_term"
+        if t.p != 1 or dim not in ds.dims:
+            continue
+        ds = ds.squeeze(dim, drop=True)
+    return ds
+
+
 def flat_draws(da: xr.DataArray) -> np.ndarray:
     """Draws with chain and draw merged: shape ``(chains * draws, ...)``."""
     v = np.asarray(da.values, dtype=float)

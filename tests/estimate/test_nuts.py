@@ -159,7 +159,9 @@ def test_nested_design() -> None:
     res = quiet_fit(model, random_seed=2, **{**SMALL, "draws": 60, "tune": 60})
     post = res.idata["posterior"]
     assert set(post.data_vars) >= {"sd_k:g", "sd_g", "r_k:g", "r_g"}
-    assert post["r_k:g"].dims == ("chain", "draw", "k:g_term", "k:g_level")
+    # one-coefficient terms: scalar SDs and level-only random effects (clean forest plots)
+    assert post["r_k:g"].dims == ("chain", "draw", "k:g_level")
+    assert post["sd_g"].dims == ("chain", "draw") and "g_term" not in post.coords
     assert res.idata["log_likelihood"]["y"].dims == ("chain", "draw", "g_level")
     assert list(res.varcorr["group"]) == ["k:g", "g", "Residual"]
 

@@ -64,3 +64,9 @@ def test_bootstrap_group(sleep: hierlm.FitResult) -> None:
     np.testing.assert_array_equal(b["beta"].sel(coef="Days").values[0], rep["Days"])
     with pytest.raises(MethodError, match="lack column"):
         sleep.to_datatree(SimpleNamespace(replicates=rep.drop(columns="sigma")))
+
+
+def test_one_coefficient_terms_are_scalars_as_in_nuts() -> None:
+    res = hierlm.fit("Reaction ~ Days + (1 | Subject)", hierlm.load_sleepstudy())
+    b = res.to_datatree(small_bootstrap(res, n=4))["bootstrap"]
+    assert b["sd_Subject"].dims == ("chain", "draw") and "Subject_term" not in b.coords
