@@ -4,5 +4,5 @@ import sys
 
 from hierlm.cli import main
 
-if __name__ == "__main__":  # importing the module (as the docstring tests do) runs nothing
+if __name__ == "__main__":
     sys.exit(main())
