@@ -15,7 +15,6 @@ fault (see ``docs/robustness.md``).  The caller's DataFrame is never modified.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -23,61 +22,13 @@ import pandas as pd
 import scipy.linalg
 
 from hierlm.design.formula import parse_formula
+from hierlm.design.r_dialect import R_NAMESPACE, to_formulae
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
 from hierlm.errors import DataError, FormulaError, warn
 
 # A column is linearly dependent on the columns before it when projecting it off them
 # leaves less than this fraction of its norm (R's ``qr(X, tol = 1e-7)``, used by lme4).
 RANK_TOL = 1e-7
-
-
-class RScale:
-    """R's ``scale(x)``: centre by the mean and divide by the *sample* SD (``ddof=1``).
-
-    A formulae stateful transform (the mean and SD of the fitting data are kept for new
-    data).  formulae's own ``scale`` divides by the population SD, so hierlm rewrites
-    ``scale(`` to this transform (see :func:`to_formulae`).
-
-    Examples
-    --------
-    >>> RScale()(np.array([1.0, 2.0, 3.0])).tolist()
-    [-1.0, 0.0, 1.0]
-    """
-
-    __stateful_transform__ = True
-
-    def __init__(self) -> None:
-        self.params: tuple[float, float] | None = None
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.params is None:
-            self.params = (float(np.mean(x)), float(np.std(x, ddof=1)))
-        mean, sd = self.params
-        return (np.asarray(x, dtype=float) - mean) / sd
-
-
-# Functions an R user writes without a prefix (``log(x)``), and R's ``scale``.
-R_NAMESPACE: dict[str, object] = {
-    "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "log10": np.log10, "log2": np.log2,
-    "log1p": np.log1p, "abs": np.abs, "r_scale_": RScale,
-}
-_SCALE_CALL = re.compile(r"(?<![\w.])scale\(")
-
-
-def to_formulae(expr: str) -> str:
-    """An expression in formulae's dialect: R's ``scale(`` -> ``r_scale_(``.
-
-    ``^`` raises FormulaError: formulae writes powers and interaction powers as ``**``.
-
-    Examples
-    --------
-    >>> to_formulae("scale(x) + np.scale(z)")
-    'r_scale_(x) + np.scale(z)'
-    """
-    if "^" in expr:
-        raise FormulaError(f"'^' in {expr!r}: write powers as '**', e.g. I(x**2), and "
-                           f"(a + b)**2 for all interactions up to degree 2")
-    return _SCALE_CALL.sub("r_scale_(", expr)
 
 
 def _label(name: str) -> str:
