@@ -3,9 +3,11 @@
 Each test is ``L beta = 0`` for a hypothesis matrix ``L`` (rows are contrasts over the
 coefficients in ``fixef`` order); the statistics and denominator df come from
 :mod:`hierlm.inference.satterthwaite` (``ddf="satterthwaite"``) or are z / chi-square
-tests (``ddf="none"``, df = inf).  Type III and type I hypotheses are lmerTest's
-(:mod:`hierlm.inference.terms`).  The curvature of the deviance that Satterthwaite
-needs is computed once per result and kept while the result lives.
+tests (``ddf="none"``, df = inf).  Kenward-Roger's method (``ddf="kenward-roger"``)
+is not implemented yet: it raises a MethodError that says so.  Type III and type I
+hypotheses are lmerTest's (:mod:`hierlm.inference.terms`).  The curvature of the
+deviance that Satterthwaite needs is computed once per result and kept while the
+result lives.
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ DDF = {"satterthwaite": "satterthwaite", "kenward-roger": "kenward-roger",
 _INFO: weakref.WeakKeyDictionary[Any, VarparInfo] = weakref.WeakKeyDictionary()
 
 
-def check_ddf(ddf: object) -> str:
+def check_ddf(ddf: object, res: Any = None) -> str:
     """The canonical name of a df method, or MethodError."""
     key = ddf.lower() if isinstance(ddf, str) else None
     if key not in DDF:
         raise MethodError(f"unknown ddf {ddf!r}; use 'satterthwaite', 'kenward-roger' or 'none'")
+    if DDF[key] == "kenward-roger":
+        if res is not None and res.method != "REML":
+            raise MethodError(f"Kenward-Roger df need a REML fit, not {res.method}")
+        raise MethodError("Kenward-Roger df are not implemented in this version of hierlm; "
+                          "use ddf='satterthwaite'")
     return DDF[key]
 
 
@@ -55,12 +62,6 @@ def info_of(res: Any) -> VarparInfo:
     return info
 
 
-def _kr(res: Any) -> Any:
-    from hierlm.inference.kenward_roger import kr_info
-
-    return kr_info(res)
-
-
 def coef_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
     """Coefficient table ``estimate, se, df, t, p`` (lmerTest's ``summary`` coefficients).
 
@@ -71,7 +72,7 @@ def coef_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
     >>> coef_table(res).round(2)["df"].tolist()
     [17.0, 17.0]
     """
-    method = check_ddf(ddf)
+    method = check_ddf(ddf, res)
     if res.method not in ("REML", "ML"):
         raise MethodError(f"coef_table needs a REML or ML fit, not {res.method}")
     est = res.fixef.to_numpy()
@@ -79,11 +80,6 @@ def coef_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
     if method == "none":
         se = res.fixef_se.to_numpy()
         df = np.full(len(est), np.inf)
-    elif method == "kenward-roger":
-        kr = _kr(res)
-        rows = [kr.contrast(np.eye(len(est))[j]) for j in range(len(est))]
-        se = np.sqrt([r[0] for r in rows])
-        df = np.array([r[1] for r in rows])
     else:
         info = info_of(res)
         rows = [contrast_df(info, np.eye(len(est))[j]) for j in range(len(est))]
@@ -109,7 +105,7 @@ def _as_matrix(res: Any, L: object) -> np.ndarray:
                           "coefficients in fixef order)") from None
     if M.ndim != 2 or M.shape[1] != len(names) or M.shape[0] == 0:
         raise MethodError(f"contrast must have {len(names)} columns (one per coefficient, "
-                          f"in fixef order), got shape {np.shape(L)}")
+                          f"in fixef order), got shape {M.shape}")
     if not np.all(np.isfinite(M)):
         raise MethodError("contrast has non-finite entries")
     return M
@@ -117,8 +113,6 @@ def _as_matrix(res: Any, L: object) -> np.ndarray:
 
 def _test(res: Any, L: np.ndarray, method: str) -> tuple[int, float, float, float]:
     beta = res.fixef.to_numpy()
-    if method == "kenward-roger":
-        return _kr(res).f_test(beta, L)
     t = f_test(res.vcov.to_numpy(), beta, L, None if method == "none" else info_of(res))
     return t.num_df, t.den_df, t.F, t.p
 
@@ -134,7 +128,7 @@ def contrast(res: Any, L: object, ddf: str = "satterthwaite", joint: bool = True
     >>> contrast(res, [[0, 1]]).round(2)[["num_df", "den_df"]].values.tolist()
     [[1.0, 17.0]]
     """
-    method = check_ddf(ddf)
+    method = check_ddf(ddf, res)
     require_model(res, "a contrast test") if method != "none" else None
     M = _as_matrix(res, L)
     if joint:
@@ -145,8 +139,6 @@ def contrast(res: Any, L: object, ddf: str = "satterthwaite", joint: bool = True
     for li in M:
         if method == "none":
             var, df = float(li @ res.vcov.to_numpy() @ li), np.inf
-        elif method == "kenward-roger":
-            var, df = _kr(res).contrast(li)
         else:
             var, df = contrast_df(info_of(res), li)
         est = float(li @ beta)
@@ -166,7 +158,7 @@ def anova_table(res: Any, ddf: str = "satterthwaite", type: int | str = 3) -> pd
     >>> anova_table(res).round(2).loc["Days", ["num_df", "den_df", "F"]].tolist()
     [1.0, 17.0, 45.85]
     """
-    method = check_ddf(ddf)
+    method = check_ddf(ddf, res)
     if res.method not in ("REML", "ML"):
         raise MethodError(f"anova needs a REML or ML fit, not {res.method}")
     key = str(type).upper()

@@ -32,7 +32,6 @@ from hierlm.objective.profiled import ProfiledObjective, gram_values
 from hierlm.objective.theta import templates, theta_lower
 from hierlm.results.parameters import parameter_names, sdcor_from_theta
 
-
 #: The fit's own convergence rule: scaled projected gradient at most this.
 CHECK_TOL = float(DEFAULT_OPTIONS["check_tol"])
 
@@ -188,7 +187,7 @@ class _Refitter:
             return float(f), np.asarray(grad) * sc
 
         x = np.maximum(start, self.lower) / sc
-        for attempt in range(2):
+        for _attempt in range(2):
             r = scipy.optimize.minimize(fun, x, jac=True, method="L-BFGS-B",
                                         bounds=self.bounds,
                                         options={"ftol": 1e-12, "gtol": 1e-6, "maxiter": 1000})

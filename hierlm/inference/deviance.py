@@ -34,8 +34,8 @@ import pytensor.tensor as pt
 import scipy.sparse as sp
 
 from hierlm.objective.cholesky import GramVars, Structure, blocked_cholesky
-from hierlm.objective.graph_cache import compile_graph
 from hierlm.objective.gram import GramBlocks
+from hierlm.objective.graph_cache import compile_graph
 from hierlm.objective.profiled import ProfiledObjective, symbolic_gram
 
 _LOCK = threading.Lock()

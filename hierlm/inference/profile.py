@@ -115,7 +115,7 @@ class Profiler:
                 s[w] = c
                 return self._dev_s(s)
 
-            bounds = [self.bounds[i] for i in free]
+            bounds: list[tuple[Any, Any]] = [self.bounds[i] for i in free]
         else:
             j = w - self.k
             x0 = self._start(w, c, self.fit.theta)

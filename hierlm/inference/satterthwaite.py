@@ -35,8 +35,8 @@ class FTest:
     p: float
 
 
-def contrast_df(info: VarparInfo, l: np.ndarray) -> tuple[float, float]:
-    """Variance of ``l beta-hat`` and its Satterthwaite df.
+def contrast_df(info: VarparInfo, c: np.ndarray) -> tuple[float, float]:
+    """Variance of ``c beta-hat`` and its Satterthwaite df (``c``: one contrast row).
 
     Examples
     --------
@@ -48,9 +48,9 @@ def contrast_df(info: VarparInfo, l: np.ndarray) -> tuple[float, float]:
     >>> round(float(np.sqrt(var)), 4), round(df, 2)
     (1.5458, 17.0)
     """
-    l = np.asarray(l, dtype=float)
-    var = float(l @ info.vcov_beta @ l)
-    g = np.einsum("a,kab,b->k", l, info.jacobian, l)
+    c = np.asarray(c, dtype=float)
+    var = float(c @ info.vcov_beta @ c)
+    g = np.einsum("a,kab,b->k", c, info.jacobian, c)
     denom = float(g @ info.vcov_varpar @ g)
     return var, (2.0 * var**2 / denom if denom > 0 else np.inf)
 

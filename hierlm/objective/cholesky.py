@@ -118,10 +118,12 @@ def _first_block_smooth(theta: TensorVariable, A11: TensorVariable, p1: int) -> 
                        pt.stack([m01 / l00, pt.sqrt(det) / l00], axis=1)], axis=1)
         return L1, pt.log(det).sum(), W
     T = pt.zeros((p1, p1))[rows, cols].set(theta[: len(rows)])
-    M = pt.matmul(pt.matmul(T.T[None, :, :], A11), T[None, :, :]) + pt.eye(p1)[None, :, :]
+    M = pt.matmul(pt.matmul(T.T[None, :, :], A11), T[None, :, :])  # type: ignore[arg-type]
+    M = M + pt.eye(p1)[None, :, :]
     L1 = pt.linalg.cholesky(M)
     logdet = 2.0 * pt.log(pt.diagonal(L1, axis1=1, axis2=2)).sum()
-    W = pt.matmul(pt.matmul(T[None, :, :], pt.linalg.inv(M)), T.T[None, :, :])
+    W = pt.matmul(pt.matmul(T[None, :, :], pt.linalg.inv(M)),  # type: ignore[arg-type]
+                  T.T[None, :, :])
     return L1, logdet, W
 
 
