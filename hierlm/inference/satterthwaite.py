@@ -61,7 +61,7 @@ def fstat_ddf(nu: np.ndarray, tol: float = 1e-8) -> float:
     Examples
     --------
     >>> fstat_ddf(np.array([10.0, 10.0])), round(fstat_ddf(np.array([10.0, 20.0])), 4)
-    (10.0, 13.2593)
+    (10.0, 13.0769)
     """
     nu = np.asarray(nu, dtype=float)
     if nu.size == 1:
