@@ -36,6 +36,23 @@ def test_replicate_equals_a_full_refit(res):
         np.testing.assert_allclose(theta, full.theta, rtol=1e-4, atol=1e-5)
 
 
+def test_bootstrap_table_equals_full_refits(res):
+    # the quasi-Newton refits of bootstrap() against ordinary fits of the same y*
+    design = res.model.design
+    b = res.bootstrap(30, seed=4, progressbar=False)
+    rng = np.random.default_rng(4)
+    Zs = [term_matrix(t) for t in design.terms]
+    for i in range(30):
+        full = res.model.with_response(_simulate(design, res, rng, Zs)).fit("reml")
+        row = b.replicates.iloc[i]
+        # never worse than the ordinary fit, and the same optimum
+        assert row["objective"] <= full.objective + 1e-7
+        assert row["objective"] == pytest.approx(full.objective, rel=1e-8)
+        assert row["sigma"] == pytest.approx(full.sigma, rel=1e-4)
+        np.testing.assert_allclose(row[["(Intercept)", "Days"]].to_numpy(float), full.fixef,
+                                   rtol=1e-5)
+
+
 def test_columns_seed_and_intervals(res):
     b = res.bootstrap(40, seed=11, progressbar=False)
     names = ["objective", "(Intercept)", "Days", *parameter_names(res.model.design)]
