@@ -6,12 +6,13 @@ same criterion, starting at theta-hat: BFGS whose first inverse Hessian is the
 exact one of the fit (the Hessian of the profiled criterion is the Schur complement
 ``H_tt - H_ts H_ss^{-1} H_st`` of the unprofiled deviance's, by the envelope
 theorem; :mod:`hierlm.inference.deviance`), with L-BFGS-B where a bound is reached.
+
 Of the Gram blocks of ``[Z X y]`` only the ``y`` row changes: ``Z'y*``, ``X'y*``
 and ``y*'y*`` (the ``y`` column of ``A_RR`` and the ``y`` row of ``A_R1``),
-O(nnz(Z) + n p) per replicate; the compiled objective is reused as is.  The Gram blocks hold ``y* - X a*`` with ``a*`` the least-squares fit
-of ``y*`` on ``X`` (see :mod:`hierlm.objective.gram`).  A replicate whose refit
-fails (does not converge, or raises) is counted, reported in a warning and kept as
-a row of NaN.
+O(nnz(Z) + n p) per replicate; the compiled objective is reused as is.  The Gram
+blocks hold ``y* - X a*`` with ``a*`` the least-squares fit of ``y*`` on ``X`` (see
+:mod:`hierlm.objective.gram`).  A replicate whose refit fails (does not converge,
+or raises) is counted, reported in a warning and kept as a row of NaN.
 """
 
 from __future__ import annotations
