@@ -59,10 +59,31 @@ class Profiler:
         self.base = self._dev_theta(ml.theta, ml.sigma)
         self.bounds = _bounds(self.design)
         self.estimates = np.concatenate([self.s_hat, ml.fixef.to_numpy()])
-        se_beta = ml.fixef_se.to_numpy()
-        # step scale for bracketing: a rough SE of each sd/cor from the ML curvature
-        self.scale = np.concatenate([np.maximum(np.abs(self.s_hat) * 0.2, 1e-3), se_beta])
+        self.scale = np.concatenate([self._wald_se_sdcor(), ml.fixef_se.to_numpy()])
         self._starts: dict[int, list[tuple[float, np.ndarray]]] = {}
+
+    def _wald_se_sdcor(self) -> np.ndarray:
+        """Wald SEs of the sd/cor parameters (first guesses of the endpoints):
+        ``J A J'`` with ``A`` the autodiff vcov of ``(theta, sigma)`` and ``J`` the
+        Jacobian of the closed-form map to sd/cor (central differences of that map)."""
+        from hierlm.inference.deviance import varpar_info
+
+        fallback = np.maximum(np.abs(self.s_hat) * 0.2, 1e-3)
+        try:
+            info = varpar_info(self.objective, self.fit.theta, self.fit.sigma, reml=False)
+        except Exception:  # noqa: BLE001 - only a starting guess
+            return fallback
+        psi = info.psi
+        J = np.zeros((self.k, self.k))
+        for i in range(self.k):
+            h = 1e-6 * max(abs(psi[i]), 1e-3)
+            e = np.zeros(self.k)
+            e[i] = h
+            hi = sdcor_from_theta(self.design, (psi + e)[:-1], (psi + e)[-1])
+            lo = sdcor_from_theta(self.design, (psi - e)[:-1], (psi - e)[-1])
+            J[:, i] = (hi - lo) / (2 * h)
+        se = np.sqrt(np.clip(np.diag(J @ info.vcov_varpar @ J.T), 0.0, None))
+        return np.where(np.isfinite(se) & (se > 0), se, fallback)
 
     # -- deviances -------------------------------------------------------------
     def _parts(self, theta: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -146,10 +167,27 @@ class Profiler:
         x0 = np.array([min(max(v, lo if lo is not None else -np.inf),
                            hi if hi is not None else np.inf)
                        for v, (lo, hi) in zip(x0, bounds, strict=True)])
+        lo = np.array([b[0] if b[0] is not None else -np.inf for b in bounds])
+        hi = np.array([b[1] if b[1] is not None else np.inf for b in bounds])
+
+        def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+            # central differences of the (cheap, smooth) inner deviance, one-sided at a
+            # bound; scipy's own finite differences cost more in Python than fn itself
+            f0 = fn(x)
+            g = np.empty_like(x)
+            for i in range(x.size):
+                h = 1e-6 * max(1.0, abs(x[i]))
+                up, dn = x.copy(), x.copy()
+                up[i] = min(x[i] + h, hi[i])
+                dn[i] = max(x[i] - h, lo[i])
+                g[i] = (fn(up) - fn(dn)) / (up[i] - dn[i])
+            return f0, g
+
         best = (fn(x0), x0)
         for _ in range(2):  # a restart from the first solution polishes it
-            r = scipy.optimize.minimize(fn, best[1], method="L-BFGS-B", bounds=bounds,
-                                        options={"ftol": 1e-15, "gtol": 1e-9,
+            r = scipy.optimize.minimize(fg, best[1], jac=True, method="L-BFGS-B",
+                                        bounds=bounds,
+                                        options={"ftol": 1e-13, "gtol": 1e-8,
                                                  "maxiter": 2000})
             if r.fun < best[0] - 1e-12:
                 best = (float(r.fun), np.asarray(r.x))
@@ -164,23 +202,25 @@ class Profiler:
         lo, hi = self.bounds[w] if w < self.k else (-np.inf, np.inf)
         direction = 1.0 if target > 0 else -1.0
         bound = hi if direction > 0 else lo
-        step = self.scale[w] * abs(target)
-        prev = est
+        prev, zprev = est, 0.0
+        c = est + direction * self.scale[w] * abs(target)  # the Wald endpoint
         for _ in range(80):
-            c = est + direction * step
             if direction * (c - bound) >= 0:  # the bound comes first
                 c = float(bound)
                 if abs(self.zeta(w, c)) < abs(target):
                     return c
                 break
-            if abs(self.zeta(w, c)) >= abs(target):
+            z = self.zeta(w, c)
+            if abs(z) >= abs(target):
                 break
-            prev, step = c, step * 1.6
+            slope = (z - zprev) / (c - prev)
+            nxt = c + 1.2 * (target - z) / slope if slope * direction > 0 else c + 2 * (c - est)
+            prev, zprev, c = c, z, nxt
         else:
             return float("nan")
         return float(scipy.optimize.brentq(lambda x: self.zeta(w, x) - target,
-                                           min(prev, c), max(prev, c), xtol=1e-10,
-                                           rtol=1e-10))
+                                           min(prev, c), max(prev, c), xtol=1e-12,
+                                           rtol=1e-8))
 
 
 def profiler(res: Any) -> Profiler:
@@ -205,9 +245,13 @@ def profile_confint(res: Any, level: float = 0.95) -> pd.DataFrame:
     >>> profile_confint(res).loc["sigma"].round(2).tolist()
     [22.9, 28.86]
     """
+    from hierlm.model import _blas_controller
+
     z = float(scipy.stats.norm.ppf(0.5 + level / 2))
     pr = profiler(res)
-    rows = [(pr.endpoint(w, -z), pr.endpoint(w, z)) for w in range(len(pr.names))]
+    # one BLAS thread, as in a fit: L-BFGS-B's small BLAS calls are slower threaded
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        rows = [(pr.endpoint(w, -z), pr.endpoint(w, z)) for w in range(len(pr.names))]
     return pd.DataFrame(rows, index=pr.names, columns=["lower", "upper"])
 
 
@@ -225,8 +269,17 @@ def profile_table(res: Any, alphamax: float = 0.01, points: int = 11) -> pd.Data
     >>> sorted(tab["parameter"].unique())[:2]
     ['(Intercept)', 'Days']
     """
+    from hierlm.model import _blas_controller
+
     pr = profiler(res)
     cutoff = float(np.sqrt(scipy.stats.chi2.ppf(1 - alphamax, len(pr.names))))
+    out = []
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        out = _traces(pr, cutoff, points)
+    return pd.DataFrame(out, columns=["parameter", "value", "zeta"])
+
+
+def _traces(pr: Profiler, cutoff: float, points: int) -> list[dict[str, Any]]:
     out = []
     for w, name in enumerate(pr.names):
         lo, hi = pr.endpoint(w, -cutoff), pr.endpoint(w, cutoff)
@@ -237,4 +290,4 @@ def profile_table(res: Any, alphamax: float = 0.01, points: int = 11) -> pd.Data
         for c in vals:
             out.append({"parameter": name, "value": float(c),
                         "zeta": 0.0 if c == est else pr.zeta(w, float(c))})
-    return pd.DataFrame(out, columns=["parameter", "value", "zeta"])
+    return out
