@@ -3,8 +3,8 @@
 Each test is ``L beta = 0`` for a hypothesis matrix ``L`` (rows are contrasts over the
 coefficients in ``fixef`` order); the statistics and denominator df come from
 :mod:`hierlm.inference.satterthwaite` (``ddf="satterthwaite"``) or are z / chi-square
-tests (``ddf="none"``, df = inf).  Kenward-Roger's method (``ddf="kenward-roger"``)
-is not implemented yet: it raises a MethodError that says so.  Type III and type I
+tests (``ddf="none"``, df = inf), or Kenward-Roger's adjusted covariance and df
+(``ddf="kenward-roger"``, REML fits; :mod:`hierlm.inference.kenward_roger`).  Type III and type I
 hypotheses are lmerTest's (:mod:`hierlm.inference.terms`).  The curvature of the
 deviance that Satterthwaite needs is computed once per result and kept while the
 result lives.
@@ -21,7 +21,8 @@ import scipy.stats
 
 from hierlm.errors import MethodError
 from hierlm.inference.deviance import VarparInfo, varpar_info
-from hierlm.inference.satterthwaite import contrast_df, f_test
+from hierlm.inference.kenward_roger import kr_info
+from hierlm.inference.satterthwaite import EPS, contrast_df, f_test
 from hierlm.inference.terms import type1_contrasts, type3_contrasts
 
 DDF = {"satterthwaite": "satterthwaite", "kenward-roger": "kenward-roger",
@@ -34,11 +35,8 @@ def check_ddf(ddf: object, res: Any = None) -> str:
     key = ddf.lower() if isinstance(ddf, str) else None
     if key not in DDF:
         raise MethodError(f"unknown ddf {ddf!r}; use 'satterthwaite', 'kenward-roger' or 'none'")
-    if DDF[key] == "kenward-roger":
-        if res is not None and res.method != "REML":
-            raise MethodError(f"Kenward-Roger df need a REML fit, not {res.method}")
-        raise MethodError("Kenward-Roger df are not implemented in this version of hierlm; "
-                          "use ddf='satterthwaite'")
+    if DDF[key] == "kenward-roger" and res is not None and res.method != "REML":
+        raise MethodError(f"Kenward-Roger df need a REML fit, not {res.method}")
     return DDF[key]
 
 
@@ -80,6 +78,11 @@ def coef_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
     if method == "none":
         se = res.fixef_se.to_numpy()
         df = np.full(len(est), np.inf)
+    elif method == "kenward-roger":
+        kr = kr_info(res)
+        rows = [kr.contrast(np.eye(len(est))[j]) for j in range(len(est))]
+        se = np.sqrt([r[0] for r in rows])
+        df = np.array([r[1] for r in rows])
     else:
         info = info_of(res)
         rows = [contrast_df(info, np.eye(len(est))[j]) for j in range(len(est))]
@@ -113,6 +116,8 @@ def _as_matrix(res: Any, L: object) -> np.ndarray:
 
 def _test(res: Any, L: np.ndarray, method: str) -> tuple[int, float, float, float]:
     beta = res.fixef.to_numpy()
+    if method == "kenward-roger":
+        return _kr_test(res, beta, L)
     t = f_test(res.vcov.to_numpy(), beta, L, None if method == "none" else info_of(res))
     return t.num_df, t.den_df, t.F, t.p
 
@@ -139,6 +144,8 @@ def contrast(res: Any, L: object, ddf: str = "satterthwaite", joint: bool = True
     for li in M:
         if method == "none":
             var, df = float(li @ res.vcov.to_numpy() @ li), np.inf
+        elif method == "kenward-roger":
+            var, df = kr_info(res).contrast(li)
         else:
             var, df = contrast_df(info_of(res), li)
         est = float(li @ beta)
@@ -173,6 +180,18 @@ def anova_table(res: Any, ddf: str = "satterthwaite", type: int | str = 3) -> pd
                        columns=["num_df", "den_df", "F", "p"])
     out["num_df"] = out["num_df"].astype(int)
     return out
+
+
+def _kr_test(res: Any, beta: np.ndarray, L: np.ndarray) -> tuple[int, float, float, float]:
+    """Kenward-Roger F test on the row space of ``L`` (rank-reduced as lmerTest does)."""
+    V = L @ res.vcov.to_numpy() @ L.T
+    d, P = np.linalg.eigh(0.5 * (V + V.T))
+    d, P = d[::-1], P[:, ::-1]
+    q = int(np.sum(d > max(EPS * d[0], 0.0)))
+    if q == 0:
+        return 0, np.nan, np.nan, np.nan
+    q, den, F = kr_info(res).f_test(beta, (P.T @ L)[:q])
+    return q, den, F, float(scipy.stats.f.sf(F, q, den))
 
 
 def _no_design(res: Any) -> Any:
