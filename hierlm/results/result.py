@@ -139,9 +139,9 @@ class FitResult:
         Parameters
         ----------
         ddf : {"satterthwaite", "kenward-roger", "none"}
-            Denominator df: Satterthwaite's (lmerTest's default; needs :attr:`model`)
-            or none (z tests, df = inf).  ``"kenward-roger"`` is not implemented yet
-            and raises a MethodError.
+            Denominator df: Satterthwaite's (lmerTest's default), Kenward-Roger's
+            (REML fits, as pbkrtest) or none (z tests, df = inf).  The first two
+            need :attr:`model`.
 
         Examples
         --------
