@@ -90,6 +90,10 @@ def parse_formula(formula: str) -> FormulaSpec:
     if not response:
         raise FormulaError(f"formula has an empty response (left of '~'): {shown!r}")
     rhs = formula[tildes[0] + 1 :]
+    commas = [i for i, ch in _top_chars(rhs).items() if ch == ","]
+    if commas:
+        raise FormulaError(f"unexpected ',' at {_show(rhs[commas[0]:])!r} in {shown!r}; "
+                           f"join terms with '+'")
     if not rhs.strip():
         raise FormulaError(f"formula has an empty right-hand side (right of '~'): {shown!r}")
 

@@ -15,6 +15,7 @@ fault (see ``docs/robustness.md``).  The caller's DataFrame is never modified.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import formulae as fm
@@ -31,10 +32,60 @@ from hierlm.errors import DataError, FormulaError
 RANK_TOL = 1e-7
 
 
+class RScale:
+    """R's ``scale(x)``: centre by the mean and divide by the *sample* SD (``ddof=1``).
+
+    A formulae stateful transform (the mean and SD of the fitting data are kept for new
+    data).  formulae's own ``scale`` divides by the population SD, so hierlm rewrites
+    ``scale(`` to this transform (see :func:`to_formulae`).
+
+    Examples
+    --------
+    >>> RScale()(np.array([1.0, 2.0, 3.0])).tolist()
+    [-1.0, 0.0, 1.0]
+    """
+
+    __stateful_transform__ = True
+
+    def __init__(self) -> None:
+        self.params: tuple[float, float] | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.params is None:
+            self.params = (float(np.mean(x)), float(np.std(x, ddof=1)))
+        mean, sd = self.params
+        return (np.asarray(x, dtype=float) - mean) / sd
+
+
+# Functions an R user writes without a prefix (``log(x)``), and R's ``scale``.
+R_NAMESPACE: dict[str, object] = {
+    "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "log10": np.log10, "log2": np.log2,
+    "log1p": np.log1p, "abs": np.abs, "r_scale_": RScale,
+}
+_SCALE_CALL = re.compile(r"(?<![\w.])scale\(")
+
+
+def to_formulae(expr: str) -> str:
+    """An expression in formulae's dialect: R's ``scale(`` -> ``r_scale_(``.
+
+    ``^`` raises FormulaError: formulae writes powers and interaction powers as ``**``.
+
+    Examples
+    --------
+    >>> to_formulae("scale(x) + np.scale(z)")
+    'r_scale_(x) + np.scale(z)'
+    """
+    if "^" in expr:
+        raise FormulaError(f"'^' in {expr!r}: write powers as '**', e.g. I(x**2), and "
+                           f"(a + b)**2 for all interactions up to degree 2")
+    return _SCALE_CALL.sub("r_scale_(", expr)
+
+
 def _label(name: str) -> str:
     """formulae's column names in lme4's spelling: ``Intercept`` and ``f[b]`` -> ``fb``."""
     if name == "Intercept":
         return "(Intercept)"
+    name = name.replace("r_scale_(", "scale(")
     return name.replace("[", "").replace("]", "").replace("T.", "")
 
 
@@ -47,6 +98,7 @@ def _first_line(exc: Exception) -> str:
 
 
 def _variables(expr: str, what: str) -> set[str]:
+    expr = to_formulae(expr)
     try:
         names = set(fm.model_description(expr).var_names)
     except Exception as exc:  # formulae raises many types; report one clear error
@@ -84,12 +136,21 @@ def _model_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray,
     if simple is not None:
         return simple
     try:
-        dm = fm.design_matrices(expr, data, na_action="error")
+        dm = fm.design_matrices(to_formulae(expr), data, na_action="error",
+                                extra_namespace=R_NAMESPACE)
+    except FormulaError:
+        raise
     except Exception as exc:
         raise FormulaError(f"cannot evaluate {what} '{expr}': {_first_line(exc)}") from None
     if dm.common is None:
         return np.zeros((len(data), 0)), ()
     frame = dm.common.as_dataframe()
+    # R orders model terms by degree (main effects, then two-way interactions, ...),
+    # keeping the written order within a degree: (Intercept), a, b, c, a:b for a*b + c.
+    terms = dm.common.terms
+    order = sorted(terms, key=lambda t: len(getattr(terms[t], "components", ())))
+    cols = np.concatenate([np.arange(frame.shape[1])[dm.common.slices[t]] for t in order])
+    frame = frame.iloc[:, cols]
     names = tuple(_label(str(c)) for c in frame.columns)
     values = frame.to_numpy()
     if np.iscomplexobj(values):

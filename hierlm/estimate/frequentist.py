@@ -130,8 +130,9 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     est = extract(objective, opt.theta, L1, L_R, reml)
     messages = []
     if not opt.converged:
-        msg = (f"optimizer did not converge: largest projected gradient "
-               f"{np.max(np.abs(opt.gradient)):.2g} ({opt.message}); try rescaling predictors, "
+        msg = (f"optimizer did not converge: largest gradient "
+               f"{np.max(np.abs(opt.gradient), initial=0.0):.2g} ({opt.message}); try rescaling "
+               f"predictors, "
                f"simplifying the random effects, or options={{'maxiter': ...}}")
         warnings.warn(msg, ConvergenceWarning, stacklevel=3)
         messages.append(msg)
@@ -141,6 +142,7 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
                       stacklevel=3)
     optimizer = {"method": opt.method, "message": opt.message,
                  "gradient": opt.gradient.tolist(),
+                 "phases": [list(ph) for ph in opt.phases],
                  "trace": [list(th) + [f] for th, f in opt.trace]}
     return result_from_estimates(
         design, est, opt.theta, opt.objective, "REML" if reml else "ML",

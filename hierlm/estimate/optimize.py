@@ -1,23 +1,48 @@
 """Stage 3 (frequentist): minimize lme4's profiled criterion over theta.
 
-L-BFGS-B with the exact autodiff gradient and lme4's bounds (template diagonals
->= 0), run on a rescaled parameter ``phi``: row ``j`` of each term's template is
-multiplied by the root mean square ``s_j`` of the term's column ``j``, so that
-``theta = phi / s``.  Rescaling a predictor by any factor then leaves the path
-of the optimizer unchanged (badly scaled predictors, ``x ~ 1e5`` or ``1e-5``, fit
-like ``x ~ 1``); the start is the identity template in ``phi`` (lme4's identity
-start for unit-scale columns).
+The criterion depends on each template ``T_i`` only through ``T_i T_i'``, which is
+unchanged when a column of ``T_i`` changes sign.  So the minimization runs
+*unconstrained* (L-BFGS-B without bounds, exact autodiff gradient) and the answer is
+mapped back to lme4's half-space (template diagonals >= 0) by flipping the columns
+with a negative diagonal (:func:`canonical_signs`).  With lme4's bounds instead, a
+line search that lands on ``theta_jj = 0`` stops there for good: the criterion is even
+in ``theta_jj`` when the rest of column ``j`` is zero (scalar terms, last diagonals),
+so its derivative vanishes on the bound even where the bound is a maximum along it.
 
-Convergence is judged on the projected gradient in ``phi``, each component
-multiplied by ``max(1, |phi_j|)`` (a relative criterion for large parameters, as
-in near-perfect fits where theta grows like ``1 / sigma``); components at an
-active lower bound that point outward are zeroed.  A point that fails this test
-passes if lme4's own check does (the gradient scaled by the Cholesky factor of a
-finite-difference Hessian of the exact gradient, below 2e-3; see
-:mod:`hierlm.estimate.convergence`): with large data the criterion is steep and a
-gradient of 0.1 can be a gain of 1e-7.  If L-BFGS-B stops short, it
-restarts once from its best point; if that fails too, bounded Powell (derivative
-free) restarts from the best point and L-BFGS-B polishes.
+Three further checks make the end point a local minimum of the bounded problem:
+
+* first order: the gradient in the rescaled parameter ``phi`` (below), each component
+  times ``max(1, |phi_j|)``, is at most ``check_tol``; a point that fails passes if
+  lme4's own check does (gradient scaled by the Cholesky factor of a finite-difference
+  Hessian of the exact gradient, below 2e-3; :mod:`hierlm.estimate.convergence`).  If
+  L-BFGS-B stops short it restarts once; then Powell, then L-BFGS-B again.
+* second order at zero diagonals (:func:`_escape_boundary`): for every template
+  diagonal with ``|phi_j| < ZERO_DIAG``, alone and all together, the criterion is
+  evaluated at ``phi_j = h`` for ``h`` in ``ESCAPE_STEPS``; a lower point restarts the
+  descent there (at most ``MAX_ESCAPES`` times).  A point that still fails is not
+  converged, and the warning names the parameter.
+* a second, singular optimum: on samples of at most ``FACE_CHECK_MAX_NOBS`` rows, where
+  the criterion can have both an interior and a boundary local minimum, one more
+  descent starts from each term's covariance with its smallest eigenvalue set to 0;
+  the lowest end point wins.
+
+Measured on 200 random small designs, by REML and ML (400 fits;
+``tests/estimate/test_optimum.py``: ``(0 + x | g)``, ``(1 | g) + (0 + x | g)``,
+``(1 + x | g)``, ``(1 + x | g) + (1 | h)``, ``(1 + x + z | g)``, 4-40 groups, true SDs
+0-1): with bounded L-BFGS-B (the previous optimizer) 103 fits ended above the best of
+12 random starts, by up to 7 units of the criterion, all reported converged; bounded
+L-BFGS-B with the two checks above still failed 35; unconstrained L-BFGS-B alone 1;
+unconstrained with both checks 0, in 9,749 evaluations for the 400 default fits.
+Benchmark cases (``python -m benchmarks.optimizer_bench``), evaluations before ->
+after: sleepstudy 11 -> 11 + 11 (face check), penicillin 13 -> 13 + 20, pastes
+12 -> 12 + 13, maximal 4x4 + 4x4 crossed 38 -> 50 (second-order probes of its singular
+templates), InstEval 25 -> 32 (REML; 26 -> 35 ML: unconstrained line searches).
+
+The optimizer runs on ``phi``: row ``j`` of each term's template is multiplied by the
+root mean square ``s_j`` of the term's column ``j``, so that ``theta = phi / s``.
+Rescaling a predictor then leaves the optimizer's path unchanged (``x ~ 1e5`` or
+``1e-5`` fit like ``x ~ 1``); the start is the identity template in ``phi`` (lme4's
+identity start for unit-scale columns).
 """
 
 from __future__ import annotations
@@ -33,13 +58,28 @@ from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
 from hierlm.estimate.convergence import LME4_TOL, scaled_gradient
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import theta_lower, theta_start, tril_colmajor
+from hierlm.objective.theta import (
+    psd_cholesky,
+    templates,
+    theta_lower,
+    theta_start,
+    tril_colmajor,
+)
+from hierlm.results.parameters import parameter_names
 
 # ftol, gtol: L-BFGS-B's stopping rules; check_tol: the largest scaled projected-gradient
 # component still called converged (lme4 flags scaled gradients above 2e-3).
 DEFAULT_OPTIONS: dict[str, float | int] = {
     "maxiter": 1000, "ftol": 1e-12, "gtol": 1e-6, "check_tol": 1e-3,
 }
+# The second-order check at zero template diagonals: which |phi_j| count as zero, the
+# steps tried into the interior, the gain that counts as lower, and how often to escape.
+ZERO_DIAG = 1e-4
+ESCAPE_STEPS = (1e-2, 0.1, 1.0)
+ESCAPE_TOL = 1e-10
+MAX_ESCAPES = 3
+# Samples up to this size also get one descent from each term's rank-reduced covariance.
+FACE_CHECK_MAX_NOBS = 10_000
 
 
 @dataclass(frozen=True)
@@ -64,6 +104,9 @@ class OptimizerResult:
         ``"L-BFGS-B"``, ``"L-BFGS-B+restart"`` or ``"L-BFGS-B+Powell"``.
     trace : tuple of (theta, objective)
         Every evaluation, in order.
+    phases : tuple of (str, int)
+        Evaluations spent by each phase: ``"descent"`` from the start, then one
+        ``"face"`` per term for samples of at most ``FACE_CHECK_MAX_NOBS``.
     factor : tuple of ndarray, optional
         ``(L1, L_R)`` at ``theta`` when the optimizer evaluated it there (saves
         :func:`hierlm.estimate.frequentist.fit_profiled` one evaluation).
@@ -78,6 +121,7 @@ class OptimizerResult:
     method: str
     trace: tuple[tuple[tuple[float, ...], float], ...] = field(default=())
     factor: tuple[np.ndarray, np.ndarray] | None = None
+    phases: tuple[tuple[str, int], ...] = field(default=())
 
 
 def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -186,6 +230,7 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
     if x_start is None:
         x_start = theta_start(design) * scale
     x0 = x_start / scale
+    diag = np.flatnonzero(lower == 0.0)
     trace: list[tuple[tuple[float, ...], float]] = []
     best: dict[str, Any] = {"f": np.inf, "x": x0.copy()}
 
@@ -200,43 +245,167 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
         return f, g * scale
 
     def check() -> tuple[np.ndarray, float, np.ndarray, bool]:
-        phi = np.maximum(best["x"], lower)
+        phi = best["x"]
         theta = phi * scale
-        if np.array_equal(phi, best["x"]) and "g" in best:
+        if "g" in best:
             f, g = best["f"], best["g"]  # already evaluated there
         else:
             f, g = objective.value_and_grad(theta, reml)
-        pg = projected_gradient(theta, g, lower)
-        crit = np.abs(pg * scale) * np.maximum(1.0, np.abs(phi))
+        crit = np.abs(g * scale) * np.maximum(1.0, np.abs(phi))
         ok = bool(np.isfinite(f) and np.max(crit, initial=0.0) <= float(opts["check_tol"]))
         if not ok and np.isfinite(f):
             # Large data make the criterion steep: judge the gradient against the
             # curvature, as lme4 does, before restarting.
-            sg = scaled_gradient(lambda th: fun(th / scale)[1] / scale, theta, pg, lower)
+            sg = scaled_gradient(lambda th: fun(th / scale)[1] / scale, theta, g,
+                                 np.full_like(lower, -np.inf))
             ok = sg is not None and sg <= LME4_TOL
-        return theta, float(f), pg, ok
+        return theta, float(f), g, ok
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     lbfgs = {"maxiter": int(opts["maxiter"]), "ftol": float(opts["ftol"]),
              "gtol": float(opts["gtol"]), "maxls": 50}
 
-    def run_lbfgs() -> str:
-        res = scipy.optimize.minimize(fun, np.maximum(best["x"], lower), jac=True,
-                                      method="L-BFGS-B", bounds=bounds, options=lbfgs)
+    def run_lbfgs(x_init: np.ndarray) -> str:
+        res = scipy.optimize.minimize(fun, x_init, jac=True, method="L-BFGS-B", options=lbfgs)
         return str(res.message)
 
-    method, message = "L-BFGS-B", run_lbfgs()
-    theta, f, pg, converged = check()
-    if not converged:
-        method, message = "L-BFGS-B+restart", f"{message}; {run_lbfgs()}"
-        theta, f, pg, converged = check()
-    if not converged:
-        pres = scipy.optimize.minimize(lambda x: fun(x)[0], np.maximum(best["x"], lower),
-                                       method="Powell", bounds=bounds,
-                                       options={"xtol": 1e-10, "ftol": 1e-14})
-        method, message = "L-BFGS-B+Powell", f"{message}; {pres.message}; {run_lbfgs()}"
-        theta, f, pg, converged = check()
-    reuse = np.array_equal(theta, np.maximum(best["x"], lower) * scale) and f == best["f"]
-    return OptimizerResult(theta=theta, objective=f, gradient=pg, n_evals=len(trace),
+    def descend(x_init: np.ndarray) -> tuple[str, str, tuple[np.ndarray, float, np.ndarray,
+                                                              bool]]:
+        method, message = "L-BFGS-B", run_lbfgs(x_init)
+        state = check()
+        if not state[3]:
+            method, message = "L-BFGS-B+restart", f"{message}; {run_lbfgs(best['x'])}"
+            state = check()
+        if not state[3]:
+            # Powell on the canonical half-space (diagonals >= 0, where it can be
+            # bounded); T T' is unchanged by the sign flips.
+            pres = scipy.optimize.minimize(lambda x: fun(x)[0],
+                                           canonical_signs(design, best["x"])[0],
+                                           method="Powell", bounds=bounds,
+                                           options={"xtol": 1e-10, "ftol": 1e-14})
+            method = "L-BFGS-B+Powell"
+            message = f"{message}; {pres.message}; {run_lbfgs(best['x'])}"
+            state = check()
+        return method, message, state
+
+    def polish(method: str, message: str, state: tuple) -> tuple[str, str, tuple]:
+        """Escape saddles at zero template diagonals until none is left (or give up)."""
+        for _ in range(MAX_ESCAPES):
+            escaped = _escape_boundary(lambda x: fun(x)[0], best["x"], float(best["f"]), diag)
+            if escaped is None:
+                return method, message, state
+            m2, msg2, state = descend(escaped)
+            method, message = f"{method}+escape+{m2}", f"{message}; escaped a saddle; {msg2}"
+        lower_point = _escape_boundary(lambda x: fun(x)[0], best["x"], float(best["f"]), diag)
+        if lower_point is not None:
+            state = (*state[:3], False)
+            names = parameter_names(design)
+            moved = [names[j] for j in diag if lower_point[j] != best["x"][j]]
+            message += (f"; the criterion still decreases from {', '.join(moved)} = 0 into "
+                        f"the interior (second-order check failed)")
+        return method, message, state
+
+    method, message, state = polish(*descend(x0))
+    phases = [("descent", len(trace))]
+    if state[3] and design.nobs <= FACE_CHECK_MAX_NOBS:
+        # Small samples can have a second, singular local optimum besides an interior
+        # one: descend once from each term's rank-reduced covariance and keep the lower.
+        for face in _face_starts(design, best["x"] * scale):
+            f_before = best["f"]
+            m2, msg2, st2 = polish(*descend(face / scale))
+            if best["f"] < f_before:
+                method, message, state = f"{method}+face+{m2}", f"{message}; {msg2}", st2
+            phases.append(("face", len(trace) - sum(n for _, n in phases)))
+    theta, f, g, converged = state
+    near = diag[(np.abs(best["x"][diag]) < ZERO_DIAG) & (best["x"][diag] != 0.0)]
+    if near.size:
+        # Report an exact zero where the criterion does not tell it from 1e-16 (lme4's
+        # bound gives exact zeros too).
+        snapped = best["x"].copy()
+        snapped[near] = 0.0
+        f0, g0 = fun(snapped)
+        if f0 <= f + ESCAPE_TOL * max(1.0, abs(f)):
+            if f0 >= f:  # fun() kept the factor of the unsnapped point
+                best.pop("factor", None)
+            best.update(x=snapped, f=f0, g=g0 / scale)
+            f, g = f0, g0 / scale
+        last, n_last = phases[-1]
+        phases[-1] = (last, n_last + len(trace) - sum(n for _, n in phases))
+    phi, flipped = canonical_signs(design, best["x"])
+    theta = phi * scale
+    g = np.where(flipped, -g, g)
+    reuse = np.array_equal(theta, best["x"] * scale) and f == best["f"]
+    return OptimizerResult(theta=theta, objective=f, gradient=g, n_evals=len(trace),
                            converged=converged, message=message, method=method,
-                           trace=tuple(trace), factor=best.get("factor") if reuse else None)
+                           trace=tuple(trace), factor=best.get("factor") if reuse else None,
+                           phases=tuple(phases))
+
+
+def _escape_boundary(fval: Any, phi: np.ndarray, f: float, diag: np.ndarray
+                     ) -> np.ndarray | None:
+    """A lower point next to ``phi`` along its (near-)zero template diagonals, or None.
+
+    At a template diagonal ``phi_j = 0`` whose column is otherwise zero the criterion
+    is even in ``phi_j``, so its derivative there vanishes whether the point is a
+    minimum or a maximum along ``phi_j``.  This is the second-order check: try
+    ``phi_j = h`` for ``h`` in :data:`ESCAPE_STEPS`, for each such coordinate alone
+    and for all of them together, and return the lowest point that beats ``f``.
+    """
+    near = diag[np.abs(phi[diag]) < ZERO_DIAG]
+    if near.size == 0:
+        return None
+    tol = ESCAPE_TOL * max(1.0, abs(f))
+    best_f, best_x = f - tol, None
+    groups = [np.array([j]) for j in near] + ([near] if near.size > 1 else [])
+    for idx in groups:
+        for h in ESCAPE_STEPS:
+            x = phi.copy()
+            x[idx] = h
+            fx = fval(x)
+            if fx < best_f:
+                best_f, best_x = fx, x
+    return best_x
+
+
+def _face_starts(design: ModelDesign, theta: np.ndarray) -> list[np.ndarray]:
+    """For each term not already singular, theta with its covariance's smallest
+    eigenvalue set to zero (the nearest point of the boundary face), others unchanged."""
+    starts = []
+    pos = 0
+    for term, T in zip(design.terms, templates(design, theta), strict=True):
+        rows, cols = tril_colmajor(term.p)
+        w, V = np.linalg.eigh(T @ T.T)
+        if w[0] > ZERO_DIAG**2 * max(float(w[-1]), 1.0):
+            w[0] = 0.0
+            x = np.array(theta, dtype=float)
+            x[pos:pos + term.n_theta] = psd_cholesky((V * w) @ V.T)[rows, cols]
+            starts.append(x)
+        pos += term.n_theta
+    return starts
+
+
+def canonical_signs(design: ModelDesign, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flip template columns with a negative diagonal (``T T'`` is unchanged).
+
+    Returns the flipped parameters and a mask of the entries whose sign changed.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> canonical_signs(d, np.array([-1.0, 0.5, 2.0]))[0].tolist()
+    [1.0, -0.5, 2.0]
+    """
+    out = np.array(phi, dtype=float)
+    flipped = np.zeros(out.shape, dtype=bool)
+    start = 0
+    for term in design.terms:
+        rows, cols = tril_colmajor(term.p)
+        for j in range(term.p):
+            k = start + int(np.flatnonzero((rows == j) & (cols == j))[0])
+            if out[k] < 0:
+                col = start + np.flatnonzero(cols == j)
+                out[col] = -out[col]
+                flipped[col] = True
+        start += term.n_theta
+    return out, flipped

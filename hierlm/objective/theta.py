@@ -104,3 +104,29 @@ def theta_from_templates(design: ModelDesign, Ts: list[np.ndarray]) -> np.ndarra
         rows, cols = tril_colmajor(term.p)
         parts.append(np.asarray(T)[rows, cols])
     return np.concatenate(parts)
+
+
+def psd_cholesky(S: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a positive semi-definite matrix (zero columns where singular).
+
+    numpy's Cholesky refuses singular matrices; this column-by-column outer-product
+    form (Golub & Van Loan, Alg. 4.2.1) leaves a column at zero when its pivot is.
+
+    Examples
+    --------
+    >>> psd_cholesky(np.array([[4.0, 2.0], [2.0, 1.0]])).tolist()
+    [[2.0, 0.0], [1.0, 0.0]]
+    """
+    p = S.shape[0]
+    L = np.zeros_like(S)
+    A = S.copy()
+    scale = max(float(np.max(np.abs(np.diag(S)), initial=0.0)), 1e-300)
+    for j in range(p):
+        d = A[j, j]
+        if d < -1e-10 * scale:
+            raise ValueError("the correlations do not form a positive semi-definite matrix")
+        if d <= 1e-14 * scale:
+            continue
+        L[j:, j] = A[j:, j] / np.sqrt(d)
+        A[j:, j:] -= np.outer(L[j:, j], L[j:, j])
+    return L

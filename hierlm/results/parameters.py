@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from hierlm.design.terms import ModelDesign
-from hierlm.objective.theta import templates, tril_colmajor
+from hierlm.objective.theta import psd_cholesky, templates, tril_colmajor
 
 
 def parameter_names(design: ModelDesign) -> list[str]:
@@ -113,26 +113,5 @@ def theta_from_sdcor(design: ModelDesign, sdcor: np.ndarray) -> tuple[np.ndarray
         if np.any(sd < 0):
             raise ValueError("standard deviations must be non-negative")
         S = sd[:, None] * R * sd[None, :]
-        parts.append(_psd_cholesky(S)[rows, cols])
+        parts.append(psd_cholesky(S)[rows, cols])
     return np.concatenate(parts) if parts else np.zeros(0), sigma
-
-
-def _psd_cholesky(S: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of a positive semi-definite matrix (zero columns where singular).
-
-    numpy's Cholesky refuses singular matrices; this column-by-column outer-product
-    form (Golub & Van Loan, Alg. 4.2.1) leaves a column at zero when its pivot is.
-    """
-    p = S.shape[0]
-    L = np.zeros_like(S)
-    A = S.copy()
-    scale = max(float(np.max(np.abs(np.diag(S)), initial=0.0)), 1e-300)
-    for j in range(p):
-        d = A[j, j]
-        if d < -1e-10 * scale:
-            raise ValueError("the correlations do not form a positive semi-definite matrix")
-        if d <= 1e-14 * scale:
-            continue
-        L[j:, j] = A[j:, j] / np.sqrt(d)
-        A[j:, j:] -= np.outer(L[j:, j], L[j:, j])
-    return L

@@ -1,0 +1,81 @@
+"""The command line: JSON output against lme4, CSV and Parquet input, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hierlm.cli import JSON_KEYS, main
+from tests.conftest import REFERENCE, dataset, reference
+
+FORMULA = "Reaction ~ 1 + Days + (1 + Days | Subject)"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def check_json(out: str) -> None:
+    doc = json.loads(out)
+    assert tuple(doc) == JSON_KEYS
+    ref = reference()["sleepstudy_slopes_reml"]
+    assert doc["nobs"] == 180 and doc["method"] == "REML"
+    assert doc["objective"] == pytest.approx(ref["deviance_or_reml"], rel=1e-7)
+    assert doc["fixef"] == pytest.approx(ref["fixef"], rel=1e-6)
+    assert doc["fixef_se"] == pytest.approx(ref["se"], rel=1e-4)
+    assert doc["theta"] == pytest.approx(ref["theta"], rel=1e-3)
+    assert doc["sigma"] == pytest.approx(ref["sigma"], rel=1e-5)
+    assert [r["sd_or_corr"] for r in doc["varcorr"]] == pytest.approx(
+        [r["sdcor"] for r in ref["varcorr"]], rel=2e-3)
+
+
+def test_csv_json_matches_lme4(capsys: pytest.CaptureFixture[str]) -> None:
+    csv = REFERENCE / "data" / "sleepstudy.csv"
+    code, out, err = _run(capsys, "fit", FORMULA, "--data", str(csv), "--factor", "Subject",
+                          "--json")
+    assert code == 0, err
+    check_json(out)
+
+
+def test_parquet_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    file = tmp_path / "sleep.parquet"
+    dataset("sleepstudy").to_parquet(file)
+    code, out, err = _run(capsys, "fit", FORMULA, "--data", str(file), "--json")
+    assert code == 0, err
+    check_json(out)
+
+
+def test_summary_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    csv = REFERENCE / "data" / "sleepstudy.csv"
+    code, out, _ = _run(capsys, "fit", FORMULA, "--data", str(csv), "--factor", "Subject")
+    assert code == 0
+    assert out.startswith("Linear mixed model fit by REML")
+
+
+@pytest.mark.parametrize("formula,data,message", [
+    ("Reaction ~ Days + (1 | Subjet)", "sleepstudy.csv", "column(s) not found in data: Subjet"),
+    ("Reaction ~ Days + (1 | Subject", "sleepstudy.csv", "unclosed '('"),
+    (FORMULA, "missing.csv", "data file not found"),
+])
+def test_errors_are_one_line(formula: str, data: str, message: str) -> None:
+    path = REFERENCE / "data" / data
+    proc = subprocess.run([sys.executable, "-m", "hierlm", "fit", formula, "--data", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("hierlm: error") and message in lines[0]
+
+
+def test_unknown_factor_column(capsys: pytest.CaptureFixture[str]) -> None:
+    csv = REFERENCE / "data" / "sleepstudy.csv"
+    code, _, err = _run(capsys, "fit", FORMULA, "--data", str(csv), "--factor", "subject")
+    assert code == 2 and "--factor column(s) not in" in err
