@@ -169,12 +169,10 @@ def anova_table(res: Any, ddf: str = "satterthwaite", type: int | str = 3) -> pd
     if res.method not in ("REML", "ML"):
         raise MethodError(f"anova needs a REML or ML fit, not {res.method}")
     key = str(type).upper()
-    if key in ("3", "III"):
-        Ls = type3_contrasts(res.model.design if res.model is not None else _no_design(res))
-    elif key in ("1", "I"):
-        Ls = type1_contrasts(res.model.design if res.model is not None else _no_design(res))
-    else:
+    if key not in ("3", "III", "1", "I"):
         raise MethodError(f"unknown anova type {type!r}; use 3 or 1")
+    design = require_model(res, "anova (the model's terms)").design
+    Ls = type3_contrasts(design) if key in ("3", "III") else type1_contrasts(design)
     rows = {label: _test(res, L, method) for label, L in Ls.items() if L.shape[0]}
     out = pd.DataFrame(list(rows.values()), index=list(rows),
                        columns=["num_df", "den_df", "F", "p"])
@@ -192,8 +190,3 @@ def _kr_test(res: Any, beta: np.ndarray, L: np.ndarray) -> tuple[int, float, flo
         return 0, np.nan, np.nan, np.nan
     q, den, F = kr_info(res).f_test(beta, (P.T @ L)[:q])
     return q, den, F, float(scipy.stats.f.sf(F, q, den))
-
-
-def _no_design(res: Any) -> Any:
-    raise MethodError("anova needs the fitted model (FitResult.model) to know the terms; a "
-                      "result read from disk does not have it")

@@ -113,7 +113,7 @@ def zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
 
 
 def _full_coding(design: ModelDesign, terms: list[FixedTerm]
-                 ) -> dict[str, list[tuple[str, np.ndarray]]] :
+                 ) -> dict[str, list[tuple[str, np.ndarray]]]:
     """Each variable's columns with every level: numeric -> itself, factor -> indicators."""
     X, names = design.X, design.fixef_names
     out: dict[str, list[tuple[str, np.ndarray]]] = {}

@@ -26,9 +26,13 @@ def _satterthwaite(res: FitResult) -> pd.DataFrame | None:
     """lmerTest's coefficient table, or None for a result without its model."""
     if res.model is None or len(res.fixef) == 0:
         return None
+    from hierlm.errors import HierlmError
     from hierlm.inference.anova import coef_table
 
-    return coef_table(res, "satterthwaite")
+    try:
+        return coef_table(res, "satterthwaite")
+    except HierlmError:
+        return None
 
 
 def _aligned(rows: list[list[str]], header: list[str], right: set[int]) -> str:
