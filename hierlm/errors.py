@@ -6,6 +6,17 @@ message that names the column, term or value at fault.
 
 from __future__ import annotations
 
+import os
+import warnings
+
+# Warnings point at the caller's line: the first frame outside the package.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside hierlm."""
+    warnings.warn(message, category, skip_file_prefixes=(_PACKAGE_DIR,))
+
 
 class HierlmError(Exception):
     """Base class for all hierlm errors."""

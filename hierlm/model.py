@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,16 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _check_sampler_arguments(sample: Any, kwargs: dict[str, Any]) -> None:
+    """One MethodError naming the unknown arguments and listing the valid ones."""
+    valid = [name for name, par in inspect.signature(sample).parameters.items()
+             if par.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise MethodError(f"unexpected argument(s) for method='nuts': {', '.join(unknown)}; "
+                          f"valid arguments: {', '.join(valid)}")
+
+
 class Model:
     """A linear mixed model: formula + data, with its likelihood graph compiled.
 
@@ -62,6 +73,12 @@ class Model:
         lme4-style formula, e.g. ``"Reaction ~ 1 + Days + (1 + Days | Subject)"``.
     data : pandas.DataFrame
         The data (never modified).
+    weights : str or array-like, optional
+        Prior weights, a column name or one number per row: observation ``i`` has
+        residual variance ``sigma^2 / w_i``.  Negative or missing weights are an error;
+        rows with weight 0 are dropped, with a warning.
+    offset : str or array-like, optional
+        A known term added to the linear predictor, a column name or one number per row.
 
     Examples
     --------
@@ -73,9 +90,10 @@ class Model:
 
     __slots__ = ("_design", "_objective")
 
-    def __init__(self, formula: str, data: pd.DataFrame) -> None:
+    def __init__(self, formula: str, data: pd.DataFrame, weights: object = None,
+                 offset: object = None) -> None:
         with _gc_paused():
-            design = build_design(formula, data)
+            design = build_design(formula, data, weights=weights, offset=offset)
             self._design = design
             self._objective = compile_objective(design)
 
@@ -110,10 +128,7 @@ class Model:
         y = np.asarray(y, dtype=float)
         if y.shape != self._design.y.shape or not np.all(np.isfinite(y)):
             raise DataError(f"new response must be {self._design.nobs} finite numbers")
-        d = self._design
-        new = ModelDesign(formula=d.formula, response=d.response, y=y.copy(), X=d.X,
-                          fixef_names=d.fixef_names, terms=d.terms, n_dropped=d.n_dropped)
-        return Model._from_design(new)
+        return Model._from_design(dataclasses.replace(self._design, y=y.copy()))
 
     def fit(self, method: str = "reml", *, start: np.ndarray | None = None,
             options: dict[str, Any] | None = None, **kwargs: Any) -> FitResult:
@@ -147,16 +162,20 @@ class Model:
             if key == "nuts":
                 from hierlm.estimate.nuts import sample
 
+                _check_sampler_arguments(sample, kwargs)
                 res = sample(self._objective, **kwargs)
             else:
                 from hierlm.estimate.frequentist import fit_profiled
 
                 res = fit_profiled(self._objective, reml=(key == "reml"), start=start,
                                    options=options)
-        return dataclasses.replace(res, model=self)
+        d = self._design
+        return dataclasses.replace(res, model=self, coder=d.coder, row_labels=d.row_labels,
+                                   dropped_rows=d.dropped_rows)
 
 
-def fit(formula: str, data: pd.DataFrame, method: str = "reml", **kwargs: Any) -> FitResult:
+def fit(formula: str, data: pd.DataFrame, method: str = "reml", *, weights: object = None,
+        offset: object = None, **kwargs: Any) -> FitResult:
     """Fit a linear mixed model in one call.
 
     Parameters
@@ -167,6 +186,8 @@ def fit(formula: str, data: pd.DataFrame, method: str = "reml", **kwargs: Any) -
         The data (never modified).
     method : {"reml", "ml", "nuts"}
         Estimation method; REML by default, as in lme4.
+    weights, offset : str or array-like, optional
+        Prior weights and offset (see :class:`Model`).
     **kwargs
         Passed to :meth:`Model.fit`.
 
@@ -181,4 +202,4 @@ def fit(formula: str, data: pd.DataFrame, method: str = "reml", **kwargs: Any) -
     >>> res.fixef.round(3).to_dict()
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
-    return Model(formula, data).fit(method, **kwargs)
+    return Model(formula, data, weights=weights, offset=offset).fit(method, **kwargs)

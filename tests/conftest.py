@@ -54,3 +54,12 @@ def _dataset(name: str) -> pd.DataFrame:
 def dataset(name: str) -> pd.DataFrame:
     """A fresh copy of a reference dataset (grouping columns as strings)."""
     return _dataset(name).copy()
+
+
+@cache
+def reference_file(name: str) -> dict:
+    """Another reference JSON of ``tests/data/reference`` (e.g. ``lme4_inference.json``)."""
+    path = REFERENCE / name
+    if not path.exists():
+        pytest.skip(f"reference {name} not found at {REFERENCE}")
+    return json.loads(path.read_text())

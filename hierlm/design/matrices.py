@@ -15,8 +15,7 @@ fault (see ``docs/robustness.md``).  The caller's DataFrame is never modified.
 
 from __future__ import annotations
 
-import re
-import warnings
+from typing import Any
 
 import formulae as fm
 import numpy as np
@@ -24,61 +23,13 @@ import pandas as pd
 import scipy.linalg
 
 from hierlm.design.formula import parse_formula
+from hierlm.design.r_dialect import R_NAMESPACE, to_formulae
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
-from hierlm.errors import DataError, FormulaError
+from hierlm.errors import DataError, FormulaError, warn
 
 # A column is linearly dependent on the columns before it when projecting it off them
 # leaves less than this fraction of its norm (R's ``qr(X, tol = 1e-7)``, used by lme4).
 RANK_TOL = 1e-7
-
-
-class RScale:
-    """R's ``scale(x)``: centre by the mean and divide by the *sample* SD (``ddof=1``).
-
-    A formulae stateful transform (the mean and SD of the fitting data are kept for new
-    data).  formulae's own ``scale`` divides by the population SD, so hierlm rewrites
-    ``scale(`` to this transform (see :func:`to_formulae`).
-
-    Examples
-    --------
-    >>> RScale()(np.array([1.0, 2.0, 3.0])).tolist()
-    [-1.0, 0.0, 1.0]
-    """
-
-    __stateful_transform__ = True
-
-    def __init__(self) -> None:
-        self.params: tuple[float, float] | None = None
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.params is None:
-            self.params = (float(np.mean(x)), float(np.std(x, ddof=1)))
-        mean, sd = self.params
-        return (np.asarray(x, dtype=float) - mean) / sd
-
-
-# Functions an R user writes without a prefix (``log(x)``), and R's ``scale``.
-R_NAMESPACE: dict[str, object] = {
-    "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "log10": np.log10, "log2": np.log2,
-    "log1p": np.log1p, "abs": np.abs, "r_scale_": RScale,
-}
-_SCALE_CALL = re.compile(r"(?<![\w.])scale\(")
-
-
-def to_formulae(expr: str) -> str:
-    """An expression in formulae's dialect: R's ``scale(`` -> ``r_scale_(``.
-
-    ``^`` raises FormulaError: formulae writes powers and interaction powers as ``**``.
-
-    Examples
-    --------
-    >>> to_formulae("scale(x) + np.scale(z)")
-    'r_scale_(x) + np.scale(z)'
-    """
-    if "^" in expr:
-        raise FormulaError(f"'^' in {expr!r}: write powers as '**', e.g. I(x**2), and "
-                           f"(a + b)**2 for all interactions up to degree 2")
-    return _SCALE_CALL.sub("r_scale_(", expr)
 
 
 def _label(name: str) -> str:
@@ -131,10 +82,12 @@ def _simple_matrix(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str
     return np.column_stack(parts), names
 
 
-def _model_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    simple = _simple_matrix(expr, data)
-    if simple is not None:
-        return simple
+def formulae_common(expr: str, data: pd.DataFrame, what: str) -> object | None:
+    """formulae's common-effects matrix of ``expr`` on ``data`` (None when it has no column).
+
+    Its ``evaluate_new_data`` codes new rows with the same levels and transformations
+    (:mod:`hierlm.design.newdata`).
+    """
     try:
         dm = fm.design_matrices(to_formulae(expr), data, na_action="error",
                                 extra_namespace=R_NAMESPACE)
@@ -142,20 +95,34 @@ def _model_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray,
         raise
     except Exception as exc:
         raise FormulaError(f"cannot evaluate {what} '{expr}': {_first_line(exc)}") from None
-    if dm.common is None:
-        return np.zeros((len(data), 0)), ()
-    frame = dm.common.as_dataframe()
+    return dm.common
+
+
+def common_values(common: object, what: str, expr: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Values and lme4-style column names of a formulae common-effects matrix."""
+    c: Any = common
+    frame = c.as_dataframe()
     # R orders model terms by degree (main effects, then two-way interactions, ...),
     # keeping the written order within a degree: (Intercept), a, b, c, a:b for a*b + c.
-    terms = dm.common.terms
+    terms = c.terms
     order = sorted(terms, key=lambda t: len(getattr(terms[t], "components", ())))
-    cols = np.concatenate([np.arange(frame.shape[1])[dm.common.slices[t]] for t in order])
+    cols = np.concatenate([np.arange(frame.shape[1])[c.slices[t]] for t in order])
     frame = frame.iloc[:, cols]
     names = tuple(_label(str(c)) for c in frame.columns)
     values = frame.to_numpy()
     if np.iscomplexobj(values):
         raise DataError(f"{what} '{expr}' has complex values")
     return np.asarray(values, dtype=np.float64), names
+
+
+def _model_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    simple = _simple_matrix(expr, data)
+    if simple is not None:
+        return simple
+    common = formulae_common(expr, data, what)
+    if common is None:
+        return np.zeros((len(data), 0)), ()
+    return common_values(common, what, expr)
 
 
 def _check_finite(M: np.ndarray, names: tuple[str, ...], what: str) -> None:
@@ -218,8 +185,8 @@ def _drop_rank_deficient(X: np.ndarray, names: tuple[str, ...]
     if not dropped:
         return X, names
     keep = [j for j in range(X.shape[1]) if j not in dropped]
-    warnings.warn(f"fixed-effect model matrix is rank deficient; dropping column(s) "
-                  f"{', '.join(names[j] for j in dropped)}", UserWarning, stacklevel=4)
+    warn(f"fixed-effect model matrix is rank deficient; dropping column(s) "
+         f"{', '.join(names[j] for j in dropped)}", UserWarning)
     return X[:, keep], tuple(names[j] for j in keep)
 
 
@@ -237,10 +204,10 @@ def _check_not_exact(y: np.ndarray, X: np.ndarray, name: str) -> None:
                         f"model cannot be fitted")
 
 
-def _grouping(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Level codes of a (possibly interacted) grouping factor, levels sorted as R sorts them."""
+def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
+    """Each row's level label of a (possibly interacted) grouping factor, as strings."""
     labels = None
-    for f in spec.factors:
+    for f in factors:
         col = data[f]
         if isinstance(col.dtype, pd.CategoricalDtype):
             s = col.astype(str)
@@ -254,8 +221,32 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, tup
             s = col.astype(str)
         labels = s if labels is None else labels + ":" + s
     assert labels is not None
-    codes, uniques = pd.factorize(labels, sort=True)
-    return codes.astype(np.int64), tuple(str(u) for u in uniques)
+    return labels
+
+
+def _grouping(spec: RandomTermSpec, data: pd.DataFrame
+              ) -> tuple[np.ndarray, tuple[str, ...], pd.Index]:
+    """Level codes, labels and values of a (possibly interacted) grouping factor.
+
+    Levels are ordered as R orders a factor made from the column: a categorical's own
+    category order, numbers by value, text (and interactions) sorted as text.  The
+    values keep the column's dtype (int stays int, a categorical keeps its categories).
+    """
+    labels = group_labels(spec.factors, data)
+    col = data[spec.factors[0]]
+    if len(spec.factors) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
+        codes = col.cat.codes.to_numpy()
+        cats = col.cat.categories
+        values: pd.Index = pd.CategoricalIndex(cats, categories=cats, ordered=col.cat.ordered)
+    elif len(spec.factors) == 1 and pd.api.types.is_numeric_dtype(col):
+        codes, values = pd.factorize(col, sort=True)
+        values = pd.Index(values)
+    else:
+        codes, uniques = pd.factorize(labels, sort=True)
+        values = pd.Index([str(u) for u in uniques])
+    first = pd.Series(np.arange(len(codes)), dtype=np.int64).groupby(codes).first()
+    level_labels = tuple(str(labels.iloc[i]) for i in first.to_numpy())
+    return np.asarray(codes, dtype=np.int64), level_labels, values
 
 
 def _check_term(ts: RandomTermSpec, Xi: np.ndarray, cnames: tuple[str, ...],
@@ -313,7 +304,8 @@ def _check_frame(data: object, used: set[str]) -> pd.DataFrame:
     return data[cols]
 
 
-def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
+def build_design(formula: str, data: pd.DataFrame, weights: object = None,
+                 offset: object = None) -> ModelDesign:
     """Evaluate an lme4-style formula on data.
 
     Parameters
@@ -323,6 +315,11 @@ def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
     data : pandas.DataFrame
         One row per observation.  Grouping columns may be int, str, float or
         categorical.  Never modified.
+    weights : str or array-like, optional
+        Prior weights (a column name or one number per row): residual variance
+        ``sigma^2 / w``.  Rows with weight 0 are dropped, with a warning.
+    offset : str or array-like, optional
+        A known term added to the linear predictor (a column name or one number per row).
 
     Returns
     -------
@@ -357,19 +354,35 @@ def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
         used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
     used |= set(spec.columns)
     sub = _check_frame(data, used)
+    from hierlm.design.weights import check_weights, column_or_array
+
+    w = w_col = off = off_col = None
+    if weights is not None:
+        w, w_col = column_or_array(weights, data, "weights")
+        check_weights(w)
+    if offset is not None:
+        off, off_col = column_or_array(offset, data, "offset")
     keep = sub.notna().all(axis=1).to_numpy()
+    n_zero = 0 if w is None else int(((w == 0) & keep).sum())
     n_dropped = int((~keep).sum())
+    if n_zero:
+        warn(f"dropped {n_zero} of {len(data)} rows with zero prior weight", UserWarning)
+        assert w is not None
+        keep = keep & (w > 0)
+    if n_dropped + n_zero == len(data) and n_dropped < len(data):
+        raise DataError("no rows left: every complete row has zero prior weight")
     if n_dropped == len(data):
         empty = [str(c) for c in sub.columns if sub[c].isna().all()]
         where = (f"column(s) {', '.join(empty)} are entirely missing" if empty else
                  f"every row has a missing value in one of {', '.join(map(str, sub.columns))}")
         raise DataError(f"no complete rows: {where}")
-    if len(data) - n_dropped < 2:
-        raise DataError(f"only {len(data) - n_dropped} complete row; a mixed model needs "
-                        f"more observations than grouping levels")
+    if len(data) - n_dropped - n_zero < 2:
+        raise DataError(f"only {len(data) - n_dropped - n_zero} complete row; a mixed model "
+                        f"needs more observations than grouping levels")
     if n_dropped:
-        warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in "
-                      f"used columns", UserWarning, stacklevel=3)
+        warn(f"dropped {n_dropped} of {len(data)} rows with missing values in "
+             f"used columns", UserWarning)
+    n_dropped += n_zero
     frame = sub.loc[keep].reset_index(drop=True).copy()
     for c in frame.columns:
         if isinstance(frame[c].dtype, pd.CategoricalDtype):
@@ -381,13 +394,22 @@ def build_design(formula: str, data: pd.DataFrame) -> ModelDesign:
     X, names = _drop_rank_deficient(X, names)
     _check_not_exact(y, X, spec.response)
 
-    terms = []
+    terms, specs = [], {}
     for ts in spec.random:
-        codes, levels = _grouping(ts, frame)
+        codes, levels, values = _grouping(ts, frame)
         Xi, cnames = _model_matrix(ts.expr, frame, f"random term ({ts.expr} | {ts.group})")
         _check_term(ts, Xi, cnames, levels, len(y))
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
-                                codes=codes, X=Xi))
+                                codes=codes, X=Xi, level_values=values))
+        specs[id(terms[-1])] = ts
     terms = _lme4_order(terms)
+    from hierlm.design.newdata import new_data_coder
+
+    w_used = None if w is None else w[keep]
+    off_used = None if off is None else off[keep]
+    coder = new_data_coder(spec, frame, names, [(specs[id(t)], t) for t in terms],
+                           w_used, off_used, w_col, off_col)
     return ModelDesign(formula=spec.formula, response=spec.response, y=y, X=X,
-                       fixef_names=names, terms=tuple(terms), n_dropped=n_dropped)
+                       fixef_names=names, terms=tuple(terms), n_dropped=n_dropped,
+                       weights=w_used, offset=off_used, coder=coder,
+                       row_labels=data.index[keep], dropped_rows=data.index[~keep])

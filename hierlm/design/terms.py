@@ -10,6 +10,7 @@ its exact sparse description (MixedModels.jl's ``ReMat``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,9 @@ class RandomTerm:
         Level index of each observation.
     X : ndarray, shape (n, p)
         The term's raw model matrix.
+    level_values : pandas.Index or None
+        The levels as the data hold them (the grouping column's dtype, e.g. int or a
+        categorical's categories), in the order of ``levels``; None means ``levels``.
     """
 
     group: str
@@ -75,6 +79,15 @@ class RandomTerm:
     levels: tuple[str, ...]
     codes: np.ndarray
     X: np.ndarray
+    level_values: Any = None
+
+    @property
+    def values(self) -> Any:
+        """``level_values``, or the labels when the data's values were not kept."""
+        import pandas as pd
+
+        return (pd.Index(list(self.levels), dtype=object) if self.level_values is None
+                else self.level_values)
 
     @property
     def p(self) -> int:
@@ -100,7 +113,11 @@ class ModelDesign:
     """Stage-1 output: everything the likelihood needs, as plain arrays.
 
     ``terms`` are in lme4's order (decreasing number of levels, ties kept in formula
-    order); theta packs their templates in this order.
+    order); theta packs their templates in this order.  ``weights`` (prior weights,
+    residual variance ``sigma^2 / w``) and ``offset`` are None when not given; ``coder``
+    codes new rows like these (:class:`hierlm.design.newdata.NewDataCoder`);
+    ``row_labels`` and ``dropped_rows`` are the caller's labels of the rows used and of
+    those dropped.
     """
 
     formula: str
@@ -110,6 +127,11 @@ class ModelDesign:
     fixef_names: tuple[str, ...]
     terms: tuple[RandomTerm, ...]
     n_dropped: int = 0
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    coder: Any = None
+    row_labels: Any = None
+    dropped_rows: Any = None
 
     @property
     def nobs(self) -> int:

@@ -37,6 +37,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from hierlm.design.terms import ModelDesign
+from hierlm.design.weights import working_design
 from hierlm.estimate.extract import _cond_var
 from hierlm.estimate.group_loglik import group_loglik, split_factor
 from hierlm.objective.profiled import ProfiledObjective
@@ -206,11 +207,14 @@ def log_likelihood_dataset(design: ModelDesign, post: xr.Dataset, theta: np.ndar
     if t.n_levels < 2 or theta.shape[0] * t.n_levels * nmax**3 > budget:
         why = "it has one level" if t.n_levels < 2 else "its blocks are too large to factor"
         return None, f"log_likelihood omitted: {why} ({t.group!r})"
-    ll = group_loglik(design, split, theta, beta, sigma)
+    ll = group_loglik(working_design(design), split, theta, beta, sigma)
+    if design.weights is not None:  # the Jacobian of the sqrt(w) scaling, per group
+        ll = ll + 0.5 * np.bincount(t.codes, weights=np.log(design.weights),
+                                    minlength=t.n_levels)[None, :]
     C, D = post.sizes["chain"], post.sizes["draw"]
     ds = xr.Dataset({"y": (("chain", "draw", f"{t.group}_level"), ll.reshape(C, D, -1))},
                     coords={"chain": post["chain"].values, "draw": post["draw"].values,
-                            f"{t.group}_level": list(t.levels)},
+                            f"{t.group}_level": list(t.values)},
                     attrs={"note": f"log p(y_g | beta, theta, sigma) for each level g of "
                                    f"{t.group!r}, random effects integrated out"})
     return ds, f"log_likelihood: one value per level of {t.group!r} (leave-one-group-out)"
@@ -236,7 +240,7 @@ def marginal_deviance(objective: ProfiledObjective, theta: np.ndarray, beta: np.
               + 2 * np.log(np.diag(L_R)[:qr]).sum())
     resid = L_R[qr:qr + p, qr:qr + p].T @ (beta - g.beta_offset) - L_R[-1, qr:qr + p]
     return float(logdet + n * np.log(2 * np.pi * sigma**2)
-                 + (L_R[-1, -1] ** 2 + resid @ resid) / sigma**2)
+                 + (L_R[-1, -1] ** 2 + resid @ resid) / sigma**2) - g.sum_log_w
 
 
 def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], post: xr.Dataset,
@@ -270,9 +274,13 @@ def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], 
     b = cs.sample_b(theta[sel], beta[sel], sigma[sel], rng)
     data, used = {}, {"chain": post["chain"].values, "draw": post["draw"].values[draw_idx]}
     for label, t, bk in zip(labels, design.terms, b, strict=True):
-        dims = (f"{t.group}_level", f"{label}_term")
-        data[f"r_{label}"] = (("chain", "draw", *dims), bk.reshape(C, len(draw_idx), t.n_levels,
-                                                                   t.p))
+        # term-major, (term, level): the term dimension is shared with sd_<group> and
+        # comes first in the dataset, and arviz.summary labels the rows in dataset
+        # dimension order (arviz_base.reorg.dataset_to_dataarray); level-major rows were
+        # labelled with the wrong values
+        dims = (f"{label}_term", f"{t.group}_level")
+        data[f"r_{label}"] = (("chain", "draw", *dims),
+                              bk.reshape(C, len(draw_idx), t.n_levels, t.p).transpose(0, 1, 3, 2))
         used.update({d: coords[d] for d in dims})
     sd = [x.std(0, ddof=1) if len(x) > 1 else np.zeros_like(x[0]) for x in b]
     return [x.mean(0) for x in b], sd, xr.Dataset(data, coords=used), len(sel)

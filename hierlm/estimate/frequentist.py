@@ -7,14 +7,13 @@ a template diagonal is below 1e-4.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hierlm.design.terms import ModelDesign
-from hierlm.errors import ConvergenceWarning, SingularFitWarning
+from hierlm.errors import ConvergenceWarning, SingularFitWarning, warn
 from hierlm.estimate.extract import Estimates, extract
 from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.objective.profiled import ProfiledObjective
@@ -53,18 +52,22 @@ def ranef_frame(design: ModelDesign, b: list[np.ndarray], sd: list[np.ndarray]) 
         nl = term.n_levels
         for j, name in enumerate(term.coef_names):
             group.append(np.full(nl, term.group, dtype=object))
-            level.append(np.asarray(term.levels, dtype=object))
+            level.append(pd.Series(term.values))
             term_name.append(np.full(nl, name, dtype=object))
             value.append(bk[:, j])
             cond_sd.append(sk[:, j])
-    return pd.DataFrame({"group": np.concatenate(group), "level": np.concatenate(level),
+    # the levels keep the grouping columns' dtype where the groups share one
+    levels = pd.concat(level, ignore_index=True)
+    return pd.DataFrame({"group": np.concatenate(group), "level": levels,
                          "term": np.concatenate(term_name), "value": np.concatenate(value),
                          "cond_sd": np.concatenate(cond_sd)})
 
 
 def fitted_values(design: ModelDesign, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
-    """``X beta + Z b`` without forming ``Z``."""
+    """``offset + X beta + Z b`` without forming ``Z``."""
     out = design.X @ beta
+    if design.offset is not None:
+        out = out + design.offset
     for term, bk in zip(design.terms, b, strict=True):
         out = out + np.einsum("ij,ij->i", term.X, bk[term.codes])
     return out
@@ -134,12 +137,11 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
                f"{np.max(np.abs(opt.gradient), initial=0.0):.2g} ({opt.message}); try rescaling "
                f"predictors, "
                f"simplifying the random effects, or options={{'maxiter': ...}}")
-        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        warn(msg, ConvergenceWarning)
         messages.append(msg)
     if is_singular(design, opt.theta):
-        warnings.warn("boundary (singular) fit: a variance component is estimated as zero or "
-                      "a correlation as +/-1; see FitResult.varcorr", SingularFitWarning,
-                      stacklevel=3)
+        warn("boundary (singular) fit: a variance component is estimated as zero or "
+             "a correlation as +/-1; see FitResult.varcorr", SingularFitWarning)
     optimizer = {"method": opt.method, "message": opt.message,
                  "gradient": opt.gradient.tolist(),
                  "phases": [list(ph) for ph in opt.phases],

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierlm.errors import MethodError
+from hierlm.errors import MethodError, warn
 from hierlm.estimate.conditional import (
     log_likelihood_dataset,
     marginal_deviance,
@@ -50,6 +50,7 @@ from hierlm.results.nuts_summary import (
     coords_of,
     derived_variables,
     diagnostic_messages,
+    display_layout,
     flat_draws,
     point_estimates,
 )
@@ -118,7 +119,8 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
         evaluations, tuning included.  ``idata``: an ArviZ DataTree with groups
         ``posterior`` (``beta[coef]``, ``sigma``, ``sd_<group>[<group>_term]``,
         ``corr_<group>[<group>_pair]``, ``theta[theta_index]``,
-        ``r_<group>[<factor>_level, <group>_term]``), ``sample_stats``,
+        ``r_<group>[<group>_term, <factor>_level]``; a one-coefficient term's ``sd`` is a
+        scalar and its ``r`` has no term dimension), ``sample_stats``,
         ``observed_data`` (``y``) and, when one grouping factor splits the data into
         independent blocks, ``log_likelihood`` (``y[<factor>_level]``:
         ``log p(y_g | beta, theta, sigma)`` per level, for ``arviz.loo``).  ``extra``
@@ -204,7 +206,8 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
     if r_ds is not None and r_ds.sizes["draw"] == post.sizes["draw"]:
         post = xr.merge([post, r_ds], combine_attrs="override")
     elif r_ds is not None:
-        extra_groups["posterior_ranef"] = r_ds
+        extra_groups["posterior_ranef"] = display_layout(r_ds, design)
+    post = display_layout(post, design)
     groups = {"posterior": post, "sample_stats": stats, **extra_groups,
               "observed_data": xr.Dataset({"y": (("obs",), design.y.copy())},
                                           coords={"obs": np.arange(design.nobs)})}
@@ -222,7 +225,7 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
              "ranef_draws": n_ranef, "log_likelihood_note": ll_note}
     messages = tuple(diagnostic_messages(extra))
     for msg in messages:
-        warnings.warn(f"NUTS: {msg}", UserWarning, stacklevel=4)
+        warn(f"NUTS: {msg}", UserWarning)
     dev = marginal_deviance(objective, theta_hat, beta_mean, sig_hat)
     k = design.p + design.n_theta + 1
     fe = list(design.fixef_names)

@@ -4,10 +4,11 @@ The criterion depends on each template ``T_i`` only through ``T_i T_i'``, which 
 unchanged when a column of ``T_i`` changes sign.  So the minimization runs
 *unconstrained* (L-BFGS-B without bounds, exact autodiff gradient) and the answer is
 mapped back to lme4's half-space (template diagonals >= 0) by flipping the columns
-with a negative diagonal (:func:`canonical_signs`).  With lme4's bounds instead, a
-line search that lands on ``theta_jj = 0`` stops there for good: the criterion is even
-in ``theta_jj`` when the rest of column ``j`` is zero (scalar terms, last diagonals),
-so its derivative vanishes on the bound even where the bound is a maximum along it.
+with a negative diagonal (:mod:`hierlm.estimate.boundary`).  With lme4's bounds
+instead, a line search that lands on ``theta_jj = 0`` stops there for good: the
+criterion is even in ``theta_jj`` when the rest of column ``j`` is zero (scalar terms,
+last diagonals), so its derivative vanishes on the bound even where the bound is a
+maximum along it.
 
 Three further checks make the end point a local minimum of the bounded problem:
 
@@ -16,9 +17,9 @@ Three further checks make the end point a local minimum of the bounded problem:
   lme4's own check does (gradient scaled by the Cholesky factor of a finite-difference
   Hessian of the exact gradient, below 2e-3; :mod:`hierlm.estimate.convergence`).  If
   L-BFGS-B stops short it restarts once; then Powell, then L-BFGS-B again.
-* second order at zero diagonals (:func:`_escape_boundary`): for every template
-  diagonal with ``|phi_j| < ZERO_DIAG``, alone and all together, the criterion is
-  evaluated at ``phi_j = h`` for ``h`` in ``ESCAPE_STEPS``; a lower point restarts the
+* second order at zero diagonals (``escape_boundary``): for every template diagonal
+  with ``|phi_j| < ZERO_DIAG``, alone and all together, the criterion is
+  evaluated at ``phi_j = h`` for ``h`` in ``boundary.ESCAPE_STEPS``; a lower point restarts the
   descent there (at most ``MAX_ESCAPES`` times).  A point that still fails is not
   converged, and the warning names the parameter.
 * a second, singular optimum: on samples of at most ``FACE_CHECK_MAX_NOBS`` rows, where
@@ -56,11 +57,17 @@ import scipy.optimize
 
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
+from hierlm.estimate.boundary import (
+    ESCAPE_TOL,
+    MAX_ESCAPES,
+    ZERO_DIAG,
+    canonical_signs,
+    escape_boundary,
+    face_starts,
+)
 from hierlm.estimate.convergence import LME4_TOL, scaled_gradient
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import (
-    psd_cholesky,
-    templates,
     theta_lower,
     theta_start,
     tril_colmajor,
@@ -72,12 +79,6 @@ from hierlm.results.parameters import parameter_names
 DEFAULT_OPTIONS: dict[str, float | int] = {
     "maxiter": 1000, "ftol": 1e-12, "gtol": 1e-6, "check_tol": 1e-3,
 }
-# The second-order check at zero template diagonals: which |phi_j| count as zero, the
-# steps tried into the interior, the gain that counts as lower, and how often to escape.
-ZERO_DIAG = 1e-4
-ESCAPE_STEPS = (1e-2, 0.1, 1.0)
-ESCAPE_TOL = 1e-10
-MAX_ESCAPES = 3
 # Samples up to this size also get one descent from each term's rank-reduced covariance.
 FACE_CHECK_MAX_NOBS = 10_000
 
@@ -291,12 +292,12 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
     def polish(method: str, message: str, state: tuple) -> tuple[str, str, tuple]:
         """Escape saddles at zero template diagonals until none is left (or give up)."""
         for _ in range(MAX_ESCAPES):
-            escaped = _escape_boundary(lambda x: fun(x)[0], best["x"], float(best["f"]), diag)
+            escaped = escape_boundary(lambda x: fun(x)[0], best["x"], float(best["f"]), diag)
             if escaped is None:
                 return method, message, state
             m2, msg2, state = descend(escaped)
             method, message = f"{method}+escape+{m2}", f"{message}; escaped a saddle; {msg2}"
-        lower_point = _escape_boundary(lambda x: fun(x)[0], best["x"], float(best["f"]), diag)
+        lower_point = escape_boundary(lambda x: fun(x)[0], best["x"], float(best["f"]), diag)
         if lower_point is not None:
             state = (*state[:3], False)
             names = parameter_names(design)
@@ -310,7 +311,7 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
     if state[3] and design.nobs <= FACE_CHECK_MAX_NOBS:
         # Small samples can have a second, singular local optimum besides an interior
         # one: descend once from each term's rank-reduced covariance and keep the lower.
-        for face in _face_starts(design, best["x"] * scale):
+        for face in face_starts(design, best["x"] * scale):
             f_before = best["f"]
             m2, msg2, st2 = polish(*descend(face / scale))
             if best["f"] < f_before:
@@ -339,73 +340,3 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
                            converged=converged, message=message, method=method,
                            trace=tuple(trace), factor=best.get("factor") if reuse else None,
                            phases=tuple(phases))
-
-
-def _escape_boundary(fval: Any, phi: np.ndarray, f: float, diag: np.ndarray
-                     ) -> np.ndarray | None:
-    """A lower point next to ``phi`` along its (near-)zero template diagonals, or None.
-
-    At a template diagonal ``phi_j = 0`` whose column is otherwise zero the criterion
-    is even in ``phi_j``, so its derivative there vanishes whether the point is a
-    minimum or a maximum along ``phi_j``.  This is the second-order check: try
-    ``phi_j = h`` for ``h`` in :data:`ESCAPE_STEPS`, for each such coordinate alone
-    and for all of them together, and return the lowest point that beats ``f``.
-    """
-    near = diag[np.abs(phi[diag]) < ZERO_DIAG]
-    if near.size == 0:
-        return None
-    tol = ESCAPE_TOL * max(1.0, abs(f))
-    best_f, best_x = f - tol, None
-    groups = [np.array([j]) for j in near] + ([near] if near.size > 1 else [])
-    for idx in groups:
-        for h in ESCAPE_STEPS:
-            x = phi.copy()
-            x[idx] = h
-            fx = fval(x)
-            if fx < best_f:
-                best_f, best_x = fx, x
-    return best_x
-
-
-def _face_starts(design: ModelDesign, theta: np.ndarray) -> list[np.ndarray]:
-    """For each term not already singular, theta with its covariance's smallest
-    eigenvalue set to zero (the nearest point of the boundary face), others unchanged."""
-    starts = []
-    pos = 0
-    for term, T in zip(design.terms, templates(design, theta), strict=True):
-        rows, cols = tril_colmajor(term.p)
-        w, V = np.linalg.eigh(T @ T.T)
-        if w[0] > ZERO_DIAG**2 * max(float(w[-1]), 1.0):
-            w[0] = 0.0
-            x = np.array(theta, dtype=float)
-            x[pos:pos + term.n_theta] = psd_cholesky((V * w) @ V.T)[rows, cols]
-            starts.append(x)
-        pos += term.n_theta
-    return starts
-
-
-def canonical_signs(design: ModelDesign, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flip template columns with a negative diagonal (``T T'`` is unchanged).
-
-    Returns the flipped parameters and a mask of the entries whose sign changed.
-
-    Examples
-    --------
-    >>> import hierlm
-    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
-    >>> canonical_signs(d, np.array([-1.0, 0.5, 2.0]))[0].tolist()
-    [1.0, -0.5, 2.0]
-    """
-    out = np.array(phi, dtype=float)
-    flipped = np.zeros(out.shape, dtype=bool)
-    start = 0
-    for term in design.terms:
-        rows, cols = tril_colmajor(term.p)
-        for j in range(term.p):
-            k = start + int(np.flatnonzero((rows == j) & (cols == j))[0])
-            if out[k] < 0:
-                col = start + np.flatnonzero(cols == j)
-                out[col] = -out[col]
-                flipped[col] = True
-        start += term.n_theta
-    return out, flipped

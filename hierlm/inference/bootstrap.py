@@ -1,7 +1,8 @@
 """Parametric bootstrap of a REML/ML fit, refitted on the compiled graph.
 
 One replicate simulates ``y* = X beta-hat + Z Lambda-hat u* + eps*`` with
-``u* ~ N(0, sigma-hat^2 I_q)`` and ``eps* ~ N(0, sigma-hat^2 I_n)`` and refits by the
+``u* ~ N(0, sigma-hat^2 I_q)`` and ``eps* ~ N(0, sigma-hat^2 W^-1)`` (plus the offset;
+drawn on the working scale ``W^1/2 (y - o)``, :mod:`hierlm.design.weights`), and refits by the
 same criterion, starting at theta-hat: BFGS whose first inverse Hessian is the
 exact one of the fit (the Hessian of the profiled criterion is the Schur complement
 ``H_tt - H_ts H_ss^{-1} H_st`` of the unprofiled deviance's, by the envelope
@@ -29,6 +30,7 @@ import pandas as pd
 import scipy.linalg as sla
 import scipy.optimize
 
+from hierlm.design.weights import working_design
 from hierlm.errors import ConvergenceWarning, MethodError
 from hierlm.estimate.optimize import DEFAULT_OPTIONS, theta_scale
 from hierlm.objective.gram import GramBlocks, term_matrix
@@ -132,7 +134,9 @@ class _Refitter:
 
     def __init__(self, objective: ProfiledObjective, reml: bool,
                  hess: np.ndarray | None = None) -> None:
-        design, gram = objective.design, objective.gram
+        # the Gram blocks are of the working problem W^1/2 [Z X y-o] (prior weights,
+        # offset): responses given to refit() are on that scale
+        design, gram = working_design(objective.design), objective.gram
         self.hess_inv = _inverse_if_pd(hess)
         self.objective, self.reml, self.gram = objective, reml, gram
         self.X = design.X
@@ -218,7 +222,8 @@ class _Refitter:
         sigma = float(np.sqrt(r2 / (g.n - p if self.reml else g.n)))
         beta = (sla.solve_triangular(L_R[qr:qr + p, qr:qr + p], L_R[-1, qr:qr + p],
                                      lower=True, trans="T") if p else np.zeros(0))
-        return theta, sigma, beta + g.beta_offset, float(f)
+        # lme4's criterion: the working problem's minus sum(log w) (prior weights)
+        return theta, sigma, beta + g.beta_offset, float(f) - g.sum_log_w
 
 
 def _inverse_if_pd(H: np.ndarray | None) -> np.ndarray | None:
@@ -308,6 +313,7 @@ def bootstrap(res: Any, n: int, seed: int | None = None, progressbar: bool = Tru
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise MethodError(f"n must be a positive whole number of replicates, got {n!r}")
     design = model.design
+    work = working_design(design)  # simulated on the working scale (see _Refitter)
     reml = res.method == "REML"
     rng = np.random.default_rng(seed)
     # the fit's curvature in theta (sigma profiled out), exact by autodiff: with it the
@@ -317,7 +323,7 @@ def bootstrap(res: Any, n: int, seed: int | None = None, progressbar: bool = Tru
     H = info_of(res).hessian
     hess = H[:-1, :-1] - np.outer(H[:-1, -1], H[-1, :-1]) / H[-1, -1]
     refitter = _Refitter(model.objective, reml, hess)
-    Zs = [term_matrix(t) for t in design.terms]
+    Zs = [term_matrix(t) for t in work.terms]
     names = ["objective", *res.fixef.index, *parameter_names(design)]
     out = np.full((n, len(names)), np.nan)
     failed = 0
@@ -325,7 +331,7 @@ def bootstrap(res: Any, n: int, seed: int | None = None, progressbar: bool = Tru
     # one BLAS thread, as in a fit: L-BFGS-B's small BLAS calls are slower threaded
     with _blas_controller().limit(limits=1, user_api="blas"):
         for i in range(n):
-            y = _simulate(design, res, rng, Zs)
+            y = _simulate(work, res, rng, Zs)
             try:
                 theta, sigma, beta, f = refitter.refit(y, res.theta)
                 out[i] = np.concatenate([[f], beta, sdcor_from_theta(design, theta, sigma)])

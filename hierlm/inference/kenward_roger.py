@@ -31,6 +31,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.theta import templates, tril_colmajor
@@ -133,7 +134,9 @@ def kr_info(res: Any) -> KRInfo:
         return hit
     from hierlm.inference.anova import require_model
 
-    design = require_model(res, "Kenward-Roger's df").design
+    # the working problem W^1/2 [Z X y-o] (prior weights): V becomes sigma^2 (I + K K')
+    # and pbkrtest's G for sigma^2 the identity, with every quantity unchanged
+    design = working_design(require_model(res, "Kenward-Roger's df").design)
     q = design.q
     if q > MAX_Q:
         raise MethodError(f"Kenward-Roger's df are computed with dense {q} x {q} blocks; "

@@ -23,6 +23,7 @@ left the reduced model is a linear model, whose (restricted) log-likelihood is R
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -33,6 +34,7 @@ import scipy.stats
 
 from hierlm.design.formula import parse_formula
 from hierlm.design.terms import ModelDesign, RandomTerm
+from hierlm.design.weights import sum_log_weights, working_design
 from hierlm.errors import MethodError
 
 
@@ -210,13 +212,12 @@ def _with_terms(design: ModelDesign, terms: list[RandomTerm]) -> ModelDesign:
     rand = " + ".join(_label(t) for t in terms)
     fixed = parse_formula(design.formula).fixed
     formula = f"{design.response} ~ {fixed}" + (f" + {rand}" if rand else "")
-    return ModelDesign(formula=formula, response=design.response, y=design.y, X=design.X,
-                       fixef_names=design.fixef_names, terms=tuple(terms),
-                       n_dropped=design.n_dropped)
+    return dataclasses.replace(design, formula=formula, terms=tuple(terms))
 
 
 def _lm_loglik(design: ModelDesign, reml: bool) -> float:
-    X, y = design.X, design.y
+    work = working_design(design)  # prior weights: R's logLik.lm adds sum(log w) / 2
+    X, y = work.X, work.y
     n, p = X.shape
     R = np.linalg.qr(X, mode="r") if p else np.zeros((0, 0))
     resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0] if p else y
@@ -224,7 +225,7 @@ def _lm_loglik(design: ModelDesign, reml: bool) -> float:
     ll = -0.5 * N * (np.log(2 * np.pi) + 1 - np.log(N) + np.log(float(resid @ resid)))
     if reml and p:
         ll -= float(np.sum(np.log(np.abs(np.diag(R)))))
-    return float(ll)
+    return float(ll + 0.5 * sum_log_weights(design))
 
 
 def ranova(res: Any) -> pd.DataFrame:
@@ -256,13 +257,12 @@ def ranova(res: Any) -> pd.DataFrame:
             for cols in parts:
                 keep = [j for j in range(term.p) if j not in cols]
                 if not keep:  # lmerTest replaces (0 + x | g) by (1 | g)
-                    new = RandomTerm(group=term.group, coef_names=("(Intercept)",),
-                                     levels=term.levels, codes=term.codes,
-                                     X=np.ones((design.nobs, 1)))
+                    new = dataclasses.replace(term, coef_names=("(Intercept)",),
+                                              X=np.ones((design.nobs, 1)))
                 else:
-                    new = RandomTerm(group=term.group,
-                                     coef_names=tuple(term.coef_names[j] for j in keep),
-                                     levels=term.levels, codes=term.codes, X=term.X[:, keep])
+                    new = dataclasses.replace(
+                        term, coef_names=tuple(term.coef_names[j] for j in keep),
+                        X=term.X[:, keep])
                 terms = list(design.terms)
                 terms[k] = new
                 reduced.append((f"{_var_name(expr, cols, term)} in ({expr} | {term.group})",

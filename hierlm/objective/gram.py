@@ -1,5 +1,8 @@
 """The Gram matrix of ``[Z X y]``, computed once per model and stored in blocks.
 
+With prior weights and an offset the blocks are those of the working problem,
+``[Z X y-o]' W [Z X y-o]`` (:mod:`hierlm.design.weights`).
+
 Rows and columns are split as MixedModels.jl splits them:
 
 * block 1 is the first random-effects term (the grouping factor with the most
@@ -33,6 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from hierlm.design.terms import ModelDesign, RandomTerm
+from hierlm.design.weights import sum_log_weights, working_design
 from hierlm.objective.theta import tril_colmajor
 
 
@@ -64,6 +68,9 @@ class GramBlocks:
     beta_offset : ndarray, shape (p,)
         ``a``, the least-squares coefficients of ``y`` on ``X``; the blocks are those of
         ``y - X a``, so ``beta = beta_offset + (beta read off the factor)``.
+    sum_log_w : float
+        ``sum(log w)`` of the prior weights (0 without): the criteria of the weighted
+        model are the working problem's minus this (:mod:`hierlm.design.weights`).
     """
 
     A11: np.ndarray
@@ -82,6 +89,7 @@ class GramBlocks:
     p: int
     q_rest: int
     beta_offset: np.ndarray
+    sum_log_w: float = 0.0
 
     @property
     def m(self) -> int:
@@ -150,6 +158,8 @@ def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlock
     >>> g.A11.shape, g.m
     ((18, 2, 2), 3)
     """
+    sum_log_w = sum_log_weights(design)
+    design = working_design(design)  # rows scaled by sqrt(w), offset subtracted
     first = design.terms[0]
     p1 = first.p
     x1 = first.X
@@ -200,5 +210,5 @@ def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlock
         A11=A11, nz_row=nz_row, nz_level=nz_level, nz_val=nz_val,
         level_ptr=level_ptr, row_order=row_order, row_ptr=row_ptr, A_R1_dense=dense, A_RR=A_RR,
         lam_row=lr, lam_col=lc, lam_theta=lt,
-        n=design.nobs, p=design.p, q_rest=q_rest, beta_offset=offset,
+        n=design.nobs, p=design.p, q_rest=q_rest, beta_offset=offset, sum_log_w=sum_log_w,
     )

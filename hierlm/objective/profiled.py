@@ -120,7 +120,8 @@ class ProfiledObjective:
         th = np.ascontiguousarray(theta, dtype=np.float64)
         obj, grad, L1, L_R = self.fn(th, np.asarray(float(reml)), np.asarray(float(self.gram.n)),
                                      np.asarray(float(self.gram.p)), *gram_values(self.gram))
-        return float(obj), np.asarray(grad), np.asarray(L1), np.asarray(L_R)
+        # lme4's criteria of a weighted model: the working problem's minus sum(log w)
+        return float(obj) - self.gram.sum_log_w, np.asarray(grad), np.asarray(L1), np.asarray(L_R)
 
     def __call__(self, theta: np.ndarray, reml: bool = True) -> float:
         """The objective at theta (``inf`` where Omega is not positive definite)."""

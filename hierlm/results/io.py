@@ -275,7 +275,9 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
                               f"choose another path")
     enc = _Encoder()
     fields = {f.name: enc.value(getattr(result, f.name))
-              for f in dataclasses.fields(result) if f.name not in ("idata", "model")}
+              for f in dataclasses.fields(result) if f.name not in ("idata", "model", "coder")}
+    if result.coder is not None:
+        fields["coder"] = enc.value(result.coder.to_dict())
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "hierlm_version": __version__,
            "idata": result.idata is not None, "fields": fields}
     text = json.dumps(doc, indent=1, allow_nan=False)
@@ -358,6 +360,10 @@ def load(path: str | os.PathLike[str]) -> FitResult:
     except Exception as exc:
         raise ResultFileError(f"'{folder}' is damaged: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if isinstance(fields.get("coder"), dict):
+        from hierlm.design.newdata import NewDataCoder
+
+        fields["coder"] = NewDataCoder.from_dict(fields["coder"])
     known = {f.name for f in dataclasses.fields(FitResult)}
     unknown = sorted(set(fields) - known)
     if unknown:

@@ -14,7 +14,6 @@ transitions, what the point estimates are, and the log-likelihood note.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from hierlm.design.terms import ModelDesign
+from hierlm.errors import warn
 from hierlm.objective.theta import tril_colmajor
 from hierlm.results.varcorr import group_labels
 
@@ -56,11 +56,36 @@ def coords_of(design: ModelDesign) -> dict[str, list[str]]:
     coords: dict[str, list[str]] = {"coef": list(design.fixef_names)}
     for label, t in zip(group_labels(design), design.terms, strict=True):
         coords[f"{label}_term"] = list(t.coef_names)
-        coords[f"{t.group}_level"] = list(t.levels)
+        coords[f"{t.group}_level"] = list(t.values)
         if t.p > 1:
             coords[f"{label}_pair"] = [f"{t.coef_names[j]}, {t.coef_names[k]}"
                                        for j, k in corr_pairs(t.p)]
     return coords
+
+
+def display_layout(ds: xr.Dataset, design: ModelDesign) -> xr.Dataset:
+    """The stored layout: a one-coefficient term's ``sd_<group>`` and ``r_<group>`` lose
+    their length-1 ``<group>_term`` dimension.
+
+    ArviZ draws one label column per distinct dimension, so with a dimension per term
+    the columns of nested or crossed intercept-only terms overlap in a forest plot; a
+    scalar ``sd_<group>`` (and ``r_<group>[<factor>_level]``) needs none.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (1 | Subject)", hierlm.load_sleepstudy())
+    >>> ds = xr.Dataset({"sd_Subject": (("chain", "draw", "Subject_term"), np.ones((1, 2, 1)))},
+    ...                 coords={"Subject_term": ["(Intercept)"]})
+    >>> display_layout(ds, d)["sd_Subject"].dims
+    ('chain', 'draw')
+    """
+    for label, t in zip(group_labels(design), design.terms, strict=True):
+        dim = f"{label}_term"
+        if t.p != 1 or dim not in ds.dims:
+            continue
+        ds = ds.squeeze(dim, drop=True)
+    return ds
 
 
 def flat_draws(da: xr.DataArray) -> np.ndarray:
@@ -233,5 +258,5 @@ def format_nuts_footer(res: FitResult) -> list[str]:
     problems = diagnostic_messages(res.extra)
     if problems:
         msg = "NUTS diagnostics: " + "; ".join(problems)
-        warnings.warn(msg, UserWarning, stacklevel=4)
+        warn(msg, UserWarning)
     return lines

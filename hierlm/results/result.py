@@ -61,6 +61,12 @@ class FitResult:
         The model that was fitted (its design and compiled objective), so that
         inference after the fit (profiles, bootstrap, refits) can reuse the compiled
         graph.  Not saved: a result read back with :func:`hierlm.load` has None.
+    coder : NewDataCoder or None
+        How the data were coded (:mod:`hierlm.design.newdata`), so that new rows
+        can be coded the same way; saved with the result.
+    row_labels, dropped_rows : pandas.Index or None
+        The caller's row labels of the observations used, and of the rows dropped
+        (missing values, zero weights).
     """
 
     formula: str
@@ -89,6 +95,9 @@ class FitResult:
     idata: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     model: Any = field(default=None, repr=False)
+    coder: Any = field(default=None, repr=False)
+    row_labels: Any = None
+    dropped_rows: Any = None
 
     def ranef(self) -> pd.DataFrame:
         """Conditional modes of the random effects and their conditional SDs.
@@ -109,14 +118,123 @@ class FitResult:
         """
         return self.ranef_table.copy()
 
-    def fitted(self) -> np.ndarray:
-        """Fitted values ``X beta + Z b`` for each observation used."""
-        return self.fitted_values.copy()
+    def fitted(self) -> pd.Series:
+        """Fitted values ``offset + X beta + Z b``, indexed by the caller's row labels.
 
-    def residuals(self) -> np.ndarray:
-        """Response minus fitted values for each observation used."""
-        return self.y - self.fitted_values
+        Rows dropped in fitting are listed in ``dropped_rows``.
 
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res.fitted().round(2).head(2).to_dict()
+        {0: 253.66, 1: 273.33}
+        """
+        return pd.Series(self.fitted_values.copy(), index=self._rows(), name="fitted")
+
+    def residuals(self) -> pd.Series:
+        """Response minus fitted values, indexed by the caller's row labels."""
+        return pd.Series(self.y - self.fitted_values, index=self._rows(), name="residuals")
+
+    def _rows(self) -> pd.Index:
+        return pd.RangeIndex(self.nobs) if self.row_labels is None else self.row_labels
+
+    # --- prediction, simulation, marginal moments (hierlm.predict) -----------------------
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None,
+                allow_new_levels: bool = False, interval: str | None = None,
+                level: float = 0.95, draws: bool = False) -> Any:
+        """Predictions, optionally with intervals; see :mod:`hierlm.predict.predict`.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            Rows to predict (default: the fitting rows), checked as fitting data are.
+        re_form : str or None
+            None: conditional on every random term (lme4's default); ``"~0"``: population
+            level (grouping columns not needed); a formula such as ``"~(1 | Subject)"``:
+            only those terms.
+        allow_new_levels : bool
+            Give levels not seen in fitting random effect 0 instead of a DataError.
+        interval : {None, "confidence", "prediction"}
+            ``"confidence"``: for ``x'beta + z'b`` given theta and sigma (Henderson's
+            prediction-error variance); ``"prediction"``: for a new observation of the
+            row, adding ``sigma^2 / w`` and the variance of every random effect not
+            conditioned on (new levels, terms left out).  Neither propagates the
+            uncertainty of theta and sigma.  NUTS: central posterior(-predictive) intervals.
+        level : float
+            Coverage of the interval.
+        draws : bool
+            NUTS only: also return the ``(draws, rows)`` array of draws.
+
+        Returns
+        -------
+        pandas.Series or pandas.DataFrame
+            ``fit`` indexed like the rows; with ``interval``, columns ``fit, lower, upper``.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> new = pd.DataFrame({"Days": [0, 9], "Subject": ["308", "new"]})
+        >>> res.predict(new, allow_new_levels=True).round(2).tolist()
+        [253.66, 345.61]
+        """
+        from hierlm.predict.predict import predict
+
+        return predict(self, newdata, re_form, allow_new_levels, interval, level, draws)
+
+    def simulate(self, nsim: int = 1, seed: int | None = None,
+                 newdata: pd.DataFrame | None = None, re_form: str | None = "~0"
+                 ) -> pd.DataFrame:
+        """Simulated responses (lme4's ``simulate``); see :mod:`hierlm.predict.simulate`.
+
+        By default every group gets new random effects; ``re_form=None`` uses the
+        fitted conditional modes.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res.simulate(nsim=2, seed=1).shape
+        (180, 2)
+        """
+        from hierlm.predict.simulate import simulate
+
+        return simulate(self, nsim, seed, newdata, re_form)
+
+    def marginal_moments(self, rows: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+        """Marginal mean ``X beta`` and covariance ``sigma^2 (Z Lambda Lambda' Z' + W^-1)``.
+
+        ``rows`` needs the predictor and grouping columns, not the response; rows with
+        equal grouping labels share a random effect.  See :mod:`hierlm.predict.moments`.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> mean, cov = res.marginal_moments(pd.DataFrame({"Days": [0, 1], "Subject": "x"}))
+        >>> cov.shape
+        (2, 2)
+        """
+        from hierlm.predict.moments import marginal_moments
+
+        return marginal_moments(self, rows)
+
+    def to_datatree(self, bootstrap: Any = None) -> Any:
+        """The result as an ArviZ DataTree; see :mod:`hierlm.results.datatree`.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> sorted(res.to_datatree().children)
+        ['constant_data', 'observed_data']
+        """
+        from hierlm.results.datatree import to_datatree
+
+        return to_datatree(self, bootstrap)
+
+    # --------------------------------------------------------------------------------------
     def summary(self) -> str:
         """lme4-style text summary of the fit.
 

@@ -60,8 +60,8 @@ def test_posterior_layout(sleep_fit: FitResult) -> None:
     assert post["sigma"].dims == ("chain", "draw")
     assert post["theta"].shape == (2, 150, 3)
     r = post["r_Subject"]
-    assert r.dims == ("chain", "draw", "Subject_level", "Subject_term")
-    assert r.shape == (2, 150, 18, 2)
+    assert r.dims == ("chain", "draw", "Subject_term", "Subject_level")
+    assert r.shape == (2, 150, 2, 18)
     assert list(post["Subject_level"].values[:2]) == ["308", "309"]
     assert not any(str(v).startswith("chol_") for v in post.data_vars)
     assert np.all(np.abs(post["corr_Subject"].values) <= 1)
@@ -100,7 +100,7 @@ def test_result_fields(sleep_fit: FitResult) -> None:
     assert rt.columns.tolist() == ["group", "level", "term", "value", "cond_sd"]
     assert len(rt) == 36 and (rt["cond_sd"] > 0).all()
     draws = post["r_Subject"]
-    np.testing.assert_allclose(rt["value"].iloc[:18], draws.mean(("chain", "draw")).values[:, 0])
+    np.testing.assert_allclose(rt["value"].iloc[:18], draws.mean(("chain", "draw")).values[0])
     assert len(res.fitted()) == res.nobs and np.isfinite(res.loglik)
     assert res.aic == pytest.approx(-2 * res.loglik + 2 * 6)
     assert res.n_evals >= 2 * 300
@@ -139,8 +139,8 @@ def test_reproducible_and_ranef_options(sleep_model: hierlm.Model, sleep_fit: Fi
     assert np.corrcoef(none.ranef()["value"], sleep_fit.ranef()["value"])[0, 1] > 0.99
     thin = quiet_fit(sleep_model, random_seed=4, ranef_draws=40, **SMALL)
     r = thin.idata["posterior_ranef"]["r_Subject"]
-    assert r.dims == ("chain", "draw", "Subject_level", "Subject_term")
-    assert r.shape == (2, 20, 18, 2) and r["draw"].values[-1] == 149
+    assert r.dims == ("chain", "draw", "Subject_term", "Subject_level")
+    assert r.shape == (2, 20, 2, 18) and r["draw"].values[-1] == 149
     assert "r_Subject" not in thin.idata["posterior"] and thin.extra["ranef_draws"] == 40
 
 
@@ -159,7 +159,9 @@ def test_nested_design() -> None:
     res = quiet_fit(model, random_seed=2, **{**SMALL, "draws": 60, "tune": 60})
     post = res.idata["posterior"]
     assert set(post.data_vars) >= {"sd_k:g", "sd_g", "r_k:g", "r_g"}
-    assert post["r_k:g"].dims == ("chain", "draw", "k:g_level", "k:g_term")
+    # one-coefficient terms: scalar SDs and level-only random effects (clean forest plots)
+    assert post["r_k:g"].dims == ("chain", "draw", "k:g_level")
+    assert post["sd_g"].dims == ("chain", "draw") and "g_term" not in post.coords
     assert res.idata["log_likelihood"]["y"].dims == ("chain", "draw", "g_level")
     assert list(res.varcorr["group"]) == ["k:g", "g", "Residual"]
 
@@ -204,7 +206,7 @@ def test_nutpie_sampler(sleep_model: hierlm.Model) -> None:
     a, b = quiet_fit(sleep_model, **kw), quiet_fit(sleep_model, **kw)
     assert a.extra["sampler"] == "nutpie" and a.n_evals > 0
     pd.testing.assert_series_equal(a.fixef, b.fixef)
-    assert a.idata["posterior"]["r_Subject"].shape == (2, 150, 18, 2)
+    assert a.idata["posterior"]["r_Subject"].shape == (2, 150, 2, 18)
     assert abs(a.fixef["Days"] - 10.47) < 3
 
 

@@ -36,6 +36,32 @@ def test_replicate_equals_a_full_refit(res):
         np.testing.assert_allclose(theta, full.theta, rtol=1e-4, atol=1e-5)
 
 
+def test_weighted_offset_replicate_equals_a_full_refit():
+    # prior weights and an offset: replicates are drawn on the working scale
+    # W^1/2 (y - o); on the data scale they refit like any response
+    from hierlm.design.weights import working_design
+
+    data = hierlm.load_sleepstudy()
+    w = 1.0 + (data["Days"] % 3)
+    res = hierlm.fit("Reaction ~ Days + (Days | Subject)", data, weights=w,
+                     offset=2 * data["Days"])
+    design = res.model.design
+    work = working_design(design)
+    rng = np.random.default_rng(8)
+    refitter = _Refitter(res.model.objective, reml=True)
+    Zs = [term_matrix(t) for t in work.terms]
+    for _ in range(2):
+        yw = _simulate(work, res, rng, Zs)
+        theta, sigma, beta, f = refitter.refit(yw, res.theta)
+        y = design.offset + yw / np.sqrt(design.weights)
+        full = res.model.with_response(y).fit("reml")
+        assert f == pytest.approx(full.objective, rel=1e-9)
+        np.testing.assert_allclose(beta, full.fixef, rtol=1e-6)
+        assert sigma == pytest.approx(full.sigma, rel=1e-6)
+    b = res.bootstrap(20, seed=1, progressbar=False)
+    assert b.n_failed == 0
+
+
 def test_bootstrap_table_equals_full_refits(res):
     # the quasi-Newton refits of bootstrap() against ordinary fits of the same y*
     design = res.model.design

@@ -70,6 +70,18 @@ def test_n_10000_without_n_by_n(fits):
     assert rel(kr["se"], sat["se"]).max() < 1e-3
 
 
+def test_weights_scaled_by_a_constant_change_nothing():
+    # weights 4 w are the model with sigma halved: the same Kenward-Roger table
+    data = dataset("sleepstudy")
+    w = 1.0 + (data["Days"] % 3)
+    f = "Reaction ~ Days + (Days | Subject)"
+    a = hierlm.fit(f, data, weights=w).coef_table(ddf="kenward-roger")
+    b = hierlm.fit(f, data, weights=4 * w).coef_table(ddf="kenward-roger")
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-5)
+    plain = hierlm.fit(f, data).coef_table(ddf="kenward-roger")
+    assert rel(a["se"], plain["se"]).max() > 1e-3  # the weights do matter
+
+
 def test_errors(fits, monkeypatch):
     res = fits["sleepstudy_slopes"]
     with pytest.raises(MethodError, match="REML fit"):

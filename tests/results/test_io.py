@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 
 import hierlm
+from hierlm.design.newdata import NewDataCoder
 from hierlm.results import io
 from hierlm.results.result import FitResult
 
@@ -50,6 +51,8 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
         assert np.isnan(b), where
     elif isinstance(a, xr.DataTree):
         assert a.identical(b), where
+    elif isinstance(a, NewDataCoder):
+        assert_same(a.to_dict(), b.to_dict(), where)
     else:
         assert a == b, where
 
@@ -208,3 +211,17 @@ def test_real_nuts_fit_round_trips(tmp_path: Path) -> None:
                          progressbar=False)
     assert res.idata is not None
     assert_same_result(res, hierlm.load(io.save(res, tmp_path / "nuts.hierlm")))
+
+
+def test_weighted_result_with_typed_levels_round_trips(tmp_path: Path) -> None:
+    data = hierlm.load_sleepstudy()
+    data = data.assign(Subject=data.Subject.astype(int), w=1.0 + data.Days % 3,
+                       o=0.5 * data.Days, f=pd.Categorical(np.where(data.Days < 5, "a", "b")))
+    res = hierlm.fit("Reaction ~ Days + f + (Days | Subject)", data, weights="w", offset="o")
+    back = hierlm.load(io.save(res, tmp_path / "w.hierlm"))
+    assert_same_result(res, back)
+    assert back.ranef().level.dtype == np.int64
+    new = data.iloc[[0, 50]].assign(Subject=[308, 999])
+    pd.testing.assert_frame_equal(
+        back.predict(new, allow_new_levels=True, interval="confidence"),
+        res.predict(new, allow_new_levels=True, interval="confidence"), rtol=1e-10)

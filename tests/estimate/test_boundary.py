@@ -1,11 +1,11 @@
-"""Pieces of the optimizer: sign canonicalization and the second-order escape."""
+"""The boundary checks of the optimizer: sign canonicalization and the second-order escape."""
 
 from __future__ import annotations
 
 import numpy as np
 
 import hierlm
-from hierlm.estimate.optimize import _escape_boundary, canonical_signs
+from hierlm.estimate.boundary import canonical_signs, escape_boundary
 from hierlm.objective import compile_objective
 from hierlm.objective.theta import templates
 from tests.conftest import dataset
@@ -27,7 +27,7 @@ def test_escape_finds_the_descent_from_a_maximum_on_the_bound() -> None:
     def f(x: np.ndarray) -> float:
         return float(-x[0] ** 2 + x[0] ** 4 + (x[1] - 1) ** 2)
 
-    out = _escape_boundary(f, np.array([0.0, 1.0]), f(np.array([0.0, 1.0])), np.array([0]))
+    out = escape_boundary(f, np.array([0.0, 1.0]), f(np.array([0.0, 1.0])), np.array([0]))
     assert out is not None and f(out) < f(np.array([0.0, 1.0]))
 
 
@@ -35,7 +35,7 @@ def test_no_escape_at_a_minimum_on_the_bound() -> None:
     def f(x: np.ndarray) -> float:
         return float(x[0] ** 2 + (x[1] - 1) ** 2)
 
-    assert _escape_boundary(f, np.array([0.0, 1.0]), 0.0, np.array([0])) is None
+    assert escape_boundary(f, np.array([0.0, 1.0]), 0.0, np.array([0])) is None
 
 
 def test_dyestuff2_is_still_singular_and_converged() -> None:

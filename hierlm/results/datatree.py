@@ -1,0 +1,122 @@
+"""A fitted result as an ArviZ DataTree, with the layout of a NUTS fit's.
+
+Groups:
+
+``observed_data``
+    ``y[obs]``, the response of the rows used (``obs`` holds the caller's row labels).
+``constant_data``
+    ``X[obs, coef]``, the fixed-effect model matrix; each predictor and grouping column
+    of the formula as ``<column>[obs]`` (the data's values); ``weights[obs]`` and
+    ``offset[obs]`` when the model has them.
+``bootstrap`` (when ``bootstrap`` is given)
+    One draw per bootstrap replicate (``chain`` of length 1): ``beta[coef]``, ``sigma``,
+    ``sd_<group>[<group>_term]`` (a scalar for one coefficient) and
+    ``corr_<group>[<group>_pair]``, the names, dims and
+    coordinates of a NUTS ``posterior``, so that one ArviZ plot can set both side by
+    side, and ``objective``.
+
+A NUTS result's ``idata`` is returned as it is (it already has these groups but the
+bootstrap one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from hierlm.errors import MethodError
+from hierlm.results.nuts_summary import corr_pairs
+from hierlm.results.parameters import parameter_names
+from hierlm.results.varcorr import group_labels
+
+
+def _obs(res: Any) -> Any:
+    return np.asarray(res.row_labels) if res.row_labels is not None else np.arange(res.nobs)
+
+
+def _constant_data(res: Any, obs: np.ndarray) -> xr.Dataset:
+    coder = res.coder
+    coords: dict[str, Any] = {"obs": obs, "coef": list(res.fixef.index)}
+    data: dict[str, Any] = {}
+    if coder is not None:
+        data["X"] = (("obs", "coef"), coder.code(None).X)
+        for c in coder.frame.columns:
+            col = coder.frame[c]
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                col = col.astype(col.cat.categories.dtype)
+            data[str(c)] = (("obs",), np.asarray(col))
+        if coder.weights is not None:
+            data["weights"] = (("obs",), coder.weights)
+        if coder.offset is not None:
+            data["offset"] = (("obs",), coder.offset)
+    return xr.Dataset(data, coords=coords)
+
+
+def bootstrap_dataset(res: Any, replicates: pd.DataFrame) -> xr.Dataset:
+    """The replicates table as a one-chain ``posterior``-like Dataset."""
+    coder = res.coder
+    if coder is None:
+        raise MethodError("this result has no record of its terms; refit to add a bootstrap")
+    fe = list(res.fixef.index)
+    need = ["objective", *fe, *parameter_names(coder)]
+    missing = [c for c in need if c not in replicates.columns]
+    if missing:
+        raise MethodError(f"bootstrap replicates lack column(s): {', '.join(missing)}")
+    R = len(replicates)
+    coords: dict[str, Any] = {"chain": [0], "draw": np.arange(R), "coef": fe}
+
+    def col(name: str) -> np.ndarray:
+        return replicates[name].to_numpy(dtype=np.float64)
+
+    data: dict[str, Any] = {
+        "objective": (("chain", "draw"), col("objective")[None]),
+        "sigma": (("chain", "draw"), col("sigma")[None]),
+    }
+    if fe:
+        data["beta"] = (("chain", "draw", "coef"),
+                        np.column_stack([col(n) for n in fe])[None])
+    for label, t in zip(group_labels(coder), coder.terms, strict=True):  # type: ignore[arg-type]
+        sd = np.column_stack([col(f"sd_{n}|{t.group}") for n in t.coef_names])
+        if t.p == 1:  # a scalar, as in a NUTS posterior
+            data[f"sd_{label}"] = (("chain", "draw"), sd[None, :, 0])
+            continue
+        coords[f"{label}_term"] = list(t.coef_names)
+        data[f"sd_{label}"] = (("chain", "draw", f"{label}_term"), sd[None])
+        if t.p > 1:
+            pairs = corr_pairs(t.p)
+            coords[f"{label}_pair"] = [f"{t.coef_names[j]}, {t.coef_names[k]}" for j, k in pairs]
+            cor = np.column_stack([col(f"cor_{t.coef_names[k]}.{t.coef_names[j]}|{t.group}")
+                                   for j, k in pairs])
+            data[f"corr_{label}"] = (("chain", "draw", f"{label}_pair"), cor[None])
+    return xr.Dataset(data, coords=coords, attrs={"note": f"{R} bootstrap replicates"})
+
+
+def to_datatree(res: Any, bootstrap: Any = None) -> xr.DataTree:
+    """The result as a DataTree (see the module docstring).
+
+    ``bootstrap`` is any object with a ``replicates`` DataFrame whose columns are
+    ``objective``, the fixed-effect names and the names of
+    :func:`hierlm.results.parameters.parameter_names`.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> to_datatree(res)["constant_data"]["X"].shape
+    (180, 2)
+    """
+    if res.method == "NUTS":
+        tree = res.idata.copy()
+        if bootstrap is not None:
+            tree["bootstrap"] = xr.DataTree(bootstrap_dataset(res, bootstrap.replicates))
+        return tree
+    obs = _obs(res)
+    groups = {"observed_data": xr.Dataset({"y": (("obs",), np.asarray(res.y))},
+                                          coords={"obs": obs}),
+              "constant_data": _constant_data(res, obs)}
+    if bootstrap is not None:
+        groups["bootstrap"] = bootstrap_dataset(res, bootstrap.replicates)
+    return xr.DataTree.from_dict(groups)
