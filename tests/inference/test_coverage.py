@@ -9,7 +9,7 @@ the group SD from a 200-replicate parametric bootstrap.  A coverage rate must li
 within 3 Monte Carlo SEs of 0.95 (SE = sqrt(0.95 * 0.05 / 200) = 0.0154: 0.904-0.996).
 
 Result of the last run (seed 20261201): intercept 0.960, slope 0.940, profile SD
-0.980, bootstrap SD 0.930 (3 min 40 s on 2 shared cores).
+0.975, bootstrap SD 0.930 (about 3 min on 2 shared cores).
 """
 
 from __future__ import annotations
