@@ -78,7 +78,10 @@ def run_lme_python(nsim: int) -> dict[str, Any] | None:
     lp.boot_lmer(FORMULA, d, fit, nsim=10, seed=0)
     t = time.perf_counter()
     b = lp.boot_lmer(FORMULA, d, fit, nsim=nsim, seed=1)
-    return {"bootstrap_s": time.perf_counter() - t,
+    wall = time.perf_counter() - t
+    t = time.perf_counter()
+    lp.boot_lmer(FORMULA, d, fit, nsim=nsim, seed=1, n_jobs=1)  # one thread, as hierlm
+    return {"bootstrap_s": wall, "bootstrap_1thread_s": time.perf_counter() - t,
             "n_failed": int(round(nsim * (1 - float(b.prop_converged))))}
 
 
@@ -92,7 +95,10 @@ def main() -> None:
     r = run_lme4(args.nsim)
     lp = run_lme_python(args.nsim)
     load1 = os.getloadavg()
-    rows = [("hierlm", h), ("lme4", r), ("lme-python", lp)]
+    lp1 = None if lp is None or "error" in lp else {"bootstrap_s": lp["bootstrap_1thread_s"],
+                                                   "n_failed": lp["n_failed"]}
+    rows = [("hierlm (1 thread)", h), ("lme4", r), ("lme-python (default threads)", lp),
+            ("lme-python (n_jobs=1)", lp1)]
     lines = [f"# Inference benchmark: sleepstudy `{FORMULA}` (REML)", "",
              f"Load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; "
              f"{args.nsim} bootstrap replicates.", "",
