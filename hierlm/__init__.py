@@ -10,6 +10,8 @@ import time as _time
 
 _IMPORT_STARTED = _time.perf_counter()  # hierlm.demo reports the import's own time
 
+from typing import Any as _Any  # noqa: E402
+
 from hierlm.datasets import load_sleepstudy
 from hierlm.design.matrices import build_design
 from hierlm.errors import (
@@ -28,8 +30,31 @@ from hierlm.results.result import FitResult
 
 __version__ = "0.1.0"
 
+
+def anova(*fits: _Any) -> _Any:
+    """Likelihood-ratio tests between nested models (lme4's ``anova(small, big)``).
+
+    REML fits are refitted by ML first (the table's ``attrs["note"]`` says so).  One
+    row per model, by increasing parameter count: ``npar, aic, bic, loglik, deviance,
+    chisq, df, p`` and, where the smaller model drops one random coefficient,
+    ``p_boundary`` (the chi-bar-square mixture p-value).  See
+    :func:`hierlm.inference.lrt.compare`.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.load_sleepstudy()
+    >>> t = hierlm.anova(hierlm.fit("Reaction ~ Days + (1 | Subject)", d),
+    ...                  hierlm.fit("Reaction ~ Days + (Days | Subject)", d))
+    >>> int(t["df"].iloc[1]), t.attrs["note"][:10]
+    (2, 'REML fits ')
+    """
+    from hierlm.inference.lrt import compare
+
+    return compare(*fits)
+
 __all__ = [
     "ConvergenceWarning", "DataError", "FitResult", "FormulaError", "HierlmError",
     "MethodError", "Model", "PriorError", "ResultFileError", "SingularFitWarning",
-    "build_design", "fit", "load", "load_sleepstudy", "__version__",
+    "anova", "build_design", "fit", "load", "load_sleepstudy", "__version__",
 ]

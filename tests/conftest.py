@@ -30,9 +30,21 @@ def reference() -> dict:
 
 
 @cache
+def inference_reference() -> dict:
+    """lmerTest / pbkrtest / lme4 inference results (``lme4_inference.json``)."""
+    return reference_file("lme4_inference.json")
+
+
+@cache
 def _dataset(name: str) -> pd.DataFrame:
-    return pd.read_csv(REFERENCE / "data" / f"{name}.csv",
-                       dtype={c: str for c in GROUPING[name]})
+    path = REFERENCE / "data" / f"{name}.csv"
+    frame = pd.read_csv(path, dtype={c: str for c in GROUPING[name]})
+    # grouping labels are labels: "None" (a date in alfalfa) is not a missing value
+    labels = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for c in GROUPING[name]:
+        if c in frame.columns:
+            frame[c] = labels[c]
+    return frame
 
 
 def dataset(name: str) -> pd.DataFrame:

@@ -18,6 +18,11 @@ are lme4's ``L_XX``, ``l_yX`` and ``r_yy``, and
 ``log|L_theta|^2 = sum_k log|M_k| + 2 sum_{Z rows} log diag(L_R)``.  The sparse
 product ``A_R1 W A_R1'`` and the dense factor are custom Ops with hand-derived
 gradients (:mod:`hierlm.objective.schur_update`, :mod:`hierlm.objective.chol_logdiag`).
+
+Those Ops are differentiable once.  ``blocked_cholesky(..., smooth=True)`` builds the
+same factor from PyTensor's own batched products, inverse and Cholesky (with the
+dense ``A_R1`` product), which can be differentiated any number of times: the
+inference stage takes Hessians and Jacobians of it (:mod:`hierlm.inference.deviance`).
 """
 
 from __future__ import annotations
@@ -90,7 +95,40 @@ def _first_block(theta: TensorVariable, A11: TensorVariable, p1: int) -> tuple:
     return first_block(T, A11)
 
 
-def blocked_cholesky(theta: TensorVariable, g: GramVars, s: Structure) -> FactorVars:
+def _first_block_smooth(theta: TensorVariable, A11: TensorVariable, p1: int) -> tuple:
+    """:func:`_first_block` from PyTensor's own Ops (any order of derivatives)."""
+    rows, cols = tril_colmajor(p1)
+    if p1 == 1:  # scalar blocks: elementwise
+        t = theta[0]
+        M = A11 * t**2 + 1.0
+        return pt.sqrt(M), pt.log(M).sum(), t**2 / M
+    if p1 == 2:  # 2 x 2 blocks in closed form: elementwise graphs compile fast
+        t0, t1, t2 = theta[0], theta[1], theta[2]
+        a, b, c = A11[:, 0, 0], A11[:, 0, 1], A11[:, 1, 1]
+        m00 = t0 * (a * t0 + b * t1) + t1 * (b * t0 + c * t1) + 1.0
+        m01 = t2 * (t0 * b + t1 * c)
+        m11 = t2**2 * c + 1.0
+        det = m00 * m11 - m01**2
+        i00, i01, i11 = m11 / det, -m01 / det, m00 / det
+        u = t1 * i00 + t2 * i01
+        w00, w01, w11 = t0**2 * i00, t0 * u, t1 * u + t2 * (t1 * i01 + t2 * i11)
+        W = pt.stack([pt.stack([w00, w01], axis=1), pt.stack([w01, w11], axis=1)], axis=1)
+        l00 = pt.sqrt(m00)
+        L1 = pt.stack([pt.stack([l00, 0.0 * l00], axis=1),
+                       pt.stack([m01 / l00, pt.sqrt(det) / l00], axis=1)], axis=1)
+        return L1, pt.log(det).sum(), W
+    T = pt.zeros((p1, p1))[rows, cols].set(theta[: len(rows)])
+    M = pt.matmul(pt.matmul(T.T[None, :, :], A11), T[None, :, :])  # type: ignore[arg-type]
+    M = M + pt.eye(p1)[None, :, :]
+    L1 = pt.linalg.cholesky(M)
+    logdet = 2.0 * pt.log(pt.diagonal(L1, axis1=1, axis2=2)).sum()
+    W = pt.matmul(pt.matmul(T[None, :, :], pt.linalg.inv(M)),  # type: ignore[arg-type]
+                  T.T[None, :, :])
+    return L1, logdet, W
+
+
+def blocked_cholesky(theta: TensorVariable, g: GramVars, s: Structure,
+                     smooth: bool = False) -> FactorVars:
     """Build the graph of the blocked Cholesky factor of ``Omega(theta)``.
 
     Parameters
@@ -101,15 +139,19 @@ def blocked_cholesky(theta: TensorVariable, g: GramVars, s: Structure) -> Factor
         Symbolic Gram blocks.
     s : Structure
         Structural constants of the model.
+    smooth : bool
+        Build from PyTensor's own Ops, differentiable to any order (needs the dense
+        ``A_R1`` in ``g.A_R1_dense`` whatever ``s.dense_r1`` says); the default uses
+        hierlm's fused Ops, which are faster but differentiable once.
 
     Returns
     -------
     FactorVars
     """
     p1 = s.p1
-    L1, logdet_M, W = _first_block(theta, g.A11, p1)
+    L1, logdet_M, W = (_first_block_smooth if smooth else _first_block)(theta, g.A11, p1)
     m = g.A_RR.shape[0]
-    if s.dense_r1:
+    if s.dense_r1 or smooth:
         A3 = g.A_R1_dense.reshape((m, -1, p1))
         B = (A3[:, :, :, None] * W[None, :, :, :]).sum(axis=2)
         U = pt.dot(B.reshape((m, -1)), g.A_R1_dense.T)
@@ -124,7 +166,11 @@ def blocked_cholesky(theta: TensorVariable, g: GramVars, s: Structure) -> Factor
     else:
         Lam = pt.zeros((m, m))[g.lam_row, g.lam_col].set(theta_ext[g.lam_theta])
         S = pt.dot(pt.dot(Lam.T, g.A_RR - U), Lam) + pt.diag(dz)
-    L_R, logd_R = chol_logdiag(S)
+    if smooth:
+        L_R = pt.linalg.cholesky(S)
+        logd_R = pt.log(pt.diagonal(L_R))
+    else:
+        L_R, logd_R = chol_logdiag(S)
     return FactorVars(logdet_M=logdet_M, L1=L1, S=S, L_R=L_R, logd_R=logd_R)
 
 

@@ -44,7 +44,8 @@ from pytensor.graph.replace import clone_replace
 _PACKAGES = ("pytensor", "pymc", "numba", "numpy", "nutpie")
 #: The modules that build cached graphs (relative to the package root).
 GRAPH_SOURCES = ("objective/*.py", "estimate/nuts_model.py", "estimate/nuts_compiled.py",
-                 "estimate/corr_cholesky.py", "results/nuts_summary.py")
+                 "estimate/corr_cholesky.py", "results/nuts_summary.py",
+                 "inference/deviance.py")
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,133 @@ class FitResult:
 
         return format_summary(self)
 
+    # ---- inference after the fit (hierlm.inference): thin wrappers ----------------
+
+    def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Fixed effects with t tests: ``estimate, se, df, t, p`` by coefficient.
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger", "none"}
+            Denominator df: Satterthwaite's (lmerTest's default), Kenward-Roger's
+            (REML fits, as pbkrtest) or none (z tests, df = inf).  The first two
+            need :attr:`model`.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res.coef_table().round(3).loc["Days", ["se", "df"]].tolist()
+        [1.546, 17.0]
+        """
+        from hierlm.inference.anova import coef_table
+
+        return coef_table(self, ddf)
+
+    def anova(self, ddf: str = "satterthwaite", type: int | str = 3) -> pd.DataFrame:
+        """F tests of each fixed-effect term: ``num_df, den_df, F, p`` (lmerTest's
+        ``anova``; ``type`` 3 or 1).
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res.anova().round(2).loc["Days", "F"]
+        np.float64(45.85)
+        """
+        from hierlm.inference.anova import anova_table
+
+        return anova_table(self, ddf, type)
+
+    def contrast(self, L: Any, ddf: str = "satterthwaite", joint: bool = True
+                 ) -> pd.DataFrame:
+        """Test ``L beta = 0`` (rows of ``L``: contrasts over the coefficients in
+        ``fixef`` order): one F test (``joint=True``) or a t test per row.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res.contrast([[0, 1]]).round(2)["den_df"].tolist()
+        [17.0]
+        """
+        from hierlm.inference.anova import contrast
+
+        return contrast(self, L, ddf, joint)
+
+    def ranova(self) -> pd.DataFrame:
+        """lmerTest's likelihood-ratio tests for removing or reducing each random term.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> int(res.ranova()["df"].iloc[1])
+        2
+        """
+        from hierlm.inference.lrt import ranova
+
+        return ranova(self)
+
+    def confint(self, method: str = "profile", level: float = 0.95, **kwargs: Any
+                ) -> pd.DataFrame:
+        """Confidence intervals ``lower, upper`` by parameter (lme4's names).
+
+        Parameters
+        ----------
+        method : {"profile", "wald", "bootstrap"}
+            Profile likelihood (lme4's default), Wald (fixed effects only; NaN for
+            the variance parameters, as lme4) or parametric bootstrap.
+        level : float
+            Confidence level.
+        **kwargs
+            For ``"bootstrap"``: ``n``, ``seed``, ``kind``, ``progressbar``.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res.confint("wald").loc["Days"].round(3).tolist()
+        [7.438, 13.497]
+        """
+        from hierlm.inference.confint import confint
+
+        return confint(self, method, level, **kwargs)
+
+    def profile(self, **kwargs: Any) -> pd.DataFrame:
+        """Profile traces: zeta against each parameter, in long form (lme4's
+        ``as.data.frame(profile(fit))``: ``parameter, value, zeta``).
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res.profile().columns.tolist()
+        ['parameter', 'value', 'zeta']
+        """
+        from hierlm.inference.profile import profile_table
+
+        return profile_table(self, **kwargs)
+
+    def bootstrap(self, n: int, seed: int | None = None, progressbar: bool = True) -> Any:
+        """Parametric bootstrap: ``n`` replicates simulated from the fit and refitted.
+
+        Returns a :class:`hierlm.inference.bootstrap.Bootstrap` with ``.replicates``
+        and ``.confint(level, kind)``.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res.bootstrap(5, seed=1, progressbar=False).replicates.shape
+        (5, 7)
+        """
+        from hierlm.inference.bootstrap import bootstrap
+
+        return bootstrap(self, n, seed=seed, progressbar=progressbar)
+
+    # ---- end of inference wrappers ---------------------------------------------
+
     def save(self, path: str) -> None:
         """Write the result to ``path`` in open formats (JSON, plus netCDF for NUTS draws).
 

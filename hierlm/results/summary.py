@@ -15,6 +15,26 @@ def _fmt(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}" if abs(x) >= 1e5 or (x != 0 and abs(x) < 1e-3) else f"{x:.{digits}f}"
 
 
+def _fmt_p(p: float) -> str:
+    """A p-value as R's ``format.pval`` writes the small ones."""
+    if not np.isfinite(p):
+        return "NA"
+    return "<2e-16" if p < 2e-16 else f"{p:.3g}"
+
+
+def _satterthwaite(res: FitResult) -> pd.DataFrame | None:
+    """lmerTest's coefficient table, or None for a result without its model."""
+    if res.model is None or len(res.fixef) == 0:
+        return None
+    from hierlm.errors import HierlmError
+    from hierlm.inference.anova import coef_table
+
+    try:
+        return coef_table(res, "satterthwaite")
+    except HierlmError:
+        return None
+
+
 def _aligned(rows: list[list[str]], header: list[str], right: set[int]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     out = []
@@ -81,7 +101,13 @@ def format_summary(res: FitResult) -> str:
     se = "Post. SD" if res.method == "NUTS" else "Std. Error"
     fe = pd.DataFrame({est: res.fixef, se: res.fixef_se})
     if res.method != "NUTS":
+        ct = _satterthwaite(res)
+        if ct is not None:
+            lines[-1] = "Fixed effects (t tests with Satterthwaite's df):"
+            fe["df"] = ct["df"]
         fe["t value"] = res.fixef / res.fixef_se
+        if ct is not None:
+            fe["Pr(>|t|)"] = [_fmt_p(p) for p in ct["p"]]
     lines.append(fe.to_string(float_format=lambda v: _fmt(v)))
     if res.method != "NUTS":
         lines.append("")

@@ -72,7 +72,9 @@ def test_reml_result_round_trips_exactly(reml: FitResult, tmp_path: Path) -> Non
     back = hierlm.load(folder)
     assert_same_result(reml, back)
     assert back.optimizer["trace"] == reml.optimizer["trace"]
-    assert back.summary() == reml.summary()
+    # the summary's Satterthwaite df and p-values need the fitted model, which is not
+    # saved: the loaded summary is the one of the result without its model
+    assert back.summary() == dataclasses.replace(reml, model=None).summary()
     doc = json.loads((folder / "result.json").read_text())
     assert doc["format_version"] == io.FORMAT_VERSION
     assert doc["hierlm_version"] == hierlm.__version__

@@ -1,0 +1,82 @@
+"""Confidence intervals of all parameters: Wald, profile likelihood, bootstrap.
+
+Rows are lme4's ``confint(fit, oldNames = FALSE)`` names: the sd/cor parameters and
+``sigma`` (:func:`hierlm.results.parameters.parameter_names`), then the fixed effects.
+
+* ``"wald"``: ``beta-hat -/+ z se`` for the fixed effects; NaN for the variance
+  parameters, as lme4 gives (a Wald interval for an SD is a poor one).
+* ``"profile"``: :mod:`hierlm.inference.profile`.
+* ``"bootstrap"``: :mod:`hierlm.inference.bootstrap` (``n`` replicates, ``seed``,
+  ``kind`` ``"percentile"`` or ``"shortest"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from hierlm.errors import MethodError
+from hierlm.results.parameters import parameter_names
+
+METHODS = ("profile", "wald", "bootstrap")
+
+
+def wald_confint(res: Any, level: float = 0.95) -> pd.DataFrame:
+    """Wald intervals of the fixed effects (NaN rows for the variance parameters).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> wald_confint(res).loc["(Intercept)"].round(2).tolist()
+    [238.03, 264.78]
+    """
+    z = float(scipy.stats.norm.ppf(0.5 + level / 2))
+    est, se = res.fixef.to_numpy(), res.fixef_se.to_numpy()
+    fixed = pd.DataFrame({"lower": est - z * se, "upper": est + z * se}, index=res.fixef.index)
+    names = parameter_names(res.model.design) if res.model is not None else []
+    var = pd.DataFrame(np.nan, index=names, columns=["lower", "upper"])
+    return pd.concat([var, fixed]) if names else fixed
+
+
+def confint(res: Any, method: str = "profile", level: float = 0.95, **kwargs: Any
+            ) -> pd.DataFrame:
+    """Confidence intervals ``lower, upper`` by parameter (see the module docstring).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> confint(res, "wald").index.tolist()[-2:]
+    ['(Intercept)', 'Days']
+    """
+    key = method.lower() if isinstance(method, str) else method
+    if key not in METHODS:
+        raise MethodError(f"unknown confint method {method!r}; use one of {', '.join(METHODS)}")
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
+        raise MethodError(f"level must be between 0 and 1, got {level!r}")
+    if res.method not in ("REML", "ML"):
+        raise MethodError(f"confint needs a REML or ML fit, not {res.method}")
+    if key == "wald":
+        if kwargs:
+            raise MethodError(f"unexpected argument(s) for Wald intervals: {', '.join(kwargs)}")
+        return wald_confint(res, level)
+    if key == "profile":
+        from hierlm.inference.profile import profile_confint
+
+        if kwargs:
+            raise MethodError(f"unexpected argument(s) for profile intervals: "
+                              f"{', '.join(kwargs)}")
+        return profile_confint(res, level)
+    from hierlm.inference.bootstrap import bootstrap
+
+    extra = set(kwargs) - {"n", "seed", "kind", "progressbar"}
+    if extra:
+        raise MethodError(f"unexpected argument(s) for bootstrap intervals: "
+                          f"{', '.join(sorted(extra))}")
+    boot = bootstrap(res, int(kwargs.get("n", 1000)), seed=kwargs.get("seed"),
+                     progressbar=bool(kwargs.get("progressbar", True)))
+    return boot.confint(level, kind=kwargs.get("kind", "percentile"))

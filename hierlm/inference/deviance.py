@@ -1,0 +1,199 @@
+"""The unprofiled deviance in psi = (theta, sigma), its Hessian, and vcov(beta)'s Jacobian.
+
+lmerTest's parameterization of the variance parameters is ``psi = (theta, sigma)``.
+With the blocked factor of ``Omega(theta)`` (:mod:`hierlm.objective.cholesky`;
+``L_XX`` its fixed-effect block, ``r`` its last diagonal entry)::
+
+    ML:    d(psi) = log|L_theta|^2 + n log(2 pi sigma^2) + r^2(theta) / sigma^2
+    REML:  d(psi) = log|L_theta|^2 + 2 log|L_XX| + (n - p) log(2 pi sigma^2) + r^2 / sigma^2
+    C(psi) = sigma^2 (L_XX L_XX')^{-1}                       (vcov of beta-hat)
+
+At the optimum ``A = 2 H^{-1}`` (``H`` the Hessian of ``d``) is the asymptotic
+covariance of psi-hat; lmerTest takes the Moore-Penrose inverse over eigenvalues
+above 1e-8.  One compiled graph per structure (first term's size and whether the
+other terms are scalar) returns ``d``, its gradient, the Hessian-vector product
+``H v`` (reverse over reverse), ``C`` and the gradient of ``<W, C>`` for a weight
+matrix ``W`` (one reverse pass), all by PyTensor's autodiff.  ``len(psi)`` calls with
+unit ``v`` give ``H``; ``p (p + 1) / 2`` calls with symmetric unit ``W`` give the
+Jacobian of ``C`` (both in one loop of calls, microseconds each).  The graph is
+built by :func:`hierlm.objective.cholesky.blocked_cholesky` with ``smooth=True``,
+whose Ops can be differentiated twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import scipy.sparse as sp
+
+from hierlm.objective.cholesky import GramVars, Structure, blocked_cholesky
+from hierlm.objective.gram import GramBlocks
+from hierlm.objective.graph_cache import compile_graph
+from hierlm.objective.profiled import ProfiledObjective, symbolic_gram
+
+_LOCK = threading.Lock()
+#: Eigenvalues of H at most this are left out of its inverse (lmerTest's ``tol``).
+HESSIAN_TOL = 1e-8
+
+
+def _build(p1: int, rest_diagonal: bool) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    psi = pt.vector("psi")
+    v = pt.vector("v")
+    wt = pt.matrix("wt")
+    reml = pt.scalar("reml")
+    n = pt.scalar("n")
+    p = pt.lscalar("p")
+    g = symbolic_gram()
+    theta, sigma = psi[:-1], psi[-1]
+    s = Structure(p1=p1, dense_r1=True, rest_diagonal=rest_diagonal)
+    f = blocked_cholesky(theta, g, s, smooth=True)
+    logd = f.logd_R
+    m = logd.shape[0]
+    idx = pt.arange(m)
+    qr = g.q_rest
+    logdet_Z = f.logdet_M + 2.0 * pt.switch(pt.lt(idx, qr), logd, 0.0).sum()
+    in_x = pt.and_(pt.ge(idx, qr), pt.lt(idx, m - 1))
+    logdet_X = 2.0 * pt.switch(in_x, logd, 0.0).sum()
+    r2 = f.L_R[-1, -1] ** 2
+    s2 = sigma**2
+    d = (logdet_Z + reml * logdet_X + (n - reml * p) * pt.log(2.0 * np.pi * s2) + r2 / s2)
+    L_XX = f.L_R[qr:qr + p, qr:qr + p]
+    Li = pt.linalg.solve_triangular(L_XX, pt.eye(p), lower=True)
+    C = s2 * pt.dot(Li.T, Li)
+    grad: Any = pytensor.grad(d, psi)
+    Hv = pytensor.grad((grad * v).sum(), psi)
+    dC = pytensor.grad((wt * C).sum(), psi)
+    return [psi, v, wt, reml, n, p, *g.__dict__.values()], [d, grad, Hv, C, dC], {}
+
+
+@functools.cache
+def _compiled(p1: int, rest_diagonal: bool) -> Callable:
+    with _LOCK:
+        return compile_graph("inference", (p1, rest_diagonal),
+                             lambda: _build(p1, rest_diagonal)).python_fn
+
+
+def _dense_r1(gram: GramBlocks) -> np.ndarray:
+    """``A_R1`` as a dense ``(m, l1 p1)`` array (the smooth graph's Schur update)."""
+    if gram.dense_r1:
+        return gram.A_R1_dense
+    p1 = gram.A11.shape[1]
+    rows = np.repeat(gram.nz_row, p1)
+    cols = (gram.nz_level[:, None] * p1 + np.arange(p1)[None, :]).ravel()
+    return np.asarray(sp.coo_matrix((gram.nz_val.ravel(), (rows, cols)),
+                                    shape=(gram.m, gram.A11.shape[0] * p1)).toarray())
+
+
+def _inputs(gram: GramBlocks) -> list[np.ndarray]:
+    vals = []
+    dense = _dense_r1(gram)
+    for name in GramVars.__dataclass_fields__:
+        if name == "q_rest":
+            vals.append(np.asarray(gram.q_rest, dtype=np.int64))
+        elif name == "A_R1_dense":
+            vals.append(np.ascontiguousarray(dense))
+        else:
+            vals.append(getattr(gram, name))
+    return vals
+
+
+@dataclass(frozen=True, eq=False)
+class VarparInfo:
+    """The deviance's curvature and vcov(beta)'s sensitivity at one psi.
+
+    Attributes
+    ----------
+    psi : ndarray
+        ``(theta, sigma)``.
+    deviance : float
+        ``d(psi)`` (REML or ML as fitted).
+    gradient : ndarray
+        ``dd/dpsi``.
+    hessian : ndarray, shape (k, k)
+        ``H``.
+    vcov_varpar : ndarray, shape (k, k)
+        ``A = 2 H^+`` (pseudo-inverse over eigenvalues above :data:`HESSIAN_TOL`).
+    vcov_beta : ndarray, shape (p, p)
+        ``C(psi)``.
+    jacobian : ndarray, shape (k, p, p)
+        ``dC/dpsi_j``.
+    reml : bool
+    """
+
+    psi: np.ndarray
+    deviance: float
+    gradient: np.ndarray
+    hessian: np.ndarray
+    vcov_varpar: np.ndarray
+    vcov_beta: np.ndarray
+    jacobian: np.ndarray
+    reml: bool
+
+
+def varpar_info(objective: ProfiledObjective, theta: np.ndarray, sigma: float,
+                reml: bool) -> VarparInfo:
+    """Deviance, gradient, Hessian and vcov(beta) with its Jacobian at ``(theta, sigma)``.
+
+    Parameters
+    ----------
+    objective : ProfiledObjective
+        The model's compiled objective (its design and Gram blocks are used).
+    theta : ndarray
+        Covariance parameters.
+    sigma : float
+        Residual standard deviation.
+    reml : bool
+        REML deviance (True) or ML deviance (False).
+
+    Returns
+    -------
+    VarparInfo
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> info = varpar_info(res.model.objective, res.theta, res.sigma, reml=True)
+    >>> round(info.deviance, 4), info.hessian.shape, info.jacobian.shape
+    (1743.6283, (4, 4), (4, 2, 2))
+    """
+    gram = objective.gram
+    fn = _compiled(objective.structure.p1, objective.structure.rest_diagonal)
+    psi = np.ascontiguousarray(np.append(np.asarray(theta, dtype=float), float(sigma)))
+    k = psi.size
+    rest = [np.asarray(float(reml)), np.asarray(float(gram.n)), np.asarray(gram.p, dtype=np.int64),
+            *_inputs(gram)]
+    pairs = [(a, b) for a in range(gram.p) for b in range(a, gram.p)]
+    H = np.zeros((k, k))
+    J = np.zeros((k, gram.p, gram.p))
+    dev, grad, C = 0.0, np.zeros(k), np.zeros((gram.p, gram.p))
+    # call j: column j of H (v = e_j) and dC_ab/dpsi for the j-th pair (a, b)
+    for j in range(max(k, len(pairs))):
+        v = np.zeros(k)
+        wt = np.zeros((gram.p, gram.p))
+        if j < k:
+            v[j] = 1.0
+        if j < len(pairs):
+            a, b = pairs[j]
+            wt[a, b] = 1.0
+            wt[b, a] = 1.0
+        dev, grad, Hv, C, dC = fn(psi, v, wt, *rest)
+        if j < k:
+            H[:, j] = Hv
+        if j < len(pairs):
+            a, b = pairs[j]
+            J[:, a, b] = J[:, b, a] = dC if a == b else 0.5 * dC
+    H = 0.5 * (H + H.T)
+    w, U = np.linalg.eigh(H)
+    pos = w > HESSIAN_TOL
+    A = 2.0 * (U[:, pos] / w[pos]) @ U[:, pos].T
+    return VarparInfo(psi=psi, deviance=float(dev), gradient=np.asarray(grad), hessian=H,
+                      vcov_varpar=A, vcov_beta=np.asarray(C),
+                      jacobian=J, reml=reml)

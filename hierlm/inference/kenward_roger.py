@@ -1,0 +1,211 @@
+"""Kenward-Roger's adjusted covariance and degrees of freedom (pbkrtest), without n x n matrices.
+
+pbkrtest parameterizes ``V = sum_k gamma_k G_k`` by the entries of each term's
+covariance ``Sigma_i`` (lower triangle by column) and ``sigma^2``:
+``G = Z_i (I_l (x) E) Z_i'`` with ``E = E_aa`` or ``E_ab + E_ba``, and ``G = I_n``
+for ``sigma^2``.  With ``Phi = vcov(beta-hat)`` it forms (``vcovAdj_internal``)::
+
+    P_r  = -X'V^-1 G_r V^-1 X,      Q_rs = X'V^-1 G_r V^-1 G_s V^-1 X,
+    K_rs = tr(G_r V^-1 G_s V^-1),
+    I_rs = K_rs - 2 tr(Phi Q_rs) + tr(P_r Phi P_s Phi),     W = 2 I^-1,
+    U = sum_rs W_rs (Q_rs - P_r Phi P_s),    Phi_A = Phi + 2 Phi U Phi,
+
+and for a hypothesis ``L`` (``q`` rows) the scaled F and its df from ``A1``, ``A2``
+(``.KR_adjust``, ``Lb_ddf``).
+
+Here every product goes through ``q x q`` blocks: ``V = sigma^2 (I + K K')`` with
+``K = Z Lambda``, so ``V^-k = sigma^-2k (I - K T_k K')`` with ``S = K'K``,
+``R = (S + I)^-1``, ``T_1 = R``, ``T_2 = 2R - RSR``, ``T_3 = T_2 + R - R S T_2``, and
+``F'V^-k H = sigma^-2k (F'H - (K'F)' T_k (K'H))`` for ``F, H`` in ``{Z, X}``, from the
+Gram matrices ``Z'Z``, ``Z'X``, ``X'X``.  The cost is ``O(q^3)`` and memory ``O(q^2)``,
+whatever ``n``; models with more than :data:`MAX_Q` random effects are refused.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from hierlm.design.weights import working_design
+from hierlm.errors import MethodError
+from hierlm.objective.gram import term_matrix
+from hierlm.objective.theta import templates, tril_colmajor
+
+#: Largest number of random effects (columns of Z) handled: dense q x q blocks.
+MAX_Q = 4000
+_CACHE: weakref.WeakKeyDictionary[Any, KRInfo] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True, eq=False)
+class KRInfo:
+    """``Phi``, ``Phi_A`` and pbkrtest's ``P`` and ``W`` for one REML fit."""
+
+    phi: np.ndarray
+    phi_adj: np.ndarray
+    P: list[np.ndarray]
+    W: np.ndarray
+
+    def _a12(self, L: np.ndarray) -> tuple[float, float]:
+        Theta = L.T @ np.linalg.solve(L @ self.phi @ L.T, L)
+        TP = Theta @ self.phi
+        u = [TP @ P @ self.phi for P in self.P]
+        A1 = A2 = 0.0
+        for i in range(len(u)):
+            for j in range(i, len(u)):
+                e = 1.0 if i == j else 2.0
+                A1 += e * self.W[i, j] * np.trace(u[i]) * np.trace(u[j])
+                A2 += e * self.W[i, j] * float(np.sum(u[i] * u[j].T))
+        return A1, A2
+
+    def ddf(self, L: np.ndarray) -> tuple[float, float]:
+        """pbkrtest's denominator df and F scaling of ``L beta = 0`` (``L`` full row rank)."""
+        q = L.shape[0]
+        A1, A2 = self._a12(L)
+        B = (A1 + 6 * A2) / (2 * q)
+        g = ((q + 1) * A1 - (q + 4) * A2) / ((q + 2) * A2)
+        den = 3 * q + 2 * (1 - g)
+        c1, c2, c3 = g / den, (q - g) / den, (q + 2 - g) / den
+        V0, V1, V2 = 1 + c1 * B, 1 - c2 * B, 1 - c3 * B
+        V0 = 0.0 if abs(V0) < 1e-10 else V0
+        ratio = 1.0 if abs(1 - A2 / q) < 1e-14 and abs(V1) < 1e-14 else (1 - A2 / q) / V1
+        rho = ratio**2 * V0 / V2 / q
+        df2 = 4 + (q + 2) / (q * rho - 1)
+        scale = 1.0 if abs(df2 - 2) < 1e-2 else df2 * (1 - A2 / q) / (df2 - 2)
+        return float(df2), float(scale)
+
+    def contrast(self, c: np.ndarray) -> tuple[float, float]:
+        """Adjusted variance of ``c beta-hat`` and its df (lmerTest's ``get_KR1D``)."""
+        c = np.asarray(c, dtype=float)
+        return float(c @ self.phi_adj @ c), self.ddf(c[None, :])[0]
+
+    def f_test(self, beta: np.ndarray, L: np.ndarray) -> tuple[int, float, float]:
+        """``(q, ddf, F)``: F of pbkrtest's ``Ftest`` (scaled, with ``Phi_A``)."""
+        q = L.shape[0]
+        d = L @ beta
+        F = float(d @ np.linalg.solve(L @ self.phi_adj @ L.T, d)) / q
+        df2, scale = self.ddf(L)
+        return q, df2, scale * F
+
+
+def _generators(design: Any) -> list[tuple[int, np.ndarray]]:
+    """For each ``gamma_k`` of a term: the term index and the row permutation-with-mask of
+    ``D = I (x) E`` as ``(src, dst)`` index pairs within the term's columns."""
+    out = []
+    for i, term in enumerate(design.terms):
+        rows, cols = tril_colmajor(term.p)
+        base = np.arange(term.n_levels) * term.p
+        for a, b in zip(rows, cols, strict=True):
+            if a == b:
+                pairs = np.stack([base + a, base + a])
+            else:
+                pairs = np.stack([np.concatenate([base + a, base + b]),
+                                  np.concatenate([base + b, base + a])])
+            out.append((i, pairs))
+    return out
+
+
+def _apply_d(pairs: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """``D M`` for ``D = I (x) E``: row ``dst`` of the result is row ``src`` of ``M``."""
+    out = np.zeros_like(M)
+    out[pairs[1]] = M[pairs[0]]
+    return out
+
+
+def kr_info(res: Any) -> KRInfo:
+    """Kenward-Roger's quantities of a REML fit (cached while the result lives).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> kr = kr_info(res)
+    >>> round(kr.contrast([0.0, 1.0])[1], 3)
+    17.0
+    """
+    if res.method != "REML":
+        raise MethodError(f"Kenward-Roger df need a REML fit, not {res.method}")
+    hit = _CACHE.get(res)
+    if hit is not None:
+        return hit
+    from hierlm.inference.anova import require_model
+
+    # the working problem W^1/2 [Z X y-o] (prior weights): V becomes sigma^2 (I + K K')
+    # and pbkrtest's G for sigma^2 the identity, with every quantity unchanged
+    design = working_design(require_model(res, "Kenward-Roger's df").design)
+    q = design.q
+    if q > MAX_Q:
+        raise MethodError(f"Kenward-Roger's df are computed with dense {q} x {q} blocks; "
+                          f"this model has more than {MAX_Q} random effects: use "
+                          f"ddf='satterthwaite'")
+    Z = sp.hstack([term_matrix(t) for t in design.terms], format="csc")
+    X = design.X
+    ZZ = np.asarray((Z.T @ Z).toarray())
+    ZX = np.asarray(Z.T @ X)
+    XX = X.T @ X
+    Lam = sp.block_diag([sp.kron(sp.identity(t.n_levels), sp.csr_matrix(T))
+                         for t, T in zip(design.terms, templates(design, res.theta),
+                                         strict=True)], format="csr")
+    KZ = np.asarray(Lam.T @ ZZ)        # K'Z = Lambda'Z'Z
+    KX = np.asarray(Lam.T @ ZX)          # K'X
+    S = np.asarray(Lam.T @ KZ.T)         # K'K = Lambda'Z'Z Lambda
+    S = 0.5 * (S + S.T)
+    R = sla.cho_solve(sla.cho_factor(S + np.eye(q)), np.eye(q))
+    T1 = R
+    T2 = 2 * R - R @ S @ R
+    T3 = T2 + R - R @ S @ T2
+    s2 = res.sigma**2
+
+    def prod(FtH: np.ndarray, KF: np.ndarray, KH: np.ndarray, T: np.ndarray, k: int
+             ) -> np.ndarray:
+        return (FtH - KF.T @ T @ KH) / s2**k
+
+    ZVZ, ZVX = prod(ZZ, KZ, KZ, T1, 1), prod(ZX, KZ, KX, T1, 1)
+    ZV2Z, ZV2X = prod(ZZ, KZ, KZ, T2, 2), prod(ZX, KZ, KX, T2, 2)
+    XV2X, XV3X = prod(XX, KX, KX, T2, 2), prod(XX, KX, KX, T3, 3)
+    trV2 = (design.nobs - float(np.sum(T2 * S))) / s2**2
+    phi = res.vcov.to_numpy()
+    offs = np.concatenate([[0], np.cumsum([t.q for t in design.terms])])
+    gens = _generators(design)
+    k = len(gens) + 1
+    sl = [slice(offs[i], offs[i + 1]) for i, _ in gens]
+    DZX = [_apply_d(pr, ZVX[s]) for (_, pr), s in zip(gens, sl, strict=True)]
+    P = [-(ZVX[s].T @ d) for d, s in zip(DZX, sl, strict=True)] + [-XV2X]
+    Q = np.empty((k, k), dtype=object)
+    K = np.zeros((k, k))
+    for r in range(k):
+        for s_ in range(r, k):
+            if r < k - 1 and s_ < k - 1:
+                (_, pr), (_, ps) = gens[r], gens[s_]
+                A = _apply_d(pr, ZVZ[sl[r], sl[s_]])                 # D_r Z_i'V^-1 Z_j
+                A = _apply_d(ps, A.T).T                             # ... D_s
+                Q[r, s_] = ZVX[sl[r]].T @ A @ ZVX[sl[s_]]
+                K[r, s_] = float(np.sum(A * ZVZ[sl[s_], sl[r]].T))
+            elif r < k - 1:  # s is sigma^2
+                Q[r, s_] = DZX[r].T @ ZV2X[sl[r]]
+                K[r, s_] = float(np.trace(_apply_d(gens[r][1], ZV2Z[sl[r], sl[r]])))
+            else:
+                Q[r, s_] = XV3X
+                K[r, s_] = trV2
+            K[s_, r] = K[r, s_]
+            Q[s_, r] = Q[r, s_].T
+    IE = np.empty((k, k))
+    for r in range(k):
+        for s_ in range(k):
+            IE[r, s_] = (K[r, s_] - 2 * float(np.sum(phi * Q[r, s_]))
+                         + float(np.sum((phi @ P[r]) * (P[s_] @ phi))))
+    IE = 0.5 * (IE + IE.T)
+    ev = np.abs(np.linalg.eigvalsh(IE))
+    W = 2 * (np.linalg.inv(IE) if ev.min() > 1e-10 else np.linalg.pinv(IE))
+    U = np.zeros_like(phi)
+    for r in range(k):
+        for s_ in range(k):
+            U += W[r, s_] * (Q[r, s_] - P[r] @ phi @ P[s_])
+    U = 0.5 * (U + U.T)
+    info = KRInfo(phi=phi, phi_adj=phi + 2 * phi @ U @ phi, P=P, W=W)
+    _CACHE[res] = info
+    return info

@@ -1,0 +1,293 @@
+"""Profile likelihood: zeta traces and profile confidence intervals (lme4's ``profile``).
+
+As lme4's ``profile.merMod`` (through ``devfun2``), profiles are of the ML deviance
+(a REML fit is refitted by ML first), on the sd/cor scale of
+:mod:`hierlm.results.parameters` (SDs, correlations, sigma), then the fixed effects.
+For a parameter ``phi`` fixed at ``c``::
+
+    zeta(c) = sign(c - phi-hat) sqrt(min_{other parameters} d(c, .) - d-hat),
+
+with ``d(theta, sigma) = log|L_theta|^2 + n log(2 pi sigma^2) + r^2(theta) / sigma^2``
+(beta profiled out; ``log|L|^2`` and ``r^2`` read off the compiled profiled
+objective).  For a fixed effect ``beta_j = b`` the other coefficients and sigma
+have closed forms: with ``V(theta) = (L_XX L_XX')^{-1}``,
+``d = log|L|^2 + n (1 + log(2 pi (r^2 + (b - beta-hat_j)^2 / V_jj) / n))``, minimized
+over theta.  The inner minimizations are L-BFGS-B, each started from the nearest
+solution found so far.  lme4 samples zeta on a grid and interpolates a spline; here
+the interval endpoints are roots of ``zeta(c) = +/- z`` found by Brent's method on a
+bracket, so they carry only the inner optimizer's error.  An endpoint that the
+parameter's bound (SD 0, correlation +/-1) reaches first is the bound.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.optimize
+import scipy.stats
+
+from hierlm.design.terms import ModelDesign
+from hierlm.objective.profiled import ProfiledObjective
+from hierlm.objective.theta import tril_colmajor
+from hierlm.results.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
+
+
+def _bounds(design: ModelDesign) -> list[tuple[float, float]]:
+    out = []
+    for term in design.terms:
+        rows, cols = tril_colmajor(term.p)
+        out += [(0.0, np.inf) if r == c else (-1.0, 1.0) for r, c in zip(rows, cols,
+                                                                          strict=True)]
+    return out + [(0.0, np.inf)]
+
+
+class Profiler:
+    """Profiles of one ML fit (see the module docstring)."""
+
+    def __init__(self, ml: Any) -> None:
+        self.fit = ml
+        self.objective: ProfiledObjective = ml.model.objective
+        self.design: ModelDesign = self.objective.design
+        self.n = self.design.nobs
+        self.names = parameter_names(self.design) + list(ml.fixef.index)
+        self.k = self.design.n_theta + 1
+        self.s_hat = sdcor_from_theta(self.design, ml.theta, ml.sigma)
+        self.base = self._dev_theta(ml.theta, ml.sigma)
+        self.bounds = _bounds(self.design)
+        self.estimates = np.concatenate([self.s_hat, ml.fixef.to_numpy()])
+        self.scale = np.concatenate([self._wald_se_sdcor(), ml.fixef_se.to_numpy()])
+        self._starts: dict[int, list[tuple[float, np.ndarray]]] = {}
+
+    def _wald_se_sdcor(self) -> np.ndarray:
+        """Wald SEs of the sd/cor parameters (first guesses of the endpoints):
+        ``J A J'`` with ``A`` the autodiff vcov of ``(theta, sigma)`` and ``J`` the
+        Jacobian of the closed-form map to sd/cor (central differences of that map)."""
+        from hierlm.inference.deviance import varpar_info
+
+        fallback = np.maximum(np.abs(self.s_hat) * 0.2, 1e-3)
+        try:
+            info = varpar_info(self.objective, self.fit.theta, self.fit.sigma, reml=False)
+        except Exception:  # noqa: BLE001 - only a starting guess
+            return fallback
+        psi = info.psi
+        J = np.zeros((self.k, self.k))
+        for i in range(self.k):
+            h = 1e-6 * max(abs(psi[i]), 1e-3)
+            e = np.zeros(self.k)
+            e[i] = h
+            hi = sdcor_from_theta(self.design, (psi + e)[:-1], (psi + e)[-1])
+            lo = sdcor_from_theta(self.design, (psi - e)[:-1], (psi - e)[-1])
+            J[:, i] = (hi - lo) / (2 * h)
+        se = np.sqrt(np.clip(np.diag(J @ info.vcov_varpar @ J.T), 0.0, None))
+        return np.where(np.isfinite(se) & (se > 0), se, fallback)
+
+    # -- deviances -------------------------------------------------------------
+    def _parts(self, theta: np.ndarray) -> tuple[float, float, np.ndarray]:
+        f, _, _, L_R = self.objective.evaluate(theta, False)
+        r2 = float(L_R[-1, -1] ** 2)
+        logdet = f - self.n * (1.0 + np.log(2 * np.pi * r2 / self.n))
+        return logdet, r2, L_R
+
+    def _dev_theta(self, theta: np.ndarray, sigma: float) -> float:
+        logdet, r2, _ = self._parts(np.asarray(theta, dtype=float))
+        return float(logdet + self.n * np.log(2 * np.pi * sigma**2) + r2 / sigma**2)
+
+    def _dev_s(self, s: np.ndarray) -> float:
+        try:
+            theta, sigma = theta_from_sdcor(self.design, s)
+        except ValueError:
+            return 1e300
+        val = self._dev_theta(theta, sigma)
+        return val if np.isfinite(val) else 1e300
+
+    def _dev_beta(self, theta: np.ndarray, j: int, b: float) -> float:
+        logdet, r2, L_R = self._parts(np.asarray(theta, dtype=float))
+        g = self.objective.gram
+        qr, p = g.q_rest, g.p
+        L_XX = L_R[qr:qr + p, qr:qr + p]
+        Li = np.linalg.solve(L_XX, np.eye(p))
+        Vjj = float(Li[:, j] @ Li[:, j])
+        beta = np.linalg.solve(L_XX.T, L_R[-1, qr:qr + p]) + g.beta_offset
+        rss = r2 + (b - beta[j]) ** 2 / Vjj
+        val = logdet + self.n * (1.0 + np.log(2 * np.pi * rss / self.n))
+        return float(val) if np.isfinite(val) else 1e300
+
+    # -- zeta ------------------------------------------------------------------
+    def _start(self, w: int, c: float, default: np.ndarray) -> np.ndarray:
+        pts = self._starts.get(w)
+        if not pts:
+            return default
+        return min(pts, key=lambda t: abs(t[0] - c))[1]
+
+    def zeta(self, w: int, c: float) -> float:
+        """zeta of parameter ``w`` (index into :attr:`names`) at value ``c``."""
+        est = self.estimates[w]
+        if w < self.k:
+            free = [i for i in range(self.k) if i != w]
+            x0 = self._start(w, c, self.s_hat[free])
+
+            def fn(x: np.ndarray) -> float:
+                s = self.s_hat.copy()
+                s[free] = x
+                s[w] = c
+                return self._dev_s(s)
+
+            bounds: list[tuple[Any, Any]] = [self.bounds[i] for i in free]
+        else:
+            j = w - self.k
+            x0 = self._start(w, c, self.fit.theta)
+            lower = [b[0] if b[0] == 0.0 else None for b in self._theta_bounds()]
+            bounds = [(lo, None) for lo in lower]
+
+            def fn(x: np.ndarray) -> float:
+                return self._dev_beta(x, j, c)
+
+        dmin, x = self._minimize(fn, x0, bounds)
+        self._starts.setdefault(w, []).append((c, x))
+        diff = max(dmin - self.base, 0.0)
+        return float(np.sign(c - est) * np.sqrt(diff))
+
+    def _theta_bounds(self) -> list[tuple[float, float]]:
+        out = []
+        for term in self.design.terms:
+            rows, cols = tril_colmajor(term.p)
+            out += [(0.0, np.inf) if r == c else (-np.inf, np.inf) for r, c in
+                    zip(rows, cols, strict=True)]
+        return out
+
+    @staticmethod
+    def _minimize(fn: Callable[[np.ndarray], float], x0: np.ndarray,
+                  bounds: list[tuple[Any, Any]]) -> tuple[float, np.ndarray]:
+        if len(x0) == 0:
+            return fn(np.zeros(0)), np.zeros(0)
+        x0 = np.array([min(max(v, lo if lo is not None else -np.inf),
+                           hi if hi is not None else np.inf)
+                       for v, (lo, hi) in zip(x0, bounds, strict=True)])
+        lo = np.array([b[0] if b[0] is not None else -np.inf for b in bounds])
+        hi = np.array([b[1] if b[1] is not None else np.inf for b in bounds])
+
+        def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+            # central differences of the (cheap, smooth) inner deviance, one-sided at a
+            # bound; scipy's own finite differences cost more in Python than fn itself
+            f0 = fn(x)
+            g = np.empty_like(x)
+            for i in range(x.size):
+                h = 1e-6 * max(1.0, abs(x[i]))
+                up, dn = x.copy(), x.copy()
+                up[i] = min(x[i] + h, hi[i])
+                dn[i] = max(x[i] - h, lo[i])
+                g[i] = (fn(up) - fn(dn)) / (up[i] - dn[i])
+            return f0, g
+
+        best = (fn(x0), x0)
+        for _ in range(2):  # a restart from the first solution polishes it
+            r = scipy.optimize.minimize(fg, best[1], jac=True, method="L-BFGS-B",
+                                        bounds=bounds,
+                                        options={"ftol": 1e-13, "gtol": 1e-8,
+                                                 "maxiter": 2000})
+            if r.fun < best[0] - 1e-12:
+                best = (float(r.fun), np.asarray(r.x))
+            else:
+                break
+        return best
+
+    # -- endpoints -------------------------------------------------------------
+    def endpoint(self, w: int, target: float) -> float:
+        """The value where zeta crosses ``target`` (the bound if it is reached first)."""
+        est = self.estimates[w]
+        lo, hi = self.bounds[w] if w < self.k else (-np.inf, np.inf)
+        direction = 1.0 if target > 0 else -1.0
+        bound = hi if direction > 0 else lo
+        prev, zprev = est, 0.0
+        c = est + direction * self.scale[w] * abs(target)  # the Wald endpoint
+        for _ in range(80):
+            if direction * (c - bound) >= 0:  # the bound comes first
+                c = float(bound)
+                if abs(self.zeta(w, c)) < abs(target):
+                    return c
+                break
+            z = self.zeta(w, c)
+            if abs(z) >= abs(target):
+                break
+            slope = (z - zprev) / (c - prev)
+            nxt = c + 1.2 * (target - z) / slope if slope * direction > 0 else c + 2 * (c - est)
+            prev, zprev, c = c, z, nxt
+        else:
+            return float("nan")
+        return float(scipy.optimize.brentq(lambda x: self.zeta(w, x) - target,
+                                           min(prev, c), max(prev, c), xtol=1e-12,
+                                           rtol=1e-8))
+
+
+def profiler(res: Any) -> Profiler:
+    """A :class:`Profiler` of the ML refit of ``res`` (needs ``res.model``)."""
+    from hierlm.inference.anova import require_model
+
+    model = require_model(res, "profile")
+    if res.method == "ML":
+        return Profiler(res)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Profiler(model.fit("ml"))
+
+
+def profile_confint(res: Any, level: float = 0.95) -> pd.DataFrame:
+    """Profile-likelihood intervals ``lower, upper`` (lme4's ``confint``, method profile).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> profile_confint(res).loc["sigma"].round(2).tolist()
+    [22.9, 28.86]
+    """
+    from hierlm.model import _blas_controller
+
+    z = float(scipy.stats.norm.ppf(0.5 + level / 2))
+    pr = profiler(res)
+    # one BLAS thread, as in a fit: L-BFGS-B's small BLAS calls are slower threaded
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        rows = [(pr.endpoint(w, -z), pr.endpoint(w, z)) for w in range(len(pr.names))]
+    return pd.DataFrame(rows, index=pr.names, columns=["lower", "upper"])
+
+
+def profile_table(res: Any, alphamax: float = 0.01, points: int = 11) -> pd.DataFrame:
+    """zeta against each parameter in long form: ``parameter, value, zeta``.
+
+    Each parameter's trace runs between the values where ``|zeta|`` reaches lme4's
+    cutoff ``sqrt(chi2_{1 - alphamax}(number of parameters))``, ``points`` on each side.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> tab = profile_table(res, points=3)
+    >>> sorted(tab["parameter"].unique())[:2]
+    ['(Intercept)', 'Days']
+    """
+    from hierlm.model import _blas_controller
+
+    pr = profiler(res)
+    cutoff = float(np.sqrt(scipy.stats.chi2.ppf(1 - alphamax, len(pr.names))))
+    out = []
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        out = _traces(pr, cutoff, points)
+    return pd.DataFrame(out, columns=["parameter", "value", "zeta"])
+
+
+def _traces(pr: Profiler, cutoff: float, points: int) -> list[dict[str, Any]]:
+    out = []
+    for w, name in enumerate(pr.names):
+        lo, hi = pr.endpoint(w, -cutoff), pr.endpoint(w, cutoff)
+        est = pr.estimates[w]
+        vals = np.unique(np.concatenate([np.linspace(lo, est, points + 1),
+                                         np.linspace(est, hi, points + 1)]))
+        vals = vals[np.isfinite(vals)]
+        for c in vals:
+            out.append({"parameter": name, "value": float(c),
+                        "zeta": 0.0 if c == est else pr.zeta(w, float(c))})
+    return out
