@@ -86,15 +86,6 @@ est = {
 recovery = pd.DataFrame({"truth": TRUTH, "REML": est})
 recovery
 
-# %%
-# The checks this study makes: fixed effects within 3 standard errors of the truth,
-# SDs within 25%, the correlation within 0.3.
-assert abs(est["a"] - TRUTH["a"]) < 3 * reml.fixef_se["(Intercept)"]
-assert abs(est["b"] - TRUTH["b"]) < 3 * reml.fixef_se["t"]
-for k in ("tau_a", "tau_b", "sigma"):
-    assert abs(est[k] / TRUTH[k] - 1) < 0.25, k
-assert abs(est["rho"] - TRUTH["rho"]) < 0.3
-
 # %% [markdown]
 # ## Tests and intervals
 #
@@ -107,6 +98,19 @@ reml.coef_table()
 # %%
 ci = reml.confint(method="profile")
 ci
+
+# %% [markdown]
+# The intercept at age 20 lies outside the ages observed (25-63), so $\tau_a$ and the
+# correlation are the least precise estimates. The checks this study makes: every true
+# value inside its 95% profile interval, and the slope and residual SD within 10%.
+
+# %%
+names = {"a": "(Intercept)", "b": "t", "tau_a": "sd_(Intercept)|person",
+         "tau_b": "sd_t|person", "rho": "cor_t.(Intercept)|person", "sigma": "sigma"}
+for key, name in names.items():
+    assert ci.loc[name, "lower"] < TRUTH[key] < ci.loc[name, "upper"], key
+for key in ("b", "sigma"):
+    assert abs(est[key] / TRUTH[key] - 1) < 0.1, key
 
 # %% [markdown]
 # ## Interpreting the random slope
@@ -192,7 +196,9 @@ recovery["NUTS"] = pd.Series(nuts_est)
 recovery
 
 # %%
-for k in ("tau_a", "tau_b", "sigma"):
-    assert abs(nuts_est[k] / TRUTH[k] - 1) < 0.25, k
-assert abs(nuts_est["b"] - TRUTH["b"]) < 3 * reml.fixef_se["t"]
+# NUTS agrees with REML within the REML profile intervals, and recovers b and sigma.
+for key, name in names.items():
+    assert ci.loc[name, "lower"] < nuts_est[key] < ci.loc[name, "upper"], key
+for key in ("b", "sigma"):
+    assert abs(nuts_est[key] / TRUTH[key] - 1) < 0.1, key
 assert nuts.extra["divergences"] == 0 and nuts.extra["max_rhat"] <= 1.01

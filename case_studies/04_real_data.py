@@ -95,14 +95,28 @@ assert nuts.extra["divergences"] == 0 and nuts.extra["max_rhat"] <= 1.01
 az.summary(nuts.idata).head(8)
 
 # %% [markdown]
-# A parametric bootstrap of the REML fit puts its sampling distribution in the
-# posterior's layout, so ArviZ draws REML and NUTS side by side:
+# A parametric bootstrap of the REML fit (1,000 replicates, refitted on the compiled
+# graph) has the same variable names and dimensions as the NUTS posterior
+# (`to_datatree(bootstrap=...)`). Stacked along a new dimension `fit`, with 1,000 of the
+# 4,000 posterior draws, ArviZ draws REML and NUTS side by side in one forest plot:
 
 # %%
-boot = reml.bootstrap(400, seed=1, progressbar=False)
-reml_tree = reml.to_datatree(bootstrap=boot)
-pc = az.plot_forest({"REML (bootstrap)": reml_tree, "NUTS": nuts.idata},
-                    var_names=["beta", "sigma"], combined=True)
+import xarray as xr
+
+boot = reml.bootstrap(1000, seed=1, progressbar=False)
+names = ["sd_Subject", "corr_Subject", "sigma"]
+replicates = reml.to_datatree(bootstrap=boot)["bootstrap"].dataset[names]
+draws = (nuts.idata["posterior"].dataset[names].stack(sample=("chain", "draw"))
+         .isel(sample=slice(None, None, 4)).drop_vars(["sample", "chain", "draw"])
+         .rename({"sample": "draw"}).expand_dims(chain=[0]).transpose("chain", "draw", ...))
+both = xr.concat([replicates.drop_vars(["chain", "draw"], errors="ignore"), draws],
+                 dim=xr.Variable("fit", ["REML bootstrap", "NUTS"]))
+pc = az.plot_forest(xr.DataTree.from_dict({"posterior": both}), combined=True,
+                    aes={"color": ["fit"]})
+pc.add_legend("fit")
+
+# %%
+boot.confint(0.95)
 
 # %% [markdown]
 # ## InstEval: a large crossed design
