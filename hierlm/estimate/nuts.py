@@ -46,7 +46,7 @@ from hierlm.estimate.nuts_nutpie import nutpie_sample
 from hierlm.estimate.priors import Priors, resolve_priors
 from hierlm.estimate.pymc_progress import progress_bar_without_matplotlib
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.results.diagnostics import diagnostics_table
+from hierlm.results.diagnostics import diagnostics_table, loo_summary
 from hierlm.results.nuts_summary import (
     coords_of,
     derived_variables,
@@ -223,7 +223,8 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
     extra = {**settings, "priors": pr.as_dict(design), "prior_lines": pr.describe(design),
              "diagnostics": diag, "divergences": divergences,
              "max_rhat": float(diag["r_hat"].max()), "min_ess_bulk": float(diag["ess_bulk"].min()),
-             "ranef_draws": n_ranef, "log_likelihood_note": ll_note}
+             "ranef_draws": n_ranef, "log_likelihood_note": ll_note,
+             "loo": loo_summary(dt)}
     messages = tuple(diagnostic_messages(extra))
     for msg in messages:
         warn(f"NUTS: {msg}", UserWarning)

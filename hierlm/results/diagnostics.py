@@ -78,3 +78,23 @@ def diagnostics_table(posterior: Any, var_names: list[str]) -> pd.DataFrame:
     }
     return pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in table.items()},
                         index=pd.Index(labels))
+
+
+def loo_summary(tree: Any) -> dict[str, Any] | None:
+    """PSIS-LOO over the ``log_likelihood`` group (ArviZ), as plain numbers.
+
+    ``elpd_loo`` and its ``se``, the effective number of parameters ``p_loo``, and the
+    count of units whose Pareto ``k`` exceeds ArviZ's ``good_k`` (their LOO estimate is
+    unreliable; refit without them, or use K-fold cross-validation).  None where the
+    fit has no ``log_likelihood`` group.
+    """
+    if "log_likelihood" not in tree.children:
+        return None
+    import arviz as az
+
+    loo = az.loo(tree)
+    k = np.asarray(loo.pareto_k).ravel()
+    unit = str(tree["log_likelihood"]["y"].dims[-1]).removesuffix("_level")
+    return {"elpd_loo": float(loo.elpd), "se": float(loo.se), "p_loo": float(loo.p),
+            "unit": unit, "n_units": int(k.size),
+            "n_bad_k": int(np.sum(k > float(loo.good_k)))}

@@ -251,10 +251,23 @@ def format_nuts_footer(res: FitResult) -> list[str]:
     lines.append("Point estimates: posterior mean of beta; posterior medians of sigma, "
                  "SDs and correlations; random effects: posterior mean and SD "
                  f"({x.get('ranef_draws', 0)} draws)")
-    lines.append("logLik/AIC/BIC: at those point estimates")
-    note = x.get("log_likelihood_note")
-    if note:
-        lines.append(note)
+    loo = x.get("loo")
+    note = x.get("log_likelihood_note") or ""
+    if loo:
+        lines.append(f"Model comparison: PSIS-LOO leaving out one level of {loo['unit']!r} "
+                     f"at a time ({loo['n_units']} levels): elpd_loo {loo['elpd_loo']:.2f} "
+                     f"(SE {loo['se']:.2f}), p_loo {loo['p_loo']:.2f}; compare fits with "
+                     f"arviz.compare")
+        if loo["n_bad_k"]:
+            lines.append(f"  {loo['n_bad_k']} of {loo['n_units']} levels have Pareto k above "
+                         f"ArviZ's threshold: their LOO terms are unreliable (K-fold "
+                         f"cross-validation by refitting without each fold is the check)")
+    elif note:
+        lines.append(f"Model comparison: {note}; compare models with hierlm.anova on REML/ML "
+                     f"fits (likelihood-ratio tests, AIC/BIC), or by K-fold cross-validation "
+                     f"(refit without each fold and score its held-out rows)")
+    lines.append("logLik/AIC/BIC (res.loglik, res.aic, res.bic): frequentist quantities at "
+                 "the posterior point estimates, not posterior model comparison")
     problems = diagnostic_messages(res.extra)
     if problems:
         msg = "NUTS diagnostics: " + "; ".join(problems)

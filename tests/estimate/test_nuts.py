@@ -116,8 +116,12 @@ def test_summary_and_warnings(sleep_fit: FitResult) -> None:
     assert text.splitlines()[0] == "Bayesian linear mixed model fit by NUTS ['hierlm']"
     for needle in ("Priors:", "HalfStudentT", "LKJ(eta=2)", "r_hat", "ess_bulk", "ess_tail",
                    "Divergent transitions:", "corr_Subject[(Intercept), Days]",
-                   "Post. mean", "log_likelihood"):
+                   "Post. mean", "PSIS-LOO leaving out one level of 'Subject'",
+                   "not posterior model comparison"):
         assert needle in text
+    import arviz as az
+
+    assert f"elpd_loo {float(az.loo(sleep_fit.idata).elpd):.2f}" in text
     # 300 draws in all cannot reach ess_bulk 400 for every parameter.
     assert sleep_fit.extra["min_ess_bulk"] < 400
     assert any("ess_bulk" in str(w.message) for w in caught)
@@ -151,7 +155,9 @@ def test_crossed_design_has_no_log_likelihood() -> None:
     assert ds is None and "crossed" in note
     res = SimpleNamespace(extra={"log_likelihood_note": note, "divergences": 0,
                                  "max_rhat": 1.0, "min_ess_bulk": 1000.0})
-    assert note in format_nuts_footer(res)  # type: ignore[arg-type]
+    footer = "\n".join(format_nuts_footer(res))  # type: ignore[arg-type]
+    assert f"Model comparison: {note}" in footer
+    assert "hierlm.anova" in footer and "K-fold cross-validation" in footer
 
 
 def test_nested_design() -> None:
