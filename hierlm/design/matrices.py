@@ -289,20 +289,30 @@ def _lme4_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     return [terms[i] for i in sorted(range(len(terms)), key=lambda i: nl[i])[::-1]]
 
 
-def _check_frame(data: object, used: set[str]) -> pd.DataFrame:
-    """The used columns of ``data``, validated; raise DataError naming the fault."""
+def check_columns(data: object, used: set[str], name: str = "data",
+                  require_rows: bool = True) -> pd.DataFrame:
+    """``data`` as a DataFrame holding each of ``used`` once; DataError naming the fault.
+
+    Shared by fitting data and new data (``name`` is how messages call the frame).
+    """
     if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        raise DataError(f"{name} must be a pandas DataFrame, got {type(data).__name__}")
     if isinstance(data.columns, pd.MultiIndex):
-        raise DataError("data has MultiIndex columns; flatten them to single string names")
-    if len(data) == 0:
-        raise DataError("data has no rows")
+        raise DataError(f"{name} has MultiIndex columns; flatten them to single string names")
+    if require_rows and len(data) == 0:
+        raise DataError(f"{name} has no rows")
     missing = sorted(c for c in used if c not in data.columns)
     if missing:
-        raise DataError(f"column(s) not found in data: {', '.join(missing)}")
+        raise DataError(f"column(s) not found in {name}: {', '.join(missing)}")
     dup = sorted({str(c) for c in data.columns[data.columns.duplicated()]} & used)
     if dup:
-        raise DataError(f"column name(s) appear more than once in data: {', '.join(dup)}")
+        raise DataError(f"column name(s) appear more than once in {name}: {', '.join(dup)}")
+    return data
+
+
+def _check_frame(data: object, used: set[str]) -> pd.DataFrame:
+    """The used columns of ``data``, validated; raise DataError naming the fault."""
+    data = check_columns(data, used)
     cols = [c for c in data.columns if c in used]
     for c in cols:
         if pd.api.types.is_complex_dtype(data[c]):

@@ -196,17 +196,8 @@ class NewDataCoder:
                          weights=weights, index=newdata.index)
 
     def _checked(self, newdata: object, values: set[str], grouping: set[str]) -> pd.DataFrame:
-        if not isinstance(newdata, pd.DataFrame):
-            raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
-        if isinstance(newdata.columns, pd.MultiIndex):
-            raise DataError("newdata has MultiIndex columns; flatten them to single string names")
         used = values | grouping
-        missing = sorted(c for c in used if c not in newdata.columns)
-        if missing:
-            raise DataError(f"column(s) not found in newdata: {', '.join(missing)}")
-        dup = sorted({str(c) for c in newdata.columns[newdata.columns.duplicated()]} & used)
-        if dup:
-            raise DataError(f"column name(s) appear more than once in newdata: {', '.join(dup)}")
+        newdata = _m.check_columns(newdata, used, "newdata", require_rows=False)
         out = {}
         for c in sorted(used):
             col = newdata[c].reset_index(drop=True)
