@@ -37,7 +37,7 @@ from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 from pytensor.tensor.variable import TensorVariable
 
-from hierlm.objective.lapack import source_version
+from hierlm.objective.jit.lapack import source_version
 
 _VERSION = source_version(Path(__file__))
 

@@ -162,6 +162,8 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
     else:
         import pymc as pm
 
+        import hierlm.objective.jit  # noqa: F401 - PyMC links the model with Numba
+
         c = compiled(objective, pr)
         kwargs: dict[str, Any] = {"cores": cores or min(chains, os.cpu_count() or 1)}
         if starts:

@@ -322,7 +322,7 @@ def bootstrap(res: Any, n: int, seed: int | None = None, progressbar: bool = Tru
 
     H = info_of(res).hessian
     hess = H[:-1, :-1] - np.outer(H[:-1, -1], H[-1, :-1]) / H[-1, -1]
-    refitter = _Refitter(model.objective, reml, hess)
+    refitter = _Refitter(model.objective.with_backend("numba"), reml, hess)  # many evaluations
     Zs = [term_matrix(t) for t in work.terms]
     names = ["objective", *res.fixef.index, *parameter_names(design)]
     out = np.full((n, len(names)), np.nan)

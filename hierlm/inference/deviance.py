@@ -75,9 +75,12 @@ def _build(p1: int, rest_diagonal: bool) -> tuple[list[Any], list[Any], dict[str
 
 @functools.cache
 def _compiled(p1: int, rest_diagonal: bool) -> Callable:
+    # Linked by PyTensor's Python VM: a handful of calls per fit, each dominated by
+    # dense linear algebra, so compiling machine code (minutes for a new structure)
+    # would never pay for itself.
     with _LOCK:
         return compile_graph("inference", (p1, rest_diagonal),
-                             lambda: _build(p1, rest_diagonal)).python_fn
+                             lambda: _build(p1, rest_diagonal)).vm_fn
 
 
 def _dense_r1(gram: GramBlocks) -> np.ndarray:

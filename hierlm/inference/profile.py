@@ -50,7 +50,8 @@ class Profiler:
 
     def __init__(self, ml: Any) -> None:
         self.fit = ml
-        self.objective: ProfiledObjective = ml.model.objective
+        # thousands of evaluations: machine code pays for itself
+        self.objective: ProfiledObjective = ml.model.objective.with_backend("numba")
         self.design: ModelDesign = self.objective.design
         self.n = self.design.nobs
         self.names = parameter_names(self.design) + list(ml.fixef.index)

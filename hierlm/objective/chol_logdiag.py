@@ -21,61 +21,48 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 import pytensor.tensor as pt
+import scipy.linalg.lapack
 from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 from pytensor.tensor.variable import TensorVariable
 
-from hierlm.objective import lapack
-from hierlm.objective.lapack import KERNEL_VERSION
+
+def chol_values(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(L, log diag L)`` of ``S = L L'`` in NumPy; NaN when ``S`` is not positive
+    definite (the Numba kernel is :mod:`hierlm.objective.jit.chol_logdiag`).
+
+    Examples
+    --------
+    >>> L, g = chol_values(np.array([[4.0, 2.0], [2.0, 5.0]]))
+    >>> L.tolist(), np.exp(g).tolist()
+    ([[2.0, 0.0], [1.0, 2.0]], [2.0, 2.0])
+    """
+    try:
+        L = np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        return np.full(S.shape, np.nan), np.full(S.shape[0], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return L, np.log(np.diagonal(L))
 
 
-@numba.njit(cache=True)
-def chol_kernel(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
-    """``(L, log diag L)``; NaN when ``S`` is not positive definite."""
-    L = np.ascontiguousarray(S).copy()
-    info = lapack.potrf_lower(L)
-    n = L.shape[0]
-    g = np.empty(n)
+def chol_grad_values(L: np.ndarray, gbar: np.ndarray) -> np.ndarray:
+    """``1/2 L^{-T} diag(gbar) L^{-1}`` (full symmetric matrix), in NumPy.
+
+    Examples
+    --------
+    >>> chol_grad_values(np.array([[2.0, 0.0], [1.0, 2.0]]), np.array([1.0, 1.0])).tolist()
+    [[0.15625, -0.0625], [-0.0625, 0.125]]
+    """
+    if L.shape[0] == 0:
+        return np.zeros((0, 0))
+    X, info = scipy.linalg.lapack.dtrtri(L, lower=1)
     if info != 0:
-        L[:, :] = np.nan
-        g[:] = np.nan
-        return L, g
-    for i in range(n):
-        g[i] = np.log(L[i, i])
-    return L, g
-
-
-@numba.njit(cache=True)
-def _half_gram(X: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """Lower triangle of ``1/2 X' diag(w) X`` for lower-triangular ``X`` and ``w >= 0``."""
-    n = X.shape[0]
-    Y = np.zeros((n, n))
-    for i in range(n):
-        s = np.sqrt(0.5 * w[i])
-        for j in range(i + 1):
-            Y[i, j] = X[i, j] * s
-    lapack.lauum_lower(Y)
-    return Y
-
-
-@numba.njit(cache=True)
-def chol_grad_kernel(L: np.ndarray, gbar: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """``1/2 L^{-T} diag(gbar) L^{-1}`` (full symmetric matrix)."""
-    n = L.shape[0]
-    X = np.ascontiguousarray(L).copy()
-    lapack.trtri_lower(X)
-    out = _half_gram(X, np.maximum(gbar, 0.0))
-    if np.any(gbar < 0.0):
-        out -= _half_gram(X, np.maximum(-gbar, 0.0))
-    for i in range(n):
-        for j in range(i + 1, n):
-            out[i, j] = out[j, i]
-    return out
+        return np.full(L.shape, np.nan)
+    out = 0.5 * (X.T * gbar) @ X
+    return 0.5 * (out + out.T)
 
 
 class CholLogDiagGrad(Op):
@@ -88,7 +75,7 @@ class CholLogDiagGrad(Op):
                      [pt.matrix(dtype="float64")])
 
     def perform(self, node: Apply, inputs: Any, outputs: Any) -> None:
-        outputs[0][0] = chol_grad_kernel(inputs[0], np.ascontiguousarray(inputs[1]))
+        outputs[0][0] = chol_grad_values(inputs[0], inputs[1])
 
 
 class CholLogDiag(Op):
@@ -101,7 +88,7 @@ class CholLogDiag(Op):
                      [pt.matrix(dtype="float64"), pt.vector(dtype="float64")])
 
     def perform(self, node: Apply, inputs: Any, outputs: Any) -> None:
-        L, g = chol_kernel(inputs[0])
+        L, g = chol_values(inputs[0])
         outputs[0][0] = L
         outputs[1][0] = g
 
@@ -126,21 +113,3 @@ def chol_logdiag(S: TensorVariable) -> tuple[TensorVariable, TensorVariable]:
     """
     L, g = _CHOL_LOGDIAG(S)  # type: ignore[misc]
     return L, g  # type: ignore[return-value]
-
-
-@register_funcify_default_op_cache_key(CholLogDiag)
-def _numba_chol(op: CholLogDiag, node: Apply, **kwargs: Any) -> Any:
-    @numba.njit
-    def fn(S):  # type: ignore[no-untyped-def]  # pragma: no cover
-        return chol_kernel(S)
-
-    return fn, KERNEL_VERSION
-
-
-@register_funcify_default_op_cache_key(CholLogDiagGrad)
-def _numba_chol_grad(op: CholLogDiagGrad, node: Apply, **kwargs: Any) -> Any:
-    @numba.njit
-    def fn(L, gbar):  # type: ignore[no-untyped-def]  # pragma: no cover
-        return chol_grad_kernel(L, np.ascontiguousarray(gbar))
-
-    return fn, KERNEL_VERSION

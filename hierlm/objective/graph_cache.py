@@ -5,6 +5,14 @@ Compiling a PyTensor graph has three costs: building it (Python), rewriting it
 and generating machine code (Numba, which PyTensor already caches on disk).  Only the
 first two were paid again in every process.  :func:`compile_graph` also keeps the
 *rewritten* graph on disk: a later process loads it and skips building and rewriting.
+
+One rewritten graph has two links.  :attr:`CompiledGraph.fn` and ``python_fn`` are
+Numba's: fastest per call, but a new structure costs tens of seconds of compiling,
+and even a cached one costs about a second per process (importing Numba, starting its
+compiler, loading the machine code).  :attr:`CompiledGraph.vm_fn` is PyTensor's Python
+VM over the Ops' NumPy ``perform``: nothing is compiled and Numba is not imported, at
+about a millisecond of overhead per call.  The graph is rewritten as for Numba either
+way (:func:`rewrite_mode`), so both links run the same nodes.
 Called from Python (:attr:`CompiledGraph.python_fn`) it goes through a one-line
 Numba wrapper cached under the graph's digest, whose machine code includes the
 graph's, so a warm process does not even convert the graph to Numba.
@@ -29,17 +37,24 @@ import importlib.metadata
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytensor
+from pytensor.compile.inner_function import HasInnerFunction
+from pytensor.compile.io import In, Out
+from pytensor.compile.mode import Mode, get_mode
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Variable
 from pytensor.graph.destroyhandler import DestroyHandler
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.replace import clone_replace
+from pytensor.graph.rewriting.basic import SequentialGraphRewriter
+from pytensor.link.numba.linker import NumbaLinker  # imports no Numba
+from pytensor.link.vm import VMLinker
 
 _PACKAGES = ("pytensor", "pymc", "numba", "numpy", "nutpie")
 #: The modules that build cached graphs (relative to the package root).
@@ -75,6 +90,8 @@ class CompiledGraph:
         Numba's cache when PyTensor has compiled this graph before)."""
         from pytensor.link.numba.dispatch.basic import numba_funcify_ensure_cache, numba_njit
 
+        import hierlm.objective.jit  # noqa: F401 - registers hierlm's Numba kernels
+
         py_fn: Any
         py_fn, key = numba_funcify_ensure_cache(self.fgraph)
         return numba_njit(py_fn.py_func, final_function=True, cache=key is not None)
@@ -94,6 +111,35 @@ class CompiledGraph:
         if self.digest is None:
             return self.fn
         return _WarmCall(self)
+
+    @functools.cached_property
+    def vm_fn(self) -> Callable[..., Any]:
+        """The graph on PyTensor's Python VM: ``vm_fn(*inputs) -> list of outputs``.
+
+        Links in a fraction of a second; nothing is compiled (no C, no Numba).
+        """
+        with pytensor.config.change_flags(cxx=""):
+            mode = Mode(_vm_linker(), SequentialGraphRewriter())  # link only
+            fg = self.fgraph.clone()
+            fn = mode.function_maker([In(v) for v in fg.inputs], [Out(v) for v in fg.outputs],
+                                     mode, fgraph=fg, accept_inplace=True,
+                                     on_unused_input="ignore").create()
+        fn.trust_input = True
+        return fn  # type: ignore[no-any-return]
+
+
+def _vm_linker() -> VMLinker:
+    """PyTensor's Python VM (Python thunks only) asking for the Numba linker's rewrites."""
+    linker = VMLinker(use_cloop=False, c_thunks=False, allow_gc=False)
+    linker.required_rewrites = NumbaLinker.required_rewrites
+    linker.incompatible_rewrites = NumbaLinker.incompatible_rewrites
+    return linker
+
+
+def rewrite_mode() -> Mode:
+    """The mode graphs are rewritten in: Numba's rewrites, linked by the Python VM, so
+    rewriting compiles nothing (either link then runs the rewritten graph)."""
+    return Mode(_vm_linker(), get_mode("NUMBA").provided_optimizer)
 
 
 class NotNeeded:
@@ -199,8 +245,22 @@ def _load(path: Path) -> tuple[FunctionGraph, dict[str, Any]] | None:
     return fgraph, meta
 
 
+def _inner_function_ops(fgraph: FunctionGraph) -> list[HasInnerFunction]:
+    out: list[HasInnerFunction] = []
+    for node in fgraph.apply_nodes:
+        if isinstance(node.op, HasInnerFunction):
+            out += [node.op, *_inner_function_ops(node.op.fgraph)]  # type: ignore[arg-type]
+    return out
+
+
 def _store(path: Path, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
+    # Ops with an inner graph (fused loops) hold the inner function the rewrite's VM
+    # linked: it is process state, not graph, so it stays out of the file.
+    inner = _inner_function_ops(fgraph)
+    linked = [op._fn for op in inner]
     try:
+        for op in inner:
+            op._fn = None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
@@ -208,6 +268,9 @@ def _store(path: Path, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except Exception:  # noqa: BLE001 - a cache that cannot be written only costs time
         pass
+    finally:
+        for op, fn in zip(inner, linked, strict=True):
+            op._fn = fn
 
 
 def compile_graph(name: str, key: Any,
@@ -248,8 +311,11 @@ def compile_graph(name: str, key: Any,
     if loaded is not None:
         return CompiledGraph(loaded[0], loaded[1], digest, loaded=True)
     inputs, outputs, meta = build()
-    compiled = pytensor.function(list(inputs), list(outputs), trust_input=True,
-                                 on_unused_input="ignore")
+    with pytensor.config.change_flags(cxx=""), warnings.catch_warnings():
+        # a rewrite's note that it left two loops unfused: nothing for the user to do
+        warnings.filterwarnings("ignore", message="Loop fusion failed", category=UserWarning)
+        compiled = pytensor.function(list(inputs), list(outputs), trust_input=True,
+                                     on_unused_input="ignore", mode=rewrite_mode())
     rewritten = compiled.maker.fgraph
     # Shared variables become plain inputs: their values are the caller's, per call,
     # and stay out of the file.

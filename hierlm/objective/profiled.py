@@ -8,11 +8,24 @@ structure, and refitting with a new response reuses it without recompiling.
 REML criterion.  The gradient comes from PyTensor's reverse-mode autodiff.  The
 rewritten graph is kept on disk (:mod:`hierlm.objective.graph_cache`), so a new
 process only links it.
+
+Two links of the same graph (``backend``): ``"numba"`` (machine code; about 30 us per
+evaluation of sleepstudy, but tens of seconds to compile a new structure and about a
+second per process to start Numba) and ``"vm"`` (PyTensor's Python VM over NumPy;
+a few milliseconds per evaluation of a small design, nothing compiled).  A fit needs
+tens of evaluations, so ``"auto"`` (the default) links with Numba only when one
+evaluation's arithmetic is large (:func:`choose_backend`).  Otherwise it starts on the
+VM and moves to Numba once this process has spent :data:`VM_BUDGET_S` seconds
+evaluating the structure on the VM (many fits in a loop, a simulation study), as a
+tiered JIT does.  Callers that evaluate thousands of times (bootstrap, profiles) ask
+for ``"numba"`` directly (:meth:`ProfiledObjective.with_backend`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +35,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from hierlm.design.terms import ModelDesign
+from hierlm.errors import MethodError
 from hierlm.objective.cholesky import (
     GramVars,
     Structure,
@@ -29,10 +43,47 @@ from hierlm.objective.cholesky import (
     profiled_objective,
 )
 from hierlm.objective.gram import GramBlocks, compute_gram
-from hierlm.objective.graph_cache import compile_graph
+from hierlm.objective.graph_cache import CompiledGraph, compile_graph
 
-_CACHE: dict[Structure, Callable] = {}
+_GRAPHS: dict[Structure, CompiledGraph] = {}
+_CACHE: dict[tuple[Structure, str], Callable] = {}
 _LOCK = threading.Lock()
+BACKENDS = ("auto", "vm", "numba")
+#: Multiply-adds of one evaluation above which ``"auto"`` links with Numba.
+NUMBA_WORK = 2e6
+#: Seconds of VM evaluation of one structure, per process, after which ``"auto"``
+#: moves that structure to Numba.
+VM_BUDGET_S = 2.0
+
+
+class TieredCall:
+    """The VM's function until it has run :data:`VM_BUDGET_S` seconds, then Numba's.
+
+    Attributes
+    ----------
+    link : str
+        ``"vm"`` or ``"numba"``: what the next call runs.
+    """
+
+    def __init__(self, s: Structure) -> None:
+        self._s = s
+        self._vm = compiled_for(s, "vm")
+        self._numba: Callable | None = None
+        self.spent = 0.0
+
+    @property
+    def link(self) -> str:
+        return "vm" if self._numba is None else "numba"
+
+    def __call__(self, *args: Any) -> Any:
+        if self._numba is not None:
+            return self._numba(*args)
+        t0 = time.perf_counter()
+        out = self._vm(*args)
+        self.spent += time.perf_counter() - t0
+        if self.spent > VM_BUDGET_S:
+            self._numba = compiled_for(self._s, "numba")
+        return out
 
 
 def structure_of(design: ModelDesign, gram: GramBlocks) -> Structure:
@@ -82,17 +133,62 @@ def _build(s: Structure) -> tuple[list[Any], list[Any], dict[str, Any]]:
     return [theta, reml, n, p, *g.__dict__.values()], [obj, grad, f.L1, f.L_R], {}
 
 
-def _compile(s: Structure) -> Callable:
-    return compile_graph("profiled", s, lambda: _build(s)).python_fn
+def work_of(gram: GramBlocks) -> float:
+    """Multiply-adds of one evaluation, roughly: the first term's blocks
+    (``l1 p1^3``), the Schur update (``sum_k nnz_k^2 p1`` by pairs, or ``m^2 l1 p1``
+    when ``A_R1`` is stored dense) and the dense factor of the rest (``m^3 / 3``).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective.gram import compute_gram
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> work_of(compute_gram(d))
+    477.0
+    """
+    l1, p1 = gram.A11.shape[0], gram.A11.shape[1]
+    m = float(gram.m)
+    if gram.dense_r1:
+        schur = m * m * l1 * p1
+    else:
+        schur = float((np.diff(gram.level_ptr).astype(np.float64) ** 2).sum()) * p1
+    return float(l1 * p1 ** 3 + schur + m ** 3 / 3)
 
 
-def compiled_for(s: Structure) -> Callable:
-    """The compiled objective function for a structure, compiled on first use."""
-    with _LOCK:
-        fn = _CACHE.get(s)
+def choose_backend(gram: GramBlocks) -> str:
+    """``"numba"`` when :func:`work_of` exceeds :data:`NUMBA_WORK`, else ``"vm"``.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective.gram import compute_gram
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> choose_backend(compute_gram(d))
+    'vm'
+    """
+    return "numba" if work_of(gram) > NUMBA_WORK else "vm"
+
+
+def compiled_for(s: Structure, backend: str = "numba") -> Callable:
+    """The objective function of a structure linked by ``backend`` (``"vm"``,
+    ``"numba"``, or ``"auto"``: a :class:`TieredCall`), made on first use and shared
+    by every model of the structure in this process."""
+    if backend == "auto":
+        with _LOCK:
+            fn = _CACHE.get((s, backend))
         if fn is None:
-            fn = _compile(s)
-            _CACHE[s] = fn
+            fn = TieredCall(s)
+            with _LOCK:
+                fn = _CACHE.setdefault((s, backend), fn)
+        return fn
+    with _LOCK:
+        fn = _CACHE.get((s, backend))
+        if fn is None:
+            graph = _GRAPHS.get(s)
+            if graph is None:
+                graph = _GRAPHS[s] = compile_graph("profiled", s, lambda: _build(s))
+            fn = graph.vm_fn if backend == "vm" else graph.python_fn
+            _CACHE[(s, backend)] = fn
     return fn
 
 
@@ -113,6 +209,23 @@ class ProfiledObjective:
     gram: GramBlocks
     structure: Structure
     fn: Callable
+    backend: str = "numba"
+
+    def with_backend(self, backend: str) -> ProfiledObjective:
+        """The same objective linked by ``backend`` (``"vm"``, ``"numba"`` or ``"auto"``).
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> m.objective.backend, m.objective.with_backend("numba").backend
+        ('auto', 'numba')
+        """
+        backend = _resolve(backend, self.gram)
+        if backend == self.backend:
+            return self
+        return dataclasses.replace(self, fn=compiled_for(self.structure, backend),
+                                   backend=backend)
 
     def evaluate(self, theta: np.ndarray, reml: bool) -> tuple[float, np.ndarray,
                                                                np.ndarray, np.ndarray]:
@@ -134,7 +247,17 @@ class ProfiledObjective:
         return val, grad
 
 
-def compile_objective(design: ModelDesign, gram: GramBlocks | None = None) -> ProfiledObjective:
+def _resolve(backend: str, gram: GramBlocks) -> str:
+    """``backend`` checked; ``"auto"`` becomes ``"numba"`` for heavy evaluations."""
+    if backend not in BACKENDS:
+        raise MethodError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "auto" and choose_backend(gram) == "numba":
+        return "numba"
+    return backend
+
+
+def compile_objective(design: ModelDesign, gram: GramBlocks | None = None,
+                      backend: str = "auto") -> ProfiledObjective:
     """Build (or reuse) the compiled profiled objective of a design.
 
     Parameters
@@ -143,6 +266,9 @@ def compile_objective(design: ModelDesign, gram: GramBlocks | None = None) -> Pr
         The model design.
     gram : GramBlocks, optional
         Precomputed Gram blocks (computed here if omitted).
+    backend : {"auto", "vm", "numba"}
+        How the graph is linked (see the module docstring); ``"auto"`` that resolves
+        to Numba is reported as ``"numba"``.
 
     Returns
     -------
@@ -151,4 +277,6 @@ def compile_objective(design: ModelDesign, gram: GramBlocks | None = None) -> Pr
     """
     gram = compute_gram(design) if gram is None else gram
     s = structure_of(design, gram)
-    return ProfiledObjective(design=design, gram=gram, structure=s, fn=compiled_for(s))
+    backend = _resolve(backend, gram)
+    return ProfiledObjective(design=design, gram=gram, structure=s,
+                             fn=compiled_for(s, backend), backend=backend)

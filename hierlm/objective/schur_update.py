@@ -29,85 +29,63 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 import pytensor.tensor as pt
+import scipy.sparse
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 from pytensor.tensor.variable import TensorVariable
 
-from hierlm.objective.lapack import KERNEL_VERSION
+
+def _by_row(val: np.ndarray, nz_level: np.ndarray, row_order: np.ndarray, row_ptr: np.ndarray,
+            l1: int) -> scipy.sparse.csr_matrix:
+    """``A_R1`` (or a matrix of its pattern with values ``val``) as a CSR matrix."""
+    p1 = val.shape[1]
+    cols = (nz_level[row_order, None] * p1 + np.arange(p1)).ravel()
+    return scipy.sparse.csr_matrix((val[row_order].ravel(), cols, row_ptr * p1),
+                                   shape=(len(row_ptr) - 1, l1 * p1))
 
 
-@numba.njit(cache=True)
-def schur_update_kernel(W: np.ndarray, nz_val: np.ndarray, nz_row: np.ndarray,
+def schur_update_values(W: np.ndarray, nz_val: np.ndarray, nz_row: np.ndarray,
                         nz_level: np.ndarray, level_ptr: np.ndarray, row_order: np.ndarray,
-                        row_ptr: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """``U = sum_k A_k W_k A_k'`` (see the module docstring)."""
-    m = row_ptr.shape[0] - 1
-    U = np.zeros((m, m))
-    p1 = W.shape[1]
-    tmp = np.empty(p1)
-    for r in range(m):
-        for i in range(row_ptr[r], row_ptr[r + 1]):
-            a = row_order[i]
-            k = nz_level[a]
-            for c in range(p1):
-                acc = 0.0
-                for d in range(p1):
-                    acc += W[k, c, d] * nz_val[a, d]
-                tmp[c] = acc
-            for b in range(level_ptr[k], a + 1):
-                v = 0.0
-                for c in range(p1):
-                    v += tmp[c] * nz_val[b, c]
-                U[r, nz_row[b]] += v  # nz_row[b] <= r: the lower triangle
-    for i in range(m):
-        for j in range(i + 1, m):
-            U[i, j] = U[j, i]
-    return U
+                        row_ptr: np.ndarray) -> np.ndarray:
+    """``U = A_R1 W A_R1'`` with SciPy's sparse product (the Numba kernel, which needs
+    no memory beyond ``U``, is :mod:`hierlm.objective.jit.schur_update`).
 
-
-@numba.njit(cache=True)
-def schur_update_grad_kernel(Ubar: np.ndarray, nz_val: np.ndarray, nz_row: np.ndarray,
-                             nz_level: np.ndarray, level_ptr: np.ndarray,
-                             row_order: np.ndarray, row_ptr: np.ndarray,
-                             l1: int) -> np.ndarray:  # pragma: no cover
-    """``dW_k = sym(sum_{a, b} dU[r_a, r_b] v_a v_b')`` (see the module docstring).
-
-    With ``Us = dU + dU'`` this is ``sym(sum_a v_a t_a')``,
-    ``t_a = Us[r_a, r_a]/2 v_a + sum_{b<a} Us[r_a, r_b] v_b``: ``p1`` flops per pair.
+    Examples
+    --------
+    >>> i = lambda *v: np.array(v, dtype=np.int64)
+    >>> schur_update_values(np.full((2, 1, 1), 0.5), np.ones((3, 1)), i(0, 1, 1), i(0, 0, 1),
+    ...                     i(0, 2, 3), i(0, 1, 2), i(0, 1, 3)).tolist()
+    [[0.5, 0.5], [0.5, 1.0]]
     """
-    p1 = nz_val.shape[1]
-    m = row_ptr.shape[0] - 1
+    l1 = W.shape[0]
+    Y = np.einsum("aij,aj->ai", W[nz_level], nz_val)  # W_k v_a
+    U = (_by_row(nz_val, nz_level, row_order, row_ptr, l1)
+         @ _by_row(Y, nz_level, row_order, row_ptr, l1).T).toarray()
+    return 0.5 * (U + U.T)
+
+
+def schur_update_grad_values(Ubar: np.ndarray, W: np.ndarray, nz_val: np.ndarray,
+                             nz_row: np.ndarray, nz_level: np.ndarray, level_ptr: np.ndarray,
+                             row_order: np.ndarray, row_ptr: np.ndarray) -> np.ndarray:
+    """``dW_k = A_k' sym(dU) A_k`` in NumPy (``A_k``: level ``k``'s columns of ``A_R1``).
+
+    Examples
+    --------
+    >>> i = lambda *v: np.array(v, dtype=np.int64)
+    >>> schur_update_grad_values(np.eye(2), np.zeros((2, 1, 1)), np.ones((3, 1)),
+    ...     i(0, 1, 1), i(0, 0, 1), i(0, 2, 3), i(0, 1, 2), i(0, 1, 3)).ravel().tolist()
+    [2.0, 1.0]
+    """
+    l1, p1 = W.shape[0], W.shape[1]
+    A = _by_row(nz_val, nz_level, row_order, row_ptr, l1)
+    PT = np.asarray(A.T @ (0.5 * (Ubar + Ubar.T)))  # (l1 p1, m): A' sym(dU)
+    t = PT[nz_level[:, None] * p1 + np.arange(p1), nz_row[:, None]]  # (sym(dU) A_k)[r_a]
     G = np.zeros((l1, p1, p1))
-    t = np.empty(p1)
-    us = np.empty(m)
-    for r in range(m):
-        for j in range(r + 1):
-            us[j] = Ubar[r, j] + Ubar[j, r]
-        for i in range(row_ptr[r], row_ptr[r + 1]):
-            a = row_order[i]
-            k = nz_level[a]
-            h = 0.5 * us[r]
-            for c in range(p1):
-                t[c] = h * nz_val[a, c]
-            for b in range(level_ptr[k], a):
-                w = us[nz_row[b]]
-                for c in range(p1):
-                    t[c] += w * nz_val[b, c]
-            for c in range(p1):
-                for d in range(p1):
-                    G[k, c, d] += nz_val[a, c] * t[d]
-    for k in range(l1):
-        for c in range(p1):
-            for d in range(c, p1):
-                s = 0.5 * (G[k, c, d] + G[k, d, c])
-                G[k, c, d] = s
-                G[k, d, c] = s
-    return G
+    np.add.at(G, nz_level, nz_val[:, :, None] * t[:, None, :])
+    return 0.5 * (G + G.transpose(0, 2, 1))
 
 
 class SchurUpdateGrad(Op):
@@ -121,7 +99,7 @@ class SchurUpdateGrad(Op):
 
     def perform(self, node: Apply, inputs: Any, outputs: Any) -> None:
         Ubar, W, nz_val, *pattern = inputs
-        outputs[0][0] = schur_update_grad_kernel(Ubar, nz_val, *pattern, W.shape[0])  # type: ignore[call-arg]
+        outputs[0][0] = schur_update_grad_values(Ubar, W, nz_val, *pattern)
 
 
 class SchurUpdate(Op):
@@ -141,7 +119,7 @@ class SchurUpdate(Op):
                      [pt.matrix(dtype="float64")])
 
     def perform(self, node: Apply, inputs: Any, outputs: Any) -> None:
-        outputs[0][0] = schur_update_kernel(*inputs)
+        outputs[0][0] = schur_update_values(*inputs)
 
     def pullback(self, inputs: Any, outputs: Any, output_grads: Any) -> list:
         W, nz_val, *pattern = inputs
@@ -172,22 +150,3 @@ def schur_update(W: TensorVariable, nz_val: TensorVariable,
     """
     out: TensorVariable = _SCHUR_UPDATE(W, nz_val, *pattern)  # type: ignore[assignment]
     return out
-
-
-@register_funcify_default_op_cache_key(SchurUpdate)
-def _numba_schur_update(op: SchurUpdate, node: Apply, **kwargs: Any) -> Any:
-    @numba.njit
-    def fn(W, nz_val, nz_row, nz_level, level_ptr, row_order, row_ptr):  # type: ignore[no-untyped-def]  # noqa: E501  # pragma: no cover
-        return schur_update_kernel(W, nz_val, nz_row, nz_level, level_ptr, row_order, row_ptr)
-
-    return fn, KERNEL_VERSION
-
-
-@register_funcify_default_op_cache_key(SchurUpdateGrad)
-def _numba_schur_update_grad(op: SchurUpdateGrad, node: Apply, **kwargs: Any) -> Any:
-    @numba.njit
-    def fn(Ubar, W, nz_val, nz_row, nz_level, level_ptr, row_order, row_ptr):  # type: ignore[no-untyped-def]  # noqa: E501  # pragma: no cover
-        return schur_update_grad_kernel(Ubar, nz_val, nz_row, nz_level, level_ptr, row_order,
-                                        row_ptr, W.shape[0])
-
-    return fn, KERNEL_VERSION

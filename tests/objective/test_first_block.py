@@ -8,6 +8,7 @@ import pytensor.tensor as pt
 import pytest
 
 from hierlm.objective.first_block import first_block
+from tests.objective.op_helpers import link_modes
 
 
 def _reference(T: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
@@ -26,12 +27,13 @@ def _problem(p: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, flo
 
 
 @pytest.mark.parametrize("p", [1, 2, 3])
-def test_first_block_values_and_gradient(p: int) -> None:
+@pytest.mark.parametrize("mode", link_modes())
+def test_first_block_values_and_gradient(p: int, mode: object) -> None:
     T0, A0, R0, c0 = _problem(p, p)
     T, A = pt.matrix(), pt.tensor3()
     L, logdet, W = first_block(T, A)
     f = c0 * logdet + (W * R0).sum()
-    fn = pytensor.function([T, A], [L, logdet, W, f, pytensor.grad(f, T)])
+    fn = pytensor.function([T, A], [L, logdet, W, f, pytensor.grad(f, T)], mode=mode)
     L1, ld1, W1, val, grad = fn(T0, A0)
     L_ref, ld_ref, W_ref = _reference(T0, A0)
     np.testing.assert_allclose(L1, L_ref, rtol=1e-12, atol=1e-14)
@@ -53,11 +55,12 @@ def test_first_block_values_and_gradient(p: int) -> None:
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-7)
 
 
-def test_first_block_gradient_of_logdet_alone() -> None:
+@pytest.mark.parametrize("mode", link_modes())
+def test_first_block_gradient_of_logdet_alone(mode: object) -> None:
     T0, A0, _, _ = _problem(2, 7)
     T, A = pt.matrix(), pt.tensor3()
     _, logdet, _ = first_block(T, A)
-    grad = pytensor.function([T, A], pytensor.grad(logdet, T))(T0, A0)
+    grad = pytensor.function([T, A], pytensor.grad(logdet, T), mode=mode)(T0, A0)
     M = np.einsum("ai,kab,bj->kij", T0, A0, T0) + np.eye(2)
     expected = sum(2 * Ak @ T0 @ np.linalg.inv(Mk) for Ak, Mk in zip(A0, M, strict=True))
     np.testing.assert_allclose(grad, expected, rtol=1e-12)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytensor
@@ -9,9 +11,16 @@ import pytensor.tensor as pt
 import pytest
 
 import hierlm
-from hierlm.objective import compile_objective, theta_lower
+from hierlm.objective import compile_objective, profiled, theta_lower
 from hierlm.objective.cholesky import blocked_cholesky, unprofiled_deviance
-from hierlm.objective.profiled import gram_values, symbolic_gram
+from hierlm.objective.gram import term_matrix
+from hierlm.objective.profiled import (
+    TieredCall,
+    choose_backend,
+    gram_values,
+    symbolic_gram,
+    work_of,
+)
 from tests.dense import neg2_loglik, profiled_criterion
 
 FORMULAS = [
@@ -44,10 +53,12 @@ def random_theta(design: hierlm.design.terms.ModelDesign, rng: np.random.Generat
 
 @pytest.mark.parametrize("formula", FORMULAS)
 @pytest.mark.parametrize("reml", [True, False])
-def test_objective_matches_dense_gls(formula: str, reml: bool) -> None:
+@pytest.mark.parametrize("backend", ["vm", "numba"])
+def test_objective_matches_dense_gls(formula: str, reml: bool, backend: str) -> None:
     rng = np.random.default_rng(len(formula))
     design = hierlm.build_design(formula, random_data(len(formula)))
-    obj = compile_objective(design)
+    obj = compile_objective(design, backend=backend)
+    assert obj.backend == backend
     for _ in range(3):
         theta = random_theta(design, rng)
         expected = profiled_criterion(design, theta, reml)
@@ -55,10 +66,11 @@ def test_objective_matches_dense_gls(formula: str, reml: bool) -> None:
 
 
 @pytest.mark.parametrize("formula", FORMULAS)
-def test_gradient_matches_finite_differences(formula: str) -> None:
+@pytest.mark.parametrize("backend", ["vm", "numba"])
+def test_gradient_matches_finite_differences(formula: str, backend: str) -> None:
     rng = np.random.default_rng(1 + len(formula))
     design = hierlm.build_design(formula, random_data(7 + len(formula)))
-    obj = compile_objective(design)
+    obj = compile_objective(design, backend=backend)
     theta = random_theta(design, rng)
     for reml in (True, False):
         _, grad = obj.value_and_grad(theta, reml)
@@ -95,3 +107,50 @@ def test_dense_fallback_matches_sparse_pairs() -> None:
     assert dense.gram.dense_r1 and not sparse.gram.dense_r1
     theta = random_theta(design, np.random.default_rng(5))
     assert dense(theta, True) == pytest.approx(sparse(theta, True), rel=1e-10)
+
+
+def test_backends_agree_and_auto_follows_the_work() -> None:
+    design = hierlm.build_design("y ~ x + (1 + x | g) + (1 | h)", random_data(3))
+    vm = compile_objective(design, backend="vm")
+    nb = vm.with_backend("numba")
+    theta = random_theta(design, np.random.default_rng(5))
+    for a, b in zip(vm.evaluate(theta, True), nb.evaluate(theta, True), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    # the work measure counted from the term matrices: l1 p1^3 + Schur update + m^3 / 3
+    g, first = vm.gram, design.terms[0]
+    l1, p1 = first.n_levels, first.p
+    R = np.hstack([*(term_matrix(t).toarray() for t in design.terms[1:]), design.X,
+                   design.y[:, None]])
+    AR1 = R.T @ term_matrix(first).toarray()
+    nnz_k = np.array([np.any(AR1[:, k * p1:(k + 1) * p1] != 0, axis=1).sum()
+                      for k in range(l1)], dtype=float)
+    m = R.shape[1]
+    schur = m * m * l1 * p1 if g.dense_r1 else (nnz_k ** 2).sum() * p1
+    assert work_of(g) == pytest.approx(l1 * p1 ** 3 + schur + m ** 3 / 3)
+    assert choose_backend(g) == "vm" and compile_objective(design).backend == "auto"
+    big = hierlm.build_design("y ~ x + (1 | g) + (1 | h)", pd.DataFrame({
+        "y": np.arange(4000.0) % 7, "x": np.arange(4000.0) % 5,
+        "g": (np.arange(4000) % 200).astype(str), "h": (np.arange(4000) // 20 % 190).astype(str)}))
+    assert compile_objective(big).backend == "numba"
+
+
+def test_unknown_backend_is_one_clear_error() -> None:
+    design = hierlm.build_design("y ~ x + (1 | g)", random_data(3))
+    with pytest.raises(hierlm.errors.MethodError, match="unknown backend 'c'"):
+        compile_objective(design, backend="c")
+
+
+def test_auto_moves_a_busy_structure_from_the_vm_to_numba(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    design = hierlm.build_design("y ~ x + (1 + x | g) + (1 | h)", random_data(4))
+    tiered = TieredCall(compile_objective(design, backend="vm").structure)
+    obj = dataclasses.replace(compile_objective(design, backend="vm"), fn=tiered,
+                              backend="auto")
+    theta = random_theta(design, np.random.default_rng(6))
+    expected = profiled_criterion(design, theta, True)
+    monkeypatch.setattr(profiled, "VM_BUDGET_S", 1e9)
+    assert obj(theta) == pytest.approx(expected, rel=1e-9) and tiered.link == "vm"
+    monkeypatch.setattr(profiled, "VM_BUDGET_S", 0.0)
+    assert obj(theta) == pytest.approx(expected, rel=1e-9)  # still the VM's call
+    assert tiered.link == "numba"
+    assert obj(theta) == pytest.approx(expected, rel=1e-9)

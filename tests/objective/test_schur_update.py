@@ -8,7 +8,7 @@ import pytensor.tensor as pt
 import pytest
 
 from hierlm.objective.schur_update import schur_update
-from tests.objective.op_helpers import sym_fd
+from tests.objective.op_helpers import link_modes, sym_fd
 
 
 def random_pattern(rng: np.random.Generator, l1: int, m: int, nnz: int) -> tuple:
@@ -24,7 +24,8 @@ def random_pattern(rng: np.random.Generator, l1: int, m: int, nnz: int) -> tuple
 
 
 @pytest.mark.parametrize("p1", [1, 2, 3])
-def test_schur_update_matches_dense_product_and_differences(p1: int) -> None:
+@pytest.mark.parametrize("mode", link_modes())
+def test_schur_update_matches_dense_product_and_differences(p1: int, mode: object) -> None:
     rng = np.random.default_rng(3 + p1)
     l1, m, nnz = 6, 9, 25
     pattern = random_pattern(rng, l1, m, nnz)
@@ -32,7 +33,7 @@ def test_schur_update_matches_dense_product_and_differences(p1: int) -> None:
     val = rng.normal(size=(len(row), p1))
     W, C = pt.tensor3(), pt.matrix()
     U = schur_update(W, pt.as_tensor(val), *[pt.as_tensor(x.astype(np.int64)) for x in pattern])
-    fn = pytensor.function([W, C], [U, pytensor.grad((U * C).sum(), W)])
+    fn = pytensor.function([W, C], [U, pytensor.grad((U * C).sum(), W)], mode=mode)
     B = rng.normal(size=(l1, p1, p1))
     W0 = B @ B.transpose(0, 2, 1)
     C0 = rng.normal(size=(m, m))

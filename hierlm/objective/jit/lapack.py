@@ -32,7 +32,9 @@ def source_version(*paths: Path) -> int:
 
 
 KERNEL_VERSION = source_version(*(Path(__file__).parent / f for f in (
-    "lapack.py", "chol_logdiag.py", "schur_update.py", "first_block.py")))
+    "lapack.py", "chol_logdiag.py", "schur_update.py", "first_block.py")),
+    *(Path(__file__).parent.parent / f for f in (
+        "chol_logdiag.py", "schur_update.py", "first_block.py")))
 
 _I32P = types.CPointer(types.int32)
 _F64P = types.CPointer(types.float64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hierlm.objective import lapack
+from hierlm.objective.jit import lapack
 from tests.objective.op_helpers import spd
 
 

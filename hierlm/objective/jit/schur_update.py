@@ -1,0 +1,106 @@
+"""Numba kernels of :mod:`hierlm.objective.schur_update`: the sparse congruence, row by row.
+
+The math is in the Op's module; these loops compute the same values as its NumPy
+``perform`` (tested against each other and against dense products) and are
+registered with PyTensor's Numba backend, which uses them when it links a graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from pytensor.graph.basic import Apply
+from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
+
+from hierlm.objective.jit.lapack import KERNEL_VERSION
+from hierlm.objective.schur_update import SchurUpdate, SchurUpdateGrad
+
+
+@numba.njit(cache=True)
+def schur_update_kernel(W: np.ndarray, nz_val: np.ndarray, nz_row: np.ndarray,
+                        nz_level: np.ndarray, level_ptr: np.ndarray, row_order: np.ndarray,
+                        row_ptr: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """``U = sum_k A_k W_k A_k'`` (see the module docstring)."""
+    m = row_ptr.shape[0] - 1
+    U = np.zeros((m, m))
+    p1 = W.shape[1]
+    tmp = np.empty(p1)
+    for r in range(m):
+        for i in range(row_ptr[r], row_ptr[r + 1]):
+            a = row_order[i]
+            k = nz_level[a]
+            for c in range(p1):
+                acc = 0.0
+                for d in range(p1):
+                    acc += W[k, c, d] * nz_val[a, d]
+                tmp[c] = acc
+            for b in range(level_ptr[k], a + 1):
+                v = 0.0
+                for c in range(p1):
+                    v += tmp[c] * nz_val[b, c]
+                U[r, nz_row[b]] += v  # nz_row[b] <= r: the lower triangle
+    for i in range(m):
+        for j in range(i + 1, m):
+            U[i, j] = U[j, i]
+    return U
+
+
+@numba.njit(cache=True)
+def schur_update_grad_kernel(Ubar: np.ndarray, nz_val: np.ndarray, nz_row: np.ndarray,
+                             nz_level: np.ndarray, level_ptr: np.ndarray,
+                             row_order: np.ndarray, row_ptr: np.ndarray,
+                             l1: int) -> np.ndarray:  # pragma: no cover
+    """``dW_k = sym(sum_{a, b} dU[r_a, r_b] v_a v_b')`` (see the module docstring).
+
+    With ``Us = dU + dU'`` this is ``sym(sum_a v_a t_a')``,
+    ``t_a = Us[r_a, r_a]/2 v_a + sum_{b<a} Us[r_a, r_b] v_b``: ``p1`` flops per pair.
+    """
+    p1 = nz_val.shape[1]
+    m = row_ptr.shape[0] - 1
+    G = np.zeros((l1, p1, p1))
+    t = np.empty(p1)
+    us = np.empty(m)
+    for r in range(m):
+        for j in range(r + 1):
+            us[j] = Ubar[r, j] + Ubar[j, r]
+        for i in range(row_ptr[r], row_ptr[r + 1]):
+            a = row_order[i]
+            k = nz_level[a]
+            h = 0.5 * us[r]
+            for c in range(p1):
+                t[c] = h * nz_val[a, c]
+            for b in range(level_ptr[k], a):
+                w = us[nz_row[b]]
+                for c in range(p1):
+                    t[c] += w * nz_val[b, c]
+            for c in range(p1):
+                for d in range(p1):
+                    G[k, c, d] += nz_val[a, c] * t[d]
+    for k in range(l1):
+        for c in range(p1):
+            for d in range(c, p1):
+                s = 0.5 * (G[k, c, d] + G[k, d, c])
+                G[k, c, d] = s
+                G[k, d, c] = s
+    return G
+
+
+@register_funcify_default_op_cache_key(SchurUpdate)
+def _numba_schur_update(op: SchurUpdate, node: Apply, **kwargs: Any) -> Any:
+    @numba.njit
+    def fn(W, nz_val, nz_row, nz_level, level_ptr, row_order, row_ptr):  # type: ignore[no-untyped-def]  # noqa: E501  # pragma: no cover
+        return schur_update_kernel(W, nz_val, nz_row, nz_level, level_ptr, row_order, row_ptr)
+
+    return fn, KERNEL_VERSION
+
+
+@register_funcify_default_op_cache_key(SchurUpdateGrad)
+def _numba_schur_update_grad(op: SchurUpdateGrad, node: Apply, **kwargs: Any) -> Any:
+    @numba.njit
+    def fn(Ubar, W, nz_val, nz_row, nz_level, level_ptr, row_order, row_ptr):  # type: ignore[no-untyped-def]  # noqa: E501  # pragma: no cover
+        return schur_update_grad_kernel(Ubar, nz_val, nz_row, nz_level, level_ptr, row_order,
+                                        row_ptr, W.shape[0])
+
+    return fn, KERNEL_VERSION
