@@ -8,8 +8,9 @@ same criterion from theta-hat, changing only the ``y`` parts of the Gram blocks
 
 All responses come from one generator seeded with ``seed``, replicate after
 replicate (``eps*`` then each term's ``u*``), simulated in the calling process in
-blocks of :func:`block_size` replicates; the blocks are refitted on ``n_jobs`` forked
-processes (:mod:`hierlm.inference.parallel`).  Refits depend only on their response,
+blocks of :func:`block_size` replicates; the blocks are refitted on ``n_jobs`` threads
+where the compiled refit loop releases the GIL, else on ``n_jobs`` forked processes
+(:mod:`hierlm.inference.parallel`).  Refits depend only on their response,
 so the table is the same whatever ``n_jobs`` is.  A replicate whose refit fails (does
 not converge, or raises) is counted, reported in a warning and kept as a row of NaN.
 """
@@ -238,10 +239,14 @@ def bootstrap(res: Any, n: int, seed: int | None = None, progressbar: bool = Tru
         bar.update(i1)
 
     start = np.asarray(res.theta, dtype=float)
+    blocks = responses()
     # one BLAS thread, as in a fit: the small BLAS calls are slower threaded
     with _blas_controller().limit(limits=1, user_api="blas"), _gc_paused():
-        map_blocks(lambda Y: refitter.refit_block(Y, start), responses(),
-                   min(jobs, len(starts)), store)
+        # the first block here (it compiles or loads the refit loop), then the rest on
+        # threads where that loop releases the GIL, else on forked processes
+        store(refitter.refit_block(next(blocks), start))
+        map_blocks(lambda Y: refitter.refit_block(Y, start), blocks,
+                   min(jobs, len(starts) - 1), store, processes=not refitter.releases_gil)
     failed = int(n - ok.sum())
     if failed:
         warnings.warn(f"{failed} of {n} bootstrap replicates failed to refit; they are NaN "

@@ -1,12 +1,14 @@
-"""Independent blocks of work on forked worker processes, their results in order.
+"""Independent blocks of work on threads or forked worker processes, results in order.
 
-The compiled graphs hold the GIL while they run (their Numba functions are compiled
-without ``nogil``), so threads would not run two refits at once.  Forked processes
-inherit the parent's compiled graphs, data and state without pickling any of it; only
-each block's input and result travel through pipes.  Where fork is unavailable
-(Windows), or unsafe (macOS, whose system frameworks do not survive a fork), or a
-worker cannot be started, the blocks run one after another in the calling process:
-the results are the same, only slower.
+Threads are cheapest, and run at once wherever the work releases the GIL (the compiled
+refit loop of :mod:`hierlm.inference.refit_compiled` does).  Work that holds the GIL
+(Python loops around the compiled graphs, whose Numba functions are compiled without
+``nogil``) goes to forked processes instead: they inherit the parent's compiled
+graphs, data and state without pickling any of it, and only each block's input and
+result travel through pipes.  Where fork is unavailable (Windows), or unsafe (macOS,
+whose system frameworks do not survive a fork), or a worker cannot be started or
+dies, the blocks run one after another in the calling process: the results are the
+same, only slower.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 _LOCK = threading.Lock()
-#: The function the workers run; set in the parent just before the fork.
+#: The function forked workers run; set in the parent just before the fork.
 _TASK: Callable[[Any], Any] | None = None
+_END = object()
 
 
 def _call(arg: Any) -> Any:
@@ -62,27 +65,32 @@ def fork_available() -> bool:
 
 
 def map_blocks(task: Callable[[Any], Any], inputs: Iterable[Any], n_jobs: int,
-               on_result: Callable[[Any], None]) -> int:
+               on_result: Callable[[Any], None], processes: bool = False) -> int:
     """Call ``on_result(task(x))`` for each ``x`` of ``inputs``, in their order.
 
-    With ``n_jobs > 1`` (and fork available) ``task`` runs in ``n_jobs`` forked
-    processes, at most ``2 n_jobs`` inputs ahead of the results handed to
-    ``on_result`` (``inputs`` is read lazily, so its items need not all fit in memory).
-    Returns the number of processes used (1: serial in this process).
+    With ``n_jobs > 1``, ``task`` runs on ``n_jobs`` threads, or on ``n_jobs`` forked
+    processes with ``processes=True`` (where fork is available), at most ``2 n_jobs``
+    inputs ahead of the results handed to ``on_result`` (``inputs`` is read lazily,
+    so its items need not all fit in memory).  Returns the number of threads or
+    processes used (1: serial in this thread).
 
     Examples
     --------
     >>> got = []
-    >>> map_blocks(lambda x: x * x, range(4), 1, got.append), got
-    (1, [0, 1, 4, 9])
+    >>> map_blocks(lambda x: x * x, range(4), 2, got.append), got
+    (2, [0, 1, 4, 9])
     """
     items = iter(inputs)
+    if n_jobs > 1 and not processes:
+        with ThreadPoolExecutor(n_jobs) as pool:
+            _windowed(pool, task, items, n_jobs, on_result)
+        return n_jobs
     if n_jobs > 1 and fork_available():
         with _LOCK:
             global _TASK
             _TASK = task
             try:
-                return _parallel(items, n_jobs, task, on_result)
+                return _forked(items, n_jobs, task, on_result)
             finally:
                 _TASK = None
     for x in items:
@@ -90,9 +98,34 @@ def map_blocks(task: Callable[[Any], Any], inputs: Iterable[Any], n_jobs: int,
     return 1
 
 
-def _parallel(items: Any, n_jobs: int, task: Callable[[Any], Any],
-              on_result: Callable[[Any], None]) -> int:
-    pending: collections.deque[tuple[Any, Future[Any]]] = collections.deque()
+def _windowed(pool: Executor, task: Callable[[Any], Any], items: Iterator[Any], n_jobs: int,
+              on_result: Callable[[Any], None],
+              pending: collections.deque[tuple[Any, Future[Any]]] | None = None) -> bool:
+    """Submit ``items`` to ``pool``, handing results on in order, ``2 n_jobs`` at most in
+    flight.  On a dead worker the rest runs in this process, in order (returns False)."""
+    pending = collections.deque() if pending is None else pending
+    fn = _call if isinstance(pool, ProcessPoolExecutor) else task
+    unsent: Any = _END
+    try:
+        for unsent in items:
+            pending.append((unsent, pool.submit(fn, unsent)))
+            unsent = _END
+            while len(pending) >= 2 * n_jobs:
+                on_result(pending[0][1].result())
+                pending.popleft()
+        while pending:
+            on_result(pending[0][1].result())
+            pending.popleft()
+    except BrokenProcessPool:  # a worker died: the rest here, in order
+        rest = [x for x, _ in pending] + ([] if unsent is _END else [unsent])
+        for x in [*rest, *items]:
+            on_result(task(x))
+        return False
+    return True
+
+
+def _forked(items: Iterator[Any], n_jobs: int, task: Callable[[Any], Any],
+            on_result: Callable[[Any], None]) -> int:
     first = next(items, _END)
     if first is _END:
         return n_jobs
@@ -107,25 +140,7 @@ def _parallel(items: Any, n_jobs: int, task: Callable[[Any], Any],
         for x in [first, *items]:
             on_result(task(x))
         return 1
-    pending.append((first, future))
     with pool:
-        unsent: Any = _END
-        try:
-            for unsent in items:
-                pending.append((unsent, pool.submit(_call, unsent)))
-                unsent = _END
-                while len(pending) >= 2 * n_jobs:
-                    on_result(pending[0][1].result())
-                    pending.popleft()
-            while pending:
-                on_result(pending[0][1].result())
-                pending.popleft()
-        except BrokenProcessPool:  # a worker died: the rest here, in order
-            rest = [x for x, _ in pending] + ([] if unsent is _END else [unsent])
-            for x in [*rest, *items]:
-                on_result(task(x))
-            return 1
-    return n_jobs
-
-
-_END = object()
+        whole = _windowed(pool, task, items, n_jobs, on_result,
+                          collections.deque([(first, future)]))
+    return n_jobs if whole else 1

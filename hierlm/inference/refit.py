@@ -14,8 +14,10 @@ deviance's, by the envelope theorem; :mod:`hierlm.inference.deviance`).  BFGS wi
 Armijo line search stops when the Newton decrement ``g' H^{-1} g`` is below
 :data:`DECREMENT_TOL` (the criterion is then within about half of that of its
 minimum) and the fit's own rule holds, a scaled projected gradient at most
-:data:`CHECK_TOL` (:mod:`hierlm.estimate.optimize`).  Where a bound becomes active or
-the search stalls, scipy's L-BFGS-B takes over with the fit's options.  From the last
+:data:`CHECK_TOL` (:mod:`hierlm.estimate.optimize`).  The loop runs compiled around
+the objective's graph (:mod:`hierlm.inference.refit_compiled`), or in Python where
+that is unavailable.  Where a bound becomes active or the search stalls, scipy's
+L-BFGS-B takes over with the fit's options.  From the last
 evaluation, ``sigma^2 = r^2 / (n - p)`` (REML) or ``r^2 / n`` (ML) and
 ``beta = a* + L_XX^{-T} l`` (``l`` the ``y`` row of ``L_R`` under ``X``).
 """
@@ -30,6 +32,7 @@ import scipy.optimize
 
 from hierlm.design.weights import working_design
 from hierlm.estimate.optimize import DEFAULT_OPTIONS, theta_scale
+from hierlm.inference.refit_compiled import CompiledLoop
 from hierlm.objective.cholesky import GramVars
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.profiled import ProfiledObjective, gram_values
@@ -115,6 +118,12 @@ class Refitter:
         self.args = gram_values(gram)
         self.slot = {name: _FIELDS.index(name) for name in ("A_RR", "nz_val", "A_R1_dense")}
         self.denom = gram.n - gram.p if reml else gram.n
+        self.loop = CompiledLoop(objective.fn)
+
+    @property
+    def releases_gil(self) -> bool:
+        """Whether refits run in the compiled loop (which releases the GIL)."""
+        return self.hess_inv is not None and self.loop.ready
 
     # -- the y parts of the Gram blocks, for a block of responses --------------------
     def _y_parts(self, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -188,9 +197,15 @@ class Refitter:
 
         x = np.maximum(np.asarray(start, dtype=float), self.lower)
         if self.hess_inv is not None:
-            out = _bfgs(ev, x, self.hess_inv, self.lower, self.accepts)
-            if out is not None:
-                return out
+            run = self.loop.run(x, self.hess_inv, self.lower, self.scale, CHECK_TOL,
+                                DECREMENT_TOL, [*static, *args])
+            if run is not None:  # the compiled loop
+                if run[0] == 0:
+                    return run[1], run[2], run[3]
+            else:
+                out = _bfgs(ev, x, self.hess_inv, self.lower, self.accepts)
+                if out is not None:
+                    return out
         return self._lbfgsb(ev, x)
 
     def accepts(self, theta: np.ndarray, grad: np.ndarray) -> bool:

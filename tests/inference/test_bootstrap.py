@@ -11,6 +11,7 @@ import hierlm
 from hierlm.errors import ConvergenceWarning, MethodError
 from hierlm.inference import parallel
 from hierlm.inference import refit as refitmod
+from hierlm.inference import refit_compiled as compiled
 from hierlm.inference.anova import info_of
 from hierlm.inference.bootstrap import Bootstrap, simulate
 from hierlm.inference.refit import Refitter
@@ -57,6 +58,7 @@ def test_replicate_equals_a_full_refit(res):
             np.testing.assert_allclose(beta, full.fixef, rtol=1e-6)
             assert sigma == pytest.approx(full.sigma, rel=1e-6)
             np.testing.assert_allclose(theta, full.theta, rtol=1e-4, atol=1e-5)
+    assert refitters[1].releases_gil  # the quasi-Newton refits ran in the compiled loop
 
 
 def test_block_draws_equal_single_draws(res):
@@ -132,12 +134,20 @@ def test_same_replicates_whatever_n_jobs(res, monkeypatch):
     np.testing.assert_array_equal(one, two)
     three = res.bootstrap(150, seed=9, progressbar=False, n_jobs=3).replicates.to_numpy()
     np.testing.assert_array_equal(one, three)
+    # the refit loop in Python (holding the GIL): blocks on forked processes, and the
+    # same optimum as the compiled loop's (rounding aside)
+    monkeypatch.setattr(compiled.CompiledLoop, "run", lambda self, *a: None)
+    py_one = res.bootstrap(150, seed=9, progressbar=False, n_jobs=1).replicates.to_numpy()
+    py_two = res.bootstrap(150, seed=9, progressbar=False, n_jobs=2).replicates.to_numpy()
+    np.testing.assert_array_equal(py_one, py_two)
+    np.testing.assert_allclose(py_one, one, rtol=1e-6)
+    np.testing.assert_allclose(py_one[:, 0], one[:, 0], rtol=1e-11)  # the criterion
     # no fork here: the blocks run in this process, with no warning and the same table
     monkeypatch.setattr(parallel, "fork_available", lambda: False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         serial = res.bootstrap(150, seed=9, progressbar=False, n_jobs=2).replicates.to_numpy()
-    np.testing.assert_array_equal(one, serial)
+    np.testing.assert_array_equal(py_one, serial)
 
 
 def test_columns_seed_and_intervals(res):
