@@ -16,8 +16,9 @@ Armijo line search stops when the Newton decrement ``g' H^{-1} g`` is below
 minimum) and the fit's own rule holds, a scaled projected gradient at most
 :data:`CHECK_TOL` (:mod:`hierlm.estimate.optimize`).  The loop runs compiled around
 the objective's graph (:mod:`hierlm.inference.refit_compiled`), or in Python where
-that is unavailable.  Where a bound becomes active or the search stalls, scipy's
-L-BFGS-B takes over with the fit's options.  From the last
+that is unavailable.  Where the search stalls (against a bound, say), scipy's
+L-BFGS-B takes over from the last iterate with the fit's options; a minimum it finds
+on a bound is compared with L-BFGS-B's descent from the start, and the lower kept.  From the last
 evaluation, ``sigma^2 = r^2 / (n - p)`` (REML) or ``r^2 / n`` (ML) and
 ``beta = a* + L_XX^{-T} l`` (``l`` the ``y`` row of ``L_R`` under ``X``).
 """
@@ -195,18 +196,27 @@ class Refitter:
             f, grad, _, L_R = fn(theta, *static, *args)
             return float(f), grad, L_R
 
-        x = np.maximum(np.asarray(start, dtype=float), self.lower)
+        x = x0 = np.maximum(np.asarray(start, dtype=float), self.lower)
         if self.hess_inv is not None:
             run = self.loop.run(x, self.hess_inv, self.lower, self.scale, CHECK_TOL,
                                 DECREMENT_TOL, [*static, *args])
-            if run is not None:  # the compiled loop
-                if run[0] == 0:
-                    return run[1], run[2], run[3]
+            if run is None:  # the same loop in Python
+                converged, x, f, L_R = _bfgs(ev, x, self.hess_inv, self.lower, self.accepts)
             else:
-                out = _bfgs(ev, x, self.hess_inv, self.lower, self.accepts)
-                if out is not None:
-                    return out
-        return self._lbfgsb(ev, x)
+                converged, x, f, L_R = run[0] == 0, run[1], run[2], run[3]
+            if converged:
+                return x, f, L_R
+        # from the last iterate (the lowest point yet); a minimum on a bound is checked
+        # against a descent from the start, which may reach an interior one
+        best = self._lbfgsb(ev, x)
+        if np.any(best[0] <= self.lower) and not np.array_equal(x, x0):
+            try:
+                other = self._lbfgsb(ev, x0)
+            except RuntimeError:
+                return best
+            if other[1] < best[1]:
+                return other
+        return best
 
     def accepts(self, theta: np.ndarray, grad: np.ndarray) -> bool:
         """The fit's rule: ``max |pg_phi| max(1, |phi|) <= CHECK_TOL`` on ``phi = theta/scale``."""
@@ -249,34 +259,34 @@ def _inverse_if_pd(H: np.ndarray | None) -> np.ndarray | None:
 
 
 def _bfgs(ev: Any, x: np.ndarray, hi: np.ndarray, lower: np.ndarray, accepts: Any,
-          maxit: int = 50) -> tuple[np.ndarray, float, np.ndarray] | None:
-    """BFGS from a good inverse Hessian ``hi``, with an Armijo backtracking line search.
+          maxit: int = 50) -> tuple[bool, np.ndarray, float, np.ndarray]:
+    """BFGS from a good inverse Hessian ``hi``, with an Armijo backtracking line search
+    that also halves steps leaving the interior.
 
-    Returns ``(theta, f, L_R)`` of the last evaluation once the Newton decrement is
-    below :data:`DECREMENT_TOL` and ``accepts(theta, grad)`` at an interior point; None
-    when a bound becomes active or the search stalls (the caller then runs L-BFGS-B).
-    scipy's BFGS and L-BFGS-B cost more in their Python layers than the ~5 steps this
-    needs.
+    Returns ``(converged, theta, f, L_R)`` of the last accepted iterate: converged once
+    the Newton decrement is below :data:`DECREMENT_TOL` and ``accepts(theta, grad)`` at
+    an interior point; not when the search stalls, e.g. against a bound (the caller
+    then runs L-BFGS-B from there).  scipy's BFGS and L-BFGS-B cost more in their
+    Python layers than the ~5 steps this needs.
     """
     f, g, L_R = ev(x)
     if not np.isfinite(f):
-        return None
+        return False, x, f, L_R
     for _ in range(maxit):
         step = -(hi @ g)
         slope = float(g @ step)
         if -slope < DECREMENT_TOL:
-            return (x, f, L_R) if bool(np.all(x > lower)) and accepts(x, g) else None
+            return bool(np.all(x > lower)) and accepts(x, g), x, f, L_R
         t = 1.0
         while True:
             xn = x + t * step
-            if np.any(xn <= lower):
-                return None
-            fn_, gn, L_Rn = ev(xn)
-            if fn_ <= f + 1e-4 * t * slope:
-                break
+            if not np.any(xn <= lower):
+                fn_, gn, L_Rn = ev(xn)
+                if fn_ <= f + 1e-4 * t * slope:
+                    break
             t *= 0.5
             if t < 1e-8:
-                return None
+                return False, x, f, L_R
         s, yv = xn - x, gn - g
         sy = float(s @ yv)
         if sy > 1e-12:
@@ -286,4 +296,4 @@ def _bfgs(ev: Any, x: np.ndarray, hi: np.ndarray, lower: np.ndarray, accepts: An
             hi = (hi + ((sy + float(yv @ hy)) * rho * rho) * (s[:, None] * s[None, :])
                   - rho * (hy[:, None] * s[None, :] + s[:, None] * hy[None, :]))
         x, f, g, L_R = xn, fn_, gn, L_Rn
-    return None
+    return False, x, f, L_R

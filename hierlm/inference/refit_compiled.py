@@ -26,7 +26,8 @@ from hierlm.objective.graph_cache import CompiledGraph, NotNeeded, wrapper_funct
 
 _LOCK = threading.Lock()
 
-# status 0: converged; 1: a bound became active or the search stalled (L-BFGS-B next)
+# status 0: converged; 1: the search stalled, e.g. against a bound (L-BFGS-B next, from
+# the last iterate)
 _SRC = """
 def hierlm_bfgs(x0, hi0, lower, scale, check_tol, dec_tol, maxit, {args}):
     k = x0.shape[0]
@@ -58,13 +59,15 @@ def hierlm_bfgs(x0, hi0, lower, scale, check_tol, dec_tol, maxit, {args}):
         t = 1.0
         while True:
             xn = x - t * step
+            inside = True
             for i in range(k):
                 if xn[i] <= lower[i]:
-                    return 1, x, f, L_R
-            out = fn(xn, {args})
-            fn_ = out[0].item()
-            if fn_ <= f - 1e-4 * t * dec:
-                break
+                    inside = False
+            if inside:
+                out = fn(xn, {args})
+                fn_ = out[0].item()
+                if fn_ <= f - 1e-4 * t * dec:
+                    break
             t *= 0.5
             if t < 1e-8:
                 return 1, x, f, L_R

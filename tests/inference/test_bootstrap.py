@@ -128,6 +128,27 @@ def test_bootstrap_table_equals_full_refits(res):
         assert refitter.accepts(theta, np.asarray(grad))
 
 
+def test_boundary_replicates_equal_full_refits(res):
+    # replicates whose refit meets a bound (an SD of 0, a correlation of +/-1), where
+    # optimizers part ways: each equals the ordinary fit of its y*.  Replicate 466 of
+    # seed 1 once stopped at a boundary minimum 1.04 above the interior one (a descent
+    # from theta-hat instead of from the last quasi-Newton iterate)
+    design = res.model.design
+    b = res.bootstrap(500, seed=1, progressbar=False)
+    Y = simulate(design, res, np.random.default_rng(1), [term_matrix(t) for t in design.terms],
+                 500)
+    cor = b.replicates["cor_Days.(Intercept)|Subject"].to_numpy()
+    rows = sorted({466, *np.flatnonzero(np.abs(cor) > 1 - 1e-6)[:8]})
+    assert len(rows) >= 5
+    for i in rows:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # boundary (singular) fits
+            full = res.model.with_response(Y[i]).fit("reml")
+        f = b.replicates["objective"].iloc[i]
+        assert f <= full.objective + 1e-7, i
+        assert f == pytest.approx(full.objective, rel=1e-10), i
+
+
 def test_same_replicates_whatever_n_jobs(res, monkeypatch):
     one = res.bootstrap(150, seed=9, progressbar=False, n_jobs=1).replicates.to_numpy()
     two = res.bootstrap(150, seed=9, progressbar=False, n_jobs=2).replicates.to_numpy()
