@@ -206,17 +206,23 @@ class Refitter:
                 converged, x, f, L_R = run[0] == 0, run[1], run[2], run[3]
             if converged:
                 return x, f, L_R
-        # from the last iterate (the lowest point yet); a minimum on a bound is checked
-        # against a descent from the start, which may reach an interior one
-        best = self._lbfgsb(ev, x)
-        if np.any(best[0] <= self.lower) and not np.array_equal(x, x0):
+        # from the last iterate (the lowest point yet); a minimum on a bound, or a
+        # failure, is followed by a descent from the start, which may reach an interior
+        # minimum; the lower of the two is kept
+        found: list[tuple[np.ndarray, float, np.ndarray]] = []
+        error: RuntimeError | None = None
+        for x_start in [x] if np.array_equal(x, x0) else [x, x0]:
             try:
-                other = self._lbfgsb(ev, x0)
-            except RuntimeError:
-                return best
-            if other[1] < best[1]:
-                return other
-        return best
+                found.append(self._lbfgsb(ev, x_start))
+            except RuntimeError as exc:
+                error = exc
+                continue
+            if not np.any(found[-1][0] <= self.lower):
+                break
+        if not found:
+            assert error is not None
+            raise error
+        return min(found, key=lambda t: t[1])
 
     def accepts(self, theta: np.ndarray, grad: np.ndarray) -> bool:
         """The fit's rule: ``max |pg_phi| max(1, |phi|) <= CHECK_TOL`` on ``phi = theta/scale``."""

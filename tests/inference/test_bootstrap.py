@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import hierlm
@@ -247,6 +248,8 @@ def test_progressbar_and_errors(res, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ci = res.confint(method="bootstrap", n=10, seed=1, progressbar=False)
+        ci1 = res.confint(method="bootstrap", n=10, seed=1, progressbar=False, n_jobs=1)
     assert ci.shape == (6, 2)
+    pd.testing.assert_frame_equal(ci, ci1)
     with pytest.raises(MethodError, match="unexpected"):
         res.confint(method="bootstrap", nsim=10)
