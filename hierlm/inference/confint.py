@@ -7,7 +7,7 @@ Rows are lme4's ``confint(fit, oldNames = FALSE)`` names: the sd/cor parameters 
   parameters, as lme4 gives (a Wald interval for an SD is a poor one).
 * ``"profile"``: :mod:`hierlm.inference.profile`.
 * ``"bootstrap"``: :mod:`hierlm.inference.bootstrap` (``n`` replicates, ``seed``,
-  ``kind`` ``"percentile"`` or ``"shortest"``).
+  ``kind`` ``"percentile"`` or ``"shortest"``, ``progressbar``, ``n_jobs``).
 """
 
 from __future__ import annotations
@@ -73,10 +73,11 @@ def confint(res: Any, method: str = "profile", level: float = 0.95, **kwargs: An
         return profile_confint(res, level)
     from hierlm.inference.bootstrap import bootstrap
 
-    extra = set(kwargs) - {"n", "seed", "kind", "progressbar"}
+    extra = set(kwargs) - {"n", "seed", "kind", "progressbar", "n_jobs"}
     if extra:
         raise MethodError(f"unexpected argument(s) for bootstrap intervals: "
                           f"{', '.join(sorted(extra))}")
     boot = bootstrap(res, int(kwargs.get("n", 1000)), seed=kwargs.get("seed"),
-                     progressbar=bool(kwargs.get("progressbar", True)))
+                     progressbar=bool(kwargs.get("progressbar", True)),
+                     n_jobs=kwargs.get("n_jobs"))
     return boot.confint(level, kind=kwargs.get("kind", "percentile"))

@@ -12,11 +12,14 @@ with ``d(theta, sigma) = log|L_theta|^2 + n log(2 pi sigma^2) + r^2(theta) / sig
 objective).  For a fixed effect ``beta_j = b`` the other coefficients and sigma
 have closed forms: with ``V(theta) = (L_XX L_XX')^{-1}``,
 ``d = log|L|^2 + n (1 + log(2 pi (r^2 + (b - beta-hat_j)^2 / V_jj) / n))``, minimized
-over theta.  The inner minimizations are L-BFGS-B, each started from the nearest
-solution found so far.  lme4 samples zeta on a grid and interpolates a spline; here
-the interval endpoints are roots of ``zeta(c) = +/- z`` found by Brent's method on a
-bracket, so they carry only the inner optimizer's error.  An endpoint that the
-parameter's bound (SD 0, correlation +/-1) reaches first is the bound.
+over theta.  The inner minimizations are L-BFGS-B, started from the nearest
+solution found so far on the estimate's side of ``c`` (continuation from the
+estimate), and also from the nearest one beyond ``c`` and from the estimate where
+those are lower at ``c``; the smallest minimum is kept.  lme4 samples zeta on a grid
+and interpolates a spline; here the interval endpoints are roots of
+``zeta(c) = +/- z`` found by Brent's method on a bracket, so they carry only the
+inner optimizer's error.  An endpoint that the parameter's bound (SD 0, correlation
++/-1) reaches first is the bound.
 """
 
 from __future__ import annotations
@@ -118,18 +121,26 @@ class Profiler:
         return float(val) if np.isfinite(val) else 1e300
 
     # -- zeta ------------------------------------------------------------------
-    def _start(self, w: int, c: float, default: np.ndarray) -> np.ndarray:
-        pts = self._starts.get(w)
-        if not pts:
-            return default
-        return min(pts, key=lambda t: abs(t[0] - c))[1]
+    def _starts_for(self, w: int, c: float, default: np.ndarray) -> list[np.ndarray]:
+        """Starting points at ``c``: the solution nearest ``c`` on the estimate's side
+        (``default``, the estimate, when none is nearer), then the nearest one beyond
+        ``c`` and the estimate, where they differ."""
+        est = self.estimates[w]
+        pts = [(est, default), *self._starts.get(w, [])]
+        inner = [t for t in pts if (t[0] - est) * (c - t[0]) >= 0]
+        outer = [t for t in pts if (t[0] - est) * (c - t[0]) < 0]
+        out = [min(inner, key=lambda t: abs(t[0] - c))[1]]
+        if outer:
+            out.append(min(outer, key=lambda t: abs(t[0] - c))[1])
+        out.append(default)
+        return out
 
     def zeta(self, w: int, c: float) -> float:
         """zeta of parameter ``w`` (index into :attr:`names`) at value ``c``."""
         est = self.estimates[w]
         if w < self.k:
             free = [i for i in range(self.k) if i != w]
-            x0 = self._start(w, c, self.s_hat[free])
+            starts = self._starts_for(w, c, self.s_hat[free])
 
             def fn(x: np.ndarray) -> float:
                 s = self.s_hat.copy()
@@ -140,14 +151,29 @@ class Profiler:
             bounds: list[tuple[Any, Any]] = [self.bounds[i] for i in free]
         else:
             j = w - self.k
-            x0 = self._start(w, c, self.fit.theta)
+            starts = self._starts_for(w, c, np.asarray(self.fit.theta, dtype=float))
             lower = [b[0] if b[0] == 0.0 else None for b in self._theta_bounds()]
             bounds = [(lo, None) for lo in lower]
 
             def fn(x: np.ndarray) -> float:
                 return self._dev_beta(x, j, c)
 
-        dmin, x = self._minimize(fn, x0, bounds)
+        # Continuation from the estimate's side keeps to the branch of minima through
+        # the estimate; a solution from beyond c (or the estimate itself) is
+        # followed too where it is already lower there.  Starting from the nearest
+        # solution alone let one at a bound (an SD of 0, where the correlation has no
+        # effect) capture points whose minimum is elsewhere: a kink in the trace.
+        dmin, x = self._minimize(fn, starts[0], bounds)
+        seen = [x]
+        for x0 in starts[1:]:
+            x0 = self._clip(x0, bounds)
+            if any(np.allclose(x0, y, rtol=1e-8, atol=1e-12) for y in seen):
+                continue
+            seen.append(x0)
+            if fn(x0) < dmin:
+                d1, x1 = self._minimize(fn, x0, bounds)
+                if d1 < dmin:
+                    dmin, x = d1, x1
         self._starts.setdefault(w, []).append((c, x))
         diff = max(dmin - self.base, 0.0)
         return float(np.sign(c - est) * np.sqrt(diff))
@@ -161,13 +187,17 @@ class Profiler:
         return out
 
     @staticmethod
-    def _minimize(fn: Callable[[np.ndarray], float], x0: np.ndarray,
+    def _clip(x0: np.ndarray, bounds: list[tuple[Any, Any]]) -> np.ndarray:
+        return np.array([min(max(v, lo if lo is not None else -np.inf),
+                             hi if hi is not None else np.inf)
+                         for v, (lo, hi) in zip(x0, bounds, strict=True)])
+
+    @classmethod
+    def _minimize(cls, fn: Callable[[np.ndarray], float], x0: np.ndarray,
                   bounds: list[tuple[Any, Any]]) -> tuple[float, np.ndarray]:
         if len(x0) == 0:
             return fn(np.zeros(0)), np.zeros(0)
-        x0 = np.array([min(max(v, lo if lo is not None else -np.inf),
-                           hi if hi is not None else np.inf)
-                       for v, (lo, hi) in zip(x0, bounds, strict=True)])
+        x0 = cls._clip(x0, bounds)
         lo = np.array([b[0] if b[0] is not None else -np.inf for b in bounds])
         hi = np.array([b[1] if b[1] is not None else np.inf for b in bounds])
 

@@ -184,12 +184,23 @@ def compiled_for(s: Structure, backend: str = "numba") -> Callable:
     with _LOCK:
         fn = _CACHE.get((s, backend))
         if fn is None:
-            graph = _GRAPHS.get(s)
-            if graph is None:
-                graph = _GRAPHS[s] = compile_graph("profiled", s, lambda: _build(s))
+            graph = _graph_locked(s)
             fn = graph.vm_fn if backend == "vm" else graph.python_fn
             _CACHE[(s, backend)] = fn
     return fn
+
+
+def _graph_locked(s: Structure) -> CompiledGraph:
+    graph = _GRAPHS.get(s)
+    if graph is None:
+        graph = _GRAPHS[s] = compile_graph("profiled", s, lambda: _build(s))
+    return graph
+
+
+def graph_for(s: Structure) -> CompiledGraph:
+    """The rewritten graph of a structure's objective (built or loaded on first use)."""
+    with _LOCK:
+        return _graph_locked(s)
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,6 +221,11 @@ class ProfiledObjective:
     structure: Structure
     fn: Callable
     backend: str = "numba"
+
+    @property
+    def graph(self) -> CompiledGraph:
+        """The rewritten graph that :attr:`fn` runs, whichever the link."""
+        return graph_for(self.structure)
 
     def with_backend(self, backend: str) -> ProfiledObjective:
         """The same objective linked by ``backend`` (``"vm"``, ``"numba"`` or ``"auto"``).

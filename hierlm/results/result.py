@@ -329,7 +329,7 @@ class FitResult:
         level : float
             Confidence level.
         **kwargs
-            For ``"bootstrap"``: ``n``, ``seed``, ``kind``, ``progressbar``.
+            For ``"bootstrap"``: ``n``, ``seed``, ``kind``, ``progressbar``, ``n_jobs``.
 
         Examples
         --------
@@ -357,11 +357,13 @@ class FitResult:
 
         return profile_table(self, **kwargs)
 
-    def bootstrap(self, n: int, seed: int | None = None, progressbar: bool = True) -> Any:
+    def bootstrap(self, n: int, seed: int | None = None, progressbar: bool = True,
+                  n_jobs: int | None = None) -> Any:
         """Parametric bootstrap: ``n`` replicates simulated from the fit and refitted.
 
         Returns a :class:`hierlm.inference.bootstrap.Bootstrap` with ``.replicates``
-        and ``.confint(level, kind)``.
+        and ``.confint(level, kind)``.  ``n_jobs`` processes refit blocks of
+        replicates at once (default: all cores; the replicates do not depend on it).
 
         Examples
         --------
@@ -372,7 +374,7 @@ class FitResult:
         """
         from hierlm.inference.bootstrap import bootstrap
 
-        return bootstrap(self, n, seed=seed, progressbar=progressbar)
+        return bootstrap(self, n, seed=seed, progressbar=progressbar, n_jobs=n_jobs)
 
     # ---- end of inference wrappers ---------------------------------------------
 
