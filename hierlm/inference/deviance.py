@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from hierlm.objective.cholesky import GramVars, Structure, blocked_cholesky
 from hierlm.objective.gram import GramBlocks
 from hierlm.objective.graph_cache import compile_graph
-from hierlm.objective.profiled import ProfiledObjective, symbolic_gram
+from hierlm.objective.profiled import ProfiledObjective, choose_backend, symbolic_gram
 
 _LOCK = threading.Lock()
 #: Eigenvalues of H at most this are left out of its inverse (lmerTest's ``tol``).
@@ -74,13 +74,11 @@ def _build(p1: int, rest_diagonal: bool) -> tuple[list[Any], list[Any], dict[str
 
 
 @functools.cache
-def _compiled(p1: int, rest_diagonal: bool) -> Callable:
-    # Linked by PyTensor's Python VM: a handful of calls per fit, each dominated by
-    # dense linear algebra, so compiling machine code (minutes for a new structure)
-    # would never pay for itself.
+def _compiled(p1: int, rest_diagonal: bool, backend: str) -> Callable:
     with _LOCK:
-        return compile_graph("inference", (p1, rest_diagonal),
-                             lambda: _build(p1, rest_diagonal)).vm_fn
+        graph = compile_graph("inference", (p1, rest_diagonal),
+                              lambda: _build(p1, rest_diagonal), backend)
+    return graph.vm_fn if backend == "vm" else graph.python_fn
 
 
 def _dense_r1(gram: GramBlocks) -> np.ndarray:
@@ -168,7 +166,11 @@ def varpar_info(objective: ProfiledObjective, theta: np.ndarray, sigma: float,
     (1743.6283, (4, 4), (4, 2, 2))
     """
     gram = objective.gram
-    fn = _compiled(objective.structure.p1, objective.structure.rest_diagonal)
+    # A handful of calls: on PyTensor's Python VM for small designs (compiling machine
+    # code, minutes for a new structure, would not pay for itself); with Numba where one
+    # evaluation is large, as the profiled objective is linked.
+    fn = _compiled(objective.structure.p1, objective.structure.rest_diagonal,
+                   choose_backend(gram))
     psi = np.ascontiguousarray(np.append(np.asarray(theta, dtype=float), float(sigma)))
     k = psi.size
     rest = [np.asarray(float(reml)), np.asarray(float(gram.n)), np.asarray(gram.p, dtype=np.int64),

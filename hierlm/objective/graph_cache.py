@@ -6,13 +6,16 @@ and generating machine code (Numba, which PyTensor already caches on disk).  Onl
 first two were paid again in every process.  :func:`compile_graph` also keeps the
 *rewritten* graph on disk: a later process loads it and skips building and rewriting.
 
-One rewritten graph has two links.  :attr:`CompiledGraph.fn` and ``python_fn`` are
-Numba's: fastest per call, but a new structure costs tens of seconds of compiling,
-and even a cached one costs about a second per process (importing Numba, starting its
-compiler, loading the machine code).  :attr:`CompiledGraph.vm_fn` is PyTensor's Python
-VM over the Ops' NumPy ``perform``: nothing is compiled and Numba is not imported, at
-about a millisecond of overhead per call.  The graph is rewritten as for Numba either
-way (:func:`rewrite_mode`), so both links run the same nodes.
+A graph has two links (``link``).  ``"numba"``: :attr:`CompiledGraph.fn` and
+``python_fn``, Numba's machine code; fastest per call, but a new structure costs tens
+of seconds of compiling, and even a cached one about a second per process (importing
+Numba, starting its compiler, loading the machine code).  ``"vm"``:
+:attr:`CompiledGraph.vm_fn`, PyTensor's Python VM over NumPy (the Ops' ``perform``);
+nothing is compiled and Numba is not imported.  Each link has its own rewritten graph
+(:func:`rewrite_mode`): Numba's rewrites fuse elementwise loops, which Numba compiles
+into one loop but the VM would run element by element in Python, so the VM's graph is
+rewritten without fusion, each elementwise node one NumPy call.  Rewriting compiles
+nothing for either link.
 Called from Python (:attr:`CompiledGraph.python_fn`) it goes through a one-line
 Numba wrapper cached under the graph's digest, whose machine code includes the
 graph's, so a warm process does not even convert the graph to Numba.
@@ -53,6 +56,7 @@ from pytensor.graph.destroyhandler import DestroyHandler
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.rewriting.basic import SequentialGraphRewriter
+from pytensor.graph.rewriting.db import RewriteDatabaseQuery
 from pytensor.link.numba.linker import NumbaLinker  # imports no Numba
 from pytensor.link.vm import VMLinker
 
@@ -136,9 +140,13 @@ def _vm_linker() -> VMLinker:
     return linker
 
 
-def rewrite_mode() -> Mode:
-    """The mode graphs are rewritten in: Numba's rewrites, linked by the Python VM, so
-    rewriting compiles nothing (either link then runs the rewritten graph)."""
+def rewrite_mode(link: str = "numba") -> Mode:
+    """The mode a graph for ``link`` is rewritten in, linked by the Python VM so that
+    rewriting compiles nothing: Numba's rewrites (``"numba"``), or PyTensor's
+    ``fast_run`` rewrites without elementwise fusion (``"vm"``)."""
+    if link == "vm":
+        return Mode(VMLinker(use_cloop=False, c_thunks=False, allow_gc=False),
+                    RewriteDatabaseQuery(include=["fast_run"], exclude=["fusion"]))
     return Mode(_vm_linker(), get_mode("NUMBA").provided_optimizer)
 
 
@@ -222,12 +230,12 @@ def cache_dir() -> Path | None:
     return Path(pytensor.config.base_compiledir) / "hierlm"
 
 
-def _location(name: str, key: Any) -> tuple[str, Path] | None:
+def _location(name: str, key: Any, link: str) -> tuple[str, Path] | None:
     """The graph's digest and file (None when the cache is off)."""
     folder = cache_dir()
     if folder is None:
         return None
-    digest = hashlib.sha256(f"{name}|{key!r}|{source_digest()}".encode()).hexdigest()[:32]
+    digest = hashlib.sha256(f"{name}|{key!r}|{link}|{source_digest()}".encode()).hexdigest()[:32]
     return digest, folder / f"{name}-{digest}.pkl"
 
 
@@ -275,7 +283,8 @@ def _store(path: Path, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
 
 def compile_graph(name: str, key: Any,
                   build: Callable[[], tuple[Sequence[Variable], Sequence[Variable],
-                                            dict[str, Any]]]) -> CompiledGraph:
+                                            dict[str, Any]]],
+                  link: str = "numba") -> CompiledGraph:
     """Compile ``build()``'s graph, or load its rewritten form from disk.
 
     Parameters
@@ -289,6 +298,8 @@ def compile_graph(name: str, key: Any,
         and picklable metadata.  Shared variables of the graph become plain inputs
         after the explicit ones (``fgraph.inputs`` gives the order).  Called
         only when nothing usable is cached.
+    link : {"numba", "vm"}
+        The link the graph is rewritten for (:func:`rewrite_mode`).
 
     Returns
     -------
@@ -305,7 +316,7 @@ def compile_graph(name: str, key: Any,
     >>> float(g.fn(np.array([3.0, 4.0]))[0]), g.meta["note"]
     (25.0, 'sum of squares')
     """
-    where = _location(name, key)
+    where = _location(name, key, link)
     digest, path = where if where is not None else (None, None)
     loaded = _load(path) if path is not None and path.exists() else None
     if loaded is not None:
@@ -315,7 +326,7 @@ def compile_graph(name: str, key: Any,
         # a rewrite's note that it left two loops unfused: nothing for the user to do
         warnings.filterwarnings("ignore", message="Loop fusion failed", category=UserWarning)
         compiled = pytensor.function(list(inputs), list(outputs), trust_input=True,
-                                     on_unused_input="ignore", mode=rewrite_mode())
+                                     on_unused_input="ignore", mode=rewrite_mode(link))
     rewritten = compiled.maker.fgraph
     # Shared variables become plain inputs: their values are the caller's, per call,
     # and stay out of the file.

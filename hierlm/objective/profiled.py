@@ -45,7 +45,7 @@ from hierlm.objective.cholesky import (
 from hierlm.objective.gram import GramBlocks, compute_gram
 from hierlm.objective.graph_cache import CompiledGraph, compile_graph
 
-_GRAPHS: dict[Structure, CompiledGraph] = {}
+_GRAPHS: dict[tuple[Structure, str], CompiledGraph] = {}
 _CACHE: dict[tuple[Structure, str], Callable] = {}
 _LOCK = threading.Lock()
 BACKENDS = ("auto", "vm", "numba")
@@ -184,23 +184,24 @@ def compiled_for(s: Structure, backend: str = "numba") -> Callable:
     with _LOCK:
         fn = _CACHE.get((s, backend))
         if fn is None:
-            graph = _graph_locked(s)
+            graph = _graph_locked(s, backend)
             fn = graph.vm_fn if backend == "vm" else graph.python_fn
             _CACHE[(s, backend)] = fn
     return fn
 
 
-def _graph_locked(s: Structure) -> CompiledGraph:
-    graph = _GRAPHS.get(s)
+def _graph_locked(s: Structure, link: str) -> CompiledGraph:
+    graph = _GRAPHS.get((s, link))
     if graph is None:
-        graph = _GRAPHS[s] = compile_graph("profiled", s, lambda: _build(s))
+        graph = _GRAPHS[(s, link)] = compile_graph("profiled", s, lambda: _build(s), link)
     return graph
 
 
-def graph_for(s: Structure) -> CompiledGraph:
-    """The rewritten graph of a structure's objective (built or loaded on first use)."""
+def graph_for(s: Structure, link: str = "numba") -> CompiledGraph:
+    """The rewritten graph of a structure's objective for ``link`` (``"numba"`` or
+    ``"vm"``), built or loaded on first use."""
     with _LOCK:
-        return _graph_locked(s)
+        return _graph_locked(s, link)
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,8 +225,8 @@ class ProfiledObjective:
 
     @property
     def graph(self) -> CompiledGraph:
-        """The rewritten graph that :attr:`fn` runs, whichever the link."""
-        return graph_for(self.structure)
+        """The objective's graph rewritten for Numba (what compiled callers build on)."""
+        return graph_for(self.structure, "numba")
 
     def with_backend(self, backend: str) -> ProfiledObjective:
         """The same objective linked by ``backend`` (``"vm"``, ``"numba"`` or ``"auto"``).

@@ -29,4 +29,4 @@ def link_modes() -> list:  # type: ignore[type-arg]
     import hierlm.objective.jit  # noqa: F401 - registers the Numba kernels
     from hierlm.objective.graph_cache import rewrite_mode
 
-    return [pytest.param(rewrite_mode(), id="vm"), pytest.param("NUMBA", id="numba")]
+    return [pytest.param(rewrite_mode("vm"), id="vm"), pytest.param("NUMBA", id="numba")]
