@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         "# Profiled objective: Python VM against Numba", "",
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M}+00:00 on {platform.node()} "
         f"({os.cpu_count()} CPUs, load {load} at the end), Python {platform.python_version()}; "
-        "`python -m benchmarks.backend_bench`. Median wall time of one evaluation at the "
+        f"`python -m benchmarks.backend_bench --cases {args.cases}`. "
+        "Median wall time of one evaluation at the "
         f"REML optimum, after a warm-up call. `auto` links with Numba above {NUMBA_WORK:.3g} "
         "multiply-adds per evaluation; below, it starts on the VM and moves the structure "
         f"to Numba after {VM_BUDGET_S:g} s of VM evaluation in the process.", "",

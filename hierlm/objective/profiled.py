@@ -9,7 +9,8 @@ REML criterion.  The gradient comes from PyTensor's reverse-mode autodiff.  The
 rewritten graph is kept on disk (:mod:`hierlm.objective.graph_cache`), so a new
 process only links it.
 
-Two links of the same graph (``backend``): ``"numba"`` (machine code; about 30 us per
+Two links of the graph (``backend``, each with its own rewritten graph; see
+:mod:`hierlm.objective.graph_cache`): ``"numba"`` (machine code; about 20-40 us per
 evaluation of sleepstudy, but tens of seconds to compile a new structure and about a
 second per process to start Numba) and ``"vm"`` (PyTensor's Python VM over NumPy;
 a few milliseconds per evaluation of a small design, nothing compiled).  A fit needs
