@@ -123,7 +123,7 @@ class CompiledGraph:
         Links in a fraction of a second; nothing is compiled (no C, no Numba).
         """
         with pytensor.config.change_flags(cxx=""):
-            mode = Mode(_vm_linker(), SequentialGraphRewriter())  # link only
+            mode = Mode(_python_vm(), SequentialGraphRewriter())  # link only
             fg = self.fgraph.clone()
             fn = mode.function_maker([In(v) for v in fg.inputs], [Out(v) for v in fg.outputs],
                                      mode, fgraph=fg, accept_inplace=True,
@@ -132,22 +132,22 @@ class CompiledGraph:
         return fn  # type: ignore[no-any-return]
 
 
-def _vm_linker() -> VMLinker:
-    """PyTensor's Python VM (Python thunks only) asking for the Numba linker's rewrites."""
-    linker = VMLinker(use_cloop=False, c_thunks=False, allow_gc=False)
-    linker.required_rewrites = NumbaLinker.required_rewrites
-    linker.incompatible_rewrites = NumbaLinker.incompatible_rewrites
-    return linker
+def _python_vm() -> VMLinker:
+    """PyTensor's Python VM with Python thunks only (no C is compiled)."""
+    return VMLinker(use_cloop=False, c_thunks=False, allow_gc=False)
 
 
 def rewrite_mode(link: str = "numba") -> Mode:
     """The mode a graph for ``link`` is rewritten in, linked by the Python VM so that
     rewriting compiles nothing: Numba's rewrites (``"numba"``), or PyTensor's
     ``fast_run`` rewrites without elementwise fusion (``"vm"``)."""
+    linker = _python_vm()
     if link == "vm":
-        return Mode(VMLinker(use_cloop=False, c_thunks=False, allow_gc=False),
-                    RewriteDatabaseQuery(include=["fast_run"], exclude=["fusion"]))
-    return Mode(_vm_linker(), get_mode("NUMBA").provided_optimizer)
+        return Mode(linker, RewriteDatabaseQuery(include=["fast_run"], exclude=["fusion"]))
+    # the VM asks for the rewrites the Numba linker would
+    linker.required_rewrites = NumbaLinker.required_rewrites
+    linker.incompatible_rewrites = NumbaLinker.incompatible_rewrites
+    return Mode(linker, get_mode("NUMBA").provided_optimizer)
 
 
 class NotNeeded:
