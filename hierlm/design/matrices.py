@@ -22,7 +22,8 @@ import pandas as pd
 import scipy.linalg
 
 from hierlm.design.formula import parse_formula
-from hierlm.design.r_dialect import R_NAMESPACE, to_formulae
+from hierlm.design.formula_safety import check_expression, safe_environment
+from hierlm.design.r_dialect import to_formulae
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
 from hierlm.errors import DataError, FormulaError, warn
 
@@ -54,6 +55,7 @@ def _variables(expr: str, what: str) -> set[str]:
     import formulae as fm  # imported on first use: it costs ~0.4 s (scipy.interpolate)
 
     expr = to_formulae(expr)
+    check_expression(expr, what)  # parsed, nothing evaluated: only whitelisted calls
     try:
         names = set(fm.model_description(expr).var_names)
     except Exception as exc:  # formulae raises many types; report one clear error
@@ -94,9 +96,10 @@ def formulae_common(expr: str, data: pd.DataFrame, what: str) -> object | None:
     """
     import formulae as fm
 
+    expr_fm = to_formulae(expr)
+    check_expression(expr_fm, what)  # before formulae evaluates anything
     try:
-        dm = fm.design_matrices(to_formulae(expr), data, na_action="error",
-                                extra_namespace=R_NAMESPACE)
+        dm = fm.design_matrices(expr_fm, data, na_action="error", env=safe_environment())
     except FormulaError:
         raise
     except Exception as exc:
