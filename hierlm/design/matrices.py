@@ -23,6 +23,7 @@ import scipy.linalg
 
 from hierlm.design.formula import parse_formula
 from hierlm.design.formula_safety import check_expression, safe_environment
+from hierlm.design.grouping_types import grouping_column
 from hierlm.design.r_dialect import to_formulae
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
 from hierlm.errors import DataError, FormulaError, warn
@@ -217,7 +218,7 @@ def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
     """Each row's level label of a (possibly interacted) grouping factor, as strings."""
     labels = None
     for f in factors:
-        col = data[f]
+        col = grouping_column(data[f], f)
         if isinstance(col.dtype, pd.CategoricalDtype):
             s = col.astype(str)
         elif pd.api.types.is_float_dtype(col):
@@ -242,7 +243,7 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame
     values keep the column's dtype (int stays int, a categorical keeps its categories).
     """
     labels = group_labels(spec.factors, data)
-    col = data[spec.factors[0]]
+    col = grouping_column(data[spec.factors[0]], spec.factors[0])
     if len(spec.factors) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
         codes = col.cat.codes.to_numpy()
         cats = col.cat.categories
