@@ -7,7 +7,8 @@ Numbers follow pandas' (Python's) equality: ``1``, ``1.0`` and ``np.int64(1)`` a
 level, as they are when the column is int or float; an object column of numbers is
 read as a float column when that is exact (every value equals its float), so its levels
 are ordered by value.  When a float cannot hold every value exactly (integers beyond
-2**53), the values become exact text labels, integral values written as integers.  Missing values (None, NaN) are not a type.
+2**53), the values become exact text labels, integral values written as integers.
+Missing values (None, NaN) are not a type.
 """
 
 from __future__ import annotations

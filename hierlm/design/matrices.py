@@ -23,6 +23,7 @@ import scipy.linalg
 
 from hierlm.design.formula import parse_formula
 from hierlm.design.formula_safety import check_expression, safe_environment
+from hierlm.design.frames import as_pandas
 from hierlm.design.grouping_types import grouping_column
 from hierlm.design.r_dialect import to_formulae
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
@@ -299,8 +300,7 @@ def check_columns(data: object, used: set[str], name: str = "data",
 
     Shared by fitting data and new data (``name`` is how messages call the frame).
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"{name} must be a pandas DataFrame, got {type(data).__name__}")
+    data = as_pandas(data, name)  # polars, pyarrow, ... through narwhals
     if isinstance(data.columns, pd.MultiIndex):
         raise DataError(f"{name} has MultiIndex columns; flatten them to single string names")
     if require_rows and len(data) == 0:
@@ -366,8 +366,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     ...
     hierlm.errors.DataError: column(s) not found in data: Subjet
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    data = as_pandas(data, "data")  # polars, pyarrow, ... through narwhals
     spec = parse_formula(formula)
     used = _variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
     for term in spec.random:
