@@ -46,7 +46,7 @@ def grouping_column(col: pd.Series, name: str) -> pd.Series:
     hierlm.errors.DataError: grouping column 'g' mixes numbers and text (Python types \
 int, str); convert it to one type first, e.g. data['g'].astype(str)
     """
-    if col.dtype != object:
+    if not pd.api.types.is_object_dtype(col.dtype):
         return col
     values = col[col.notna()]
     kinds = {_kind(v) for v in values}

@@ -25,6 +25,7 @@ from hierlm.design.formula import parse_formula
 from hierlm.design.formula_safety import check_expression, safe_environment
 from hierlm.design.frames import as_pandas
 from hierlm.design.grouping_types import grouping_column
+from hierlm.design.predictor_types import check_predictor_types
 from hierlm.design.r_dialect import to_formulae
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
 from hierlm.errors import DataError, FormulaError, warn
@@ -371,8 +372,10 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     used = _variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
     for term in spec.random:
         used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
+    predictors = used - {spec.response}
     used |= set(spec.columns)
     sub = _check_frame(data, used)
+    check_predictor_types(sub, predictors)  # dates, mixed objects: name column and fix
     from hierlm.design.weights import check_weights, column_or_array
 
     w = w_col = off = off_col = None
