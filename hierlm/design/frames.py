@@ -7,7 +7,10 @@ polars DataFrame, a pyarrow Table, modin, cuDF, ...) is converted once, at the e
 narwhals' ``to_pandas``: a new frame, so the caller's data are never modified.  Its
 rows get the labels 0..n-1, which results (fitted values, predictions) are indexed by.
 A lazy frame (a polars LazyFrame, a DuckDB relation, ...) is refused with a message
-saying to collect it; narwhals is a well-kept, dependency-free layer over these
+saying to collect it.  An unordered categorical (a polars Categorical, a pyarrow
+dictionary column) gets its categories sorted, as R's ``factor()`` sorts its levels:
+their order is the order values were stored in, not a choice of the user's.  An
+ordered one (a polars Enum arrives as an ordered categorical) keeps its order.  narwhals is a well-kept, dependency-free layer over these
 libraries, so hierlm needs no code of its own for each.
 """
 
@@ -54,9 +57,22 @@ reads (polars, pyarrow, ...), got dict
     except TypeError:  # not a data frame narwhals knows
         frame = None
     if isinstance(frame, nw.DataFrame):
-        return frame.to_pandas()
+        return _sorted_categories(frame.to_pandas())
     if isinstance(frame, nw.LazyFrame):
         raise DataError(f"{name} is a lazy frame ({type(data).__name__}); collect() it "
                         f"into a data frame first")
     raise DataError(f"{name} must be a pandas DataFrame or a data frame that narwhals reads "
                     f"(polars, pyarrow, ...), got {type(data).__name__}")
+
+
+def _sorted_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the categories of each unordered categorical column sorted."""
+    for c in frame.columns:
+        dtype = frame[c].dtype
+        if isinstance(dtype, pd.CategoricalDtype) and not dtype.ordered:
+            try:
+                cats = sorted(dtype.categories)
+            except TypeError:  # categories of mixed types: keep them as stored
+                continue
+            frame[c] = frame[c].cat.reorder_categories(cats)
+    return frame

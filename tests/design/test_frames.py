@@ -93,3 +93,16 @@ def test_other_inputs_are_refused_clearly(frame: pd.DataFrame) -> None:
         hierlm.fit(FORMULA, {"y": [1.0]})
     with pytest.raises(DataError, match=r"LazyFrame.*collect\(\)"):
         hierlm.fit(FORMULA, pl.from_pandas(frame).lazy())
+
+
+def test_unordered_categories_are_sorted_enum_keeps_its_order(frame: pd.DataFrame) -> None:
+    """A polars Categorical's category order is storage order: levels are sorted, as
+    R's factor() sorts them, so the fit equals the one on the text column."""
+    p = pl.from_pandas(frame).with_columns(pl.col("f").cast(pl.Categorical))
+    from hierlm.design.frames import as_pandas
+
+    assert list(as_pandas(p)["f"].cat.categories) == ["hi", "lo", "mid"]
+    _same_fit(hierlm.fit(FORMULA, p), hierlm.fit(FORMULA, frame))
+    e = pl.from_pandas(frame).with_columns(pl.col("f").cast(pl.Enum(["lo", "mid", "hi"])))
+    cats = as_pandas(e)["f"].dtype
+    assert list(cats.categories) == ["lo", "mid", "hi"] and cats.ordered
