@@ -10,8 +10,9 @@ A lazy frame (a polars LazyFrame, a DuckDB relation, ...) is refused with a mess
 saying to collect it.  An unordered categorical (a polars Categorical, a pyarrow
 dictionary column) gets its categories sorted, as R's ``factor()`` sorts its levels:
 their order is the order values were stored in, not a choice of the user's.  An
-ordered one (a polars Enum arrives as an ordered categorical) keeps its order.  narwhals is a well-kept, dependency-free layer over these
-libraries, so hierlm needs no code of its own for each.
+ordered one (a polars Enum arrives as an ordered categorical) keeps its order.
+narwhals is a well-kept, dependency-free layer over these libraries, so hierlm needs
+no code of its own for each.
 """
 
 from __future__ import annotations
