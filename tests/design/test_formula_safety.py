@@ -237,3 +237,18 @@ def test_whitelist_is_documented() -> None:
     documented = {f"{p}.{n}" for n in re.findall(r"`(\w+)`", numpy_row) for p in ("np", "numpy")}
     documented |= set(re.findall(r"`(\w+)`", other))
     assert documented == set(ALLOWED_CALLS)
+
+
+def test_environment_alone_reaches_no_module(data: pd.DataFrame, tmp_path: Path) -> None:
+    """The second layer: formulae evaluating with hierlm's environment and no check."""
+    import formulae as fm
+
+    from hierlm.design.formula_safety import safe_environment
+
+    sentinel = tmp_path / "M"
+    for call in ("pd.io.common.os.system", "np.lib.npyio.os.system", "os.system",
+                 "np.sqrt.__class__.__call__", "numpy.os.system"):
+        with pytest.raises(Exception):  # noqa: B017 - formulae's KeyError/AttributeError
+            fm.design_matrices(f"y ~ {call}('touch {sentinel}')", data,
+                               env=safe_environment())
+        assert not sentinel.exists(), call
