@@ -46,6 +46,9 @@ def _advice(col: pd.Series, c: str) -> str | None:
     if kinds == {numbers.Real}:
         return (f"it holds numbers as Python objects ({types}); convert it with "
                 f"pd.to_numeric(d['{c}'])")
+    if len(kinds) == 1:
+        return (f"it holds Python objects of type {types}; convert it to numbers, booleans "
+                f"or a category (d['{c}'].astype(str))")
     return (f"it mixes Python types ({types}); convert it to one type: d['{c}'].astype(str) "
             f"for a category, pd.to_numeric(d['{c}']) for numbers")
 

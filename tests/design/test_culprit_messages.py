@@ -56,6 +56,12 @@ def test_the_advice_works(data: pd.DataFrame) -> None:
     assert "objnum" in res.fixef.index
 
 
+def test_object_column_of_one_other_type(data: pd.DataFrame) -> None:
+    d = data.assign(ob=pd.Series([True, False] * 20, dtype=object))
+    with pytest.raises(DataError, match="'ob' has dtype object.*of type bool.*astype"):
+        hierlm.fit("y ~ ob + (1 | g)", d)
+
+
 def test_unicode_grouping_name_needs_no_backquotes(data: pd.DataFrame) -> None:
     d = data.rename(columns={"g": "gruppé", "x": "größe"})
     a = hierlm.build_design("y ~ größe + (1 + größe | gruppé)", d)
