@@ -16,7 +16,8 @@ fixed part (``C(x)``, ``I(x**2)``, ``np.log(x)``, ``x*z`` are handed on untouche
   ``x:z``, while ``x:z`` stays one term.
 * ``(1 | a/b)``: nesting (lme4's ``expandSlash``) gives ``(1 | a)`` and ``(1 | b:a)``;
   ``a/b/c`` gives ``a``, ``b:a`` and ``c:b:a``.  ``(1 | a:b)`` is one term on the
-  interaction of ``a`` and ``b``.  Grouping names may be backquoted (`` `my group` ``).
+  interaction of ``a`` and ``b``.  A grouping name is an identifier (dots and unicode
+  letters allowed: ``PCT.g``, ``gruppé``) or backquoted (`` `my group` ``).
 
 The fixed part is ``"1"`` when no fixed term is written.  A term written twice, fixed
 or random, is refused (lme4 silently ignores a repeated fixed term).  Every problem raises
@@ -294,7 +295,7 @@ def _name(name: str, group: str, term: str) -> str:
     """A grouping column name, backquotes removed; FormulaError if not a plain name."""
     if len(name) > 2 and name[0] == name[-1] == "`" and "`" not in name[1:-1]:
         return name[1:-1]
-    if _NAME.fullmatch(name):
+    if _NAME.fullmatch(name) or name.replace(".", "_").isidentifier():  # unicode: gruppé
         return name
     raise FormulaError(
         f"grouping side {_show(group)!r} of random-effects term {term!r} "

@@ -22,7 +22,11 @@ import pandas as pd
 import scipy.linalg
 
 from hierlm.design.formula import parse_formula
-from hierlm.design.r_dialect import R_NAMESPACE, to_formulae
+from hierlm.design.formula_safety import check_expression, safe_environment
+from hierlm.design.frames import as_pandas
+from hierlm.design.grouping_types import grouping_column
+from hierlm.design.predictor_types import check_predictor_types
+from hierlm.design.r_dialect import to_formulae
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
 from hierlm.errors import DataError, FormulaError, warn
 
@@ -54,6 +58,7 @@ def _variables(expr: str, what: str) -> set[str]:
     import formulae as fm  # imported on first use: it costs ~0.4 s (scipy.interpolate)
 
     expr = to_formulae(expr)
+    check_expression(expr, what)  # parsed, nothing evaluated: only whitelisted calls
     try:
         names = set(fm.model_description(expr).var_names)
     except Exception as exc:  # formulae raises many types; report one clear error
@@ -94,9 +99,10 @@ def formulae_common(expr: str, data: pd.DataFrame, what: str) -> object | None:
     """
     import formulae as fm
 
+    expr_fm = to_formulae(expr)
+    check_expression(expr_fm, what)  # before formulae evaluates anything
     try:
-        dm = fm.design_matrices(to_formulae(expr), data, na_action="error",
-                                extra_namespace=R_NAMESPACE)
+        dm = fm.design_matrices(expr_fm, data, na_action="error", env=safe_environment())
     except FormulaError:
         raise
     except Exception as exc:
@@ -214,7 +220,7 @@ def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
     """Each row's level label of a (possibly interacted) grouping factor, as strings."""
     labels = None
     for f in factors:
-        col = data[f]
+        col = grouping_column(data[f], f)
         if isinstance(col.dtype, pd.CategoricalDtype):
             s = col.astype(str)
         elif pd.api.types.is_float_dtype(col):
@@ -239,7 +245,7 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame
     values keep the column's dtype (int stays int, a categorical keeps its categories).
     """
     labels = group_labels(spec.factors, data)
-    col = data[spec.factors[0]]
+    col = grouping_column(data[spec.factors[0]], spec.factors[0])
     if len(spec.factors) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
         codes = col.cat.codes.to_numpy()
         cats = col.cat.categories
@@ -295,8 +301,7 @@ def check_columns(data: object, used: set[str], name: str = "data",
 
     Shared by fitting data and new data (``name`` is how messages call the frame).
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"{name} must be a pandas DataFrame, got {type(data).__name__}")
+    data = as_pandas(data, name)  # polars, pyarrow, ... through narwhals
     if isinstance(data.columns, pd.MultiIndex):
         raise DataError(f"{name} has MultiIndex columns; flatten them to single string names")
     if require_rows and len(data) == 0:
@@ -362,14 +367,15 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     ...
     hierlm.errors.DataError: column(s) not found in data: Subjet
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    data = as_pandas(data, "data")  # polars, pyarrow, ... through narwhals
     spec = parse_formula(formula)
     used = _variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
     for term in spec.random:
         used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
+    predictors = used - {spec.response}
     used |= set(spec.columns)
     sub = _check_frame(data, used)
+    check_predictor_types(sub, predictors)  # dates, mixed objects: name column and fix
     from hierlm.design.weights import check_weights, column_or_array
 
     w = w_col = off = off_col = None

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design import matrices as _m
+from hierlm.design.frames import as_pandas
 from hierlm.errors import DataError
 
 
@@ -160,6 +161,7 @@ class NewDataCoder:
                 offset=np.zeros(n) if self.offset is None else self.offset.copy(),
                 weights=np.ones(n) if self.weights is None else self.weights.copy(),
                 index=pd.RangeIndex(n))
+        newdata = as_pandas(newdata, "newdata")
         values = self.fixed_columns()
         grouping: set[str] = set()
         for k in ks:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.design.frames import as_pandas
 from hierlm.design.matrices import group_labels
 from hierlm.predict.terms import coder_of, coder_templates
 
@@ -38,6 +39,7 @@ def marginal_moments(res: Any, rows: pd.DataFrame) -> tuple[pd.Series, pd.DataFr
     >>> bool(np.isclose(cov.iloc[0, 0], res.varcorr.variance_or_cov.iloc[[0, 3]].sum()))
     True
     """
+    rows = as_pandas(rows, "rows")  # polars, pyarrow, ... through narwhals
     coder = coder_of(res)
     coded = coder.code(rows, allow_new_levels=True)
     if res.method == "NUTS":

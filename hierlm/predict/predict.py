@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from hierlm.design.frames import as_pandas
 from hierlm.design.newdata import CodedRows
 from hierlm.errors import MethodError
 from hierlm.predict.terms import coder_of, coder_templates, fitted_model, ranef_arrays, select_terms
@@ -84,6 +85,8 @@ def predict(res: Any, newdata: pd.DataFrame | None = None, re_form: str | None =
                           f"'prediction'")
     if not 0 < level < 1:
         raise MethodError(f"level must be in (0, 1), got {level!r}")
+    if newdata is not None:
+        newdata = as_pandas(newdata, "newdata")  # polars, pyarrow, ... through narwhals
     rows = code_rows(res, newdata, re_form, allow_new_levels)
     if res.method == "NUTS":
         return _predict_nuts(res, newdata, rows, allow_new_levels, interval, level, draws)

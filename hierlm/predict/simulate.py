@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.design.frames import as_pandas
 from hierlm.design.matrices import group_labels
 from hierlm.errors import MethodError
 from hierlm.predict.terms import coder_of, coder_templates, ranef_arrays, select_terms
@@ -38,6 +39,8 @@ def simulate(res: Any, nsim: int = 1, seed: int | np.random.Generator | None = N
     """
     if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
         raise MethodError(f"nsim must be a positive integer, got {nsim!r}")
+    if newdata is not None:
+        newdata = as_pandas(newdata, "newdata")  # polars, pyarrow, ... through narwhals
     rng = np.random.default_rng(seed)
     coder = coder_of(res)
     kept = select_terms(coder, re_form)
