@@ -14,6 +14,7 @@ import pandas as pd
 
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, SingularFitWarning, warn
+from hierlm.estimate.degenerate import check_exact_fit
 from hierlm.estimate.extract import Estimates
 from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.estimate.stable_pls import stable_estimates
@@ -23,6 +24,8 @@ from hierlm.results.result import FitResult
 from hierlm.results.varcorr import varcorr_table
 
 SINGULAR_TOL = 1e-4
+#: A residual SD below this fraction of the response's SD triggers the exact-fit check.
+EXACT_FIT_SIGMA = 1e-4
 
 
 def is_singular(design: ModelDesign, theta: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
@@ -133,6 +136,8 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     L1, L_R = opt.factor if opt.factor is not None else objective.evaluate(opt.theta, reml)[2:]
     # the criterion and estimates from residuals, not the Gram matrix (stable_pls)
     est, criterion = stable_estimates(objective, opt.theta, L1, L_R, reml)
+    if est.sigma < EXACT_FIT_SIGMA * float(np.std(design.y)):
+        check_exact_fit(design)  # sigma -> 0 without bound: no estimate
     messages = []
     if not opt.converged:
         msg = (f"optimizer did not converge: largest gradient "
