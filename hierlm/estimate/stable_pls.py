@@ -28,11 +28,15 @@ per fit.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
+from hierlm.design.terms import ModelDesign
 from hierlm.design.weights import working_design
-from hierlm.estimate.conditional import ConditionalSampler, Factor
+from hierlm.estimate.conditional import ConditionalSampler
 from hierlm.estimate.extract import Estimates, _cond_var
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.profiled import ProfiledObjective
@@ -41,14 +45,29 @@ from hierlm.objective.profiled import ProfiledObjective
 MAX_REFINE = 6
 
 
+#: Per model: the working design and its terms' sparse ``Z_i`` (refits of one model
+#: reuse them; neither refers back to the objective, so the entry goes with it).
+_SETUP: weakref.WeakKeyDictionary[ProfiledObjective, tuple[ModelDesign, list[sp.csr_matrix]]]
+_SETUP = weakref.WeakKeyDictionary()
+
+
+def _setup(objective: ProfiledObjective) -> tuple[ModelDesign, list[sp.csr_matrix]]:
+    got = _SETUP.get(objective)
+    if got is None:
+        wd = working_design(objective.design)
+        got = _SETUP[objective] = (wd, [term_matrix(t) for t in wd.terms])
+    return got
+
+
 class _PLS:
     """Products with ``A = Z Lambda`` and solves with ``M = A'A + I`` at one theta."""
 
-    def __init__(self, objective: ProfiledObjective, f: Factor, sampler: ConditionalSampler):
-        self.design = working_design(objective.design)
-        self.f, self.s = f, sampler
+    def __init__(self, objective: ProfiledObjective, theta: np.ndarray, L1: np.ndarray,
+                 L_R: np.ndarray) -> None:
+        self.design, self.Z = _setup(objective)
+        self.s = ConditionalSampler(objective)
+        self.f = self.s.factor_from(theta, L1, L_R)
         self.qr = objective.gram.q_rest
-        self.Z = [term_matrix(t) for t in self.design.terms]
 
     def apply(self, U: np.ndarray) -> np.ndarray:
         """``Z Lambda U`` for ``U`` of shape ``(q, k)``."""
@@ -131,10 +150,8 @@ def stable_estimates(objective: ProfiledObjective, theta: np.ndarray, L1: np.nda
     g = objective.gram
     n, p, qr = g.n, g.p, g.q_rest
     theta = np.asarray(theta, dtype=float)
-    sampler = ConditionalSampler(objective)
-    f = sampler.factor_from(theta, L1, L_R)
-    pls = _PLS(objective, f, sampler)
-    wd = pls.design
+    pls = _PLS(objective, theta, L1, L_R)
+    wd, f, sampler = pls.design, pls.f, pls.s
     B = np.column_stack([wd.X, wd.y - wd.X @ g.beta_offset])
     U = pls.solve(pls.adjoint(B))
     for _ in range(MAX_REFINE):
