@@ -26,7 +26,7 @@ from hierlm.objective.gram import term_matrix
 #: rounding (~1e-15), far below any measured noise.
 EXACT_TOL = 1e-9
 #: Dense least squares up to this many entries of ``[X Z]``; LSQR beyond.
-DENSE_MAX = 20_000_000
+DENSE_MAX = 2_000_000
 
 
 def relative_residual(design: ModelDesign, groups: list[int] | None = None) -> float:
