@@ -19,6 +19,7 @@ GROUPING = {
     "pastes": ["batch", "cask", "sample"], "dyestuff": ["Batch"], "dyestuff2": ["Batch"],
     "insteval": ["s", "d", "dept", "service", "studage", "lectage"],
     "alfalfa": ["Variety", "Date", "Block"], "chickweight": ["Chick", "Diet"],
+    "orthodont": ["Subject", "Sex"], "hsb82": ["school", "sector"],
 }
 
 

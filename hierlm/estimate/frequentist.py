@@ -14,14 +14,18 @@ import pandas as pd
 
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, SingularFitWarning, warn
-from hierlm.estimate.extract import Estimates, extract
+from hierlm.estimate.degenerate import check_exact_fit
+from hierlm.estimate.extract import Estimates
 from hierlm.estimate.optimize import optimize_theta, theta_scale
+from hierlm.estimate.stable_pls import stable_estimates
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import templates, theta_lower
 from hierlm.results.result import FitResult
 from hierlm.results.varcorr import varcorr_table
 
 SINGULAR_TOL = 1e-4
+#: A residual SD below this fraction of the response's SD triggers the exact-fit check.
+EXACT_FIT_SIGMA = 1e-4
 
 
 def is_singular(design: ModelDesign, theta: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
@@ -130,7 +134,10 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     design = objective.design
     opt = optimize_theta(objective, reml, start=start, options=options)
     L1, L_R = opt.factor if opt.factor is not None else objective.evaluate(opt.theta, reml)[2:]
-    est = extract(objective, opt.theta, L1, L_R, reml)
+    # the criterion and estimates from residuals, not the Gram matrix (stable_pls)
+    est, criterion = stable_estimates(objective, opt.theta, L1, L_R, reml)
+    if est.sigma < EXACT_FIT_SIGMA * float(np.std(design.y)):
+        check_exact_fit(design)  # sigma -> 0 without bound: no estimate
     messages = []
     if not opt.converged:
         msg = (f"optimizer did not converge: largest gradient "
@@ -147,6 +154,6 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
                  "phases": [list(ph) for ph in opt.phases],
                  "trace": [list(th) + [f] for th, f in opt.trace]}
     return result_from_estimates(
-        design, est, opt.theta, opt.objective, "REML" if reml else "ML",
+        design, est, opt.theta, criterion, "REML" if reml else "ML",
         converged=opt.converged, n_evals=opt.n_evals, optimizer=optimizer,
         messages=tuple(messages))

@@ -23,7 +23,7 @@ from hierlm.errors import MethodError
 from hierlm.inference.deviance import VarparInfo, varpar_info
 from hierlm.inference.kenward_roger import kr_info
 from hierlm.inference.satterthwaite import EPS, contrast_df, f_test
-from hierlm.inference.terms import type1_contrasts, type3_contrasts
+from hierlm.inference.terms import fixed_terms, type1_contrasts, type3_contrasts
 
 DDF = {"satterthwaite": "satterthwaite", "kenward-roger": "kenward-roger",
        "kenward_roger": "kenward-roger", "kr": "kenward-roger", "none": "none"}
@@ -173,7 +173,11 @@ def anova_table(res: Any, ddf: str = "satterthwaite", type: int | str = 3) -> pd
         raise MethodError(f"unknown anova type {type!r}; use 3 or 1")
     design = require_model(res, "anova (the model's terms)").design
     Ls = type3_contrasts(design) if key in ("3", "III") else type1_contrasts(design)
-    rows = {label: _test(res, L, method) for label, L in Ls.items() if L.shape[0]}
+    degree = {t.label: len(t.variables) for t in fixed_terms(design)[1]}
+    # rows by degree (main effects, then two-way interactions, ...), formula order
+    # within a degree: R's terms() order, as lmerTest prints them
+    labels = sorted(Ls, key=lambda label: degree.get(label, 0))
+    rows = {label: _test(res, Ls[label], method) for label in labels if Ls[label].shape[0]}
     out = pd.DataFrame(list(rows.values()), index=list(rows),
                        columns=["num_df", "den_df", "F", "p"])
     out["num_df"] = out["num_df"].astype(int)

@@ -190,22 +190,30 @@ def _label(term: RandomTerm, cols: list[int] | None = None) -> str:
     return f"({' + '.join(parts)} | {term.group})"
 
 
-def _exprs(design: ModelDesign) -> list[str]:
-    """The formula's random-term expressions matched to the design's terms."""
-    specs = list(parse_formula(design.formula).random)
+def _exprs(design: ModelDesign) -> list[tuple[int, str]]:
+    """The formula's random-term expressions matched to the design's terms, each with
+    its position in the formula (the design orders terms by size; lmerTest's rows
+    follow the formula)."""
+    specs = list(enumerate(parse_formula(design.formula).random))
     out = []
     for term in design.terms:
         has_int = "(Intercept)" in term.coef_names
-        for i, sp in enumerate(specs):
+        for i, (pos, sp) in enumerate(specs):
             expr_int = not sp.expr.replace(" ", "").startswith(("0", "-1"))
             if sp.group == term.group and has_int == expr_int:
-                out.append(sp.expr)
+                out.append((pos, sp.expr))
                 specs.pop(i)
                 break
         else:
-            out.append(" + ".join(["1" if has_int else "0",
-                                   *(n for n in term.coef_names if n != "(Intercept)")]))
+            out.append((len(design.terms) + len(out), " + ".join(
+                ["1" if has_int else "0", *(n for n in term.coef_names if n != "(Intercept)")])))
     return out
+
+
+def _has_intercept_on(terms: list[RandomTerm], term: RandomTerm) -> bool:
+    """Another term on ``term``'s grouping already carries an intercept."""
+    return any(t is not term and t.group == term.group and "(Intercept)" in t.coef_names
+               and _same_groups(t.codes, term.codes) for t in terms)
 
 
 def _with_terms(design: ModelDesign, terms: list[RandomTerm]) -> ModelDesign:
@@ -247,7 +255,10 @@ def ranova(res: Any) -> pd.DataFrame:
     reml = res.method == "REML"
     base = npar(res)
     rows = {"<none>": {"npar": base, "loglik": res.loglik}}
-    for k, (term, expr) in enumerate(zip(design.terms, _exprs(design), strict=True)):
+    matched = _exprs(design)
+    order = sorted(range(len(design.terms)), key=lambda k: matched[k][0])
+    for k in order:  # the formula's order, as lmerTest
+        term, expr = design.terms[k], matched[k][1]
         others = [t for i, t in enumerate(design.terms) if i != k]
         parts = _lhs_parts(term, expr)
         reduced: list[tuple[str, list[RandomTerm]]] = []
@@ -256,15 +267,18 @@ def ranova(res: Any) -> pd.DataFrame:
         else:
             for cols in parts:
                 keep = [j for j in range(term.p) if j not in cols]
-                if not keep:  # lmerTest replaces (0 + x | g) by (1 | g)
-                    new = dataclasses.replace(term, coef_names=("(Intercept)",),
-                                              X=np.ones((design.nobs, 1)))
+                terms = list(design.terms)
+                if not keep and _has_intercept_on(terms, term):
+                    # (0 + x | g) beside (1 | g), as from (1 + x || g): lmerTest's
+                    # (1 | g) would repeat the intercept term, so the term goes
+                    terms = others
+                elif not keep:  # lmerTest replaces (0 + x | g) by (1 | g)
+                    terms[k] = dataclasses.replace(term, coef_names=("(Intercept)",),
+                                                   X=np.ones((design.nobs, 1)))
                 else:
-                    new = dataclasses.replace(
+                    terms[k] = dataclasses.replace(
                         term, coef_names=tuple(term.coef_names[j] for j in keep),
                         X=term.X[:, keep])
-                terms = list(design.terms)
-                terms[k] = new
                 reduced.append((f"{_var_name(expr, cols, term)} in ({expr} | {term.group})",
                                 terms))
         for label, terms in reduced:

@@ -12,7 +12,11 @@ with ``d(theta, sigma) = log|L_theta|^2 + n log(2 pi sigma^2) + r^2(theta) / sig
 objective).  For a fixed effect ``beta_j = b`` the other coefficients and sigma
 have closed forms: with ``V(theta) = (L_XX L_XX')^{-1}``,
 ``d = log|L|^2 + n (1 + log(2 pi (r^2 + (b - beta-hat_j)^2 / V_jj) / n))``, minimized
-over theta.  The inner minimizations are L-BFGS-B, started from the nearest
+over theta.  For sigma the other parameters are free on the theta scale (see
+:mod:`hierlm.inference.profile_inner`), started from theta-hat sigma-hat / c (the
+random effects' SDs of the fit), each term's rank-reduced covariance and the
+continuation points, all followed to their minima.  The inner minimizations are
+L-BFGS-B, started from the nearest
 solution found so far on the estimate's side of ``c`` (continuation from the
 estimate), and also from the nearest one beyond ``c`` and from the estimate where
 those are lower at ``c``; the smallest minimum is kept.  lme4 samples zeta on a grid
@@ -25,7 +29,6 @@ inner optimizer's error.  An endpoint that the parameter's bound (SD 0, correlat
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,8 @@ import scipy.optimize
 import scipy.stats
 
 from hierlm.design.terms import ModelDesign
+from hierlm.estimate.boundary import face_starts
+from hierlm.inference.profile_inner import minimize_starts
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import tril_colmajor
 from hierlm.results.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
@@ -138,7 +143,20 @@ class Profiler:
     def zeta(self, w: int, c: float) -> float:
         """zeta of parameter ``w`` (index into :attr:`names`) at value ``c``."""
         est = self.estimates[w]
-        if w < self.k:
+        follow_all = False
+        if w == self.k - 1:
+            # sigma: the others free on the theta scale (see profile_inner); the
+            # natural start keeps the random effects' SDs (theta-hat sigma-hat / c),
+            # and each term's rank-reduced covariance is a start too
+            keep = np.asarray(self.fit.theta, dtype=float) * (self.fit.sigma / c)
+            starts = [*self._starts_for(w, c, keep), *face_starts(self.design, keep)]
+            bounds: list[tuple[Any, Any]] = [(None, None)] * (self.k - 1)
+            follow_all = True
+
+            def fn(x: np.ndarray) -> float:
+                val = self._dev_theta(x, c)
+                return val if np.isfinite(val) else 1e300
+        elif w < self.k:
             free = [i for i in range(self.k) if i != w]
             starts = self._starts_for(w, c, self.s_hat[free])
 
@@ -148,7 +166,7 @@ class Profiler:
                 s[w] = c
                 return self._dev_s(s)
 
-            bounds: list[tuple[Any, Any]] = [self.bounds[i] for i in free]
+            bounds = [self.bounds[i] for i in free]
         else:
             j = w - self.k
             starts = self._starts_for(w, c, np.asarray(self.fit.theta, dtype=float))
@@ -163,17 +181,7 @@ class Profiler:
         # followed too where it is already lower there.  Starting from the nearest
         # solution alone let one at a bound (an SD of 0, where the correlation has no
         # effect) capture points whose minimum is elsewhere: a kink in the trace.
-        dmin, x = self._minimize(fn, starts[0], bounds)
-        seen = [x]
-        for x0 in starts[1:]:
-            x0 = self._clip(x0, bounds)
-            if any(np.allclose(x0, y, rtol=1e-8, atol=1e-12) for y in seen):
-                continue
-            seen.append(x0)
-            if fn(x0) < dmin:
-                d1, x1 = self._minimize(fn, x0, bounds)
-                if d1 < dmin:
-                    dmin, x = d1, x1
+        dmin, x = minimize_starts(fn, starts, bounds, follow_all=follow_all)
         self._starts.setdefault(w, []).append((c, x))
         diff = max(dmin - self.base, 0.0)
         return float(np.sign(c - est) * np.sqrt(diff))
@@ -185,46 +193,6 @@ class Profiler:
             out += [(0.0, np.inf) if r == c else (-np.inf, np.inf) for r, c in
                     zip(rows, cols, strict=True)]
         return out
-
-    @staticmethod
-    def _clip(x0: np.ndarray, bounds: list[tuple[Any, Any]]) -> np.ndarray:
-        return np.array([min(max(v, lo if lo is not None else -np.inf),
-                             hi if hi is not None else np.inf)
-                         for v, (lo, hi) in zip(x0, bounds, strict=True)])
-
-    @classmethod
-    def _minimize(cls, fn: Callable[[np.ndarray], float], x0: np.ndarray,
-                  bounds: list[tuple[Any, Any]]) -> tuple[float, np.ndarray]:
-        if len(x0) == 0:
-            return fn(np.zeros(0)), np.zeros(0)
-        x0 = cls._clip(x0, bounds)
-        lo = np.array([b[0] if b[0] is not None else -np.inf for b in bounds])
-        hi = np.array([b[1] if b[1] is not None else np.inf for b in bounds])
-
-        def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
-            # central differences of the (cheap, smooth) inner deviance, one-sided at a
-            # bound; scipy's own finite differences cost more in Python than fn itself
-            f0 = fn(x)
-            g = np.empty_like(x)
-            for i in range(x.size):
-                h = 1e-6 * max(1.0, abs(x[i]))
-                up, dn = x.copy(), x.copy()
-                up[i] = min(x[i] + h, hi[i])
-                dn[i] = max(x[i] - h, lo[i])
-                g[i] = (fn(up) - fn(dn)) / (up[i] - dn[i])
-            return f0, g
-
-        best = (fn(x0), x0)
-        for _ in range(2):  # a restart from the first solution polishes it
-            r = scipy.optimize.minimize(fg, best[1], jac=True, method="L-BFGS-B",
-                                        bounds=bounds,
-                                        options={"ftol": 1e-13, "gtol": 1e-8,
-                                                 "maxiter": 2000})
-            if r.fun < best[0] - 1e-12:
-                best = (float(r.fun), np.asarray(r.x))
-            else:
-                break
-        return best
 
     # -- endpoints -------------------------------------------------------------
     def endpoint(self, w: int, target: float) -> float:

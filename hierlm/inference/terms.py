@@ -98,10 +98,17 @@ def type1_contrasts(design: ModelDesign) -> dict[str, np.ndarray]:
     [[0.0, 1.0]]
     """
     _, terms = fixed_terms(design)
-    R = np.linalg.qr(design.X, mode="r")
+    # R's terms() order: by degree, formula order within a degree (the intercept and
+    # any column of no term first); the sequence of the sums of squares follows it
+    terms = sorted(terms, key=lambda t: len(t.variables))
+    owned = [j for t in terms for j in t.columns]
+    perm = [j for j in range(design.p) if j not in set(owned)] + owned
+    R = np.linalg.qr(design.X[:, perm], mode="r")
     R = R * np.sign(np.diag(R))[:, None]
-    U = R / np.diag(R)[:, None]
-    return {t.label: U[list(t.columns)] for t in terms}
+    U = np.zeros_like(R)
+    U[:, perm] = R / np.diag(R)[:, None]  # back to the columns of X
+    pos = {j: i for i, j in enumerate(perm)}
+    return {t.label: U[[pos[j] for j in t.columns]] for t in terms}
 
 
 def zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
