@@ -243,3 +243,18 @@ def test_forest_sets_reml_beside_nuts(sleep: hierlm.FitResult,
 def test_forest_names_a_bad_input(sleep: hierlm.FitResult) -> None:
     with pytest.raises(hierlm.MethodError, match="no variable 'bta'"):
         hierlm.plots.forest([sleep], var_names=["bta"])
+
+
+def test_forest_takes_a_reml_bootstrap(sleep: hierlm.FitResult,
+                                       sleep_nuts: hierlm.FitResult) -> None:
+    from tests.results.test_datatree import small_bootstrap
+
+    boot = small_bootstrap(sleep, n=12)
+    fig = hierlm.plots.forest([(sleep, boot), sleep_nuts], var_names=["sd_Subject", "sigma"])
+    assert _legend_texts(fig) == ["REML bootstrap", "NUTS"]
+    spans = [np.asarray(ln.get_xdata(), float) for ax in fig.axes for ln in ax.lines
+             if len(ln.get_xdata()) == 2]
+    for column in ["sd_Days|Subject", "sigma"]:
+        want = np.quantile(boot.replicates[column], [0.025, 0.975])
+        assert any(np.allclose(s, want, rtol=1e-12) for s in spans), column
+    _render(fig)

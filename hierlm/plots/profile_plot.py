@@ -11,6 +11,7 @@ from scipy import stats
 
 from hierlm.plots.common import pyplot
 
+
 def profile_zeta(profile: pd.DataFrame, level: float = 0.95) -> Any:
     """lme4's profile plot: ``zeta`` against each parameter's value.
 

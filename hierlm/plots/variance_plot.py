@@ -13,6 +13,7 @@ import pandas as pd
 
 from hierlm.plots.common import pyplot
 
+
 def variance_decomposition(res: Any, intervals: pd.DataFrame | None = None) -> Any:
     """Share of each variance component in the total, with intervals when given.
 
