@@ -5,7 +5,10 @@ them; ``--factor COL`` makes a column a grouping label), fits the model and prin
 summary, or with ``--json`` one JSON object with the keys of :data:`JSON_KEYS` (the
 coefficient table with Satterthwaite's df and p-values among them, as ``summary()``).
 A delimited text file's separator (comma, semicolon, tab or bar) is detected from its
-first lines (``csv.Sniffer``) unless ``--sep`` names it.  Every error is one line on
+first lines (``csv.Sniffer``) unless ``--sep`` names it; in a file not separated by
+commas, text columns whose every value is a number written with a decimal comma
+(``249,56``, a comma-decimal locale's export) are read as numbers unless ``--decimal``
+says otherwise.  Every error is one line on
 stderr and a non-zero exit status, never a traceback.
 """
 
@@ -15,6 +18,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -25,6 +29,7 @@ JSON_KEYS = ("formula", "method", "nobs", "objective", "loglik", "aic", "bic", "
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 SEPARATORS = ",;\t|"
+_COMMA_NUMBER = re.compile(r"^\s*[+-]?(\d+,\d*|\d*,\d+|\d+)([eE][+-]?\d+)?\s*$")
 _SEP_NAMES = {"\\t": "\t", "tab": "\t", "\t": "\t"}
 
 
@@ -56,10 +61,25 @@ def detect_sep(file: Path) -> str:
         return ","
 
 
-def read_data(path: str, factors: list[str], sep: str | None = None) -> Any:
+def _comma_decimals(frame: Any) -> bool:
+    """Whether some text column holds only numbers with a decimal comma."""
+    for col in frame.columns:
+        values = frame[col].dropna()
+        if values.empty or frame[col].dtype.kind in "biufcmM":
+            continue
+        text = values.astype(str)
+        if text.str.contains(",", regex=False).any() and text.str.match(_COMMA_NUMBER).all():
+            return True
+    return False
+
+
+def read_data(path: str, factors: list[str], sep: str | None = None,
+              decimal: str | None = None) -> Any:
     """The data file as a DataFrame; ``factors`` become string labels.
 
-    ``sep`` is the field separator of a text file (detected when None).
+    ``sep`` is the field separator of a text file (detected when None); ``decimal`` its
+    decimal mark (``.``, or ``,`` where a text column's values are all numbers with
+    a decimal comma and the separator is not a comma).
 
     Examples
     --------
@@ -84,9 +104,16 @@ def read_data(path: str, factors: list[str], sep: str | None = None) -> Any:
                            f" not {suffix or 'a file without a suffix'} ({path})")
         if len(sep) != 1:
             raise CLIError(f"--sep must be one character (or '\\t'), got {sep!r}")
+    if decimal is not None and decimal not in (".", ","):
+        raise CLIError(f"--decimal must be '.' or ',', got {decimal!r}")
+    if decimal is not None and suffix not in TEXT_SUFFIXES:
+        raise CLIError(f"--decimal applies to delimited text files, not {path}")
     try:
         if suffix in TEXT_SUFFIXES:
-            frame = pd.read_csv(file, sep=sep if sep is not None else detect_sep(file))
+            sep = sep if sep is not None else detect_sep(file)
+            frame = pd.read_csv(file, sep=sep, decimal=decimal or ".")
+            if decimal is None and sep != "," and _comma_decimals(frame):
+                frame = pd.read_csv(file, sep=sep, decimal=",")
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(file)
         else:
@@ -187,6 +214,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--sep", default=None, metavar="CHAR",
                      help="field separator of a text file (default: detected; '\\t' for tab)")
     fit.add_argument("--method", default="reml", choices=["reml", "ml", "nuts"])
+    fit.add_argument("--decimal", default=None, choices=[".", ","],
+                     help="decimal mark of a text file (default: '.', or ',' where every "
+                          "value of a text column is a number with a decimal comma)")
     fit.add_argument("--factor", action="append", default=[], metavar="COL",
                      help="treat COL as a grouping label (repeatable)")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
@@ -199,7 +229,7 @@ def _fit(args: argparse.Namespace) -> None:
     import hierlm
     from hierlm.errors import DataError
 
-    data = read_data(args.data, args.factor, args.sep)
+    data = read_data(args.data, args.factor, args.sep, args.decimal)
     kwargs: dict[str, Any] = {}
     if args.method == "nuts":
         kwargs = {"random_seed": args.seed, "progressbar": False}

@@ -147,3 +147,19 @@ def test_json_has_satterthwaite_df_and_p(capsys: pytest.CaptureFixture[str]) -> 
         assert list(row) == ["term", "estimate", "se", "df", "t", "p"]
         for key in ("estimate", "se", "df", "t", "p"):
             assert row[key] == pytest.approx(want[key], rel=2e-3), (row["term"], key)
+
+
+def test_semicolon_csv_with_decimal_commas(capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    """The spreadsheet export of a comma-decimal locale: ';' between fields, ',' in numbers."""
+    file = tmp_path / "sleep.csv"
+    dataset("sleepstudy").to_csv(file, sep=";", decimal=",", index=False)
+    assert "249,56" in file.read_text()
+    code, out, err = _run(capsys, "fit", FORMULA, "--data", str(file), "--factor", "Subject",
+                          "--json")
+    assert code == 0, err
+    check_json(out)
+    code, out, err = _run(capsys, "fit", FORMULA, "--data", str(file), "--factor", "Subject",
+                          "--json", "--decimal", ",")
+    assert code == 0, err
+    check_json(out)
