@@ -20,14 +20,16 @@ argument, so ArviZ draws them as they are.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 from scipy import stats
 
 from hierlm.errors import MethodError
 from hierlm.plots.common import pyplot
+
+if TYPE_CHECKING:  # xarray loads with the first forest plot, not with hierlm.plots
+    import xarray as xr
 
 _SAMPLE = ("chain", "draw")
 
@@ -38,6 +40,8 @@ def _parameters(ds: xr.Dataset) -> list[str]:
 
 
 def _bounds(lower: xr.Dataset, upper: xr.Dataset) -> xr.Dataset:
+    import xarray as xr
+
     both = xr.concat([lower, upper], dim=xr.Variable("ci_bound", ["lower", "upper"]))
     return both.transpose(..., "ci_bound")
 
@@ -52,6 +56,8 @@ def _quantiles(draws: xr.Dataset, probs: tuple[float, float]) -> list[xr.Dataset
 
 def _summaries(fit: Any, probs: tuple[float, float]) -> tuple[xr.Dataset, list[xr.Dataset]]:
     """The point estimates and, per probability, the interval bounds of one fit."""
+    import xarray as xr
+
     res, boot = fit if isinstance(fit, tuple) else (fit, None)
     if res.method == "NUTS":
         post = res.idata["posterior"].dataset
@@ -119,6 +125,7 @@ def forest(results: Sequence[Any] | Mapping[str, Any], var_names: Sequence[str] 
     ['REML', 'ML']
     """
     pyplot()
+    import xarray as xr
     from arviz_plots import plot_forest
 
     named = _named(results)
