@@ -163,3 +163,24 @@ def test_semicolon_csv_with_decimal_commas(capsys: pytest.CaptureFixture[str],
                           "--json", "--decimal", ",")
     assert code == 0, err
     check_json(out)
+
+
+def test_json_of_a_nuts_fit_has_posterior_moments_and_no_tests() -> None:
+    import warnings
+
+    import hierlm
+    from hierlm.cli import result_json
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = hierlm.fit("Reaction ~ Days + (Days | Subject)", dataset("sleepstudy"),
+                         method="nuts", draws=50, tune=50, chains=1, random_seed=1,
+                         progressbar=False, sampler="pymc", cores=1)
+    doc = json.loads(json.dumps(result_json(res)))
+    assert tuple(doc) == JSON_KEYS and doc["ddf"] is None
+    beta = res.idata["posterior"]["beta"]
+    for row in doc["coef_table"]:
+        draws = beta.sel(coef=row["term"]).values.ravel()
+        assert row["estimate"] == pytest.approx(draws.mean(), rel=1e-12)
+        assert row["se"] == pytest.approx(draws.std(ddof=1), rel=1e-6)
+        assert row["df"] is None and row["p"] is None
