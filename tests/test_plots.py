@@ -220,6 +220,8 @@ def test_forest_sets_reml_beside_nuts(sleep: hierlm.FitResult,
 
     fig = hierlm.plots.forest([sleep, sleep_nuts])
     assert _legend_texts(fig) == ["REML", "NUTS"]
+    assert fig._suptitle.get_text() == ("Thin: 95%, thick: 50% intervals "
+                                        "(REML: Wald, beta only; NUTS: equal-tailed)")
     spans = [np.asarray(ln.get_xdata(), float) for ax in fig.axes for ln in ax.lines
              if len(ln.get_xdata()) == 2]
     points = np.concatenate([c.get_offsets()[:, 0] for ax in fig.axes for c in ax.collections
@@ -252,6 +254,7 @@ def test_forest_takes_a_reml_bootstrap(sleep: hierlm.FitResult,
     boot = small_bootstrap(sleep, n=12)
     fig = hierlm.plots.forest([(sleep, boot), sleep_nuts], var_names=["sd_Subject", "sigma"])
     assert _legend_texts(fig) == ["REML bootstrap", "NUTS"]
+    assert "REML bootstrap: bootstrap percentile; NUTS: equal-tailed" in fig._suptitle.get_text()
     spans = [np.asarray(ln.get_xdata(), float) for ax in fig.axes for ln in ax.lines
              if len(ln.get_xdata()) == 2]
     for column in ["sd_Days|Subject", "sigma"]:

@@ -79,6 +79,12 @@ def _summaries(fit: Any, probs: tuple[float, float]) -> tuple[xr.Dataset, list[x
     return point, intervals
 
 
+def _kind(fit: Any) -> str:
+    if isinstance(fit, tuple):
+        return "bootstrap percentile"
+    return "equal-tailed" if fit.method == "NUTS" else "Wald, beta only"
+
+
 def _named(results: Sequence[Any] | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(results, Mapping):
         return {str(k): v for k, v in results.items()}
@@ -157,6 +163,6 @@ def forest(results: Sequence[Any] | Mapping[str, Any], var_names: Sequence[str] 
     pc.add_legend("model")
     fig = pc.viz["figure"]
     fig = fig.item() if hasattr(fig, "item") else fig
-    fig.suptitle(f"Thin: {ci_prob:.0%}, thick: {probs[0]:.0%} intervals (REML/ML: Wald, "
-                 f"beta only; NUTS: equal-tailed)", fontsize=9)
+    kinds = "; ".join(f"{name}: {_kind(fit)}" for name, fit in named.items())
+    fig.suptitle(f"Thin: {ci_prob:.0%}, thick: {probs[0]:.0%} intervals ({kinds})", fontsize=9)
     return fig
