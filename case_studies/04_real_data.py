@@ -97,23 +97,14 @@ az.summary(nuts.idata).head(8)
 # %% [markdown]
 # A parametric bootstrap of the REML fit (1,000 replicates, refitted on the compiled
 # graph) has the same variable names and dimensions as the NUTS posterior
-# (`to_datatree(bootstrap=...)`). Stacked along a new dimension `fit`, with 1,000 of the
-# 4,000 posterior draws, ArviZ draws REML and NUTS side by side in one forest plot:
+# (`to_datatree(bootstrap=...)`). `hierlm.plots.forest` sets REML (percentile intervals
+# of the replicates) beside NUTS (equal-tailed posterior intervals) in one ArviZ forest
+# plot:
 
 # %%
-import xarray as xr
-
 boot = reml.bootstrap(1000, seed=1, progressbar=False)
-names = ["sd_Subject", "corr_Subject", "sigma"]
-replicates = reml.to_datatree(bootstrap=boot)["bootstrap"].dataset[names]
-draws = (nuts.idata["posterior"].dataset[names].stack(sample=("chain", "draw"))
-         .isel(sample=slice(None, None, 4)).drop_vars(["sample", "chain", "draw"])
-         .rename({"sample": "draw"}).expand_dims(chain=[0]).transpose("chain", "draw", ...))
-both = xr.concat([replicates.drop_vars(["chain", "draw"], errors="ignore"), draws],
-                 dim=xr.Variable("fit", ["REML bootstrap", "NUTS"]))
-pc = az.plot_forest(xr.DataTree.from_dict({"posterior": both}), combined=True,
-                    aes={"color": ["fit"]})
-pc.add_legend("fit")
+fig = hierlm.plots.forest({"REML bootstrap": (reml, boot), "NUTS": nuts},
+                          var_names=["sd_Subject", "corr_Subject", "sigma"])
 
 # %%
 boot.confint(0.95)

@@ -31,6 +31,10 @@ def test_import_hierlm_loads_none_of_the_lazy_modules() -> None:
     assert _loaded_after("import hierlm") == set()
 
 
+def test_import_hierlm_plots_loads_none_of_the_lazy_modules() -> None:
+    assert _loaded_after("import hierlm.plots") == set()
+
+
 def test_reml_fit_of_a_simple_formula_loads_none_of_them() -> None:
     code = ("import hierlm\n"
             "hierlm.fit('Reaction ~ 1 + Days + (1 + Days | Subject)', hierlm.load_sleepstudy())")

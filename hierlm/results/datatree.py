@@ -8,6 +8,15 @@ Groups:
     ``X[obs, coef]``, the fixed-effect model matrix; each predictor and grouping column
     of the formula as ``<column>[obs]`` (the data's values); ``weights[obs]`` and
     ``offset[obs]`` when the model has them.
+``estimate`` (REML and ML fits)
+    The point estimates with the names and dims of a NUTS ``posterior`` less
+    ``chain`` and ``draw``: ``beta[coef]``, ``sigma``, ``sd_<group>[<group>_term]``
+    (a scalar for one coefficient), ``corr_<group>[<group>_pair]``, and ``beta_se[coef]``,
+    the Wald standard errors of beta.  ArviZ summarises draws, and a REML or ML fit
+    has none, so ``az.summary(tree)`` finds no ``posterior``: draws of a REML fit come
+    from its bootstrap (``az.summary(tree, group="bootstrap")``), and
+    :func:`hierlm.plots.forest` draws these estimates with Wald intervals beside NUTS
+    posteriors in one ArviZ forest plot.
 ``bootstrap`` (when ``bootstrap`` is given)
     One draw per bootstrap replicate (``chain`` of length 1): ``beta[coef]``, ``sigma``,
     ``sd_<group>[<group>_term]`` (a scalar for one coefficient) and
@@ -29,7 +38,7 @@ import xarray as xr
 
 from hierlm.errors import MethodError
 from hierlm.results.nuts_summary import corr_pairs
-from hierlm.results.parameters import parameter_names
+from hierlm.results.parameters import parameter_names, sdcor_from_theta
 from hierlm.results.varcorr import group_labels
 
 
@@ -94,6 +103,31 @@ def bootstrap_dataset(res: Any, replicates: pd.DataFrame) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs={"note": f"{R} bootstrap replicates"})
 
 
+def estimate_dataset(res: Any) -> xr.Dataset:
+    """A REML or ML fit's estimates laid out as one draw of a NUTS ``posterior``.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> est = estimate_dataset(res)
+    >>> est["sd_Subject"].dims, round(float(est["sigma"]), 2)
+    (('Subject_term',), 25.59)
+    """
+    coder = res.coder
+    if coder is None:
+        raise MethodError("this result has no record of its terms; refit to lay out its "
+                          "estimates")
+    values = sdcor_from_theta(coder, np.asarray(res.theta, dtype=np.float64), res.sigma)
+    row = pd.DataFrame([[res.objective, *res.fixef, *values]],
+                       columns=["objective", *res.fixef.index, *parameter_names(coder)])
+    est = bootstrap_dataset(res, row).isel(chain=0, draw=0, drop=True).drop_vars("objective")
+    if len(res.fixef):
+        est["beta_se"] = (("coef",), res.fixef_se.to_numpy(dtype=np.float64))
+    est.attrs = {"note": f"{res.method} estimates; beta_se: Wald standard errors"}
+    return est
+
+
 def to_datatree(res: Any, bootstrap: Any = None) -> xr.DataTree:
     """The result as a DataTree (see the module docstring).
 
@@ -117,6 +151,8 @@ def to_datatree(res: Any, bootstrap: Any = None) -> xr.DataTree:
     groups = {"observed_data": xr.Dataset({"y": (("obs",), np.asarray(res.y))},
                                           coords={"obs": obs}),
               "constant_data": _constant_data(res, obs)}
+    if res.coder is not None:
+        groups["estimate"] = estimate_dataset(res)
     if bootstrap is not None:
         groups["bootstrap"] = bootstrap_dataset(res, bootstrap.replicates)
     return xr.DataTree.from_dict(groups)

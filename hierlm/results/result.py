@@ -228,7 +228,7 @@ class FitResult:
         >>> import hierlm
         >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
         >>> sorted(res.to_datatree().children)
-        ['constant_data', 'observed_data']
+        ['constant_data', 'estimate', 'observed_data']
         """
         from hierlm.results.datatree import to_datatree
 

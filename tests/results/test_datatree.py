@@ -38,7 +38,7 @@ def sleep() -> hierlm.FitResult:
 
 def test_observed_and_constant_data(sleep: hierlm.FitResult) -> None:
     tree = sleep.to_datatree()
-    assert sorted(tree.children) == ["constant_data", "observed_data"]
+    assert sorted(tree.children) == ["constant_data", "estimate", "observed_data"]
     y = tree["observed_data"]["y"]
     np.testing.assert_array_equal(y.values, sleep.y)
     assert list(y["obs"].values[:2]) == ["r0", "r1"]
@@ -70,3 +70,29 @@ def test_one_coefficient_terms_are_scalars_as_in_nuts() -> None:
     res = hierlm.fit("Reaction ~ Days + (1 | Subject)", hierlm.load_sleepstudy())
     b = res.to_datatree(small_bootstrap(res, n=4))["bootstrap"]
     assert b["sd_Subject"].dims == ("chain", "draw") and "Subject_term" not in b.coords
+
+
+def test_reml_tree_holds_the_estimates_in_the_posterior_layout(
+        sleep: hierlm.FitResult) -> None:
+    from tests.conftest import reference
+
+    ref = reference()["sleepstudy_slopes_reml"]
+    est = sleep.to_datatree()["estimate"]
+    assert est["beta"].dims == ("coef",) and est["sd_Subject"].dims == ("Subject_term",)
+    assert est["corr_Subject"].dims == ("Subject_pair",) and est["sigma"].dims == ()
+    np.testing.assert_allclose(est["beta"].values, list(ref["fixef"].values()), rtol=1e-6)
+    np.testing.assert_allclose(est["beta_se"].values, list(ref["se"].values()), rtol=1e-4)
+    np.testing.assert_allclose(est["sigma"].values, ref["sigma"], rtol=1e-5)
+    sdcor = [r["sdcor"] for r in ref["varcorr"]]  # sd, sd, corr, residual sd
+    np.testing.assert_allclose(est["sd_Subject"].values, sdcor[:2], rtol=2e-3)
+    np.testing.assert_allclose(est["corr_Subject"].values, sdcor[2:3], rtol=2e-3, atol=2e-3)
+
+
+def test_arviz_summarises_a_reml_bootstrap(sleep: hierlm.FitResult) -> None:
+    az = pytest.importorskip("arviz")
+    boot = small_bootstrap(sleep, n=8)
+    table = az.summary(sleep.to_datatree(boot), group="bootstrap", kind="stats",
+                       round_to="none")
+    rep = boot.replicates
+    assert table.loc["beta[Days]", "mean"] == pytest.approx(rep["Days"].mean(), rel=1e-12)
+    assert table.loc["sigma", "sd"] == pytest.approx(rep["sigma"].std(ddof=1), rel=1e-12)
