@@ -104,6 +104,13 @@ def _poly(k: int) -> np.ndarray:
     return np.array(out).T
 
 
+def _f1_cdf(x: float, df: float) -> float:
+    """``F(1, df)``'s distribution function; ``chi^2_1``'s at ``df = inf``."""
+    if np.isinf(df):
+        return float(scipy.stats.chi2.cdf(x, 1))
+    return float(scipy.stats.f.cdf(x, 1, df))
+
+
 def _two_sided(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     return np.asarray(2.0 * scipy.stats.t.sf(np.abs(t), df))
 
@@ -141,7 +148,7 @@ def adjust_p(t: np.ndarray, df: np.ndarray, adjust: str, n_means: int) -> np.nda
         kk = (1 + np.sqrt(1 + 8 * m)) / 2
         wt = (m - 1) / m
         cdf = np.array([wt * scipy.stats.studentized_range.cdf(np.sqrt(2) * abs(ti), kk, d)
-                        + (1 - wt) * scipy.stats.f.cdf(ti**2, 1, d) ** m
+                        + (1 - wt) * _f1_cdf(ti**2, d) ** m
                         for ti, d in zip(t, df, strict=True)])
         return np.asarray(1.0 - cdf)
     raise MethodError(f"unknown adjust {adjust!r}; use one of {', '.join(ADJUST)}")

@@ -71,7 +71,9 @@ vc_cs <- function(fit) {
 }
 icc_r2 <- function(fit) {
   i <- suppressWarnings(icc(fit)); r <- suppressWarnings(r2_nakagawa(fit))
-  list(icc_adjusted = i$ICC_adjusted, icc_unadjusted = i$ICC_unadjusted,
+  if (!is.list(i)) i <- list(ICC_adjusted = NA, ICC_unadjusted = NA)  # singular: NA
+  list(remlcrit = REMLcrit(fit), theta = unname(getME(fit, "theta")),
+       icc_adjusted = i$ICC_adjusted, icc_unadjusted = i$ICC_unadjusted,
        r2_marginal = unname(r$R2_marginal), r2_conditional = unname(r$R2_conditional))
 }
 emm_case <- function(fit, specs, by = NULL, at = NULL, contrasts = list()) {
@@ -117,6 +119,13 @@ cases$crossed <- list(data = "crossed.csv", formula = "y ~ cond + (1 | subj) + (
   emmeans = list(emm_case(f, "cond")), icc_r2 = icc_r2(f), cr2 = vc_cs(f))
 f <- lmer(Reaction ~ Days + (Days | Subject), data = ss)
 cases$sleepstudy <- list(data = "sleepstudy.csv", formula = "Reaction ~ Days + (Days | Subject)",
+  emmeans = list(), icc_r2 = icc_r2(f), cr2 = vc_cs(f))
+f <- lmer(Reaction ~ 1 + (Days | Subject), data = ss)  # a random slope not in the fixed part
+cases$sleepstudy_slope_only <- list(data = "sleepstudy.csv",
+  formula = "Reaction ~ 1 + (Days | Subject)", emmeans = list(), icc_r2 = icc_r2(f), cr2 = vc_cs(f))
+ds2 <- rd("dyestuff2.csv"); ds2$Batch <- factor(ds2$Batch)
+f <- lmer(Yield ~ 1 + (1 | Batch), data = ds2)  # singular: no random-effects variance
+cases$dyestuff2 <- list(data = "dyestuff2.csv", formula = "Yield ~ 1 + (1 | Batch)",
   emmeans = list(), icc_r2 = icc_r2(f), cr2 = vc_cs(f))
 
 # where emmeans gives up on KR and Satterthwaite df (rows), and its default adjustments
