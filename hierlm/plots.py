@@ -270,3 +270,7 @@ def trajectories(res: Any, data: pd.DataFrame, x: str, group: str,
         ax.set_visible(False)
     fig.tight_layout()
     return fig
+
+
+from hierlm.plot_emmeans import emmeans  # noqa: E402, F401
+from hierlm.plot_emmeans import pairs as emmeans_pairs  # noqa: E402, F401

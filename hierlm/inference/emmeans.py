@@ -83,7 +83,8 @@ class EMMeans:
         Examples
         --------
         >>> import hierlm, pandas as pd
-        >>> d = hierlm.load_sleepstudy().assign(half=lambda x: (x.Days >= 5).map({True: "late", False: "early"}))
+        >>> d = hierlm.load_sleepstudy()
+        >>> d["half"] = (d.Days >= 5).map({True: "late", False: "early"})
         >>> res = hierlm.fit("Reaction ~ half + (1 | Subject)", d)
         >>> res.emmeans("half").pairs().round(2).to_dict("records")[0]["contrast"]
         'early - late'

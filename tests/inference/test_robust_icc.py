@@ -80,7 +80,8 @@ def test_cr0_and_explicit_cluster() -> None:
     a = res.coef_table(vcov="CR2", cluster="Subject")
     b = res.coef_table(vcov="CR2")
     pd.testing.assert_frame_equal(a, b)
-    assert (res.vcov_robust("CR0").to_numpy().diagonal() < res.vcov_robust().to_numpy().diagonal()).all()
+    cr0, cr2 = res.vcov_robust("CR0").to_numpy(), res.vcov_robust().to_numpy()
+    assert (cr0.diagonal() < cr2.diagonal()).all()
 
 
 def test_cr2_refuses_crossed_weights_and_bad_input() -> None:

@@ -128,6 +128,24 @@ f <- lmer(Yield ~ 1 + (1 | Batch), data = ds2)  # singular: no random-effects va
 cases$dyestuff2 <- list(data = "dyestuff2.csv", formula = "Yield ~ 1 + (1 | Batch)",
   emmeans = list(), icc_r2 = icc_r2(f), cr2 = vc_cs(f))
 
+# a 20,000-row design: emmeans' default switches Kenward-Roger (and Satterthwaite) off
+# above 3,000 rows; with the limit raised, pbkrtest's dense n x n computation runs
+set.seed(2)
+n <- 20000; ng <- 200
+g <- rep(seq_len(ng), each = 100)
+A <- sample(c("a1", "a2", "a3", "a4"), n, TRUE); x <- round(rnorm(n), 6)
+y <- round(rnorm(ng)[g] + 0.5 * rnorm(ng)[g] * x + (A == "a2") + rnorm(n), 6)
+write.csv(data.frame(y, A, x, g = sprintf("g%03d", g)), "data/large20k.csv", row.names = FALSE)
+big <- rd("large20k.csv")
+f <- lmer(y ~ A + x + (1 + x | g), data = big)
+e_default <- suppressMessages(emmeans(f, "A"))
+secs <- system.time(e <- emmeans(f, "A", lmer.df = "kenward-roger", pbkrtest.limit = 1e6))
+cases$large20k <- list(data = "large20k.csv", formula = "y ~ A + x + (1 + x | g)",
+  emmeans_default_df = as.data.frame(e_default)$df,
+  kr_seconds = secs[["elapsed"]],
+  emmeans = list(list(specs = "A", by = NULL, at = NULL, kenward_roger = list(
+    table = rows(emm_df(e)), pairs_tukey = rows(con_df(pairs(e)))))))
+
 # where emmeans gives up on KR and Satterthwaite df (rows), and its default adjustments
 versions <- sapply(c("lme4", "lmerTest", "pbkrtest", "emmeans", "performance", "insight",
                      "clubSandwich", "nlme"), function(p) as.character(packageVersion(p)))
