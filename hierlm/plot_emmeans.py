@@ -67,15 +67,15 @@ def emmeans(em: Any, dodge: float = 0.08) -> Any:
             xv = (sub[x].to_numpy(float) if numeric_x else
                   np.array([pos[v] for v in sub[x]], dtype=float)) + shift
             err = np.vstack([sub["emmean"] - sub["lower"], sub["upper"] - sub["emmean"]])
-            lev = label[0] if isinstance(label, tuple) else label
+            lev = label[0] if isinstance(label, tuple) and label else label
             name = None if trace is None else f"{trace} = {lev}"
             ax.errorbar(xv, sub["emmean"], yerr=err, marker="o", capsize=3, label=name)
         if not numeric_x:
             ax.set_xticks(range(len(xs)), [str(v) for v in xs])
         ax.set_xlabel(x)
         if panels:
-            ax.set_title(", ".join(f"{p} = {v}" for p, v in zip(panels, np.atleast_1d(key),
-                                                               strict=False)))
+            vals = key if isinstance(key, tuple) else (key,)
+            ax.set_title(", ".join(f"{p} = {v}" for p, v in zip(panels, vals, strict=False)))
         if trace is not None:
             ax.legend(fontsize="small")
     axes.flat[0].set_ylabel("emmean")

@@ -107,7 +107,7 @@ class EMMeans:
         >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
         >>> e = res.emmeans("Days", at={"Days": [0, 9]})
         >>> round(float(e.contrast({"9 vs 0": [-1, 1]})["estimate"].iloc[0]), 3)
-        94.204
+        94.206
         """
         g = self.grid
         spec_cells = g.cells[list(g.specs)].drop_duplicates().reset_index(drop=True)
@@ -206,7 +206,7 @@ def emmeans(res: Any, specs: Any, by: Any = None, ddf: str = "kenward-roger",
     >>> import hierlm
     >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
     >>> emmeans(res, "Days").table.round(2).to_dict("records")
-    [{'Days': 4.5, 'emmean': 298.51, 'se': 8.8, 'df': 17.0, 'lower': 279.94, 'upper': 317.08}]
+    [{'Days': 4.5, 'emmean': 298.51, 'se': 9.05, 'df': 17.0, 'lower': 279.41, 'upper': 317.6}]
     """
     if not (isinstance(level, float | int) and 0 < level < 1):
         raise MethodError(f"level must be between 0 and 1, got {level!r}")

@@ -20,6 +20,7 @@ Adjusted p-values of a family of ``m`` t statistics (each with its own df ``nu``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -100,7 +101,7 @@ def _poly(k: int) -> np.ndarray:
         while z > 0.05:
             con = con / z
             z = np.max(np.abs(con - np.round(con)))
-        out.append(np.round(con))
+        out.append(np.round(con) + 0.0)  # no -0.0
     return np.array(out).T
 
 
@@ -165,7 +166,7 @@ def critical_value(df: float, adjust: str, level: float, n_means: int, m: int) -
     """
     alpha = 1.0 - level
     if adjust == "tukey" and n_means >= 2:
-        return float(scipy.stats.studentized_range.ppf(level, n_means, df) / np.sqrt(2))
+        return _tukey_quantile(float(level), int(n_means), float(df)) / float(np.sqrt(2))
     if adjust == "sidak":
         alpha = 1.0 - level ** (1.0 / m)
     elif adjust in ("bonferroni", "holm"):
@@ -173,6 +174,12 @@ def critical_value(df: float, adjust: str, level: float, n_means: int, m: int) -
     elif adjust not in ("none", "tukey"):
         raise MethodError(f"no simultaneous interval for adjust {adjust!r}")
     return float(scipy.stats.t.ppf(1.0 - alpha / 2.0, df))
+
+
+@functools.lru_cache(maxsize=256)
+def _tukey_quantile(level: float, n_means: int, df: float) -> float:
+    """The studentized range quantile (slow to invert: contrasts sharing a df reuse it)."""
+    return float(scipy.stats.studentized_range.ppf(level, n_means, df))
 
 
 def check_adjust(adjust: Any) -> str:

@@ -175,21 +175,32 @@ def reference_grid(coder: Any, specs: object, by: object = None,
     return Grid(sp, bys, cells, L, est, numeric_levels)
 
 
-def _estimable(coder: Any, grid: pd.DataFrame) -> np.ndarray:
-    """Which grid rows are estimable when the fit dropped rank-deficient columns."""
-    n = len(grid)
-    if _m._simple_matrix(coder.fixed, coder.frame) is not None:
-        return np.ones(n, dtype=bool)
-    common = _m.formulae_common(coder.fixed, coder.frame, "fixed part")
+def _full_matrix(coder: Any, rows: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The fixed-effects matrix of ``rows`` with every column, dropped ones included."""
+    simple = _m._simple_matrix(coder.fixed, coder.frame)
+    if simple is not None:
+        got = _m._simple_matrix(coder.fixed, rows)
+        assert got is not None  # the same numeric columns
+        return got
+    common: Any = _m.formulae_common(coder.fixed, coder.frame, "fixed part")
     if common is None:
-        return np.ones(n, dtype=bool)
-    Xf, names = _m.common_values(common, "fixed part", coder.fixed)
+        return np.zeros((len(rows), 0)), ()
+    if rows is coder.frame:
+        return _m.common_values(common, "fixed part", coder.fixed)
+    return _m.common_values(common.evaluate_new_data(rows), "fixed part", coder.fixed)
+
+
+def _estimable(coder: Any, grid: pd.DataFrame) -> np.ndarray:
+    """Which grid rows are estimable when the fit dropped rank-deficient columns: those
+    orthogonal to the null space of the full matrix (eigenvectors of ``X'X`` with
+    eigenvalues below ``1e-10`` of the largest)."""
+    n = len(grid)
+    Xf, names = _full_matrix(coder, coder.frame)
     if len(names) == len(coder.fixef_names):
         return np.ones(n, dtype=bool)
-    Xg, gnames = _m.common_values(common.evaluate_new_data(grid), "fixed part", coder.fixed)
+    Xg, gnames = _full_matrix(coder, grid)
     Xg = Xg[:, [gnames.index(c) for c in names]]
-    _, s, vt = np.linalg.svd(Xf, full_matrices=True)
-    rank = int(np.sum(s > s[0] * 1e-8 * max(Xf.shape)))
-    null = vt[rank:].T
+    w, U = np.linalg.eigh(Xf.T @ Xf)
+    null = U[:, w <= 1e-10 * w.max()]
     scale = np.maximum(np.abs(Xg).max(axis=1), 1.0)
     return np.asarray(np.abs(Xg @ null).max(axis=1) <= 1e-6 * scale)

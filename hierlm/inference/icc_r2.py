@@ -43,7 +43,7 @@ def variance_components(res: Any) -> dict[str, float]:
     >>> import hierlm
     >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
     >>> {k: round(v, 1) for k, v in variance_components(res).items()}
-    {'fixed': 908.9, 'random': 1698.2, 'residual': 654.9}
+    {'fixed': 909.0, 'random': 1698.1, 'residual': 654.9}
     """
     model = getattr(res, "model", None)
     if model is None:

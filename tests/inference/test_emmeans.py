@@ -216,3 +216,17 @@ def test_kenward_roger_needs_reml_and_data_unchanged() -> None:
         ml.emmeans("A")
     assert ml.emmeans("A", ddf="satterthwaite").table["df"].notna().all()
     pd.testing.assert_frame_equal(d, before)
+
+
+def test_dropped_collinear_covariate_estimability() -> None:
+    """x2 = 2 x is dropped: the grid at the means lies in the row space; x2 = 5 with
+    x = 1 does not, so its mean is NaN rather than a silently wrong number."""
+    d = data_of("sleepstudy").assign(x2=lambda f: 2.0 * f.Days)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = hierlm.fit("Reaction ~ Days + x2 + (1 | Subject)", d)
+    assert list(res.fixef.index) == ["(Intercept)", "Days"]
+    ok = res.emmeans("Days", ddf="asymptotic").table["emmean"].iloc[0]
+    assert ok == pytest.approx(res.fixef["(Intercept)"] + res.fixef["Days"] * 4.5)
+    bad = res.emmeans("Days", at={"Days": [1.0], "x2": [5.0]}, ddf="asymptotic").table
+    assert bad["emmean"].isna().all()

@@ -17,11 +17,12 @@ import hierlm
 from hierlm.errors import MethodError
 from tests.inference.test_emmeans import cases, data_of, fit_of
 
-CR2_CASES = [n for n, c in cases().items() if "error" not in c["cr2"]]
+CR2_CASES = [n for n, c in cases().items() if "cr2" in c and "error" not in c["cr2"]]
+ICC_CASES = [n for n, c in cases().items() if "icc_r2" in c]
 
 
 def test_four_models_or_more_each() -> None:
-    assert len(CR2_CASES) >= 4 and len(cases()) >= 4
+    assert len(CR2_CASES) >= 4 and len(ICC_CASES) >= 4
 
 
 @pytest.mark.parametrize("name", CR2_CASES)
@@ -100,7 +101,7 @@ def test_cr2_refuses_crossed_weights_and_bad_input() -> None:
         res.vcov_robust()
 
 
-@pytest.mark.parametrize("name", list(cases()))
+@pytest.mark.parametrize("name", ICC_CASES)
 def test_icc_and_r2_match_performance(name: str) -> None:
     want = cases()[name]["icc_r2"]
     res = fit_of(name)
