@@ -230,3 +230,16 @@ def test_dropped_collinear_covariate_estimability() -> None:
     assert ok == pytest.approx(res.fixef["(Intercept)"] + res.fixef["Days"] * 4.5)
     bad = res.emmeans("Days", at={"Days": [1.0], "x2": [5.0]}, ddf="asymptotic").table
     assert bad["emmean"].isna().all()
+
+
+def test_categorical_level_order_is_kept_and_means_do_not_change() -> None:
+    d = data_of("twofactor")
+    d["A"] = pd.Categorical(d["A"], categories=["a3", "a1", "a2"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = hierlm.fit("y ~ A * B + (1 | subject)", d)
+    t = res.emmeans("A").table
+    assert t["A"].astype(str).tolist() == ["a3", "a1", "a2"]
+    ref = fit_of("twofactor").emmeans("A").table.set_index("A")
+    np.testing.assert_allclose(t["emmean"], ref.loc[["a3", "a1", "a2"], "emmean"], atol=1e-6)
+    assert res.emmeans("A").pairs()["contrast"].iloc[0] == "a3 - a1"
