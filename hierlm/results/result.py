@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.results.results_section import ResultsSectionMixin
+
 
 @dataclass(frozen=True, eq=False)
-class FitResult:
+class FitResult(ResultsSectionMixin):
     """A fitted linear mixed model.
 
     Attributes
@@ -251,8 +253,11 @@ class FitResult:
 
     # ---- inference after the fit (hierlm.inference): thin wrappers ----------------
 
-    def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+    def coef_table(self, ddf: str = "satterthwaite", vcov: str | None = None,
+                   cluster: str | None = None) -> pd.DataFrame:
         """Fixed effects with t tests: ``estimate, se, df, t, p`` by coefficient.
+
+        ``vcov="CR2"``: cluster-robust SEs and df instead (:mod:`hierlm.inference.robust`).
 
         Parameters
         ----------
@@ -269,8 +274,9 @@ class FitResult:
         [1.546, 17.0]
         """
         from hierlm.inference.anova import coef_table
+        from hierlm.inference.robust import robust_coef_table
 
-        return coef_table(self, ddf)
+        return coef_table(self, ddf) if vcov is None else robust_coef_table(self, vcov, cluster)
 
     def anova(self, ddf: str = "satterthwaite", type: int | str = 3) -> pd.DataFrame:
         """F tests of each fixed-effect term: ``num_df, den_df, F, p`` (lmerTest's
