@@ -129,13 +129,14 @@ def _apply_contrasts(variables: dict[str, Variable], contrasts: Mapping[str, Con
 
 def build_model_matrix(rhs: str, frame: pd.DataFrame,
                        contrasts: Mapping[str, ContrastSpec] | None = None,
-                       what: str = "fixed part", evaluate: Evaluator | None = None
-                       ) -> ModelMatrix:
+                       what: str = "fixed part", evaluate: Evaluator | None = None,
+                       treatment: bool = False) -> ModelMatrix:
     """R's model matrix of ``rhs`` on ``frame`` (see the module docstring).
 
     ``evaluate`` evaluates a call variable with formulae
     (:func:`hierlm.design.matrices.formulae_common`); it is needed only when ``rhs``
-    has calls other than ``C()``.
+    has calls other than ``C()``.  ``treatment=True`` codes every factor by treatment
+    contrasts, whatever was asked for (a design with the same column space).
     """
     terms = parse_terms(rhs)
     variables: dict[str, Variable] = {}
@@ -145,6 +146,10 @@ def build_model_matrix(rhs: str, frame: pd.DataFrame,
         variables[label] = make_variable(label, terms.source[label], frame, what,
                                          evaluate or _no_evaluator)
     _apply_contrasts(variables, contrasts or {}, what)
+    if treatment:
+        for v in variables.values():
+            if isinstance(v, FactorVariable):
+                v.contrast, v.reference = ContrastSpec("treatment"), None
     codings = _indicator_codings(terms, variables)
     names: list[str] = ["(Intercept)"] if terms.intercept else []
     sources: list[str] = ["the intercept"] if terms.intercept else []

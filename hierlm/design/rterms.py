@@ -185,6 +185,10 @@ def _minus(a: _Part, b: _Part) -> _Part:
 
 
 def _power(a: _Part, k: int) -> _Part:
+    if len(a.terms) == 1 and len(a.terms[0]) == 1 and k > 1:
+        (v,) = a.terms[0]
+        raise FormulaError(f"'{v}^{k}' outside I() is R's interaction power, which for one "
+                           f"variable is just {v}; write I({v}^{k}) for the power")
     out = a.terms
     for _ in range(k - 1):
         out = _union(out, _product(out, a.terms))

@@ -210,3 +210,20 @@ def test_caller_data_is_not_modified() -> None:
     before = d.copy()
     hierlm.fit(EXAM_FORMULA, d, contrasts={"schgend": "poly"})
     pd.testing.assert_frame_equal(d, before)
+
+
+@pytest.mark.parametrize("contrasts", [None, {"schgend": "sum", "vr": "poly"},
+                                       {"schgend": "helmert", "vr": "sum"}])
+def test_type3_anova_does_not_depend_on_the_contrasts(contrasts: dict[str, str] | None) -> None:
+    # lmerTest 3.1-3: anova(lmer(normexam ~ standLRT * vr + schgend + (1 | school), Exam,
+    #   contrasts = list(schgend = "contr.sum", vr = "contr.poly")), type = 3), printed to 15
+    # digits; lmerTest gives the same table for every choice of contrasts.
+    res = hierlm.fit("normexam ~ standLRT * vr + schgend + (1 | school)", exam(),
+                     contrasts=contrasts)
+    a = res.anova(type=3)
+    np.testing.assert_allclose(a.loc[["standLRT", "vr", "schgend", "standLRT:vr"], "F"],
+                               [1553.92333713143603, 3.83046686522816, 3.59610181566975,
+                                10.84076392594507], rtol=2e-4)
+    np.testing.assert_allclose(a.loc[["standLRT", "vr", "schgend", "standLRT:vr"], "den_df"],
+                               [4005.1379983030515, 59.3544177568692, 56.0532132479574,
+                                4004.6447773340133], rtol=2e-3)
