@@ -1,9 +1,10 @@
 """Stage 1: formula + data -> :class:`ModelDesign`.
 
-The response ``y``, the fixed-effects matrix ``X`` and each term's raw model matrix
-come from the ``formulae`` package (so the fixed part may use anything it supports:
-interactions, ``C()``, transforms).  hierlm itself keeps the covariance-block
-structure: formulae splits a bar term into separate terms and knows no ``||``.
+The fixed-effects matrix ``X`` and each term's raw model matrix are R's model matrices
+(:mod:`hierlm.design.model_matrix`: R's term expansion, factor levels, contrasts,
+coefficient names and column order); transformations such as ``log(x)`` or
+``scale(x)`` are evaluated by the ``formulae`` package.  hierlm itself keeps the
+covariance-block structure (``||``, nesting) of the random terms.
 
 Rows with a missing value in any used column are dropped (and counted), and
 categories that no longer occur afterwards are dropped from categorical columns;
@@ -14,8 +15,6 @@ fault (see ``docs/robustness.md``).  The caller's DataFrame is never modified.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import pandas as pd

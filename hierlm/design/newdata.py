@@ -1,14 +1,15 @@
 """Code new rows exactly as the fitting data were coded.
 
 A fitted model's columns are functions of the fitting data: factor levels and their
-contrasts (``C(f)``, the ``contrasts=`` argument), stateful transformations (``scale(x)``, ``center(x)``), plain
-functions (``np.log(x)``, ``I(x**2)``) and the levels of each grouping factor.  A
-:class:`NewDataCoder` keeps what is needed to apply the same functions to new rows:
-the formula's pieces, the names of the columns kept, each random term's levels and the
-predictor and grouping columns of the rows used in fitting.  New rows are coded by the
-model matrix built from those rows (:mod:`hierlm.design.model_matrix`), so every level,
-contrast and transformation state is the fitting data's (the plain numeric fast path of
-:mod:`hierlm.design.matrices` takes the columns as they are).
+contrasts (``C(f)``, the ``contrasts=`` argument), stateful transformations
+(``scale(x)``, ``center(x)``), plain functions (``np.log(x)``, ``I(x^2)``) and the
+levels of each grouping factor. A :class:`NewDataCoder` keeps what is needed to apply
+the same functions to new rows: the formula's pieces, the names of the columns kept,
+each random term's levels and the predictor and grouping columns of the rows used in
+fitting. New rows are coded by the model matrix built from those rows
+(:mod:`hierlm.design.model_matrix`), so every level, contrast and transformation state
+is the fitting data's (the plain numeric fast path of :mod:`hierlm.design.matrices`
+takes the columns as they are).
 
 The coder is a plain value: :meth:`NewDataCoder.to_dict` and
 :meth:`NewDataCoder.from_dict` turn it into numbers, strings and a DataFrame, so a
