@@ -59,7 +59,7 @@ def _source_columns(source: str, what: str) -> set[str]:
     """Data columns one variable of a formula reads."""
     if source.startswith("`"):
         return {source[1:-1]}
-    if is_r_name(source):
+    if is_r_name(source) or source.isidentifier():
         return {source}
     c = parse_c_call(source)
     if c is not None:

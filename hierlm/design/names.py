@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from hierlm.errors import DataError
 
-_R_NAME = re.compile(r"^((\.[A-Za-z_.]|[A-Za-z])[A-Za-z0-9_.]*|\.)$")
+_R_NAME = re.compile(r"^((\.(?!\d)|(?!_)[^\W\d])[\w.]*)$")
 _RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE",
              "FALSE", "NULL", "Inf", "NaN", "NA", "in"}
 _OPS = {ast.Add: (" + ", 1), ast.Sub: (" - ", 1), ast.Mult: (" * ", 2), ast.Div: (" / ", 2),
@@ -57,7 +57,7 @@ class _Deparser:
 
     def node(self, node: ast.AST) -> tuple[str, int]:
         if isinstance(node, ast.Name):
-            return self.quoted.get(node.id, node.id), 9
+            return self.quoted.get(node.id, quote_name(node.id)), 9
         if isinstance(node, ast.Attribute):
             return f"{self(node.value, 9)}.{node.attr}", 9
         if isinstance(node, ast.Constant):
@@ -105,8 +105,8 @@ def deparse(text: str) -> str:
     text = text.strip()
     if text.startswith("`") and text.endswith("`") and text.count("`") == 2:
         return quote_name(text[1:-1])
-    if is_r_name(text):
-        return text
+    if is_r_name(text) or text.isidentifier():
+        return quote_name(text)
     py, quoted = to_python(text)
     quoted = {k: (quote_name(v[1:-1])) for k, v in quoted.items()}
     try:

@@ -19,7 +19,7 @@ from itertools import pairwise
 from hierlm.design.names import deparse
 from hierlm.errors import FormulaError
 
-_NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
+_NAME = re.compile(r"(?:[^\W\d]|\.)[\w.]*")  # letters in any script, as R in UTF-8
 _NUMBER = re.compile(r"\d+(\.\d*)?([eE][+-]?\d+)?")
 _BINARY = {"+": 1, "-": 1, "*": 2, "/": 2, "%in%": 3, ":": 4, "^": 5}
 

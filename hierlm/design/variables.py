@@ -220,7 +220,7 @@ def make_variable(label: str, source: str, frame: pd.DataFrame, what: str,
     formulae-dialect expression ``expr`` (:func:`hierlm.design.matrices.formulae_common`).
     """
     name = source[1:-1] if source.startswith("`") else source
-    if is_r_name(source) or source.startswith("`"):
+    if source.startswith("`") or is_r_name(source) or source.isidentifier():
         col = frame[name]
         if _is_factor_column(col):
             ordered = isinstance(col.dtype, pd.CategoricalDtype) and bool(col.cat.ordered)
