@@ -23,7 +23,7 @@ import scipy.linalg
 from hierlm.design.contrasts import ContrastSpec, parse_contrasts
 from hierlm.design.formula import parse_formula
 from hierlm.design.model_matrix import build_model_matrix
-from hierlm.design.names import is_r_name, to_python
+from hierlm.design.names import is_r_name, python_power
 from hierlm.design.r_dialect import R_NAMESPACE, to_formulae
 from hierlm.design.rterms import parse_terms
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
@@ -66,7 +66,7 @@ def _source_columns(source: str, what: str) -> set[str]:
         return {c[0]}
     import formulae as fm  # imported on first use: it costs ~0.4 s (scipy.interpolate)
 
-    expr = to_formulae(to_python(source)[0])
+    expr = to_formulae(python_power(source))
     try:
         names = set(fm.model_description(f"0 + {expr}").var_names)
     except Exception as exc:  # formulae raises many types; report one clear error

@@ -94,6 +94,20 @@ def to_python(text: str) -> tuple[str, dict[str, str]]:
     return re.sub(r"`[^`]*`", sub, text).replace("^", "**"), quoted
 
 
+def python_power(text: str) -> str:
+    """``text`` with R's ``^`` written ``**``, backquoted names kept.
+
+    Examples
+    --------
+    >>> python_power("I(`a^b`^2)")
+    'I(`a^b`**2)'
+    """
+    py, quoted = to_python(text)
+    for key, original in quoted.items():
+        py = py.replace(key, original)
+    return py
+
+
 def deparse(text: str) -> str:
     """A variable's label as R deparses it.
 

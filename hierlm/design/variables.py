@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design.contrasts import ContrastSpec, contrast_matrix, parse_contrast
-from hierlm.design.names import is_r_name, to_python
+from hierlm.design.names import is_r_name, python_power, to_python
 from hierlm.design.r_dialect import to_formulae
 from hierlm.errors import DataError, FormulaError
 
@@ -246,8 +246,7 @@ def make_variable(label: str, source: str, frame: pd.DataFrame, what: str,
                              spec or ContrastSpec("poly" if ordered else "treatment"),
                              explicit=spec is not None)
         return with_reference(var)
-    py, _ = to_python(source)
-    common = evaluate(f"0 + {to_formulae(py)}", frame, what)
+    common = evaluate(f"0 + {to_formulae(python_power(source))}", frame, what)
     if common is None:
         raise FormulaError(f"{what}: {label} gives no column")
     kinds = {getattr(comp, "kind", None) for t in common.terms.values()  # type: ignore[attr-defined]

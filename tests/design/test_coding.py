@@ -227,3 +227,17 @@ def test_type3_anova_does_not_depend_on_the_contrasts(contrasts: dict[str, str] 
     np.testing.assert_allclose(a.loc[["standLRT", "vr", "schgend", "standLRT:vr"], "den_df"],
                                [4005.1379983030515, 59.3544177568692, 56.0532132479574,
                                 4004.6447773340133], rtol=2e-3)
+
+
+def test_boolean_unicode_and_backquoted_names_as_r() -> None:
+    # R 4.2.2 (UTF-8): colnames(model.matrix(~ b + größe + `my x` + log(`my x`), d)) is
+    # (Intercept), bTRUE, größeklein, `my x`, log(`my x`)
+    from hierlm.design.matrices import formulae_common
+    from hierlm.design.model_matrix import build_model_matrix
+
+    d = pd.DataFrame({"b": [True, False, True], "größe": ["klein", "groß", "klein"],
+                      "my x": [1.0, 2.0, 4.0]})
+    mm = build_model_matrix("b + größe + `my x` + log(`my x`)", d, evaluate=formulae_common)
+    assert mm.names == ("(Intercept)", "bTRUE", "größeklein", "`my x`", "log(`my x`)")
+    np.testing.assert_allclose(mm.values[:, 1:3], [[1, 1], [0, 0], [1, 1]])
+    np.testing.assert_allclose(mm.values[:, 4], np.log([1.0, 2.0, 4.0]))
