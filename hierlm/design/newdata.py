@@ -254,6 +254,11 @@ class NewDataCoder:
                                                       _m.formulae_common)
             mm = self._cache[key]
             M, got = mm.code(new), mm.names
+        lost = [n for n in names if n not in got]
+        if lost:  # a result saved by a version that named columns otherwise
+            raise DataError(f"the model's {what} column(s) {', '.join(map(repr, lost))} are "
+                            f"not among those its formula gives now ({', '.join(got)}); "
+                            f"refit the model to predict on new data")
         cols = [got.index(n) for n in names]
         M = M[:, cols]
         bad = [n for n, ok in zip(names, np.isfinite(M).all(axis=0), strict=True) if not ok]

@@ -241,3 +241,15 @@ def test_boolean_unicode_and_backquoted_names_as_r() -> None:
     assert mm.names == ("(Intercept)", "bTRUE", "größeklein", "`my x`", "log(`my x`)")
     np.testing.assert_allclose(mm.values[:, 1:3], [[1, 1], [0, 0], [1, 1]])
     np.testing.assert_allclose(mm.values[:, 4], np.log([1.0, 2.0, 4.0]))
+
+
+def test_a_coder_whose_names_the_formula_no_longer_gives_is_a_clear_error() -> None:
+    # a result saved by a version that mangled names ('citySLOUIS' for 'cityST.LOUIS')
+    import dataclasses
+
+    d = synth()
+    design = hierlm.build_design("y ~ city + (1 | g)", d)
+    old = dataclasses.replace(design.coder, fixef_names=("(Intercept)", "citySLOUIS",
+                                                         "cityTA"))
+    with pytest.raises(hierlm.DataError, match="refit"):
+        old.code(d.iloc[:5])
