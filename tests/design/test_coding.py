@@ -136,7 +136,7 @@ def test_synthetic_fit_matches_lme4(key: str) -> None:
     _check_fit(res, ref)
 
 
-@pytest.mark.parametrize("case", range(19))
+@pytest.mark.parametrize("case", range(20))
 def test_model_matrix_names_and_values_as_r(case: int) -> None:
     from hierlm.design.matrices import formulae_common
     from hierlm.design.model_matrix import build_model_matrix
@@ -253,3 +253,16 @@ def test_a_coder_whose_names_the_formula_no_longer_gives_is_a_clear_error() -> N
                                                          "cityTA"))
     with pytest.raises(hierlm.DataError, match="refit"):
         old.code(d.iloc[:5])
+
+
+@pytest.mark.parametrize("key", ["sex_sum", "vr_ordered"])
+def test_random_terms_use_the_default_contrasts_as_lme4(key: str) -> None:
+    ref = coding()["random_names"][key]
+    d = exam()
+    if key == "vr_ordered":
+        d["vr"] = pd.Categorical(d["vr"], ordered=True)
+    design = hierlm.build_design(ref["formula"], d, contrasts=ref["contrasts"])
+    fixef_names = ref["fixef_names"] if isinstance(ref["fixef_names"], list) else [
+        ref["fixef_names"]]
+    assert list(design.fixef_names) == fixef_names
+    assert list(design.terms[0].coef_names) == ref["ranef_names"]

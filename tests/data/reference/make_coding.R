@@ -72,11 +72,24 @@ fits$synth_poly5 <- fit_entry("y ~ f5 + x + (1 | g)", synth, contrasts = list(f5
 mm_formulas <- c("~ x * a", "~ a * x", "~ b:a + a", "~ a + b:a", "~ a:b", "~ 0 + a:b",
                  "~ a:x", "~ 0 + a", "~ a - 1", "~ a * b * x", "~ (a + b + x)^2", "~ a / b",
                  "~ x:a + b", "~ a + I(x^2) + log(PCT.x)", "~ b * a", "~ city * b",
-                 "~ x + a:b", "~ a:b + x", "~ 0 + x + a")
+                 "~ x + a:b", "~ a:b + x", "~ 0 + x + a", "~ (a + b):(x + f5)")
 mm <- lapply(mm_formulas, function(f) {
   M <- model.matrix(as.formula(f), synth)
   list(formula = f, names = colnames(M), values = unname(M[1:12, , drop = FALSE]))
 })
+
+# Random-effects terms: lme4 codes them with the default contrasts (treatment, poly for an
+# ordered factor), whatever the contrasts argument says (it applies to the fixed part).
+random_names <- list()
+f_sum <- suppressMessages(lmer(normexam ~ sex + (sex | school), exam,
+                               contrasts = list(sex = "contr.sum")))
+random_names$sex_sum <- list(formula = "normexam ~ sex + (sex | school)",
+  contrasts = list(sex = "contr.sum"), fixef_names = names(fixef(f_sum)),
+  ranef_names = colnames(ranef(f_sum)$school))
+ex_vr <- exam; ex_vr$vr <- factor(ex_vr$vr, ordered = TRUE)
+f_vr <- suppressWarnings(suppressMessages(lmer(normexam ~ 1 + (vr | school), ex_vr)))
+random_names$vr_ordered <- list(formula = "normexam ~ 1 + (vr | school)", contrasts = NULL,
+  fixef_names = names(fixef(f_vr)), ranef_names = colnames(ranef(f_vr)$school))
 
 contr <- list()
 for (k in 2:6) {
@@ -88,6 +101,6 @@ for (k in 2:6) {
 out <- list(
   r_version = R.version.string, lme4_version = as.character(packageVersion("lme4")),
   mlmRev_version = as.character(packageVersion("mlmRev")),
-  fits = fits, model_matrices = mm, contrasts = contr)
+  fits = fits, model_matrices = mm, random_names = random_names, contrasts = contr)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE, null = "null"),
            "lme4_coding.json")
