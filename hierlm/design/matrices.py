@@ -84,8 +84,8 @@ def _simple_matrix(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str
     tokens = [t.strip() for t in expr.split("+")]
     intercept = "0" not in tokens
     cols = [t for t in tokens if t not in ("0", "1")]
-    if (len(set(cols)) != len(cols) or any(not t.isidentifier() or t not in data.columns
-                                           for t in cols)):
+    if (len(set(cols)) != len(cols) or any(not (t.isidentifier() and is_r_name(t))
+                                           or t not in data.columns for t in cols)):
         return None
     for t in cols:
         dt = data[t].dtype

@@ -129,11 +129,6 @@ def deparse(text: str) -> str:
         return " ".join(text.split())
 
 
-def column_name(variable: str, piece: str) -> str:
-    """R's name of one column of a variable: label + level, contrast or column number."""
-    return variable + piece
-
-
 def check_unique(names: Sequence[str], sources: Sequence[str], what: str) -> None:
     """DataError if two columns share a name (R would give them one name too).
 

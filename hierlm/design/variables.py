@@ -251,6 +251,8 @@ def make_variable(label: str, source: str, frame: pd.DataFrame, what: str,
         raise FormulaError(f"{what}: {label} gives no column")
     kinds = {getattr(comp, "kind", None) for t in common.terms.values()  # type: ignore[attr-defined]
              for comp in getattr(t, "components", ())}
+    if "offset" in kinds:
+        raise FormulaError(f"{what}: {label}: give an offset with fit(..., offset='column')")
     if "categoric" in kinds:
         raise FormulaError(f"{what}: {label} gives categories; write C(column) for a factor")
     train = _numeric(common, label)
