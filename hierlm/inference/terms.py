@@ -52,6 +52,20 @@ def _term_variables(fixed: str) -> tuple[bool, list[tuple[str, ...]]]:
     return terms.intercept, list(terms.terms)
 
 
+def _column_owners(design: ModelDesign) -> dict[str, tuple[str, ...]]:
+    """Column name -> term, from the model matrix (with the model's and treatment contrasts)."""
+    coder = design.coder
+    if coder is None:
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    for treatment in (False, True):
+        mm = build_model_matrix(coder.fixed, coder.frame, coder.contrasts, "fixed part",
+                                formulae_common, treatment=treatment)
+        for name, term in zip(mm.names, mm.term_of, strict=True):
+            out.setdefault(name, term)
+    return out
+
+
 def fixed_terms(design: ModelDesign) -> tuple[bool, list[FixedTerm]]:
     """Whether the fixed part has an intercept, and its terms with their columns.
 
@@ -76,6 +90,13 @@ def fixed_terms(design: ModelDesign) -> tuple[bool, list[FixedTerm]]:
                     owner[j] = (ti, score)
     unmapped = [design.fixef_names[j] for j in range(design.p)
                 if j not in owner and design.fixef_names[j] != "(Intercept)"]
+    if unmapped:  # e.g. a level with ':' in its name: ask the model matrix
+        owners = _column_owners(design)
+        for j, name in enumerate(design.fixef_names):
+            if j not in owner and owners.get(name) in variables:
+                owner[j] = (variables.index(owners[name]), 0)
+        unmapped = [n for j, n in enumerate(design.fixef_names)
+                    if j not in owner and n != "(Intercept)"]
     if unmapped:
         raise MethodError(f"cannot map fixed-effect column(s) {', '.join(unmapped)} to terms "
                           f"of the formula")

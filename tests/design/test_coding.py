@@ -266,3 +266,16 @@ def test_random_terms_use_the_default_contrasts_as_lme4(key: str) -> None:
         ref["fixef_names"]]
     assert list(design.fixef_names) == fixef_names
     assert list(design.terms[0].coef_names) == ref["ranef_names"]
+
+
+def test_anova_maps_columns_of_levels_with_colons_to_their_terms() -> None:
+    # renaming the levels ('10:30' -> '10-30') must not change the tables
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"f": np.tile(["10:30", "11:00", "a:b"], 40), "x": rng.normal(size=120),
+                      "g": np.repeat([f"g{i}" for i in range(12)], 10)})
+    d["y"] = rng.normal(size=120) + (d["f"] == "a:b") + d["x"]
+    res = hierlm.fit("y ~ f * x + (1 | g)", d)
+    assert list(res.fixef.index) == ["(Intercept)", "f11:00", "fa:b", "x", "f11:00:x", "fa:b:x"]
+    plain = hierlm.fit("y ~ f * x + (1 | g)", d.assign(f=d["f"].str.replace(":", "-")))
+    for t in (1, 3):
+        pd.testing.assert_frame_equal(res.anova(type=t), plain.anova(type=t), rtol=1e-6)
