@@ -189,6 +189,15 @@ def parse_c_call(source: str) -> tuple[str, ContrastSpec | None, list[Any] | Non
 
 
 def _levels_of(col: pd.Series, label: str) -> pd.Index:
+    levels = _sorted_levels(col, label)
+    if len(levels) < 2:  # R: "contrasts can be applied only to factors with 2 or more levels"
+        shown = f" ({level_label(levels[0])!r})" if len(levels) else ""
+        raise DataError(f"factor {label} has a single level{shown} in the rows used; a factor "
+                        f"in a model needs at least 2 levels")
+    return levels
+
+
+def _sorted_levels(col: pd.Series, label: str) -> pd.Index:
     if isinstance(col.dtype, pd.CategoricalDtype):
         return pd.Index(list(col.cat.categories), dtype=object)
     values = pd.unique(col)
@@ -241,6 +250,8 @@ def make_variable(label: str, source: str, frame: pd.DataFrame, what: str,
             if missing:
                 raise DataError(f"{label}: levels=[...] leaves out level(s) "
                                 f"{', '.join(map(repr, missing))} of column '{column}'")
+            if len(set(idx)) != len(idx):
+                raise DataError(f"{label}: levels=[...] names a level twice")
             present = pd.Index([present[j] for j in idx], dtype=object)
         var = FactorVariable(label, column, present,
                              spec or ContrastSpec("poly" if ordered else "treatment"),

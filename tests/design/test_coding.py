@@ -279,3 +279,11 @@ def test_anova_maps_columns_of_levels_with_colons_to_their_terms() -> None:
     plain = hierlm.fit("y ~ f * x + (1 | g)", d.assign(f=d["f"].str.replace(":", "-")))
     for t in (1, 3):
         pd.testing.assert_frame_equal(res.anova(type=t), plain.anova(type=t), rtol=1e-6)
+
+
+def test_a_factor_with_one_level_is_an_error_not_a_vanished_term() -> None:
+    # R: "contrasts can be applied only to factors with 2 or more levels"
+    d = exam()
+    d["one"] = "same"
+    with pytest.raises(hierlm.DataError, match="one.*single level.*'same'"):
+        hierlm.build_design("normexam ~ standLRT + one + (1 | school)", d)
