@@ -79,6 +79,12 @@ class Model:
         rows with weight 0 are dropped, with a warning.
     offset : str or array-like, optional
         A known term added to the linear predictor, a column name or one number per row.
+    contrasts : dict, optional
+        Contrasts of factor columns of the fixed part, as R's ``contrasts =
+        list(x = "contr.sum")``: ``{"x": "contr.sum"}``.  Values: ``"contr.treatment"``,
+        ``"contr.sum"``, ``"contr.helmert"``, ``"contr.poly"`` (or without ``contr.``),
+        or ``("treatment", level)`` to choose the reference level.  Factors not listed
+        get treatment contrasts, ordered categoricals polynomial ones, as in R.
 
     Examples
     --------
@@ -91,9 +97,10 @@ class Model:
     __slots__ = ("_design", "_objective")
 
     def __init__(self, formula: str, data: pd.DataFrame, weights: object = None,
-                 offset: object = None) -> None:
+                 offset: object = None, contrasts: dict[str, Any] | None = None) -> None:
         with _gc_paused():
-            design = build_design(formula, data, weights=weights, offset=offset)
+            design = build_design(formula, data, weights=weights, offset=offset,
+                                  contrasts=contrasts)
             self._design = design
             self._objective = compile_objective(design)
 
@@ -175,7 +182,8 @@ class Model:
 
 
 def fit(formula: str, data: pd.DataFrame, method: str = "reml", *, weights: object = None,
-        offset: object = None, **kwargs: Any) -> FitResult:
+        offset: object = None, contrasts: dict[str, Any] | None = None,
+        **kwargs: Any) -> FitResult:
     """Fit a linear mixed model in one call.
 
     Parameters
@@ -188,6 +196,8 @@ def fit(formula: str, data: pd.DataFrame, method: str = "reml", *, weights: obje
         Estimation method; REML by default, as in lme4.
     weights, offset : str or array-like, optional
         Prior weights and offset (see :class:`Model`).
+    contrasts : dict, optional
+        Contrasts of factor columns of the fixed part (see :class:`Model`).
     **kwargs
         Passed to :meth:`Model.fit`.
 
@@ -202,4 +212,5 @@ def fit(formula: str, data: pd.DataFrame, method: str = "reml", *, weights: obje
     >>> res.fixef.round(3).to_dict()
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
-    return Model(formula, data, weights=weights, offset=offset).fit(method, **kwargs)
+    return Model(formula, data, weights=weights, offset=offset,
+                 contrasts=contrasts).fit(method, **kwargs)

@@ -39,7 +39,7 @@ __all__ = ["ALLOWED_CALLS", "NUMPY_FUNCTIONS", "check_expression", "safe_environ
 
 # formulae's transforms and encodings that hierlm supports, as written in a formula
 # (``scale`` is R's: :func:`hierlm.design.r_dialect.to_formulae` rewrites it).
-FORMULAE_FUNCTIONS = ("C", "I", "S", "T", "Treatment", "Sum", "binary", "center", "scale",
+FORMULAE_FUNCTIONS = ("C", "I", "Treatment", "Sum", "binary", "center", "scale",
                       "standardize", "poly", "bs", "cr", "cc")
 
 # NumPy ufuncs a formula may call as ``np.<name>(...)`` or ``numpy.<name>(...)``: the
@@ -61,7 +61,7 @@ ALLOWED_CALLS: frozenset[str] = frozenset(
     + tuple(f"{prefix}.{name}" for prefix in ("np", "numpy") for name in NUMPY_FUNCTIONS))
 _CALLABLE = ALLOWED_CALLS | frozenset(_REWRITTEN)
 
-_HELP = ("a formula may call only C, I, S, T, Treatment, Sum, binary, center, scale, "
+_HELP = ("a formula may call only C, I, Treatment, Sum, binary, center, scale, "
          "standardize, poly, bs, cr, cc, R's log, exp, sqrt, log10, log2, log1p, abs, and "
          "NumPy's elementwise functions as np.<name> (see 'Formulas never run code' in "
          "docs/robustness.md)")
@@ -157,10 +157,10 @@ def check_expression(expr: str, what: str) -> None:
     Traceback (most recent call last):
     ...
     hierlm.errors.FormulaError: function 'pd.io.common.os.system' is not allowed in fixed \
-part 'x + pd.io.common.os.system('ls')'; a formula may call only C, I, S, T, Treatment, \
-Sum, binary, center, scale, standardize, poly, bs, cr, cc, R's log, exp, sqrt, log10, \
-log2, log1p, abs, and NumPy's elementwise functions as np.<name> (see 'Formulas never \
-run code' in docs/robustness.md)
+part 'x + pd.io.common.os.system('ls')'; a formula may call only C, I, Treatment, Sum, \
+binary, center, scale, standardize, poly, bs, cr, cc, R's log, exp, sqrt, log10, log2, \
+log1p, abs, and NumPy's elementwise functions as np.<name> (see 'Formulas never run \
+code' in docs/robustness.md)
     """
     from formulae.parser import Parser
     from formulae.scanner import Scanner

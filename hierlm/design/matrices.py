@@ -1,9 +1,10 @@
 """Stage 1: formula + data -> :class:`ModelDesign`.
 
-The response ``y``, the fixed-effects matrix ``X`` and each term's raw model matrix
-come from the ``formulae`` package (so the fixed part may use anything it supports:
-interactions, ``C()``, transforms).  hierlm itself keeps the covariance-block
-structure: formulae splits a bar term into separate terms and knows no ``||``.
+The fixed-effects matrix ``X`` and each term's raw model matrix are R's model matrices
+(:mod:`hierlm.design.model_matrix`: R's term expansion, factor levels, contrasts,
+coefficient names and column order); transformations such as ``log(x)`` or
+``scale(x)`` are evaluated by the ``formulae`` package.  hierlm itself keeps the
+covariance-block structure (``||``, nesting) of the random terms.
 
 Rows with a missing value in any used column are dropped (and counted), and
 categories that no longer occur afterwards are dropped from categorical columns;
@@ -15,32 +16,27 @@ fault (see ``docs/robustness.md``).  The caller's DataFrame is never modified.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import scipy.linalg
 
+from hierlm.design.contrasts import ContrastSpec, parse_contrasts
 from hierlm.design.formula import parse_formula
 from hierlm.design.formula_safety import check_expression, safe_environment
 from hierlm.design.frames import as_pandas
 from hierlm.design.grouping_types import grouping_column
+from hierlm.design.model_matrix import build_model_matrix
+from hierlm.design.names import is_r_name, python_power
 from hierlm.design.predictor_types import check_predictor_types
 from hierlm.design.r_dialect import to_formulae
+from hierlm.design.rterms import parse_terms
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
+from hierlm.design.variables import parse_c_call
 from hierlm.errors import DataError, FormulaError, warn
 
 # A column is linearly dependent on the columns before it when projecting it off them
 # leaves less than this fraction of its norm (R's ``qr(X, tol = 1e-7)``, used by lme4).
 RANK_TOL = 1e-7
-
-
-def _label(name: str) -> str:
-    """formulae's column names in lme4's spelling: ``Intercept`` and ``f[b]`` -> ``fb``."""
-    if name == "Intercept":
-        return "(Intercept)"
-    name = name.replace("r_scale_(", "scale(")
-    return name.replace("[", "").replace("]", "").replace("T.", "")
 
 
 def _first_line(exc: Exception) -> str:
@@ -53,17 +49,34 @@ def _first_line(exc: Exception) -> str:
 
 def _variables(expr: str, what: str) -> set[str]:
     tokens = [t.strip() for part in expr.split("~") for t in part.split("+")]
-    if all(t.isidentifier() or t in ("0", "1") for t in tokens):  # no formulae needed
+    if all(t.isidentifier() or t in ("0", "1") for t in tokens):  # no parsing needed
         return {t for t in tokens if t.isidentifier()}
+    names: set[str] = set()
+    for part in expr.split("~"):
+        terms = parse_terms(part)
+        for label in terms.variables:
+            names |= _source_columns(terms.source[label], what)
+    return names
+
+
+def _source_columns(source: str, what: str) -> set[str]:
+    """Data columns one variable of a formula reads."""
+    if source.startswith("`"):
+        return {source[1:-1]}
+    if is_r_name(source) or source.isidentifier():
+        return {source}
+    c = parse_c_call(source)
+    if c is not None:
+        return {c[0]}
     import formulae as fm  # imported on first use: it costs ~0.4 s (scipy.interpolate)
 
-    expr = to_formulae(expr)
+    expr = to_formulae(python_power(source))
     check_expression(expr, what)  # parsed, nothing evaluated: only whitelisted calls
     try:
-        names = set(fm.model_description(expr).var_names)
+        names = set(fm.model_description(f"0 + {expr}").var_names)
     except Exception as exc:  # formulae raises many types; report one clear error
-        raise FormulaError(f"cannot parse {what} '{expr}': {_first_line(exc)}") from None
-    names.discard("")  # keyword arguments of a call, as in C(x, levels=...)
+        raise FormulaError(f"cannot parse {what} '{source}': {_first_line(exc)}") from None
+    names.discard("")  # keyword arguments of a call
     return names
 
 
@@ -76,8 +89,8 @@ def _simple_matrix(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str
     tokens = [t.strip() for t in expr.split("+")]
     intercept = "0" not in tokens
     cols = [t for t in tokens if t not in ("0", "1")]
-    if (len(set(cols)) != len(cols) or any(not t.isidentifier() or t not in data.columns
-                                           for t in cols)):
+    if (len(set(cols)) != len(cols) or any(not (t.isidentifier() and is_r_name(t))
+                                           or t not in data.columns for t in cols)):
         return None
     for t in cols:
         dt = data[t].dtype
@@ -110,31 +123,14 @@ def formulae_common(expr: str, data: pd.DataFrame, what: str) -> object | None:
     return dm.common
 
 
-def common_values(common: object, what: str, expr: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Values and lme4-style column names of a formulae common-effects matrix."""
-    c: Any = common
-    frame = c.as_dataframe()
-    # R orders model terms by degree (main effects, then two-way interactions, ...),
-    # keeping the written order within a degree: (Intercept), a, b, c, a:b for a*b + c.
-    terms = c.terms
-    order = sorted(terms, key=lambda t: len(getattr(terms[t], "components", ())))
-    cols = np.concatenate([np.arange(frame.shape[1])[c.slices[t]] for t in order])
-    frame = frame.iloc[:, cols]
-    names = tuple(_label(str(c)) for c in frame.columns)
-    values = frame.to_numpy()
-    if np.iscomplexobj(values):
-        raise DataError(f"{what} '{expr}' has complex values")
-    return np.asarray(values, dtype=np.float64), names
-
-
-def _model_matrix(expr: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, tuple[str, ...]]:
+def _model_matrix(expr: str, data: pd.DataFrame, what: str,
+                  contrasts: dict[str, ContrastSpec] | None = None
+                  ) -> tuple[np.ndarray, tuple[str, ...]]:
     simple = _simple_matrix(expr, data)
-    if simple is not None:
+    if simple is not None and not contrasts:
         return simple
-    common = formulae_common(expr, data, what)
-    if common is None:
-        return np.zeros((len(data), 0)), ()
-    return common_values(common, what, expr)
+    mm = build_model_matrix(expr, data, contrasts, what, formulae_common)
+    return mm.values, mm.names
 
 
 def _check_finite(M: np.ndarray, names: tuple[str, ...], what: str) -> None:
@@ -326,7 +322,7 @@ def _check_frame(data: object, used: set[str]) -> pd.DataFrame:
 
 
 def build_design(formula: str, data: pd.DataFrame, weights: object = None,
-                 offset: object = None) -> ModelDesign:
+                 offset: object = None, contrasts: object = None) -> ModelDesign:
     """Evaluate an lme4-style formula on data.
 
     Parameters
@@ -341,6 +337,12 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         ``sigma^2 / w``.  Rows with weight 0 are dropped, with a warning.
     offset : str or array-like, optional
         A known term added to the linear predictor (a column name or one number per row).
+    contrasts : dict, optional
+        Contrasts of factor columns of the fixed part, as R's ``contrasts =
+        list(x = "contr.sum")``: column name -> ``"contr.treatment"``, ``"contr.sum"``,
+        ``"contr.helmert"``, ``"contr.poly"`` (or ``"treatment"``, ``"sum"``, ...) or
+        ``("treatment", level)`` for a reference level.  Unlisted factors get treatment
+        contrasts, ordered categoricals polynomial ones (R's defaults).
 
     Returns
     -------
@@ -369,6 +371,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     """
     data = as_pandas(data, "data")  # polars, pyarrow, ... through narwhals
     spec = parse_formula(formula)
+    contrast_specs = parse_contrasts(contrasts)
     used = _variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
     for term in spec.random:
         used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
@@ -411,7 +414,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
             frame[c] = frame[c].cat.remove_unused_categories()
 
     y = _response(spec, frame)
-    X, names = _model_matrix(spec.fixed, frame, "fixed part")
+    X, names = _model_matrix(spec.fixed, frame, "fixed part", contrast_specs)
     _check_finite(X, names, "fixed-effects")
     X, names = _drop_rank_deficient(X, names)
     _check_not_exact(y, X, spec.response)
@@ -430,7 +433,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     w_used = None if w is None else w[keep]
     off_used = None if off is None else off[keep]
     coder = new_data_coder(spec, frame, names, [(specs[id(t)], t) for t in terms],
-                           w_used, off_used, w_col, off_col)
+                           w_used, off_used, w_col, off_col, contrast_specs)
     return ModelDesign(formula=spec.formula, response=spec.response, y=y, X=X,
                        fixef_names=names, terms=tuple(terms), n_dropped=n_dropped,
                        weights=w_used, offset=off_used, coder=coder,

@@ -1,14 +1,15 @@
 """Code new rows exactly as the fitting data were coded.
 
 A fitted model's columns are functions of the fitting data: factor levels and their
-contrasts (``C(f)``), stateful transformations (``scale(x)``, ``center(x)``), plain
-functions (``np.log(x)``, ``I(x**2)``) and the levels of each grouping factor.  A
-:class:`NewDataCoder` keeps what is needed to apply the same functions to new rows:
-the formula's pieces, the names of the columns kept, each random term's levels and the
-predictor and grouping columns of the rows used in fitting.  New rows are coded with
-formulae's ``evaluate_new_data`` on the design built from those rows, so every level
-and transformation state is the fitting data's (the plain numeric fast path of
-:mod:`hierlm.design.matrices` takes the columns as they are).
+contrasts (``C(f)``, the ``contrasts=`` argument), stateful transformations
+(``scale(x)``, ``center(x)``), plain functions (``np.log(x)``, ``I(x^2)``) and the
+levels of each grouping factor. A :class:`NewDataCoder` keeps what is needed to apply
+the same functions to new rows: the formula's pieces, the names of the columns kept,
+each random term's levels and the predictor and grouping columns of the rows used in
+fitting. New rows are coded by the model matrix built from those rows
+(:mod:`hierlm.design.model_matrix`), so every level, contrast and transformation state
+is the fitting data's (the plain numeric fast path of :mod:`hierlm.design.matrices`
+takes the columns as they are).
 
 The coder is a plain value: :meth:`NewDataCoder.to_dict` and
 :meth:`NewDataCoder.from_dict` turn it into numbers, strings and a DataFrame, so a
@@ -26,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design import matrices as _m
+from hierlm.design.contrasts import ContrastSpec, parse_contrasts
 from hierlm.design.frames import as_pandas
+from hierlm.design.model_matrix import build_model_matrix
 from hierlm.errors import DataError
 
 
@@ -92,6 +95,8 @@ class NewDataCoder:
         Prior weights and offset of those rows.
     weights_column, offset_column : str or None
         The data columns they came from, when given by name.
+    contrasts : dict or None
+        The ``contrasts=`` of the fixed part (column -> ContrastSpec).
 
     Examples
     --------
@@ -113,6 +118,7 @@ class NewDataCoder:
     offset: np.ndarray | None = None
     weights_column: str | None = None
     offset_column: str | None = None
+    contrasts: dict[str, ContrastSpec] | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -238,23 +244,23 @@ class NewDataCoder:
 
     def _matrix(self, expr: str, new: pd.DataFrame, what: str,
                 names: tuple[str, ...]) -> np.ndarray:
-        if _m._simple_matrix(expr, self.frame) is not None:
+        contrasts = self.contrasts if what == "fixed part" else None
+        if _m._simple_matrix(expr, self.frame) is not None and not contrasts:
             simple = _m._simple_matrix(expr, new)
             assert simple is not None  # the same columns, checked numeric
             M, got = simple
         else:
-            key = f"common:{expr}"
+            key = f"matrix:{contrasts is not None}:{what == 'fixed part'}:{expr}"
             if key not in self._cache:
-                self._cache[key] = _m.formulae_common(expr, self.frame, what)
-            common = self._cache[key]
-            if common is None:
-                return np.zeros((len(new), 0))
-            try:
-                coded = common.evaluate_new_data(new)
-            except Exception as exc:  # formulae raises many types; report one clear error
-                raise DataError(f"cannot code newdata for {what} '{expr}': "
-                                f"{_m._first_line(exc)}") from None
-            M, got = _m.common_values(coded, what, expr)
+                self._cache[key] = build_model_matrix(expr, self.frame, contrasts, what,
+                                                      _m.formulae_common)
+            mm = self._cache[key]
+            M, got = mm.code(new), mm.names
+        lost = [n for n in names if n not in got]
+        if lost:  # a result saved by a version that named columns otherwise
+            raise DataError(f"the model's {what} column(s) {', '.join(map(repr, lost))} are "
+                            f"not among those its formula gives now ({', '.join(got)}); "
+                            f"refit the model to predict on new data")
         cols = [got.index(n) for n in names]
         M = M[:, cols]
         bad = [n for n, ok in zip(names, np.isfinite(M).all(axis=0), strict=True) if not ok]
@@ -283,7 +289,8 @@ class NewDataCoder:
                 "fixef_names": self.fixef_names,
                 "terms": [(t.expr, t.factors, t.coef_names, t.levels) for t in self.terms],
                 "frame": self.frame, "weights": self.weights, "offset": self.offset,
-                "weights_column": self.weights_column, "offset_column": self.offset_column}
+                "weights_column": self.weights_column, "offset_column": self.offset_column,
+                "contrasts": {k: v.to_plain() for k, v in (self.contrasts or {}).items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NewDataCoder:
@@ -293,13 +300,15 @@ class NewDataCoder:
         return cls(formula=d["formula"], response=d["response"], fixed=d["fixed"],
                    fixef_names=tuple(d["fixef_names"]), terms=terms, frame=d["frame"],
                    weights=d["weights"], offset=d["offset"],
-                   weights_column=d["weights_column"], offset_column=d["offset_column"])
+                   weights_column=d["weights_column"], offset_column=d["offset_column"],
+                   contrasts=parse_contrasts(d.get("contrasts")) or None)
 
 
 def new_data_coder(spec: Any, frame: pd.DataFrame, fixef_names: tuple[str, ...],
                    terms: Sequence[tuple[Any, Any]], weights: np.ndarray | None,
                    offset: np.ndarray | None, weights_column: str | None,
-                   offset_column: str | None) -> NewDataCoder:
+                   offset_column: str | None,
+                   contrasts: dict[str, ContrastSpec] | None = None) -> NewDataCoder:
     """The coder of a design built by :func:`hierlm.design.matrices.build_design`.
 
     ``terms`` pairs each random term's spec with its evaluated term, in lme4's order;
@@ -311,4 +320,5 @@ def new_data_coder(spec: Any, frame: pd.DataFrame, fixef_names: tuple[str, ...],
     return NewDataCoder(formula=spec.formula, response=spec.response, fixed=spec.fixed,
                         fixef_names=tuple(fixef_names), terms=codings,
                         frame=frame[keep].copy(), weights=weights, offset=offset,
-                        weights_column=weights_column, offset_column=offset_column)
+                        weights_column=weights_column, offset_column=offset_column,
+                        contrasts=contrasts or None)

@@ -3,9 +3,10 @@
 formulae evaluates the fixed part; where its meaning differs from R's, the formula is
 rewritten first: ``scale(x)`` is R's (centre, divide by the *sample* SD,
 ``(x - mean) / sd(x)`` with ``ddof = 1``; formulae's own divides by the population SD),
-``log``, ``exp``, ``sqrt`` and friends need no ``np.`` prefix, and ``^`` (R's power and
-interaction power, a syntax error in formulae) is refused with a message saying to
-write ``**``.
+``log``, ``exp``, ``sqrt`` and friends need no ``np.`` prefix.  R's ``^`` (a syntax
+error in formulae) is translated before: inside a call it is the power ``**``
+(:func:`hierlm.design.names.to_python`), between terms R's interaction power
+(:mod:`hierlm.design.rterms`).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design import matrices as _m
+from hierlm.design.model_matrix import build_model_matrix
 from hierlm.errors import MethodError
 
 
@@ -177,17 +178,17 @@ def reference_grid(coder: Any, specs: object, by: object = None,
 
 def _full_matrix(coder: Any, rows: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
     """The fixed-effects matrix of ``rows`` with every column, dropped ones included."""
+    contrasts = coder.contrasts
     simple = _m._simple_matrix(coder.fixed, coder.frame)
-    if simple is not None:
+    if simple is not None and not contrasts:
         got = _m._simple_matrix(coder.fixed, rows)
         assert got is not None  # the same numeric columns
         return got
-    common: Any = _m.formulae_common(coder.fixed, coder.frame, "fixed part")
-    if common is None:
-        return np.zeros((len(rows), 0)), ()
+    mm = build_model_matrix(coder.fixed, coder.frame, contrasts, "fixed part",
+                            _m.formulae_common)
     if rows is coder.frame:
-        return _m.common_values(common, "fixed part", coder.fixed)
-    return _m.common_values(common.evaluate_new_data(rows), "fixed part", coder.fixed)
+        return mm.values, mm.names
+    return mm.code(rows), mm.names
 
 
 def _estimable(coder: Any, grid: pd.DataFrame) -> np.ndarray:

@@ -8,7 +8,9 @@ one a level of a factor.  Ties go to the longest match.
 Type I (sequential): with ``X'X = R'R`` (``R`` upper triangular), the rows of
 ``diag(R)^{-1} R`` for a term's columns (lmerTest's Doolittle rows).
 
-Type III, as lmerTest's ``extract_contrasts_type3`` for treatment contrasts: ``rdX``
+Type III, as lmerTest's ``extract_contrasts_type3`` for treatment contrasts (a design
+with other contrasts, ``X = X_t A``, gets the hypotheses ``L_t A`` of its treatment-coded
+twin ``X_t``, so the tests do not depend on the coding, as lmerTest's): ``rdX``
 is the over-parameterized design (every level of every factor in every term, an
 intercept column first); ``L = zapsmall((X^+ rdX)')``; for each term contained in
 others (all its variables in theirs, more variables, the same numeric variables:
@@ -20,12 +22,16 @@ without zero rows.  A model with at most one column or one term gets type I.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-import formulae as fm
 import numpy as np
 
 from hierlm.design.formula import parse_formula
+from hierlm.design.matrices import _dependent_columns as dependent_columns
+from hierlm.design.matrices import formulae_common
+from hierlm.design.model_matrix import build_model_matrix
+from hierlm.design.rterms import parse_terms
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
 
@@ -40,18 +46,24 @@ class FixedTerm:
 
 
 def _term_variables(fixed: str) -> tuple[bool, list[tuple[str, ...]]]:
-    desc = fm.model_description(fixed)
-    intercept = False
-    out = []
-    for t in desc.terms:
-        if type(t).__name__ == "Intercept":
-            intercept = True
-            continue
-        comps = getattr(t, "components", None)
-        if comps is None:
-            raise MethodError(f"cannot map the fixed term {t} to columns of X")
-        out.append(tuple(c.name for c in comps))
-    return intercept, out
+    """The intercept and each term's variable labels, as R's term labels (the columns'
+    names are built from the same labels, :mod:`hierlm.design.model_matrix`)."""
+    terms = parse_terms(fixed)
+    return terms.intercept, list(terms.terms)
+
+
+def _column_owners(design: ModelDesign) -> dict[str, tuple[str, ...]]:
+    """Column name -> term, from the model matrix (with the model's and treatment contrasts)."""
+    coder = design.coder
+    if coder is None:
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    for treatment in (False, True):
+        mm = build_model_matrix(coder.fixed, coder.frame, coder.contrasts, "fixed part",
+                                formulae_common, treatment=treatment)
+        for name, term in zip(mm.names, mm.term_of, strict=True):
+            out.setdefault(name, term)
+    return out
 
 
 def fixed_terms(design: ModelDesign) -> tuple[bool, list[FixedTerm]]:
@@ -78,6 +90,13 @@ def fixed_terms(design: ModelDesign) -> tuple[bool, list[FixedTerm]]:
                     owner[j] = (ti, score)
     unmapped = [design.fixef_names[j] for j in range(design.p)
                 if j not in owner and design.fixef_names[j] != "(Intercept)"]
+    if unmapped:  # e.g. a level with ':' in its name: ask the model matrix
+        owners = _column_owners(design)
+        for j, name in enumerate(design.fixef_names):
+            if j not in owner and owners.get(name) in variables:
+                owner[j] = (variables.index(owners[name]), 0)
+        unmapped = [n for j, n in enumerate(design.fixef_names)
+                    if j not in owner and n != "(Intercept)"]
     if unmapped:
         raise MethodError(f"cannot map fixed-effect column(s) {', '.join(unmapped)} to terms "
                           f"of the formula")
@@ -148,6 +167,21 @@ def _contains(a: FixedTerm, b: FixedTerm, numeric: set[str]) -> bool:
     return va <= vb and bool(vb - va) and (va & numeric) == (vb & numeric)
 
 
+def _treatment_design(design: ModelDesign) -> ModelDesign | None:
+    """The design with every factor coded by treatment contrasts, None if it already is."""
+    coder = design.coder
+    if coder is None:
+        return None
+    mm = build_model_matrix(coder.fixed, coder.frame, None, "fixed part", formulae_common,
+                            treatment=True)
+    dropped = set(dependent_columns(mm.values))
+    keep = [j for j in range(mm.values.shape[1]) if j not in dropped]
+    names = tuple(mm.names[j] for j in keep)
+    if names == tuple(design.fixef_names) or len(keep) != design.p:
+        return None
+    return dataclasses.replace(design, X=mm.values[:, keep], fixef_names=names)
+
+
 def type3_contrasts(design: ModelDesign) -> dict[str, np.ndarray]:
     """lmerTest's type III hypothesis matrices, one per term (see the module docstring).
 
@@ -158,6 +192,10 @@ def type3_contrasts(design: ModelDesign) -> dict[str, np.ndarray]:
     >>> type3_contrasts(d)["Days"].round(3).tolist()
     [[0.0, 1.0]]
     """
+    treatment = _treatment_design(design)
+    if treatment is not None:  # X = X_t A: a hypothesis L_t beta_t is (L_t A) beta
+        A = np.linalg.lstsq(treatment.X, design.X, rcond=None)[0]
+        return {k: L @ A for k, L in type3_contrasts(treatment).items()}
     intercept, terms = fixed_terms(design)
     if design.p <= 1 or len(terms) <= 1:
         return type1_contrasts(design)

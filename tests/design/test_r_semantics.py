@@ -36,11 +36,19 @@ def test_math_functions_without_prefix(fn: str) -> None:
     assert d.fixef_names[1] == f"{fn}(x)"
 
 
-def test_caret_power_gets_an_error_that_says_to_write_stars() -> None:
-    with pytest.raises(hierlm.FormulaError, match=r"'\^'.*'\*\*'"):
-        hierlm.build_design("Reaction ~ I(Days^2) + (1 | Subject)", dataset("sleepstudy"))
-    d = hierlm.build_design("Reaction ~ I(Days**2) + (1 | Subject)", dataset("sleepstudy"))
-    np.testing.assert_allclose(d.X[:, 1], dataset("sleepstudy")["Days"] ** 2)
+def test_caret_inside_i_is_r_power_and_named_as_r() -> None:
+    # R: colnames(model.matrix(~ I(Days^2), sleepstudy)) is (Intercept), I(Days^2)
+    for power in ("I(Days^2)", "I(Days**2)"):
+        formula = f"Reaction ~ {power} + (1 | Subject)"
+        d = hierlm.build_design(formula, dataset("sleepstudy"))
+        np.testing.assert_allclose(d.X[:, 1], dataset("sleepstudy")["Days"] ** 2)
+        assert d.fixef_names == ("(Intercept)", "I(Days^2)")
+
+
+def test_caret_on_one_variable_outside_i_says_to_write_i() -> None:
+    # R reads Days^2 as the interaction power of one variable, which is Days itself
+    with pytest.raises(hierlm.FormulaError, match=r"I\(Days\^2\)"):
+        hierlm.build_design("Reaction ~ Days^2 + (1 | Subject)", dataset("sleepstudy"))
 
 
 def test_misplaced_comma_is_pointed_at() -> None:
