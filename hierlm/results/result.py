@@ -43,8 +43,9 @@ class FitResult:
         lme4's ``isSingular`` (a template diagonal below 1e-4); optimizer convergence.
     ranef_table : pandas.DataFrame
         ``group, level, term, value, cond_sd`` (see :meth:`ranef`).
-    y, fitted_values : ndarray
-        Response and fitted values ``X beta + Z b`` of the observations used.
+    y, fitted_values : ndarray or None
+        Response and fitted values ``X beta + Z b`` of the observations used; None for
+        data read in chunks (parquet, Dask), which are never held whole.
     groups : dict
         Number of levels of each grouping factor.
     n_evals : int
@@ -86,8 +87,8 @@ class FitResult:
     is_singular: bool
     converged: bool
     ranef_table: pd.DataFrame
-    y: np.ndarray
-    fitted_values: np.ndarray
+    y: np.ndarray | None
+    fitted_values: np.ndarray | None
     groups: dict[str, int]
     n_evals: int
     optimizer: dict[str, Any] = field(default_factory=dict)
@@ -130,11 +131,20 @@ class FitResult:
         >>> res.fitted().round(2).head(2).to_dict()
         {0: 253.66, 1: 273.33}
         """
-        return pd.Series(self.fitted_values.copy(), index=self._rows(), name="fitted")
+        return pd.Series(self._fitted_values().copy(), index=self._rows(), name="fitted")
 
     def residuals(self) -> pd.Series:
         """Response minus fitted values, indexed by the caller's row labels."""
-        return pd.Series(self.y - self.fitted_values, index=self._rows(), name="residuals")
+        return pd.Series(self.y - self._fitted_values(), index=self._rows(), name="residuals")
+
+    def _fitted_values(self) -> np.ndarray:
+        if self.fitted_values is None:  # data read in chunks (parquet, Dask)
+            from hierlm.errors import MethodError
+
+            raise MethodError("fitted values and residuals are not kept for data read in "
+                              "chunks (parquet or Dask): they have one value per row; use "
+                              "predict(newdata) on a chunk of the data")
+        return self.fitted_values
 
     def _rows(self) -> pd.Index:
         return pd.RangeIndex(self.nobs) if self.row_labels is None else self.row_labels
