@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from threadpoolctl import ThreadpoolController
 
 from hierlm.design.chunked import ChunkedDesign
@@ -97,9 +96,9 @@ class Model:
                  offset: object = None) -> None:
         with _gc_paused():
             if is_out_of_core(data):  # parquet path/glob/Dataset or Dask: read in chunks
-                design, gram = design_and_gram_out_of_core(formula, data, weights, offset)
-                self._design = design
-                self._objective = compile_objective(design, gram)
+                chunked, gram = design_and_gram_out_of_core(formula, data, weights, offset)
+                self._design: ModelDesign = chunked
+                self._objective = compile_objective(chunked, gram)
                 return
             design = build_design(formula, data, weights=weights, offset=offset)
             self._design = design

@@ -115,9 +115,7 @@ def _union(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                 if not x.cat.categories.equals(y.cat.categories):
                     raise DataError(f"column '{c}' is an ordered categorical whose categories "
                                     f"differ between chunks")
-                cols[c] = pd.Series(pd.Categorical(np.concatenate([x.astype(object),
-                                                                   y.astype(object)]),
-                                                   dtype=x.dtype))
+                cols[c] = pd.concat([x, y], ignore_index=True)  # same dtype: kept
             else:
                 cols[c] = pd.Series(pd.api.types.union_categoricals(
                     [x, y], sort_categories=True, ignore_order=True))
