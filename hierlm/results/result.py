@@ -138,13 +138,18 @@ class FitResult:
         return pd.Series(self.y - self._fitted_values(), index=self._rows(), name="residuals")
 
     def _fitted_values(self) -> np.ndarray:
-        if self.fitted_values is None:  # data read in chunks (parquet, Dask)
+        self._require_rows("fitted values and residuals")
+        assert self.fitted_values is not None
+        return self.fitted_values
+
+    def _require_rows(self, what: str) -> None:
+        """MethodError for a fit from data read in chunks (parquet, Dask): no rows kept."""
+        if self.y is None:
             from hierlm.errors import MethodError
 
-            raise MethodError("fitted values and residuals are not kept for data read in "
-                              "chunks (parquet or Dask): they have one value per row; use "
-                              "predict(newdata) on a chunk of the data")
-        return self.fitted_values
+            raise MethodError(f"{what} needs the rows of the data, which a fit from data "
+                              f"read in chunks (parquet or Dask) does not keep; fit a data "
+                              f"frame in memory for it")
 
     def _rows(self) -> pd.Index:
         return pd.RangeIndex(self.nobs) if self.row_labels is None else self.row_labels
@@ -189,6 +194,7 @@ class FitResult:
         >>> res.predict(new, allow_new_levels=True).round(2).tolist()
         [253.66, 345.61]
         """
+        self._require_rows("predict()")
         from hierlm.predict.predict import predict
 
         return predict(self, newdata, re_form, allow_new_levels, interval, level, draws)
@@ -208,6 +214,7 @@ class FitResult:
         >>> res.simulate(nsim=2, seed=1).shape
         (180, 2)
         """
+        self._require_rows("simulate()")
         from hierlm.predict.simulate import simulate
 
         return simulate(self, nsim, seed, newdata, re_form)
@@ -226,6 +233,7 @@ class FitResult:
         >>> cov.shape
         (2, 2)
         """
+        self._require_rows("marginal_moments()")
         from hierlm.predict.moments import marginal_moments
 
         return marginal_moments(self, rows)
@@ -240,6 +248,7 @@ class FitResult:
         >>> sorted(res.to_datatree().children)
         ['constant_data', 'observed_data']
         """
+        self._require_rows("to_datatree()")
         from hierlm.results.datatree import to_datatree
 
         return to_datatree(self, bootstrap)
@@ -278,6 +287,8 @@ class FitResult:
         >>> res.coef_table().round(3).loc["Days", ["se", "df"]].tolist()
         [1.546, 17.0]
         """
+        if str(ddf).lower().startswith("kenward"):
+            self._require_rows("Kenward-Roger df")
         from hierlm.inference.anova import coef_table
 
         return coef_table(self, ddf)
@@ -293,6 +304,7 @@ class FitResult:
         >>> res.anova().round(2).loc["Days", "F"]
         np.float64(45.85)
         """
+        self._require_rows("anova()")
         from hierlm.inference.anova import anova_table
 
         return anova_table(self, ddf, type)
@@ -309,6 +321,8 @@ class FitResult:
         >>> res.contrast([[0, 1]]).round(2)["den_df"].tolist()
         [17.0]
         """
+        if str(ddf).lower().startswith("kenward"):
+            self._require_rows("Kenward-Roger df")
         from hierlm.inference.anova import contrast
 
         return contrast(self, L, ddf, joint)
@@ -323,6 +337,7 @@ class FitResult:
         >>> int(res.ranova()["df"].iloc[1])
         2
         """
+        self._require_rows("ranova()")
         from hierlm.inference.lrt import ranova
 
         return ranova(self)
@@ -348,6 +363,8 @@ class FitResult:
         >>> res.confint("wald").loc["Days"].round(3).tolist()
         [7.438, 13.497]
         """
+        if method == "bootstrap":
+            self._require_rows("confint('bootstrap')")
         from hierlm.inference.confint import confint
 
         return confint(self, method, level, **kwargs)
@@ -382,6 +399,7 @@ class FitResult:
         >>> res.bootstrap(5, seed=1, progressbar=False).replicates.shape
         (5, 7)
         """
+        self._require_rows("bootstrap()")
         from hierlm.inference.bootstrap import bootstrap
 
         return bootstrap(self, n, seed=seed, progressbar=progressbar, n_jobs=n_jobs)
@@ -393,6 +411,7 @@ class FitResult:
 
         See :func:`hierlm.results.io.save`; read it back with :func:`hierlm.load`.
         """
+        self._require_rows("save()")
         from hierlm.results.io import save
 
         save(self, path)

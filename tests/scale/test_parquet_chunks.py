@@ -135,10 +135,20 @@ def test_rows_are_not_kept(tmp_path) -> None:
     df = crossed_frame().dropna()
     df.to_parquet(tmp_path / "d.parquet")
     res = hierlm.fit(CROSSED, tmp_path / "d.parquet")
-    with pytest.raises(MethodError, match="not kept for data read in chunks"):
-        res.fitted()
-    with pytest.raises(MethodError, match="not kept for data read in chunks"):
-        res.residuals()
+    calls = {"fitted": lambda: res.fitted(), "residuals": lambda: res.residuals(),
+             "predict": lambda: res.predict(df.head()), "simulate": lambda: res.simulate(),
+             "anova": lambda: res.anova(), "ranova": lambda: res.ranova(),
+             "kenward-roger": lambda: res.coef_table("kenward-roger"),
+             "contrast": lambda: res.contrast([[0, 1]], ddf="kenward-roger"),
+             "bootstrap": lambda: res.bootstrap(2, progressbar=False),
+             "confint": lambda: res.confint("bootstrap", n=2),
+             "moments": lambda: res.marginal_moments(df.head()),
+             "datatree": lambda: res.to_datatree(),
+             "save": lambda: res.save(str(tmp_path / "r.json"))}
+    for name, call in calls.items():
+        with pytest.raises(MethodError, match="read in chunks .parquet or Dask. does not keep"):
+            call()
+            pytest.fail(name)
     with pytest.raises(MethodError, match="needs the data in memory"):
         hierlm.Model(CROSSED, tmp_path / "d.parquet").fit("nuts")
 
@@ -171,3 +181,16 @@ def test_parquet_fit_does_not_import_dask(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=600)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_inference_from_the_gram_blocks(tmp_path) -> None:
+    """Satterthwaite tests, Wald and profile intervals need only the objective."""
+    df = nested_frame()
+    memory = hierlm.fit(NESTED, df)
+    df.to_parquet(tmp_path / "d.parquet", row_group_size=300)
+    res = hierlm.fit(NESTED, tmp_path / "d.parquet")
+    L = [[0, 1, -1, 0], [0, 0, 0, 1]]
+    pd.testing.assert_frame_equal(res.contrast(L), memory.contrast(L), rtol=1e-6)
+    pd.testing.assert_frame_equal(res.confint("wald"), memory.confint("wald"), rtol=1e-8)
+    pd.testing.assert_frame_equal(res.confint("profile"), memory.confint("profile"),
+                                  rtol=1e-5)
