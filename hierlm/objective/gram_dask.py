@@ -13,6 +13,7 @@ only when given a Dask object.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,8 +39,12 @@ def _tree(items: list[Any], fn: Callable[[Any, Any], Any]) -> Any:
     return items[0]
 
 
-def dask_design_and_gram(formula: str, ddf: Any) -> tuple[ChunkedDesign, GramBlocks]:
+def dask_design_and_gram(formula: str, ddf: Any, timings: dict[str, float] | None = None
+                         ) -> tuple[ChunkedDesign, GramBlocks]:
     """The design and Gram blocks of a Dask DataFrame, computed on its workers.
+
+    ``timings``, if given, receives the seconds of each pass (``"levels_s"``,
+    ``"gram_s"``).
 
     Examples
     --------
@@ -51,6 +56,8 @@ def dask_design_and_gram(formula: str, ddf: Any) -> tuple[ChunkedDesign, GramBlo
     """
     from dask import delayed
 
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
     plan = plan_chunks(formula)
     missing = sorted(set(plan.used) - {str(c) for c in ddf.columns})
     if missing:
@@ -61,6 +68,10 @@ def dask_design_and_gram(formula: str, ddf: Any) -> tuple[ChunkedDesign, GramBlo
     plan_d = delayed(plan, pure=True)
     summary = _tree([delayed(scan_chunk)(part, plan_d) for part in parts], _merge).compute()
     coding = finish_levels(summary, plan)
+    t1 = time.perf_counter()
+    timings["levels_s"] = t1 - t0
     coding_d = delayed(coding, pure=True)
     sums = _tree([delayed(chunk_products)(part, coding_d) for part in parts], _merge).compute()
-    return finish_gram(sums, coding)
+    out = finish_gram(sums, coding)
+    timings["gram_s"] = time.perf_counter() - t1
+    return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from typing import Any
 
 from hierlm.design.chunked import ChunkedDesign, finish_levels, plan_chunks, scan_chunk
@@ -77,11 +78,15 @@ def _chunks(dataset: Any, columns: list[str]) -> Any:
     """The dataset's record batches as pandas DataFrames, one at a time."""
     import pyarrow as pa
 
-    for batch in dataset.to_batches(columns=columns, batch_size=CHUNK_ROWS):
+    # no read-ahead: pyarrow would otherwise hold up to 16 batches of 4 files ahead
+    for batch in dataset.to_batches(columns=columns, batch_size=CHUNK_ROWS,
+                                    batch_readahead=1, fragment_readahead=1):
         yield as_pandas(pa.Table.from_batches([batch]))
 
 
-def _parquet(formula: str, source: Any) -> tuple[ChunkedDesign, GramBlocks]:
+def _parquet(formula: str, source: Any, timings: dict[str, float]
+             ) -> tuple[ChunkedDesign, GramBlocks]:
+    t0 = time.perf_counter()
     plan = plan_chunks(formula)
     dataset = open_dataset(source)
     missing = sorted(set(plan.used) - set(dataset.schema.names))
@@ -95,16 +100,21 @@ def _parquet(formula: str, source: Any) -> tuple[ChunkedDesign, GramBlocks]:
     if summary is None:
         raise DataError("data has no rows")
     coding = finish_levels(summary, plan)
+    t1 = time.perf_counter()
+    timings["levels_s"] = t1 - t0
     sums: GramSums | None = None
     for chunk in _chunks(dataset, cols):
         g = chunk_products(chunk, coding)
         sums = g if sums is None else sums.merge(g)
     assert sums is not None
-    return finish_gram(sums, coding)
+    out = finish_gram(sums, coding)
+    timings["gram_s"] = time.perf_counter() - t1
+    return out
 
 
 def design_and_gram_out_of_core(formula: str, data: Any, weights: object = None,
-                                offset: object = None) -> tuple[ChunkedDesign, GramBlocks]:
+                                offset: object = None, timings: dict[str, float] | None = None
+                                ) -> tuple[ChunkedDesign, GramBlocks]:
     """The design and Gram blocks of data read in chunks (see the module docstring).
 
     Parameters
@@ -115,6 +125,9 @@ def design_and_gram_out_of_core(formula: str, data: Any, weights: object = None,
         Where the rows are.
     weights, offset : None
         Not supported for chunked data yet (a MethodError otherwise).
+    timings : dict, optional
+        Receives the seconds of the level pass (``"levels_s"``) and of the Gram pass
+        (``"gram_s"``).
 
     Returns
     -------
@@ -132,8 +145,9 @@ def design_and_gram_out_of_core(formula: str, data: Any, weights: object = None,
     if weights is not None or offset is not None:
         raise MethodError("weights and offset are not supported for data read in chunks "
                           "(parquet or Dask) yet; fit in memory")
+    timings = {} if timings is None else timings
     if is_dask(data):
         from hierlm.objective.gram_dask import dask_design_and_gram
 
-        return dask_design_and_gram(formula, data)
-    return _parquet(formula, data)
+        return dask_design_and_gram(formula, data, timings)
+    return _parquet(formula, data, timings)
