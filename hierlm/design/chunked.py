@@ -44,6 +44,8 @@ __all__ = ["ChunkCoding", "ChunkPlan", "ChunkedDesign", "LevelSummary", "finish_
 
 #: formulae transformations whose value on a row depends on the whole column.
 _STATEFUL = re.compile(r"\b(center|scale|standardize|poly|bs|cc|cr|tp)\s*\(")
+#: A column made a factor in the formula, ``C(x)``: its levels are needed even if numeric.
+_AS_FACTOR = re.compile(r"\bC\s*\(\s*([A-Za-z_][A-Za-z0-9_.]*)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +75,7 @@ class ChunkPlan:
     spec: FormulaSpec
     used: tuple[str, ...]
     predictors: tuple[str, ...]
+    as_factor: tuple[str, ...] = ()
 
 
 def plan_chunks(formula: str) -> ChunkPlan:
@@ -96,7 +99,10 @@ def plan_chunks(formula: str) -> ChunkPlan:
         used |= _m._variables(term.expr, f"random term ({term.expr} | {term.group})")
     predictors = used - {spec.response}
     used |= set(spec.columns)
-    return ChunkPlan(spec=spec, used=tuple(sorted(used)), predictors=tuple(sorted(predictors)))
+    as_factor = {name for expr in (spec.fixed, *(t.expr for t in spec.random))
+                 for name in _AS_FACTOR.findall(expr)} & predictors
+    return ChunkPlan(spec=spec, used=tuple(sorted(used)), predictors=tuple(sorted(predictors)),
+                     as_factor=tuple(sorted(as_factor)))
 
 
 def _numeric(col: pd.Series) -> bool:
@@ -186,7 +192,7 @@ def scan_chunk(frame: pd.DataFrame, plan: ChunkPlan) -> LevelSummary:
         distinct[f"term:{k}"] = _distinct(kept[list(ts.factors)])
     example = {}
     for c in plan.predictors:
-        if _numeric(kept[c]):
+        if _numeric(kept[c]) and c not in plan.as_factor:
             if len(kept):
                 example[c] = kept[c].iloc[0]
         else:

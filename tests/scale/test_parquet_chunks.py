@@ -194,3 +194,15 @@ def test_inference_from_the_gram_blocks(tmp_path) -> None:
     pd.testing.assert_frame_equal(res.confint("wald"), memory.confint("wald"), rtol=1e-8)
     pd.testing.assert_frame_equal(res.confint("profile"), memory.confint("profile"),
                                   rtol=1e-5)
+
+
+def test_numeric_column_made_a_factor(tmp_path, small_chunks) -> None:
+    # C(shift) needs every level of a numeric column, which no single chunk holds
+    df = crossed_frame().dropna().sort_values("item", kind="stable").reset_index(drop=True)
+    df["shift"] = df["item"] % 3
+    f = "y ~ x + C(shift) + (1 | user)"
+    memory = hierlm.fit(f, df)
+    df.to_parquet(tmp_path / "d.parquet", row_group_size=100)
+    res = hierlm.fit(f, tmp_path / "d.parquet")
+    assert_same_fit(res, memory)
+    assert len(res.fixef) == 4
