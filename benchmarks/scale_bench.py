@@ -15,8 +15,8 @@ fitting process ever holds them whole.  The fitting process (the client, with Da
 reports the seconds of the level pass, of the Gram pass and of the fit (optimizer
 and estimates, including compiling the objective if this structure is new to the
 cache), and its peak resident memory (``ru_maxrss``) after the passes and at the
-end; with Dask the workers' memory is capped by ``--worker-memory`` and not included.  One JSON line goes to
-stdout and, with ``--out``, to a file.
+end; with Dask the workers' memory is capped by ``--worker-memory`` and not included.
+One JSON line goes to stdout and, with ``--out``, to a file.
 """
 
 from __future__ import annotations
