@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 import hierlm
-from tests.scale.data import CROSSED, crossed_frame, write_partitioned
+from tests.scale.data import CROSSED, NESTED, crossed_frame, nested_frame, write_partitioned
 from tests.scale.test_parquet_chunks import assert_same_fit
 
 dd = pytest.importorskip("dask.dataframe")
@@ -39,3 +39,14 @@ def test_dask_dataframe_local_scheduler() -> None:
     df = crossed_frame().dropna()
     memory = hierlm.fit(CROSSED, df)
     assert_same_fit(hierlm.fit(CROSSED, dd.from_pandas(df, npartitions=7)), memory)
+
+
+def test_nested_with_text_predictor_from_read_parquet(tmp_path) -> None:
+    # Dask reads text as pandas' string dtype, not object: same levels and names
+    df = nested_frame()
+    memory = hierlm.fit(NESTED, df)
+    ddf = dd.read_parquet(write_partitioned(df, tmp_path / "nested"), split_row_groups=True)
+    assert ddf.npartitions > 10
+    res = hierlm.fit(NESTED, ddf)
+    assert_same_fit(res, memory)
+    assert list(res.fixef.index) == ["(Intercept)", "treatlow", "treatplacebo", "x"]
