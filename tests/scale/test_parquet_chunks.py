@@ -206,3 +206,40 @@ def test_numeric_column_made_a_factor(tmp_path, small_chunks) -> None:
     res = hierlm.fit(f, tmp_path / "d.parquet")
     assert_same_fit(res, memory)
     assert len(res.fixef) == 4
+
+
+def test_gram_blocks_equal_in_memory_blocks(tmp_path, small_chunks) -> None:
+    """The summed blocks are the in-memory blocks: y enters centred on another
+    least-squares solve, so its row is compared through the invariant ``r'r``."""
+    df = nested_frame()
+    memory = hierlm.Model(NESTED, df).objective.gram
+    df.to_parquet(tmp_path / "d.parquet", row_group_size=100)
+    chunked = hierlm.Model(NESTED, tmp_path / "d.parquet").objective.gram
+    assert chunked.n == memory.n and chunked.m == memory.m
+    np.testing.assert_allclose(chunked.A11, memory.A11, rtol=1e-13)
+    np.testing.assert_array_equal(chunked.nz_row, memory.nz_row)
+    np.testing.assert_array_equal(chunked.nz_level, memory.nz_level)
+    y = chunked.m - 1
+    np.testing.assert_allclose(chunked.nz_val[chunked.nz_row < y],
+                               memory.nz_val[memory.nz_row < y], rtol=1e-12)
+    np.testing.assert_allclose(chunked.A_RR[:y, :y], memory.A_RR[:y, :y], rtol=1e-12)
+    np.testing.assert_allclose(chunked.beta_offset, memory.beta_offset, rtol=1e-10)
+    # r'r: the squared norm of y's residual on X, in memory through a QR solve
+    X = hierlm.build_design(NESTED, df).X
+    r = df["y"].to_numpy() - X @ np.linalg.lstsq(X, df["y"].to_numpy(), rcond=None)[0]
+    assert abs(chunked.A_RR[y, y] - r @ r) < 1e-11 * (r @ r)
+
+
+def test_a_chunk_without_complete_rows(tmp_path) -> None:
+    df = crossed_frame()
+    empty = df.iloc[:50].assign(y=np.nan)  # a whole file of rows with a missing response
+    folder = tmp_path / "files"
+    folder.mkdir()
+    df.to_parquet(folder / "a.parquet")
+    empty.to_parquet(folder / "b.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        memory = hierlm.fit(CROSSED, pd.concat([df, empty], ignore_index=True))
+    res = hierlm.fit(CROSSED, folder)
+    assert_same_fit(res, memory)
+    assert res.n_dropped == 57
