@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from threadpoolctl import ThreadpoolController
 
+from hierlm.design.chunked import ChunkedDesign
 from hierlm.design.matrices import build_design
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import DataError, MethodError
 from hierlm.heap import large_temporaries_reused
+from hierlm.objective.gram_sources import design_and_gram_out_of_core, is_out_of_core
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
 from hierlm.results.result import FitResult
 
@@ -71,8 +72,9 @@ class Model:
     ----------
     formula : str
         lme4-style formula, e.g. ``"Reaction ~ 1 + Days + (1 + Days | Subject)"``.
-    data : pandas.DataFrame
-        The data (never modified).
+    data : pandas.DataFrame, path, pyarrow.dataset.Dataset or dask.dataframe.DataFrame
+        The data (never modified).  A parquet file, folder or glob, a pyarrow Dataset or
+        a Dask DataFrame is read in chunks and never held whole (see ``docs/scale.md``).
     weights : str or array-like, optional
         Prior weights, a column name or one number per row: observation ``i`` has
         residual variance ``sigma^2 / w_i``.  Negative or missing weights are an error;
@@ -96,9 +98,15 @@ class Model:
 
     __slots__ = ("_design", "_objective")
 
-    def __init__(self, formula: str, data: pd.DataFrame, weights: object = None,
+    def __init__(self, formula: str, data: Any, weights: object = None,
                  offset: object = None, contrasts: dict[str, Any] | None = None) -> None:
         with _gc_paused():
+            if is_out_of_core(data):  # parquet path/glob/Dataset or Dask: read in chunks
+                chunked, gram = design_and_gram_out_of_core(formula, data, weights, offset,
+                                                            contrasts)
+                self._design: ModelDesign = chunked
+                self._objective = compile_objective(chunked, gram)
+                return
             design = build_design(formula, data, weights=weights, offset=offset,
                                   contrasts=contrasts)
             self._design = design
@@ -159,6 +167,10 @@ class Model:
         key = method.lower() if isinstance(method, str) else method
         if key not in METHODS:
             raise MethodError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        chunked = isinstance(self._design, ChunkedDesign)
+        if key == "nuts" and chunked:
+            raise MethodError("method='nuts' needs the data in memory; data read in chunks "
+                              "(parquet or Dask) are fitted by 'reml' or 'ml'")
         if key != "nuts" and kwargs:
             raise MethodError(f"unexpected argument(s) for method={method!r}: "
                               f"{', '.join(sorted(kwargs))}")
@@ -177,11 +189,12 @@ class Model:
                 res = fit_profiled(self._objective, reml=(key == "reml"), start=start,
                                    options=options)
         d = self._design
+        rows: dict[str, Any] = {"y": None, "fitted_values": None} if chunked else {}
         return dataclasses.replace(res, model=self, coder=d.coder, row_labels=d.row_labels,
-                                   dropped_rows=d.dropped_rows)
+                                   dropped_rows=d.dropped_rows, **rows)
 
 
-def fit(formula: str, data: pd.DataFrame, method: str = "reml", *, weights: object = None,
+def fit(formula: str, data: Any, method: str = "reml", *, weights: object = None,
         offset: object = None, contrasts: dict[str, Any] | None = None,
         **kwargs: Any) -> FitResult:
     """Fit a linear mixed model in one call.
@@ -190,8 +203,9 @@ def fit(formula: str, data: pd.DataFrame, method: str = "reml", *, weights: obje
     ----------
     formula : str
         lme4-style formula: ``y ~ x + (1 + x | subject) + (1 | school/class)``.
-    data : pandas.DataFrame
-        The data (never modified).
+    data : pandas.DataFrame, path, pyarrow.dataset.Dataset or dask.dataframe.DataFrame
+        The data (never modified); a parquet path or glob, a pyarrow Dataset or a Dask
+        DataFrame is read in chunks (see :class:`Model`).
     method : {"reml", "ml", "nuts"}
         Estimation method; REML by default, as in lme4.
     weights, offset : str or array-like, optional

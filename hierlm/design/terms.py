@@ -72,6 +72,9 @@ class RandomTerm:
     level_values : pandas.Index or None
         The levels as the data hold them (the grouping column's dtype, e.g. int or a
         categorical's categories), in the order of ``levels``; None means ``levels``.
+    col_rms : ndarray or None
+        Root mean square of each column of ``X``, for a term whose rows are not held
+        (data read in chunks); None means computed from ``X``.
     """
 
     group: str
@@ -80,6 +83,7 @@ class RandomTerm:
     codes: np.ndarray
     X: np.ndarray
     level_values: Any = None
+    col_rms: Any = None
 
     @property
     def values(self) -> Any:

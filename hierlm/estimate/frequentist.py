@@ -15,7 +15,7 @@ import pandas as pd
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, SingularFitWarning, warn
 from hierlm.estimate.degenerate import check_exact_fit
-from hierlm.estimate.extract import Estimates
+from hierlm.estimate.extract import Estimates, extract
 from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.estimate.stable_pls import stable_estimates
 from hierlm.objective.profiled import ProfiledObjective
@@ -134,10 +134,13 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     design = objective.design
     opt = optimize_theta(objective, reml, start=start, options=options)
     L1, L_R = opt.factor if opt.factor is not None else objective.evaluate(opt.theta, reml)[2:]
-    # the criterion and estimates from residuals, not the Gram matrix (stable_pls)
-    est, criterion = stable_estimates(objective, opt.theta, L1, L_R, reml)
-    if est.sigma < EXACT_FIT_SIGMA * float(np.std(design.y)):
-        check_exact_fit(design)  # sigma -> 0 without bound: no estimate
+    if len(design.y) == design.nobs:
+        # the criterion and estimates from residuals, not the Gram matrix (stable_pls)
+        est, criterion = stable_estimates(objective, opt.theta, L1, L_R, reml)
+        if est.sigma < EXACT_FIT_SIGMA * float(np.std(design.y)):
+            check_exact_fit(design)  # sigma -> 0 without bound: no estimate
+    else:  # rows read in chunks and not kept: the Gram blocks are all there is
+        est, criterion = extract(objective, opt.theta, L1, L_R, reml), opt.objective
     messages = []
     if not opt.converged:
         msg = (f"optimizer did not converge: largest gradient "

@@ -150,7 +150,8 @@ def theta_scale(design: ModelDesign) -> np.ndarray:
     """
     parts = []
     for term in design.terms:
-        rms = np.sqrt(np.mean(np.square(term.X), axis=0))
+        rms = (np.sqrt(np.mean(np.square(term.X), axis=0)) if term.col_rms is None
+               else np.asarray(term.col_rms, dtype=float))  # rows read in chunks
         rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
         rows, _ = tril_colmajor(term.p)
         parts.append(1.0 / rms[rows])

@@ -178,22 +178,48 @@ def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlock
         offset, y_c = np.zeros(0), design.y
     dense_cols = sp.csr_matrix(np.column_stack([design.X, y_c]))
     R = sp.hstack([*rest, dense_cols], format="csc")
-    q_rest = sum(t.q for t in design.terms[1:])
     A_RR = np.asarray((R.T @ R).toarray())
 
-    AR1 = (R.T @ term_matrix(first)).tocoo()
+    AR1 = R.T @ term_matrix(first)
+    return gram_from_products(design, A11, AR1, A_RR, offset, sum_log_w, dense_r1)
+
+
+def gram_from_products(design: ModelDesign, A11: np.ndarray, AR1: sp.spmatrix | sp.sparray,
+                       A_RR: np.ndarray, beta_offset: np.ndarray, sum_log_w: float = 0.0,
+                       dense_r1: bool | None = None) -> GramBlocks:
+    """The :class:`GramBlocks` of a design from its products, however they were summed.
+
+    ``A11`` is ``(l1, p1, p1)``, ``AR1 = R'Z1`` a sparse ``(m, l1 p1)`` matrix and
+    ``A_RR = R'R`` dense, with ``R = [Z_2 ... Z_K, X, y - X a]`` and ``a = beta_offset``.
+    :func:`compute_gram` passes the products of one in-memory design; chunked data
+    (:mod:`hierlm.objective.gram_accumulate`) pass sums over chunks.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> g = compute_gram(d)
+    >>> R = sp.csr_matrix(np.column_stack([d.X, d.y - d.X @ g.beta_offset]))
+    >>> AR1 = R.T @ term_matrix(d.terms[0])
+    >>> g2 = gram_from_products(d, g.A11, AR1, (R.T @ R).toarray(), g.beta_offset)
+    >>> bool(np.allclose(g2.nz_val, g.nz_val)), bool(np.allclose(g2.A_RR, g.A_RR))
+    (True, True)
+    """
+    first = design.terms[0]
+    p1 = first.p
+    AR1 = sp.coo_matrix(AR1)
+    m = AR1.shape[0]
     level = AR1.col // p1
     coef = AR1.col % p1
-    key = level.astype(np.int64) * R.shape[1] + AR1.row
+    key = level.astype(np.int64) * m + AR1.row
     uniq, inv = np.unique(key, return_inverse=True)
     nz_val = np.zeros((len(uniq), p1))
     np.add.at(nz_val, (inv, coef), AR1.data)
-    nz_level = (uniq // R.shape[1]).astype(np.int64)
-    nz_row = (uniq % R.shape[1]).astype(np.int64)
+    nz_level = (uniq // m).astype(np.int64)
+    nz_row = (uniq % m).astype(np.int64)
 
     counts = np.bincount(nz_level, minlength=first.n_levels).astype(np.int64)
     level_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    m = R.shape[1]
     row_order = np.argsort(nz_row, kind="stable").astype(np.int64)
     row_ptr = np.concatenate([[0], np.cumsum(np.bincount(nz_row, minlength=m))]).astype(np.int64)
     if dense_r1 is None:
@@ -206,9 +232,10 @@ def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlock
     else:
         dense = np.asarray(AR1.toarray())
     lr, lc, lt = _lambda_rest_entries(design)
+    q_rest = sum(t.q for t in design.terms[1:])
     return GramBlocks(
         A11=A11, nz_row=nz_row, nz_level=nz_level, nz_val=nz_val,
         level_ptr=level_ptr, row_order=row_order, row_ptr=row_ptr, A_R1_dense=dense, A_RR=A_RR,
         lam_row=lr, lam_col=lc, lam_theta=lt,
-        n=design.nobs, p=design.p, q_rest=q_rest, beta_offset=offset, sum_log_w=sum_log_w,
+        n=design.nobs, p=design.p, q_rest=q_rest, beta_offset=beta_offset, sum_log_w=sum_log_w,
     )

@@ -45,8 +45,9 @@ class FitResult(ResultsSectionMixin):
         lme4's ``isSingular`` (a template diagonal below 1e-4); optimizer convergence.
     ranef_table : pandas.DataFrame
         ``group, level, term, value, cond_sd`` (see :meth:`ranef`).
-    y, fitted_values : ndarray
-        Response and fitted values ``X beta + Z b`` of the observations used.
+    y, fitted_values : ndarray or None
+        Response and fitted values ``X beta + Z b`` of the observations used; None for
+        data read in chunks (parquet, Dask), which are never held whole.
     groups : dict
         Number of levels of each grouping factor.
     n_evals : int
@@ -88,8 +89,8 @@ class FitResult(ResultsSectionMixin):
     is_singular: bool
     converged: bool
     ranef_table: pd.DataFrame
-    y: np.ndarray
-    fitted_values: np.ndarray
+    y: np.ndarray | None
+    fitted_values: np.ndarray | None
     groups: dict[str, int]
     n_evals: int
     optimizer: dict[str, Any] = field(default_factory=dict)
@@ -132,11 +133,25 @@ class FitResult(ResultsSectionMixin):
         >>> res.fitted().round(2).head(2).to_dict()
         {0: 253.66, 1: 273.33}
         """
-        return pd.Series(self.fitted_values.copy(), index=self._rows(), name="fitted")
+        return pd.Series(self._fitted_values().copy(), index=self._rows(), name="fitted")
 
     def residuals(self) -> pd.Series:
         """Response minus fitted values, indexed by the caller's row labels."""
-        return pd.Series(self.y - self.fitted_values, index=self._rows(), name="residuals")
+        return pd.Series(self.y - self._fitted_values(), index=self._rows(), name="residuals")
+
+    def _fitted_values(self) -> np.ndarray:
+        self._require_rows("fitted values and residuals")
+        assert self.fitted_values is not None
+        return self.fitted_values
+
+    def _require_rows(self, what: str) -> None:
+        """MethodError for a fit from data read in chunks (parquet, Dask): no rows kept."""
+        if self.y is None:
+            from hierlm.errors import MethodError
+
+            raise MethodError(f"{what} needs the rows of the data, which a fit from data "
+                              f"read in chunks (parquet or Dask) does not keep; fit a data "
+                              f"frame in memory for it")
 
     def _rows(self) -> pd.Index:
         return pd.RangeIndex(self.nobs) if self.row_labels is None else self.row_labels
@@ -181,6 +196,7 @@ class FitResult(ResultsSectionMixin):
         >>> res.predict(new, allow_new_levels=True).round(2).tolist()
         [253.66, 345.61]
         """
+        self._require_rows("predict()")
         from hierlm.predict.predict import predict
 
         return predict(self, newdata, re_form, allow_new_levels, interval, level, draws)
@@ -200,6 +216,7 @@ class FitResult(ResultsSectionMixin):
         >>> res.simulate(nsim=2, seed=1).shape
         (180, 2)
         """
+        self._require_rows("simulate()")
         from hierlm.predict.simulate import simulate
 
         return simulate(self, nsim, seed, newdata, re_form)
@@ -218,6 +235,7 @@ class FitResult(ResultsSectionMixin):
         >>> cov.shape
         (2, 2)
         """
+        self._require_rows("marginal_moments()")
         from hierlm.predict.moments import marginal_moments
 
         return marginal_moments(self, rows)
@@ -232,6 +250,7 @@ class FitResult(ResultsSectionMixin):
         >>> sorted(res.to_datatree().children)
         ['constant_data', 'estimate', 'observed_data']
         """
+        self._require_rows("to_datatree()")
         from hierlm.results.datatree import to_datatree
 
         return to_datatree(self, bootstrap)
@@ -273,6 +292,8 @@ class FitResult(ResultsSectionMixin):
         >>> res.coef_table().round(3).loc["Days", ["se", "df"]].tolist()
         [1.546, 17.0]
         """
+        if str(ddf).lower().startswith("kenward"):
+            self._require_rows("Kenward-Roger df")
         from hierlm.inference.anova import coef_table
         from hierlm.inference.robust import robust_coef_table
 
@@ -289,6 +310,7 @@ class FitResult(ResultsSectionMixin):
         >>> res.anova().round(2).loc["Days", "F"]
         np.float64(45.85)
         """
+        self._require_rows("anova()")
         from hierlm.inference.anova import anova_table
 
         return anova_table(self, ddf, type)
@@ -305,6 +327,8 @@ class FitResult(ResultsSectionMixin):
         >>> res.contrast([[0, 1]]).round(2)["den_df"].tolist()
         [17.0]
         """
+        if str(ddf).lower().startswith("kenward"):
+            self._require_rows("Kenward-Roger df")
         from hierlm.inference.anova import contrast
 
         return contrast(self, L, ddf, joint)
@@ -319,6 +343,7 @@ class FitResult(ResultsSectionMixin):
         >>> int(res.ranova()["df"].iloc[1])
         2
         """
+        self._require_rows("ranova()")
         from hierlm.inference.lrt import ranova
 
         return ranova(self)
@@ -344,6 +369,8 @@ class FitResult(ResultsSectionMixin):
         >>> res.confint("wald").loc["Days"].round(3).tolist()
         [7.438, 13.497]
         """
+        if method == "bootstrap":
+            self._require_rows("confint('bootstrap')")
         from hierlm.inference.confint import confint
 
         return confint(self, method, level, **kwargs)
@@ -378,6 +405,7 @@ class FitResult(ResultsSectionMixin):
         >>> res.bootstrap(5, seed=1, progressbar=False).replicates.shape
         (5, 7)
         """
+        self._require_rows("bootstrap()")
         from hierlm.inference.bootstrap import bootstrap
 
         return bootstrap(self, n, seed=seed, progressbar=progressbar, n_jobs=n_jobs)
@@ -389,6 +417,7 @@ class FitResult(ResultsSectionMixin):
 
         See :func:`hierlm.results.io.save`; read it back with :func:`hierlm.load`.
         """
+        self._require_rows("save()")
         from hierlm.results.io import save
 
         save(self, path)

@@ -90,7 +90,7 @@ def format_summary(res: FitResult) -> str:
                                res.nobs - len(res.fixef) - len(res.theta) - 1]],
                              columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
         lines.append(stats.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    if res.method != "NUTS":
+    if res.method != "NUTS" and res.fitted_values is not None:  # None: read in chunks
         r = res.residuals() / res.sigma
         q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
         lines += ["", "Scaled residuals:",

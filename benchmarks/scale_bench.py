@@ -1,0 +1,143 @@
+"""Out-of-core benchmark: a nested design written to parquet partition by partition,
+then fitted from the files, on one process or on a Dask ``LocalCluster``.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.scale_bench --rows 1000000                 # parquet chunks
+    python -m benchmarks.scale_bench --rows 1000000 --workers 2     # Dask, 2 processes
+    python -m benchmarks.scale_bench --rows 50000000 --workers 2 --worker-memory 2GB
+
+The design is ``y ~ x1 + x2 + x3 + x4 + (1 | hosp/patient)``: ``rows / 50,000``
+hospitals (1,000 for 50M rows), ``rows / 100`` patients (500,000), 100 rows per
+patient.  The data are simulated and written one partition of whole hospitals at a
+time (``--partition-rows`` rows), by a child process, so neither the writer nor the
+fitting process ever holds them whole.  The fitting process (the client, with Dask)
+reports the seconds of the level pass, of the Gram pass and of the fit (optimizer
+and estimates, including compiling the objective if this structure is new to the
+cache), and its peak resident memory (``ru_maxrss``) after the passes and at the
+end; with Dask the workers' memory is capped by ``--worker-memory`` and not included.
+One JSON line goes to stdout and, with ``--out``, to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FORMULA = "y ~ x1 + x2 + x3 + x4 + (1 | hosp/patient)"
+ROWS_PER_PATIENT = 100
+PATIENTS_PER_HOSPITAL = 500
+
+
+def write_dataset(folder: Path, rows: int, partition_rows: int, seed: int = 1) -> int:
+    """Simulate the nested design and write it as ``part-*.parquet``; the number of files.
+
+    Truth: beta = (10, 1, -1, 0.5, 0), sd(hospital) = 1, sd(patient) = 0.5, sigma = 1.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    per_hosp = ROWS_PER_PATIENT * PATIENTS_PER_HOSPITAL
+    n_hosp = max(2, rows // per_hosp)
+    hosp_per_part = max(1, partition_rows // per_hosp)
+    rng = np.random.default_rng(seed)
+    files = 0
+    for start in range(0, n_hosp, hosp_per_part):
+        hosps = np.arange(start, min(n_hosp, start + hosp_per_part))
+        n = len(hosps) * per_hosp
+        hosp = np.repeat(hosps, per_hosp)
+        patient = np.repeat(np.arange(len(hosps) * PATIENTS_PER_HOSPITAL)
+                            + start * PATIENTS_PER_HOSPITAL, ROWS_PER_PATIENT)
+        x = rng.normal(size=(n, 4))
+        u_h = rng.normal(size=len(hosps))[hosp - start]
+        u_p = 0.5 * rng.normal(size=len(hosps) * PATIENTS_PER_HOSPITAL)[
+            patient - start * PATIENTS_PER_HOSPITAL]
+        y = 10 + x @ np.array([1.0, -1.0, 0.5, 0.0]) + u_h + u_p + rng.normal(size=n)
+        frame = pd.DataFrame({"y": y, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2],
+                              "x4": x[:, 3], "hosp": hosp, "patient": patient})
+        frame.to_parquet(folder / f"part-{files:05d}.parquet", row_group_size=1 << 18)
+        files += 1
+    return files
+
+
+def fit_from(folder: Path, workers: int, worker_memory: str) -> dict:
+    """Fit from the files; seconds of each pass, of the fit, and peak RSS of this process."""
+    import hierlm  # noqa: F401  (import time is not the fit's)
+    from hierlm.estimate.frequentist import fit_profiled
+    from hierlm.objective.gram_sources import design_and_gram_out_of_core
+    from hierlm.objective.profiled import compile_objective
+
+    timings: dict[str, float] = {}
+    cluster = client = None
+    source: object = str(folder)
+    if workers:
+        import dask.dataframe as dd
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               memory_limit=worker_memory, dashboard_address=None)
+        client = Client(cluster)
+        source = dd.read_parquet(str(folder), split_row_groups=True)
+    try:
+        t0 = time.perf_counter()
+        design, gram = design_and_gram_out_of_core(FORMULA, source, timings=timings)
+        t1 = time.perf_counter()
+        rss_passes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        res = fit_profiled(compile_objective(design, gram), reml=True)
+        t2 = time.perf_counter()
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    return {"nobs": design.nobs, "groups": res.groups, "passes_s": round(t1 - t0, 2),
+            "levels_s": round(timings["levels_s"], 2), "gram_s": round(timings["gram_s"], 2),
+            "fit_s": round(t2 - t1, 2), "n_evals": res.n_evals,
+            "peak_rss_after_passes_mb": round(rss_passes, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "fixef": res.fixef.round(4).to_dict(), "sigma": round(res.sigma, 4),
+            "theta": np.round(res.theta, 4).tolist()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--partition-rows", type=int, default=1_000_000)
+    ap.add_argument("--workers", type=int, default=0, help="0: parquet chunks, no Dask")
+    ap.add_argument("--worker-memory", default="2GB")
+    ap.add_argument("--data", type=Path, default=None, help="folder for the parquet files")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--fit-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.fit_only:  # the child process: fit and print one JSON line
+        print(json.dumps(fit_from(args.data, args.workers, args.worker_memory)))
+        return
+    folder = args.data or Path(tempfile.mkdtemp(prefix="hierlm_scale_")) / "nested"
+    t0 = time.perf_counter()
+    files = write_dataset(folder, args.rows, args.partition_rows)
+    write_s = time.perf_counter() - t0
+    child = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale_bench", "--fit-only", "--data", str(folder),
+         "--workers", str(args.workers), "--worker-memory", args.worker_memory],
+        capture_output=True, text=True, check=True)
+    row = {"rows": args.rows, "files": files, "write_s": round(write_s, 2),
+           "workers": args.workers, "worker_memory": args.worker_memory if args.workers
+           else None, **json.loads(child.stdout.strip().splitlines()[-1]),
+           "machine": f"{platform.node()} {platform.processor() or platform.machine()}"}
+    line = json.dumps(row)
+    print(line)
+    if args.out is not None:
+        with args.out.open("a") as fh:
+            fh.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
