@@ -21,13 +21,22 @@ both from ``A - Y'Y`` with ``Y = L_Z^-1 Lambda' A_Z.``.
 
 Why: PyTensor's Python VM runs a graph node by node, 1.6-2.4 ms per evaluation of
 sleepstudy or penicillin against 0.04-0.06 ms with Numba, whose compiling or loading
-the VM is there to avoid.  These few dense LAPACK calls take about 0.1 ms, with
-nothing to compile or load.
+(about a second per process for a cached structure) the VM is there to avoid.  These
+few dense LAPACK calls take 0.2-0.4 ms (load 6, one BLAS thread), with nothing to
+compile or load.  Whole REML fits in one process, same conditions (the fit's own
+steps included): sleepstudy 57 ms on the VM, 16 ms here, 8.6 ms on Numba; penicillin
+127 / 35 / 14 ms; dyestuff 38 / 12 / 12 ms.  So :class:`NumpyFirst` runs this until it
+has spent :data:`BUDGET_S` seconds in the process (about Numba's loading cost), then
+the structure's Numba function, as :class:`hierlm.objective.profiled.TieredCall`
+does for the VM.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
+import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -38,6 +47,10 @@ from hierlm.objective.theta import tril_colmajor
 
 #: Largest ``q + p + 1`` (columns of ``[Z X y]``) evaluated densely here.
 MAX_SIZE = 120
+#: Seconds of NumPy evaluation of one structure, per process, after which
+#: :class:`NumpyFirst` moves it to Numba.
+BUDGET_S = 1.0
+_LOCK = threading.Lock()
 
 
 def suits(gram: GramBlocks) -> bool:
@@ -136,3 +149,51 @@ def profiled_numpy(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray
     grad = (2.0 * np.bincount(tidx, (Mt @ lam_q)[r_, c_], minlength=k)
             - 2.0 * np.bincount(tidx, w[r_] * (lam_q.T @ w)[c_], minlength=k) / s2)
     return float(f), grad, L1, L_R
+
+
+class NumpyFirst:
+    """:func:`profiled_numpy` until it has run :data:`BUDGET_S` seconds, then ``load()``'s
+    function (the structure's Numba link), loaded once.
+
+    Attributes
+    ----------
+    link : str
+        ``"numpy"`` or ``"numba"``: what the next call runs.
+    """
+
+    def __init__(self, load: Callable[[], Callable]) -> None:
+        self._load = load
+        self._fast: Callable | None = None
+        self.spent = 0.0
+
+    @property
+    def link(self) -> str:
+        return "numpy" if self._fast is None else "numba"
+
+    def __call__(self, *args: Any) -> Any:
+        fast = self._fast
+        if fast is not None:
+            return fast(*args)
+        t0 = time.perf_counter()
+        out = profiled_numpy(*args)
+        self.spent += time.perf_counter() - t0  # approximate under threads: only a trigger
+        if self.spent > BUDGET_S:
+            with _LOCK:
+                if self._fast is None:
+                    self._fast = self._load()
+        return out
+
+
+_TIERS: dict[Hashable, NumpyFirst] = {}
+
+
+def numpy_first(key: Hashable, load: Callable[[], Callable]) -> NumpyFirst:
+    """The :class:`NumpyFirst` of a structure ``key``, shared in the process.
+
+    Examples
+    --------
+    >>> numpy_first("doc", lambda: profiled_numpy) is numpy_first("doc", lambda: None)
+    True
+    """
+    with _LOCK:
+        return _TIERS.setdefault(key, NumpyFirst(load))

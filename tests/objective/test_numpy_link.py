@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.objective import compile_objective
-from hierlm.objective.numpy_link import MAX_SIZE, profiled_numpy, suits
+from hierlm.objective import compile_objective, numpy_link
+from hierlm.objective.numpy_link import MAX_SIZE, NumpyFirst, profiled_numpy, suits
 from hierlm.objective.profiled import compiled_for, gram_values
 from tests.dense import profiled_criterion
 from tests.objective.test_profiled import FORMULAS, random_data, random_theta
@@ -29,7 +29,7 @@ def _args(obj, theta, reml):
 def test_numpy_matches_the_graph(formula: str) -> None:
     design = hierlm.build_design(formula, random_data(len(formula)))
     obj = compile_objective(design)
-    assert obj.fn is profiled_numpy  # "auto" on a small model
+    assert isinstance(obj.fn, NumpyFirst)  # "auto" on a small model
     vm = compiled_for(obj.structure, "vm")
     rng = np.random.default_rng(len(formula) + 1)
     for _ in range(3):
@@ -73,4 +73,21 @@ def test_large_models_keep_the_graph() -> None:
     data = pd.DataFrame({"y": np.arange(n) % 7 * 1.0, "x": np.arange(n) % 5 * 1.0,
                          "g": (np.arange(n) % (MAX_SIZE + 10)).astype(str)})
     obj = compile_objective(hierlm.build_design("y ~ x + (1 | g)", data))
-    assert not suits(obj.gram) and obj.fn is not profiled_numpy
+    assert not suits(obj.gram) and not isinstance(obj.fn, NumpyFirst)
+
+
+def test_a_busy_structure_moves_to_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    design = hierlm.build_design(FORMULAS[1], random_data(5))
+    obj = compile_objective(design)
+    vm = compiled_for(obj.structure, "vm")  # stands in for Numba's function: same results
+    tier = NumpyFirst(lambda: vm)
+    theta = random_theta(design, np.random.default_rng(0))
+    args = _args(obj, theta, True)
+    monkeypatch.setattr(numpy_link, "BUDGET_S", 1e9)
+    first = tier(*args)
+    assert tier.link == "numpy"
+    monkeypatch.setattr(numpy_link, "BUDGET_S", 0.0)
+    tier(*args)
+    assert tier.link == "numba"
+    for a, b in zip(tier(*args), first, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * float(np.abs(b).max()))
