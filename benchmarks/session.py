@@ -193,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             ratio = "" if rv in (None, 0) else f"{hv / rv:.2f}"
             lines.append(f"| {m['name']} | {step} | {hv:.3f} | "
                          f"{'n/a' if rv is None else format(rv, '.3f')} | {ratio} |")
+    nuts = sum(row.get("nuts", 0.0) for row in h["models"])
+    if nuts:
+        lines.append(f"| (whole process) | total without NUTS | {h['total'] - nuts:.2f} | "
+                     f"{'n/a' if r is None else format(r['total'], '.2f')} | "
+                     f"{'' if r is None else format((h['total'] - nuts) / r['total'], '.2f')} |")
     lines.append(f"| (whole process) | total | {h['total']:.2f} | "
                  f"{'n/a' if r is None else format(r['total'], '.2f')} | "
                  f"{'' if r is None else format(h['total'] / r['total'], '.2f')} |")
