@@ -91,3 +91,18 @@ def test_a_busy_structure_moves_to_numba(monkeypatch: pytest.MonkeyPatch) -> Non
     assert tier.link == "numba"
     for a, b in zip(tier(*args), first, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * float(np.abs(b).max()))
+
+
+def test_alternating_models_share_no_state() -> None:
+    """The constants kept for the last model are never used for another one."""
+    objs = [compile_objective(hierlm.build_design(f, random_data(i)))
+            for i, f in enumerate(FORMULAS[:3])]
+    rng = np.random.default_rng(9)
+    thetas = [random_theta(o.design, rng) for o in objs]
+    for _ in range(2):
+        for o, th in zip(objs, thetas, strict=True):
+            args = _args(o, th, True)
+            ref = compiled_for(o.structure, "vm")(*args)
+            for a, b in zip(profiled_numpy(*args), ref, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-10,
+                                           atol=1e-10 * float(np.abs(b).max()))
