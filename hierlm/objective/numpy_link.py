@@ -24,9 +24,9 @@ sleepstudy or penicillin against 0.04-0.06 ms with Numba, whose compiling or loa
 (about a second per process for a cached structure) the VM is there to avoid.  These
 few dense LAPACK calls take 0.06-0.2 ms (dyestuff, sleepstudy, penicillin; load 6-8,
 one BLAS thread; 0.12-0.31 ms before the model's constant arrays were kept between
-calls), with nothing to compile or load.  Whole REML fits in one process, same conditions (the fit's own
-steps included): sleepstudy 57 ms on the VM, 16 ms here, 8.6 ms on Numba; penicillin
-127 / 35 / 14 ms; dyestuff 38 / 12 / 12 ms.  So :class:`NumpyFirst` runs this until it
+calls), with nothing to compile or load.  Whole REML fits in one process, same
+conditions (the fit's own steps included): sleepstudy 57 ms on the VM, 16 ms here,
+8.6 ms on Numba; penicillin 127 / 35 / 14 ms; dyestuff 38 / 12 / 12 ms.  So :class:`NumpyFirst` runs this until it
 has spent :data:`BUDGET_S` seconds in the process (about Numba's loading cost), then
 the structure's Numba function, as :class:`hierlm.objective.profiled.TieredCall`
 does for the VM.  ``python -m benchmarks.peers`` (24 reference fits, warm-up then 5

@@ -18,6 +18,7 @@ import pytest
 
 import hierlm
 import hierlm.inference.deviance as deviance
+from hierlm.inference import varpar_dense
 from hierlm.inference.deviance import graph_varpar_info, varpar_info
 from hierlm.inference.distributions import chi2_sf, f_sf, t_two_sided
 from hierlm.inference.terms import _term_variables
@@ -132,3 +133,20 @@ def test_plain_terms_match_formulae(fixed):
     terms = [tuple(c.name for c in t.components) for t in desc.terms
              if type(t).__name__ != "Intercept"]
     assert _term_variables(fixed) == (intercept, terms)
+
+
+@pytest.mark.parametrize(("formula", "kw"), CASES)
+def test_blocked_first_term_matches_graph(formula, kw, monkeypatch):
+    """The blockwise ``A - Y'Y`` (used for large first terms) on every case."""
+    monkeypatch.setattr(varpar_dense, "BLOCKED_MIN_Q1", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = hierlm.Model(formula, frame(), **kw).fit("reml")
+    obj = res.model.objective
+    theta, sigma = 1.3 * res.theta + 0.05, 0.9 * res.sigma
+    for reml in (True, False):
+        ref = graph_varpar_info(obj, theta, sigma, reml)
+        d, g, H, C, J = dense_varpar(obj.design, obj.gram, theta, sigma, reml)
+        assert d == pytest.approx(ref.deviance, rel=1e-12)
+        assert close(g, ref.gradient) and close(H, ref.hessian)
+        assert close(C, ref.vcov_beta) and close(J, ref.jacobian)
