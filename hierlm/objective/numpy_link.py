@@ -27,9 +27,9 @@ one BLAS thread; 0.12-0.31 ms before the model's constant arrays were kept betwe
 calls), with nothing to compile or load.  Whole REML fits in one process, same
 conditions (the fit's own steps included): sleepstudy 57 ms on the VM, 16 ms here,
 8.6 ms on Numba; penicillin 127 / 35 / 14 ms; dyestuff 38 / 12 / 12 ms.  So
-:class:`NumpyFirst` runs this until it has spent :data:`BUDGET_S` seconds in the process (about Numba's loading cost), then
-the structure's Numba function, as :class:`hierlm.objective.profiled.TieredCall`
-does for the VM.  ``python -m benchmarks.peers`` (24 reference fits, warm-up then 5
+:class:`NumpyFirst` runs this until it has spent :data:`BUDGET_S` seconds in the
+process (about Numba's loading cost), then the structure's Numba function, as
+:class:`hierlm.objective.profiled.TieredCall` does for the VM.  ``python -m benchmarks.peers`` (24 reference fits, warm-up then 5
 fits each, hierlm alone, load 5): median 38.6 ms with the VM first, 30.8 ms with this;
 structures first seen 2-4x faster (sleepstudy 75-100 -> 24-34 ms, penicillin 99-112 ->
 43-45 ms).  What remains is mostly building the design and the result, not the
