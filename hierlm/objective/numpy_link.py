@@ -21,19 +21,19 @@ both from ``A - Y'Y`` with ``Y = L_Z^-1 Lambda' A_Z.``.
 
 Why: PyTensor's Python VM runs a graph node by node, 1.6-2.4 ms per evaluation of
 sleepstudy or penicillin against 0.04-0.06 ms with Numba, whose compiling or loading
-(about a second per process for a cached structure) the VM is there to avoid.  These
-few dense LAPACK calls take 0.06-0.2 ms (dyestuff, sleepstudy, penicillin; load 6-8,
-one BLAS thread; 0.12-0.31 ms before the model's constant arrays were kept between
-calls), with nothing to compile or load.  Whole REML fits in one process, same
-conditions (the fit's own steps included): sleepstudy 57 ms on the VM, 16 ms here,
-8.6 ms on Numba; penicillin 127 / 35 / 14 ms; dyestuff 38 / 12 / 12 ms.  So
-:class:`NumpyFirst` runs this until it has spent :data:`BUDGET_S` seconds in the
-process (about Numba's loading cost), then the structure's Numba function, as
-:class:`hierlm.objective.profiled.TieredCall` does for the VM.  ``python -m benchmarks.peers`` (24 reference fits, warm-up then 5
-fits each, hierlm alone, load 5): median 38.6 ms with the VM first, 30.8 ms with this;
+(about a second per process for a cached structure) the VM is there to avoid. These few
+dense LAPACK calls take 0.06-0.2 ms (dyestuff, sleepstudy, penicillin; load 6-8, one
+BLAS thread; 0.12-0.31 ms before the model's constant arrays were kept between calls),
+with nothing to compile or load. Whole REML fits in one process, same conditions (the
+fit's own steps included): sleepstudy 57 ms on the VM, 16 ms here, 8.6 ms on Numba;
+penicillin 127 / 35 / 14 ms; dyestuff 38 / 12 / 12 ms. So :class:`NumpyFirst` runs this
+until it has spent :data:`BUDGET_S` seconds in the process (about Numba's loading cost),
+then the structure's Numba function, as :class:`hierlm.objective.profiled.TieredCall`
+does for the VM. ``python -m benchmarks.peers`` (24 reference fits, warm-up then 5 fits
+each, hierlm alone, load 5): median 38.6 ms with the VM first, 30.8 ms with this;
 structures first seen 2-4x faster (sleepstudy 75-100 -> 24-34 ms, penicillin 99-112 ->
-43-45 ms).  What remains is mostly building the design and the result, not the
-criterion; lme-python takes 1.6-3.3 ms per fit.
+43-45 ms). What remains is mostly building the design and the result, not the criterion;
+lme-python takes 1.6-3.3 ms per fit.
 """
 
 from __future__ import annotations
