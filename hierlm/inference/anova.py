@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 
 from hierlm.errors import MethodError
 from hierlm.inference.deviance import VarparInfo, varpar_info
+from hierlm.inference.distributions import f_sf, t_two_sided
 from hierlm.inference.kenward_roger import kr_info
 from hierlm.inference.satterthwaite import EPS, contrast_df, f_test
 from hierlm.inference.terms import fixed_terms, type1_contrasts, type3_contrasts
@@ -89,7 +89,7 @@ def coef_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
         se = np.sqrt([r[0] for r in rows])
         df = np.array([r[1] for r in rows])
     t = est / se
-    p = 2.0 * scipy.stats.t.sf(np.abs(t), df)
+    p = t_two_sided(t, df)
     return pd.DataFrame({"estimate": est, "se": se, "df": df, "t": t, "p": p}, index=names)
 
 
@@ -151,7 +151,7 @@ def contrast(res: Any, L: object, ddf: str = "satterthwaite", joint: bool = True
         est = float(li @ beta)
         t = est / np.sqrt(var)
         rows.append({"estimate": est, "se": np.sqrt(var), "df": df, "t": t,
-                     "p": 2.0 * scipy.stats.t.sf(abs(t), df)})
+                     "p": float(t_two_sided(t, df))})
     return pd.DataFrame(rows)
 
 
@@ -193,4 +193,4 @@ def _kr_test(res: Any, beta: np.ndarray, L: np.ndarray) -> tuple[int, float, flo
     if q == 0:
         return 0, np.nan, np.nan, np.nan
     q, den, F = kr_info(res).f_test(beta, (P.T @ L)[:q])
-    return q, den, F, float(scipy.stats.f.sf(F, q, den))
+    return q, den, F, f_sf(F, q, den)

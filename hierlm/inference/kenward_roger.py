@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
+from hierlm.inference.blas import one_blas_thread
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.theta import templates, tril_colmajor
 
@@ -132,6 +133,13 @@ def kr_info(res: Any) -> KRInfo:
     hit = _CACHE.get(res)
     if hit is not None:
         return hit
+    with one_blas_thread():
+        info = _kr_info(res)
+    _CACHE[res] = info
+    return info
+
+
+def _kr_info(res: Any) -> KRInfo:
     from hierlm.inference.anova import require_model
 
     # the working problem W^1/2 [Z X y-o] (prior weights): V becomes sigma^2 (I + K K')
@@ -206,6 +214,4 @@ def kr_info(res: Any) -> KRInfo:
         for s_ in range(k):
             U += W[r, s_] * (Q[r, s_] - P[r] @ phi @ P[s_])
     U = 0.5 * (U + U.T)
-    info = KRInfo(phi=phi, phi_adj=phi + 2 * phi @ U @ phi, P=P, W=W)
-    _CACHE[res] = info
-    return info
+    return KRInfo(phi=phi, phi_adj=phi + 2 * phi @ U @ phi, P=P, W=W)

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.stats
 
 from hierlm.inference.deviance import VarparInfo
+from hierlm.inference.distributions import chi2_sf, f_sf
 
 EPS = float(np.sqrt(np.finfo(float).eps))
 
@@ -102,6 +102,5 @@ def f_test(vcov_beta: np.ndarray, beta: np.ndarray, L: np.ndarray,
     F = float(np.sum(est**2 / d[:q]) / q)
     den = np.inf if info is None else fstat_ddf(
         np.array([contrast_df(info, PtL[m])[1] for m in range(q)]))
-    p = float(scipy.stats.f.sf(F, q, den)) if np.isfinite(den) else float(
-        scipy.stats.chi2.sf(F * q, q))
+    p = f_sf(F, q, den) if np.isfinite(den) else chi2_sf(F * q, q)
     return FTest(q, den, F, p)

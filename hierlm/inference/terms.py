@@ -34,6 +34,7 @@ from hierlm.design.model_matrix import build_model_matrix
 from hierlm.design.rterms import parse_terms
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
+from hierlm.inference.blas import one_blas_thread
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ def type3_contrasts(design: ModelDesign) -> dict[str, np.ndarray]:
         rd_names += [n for n, _ in prods]
         rd_cols += [c for _, c in prods]
     rdX = np.column_stack(rd_cols)
-    L = zapsmall((np.linalg.pinv(design.X) @ rdX).T)
+    with one_blas_thread():
+        L = zapsmall((np.linalg.pinv(design.X) @ rdX).T)
     order = sorted(range(len(terms)), key=lambda i: -len(terms[i].variables))
     for i in order:
         t = terms[i]

@@ -45,6 +45,7 @@ from hierlm.objective.cholesky import (
 )
 from hierlm.objective.gram import GramBlocks, compute_gram
 from hierlm.objective.graph_cache import CompiledGraph, compile_graph
+from hierlm.objective.numpy_link import numpy_first, suits
 
 _GRAPHS: dict[tuple[Structure, str], CompiledGraph] = {}
 _CACHE: dict[tuple[Structure, str], Callable] = {}
@@ -296,5 +297,7 @@ def compile_objective(design: ModelDesign, gram: GramBlocks | None = None,
     gram = compute_gram(design) if gram is None else gram
     s = structure_of(design, gram)
     backend = _resolve(backend, gram)
-    return ProfiledObjective(design=design, gram=gram, structure=s,
-                             fn=compiled_for(s, backend), backend=backend)
+    # small models under "auto": dense NumPy, no graph (hierlm.objective.numpy_link)
+    fn = (numpy_first(s, lambda: compiled_for(s, "numba")) if backend == "auto" and suits(gram)
+          else compiled_for(s, backend))
+    return ProfiledObjective(design=design, gram=gram, structure=s, fn=fn, backend=backend)

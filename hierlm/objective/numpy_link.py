@@ -1,0 +1,230 @@
+"""The profiled objective of a small model in plain NumPy/SciPy: no graph, no VM.
+
+The same function as the compiled graph (:mod:`hierlm.objective.profiled`), with the
+same arguments ``(theta, reml, n, p, *gram_values)`` and results ``(criterion,
+gradient, L1, L_R)``, for models with at most :data:`MAX_SIZE` columns in ``[Z X y]``.
+With ``Lambda_bar = diag(Lambda, I)`` over ``[Z X y]`` and ``A`` the Gram matrix::
+
+    Omega_bar = Lambda_bar' A Lambda_bar + diag(1 on Z, 0 on X, y) = L L'
+
+is factored densely: ``L``'s leading ``q1 x q1`` block is block diagonal with the first
+term's ``L1`` blocks and its trailing ``m x m`` block is the Schur factor ``L_R`` that the
+graph returns (a Cholesky factor is unique), so the criterion is read off ``L`` as lme4
+does.  The gradient is the one of :mod:`hierlm.inference.varpar_dense` at
+``sigma^2 = r^2 / (n - REML p)`` (where the profiled criterion touches the deviance)::
+
+    d f / d theta_i = tr(D_i M) - w'D_i w / sigma^2 = 2 sum(Lambda_i o (M Lambda))
+                      - 2 sum(Lambda_i o (w (Lambda'w)')) / sigma^2,
+
+``M = sigma^2 Z'QZ`` (``Q = P`` for REML, ``V^-1`` for ML) and ``w = sigma^2 Z'P y``,
+both from ``A - Y'Y`` with ``Y = L_Z^-1 Lambda' A_Z.``.
+
+Why: PyTensor's Python VM runs a graph node by node, 1.6-2.4 ms per evaluation of
+sleepstudy or penicillin against 0.04-0.06 ms with Numba, whose compiling or loading
+(about a second per process for a cached structure) the VM is there to avoid. These few
+dense LAPACK calls take 0.06-0.2 ms (dyestuff, sleepstudy, penicillin; load 6-8, one
+BLAS thread; 0.12-0.31 ms before the model's constant arrays were kept between calls),
+with nothing to compile or load. Whole REML fits in one process, same conditions (the
+fit's own steps included): sleepstudy 57 ms on the VM, 16 ms here, 8.6 ms on Numba;
+penicillin 127 / 35 / 14 ms; dyestuff 38 / 12 / 12 ms. So :class:`NumpyFirst` runs this
+until it has spent :data:`BUDGET_S` seconds in the process (about Numba's loading cost),
+then the structure's Numba function, as :class:`hierlm.objective.profiled.TieredCall`
+does for the VM. ``python -m benchmarks.peers`` (24 reference fits, warm-up then 5 fits
+each, hierlm alone, load 5): median 38.6 ms with the VM first, 30.8 ms with this;
+structures first seen 2-4x faster (sleepstudy 75-100 -> 24-34 ms, penicillin 99-112 ->
+43-45 ms). What remains is mostly building the design and the result, not the criterion;
+lme-python takes 1.6-3.3 ms per fit.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import numpy as np
+from scipy.linalg.lapack import dtrtrs
+
+from hierlm.objective.gram import GramBlocks
+from hierlm.objective.theta import tril_colmajor
+
+#: Largest ``q + p + 1`` (columns of ``[Z X y]``) evaluated densely here.
+MAX_SIZE = 120
+#: Seconds of NumPy evaluation of one structure, per process, after which
+#: :class:`NumpyFirst` moves it to Numba.
+BUDGET_S = 1.0
+_LOCK = threading.Lock()
+
+
+def suits(gram: GramBlocks) -> bool:
+    """Whether a model is small enough for the dense NumPy evaluation.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective.gram import compute_gram
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> suits(compute_gram(d))
+    True
+    """
+    return gram.A11.shape[0] * gram.A11.shape[1] + gram.m <= MAX_SIZE
+
+
+@functools.cache
+def _tril(p1: int) -> tuple[np.ndarray, np.ndarray]:
+    return tril_colmajor(p1)
+
+
+_LAST: list[tuple[tuple[int, ...], tuple[np.ndarray, ...], tuple[Any, ...]]] = []
+
+
+def _constants(A11: np.ndarray, nz_val: np.ndarray, nz_level: np.ndarray, nz_row: np.ndarray,
+               A_RR: np.ndarray, lam_row: np.ndarray, lam_col: np.ndarray,
+               lam_theta: np.ndarray, qr: int) -> tuple[Any, ...]:
+    """The dense Gram matrix and the index arrays of ``Lambda`` and ``L1``, which depend on
+    the model only: kept for the last model evaluated (an optimizer calls with the same
+    arrays tens of times; identity, not equality, decides)."""
+    inputs = (A11, nz_val, nz_level, nz_row, A_RR, lam_row, lam_col, lam_theta)
+    key = (*(id(a) for a in inputs), qr)
+    last = _LAST[0] if _LAST else None  # one read: another thread may replace it
+    if last is not None and last[0] == key and all(
+            a is b for a, b in zip(last[1], inputs, strict=True)):
+        return last[2]
+    l1, p1 = A11.shape[0], A11.shape[1]
+    q1, m = l1 * p1, A_RR.shape[0]
+    N = q1 + m
+    A = np.zeros((N, N))
+    blk = np.arange(l1)[:, None, None] * p1
+    i1, j1 = blk + np.arange(p1)[None, :, None], blk + np.arange(p1)[None, None, :]
+    A[i1, j1] = A11
+    AR1 = np.zeros((m, q1))
+    AR1[np.repeat(nz_row, p1), (nz_level[:, None] * p1 + np.arange(p1)).ravel()] = nz_val.ravel()
+    A[q1:, :q1] = AR1
+    A[:q1, q1:] = AR1.T
+    A[q1:, q1:] = A_RR
+    a, b = _tril(p1)
+    keep = lam_row < qr
+    rows = np.concatenate([(blk[:, 0, :] + a).ravel(), q1 + lam_row[keep]])
+    cols = np.concatenate([(blk[:, 0, :] + b).ravel(), q1 + lam_col[keep]])
+    tidx = np.concatenate([np.tile(np.arange(len(a)), l1), lam_theta[keep]])
+    out = (A, rows, cols, tidx, i1, j1)
+    for arr in out:
+        arr.setflags(write=False)
+    _LAST[:] = [(key, inputs, out)]
+    return out
+
+
+def profiled_numpy(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray,
+                   nz_val: np.ndarray, nz_level: np.ndarray, nz_row: np.ndarray,
+                   level_ptr: Any, row_order: Any, row_ptr: Any, A_R1_dense: Any,
+                   A_RR: np.ndarray, lam_row: np.ndarray, lam_col: np.ndarray,
+                   lam_theta: np.ndarray, q_rest: Any, beta_offset: Any
+                   ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Criterion, gradient, ``L1`` and ``L_R``: the compiled objective's results.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective.gram import compute_gram
+    >>> from hierlm.objective.profiled import gram_values
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> g = compute_gram(d)
+    >>> f, grad, L1, L_R = profiled_numpy(np.array([0.96673, 0.01516, 0.23090]), 1.0,
+    ...                                   180.0, 2.0, *gram_values(g))
+    >>> round(f, 3), L1.shape, L_R.shape
+    (1743.628, (18, 2, 2), (3, 3))
+    """
+    theta = np.asarray(theta, dtype=float)
+    reml_f, n_f, p_i = float(reml), float(n), int(p)
+    l1, p1 = A11.shape[0], A11.shape[1]
+    q1, m, qr = l1 * p1, A_RR.shape[0], int(q_rest)
+    q, N = q1 + qr, q1 + A_RR.shape[0]
+    A, rows, cols, tidx, i1, j1 = _constants(A11, nz_val, nz_level, nz_row, A_RR, lam_row,
+                                             lam_col, lam_theta, qr)
+    lam = np.zeros((N, N))
+    lam[rows, cols] = theta[tidx]
+    lam[np.arange(q, N), np.arange(q, N)] = 1.0
+    omega = lam.T @ A @ lam
+    omega[np.arange(q), np.arange(q)] += 1.0
+    k = theta.size
+    L1 = np.zeros((l1, p1, p1))
+    try:
+        L = np.linalg.cholesky(omega)
+    except np.linalg.LinAlgError:
+        return np.inf, np.full(k, np.nan), L1, np.full((m, m), np.nan)
+    L1 = L[i1, j1]
+    L_R = np.ascontiguousarray(L[q1:, q1:])
+    logd = np.log(np.diagonal(L))
+    r2 = L[-1, -1] ** 2
+    nr = n_f - reml_f * p_i
+    f = (2.0 * logd[:q].sum() + reml_f * 2.0 * logd[q:N - 1].sum()
+         + nr * (1.0 + np.log(2.0 * np.pi * r2 / nr)))
+    # gradient: M = A - Y'Y over [Z X y] (sigma^2 [Z X y]'V^-1 [Z X y]), then P's Schur step
+    # LAPACK's triangular solve directly: scipy.linalg.solve_triangular's checks cost
+    # more than the solve at these sizes
+    Y = dtrtrs(L[:q, :q], lam[:q, :q].T @ A[:q], lower=1)[0]
+    M = A - Y.T @ Y
+    if p_i:
+        xs = slice(q, q + p_i)
+        S = dtrtrs(L[xs, xs], M[xs], lower=1)[0]
+        MP = M - S.T @ S
+    else:
+        MP = M
+    Mt = MP[:q, :q] if reml_f else M[:q, :q]
+    w = MP[:q, -1]
+    s2 = r2 / nr
+    lam_q = lam[:q, :q]
+    r_, c_ = rows, cols
+    grad = (2.0 * np.bincount(tidx, (Mt @ lam_q)[r_, c_], minlength=k)
+            - 2.0 * np.bincount(tidx, w[r_] * (lam_q.T @ w)[c_], minlength=k) / s2)
+    return float(f), grad, L1, L_R
+
+
+class NumpyFirst:
+    """:func:`profiled_numpy` until it has run :data:`BUDGET_S` seconds, then ``load()``'s
+    function (the structure's Numba link), loaded once.
+
+    Attributes
+    ----------
+    link : str
+        ``"numpy"`` or ``"numba"``: what the next call runs.
+    """
+
+    def __init__(self, load: Callable[[], Callable]) -> None:
+        self._load = load
+        self._fast: Callable | None = None
+        self.spent = 0.0
+
+    @property
+    def link(self) -> str:
+        return "numpy" if self._fast is None else "numba"
+
+    def __call__(self, *args: Any) -> Any:
+        fast = self._fast
+        if fast is not None:
+            return fast(*args)
+        t0 = time.perf_counter()
+        out = profiled_numpy(*args)
+        self.spent += time.perf_counter() - t0  # approximate under threads: only a trigger
+        if self.spent > BUDGET_S:
+            with _LOCK:
+                if self._fast is None:
+                    self._fast = self._load()
+        return out
+
+
+_TIERS: dict[Hashable, NumpyFirst] = {}
+
+
+def numpy_first(key: Hashable, load: Callable[[], Callable]) -> NumpyFirst:
+    """The :class:`NumpyFirst` of a structure ``key``, shared in the process.
+
+    Examples
+    --------
+    >>> numpy_first("doc", lambda: profiled_numpy) is numpy_first("doc", lambda: None)
+    True
+    """
+    with _LOCK:
+        return _TIERS.setdefault(key, NumpyFirst(load))
