@@ -34,12 +34,14 @@ inlined and pickles, so it is what is stored.)
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import importlib.metadata
 import os
 import pickle
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,14 +93,16 @@ class CompiledGraph:
     @functools.cached_property
     def fn(self) -> Callable[..., Any]:
         """Numba function ``fn(*inputs) -> tuple of outputs`` (machine code from
-        Numba's cache when PyTensor has compiled this graph before)."""
+        Numba's cache when PyTensor has compiled this graph before).  Numba's
+        functions allocate their outputs on every call, so one serves every thread."""
         from pytensor.link.numba.dispatch.basic import numba_funcify_ensure_cache, numba_njit
 
         import hierlm.objective.jit  # noqa: F401 - registers hierlm's Numba kernels
 
         py_fn: Any
-        py_fn, key = numba_funcify_ensure_cache(self.fgraph)
-        return numba_njit(py_fn.py_func, final_function=True, cache=key is not None)
+        with PYTENSOR_LOCK:
+            py_fn, key = numba_funcify_ensure_cache(self.fgraph)
+            return numba_njit(py_fn.py_func, final_function=True, cache=key is not None)
 
     @functools.cached_property
     def python_fn(self) -> Callable[..., Any]:
@@ -120,16 +124,74 @@ class CompiledGraph:
     def vm_fn(self) -> Callable[..., Any]:
         """The graph on PyTensor's Python VM: ``vm_fn(*inputs) -> list of outputs``.
 
-        Links in a fraction of a second; nothing is compiled (no C, no Numba).
+        Links in a fraction of a second; nothing is compiled (no C, no Numba).  A
+        PyTensor ``Function`` keeps its inputs, intermediates and outputs in storage
+        of its own, so two threads calling one would overwrite each other's values:
+        each thread calls its own link (:class:`PerThread`).
         """
-        with pytensor.config.change_flags(cxx=""):
+        nested = any(_inner_function_ops(op.fgraph)  # type: ignore[arg-type]
+                     for op in _inner_function_ops(self.fgraph))
+        return PerThread(self._link_vm, serialize=nested)
+
+    def _link_vm(self) -> Callable[..., Any]:
+        with PYTENSOR_LOCK, pytensor.config.change_flags(cxx=""):
             mode = Mode(_python_vm(), SequentialGraphRewriter())  # link only
             fg = self.fgraph.clone()
+            _own_inner_functions(fg)
             fn = mode.function_maker([In(v) for v in fg.inputs], [Out(v) for v in fg.outputs],
                                      mode, fgraph=fg, accept_inplace=True,
                                      on_unused_input="ignore").create()
         fn.trust_input = True
         return fn  # type: ignore[no-any-return]
+
+
+#: Held while PyTensor compiles or links: its configuration (``change_flags``) and
+#: Python's warning filters are process-wide, and a graph must not be cloned or
+#: converted while another thread does the same.
+PYTENSOR_LOCK = threading.RLock()
+
+
+def _own_inner_functions(fgraph: FunctionGraph) -> None:
+    """Give the nodes of ``fgraph`` (a clone) their own copies of the ops that run an
+    inner function (``OpFromGraph``): the op keeps its linked inner function, storage
+    included, so two links sharing the op instance would share that storage."""
+    copies: dict[int, HasInnerFunction] = {}
+    for node in fgraph.apply_nodes:
+        op = node.op
+        if isinstance(op, HasInnerFunction):
+            if id(op) not in copies:
+                own = copies[id(op)] = copy.copy(op)
+                own._fn = None  # linked again, on this copy
+            node.op = copies[id(op)]
+
+
+class PerThread:
+    """A callable made once per calling thread by ``make``: a linked PyTensor
+    ``Function`` is not safe to call from two threads at once.  ``serialize`` also
+    lets one thread call at a time (for graphs whose ops share state that a
+    per-thread link does not copy).
+
+    Examples
+    --------
+    >>> import threading
+    >>> calls = PerThread(lambda: threading.get_ident)
+    >>> calls() == threading.get_ident()
+    True
+    """
+
+    def __init__(self, make: Callable[[], Callable[..., Any]], serialize: bool = False) -> None:
+        self._make = make
+        self._local = threading.local()
+        self._lock = threading.Lock() if serialize else None
+
+    def __call__(self, *args: Any) -> Any:
+        fn = getattr(self._local, "fn", None)
+        if fn is None:
+            fn = self._local.fn = self._make()
+        if self._lock is None:
+            return fn(*args)
+        with self._lock:
+            return fn(*args)
 
 
 def _python_vm() -> VMLinker:
@@ -184,8 +246,12 @@ class _WarmCall:
 
         self._graph = graph
         self._typing_error = TypingError
-        self._stand_in = True
-        self._fn = self._wrapper(NotNeeded())
+        self._fn = self._first = self._wrapper(NotNeeded())
+
+    @property
+    def _stand_in(self) -> bool:
+        """Whether calls still go to the wrapper with the stand-in callee."""
+        return self._fn is self._first
 
     def _wrapper(self, callee: Any) -> Callable[..., Any]:
         import numba
@@ -196,13 +262,16 @@ class _WarmCall:
                                                        callee))
 
     def __call__(self, *args: Any) -> Any:
+        fn = self._fn  # one read: another thread may replace it meanwhile
         try:
-            return self._fn(*args)
+            return fn(*args)
         except self._typing_error:
-            if not self._stand_in:
+            if fn is not self._first:
                 raise
             # not in Numba's cache for these argument types: compile against the graph
-            self._fn, self._stand_in = self._wrapper(self._graph.fn), False
+            with PYTENSOR_LOCK:  # once, when threads get here together
+                if self._fn is self._first:
+                    self._fn = self._wrapper(self._graph.fn)
             return self._fn(*args)
 
 
@@ -322,7 +391,7 @@ def compile_graph(name: str, key: Any,
     if loaded is not None:
         return CompiledGraph(loaded[0], loaded[1], digest, loaded=True)
     inputs, outputs, meta = build()
-    with pytensor.config.change_flags(cxx=""), warnings.catch_warnings():
+    with PYTENSOR_LOCK, pytensor.config.change_flags(cxx=""), warnings.catch_warnings():
         # a rewrite's note that it left two loops unfused: nothing for the user to do
         warnings.filterwarnings("ignore", message="Loop fusion failed", category=UserWarning)
         compiled = pytensor.function(list(inputs), list(outputs), trust_input=True,
