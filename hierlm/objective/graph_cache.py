@@ -23,6 +23,8 @@ graph's, so a warm process does not even convert the graph to Numba.
 A cached graph is keyed by a name, the caller's structural key, the versions of
 PyTensor, PyMC, Numba, NumPy and nutpie, and a digest of the hierlm modules that build
 graphs, so editing them or upgrading a dependency never loads a stale graph.  The
+file holds that key too, and a graph is used only when the key matches: a file
+copied over another's name is rebuilt, never run.  The
 files live under PyTensor's compile directory (``pytensor.config.base_compiledir``), in ``hierlm/``;
 setting the environment variable ``HIERLM_GRAPH_CACHE=0`` turns the cache off.
 Any file that cannot be read is rebuilt, never trusted.
@@ -62,6 +64,8 @@ from pytensor.graph.rewriting.db import RewriteDatabaseQuery
 from pytensor.link.numba.linker import NumbaLinker  # imports no Numba
 from pytensor.link.vm import VMLinker
 
+from hierlm.objective import numba_cache
+
 _PACKAGES = ("pytensor", "pymc", "numba", "numpy", "nutpie")
 #: The modules that build cached graphs (relative to the package root).
 GRAPH_SOURCES = ("objective/*.py", "estimate/nuts_model.py", "estimate/nuts_compiled.py",
@@ -95,6 +99,7 @@ class CompiledGraph:
         """Numba function ``fn(*inputs) -> tuple of outputs`` (machine code from
         Numba's cache when PyTensor has compiled this graph before).  Numba's
         functions allocate their outputs on every call, so one serves every thread."""
+        numba_cache.prepare()
         from pytensor.link.numba.dispatch.basic import numba_funcify_ensure_cache, numba_njit
 
         import hierlm.objective.jit  # noqa: F401 - registers hierlm's Numba kernels
@@ -223,6 +228,7 @@ def wrapper_function(graph: CompiledGraph, src: str, fname: str, callee: Any,
     (``callee``: the graph's Numba function or a :class:`NotNeeded`), for Numba to
     compile.  Numba caches it under the graph's digest and ``src`` (not at all when
     the graph has no digest); ``env`` adds globals."""
+    numba_cache.prepare()
     from pytensor.link.numba.cache import compile_numba_function_src
 
     key = (hashlib.sha256(f"{graph.digest}{src}".encode()).hexdigest()
@@ -299,22 +305,30 @@ def cache_dir() -> Path | None:
     return Path(pytensor.config.base_compiledir) / "hierlm"
 
 
+def _identity(name: str, key: Any, link: str) -> str:
+    """Everything a cached graph depends on, as stored in its file."""
+    return f"{name}|{key!r}|{link}|{source_digest()}"
+
+
 def _location(name: str, key: Any, link: str) -> tuple[str, Path] | None:
     """The graph's digest and file (None when the cache is off)."""
     folder = cache_dir()
     if folder is None:
         return None
-    digest = hashlib.sha256(f"{name}|{key!r}|{link}|{source_digest()}".encode()).hexdigest()[:32]
+    digest = hashlib.sha256(_identity(name, key, link).encode()).hexdigest()[:32]
     return digest, folder / f"{name}-{digest}.pkl"
 
 
-def _load(path: Path) -> tuple[FunctionGraph, dict[str, Any]] | None:
+def _load(path: Path, identity: str) -> tuple[FunctionGraph, dict[str, Any]] | None:
+    """The graph stored in ``path`` if the file holds the graph of ``identity``
+    (a file renamed, copied over another or written by another version is not)."""
     try:
         with path.open("rb") as fh:
-            fgraph, meta = pickle.load(fh)
+            stored, fgraph, meta = pickle.load(fh)
     except Exception:  # noqa: BLE001 - any unreadable file is rebuilt
         return None
-    if not isinstance(fgraph, FunctionGraph) or not isinstance(meta, dict):
+    if (stored != identity or not isinstance(fgraph, FunctionGraph)
+            or not isinstance(meta, dict)):
         return None
     # In-place ops must run after every other reader of their input: the destroy
     # handler restores that ordering, as it does in every PyTensor compilation.
@@ -330,7 +344,7 @@ def _inner_function_ops(fgraph: FunctionGraph) -> list[HasInnerFunction]:
     return out
 
 
-def _store(path: Path, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
+def _store(path: Path, identity: str, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
     # Ops with an inner graph (fused loops) hold the inner function the rewrite's VM
     # linked: it is process state, not graph, so it stays out of the file.
     inner = _inner_function_ops(fgraph)
@@ -341,7 +355,7 @@ def _store(path: Path, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump((fgraph, meta), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((identity, fgraph, meta), fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except Exception:  # noqa: BLE001 - a cache that cannot be written only costs time
         pass
@@ -387,7 +401,8 @@ def compile_graph(name: str, key: Any,
     """
     where = _location(name, key, link)
     digest, path = where if where is not None else (None, None)
-    loaded = _load(path) if path is not None and path.exists() else None
+    identity = _identity(name, key, link)
+    loaded = _load(path, identity) if path is not None and path.exists() else None
     if loaded is not None:
         return CompiledGraph(loaded[0], loaded[1], digest, loaded=True)
     inputs, outputs, meta = build()
@@ -404,6 +419,6 @@ def compile_graph(name: str, key: Any,
     outputs = clone_replace(list(rewritten.outputs), replace=plain) if plain else rewritten.outputs
     fgraph = FunctionGraph([plain.get(v, v) for v in rewritten.inputs], outputs, clone=True)
     if path is not None:
-        _store(path, fgraph, meta)
+        _store(path, identity, fgraph, meta)
     fgraph.attach_feature(DestroyHandler())
     return CompiledGraph(fgraph, meta, digest)
