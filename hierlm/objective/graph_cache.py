@@ -65,6 +65,7 @@ from pytensor.link.numba.linker import NumbaLinker  # imports no Numba
 from pytensor.link.vm import VMLinker
 
 from hierlm.objective import numba_cache
+from hierlm.objective.interrupts import interrupts_kept
 
 _PACKAGES = ("pytensor", "pymc", "numba", "numpy", "nutpie")
 #: The modules that build cached graphs (relative to the package root).
@@ -105,7 +106,7 @@ class CompiledGraph:
         import hierlm.objective.jit  # noqa: F401 - registers hierlm's Numba kernels
 
         py_fn: Any
-        with PYTENSOR_LOCK:
+        with interrupts_kept(), PYTENSOR_LOCK:
             py_fn, key = numba_funcify_ensure_cache(self.fgraph)
             return numba_njit(py_fn.py_func, final_function=True, cache=key is not None)
 
@@ -252,7 +253,9 @@ class _WarmCall:
 
         self._graph = graph
         self._typing_error = TypingError
-        self._fn = self._first = self._wrapper(NotNeeded())
+        with interrupts_kept():
+            self._fn = self._first = self._wrapper(NotNeeded())
+        self._called = False
 
     @property
     def _stand_in(self) -> bool:
@@ -268,6 +271,14 @@ class _WarmCall:
                                                        callee))
 
     def __call__(self, *args: Any) -> Any:
+        if self._called:
+            return self._call(*args)
+        with interrupts_kept():  # the first call compiles or loads machine code
+            out = self._call(*args)
+        self._called = True
+        return out
+
+    def _call(self, *args: Any) -> Any:
         fn = self._fn  # one read: another thread may replace it meanwhile
         try:
             return fn(*args)
@@ -405,6 +416,14 @@ def compile_graph(name: str, key: Any,
     loaded = _load(path, identity) if path is not None and path.exists() else None
     if loaded is not None:
         return CompiledGraph(loaded[0], loaded[1], digest, loaded=True)
+    with interrupts_kept():
+        return _compile(name, key, build, link, digest, path)
+
+
+def _compile(name: str, key: Any,
+             build: Callable[[], tuple[Sequence[Variable], Sequence[Variable],
+                                       dict[str, Any]]],
+             link: str, digest: str | None, path: Path | None) -> CompiledGraph:
     inputs, outputs, meta = build()
     with PYTENSOR_LOCK, pytensor.config.change_flags(cxx=""), warnings.catch_warnings():
         # a rewrite's note that it left two loops unfused: nothing for the user to do
@@ -419,6 +438,6 @@ def compile_graph(name: str, key: Any,
     outputs = clone_replace(list(rewritten.outputs), replace=plain) if plain else rewritten.outputs
     fgraph = FunctionGraph([plain.get(v, v) for v in rewritten.inputs], outputs, clone=True)
     if path is not None:
-        _store(path, identity, fgraph, meta)
+        _store(path, _identity(name, key, link), fgraph, meta)
     fgraph.attach_feature(DestroyHandler())
     return CompiledGraph(fgraph, meta, digest)

@@ -45,9 +45,9 @@ import numpy as np
 import pandas as pd
 
 from hierlm.errors import ResultFileError
+from hierlm.objective.interrupts import interrupts_deferred
 from hierlm.results.replace import check_replaceable, replace_dir
 from hierlm.results.result import FitResult
-from hierlm.results.sigint import interrupts_deferred
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
 

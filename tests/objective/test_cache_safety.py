@@ -128,3 +128,29 @@ def test_an_empty_read_only_compile_directory_costs_only_time() -> None:
     finally:
         folder.chmod(0o755)
         shutil.rmtree(folder)
+
+
+def test_ctrl_c_swallowed_inside_a_first_compile_still_interrupts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGINT whose KeyboardInterrupt is swallowed inside the compile (as C code
+    that clears errors does, when the interrupt lands in an ``__eq__`` it calls) still
+    stops the caller: compile_graph raises KeyboardInterrupt when it ends."""
+    import signal
+
+    monkeypatch.setattr(graph_cache, "cache_dir", lambda: tmp_path)
+    arrived = []
+
+    def build():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs at the next bytecode boundary
+                pass
+        except KeyboardInterrupt:
+            arrived.append(True)  # swallowed here
+        x = pytensor.tensor.vector("x")
+        return [x], [(x ** 2).sum()], {}
+
+    with pytest.raises(KeyboardInterrupt):
+        graph_cache.compile_graph("interrupted", 1, build, "vm")
+    assert arrived == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
