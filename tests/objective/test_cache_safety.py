@@ -154,3 +154,35 @@ def test_ctrl_c_swallowed_inside_a_first_compile_still_interrupts(
         graph_cache.compile_graph("interrupted", 1, build, "vm")
     assert arrived == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+_FIRST_COMPILE = """
+import numpy as np
+import hierlm
+m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+print("ready", flush=True)
+obj = m.objective.with_backend("numba")
+print("VALUE", obj(np.array([0.9, 0.02, 0.2])), flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.5])
+def test_sigint_during_a_first_compile_ends_the_process(tmp_path: Path, delay: float) -> None:
+    """With empty caches, SIGINT while the objective is rewritten and compiled for
+    Numba ends the process with KeyboardInterrupt (it once ran on and exited 0)."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={tmp_path}"}
+    proc = subprocess.Popen([sys.executable, "-c", _FIRST_COMPILE], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "VALUE" not in out
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
