@@ -36,14 +36,12 @@ inlined and pickles, so it is what is stored.)
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import importlib.metadata
 import os
 import pickle
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import pytensor
-from pytensor.compile.inner_function import HasInnerFunction
 from pytensor.compile.io import In, Out
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.compile.sharedvalue import SharedVariable
@@ -66,6 +63,12 @@ from pytensor.link.vm import VMLinker
 
 from hierlm.objective import numba_cache
 from hierlm.objective.interrupts import interrupts_kept
+from hierlm.objective.threads import (
+    PYTENSOR_LOCK,
+    PerThread,
+    inner_function_ops,
+    own_inner_functions,
+)
 
 _PACKAGES = ("pytensor", "pymc", "numba", "numpy", "nutpie")
 #: The modules that build cached graphs (relative to the package root).
@@ -135,69 +138,20 @@ class CompiledGraph:
         of its own, so two threads calling one would overwrite each other's values:
         each thread calls its own link (:class:`PerThread`).
         """
-        nested = any(_inner_function_ops(op.fgraph)  # type: ignore[arg-type]
-                     for op in _inner_function_ops(self.fgraph))
+        nested = any(inner_function_ops(op.fgraph)  # type: ignore[arg-type]
+                     for op in inner_function_ops(self.fgraph))
         return PerThread(self._link_vm, serialize=nested)
 
     def _link_vm(self) -> Callable[..., Any]:
         with PYTENSOR_LOCK, pytensor.config.change_flags(cxx=""):
             mode = Mode(_python_vm(), SequentialGraphRewriter())  # link only
             fg = self.fgraph.clone()
-            _own_inner_functions(fg)
+            own_inner_functions(fg)
             fn = mode.function_maker([In(v) for v in fg.inputs], [Out(v) for v in fg.outputs],
                                      mode, fgraph=fg, accept_inplace=True,
                                      on_unused_input="ignore").create()
         fn.trust_input = True
         return fn  # type: ignore[no-any-return]
-
-
-#: Held while PyTensor compiles or links: its configuration (``change_flags``) and
-#: Python's warning filters are process-wide, and a graph must not be cloned or
-#: converted while another thread does the same.
-PYTENSOR_LOCK = threading.RLock()
-
-
-def _own_inner_functions(fgraph: FunctionGraph) -> None:
-    """Give the nodes of ``fgraph`` (a clone) their own copies of the ops that run an
-    inner function (``OpFromGraph``): the op keeps its linked inner function, storage
-    included, so two links sharing the op instance would share that storage."""
-    copies: dict[int, HasInnerFunction] = {}
-    for node in fgraph.apply_nodes:
-        op = node.op
-        if isinstance(op, HasInnerFunction):
-            if id(op) not in copies:
-                own = copies[id(op)] = copy.copy(op)
-                own._fn = None  # linked again, on this copy
-            node.op = copies[id(op)]
-
-
-class PerThread:
-    """A callable made once per calling thread by ``make``: a linked PyTensor
-    ``Function`` is not safe to call from two threads at once.  ``serialize`` also
-    lets one thread call at a time (for graphs whose ops share state that a
-    per-thread link does not copy).
-
-    Examples
-    --------
-    >>> import threading
-    >>> calls = PerThread(lambda: threading.get_ident)
-    >>> calls() == threading.get_ident()
-    True
-    """
-
-    def __init__(self, make: Callable[[], Callable[..., Any]], serialize: bool = False) -> None:
-        self._make = make
-        self._local = threading.local()
-        self._lock = threading.Lock() if serialize else None
-
-    def __call__(self, *args: Any) -> Any:
-        fn = getattr(self._local, "fn", None)
-        if fn is None:
-            fn = self._local.fn = self._make()
-        if self._lock is None:
-            return fn(*args)
-        with self._lock:
-            return fn(*args)
 
 
 def _python_vm() -> VMLinker:
@@ -347,18 +301,10 @@ def _load(path: Path, identity: str) -> tuple[FunctionGraph, dict[str, Any]] | N
     return fgraph, meta
 
 
-def _inner_function_ops(fgraph: FunctionGraph) -> list[HasInnerFunction]:
-    out: list[HasInnerFunction] = []
-    for node in fgraph.apply_nodes:
-        if isinstance(node.op, HasInnerFunction):
-            out += [node.op, *_inner_function_ops(node.op.fgraph)]  # type: ignore[arg-type]
-    return out
-
-
 def _store(path: Path, identity: str, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
     # Ops with an inner graph (fused loops) hold the inner function the rewrite's VM
     # linked: it is process state, not graph, so it stays out of the file.
-    inner = _inner_function_ops(fgraph)
+    inner = inner_function_ops(fgraph)
     linked = [op._fn for op in inner]
     try:
         for op in inner:
