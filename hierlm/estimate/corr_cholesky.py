@@ -34,10 +34,12 @@ import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 from pytensor.tensor.variable import TensorVariable
 
-from hierlm.objective.jit.lapack import source_version
+# isort: off
+from hierlm.objective.jit.lapack import source_version  # makes Numba's cache safe first
+from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
+# isort: on
 
 _VERSION = source_version(Path(__file__))
 

@@ -23,6 +23,8 @@ graph's, so a warm process does not even convert the graph to Numba.
 A cached graph is keyed by a name, the caller's structural key, the versions of
 PyTensor, PyMC, Numba, NumPy and nutpie, and a digest of the hierlm modules that build
 graphs, so editing them or upgrading a dependency never loads a stale graph.  The
+file holds that key too, and a graph is used only when the key matches: a file
+copied over another's name is rebuilt, never run.  The
 files live under PyTensor's compile directory (``pytensor.config.base_compiledir``), in ``hierlm/``;
 setting the environment variable ``HIERLM_GRAPH_CACHE=0`` turns the cache off.
 Any file that cannot be read is rebuilt, never trusted.
@@ -47,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import pytensor
-from pytensor.compile.inner_function import HasInnerFunction
 from pytensor.compile.io import In, Out
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.compile.sharedvalue import SharedVariable
@@ -59,6 +60,15 @@ from pytensor.graph.rewriting.basic import SequentialGraphRewriter
 from pytensor.graph.rewriting.db import RewriteDatabaseQuery
 from pytensor.link.numba.linker import NumbaLinker  # imports no Numba
 from pytensor.link.vm import VMLinker
+
+from hierlm.objective import numba_cache
+from hierlm.objective.interrupts import interrupts_kept
+from hierlm.objective.threads import (
+    PYTENSOR_LOCK,
+    PerThread,
+    inner_function_ops,
+    own_inner_functions,
+)
 
 _PACKAGES = ("pytensor", "pymc", "numba", "numpy", "nutpie")
 #: The modules that build cached graphs (relative to the package root).
@@ -91,14 +101,17 @@ class CompiledGraph:
     @functools.cached_property
     def fn(self) -> Callable[..., Any]:
         """Numba function ``fn(*inputs) -> tuple of outputs`` (machine code from
-        Numba's cache when PyTensor has compiled this graph before)."""
+        Numba's cache when PyTensor has compiled this graph before).  Numba's
+        functions allocate their outputs on every call, so one serves every thread."""
+        numba_cache.prepare()
         from pytensor.link.numba.dispatch.basic import numba_funcify_ensure_cache, numba_njit
 
         import hierlm.objective.jit  # noqa: F401 - registers hierlm's Numba kernels
 
         py_fn: Any
-        py_fn, key = numba_funcify_ensure_cache(self.fgraph)
-        return numba_njit(py_fn.py_func, final_function=True, cache=key is not None)
+        with interrupts_kept(), PYTENSOR_LOCK:
+            py_fn, key = numba_funcify_ensure_cache(self.fgraph)
+            return numba_njit(py_fn.py_func, final_function=True, cache=key is not None)
 
     @functools.cached_property
     def python_fn(self) -> Callable[..., Any]:
@@ -120,11 +133,20 @@ class CompiledGraph:
     def vm_fn(self) -> Callable[..., Any]:
         """The graph on PyTensor's Python VM: ``vm_fn(*inputs) -> list of outputs``.
 
-        Links in a fraction of a second; nothing is compiled (no C, no Numba).
+        Links in a fraction of a second; nothing is compiled (no C, no Numba).  A
+        PyTensor ``Function`` keeps its inputs, intermediates and outputs in storage
+        of its own, so two threads calling one would overwrite each other's values:
+        each thread calls its own link (:class:`PerThread`).
         """
-        with pytensor.config.change_flags(cxx=""):
+        nested = any(inner_function_ops(op.fgraph)  # type: ignore[arg-type]
+                     for op in inner_function_ops(self.fgraph))
+        return PerThread(self._link_vm, serialize=nested)
+
+    def _link_vm(self) -> Callable[..., Any]:
+        with PYTENSOR_LOCK, pytensor.config.change_flags(cxx=""):
             mode = Mode(_python_vm(), SequentialGraphRewriter())  # link only
             fg = self.fgraph.clone()
+            own_inner_functions(fg)
             fn = mode.function_maker([In(v) for v in fg.inputs], [Out(v) for v in fg.outputs],
                                      mode, fgraph=fg, accept_inplace=True,
                                      on_unused_input="ignore").create()
@@ -161,6 +183,7 @@ def wrapper_function(graph: CompiledGraph, src: str, fname: str, callee: Any,
     (``callee``: the graph's Numba function or a :class:`NotNeeded`), for Numba to
     compile.  Numba caches it under the graph's digest and ``src`` (not at all when
     the graph has no digest); ``env`` adds globals."""
+    numba_cache.prepare()
     from pytensor.link.numba.cache import compile_numba_function_src
 
     key = (hashlib.sha256(f"{graph.digest}{src}".encode()).hexdigest()
@@ -184,8 +207,14 @@ class _WarmCall:
 
         self._graph = graph
         self._typing_error = TypingError
-        self._stand_in = True
-        self._fn = self._wrapper(NotNeeded())
+        with interrupts_kept():
+            self._fn = self._first = self._wrapper(NotNeeded())
+        self._called = False
+
+    @property
+    def _stand_in(self) -> bool:
+        """Whether calls still go to the wrapper with the stand-in callee."""
+        return self._fn is self._first
 
     def _wrapper(self, callee: Any) -> Callable[..., Any]:
         import numba
@@ -196,13 +225,24 @@ class _WarmCall:
                                                        callee))
 
     def __call__(self, *args: Any) -> Any:
+        if self._called:
+            return self._call(*args)
+        with interrupts_kept():  # the first call compiles or loads machine code
+            out = self._call(*args)
+        self._called = True
+        return out
+
+    def _call(self, *args: Any) -> Any:
+        fn = self._fn  # one read: another thread may replace it meanwhile
         try:
-            return self._fn(*args)
+            return fn(*args)
         except self._typing_error:
-            if not self._stand_in:
+            if fn is not self._first:
                 raise
             # not in Numba's cache for these argument types: compile against the graph
-            self._fn, self._stand_in = self._wrapper(self._graph.fn), False
+            with PYTENSOR_LOCK:  # once, when threads get here together
+                if self._fn is self._first:
+                    self._fn = self._wrapper(self._graph.fn)
             return self._fn(*args)
 
 
@@ -230,22 +270,30 @@ def cache_dir() -> Path | None:
     return Path(pytensor.config.base_compiledir) / "hierlm"
 
 
+def _identity(name: str, key: Any, link: str) -> str:
+    """Everything a cached graph depends on, as stored in its file."""
+    return f"{name}|{key!r}|{link}|{source_digest()}"
+
+
 def _location(name: str, key: Any, link: str) -> tuple[str, Path] | None:
     """The graph's digest and file (None when the cache is off)."""
     folder = cache_dir()
     if folder is None:
         return None
-    digest = hashlib.sha256(f"{name}|{key!r}|{link}|{source_digest()}".encode()).hexdigest()[:32]
+    digest = hashlib.sha256(_identity(name, key, link).encode()).hexdigest()[:32]
     return digest, folder / f"{name}-{digest}.pkl"
 
 
-def _load(path: Path) -> tuple[FunctionGraph, dict[str, Any]] | None:
+def _load(path: Path, identity: str) -> tuple[FunctionGraph, dict[str, Any]] | None:
+    """The graph stored in ``path`` if the file holds the graph of ``identity``
+    (a file renamed, copied over another or written by another version is not)."""
     try:
         with path.open("rb") as fh:
-            fgraph, meta = pickle.load(fh)
+            stored, fgraph, meta = pickle.load(fh)
     except Exception:  # noqa: BLE001 - any unreadable file is rebuilt
         return None
-    if not isinstance(fgraph, FunctionGraph) or not isinstance(meta, dict):
+    if (stored != identity or not isinstance(fgraph, FunctionGraph)
+            or not isinstance(meta, dict)):
         return None
     # In-place ops must run after every other reader of their input: the destroy
     # handler restores that ordering, as it does in every PyTensor compilation.
@@ -253,18 +301,10 @@ def _load(path: Path) -> tuple[FunctionGraph, dict[str, Any]] | None:
     return fgraph, meta
 
 
-def _inner_function_ops(fgraph: FunctionGraph) -> list[HasInnerFunction]:
-    out: list[HasInnerFunction] = []
-    for node in fgraph.apply_nodes:
-        if isinstance(node.op, HasInnerFunction):
-            out += [node.op, *_inner_function_ops(node.op.fgraph)]  # type: ignore[arg-type]
-    return out
-
-
-def _store(path: Path, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
+def _store(path: Path, identity: str, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
     # Ops with an inner graph (fused loops) hold the inner function the rewrite's VM
     # linked: it is process state, not graph, so it stays out of the file.
-    inner = _inner_function_ops(fgraph)
+    inner = inner_function_ops(fgraph)
     linked = [op._fn for op in inner]
     try:
         for op in inner:
@@ -272,7 +312,7 @@ def _store(path: Path, fgraph: FunctionGraph, meta: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump((fgraph, meta), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((identity, fgraph, meta), fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except Exception:  # noqa: BLE001 - a cache that cannot be written only costs time
         pass
@@ -318,11 +358,20 @@ def compile_graph(name: str, key: Any,
     """
     where = _location(name, key, link)
     digest, path = where if where is not None else (None, None)
-    loaded = _load(path) if path is not None and path.exists() else None
+    identity = _identity(name, key, link)
+    loaded = _load(path, identity) if path is not None and path.exists() else None
     if loaded is not None:
         return CompiledGraph(loaded[0], loaded[1], digest, loaded=True)
+    with interrupts_kept():
+        return _compile(name, key, build, link, digest, path)
+
+
+def _compile(name: str, key: Any,
+             build: Callable[[], tuple[Sequence[Variable], Sequence[Variable],
+                                       dict[str, Any]]],
+             link: str, digest: str | None, path: Path | None) -> CompiledGraph:
     inputs, outputs, meta = build()
-    with pytensor.config.change_flags(cxx=""), warnings.catch_warnings():
+    with PYTENSOR_LOCK, pytensor.config.change_flags(cxx=""), warnings.catch_warnings():
         # a rewrite's note that it left two loops unfused: nothing for the user to do
         warnings.filterwarnings("ignore", message="Loop fusion failed", category=UserWarning)
         compiled = pytensor.function(list(inputs), list(outputs), trust_input=True,
@@ -335,6 +384,6 @@ def compile_graph(name: str, key: Any,
     outputs = clone_replace(list(rewritten.outputs), replace=plain) if plain else rewritten.outputs
     fgraph = FunctionGraph([plain.get(v, v) for v in rewritten.inputs], outputs, clone=True)
     if path is not None:
-        _store(path, fgraph, meta)
+        _store(path, _identity(name, key, link), fgraph, meta)
     fgraph.attach_feature(DestroyHandler())
     return CompiledGraph(fgraph, meta, digest)

@@ -19,10 +19,13 @@ A saved result is a directory (by convention named ``*.hierlm``) holding:
     absent when ``res.idata`` is None.
 
 Nothing is pickled.  :func:`save` writes into a temporary sibling directory and
-renames it into place at the end, so an interrupted save (an exception or
-KeyboardInterrupt) leaves either the previous result or nothing, never a half-written
-one.  An existing saved result at ``path`` is replaced; any other existing file or
-directory is left alone and reported.  :func:`load` refuses, with
+renames it into place at the end (:mod:`hierlm.results.replace`), so an interrupted
+save (an exception or KeyboardInterrupt) leaves either the previous result or
+nothing, never a half-written one, and saves racing for one path leave the last one.
+An existing saved result at ``path`` is replaced only when it holds hierlm's files
+and nothing else; any other existing file or directory is left alone and reported.
+Every failure to write is one :class:`~hierlm.errors.ResultFileError`.
+:func:`load` refuses, with
 :class:`~hierlm.errors.ResultFileError`, a directory written with a newer or unknown
 ``format_version``.
 """
@@ -42,6 +45,8 @@ import numpy as np
 import pandas as pd
 
 from hierlm.errors import ResultFileError
+from hierlm.objective.interrupts import interrupts_deferred
+from hierlm.results.replace import check_replaceable, replace_dir
 from hierlm.results.result import FitResult
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
@@ -49,6 +54,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
 FORMAT = "hierlm.FitResult"
 FORMAT_VERSION = 1
 _JSON, _ARRAYS, _IDATA = "result.json", "arrays.nc", "idata.nc"
+_OWN = (_JSON, _ARRAYS, _IDATA)  # every file save writes (result.json first)
 _ENGINE: Literal["h5netcdf"] = "h5netcdf"
 _RAW = {"c": np.float64, "m": np.int64, "M": np.int64}  # stored as their raw words
 
@@ -243,7 +249,8 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
     result : FitResult
         Any fitted result (REML, ML or NUTS).
     path : str or path-like
-        Directory to create; an existing saved result there is replaced.
+        Directory to create.  An existing saved result there (hierlm's files and
+        nothing else) is replaced; an empty directory is filled.
 
     Returns
     -------
@@ -253,8 +260,9 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
     Raises
     ------
     ResultFileError
-        If ``path`` exists and is not a saved result, or a field holds a value of a
-        type the format does not store.
+        If ``path`` exists and is not a saved result or holds files hierlm did not
+        write (nothing is removed then), cannot be written (permissions, disk), or a
+        field holds a value of a type the format does not store.
 
     Examples
     --------
@@ -273,9 +281,7 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
     if not isinstance(result, FitResult):
         raise ResultFileError(f"can only save a FitResult, got {type(result).__name__}")
     target = Path(path)
-    if target.exists() and not (target.is_dir() and (target / _JSON).is_file()):
-        raise ResultFileError(f"'{target}' exists and is not a saved hierlm result; "
-                              f"choose another path")
+    check_replaceable(target, _OWN, FORMAT)
     enc = _Encoder()
     fields = {f.name: enc.value(getattr(result, f.name))
               for f in dataclasses.fields(result) if f.name not in ("idata", "model", "coder")}
@@ -284,27 +290,24 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "hierlm_version": __version__,
            "idata": result.idata is not None, "fields": fields}
     text = json.dumps(doc, indent=1, allow_nan=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    old: Path | None = None
     try:
-        _write_arrays(enc.arrays, tmp / _ARRAYS)
-        if result.idata is not None:
-            result.idata.to_netcdf(tmp / _IDATA, engine=_ENGINE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
+                                    dir=target.parent))
+    except OSError as exc:
+        raise ResultFileError(f"cannot write '{target}': {exc.strerror or exc}") from None
+    try:
+        with interrupts_deferred():
+            _write_arrays(enc.arrays, tmp / _ARRAYS)
+            if result.idata is not None:
+                result.idata.to_netcdf(tmp / _IDATA, engine=_ENGINE)
         (tmp / _JSON).write_text(text, encoding="utf-8")
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old",
-                                        dir=target.parent))
-            os.replace(target, old / "result")
-        os.replace(tmp, target)
-    except BaseException:
-        if old is not None and not target.exists():
-            os.replace(old / "result", target)  # put the previous result back
-        shutil.rmtree(tmp, ignore_errors=True)
+        replace_dir(tmp, target, _OWN, FORMAT)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # made by mkdtemp above: all of it ours
+        if isinstance(exc, OSError):
+            raise ResultFileError(f"cannot write '{target}': {exc.strerror or exc}") from None
         raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     return target
 
 
@@ -354,24 +357,36 @@ def load(path: str | os.PathLike[str]) -> FitResult:
             f"{doc.get('hierlm_version', '?')}); this hierlm reads format_version "
             f"{FORMAT_VERSION} only")
     try:
-        arrays = _read_arrays(folder / _ARRAYS)
+        with interrupts_deferred():
+            arrays = _read_arrays(folder / _ARRAYS)
         fields = _Decoder(arrays).value({"__type__": "dict", "items": [
             [k, v] for k, v in doc["fields"].items()]})
         if doc.get("idata"):
             import xarray as xr
 
-            with xr.open_datatree(folder / _IDATA, engine=_ENGINE) as tree:
+            with interrupts_deferred(), xr.open_datatree(folder / _IDATA,
+                                                         engine=_ENGINE) as tree:
                 fields["idata"] = tree.load().copy()
     except Exception as exc:
         raise ResultFileError(f"'{folder}' is damaged: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-    if isinstance(fields.get("coder"), dict):
-        from hierlm.design.newdata import NewDataCoder
-
-        fields["coder"] = NewDataCoder.from_dict(fields["coder"])
     known = {f.name for f in dataclasses.fields(FitResult)}
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ResultFileError(f"'{folder}' has field(s) this hierlm does not know: "
                               f"{', '.join(unknown)}")
-    return FitResult(**fields)
+    missing = sorted(f.name for f in dataclasses.fields(FitResult)
+                     if f.name not in fields and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+    if missing:
+        raise ResultFileError(f"'{folder}' is damaged: missing field(s) "
+                              f"{', '.join(missing)} in {_JSON}")
+    try:
+        if isinstance(fields.get("coder"), dict):
+            from hierlm.design.newdata import NewDataCoder
+
+            fields["coder"] = NewDataCoder.from_dict(fields["coder"])
+        return FitResult(**fields)
+    except Exception as exc:
+        raise ResultFileError(f"'{folder}' is damaged: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from None

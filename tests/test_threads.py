@@ -1,0 +1,86 @@
+"""Fits run concurrently in threads give exactly the serial results.
+
+Four datasets share one model structure, so every thread evaluates the same compiled
+objective (and the same post-hoc graphs).  The reference is the serial fit of each
+dataset in this process; a thread that shares a linked function's storage with
+another gets another dataset's numbers or an internal exception.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierlm
+from hierlm.objective import profiled
+
+FORMULA = "Reaction ~ Days + (Days | Subject)"
+
+
+def _datasets() -> list[pd.DataFrame]:
+    base = hierlm.load_sleepstudy()
+    out = []
+    for seed in range(4):
+        d = base.copy()
+        d["Reaction"] = d["Reaction"] + np.random.default_rng(seed).normal(0.0, 30.0, len(d))
+        out.append(d)
+    return out
+
+
+def _work(data: pd.DataFrame) -> dict:
+    res = hierlm.fit(FORMULA, data)
+    new = data.iloc[::7].copy()
+    return {"objective": res.objective, "theta": res.theta, "beta": res.fixef.to_numpy(),
+            "table": res.coef_table(), "summary": res.summary(),
+            "predict": res.predict(new).to_numpy(), "converged": res.converged}
+
+
+def _compare(got: dict, want: dict, tol: float = 1e-10) -> None:
+    """``tol`` for the estimates: 1e-10 where both fits ran on one link; where one
+    ran on the VM and the other on Numba, the two links round differently and the
+    optimizer stops within its own tolerance of the flat optimum."""
+    assert got["objective"] == pytest.approx(want["objective"], abs=1e-10)
+    np.testing.assert_allclose(got["theta"], want["theta"], rtol=0, atol=tol)
+    np.testing.assert_allclose(got["beta"], want["beta"], rtol=tol, atol=tol)
+    np.testing.assert_allclose(got["predict"], want["predict"], rtol=tol, atol=tol)
+    pd.testing.assert_frame_equal(got["table"], want["table"], rtol=max(tol, 1e-9))
+    assert "Days" in got["summary"] and got["converged"] == want["converged"]
+
+
+def _run_threads(datasets: list[pd.DataFrame], threads: int, rounds: int) -> list[dict]:
+    jobs = [datasets[i % len(datasets)] for i in range(threads * rounds)]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(_work, jobs))
+
+
+@pytest.mark.parametrize("threads", [4, 8])
+def test_concurrent_fits_equal_serial_fits(threads: int, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    # every fit on the VM link, serial and threaded alike (see the last test for the move)
+    monkeypatch.setattr(profiled, "_CACHE", {})
+    monkeypatch.setattr(profiled, "VM_BUDGET_S", float("inf"))
+    datasets = _datasets()
+    serial = [_work(d) for d in datasets]
+    got = _run_threads(datasets, threads, rounds=2)  # an exception in a thread re-raises
+    for i, g in enumerate(got):
+        _compare(g, serial[i % len(datasets)])
+
+
+def test_concurrent_first_fits_and_the_move_to_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads that find no linked function yet link it at once, and the tiered
+    objective moves from the VM to Numba while the other threads evaluate it."""
+    datasets = _datasets()
+    serial = [_work(d) for d in datasets]
+    monkeypatch.setattr(profiled, "_CACHE", {})
+    monkeypatch.setattr(profiled, "_GRAPHS", {})
+    monkeypatch.setattr(profiled, "VM_BUDGET_S", 0.05)
+    got = _run_threads(datasets, 4, rounds=2)
+    for i, g in enumerate(got):
+        _compare(g, serial[i % len(datasets)], tol=1e-6)
+    tiered = profiled._CACHE[(profiled.structure_of(hierlm.build_design(
+        FORMULA, datasets[0]), profiled.compute_gram(hierlm.build_design(FORMULA, datasets[0]))),
+        "auto")]
+    assert tiered.link == "numba"
