@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.objective import profiled
+from hierlm.objective import numpy_link, profiled
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
@@ -56,12 +56,22 @@ def _run_threads(datasets: list[pd.DataFrame], threads: int, rounds: int) -> lis
         return list(pool.map(_work, jobs))
 
 
-@pytest.mark.parametrize("threads", [4, 8])
-def test_concurrent_fits_equal_serial_fits(threads: int, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
-    # every fit on the VM link, serial and threaded alike (see the last test for the move)
+def _one_link(link: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fit of the test on one link: the VM graph, or the dense NumPy evaluation
+    that small models start on under backend='auto' (hierlm.objective.numpy_link)."""
     monkeypatch.setattr(profiled, "_CACHE", {})
+    monkeypatch.setattr(numpy_link, "_TIERS", {})
     monkeypatch.setattr(profiled, "VM_BUDGET_S", float("inf"))
+    monkeypatch.setattr(numpy_link, "BUDGET_S", float("inf"))
+    if link == "vm":
+        monkeypatch.setattr(numpy_link, "MAX_SIZE", 0)  # no model is small enough
+
+
+@pytest.mark.parametrize("link", ["vm", "numpy"])
+@pytest.mark.parametrize("threads", [4, 8])
+def test_concurrent_fits_equal_serial_fits(threads: int, link: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _one_link(link, monkeypatch)
     datasets = _datasets()
     serial = [_work(d) for d in datasets]
     got = _run_threads(datasets, threads, rounds=2)  # an exception in a thread re-raises
@@ -69,18 +79,24 @@ def test_concurrent_fits_equal_serial_fits(threads: int, monkeypatch: pytest.Mon
         _compare(g, serial[i % len(datasets)])
 
 
-def test_concurrent_first_fits_and_the_move_to_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("link", ["vm", "numpy"])
+def test_concurrent_first_fits_and_the_move_to_numba(link: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Threads that find no linked function yet link it at once, and the tiered
-    objective moves from the VM to Numba while the other threads evaluate it."""
+    objective moves from the VM (or NumPy) to Numba while the other threads evaluate it."""
     datasets = _datasets()
     serial = [_work(d) for d in datasets]
     monkeypatch.setattr(profiled, "_CACHE", {})
     monkeypatch.setattr(profiled, "_GRAPHS", {})
+    monkeypatch.setattr(numpy_link, "_TIERS", {})
     monkeypatch.setattr(profiled, "VM_BUDGET_S", 0.05)
+    monkeypatch.setattr(numpy_link, "BUDGET_S", 0.05)
+    if link == "vm":
+        monkeypatch.setattr(numpy_link, "MAX_SIZE", 0)
     got = _run_threads(datasets, 4, rounds=2)
     for i, g in enumerate(got):
         _compare(g, serial[i % len(datasets)], tol=1e-6)
-    tiered = profiled._CACHE[(profiled.structure_of(hierlm.build_design(
-        FORMULA, datasets[0]), profiled.compute_gram(hierlm.build_design(FORMULA, datasets[0]))),
-        "auto")]
+    design = hierlm.build_design(FORMULA, datasets[0])
+    s = profiled.structure_of(design, profiled.compute_gram(design))
+    tiered = profiled._CACHE[(s, "auto")] if link == "vm" else numpy_link._TIERS[s]
     assert tiered.link == "numba"
