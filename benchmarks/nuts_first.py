@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     python -m benchmarks.nuts_first                    # warm-up process, then 3 timed ones
     python -m benchmarks.nuts_first --root /tmp/old    # time another checkout of hierlm
+    python -m benchmarks.nuts_first --baseline /tmp/old --out benchmarks/nuts_first_results.md
     python -m benchmarks.nuts_first --repeats 1 --draws 100
 
 Each process fits sleepstudy with its columns renamed to random strings (``Reaction``,
@@ -94,27 +95,51 @@ def run_worker(root: Path, seed: int, draws: int) -> dict[str, Any]:
     return {**json.loads(lines[-1][7:]), "wall_s": wall}
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", type=Path, default=REPO_ROOT, help="checkout of hierlm to time")
-    ap.add_argument("--repeats", type=int, default=3, help="timed processes")
-    ap.add_argument("--draws", type=int, default=200, help="draws (and tuning steps) per chain")
-    args = ap.parse_args(argv)
-    run_worker(args.root, 0, args.draws)  # warm-up: other names, same structures
-    runs = [run_worker(args.root, 1000 + i, args.draws) for i in range(args.repeats)]
-    print(f"hierlm at {args.root}; {args.repeats} fresh processes after one warm-up")
-    print("| formula | model | graphs | cfuncs | rest of fit (sampling) | first fit |")
-    print("|---|---|---|---|---|---|")
+def measure(root: Path, repeats: int, draws: int) -> list[dict[str, Any]]:
+    """A warm-up process (other names, same structures), then ``repeats`` timed ones,
+    each with names never used before (seeded by the clock)."""
+    base = time.time_ns() % 2**40
+    run_worker(root, base, draws)
+    return [run_worker(root, base + 1 + i, draws) for i in range(repeats)]
+
+
+def table(root: Path, runs: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: per formula, the medians of each stage (seconds)."""
+    lines = [f"hierlm at `{root}`; {len(runs)} fresh processes after one warm-up (medians, s)",
+             "", "| formula | model | graphs | C entry points | rest of fit (sampling) | "
+             "first fit |", "|---|---|---|---|---|---|"]
     for j, tpl in enumerate(FORMULAS):
         fits = [r["fits"][j] for r in runs]
 
         def med(key: str, fits: list[dict[str, Any]] = fits) -> float:
             return statistics.median(f[key] for f in fits)
-        print(f"| `{tpl}` | {med('model_s'):.2f} | {med('graphs_s'):.2f} | "
-              f"{med('cfuncs_s'):.2f} | {med('fit_s'):.2f} ({med('sampling_s'):.2f}) | "
-              f"**{med('first_fit_s'):.2f}** |")
-    print(f"import hierlm: {statistics.median(r['import_s'] for r in runs):.2f} s; "
-          f"whole process: {statistics.median(r['wall_s'] for r in runs):.2f} s (median)")
+        lines.append(f"| `{tpl}` | {med('model_s'):.2f} | {med('graphs_s'):.2f} | "
+                     f"{med('cfuncs_s'):.2f} | {med('fit_s'):.2f} ({med('sampling_s'):.2f}) | "
+                     f"**{med('first_fit_s'):.2f}** |")
+    lines += ["", f"`import hierlm`: {statistics.median(r['import_s'] for r in runs):.2f} s; "
+              f"whole process (import, three first fits): "
+              f"{statistics.median(r['wall_s'] for r in runs):.2f} s", ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=REPO_ROOT, help="checkout of hierlm to time")
+    ap.add_argument("--baseline", type=Path, help="another checkout, timed first in the same run")
+    ap.add_argument("--repeats", type=int, default=3, help="timed processes")
+    ap.add_argument("--draws", type=int, default=200, help="draws (and tuning steps) per chain")
+    ap.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
+    args = ap.parse_args(argv)
+    lines = [f"# First NUTS fit of a new model ({time.strftime('%Y-%m-%d %H:%M')}, "
+             f"load average {os.getloadavg()[0]:.2f})", "",
+             "`python -m benchmarks.nuts_first` (see its docstring); 2 chains x "
+             f"{args.draws} draws after {args.draws} tuning steps.", ""]
+    for root in [*([args.baseline] if args.baseline else []), args.root]:
+        lines += table(root, measure(root, args.repeats, args.draws))
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
 
 
 if __name__ == "__main__":
