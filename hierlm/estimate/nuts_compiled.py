@@ -43,19 +43,18 @@ sizes)::
     y ~ 1 + x + z + (1 | g)      0.05            0.07             0.12 (0.07)       0.24   10.20
     y ~ 1 + x + z + (x || g)     0.01            0.07             0.27 (0.10)       0.35   11.19
 
-(seconds).  Before, the time went to building the PyMC model and rewriting its
-graphs (0.7-2.1 s) and, above all, to Numba compiling each model's graphs anew
-(9.0-14.3 s).  Now the graphs load from disk (0.01-0.24 s) and their machine code
-from Numba's cache; the whole process (import, three first fits) took 3.85 s against
-41.8 s.  A second run at a higher load (``benchmarks/nuts_first_results.md``):
-3.10, 0.39 and 0.56 s against 23.6, 15.8 and 16.5 s; whole process 6.3 s against 59.8 s.  Where the first model's
-first fit in a process goes now (fresh process, load average 2.5): importing nutpie
-1.05 s (it imports ArviZ, with arviz_plots, matplotlib.pyplot and scipy.stats), the
-REML fit for the starting points 0.26-0.33 s, sampling and nutpie's conversion to
-ArviZ 0.36 s, the starting points through ``forward`` 0.10-0.13 s, the C entry points
-from Numba's cache 0.08 s, the graphs from disk 0.02 s.  One log density and
-gradient of sleepstudy took 18.8 us against 20.3 us before
-(``python -m benchmarks.nuts_bench gradient``).
+(seconds). Before, the time went to building the PyMC model and rewriting its graphs
+(0.7-2.1 s) and, above all, to Numba compiling each model's graphs anew (9.0-14.3 s).
+Now the graphs load from disk (0.01-0.24 s) and their machine code from Numba's cache;
+the whole process (import, three first fits) took 3.85 s against 41.8 s. A second run at
+a higher load (``benchmarks/nuts_first_results.md``): 3.10, 0.39 and 0.56 s against
+23.6, 15.8 and 16.5 s; whole process 6.3 s against 59.8 s. Where the first model's first
+fit in a process goes now (fresh process, load average 2.5): importing nutpie 1.05 s (it
+imports ArviZ, with arviz_plots, matplotlib.pyplot and scipy.stats), the REML fit for
+the starting points 0.26-0.33 s, sampling and nutpie's conversion to ArviZ 0.36 s, the
+starting points through ``forward`` 0.10-0.13 s, the C entry points from Numba's cache
+0.08 s, the graphs from disk 0.02 s. One log density and gradient of sleepstudy took
+18.8 us against 20.3 us before (``python -m benchmarks.nuts_bench gradient``).
 """
 
 from __future__ import annotations
