@@ -245,7 +245,7 @@ def gradient_time(insteval: bool = False, calls: int = 20_000) -> float:
     from threadpoolctl import threadpool_limits
 
     import hierlm
-    from hierlm.estimate.nuts_compiled import call_args, data_values, density_graphs, user_data
+    from hierlm.estimate.nuts_compiled import call_args, data_values, density_graphs
     from hierlm.estimate.priors import resolve_priors
     from hierlm.heap import large_temporaries_reused
 
@@ -257,7 +257,7 @@ def gradient_time(insteval: bool = False, calls: int = 20_000) -> float:
     pr = resolve_priors(objective.design, None)
     graphs = density_graphs(objective, pr)
     args = call_args(graphs.logp, data_values(objective, pr), 1)
-    ud = user_data(args)
+    ud = graphs.user_data(args)
     x, grad, logp = np.full(graphs.ndim, 0.1), np.zeros(graphs.ndim), np.zeros(1)
     ptr = ctypes.POINTER(ctypes.c_double)
     c_args = (graphs.ndim, x.ctypes.data_as(ptr), grad.ctypes.data_as(ptr),

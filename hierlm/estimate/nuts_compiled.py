@@ -15,11 +15,46 @@ nor rewrites its graphs:
 ``expand``   ``x -> (beta, sigma, sd_i, L_i)`` flattened (the constrained draws)
 ``forward``  constrained values -> ``x`` (for the chains' starting points)
 
-Their data (Gram blocks, prior parameters) are plain inputs.  nutpie calls ``logp`` and
-``expand`` through C function pointers: small Numba ``cfunc`` wrappers that read the
-data's addresses and shapes from one ``int64`` array and call the graph's Numba
-function.  The wrappers are cached by Numba like the graphs, and the chains run in
-parallel threads with no interpreter lock.
+Their data (Gram blocks, prior parameters, the number of fixed effects) are plain
+inputs.  nutpie calls ``logp`` and ``expand`` through C function pointers
+(:mod:`hierlm.estimate.nuts_cfunc`): small Numba ``cfunc`` wrappers that read the
+sizes and the data's addresses and shapes from one ``int64`` array and call the
+graph's Numba function.  The wrappers are cached by Numba like the graphs, and the
+chains run in parallel threads with no interpreter lock.
+
+What is compiled depends only on the structure (:func:`_structure_key`): the
+objective's :class:`~hierlm.objective.cholesky.Structure`, whether there are fixed
+effects, and each term's number of coefficients.  The graphs are built from a PyMC
+model whose terms are named ``{0}``, ``{1}``, ... and whose fixed-effect length is
+an input (``x`` is split with a symbolic offset), so column names, level counts and
+the number of fixed effects never enter them: a model with new names loads another
+model's graphs and machine code, and :class:`DensityGraphs` puts its names back for
+nutpie's ArviZ output.
+
+Measured with ``python -m benchmarks.nuts_first`` (2-core machine, one run, old and
+new keying one after the other; sleepstudy renamed at random, 1-5 subjects left out,
+a random covariate added in two of three formulas; fresh process after one warm-up
+process with other names; 2 chains x 200 draws; medians of 2 processes).  First NUTS
+fit of a new model keyed by structure, against ``before`` (keyed by names and
+sizes)::
+
+    formula                    graphs  C entry points  rest of fit (sampling)  first fit  before
+    y ~ 1 + x + (1 + x | g)      0.24            0.24             1.46 (1.14)       1.94   17.98
+    y ~ 1 + x + z + (1 | g)      0.05            0.07             0.12 (0.07)       0.24   10.20
+    y ~ 1 + x + z + (x || g)     0.01            0.07             0.27 (0.10)       0.35   11.19
+
+(seconds). Before, the time went to building the PyMC model and rewriting its graphs
+(0.7-2.1 s) and, above all, to Numba compiling each model's graphs anew (9.0-14.3 s).
+Now the graphs load from disk (0.01-0.24 s) and their machine code from Numba's cache;
+the whole process (import, three first fits) took 3.85 s against 41.8 s. A second run at
+a higher load (``benchmarks/nuts_first_results.md``): 3.10, 0.39 and 0.56 s against
+23.6, 15.8 and 16.5 s; whole process 6.3 s against 59.8 s. Where the first model's first
+fit in a process goes now (fresh process, load average 2.5): importing nutpie 1.05 s (it
+imports ArviZ, with arviz_plots, matplotlib.pyplot and scipy.stats), the REML fit for
+the starting points 0.26-0.33 s, sampling and nutpie's conversion to ArviZ 0.36 s, the
+starting points through ``forward`` 0.10-0.13 s, the C entry points from Numba's cache
+0.08 s, the graphs from disk 0.02 s. One log density and gradient of sleepstudy took
+18.8 us against 20.3 us before (``python -m benchmarks.nuts_bench gradient``).
 """
 
 from __future__ import annotations
@@ -33,24 +68,41 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from hierlm.estimate.nuts_cfunc import c_functions, user_data
 from hierlm.estimate.priors import Priors
-from hierlm.objective.graph_cache import (
-    CompiledGraph,
-    NotNeeded,
-    compile_graph,
-    wrapper_function,
-)
+from hierlm.objective.graph_cache import CompiledGraph, compile_graph
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.results.nuts_summary import coords_of
+
+
+@dataclass(frozen=True)
+class DensityCode:
+    """The three compiled graphs of one model structure, shared by all its models.
+
+    Built from a model whose terms are named ``{0}``, ``{1}``, ... (see
+    :func:`hierlm.estimate.nuts_model.generic_labels`); ``logp.meta`` holds the names
+    as templates for ``str.format`` and the shapes with ``None`` for the fixed-effect
+    axis.
+    """
+
+    logp: CompiledGraph
+    expand: CompiledGraph
+    forward: CompiledGraph
+
+    @functools.cached_property
+    def c_functions(self) -> tuple[Any, Any]:
+        """The ``logp`` and ``expand`` C entry points (:mod:`hierlm.estimate.nuts_cfunc`)."""
+        return c_functions(self.logp, self.expand)
 
 
 @dataclass(frozen=True)
 class DensityGraphs:
-    """The three compiled graphs of one model structure and their variables.
+    """The compiled graphs of one model, with its variables' names and shapes.
 
     Attributes
     ----------
-    logp, expand, forward : CompiledGraph
+    code : DensityCode
+        The compiled graphs (``logp``, ``expand``, ``forward``), shared by every model
+        of the structure.
     names : tuple of str
         The sampled variables (constrained), in ``expand``'s order.
     shapes : tuple of tuple of int
@@ -63,15 +115,28 @@ class DensityGraphs:
         Length of ``x``.
     """
 
-    logp: CompiledGraph
-    expand: CompiledGraph
-    forward: CompiledGraph
+    code: DensityCode
     names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
     dims: dict[str, tuple[str, ...]]
     value_names: tuple[str, ...]
     value_shapes: tuple[tuple[int, ...], ...]
     ndim: int
+
+    @property
+    def logp(self) -> CompiledGraph:
+        """``x -> (log p(x), d log p / dx)``."""
+        return self.code.logp
+
+    @property
+    def expand(self) -> CompiledGraph:
+        """``x -> `` the constrained values, flattened in ``names`` order."""
+        return self.code.expand
+
+    @property
+    def forward(self) -> CompiledGraph:
+        """Constrained values (in ``names`` order) ``-> x``."""
+        return self.code.forward
 
     @property
     def n_expanded(self) -> int:
@@ -85,22 +150,27 @@ class DensityGraphs:
         return {k: p.reshape(s) for k, p, s in
                 zip(self.value_names, parts, self.value_shapes, strict=True)}
 
-    @functools.cached_property
+    @property
     def c_functions(self) -> tuple[Any, Any]:
         """The ``logp`` and ``expand`` C entry points (Numba ``cfunc``), in nutpie's ABI.
 
-        Both read their data from one :func:`user_data` array laid out by ``logp``'s
+        Both read their data from one :meth:`user_data` array laid out by ``logp``'s
         inputs.
         """
-        sig_logp, sig_expand = _signatures()
-        return (_cfunc(self.logp, self.logp, _LOGP_SRC, "hierlm_logp", sig_logp, n=self.ndim),
-                _cfunc(self.logp, self.expand, _EXPAND_SRC, "hierlm_expand", sig_expand,
-                       n=self.ndim, m=self.n_expanded))
+        return self.code.c_functions
+
+    def user_data(self, args: list[np.ndarray]) -> np.ndarray:
+        """The array the C entry points read (:func:`~hierlm.estimate.nuts_cfunc.user_data`)
+        for this model's data ``args``; ``args`` must stay alive while it is in use."""
+        return user_data(args, self.ndim, self.n_expanded)
 
 
-def _structure_key(objective: ProfiledObjective, pr: Priors) -> tuple:
+def _structure_key(objective: ProfiledObjective) -> tuple:
+    """What the compiled density depends on: the objective's structure, whether there
+    are fixed effects, and each term's number of coefficients (the prior families are
+    fixed).  Names, level counts and the number of fixed effects are data."""
     design = objective.design
-    return (objective.structure, design.p, tuple(pr.labels), tuple(t.p for t in design.terms))
+    return (objective.structure, design.p > 0, tuple(t.p for t in design.terms))
 
 
 def _python_thunks() -> Any:
@@ -116,24 +186,56 @@ def _python_thunks() -> Any:
     return pytensor.config.change_flags(cxx="")
 
 
+def _templates(model: Any, point: dict[str, np.ndarray]) -> dict[str, tuple[int | None, ...]]:
+    """Shape of each value variable, ``None`` on the fixed-effect (``coef``) axis."""
+    out = {}
+    for rv in model.free_RVs:
+        v = model.rvs_to_values[rv]
+        dims = tuple(model.named_vars_to_dims.get(rv.name, ()))
+        shape: tuple[int | None, ...] = tuple(int(d) for d in np.shape(point[v.name]))
+        if "coef" in dims:
+            if model.rvs_to_transforms.get(rv) is not None:
+                raise RuntimeError(f"{rv.name} is transformed and sized by the fixed effects")
+            shape = tuple(None if d == "coef" else s for d, s in zip(dims, shape, strict=True))
+        out[v.name] = shape
+    return out
+
+
+def _join(x: Any, value_vars: list[Any], templates: dict[str, tuple[int | None, ...]],
+          n_coef: Any, outputs: list[Any]) -> list[Any]:
+    """``outputs`` with the value variables read from the vector ``x`` in turn (as
+    PyMC's ``join_nonshared_inputs``, but with symbolic lengths on the ``coef`` axis,
+    so the graph serves any number of fixed effects)."""
+    from pytensor.graph.replace import clone_replace
+
+    replace, pos = {}, 0
+    for v in value_vars:
+        shape = [n_coef if d is None else d for d in templates[v.name]]
+        size = functools.reduce(lambda a, b: a * b, shape, 1)
+        piece = pt.reshape(x[pos:pos + size], shape, ndim=len(shape)).astype(v.dtype)
+        replace[v] = v.type.filter_variable(piece)
+        pos = pos + size
+    return [clone_replace(o, replace, rebuild_strict=False) for o in outputs]
+
+
 def _pymc_pieces(objective: ProfiledObjective, pr: Priors) -> dict[str, Any]:
-    """Inputs, outputs and metadata of the three graphs, from the PyMC model."""
-    from pymc.pytensorf import join_nonshared_inputs
+    """Inputs, outputs and metadata of the three graphs, from a PyMC model built with
+    generic names (:func:`hierlm.estimate.nuts_model.generic_labels`)."""
+    from hierlm.estimate.nuts_model import build_model
 
-    from hierlm.estimate.nuts_model import compiled
-
-    model = compiled(objective, pr).model
+    model, _ = build_model(objective, pr, generic=True)
     value_vars = model.value_vars
     with _python_thunks():
         point = model.initial_point()
+    templates = _templates(model, point)
     logp = model.logp()
     grads: Any = pt.grad(logp, value_vars)
     values = model.replace_rvs_by_values(model.free_RVs)
     flat = pt.concatenate([pt.as_tensor(v).ravel() for v in values])
-    outs, x = join_nonshared_inputs(
-        point, _without_parameter_checks(
-            [logp, pt.concatenate([g.ravel() for g in grads]), flat,
-             *[pt.as_tensor(v).shape for v in values]]), value_vars)
+    x = pt.vector("x")
+    outs = _join(x, value_vars, templates, model.dim_lengths["coef"], _without_parameter_checks(
+        [logp, pt.concatenate([g.ravel() for g in grads]), flat,
+         *[pt.as_tensor(v).shape for v in values]]))
     x0 = np.concatenate([np.ravel(point[v.name]) for v in value_vars])
     with _python_thunks():
         shapes = pytensor.function([x], outs[3:], mode="FAST_COMPILE")(x0)
@@ -144,14 +246,15 @@ def _pymc_pieces(objective: ProfiledObjective, pr: Priors) -> dict[str, Any]:
         constrained.append(c)
         unconstrained.append(c if tr is None else tr.forward(c, *rv.owner.inputs))
     names = tuple(rv.name for rv in model.free_RVs)
+    dims = {n: tuple(model.named_vars_to_dims[n]) for n in names if n in model.named_vars_to_dims}
     meta = {
         "names": names,
-        "shapes": tuple(tuple(int(d) for d in np.ravel(sh)) for sh in shapes),
-        "dims": {n: tuple(model.named_vars_to_dims[n]) for n in names
-                 if n in model.named_vars_to_dims},
+        "shapes": tuple(tuple(None if dims.get(n, ())[j:j + 1] == ("coef",) else int(d)
+                              for j, d in enumerate(np.ravel(sh)))
+                        for n, sh in zip(names, shapes, strict=True)),
+        "dims": dims,
         "value_names": tuple(v.name for v in value_vars),
-        "value_shapes": tuple(tuple(int(d) for d in np.shape(point[v.name])) for v in value_vars),
-        "ndim": int(x0.size),
+        "value_shapes": tuple(templates[v.name] for v in value_vars),
     }
     by_value = dict(zip([model.rvs_to_values[rv].name for rv in model.free_RVs],
                         unconstrained, strict=True))
@@ -178,23 +281,16 @@ def _without_parameter_checks(outputs: list[Any]) -> list[Any]:
         outputs = clone_replace(outputs, replace=checks)
 
 
-_GRAPHS: dict[tuple, DensityGraphs] = {}
+_CODE: dict[tuple, DensityCode] = {}
 
 
-def density_graphs(objective: ProfiledObjective, pr: Priors) -> DensityGraphs:
+def density_code(objective: ProfiledObjective, pr: Priors) -> DensityCode:
     """The compiled graphs of this model's structure (from memory, disk, or built).
 
-    Examples
-    --------
-    >>> import hierlm
-    >>> from hierlm.estimate.priors import resolve_priors
-    >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
-    >>> g = density_graphs(m.objective, resolve_priors(m.design))
-    >>> g.names, g.ndim
-    (('beta', 'sigma', 'sd_Subject', 'chol_corr_Subject'), 6)
-    """
-    key = _structure_key(objective, pr)
-    got = _GRAPHS.get(key)
+    ``pr`` supplies the priors' values only when the graphs are built (as data: any
+    priors give the same graphs)."""
+    key = _structure_key(objective)
+    got = _CODE.get(key)
     if got is not None:
         return got
     built: dict[str, Any] = {}
@@ -206,23 +302,48 @@ def density_graphs(objective: ProfiledObjective, pr: Priors) -> DensityGraphs:
 
     g = {role: compile_graph(f"nuts-{role}", key, functools.partial(piece, role))
          for role in ("logp", "expand", "forward")}
-    meta = g["logp"].meta
-    got = _GRAPHS[key] = DensityGraphs(
-        g["logp"], g["expand"], g["forward"], tuple(meta["names"]),
-        tuple(tuple(s) for s in meta["shapes"]), dict(meta["dims"]),
-        tuple(meta["value_names"]), tuple(tuple(s) for s in meta["value_shapes"]),
-        int(meta["ndim"]))
+    got = _CODE[key] = DensityCode(g["logp"], g["expand"], g["forward"])
     return got
+
+
+def density_graphs(objective: ProfiledObjective, pr: Priors) -> DensityGraphs:
+    """The compiled graphs of this model's structure, with this model's names and
+    shapes (the terms' labels are ``pr.labels``).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.estimate.priors import resolve_priors
+    >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> g = density_graphs(m.objective, resolve_priors(m.design))
+    >>> g.names, g.ndim
+    (('beta', 'sigma', 'sd_Subject', 'chol_corr_Subject'), 6)
+    """
+    code = density_code(objective, pr)
+    meta, p = code.logp.meta, objective.design.p
+
+    def name(template: str) -> str:
+        return template.format(*pr.labels)
+
+    def shape(template: Any) -> tuple[int, ...]:
+        return tuple(p if d is None else int(d) for d in template)
+
+    value_shapes = tuple(shape(s) for s in meta["value_shapes"])
+    return DensityGraphs(
+        code, tuple(name(n) for n in meta["names"]), tuple(shape(s) for s in meta["shapes"]),
+        {name(k): tuple(name(d) for d in v) for k, v in meta["dims"].items()},
+        tuple(name(n) for n in meta["value_names"]), value_shapes,
+        int(sum(int(np.prod(s)) for s in value_shapes)))
 
 
 def data_values(objective: ProfiledObjective, pr: Priors) -> dict[str, np.ndarray]:
     """Values of every data input of the graphs, by name (Gram blocks, prior
-    parameters and the lengths of the named dimensions)."""
-    from hierlm.estimate.nuts_model import _data_values
+    parameters and the lengths of the dimensions of the generic model)."""
+    from hierlm.estimate.nuts_model import _data_values, generic_dims
 
     vals = _data_values(objective, pr)
-    vals.update({dim: np.asarray(len(labels), dtype=np.int64)
-                 for dim, labels in coords_of(objective.design).items()})
+    vals.update({dim: np.asarray(n, dtype=np.int64)
+                 for dim, n in generic_dims(objective.design).items()})
     return vals
 
 
@@ -234,114 +355,6 @@ def call_args(graph: CompiledGraph, values: dict[str, np.ndarray], n_explicit: i
         v = values[str(var.name)]  # (ascontiguousarray makes 0-d arrays 1-d: reshape)
         out.append(np.ascontiguousarray(v, dtype=var.type.dtype).reshape(np.shape(v)))
     return out
-
-
-# --- C entry points for nutpie ---------------------------------------------------------
-
-@functools.cache
-def _intrinsics() -> Any:
-    from numba import types
-    from numba.core import cgutils
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def as_pointer(typingctx: Any, address: Any) -> Any:
-        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-            return builder.inttoptr(args[0], cgutils.voidptr_t)
-        return types.voidptr(address), codegen
-
-    return as_pointer
-
-
-def _data_lines(layout: CompiledGraph, graph: CompiledGraph) -> tuple[list[str], list[str]]:
-    """Source lines that rebuild the data inputs of ``layout`` (after ``x``) from ``ud``
-    (each one's address, then its shape), and the names ``graph`` takes of them."""
-    lines, names, pos = [], {}, 0
-    for k, var in enumerate(layout.fgraph.inputs[1:]):
-        nd = var.type.ndim
-        shape = "(" + "".join(f"ud[{pos + 1 + j}], " for j in range(nd)) + ")"
-        dtype = var.type.dtype
-        lines.append(f"    a{k} = numba.carray(as_pointer(ud[{pos}]), {shape}, np.{dtype})")
-        names[var.name] = f"a{k}"
-        pos += 1 + nd
-    args = [names[var.name] for var in graph.fgraph.inputs[1:]]
-    return [f"    ud = numba.carray(ud_, ({pos},), np.int64)", *lines], args
-
-
-_LOGP_SRC = """
-def hierlm_logp(dim, x_, out_, logp_, ud_):
-    if dim != {n}:
-        return -1
-    try:
-        x = numba.carray(x_, ({n},))
-        out = numba.carray(out_, ({n},))
-        logp = numba.carray(logp_, ())
-{data}
-        value, grad = fn(x, {args})
-        logp[()] = value
-        out[:] = grad
-        if not np.all(np.isfinite(out)):
-            return 3
-        if not np.isfinite(value):
-            return 4
-    except Exception:
-        return 1
-    return 0
-"""
-
-_EXPAND_SRC = """
-def hierlm_expand(dim, expanded, x_, out_, ud_):
-    if dim != {n} or expanded != {m}:
-        return -1
-    try:
-        x = numba.carray(x_, ({n},))
-        out = numba.carray(out_, ({m},))
-{data}
-        (values,) = fn(x, {args})
-        out[:] = values
-    except Exception:
-        return -2
-    return 0
-"""
-
-
-def _cfunc(layout: CompiledGraph, graph: CompiledGraph, template: str, fname: str, sig: Any,
-           **sizes: int) -> Any:
-    import numba
-
-    lines, args = _data_lines(layout, graph)
-    src = template.format(data="\n".join("    " + ln for ln in lines), args=", ".join(args),
-                          **sizes)
-
-    def make(fn: Any) -> Any:
-        env = {"numba": numba, "np": np, "as_pointer": _intrinsics()}
-        py_fn = wrapper_function(graph, src, fname, fn, env)
-        return numba.cfunc(sig, cache=graph.digest is not None)(py_fn)
-
-    if graph.digest is not None:
-        try:  # converting the graph to Numba costs ~0.5 s; skip it when cached
-            return make(NotNeeded())
-        except numba.core.errors.TypingError:
-            pass
-    return make(graph.fn)
-
-
-@functools.cache
-def _signatures() -> tuple[Any, Any]:
-    from numba import types
-
-    dptr = types.CPointer(types.double)
-    return (types.int64(types.uint64, dptr, dptr, dptr, types.voidptr),
-            types.int64(types.uint64, types.uint64, dptr, dptr, types.voidptr))
-
-
-def user_data(args: list[np.ndarray]) -> np.ndarray:
-    """The ``int64`` array the C entry points read: each input's address, then shape.
-    ``args`` must stay alive while it is in use."""
-    out: list[int] = []
-    for a in args:
-        out += [a.ctypes.data, *a.shape]
-    return np.asarray(out, dtype=np.int64)
 
 
 class LogpDlogp:
@@ -406,6 +419,6 @@ def nutpie_model(graphs: DensityGraphs, values: dict[str, np.ndarray],
         _n_dim=graphs.ndim, _shapes=dict(zip(graphs.names, graphs.shapes, strict=True)),
         compiled_logp_func=logp_c, compiled_expand_func=expand_c,
         initial_point_func=init, shared_data={"args": args},  # keeps the data alive
-        shared_var_keys={}, user_data=user_data(args), n_expanded=graphs.n_expanded,
+        shared_var_keys={}, user_data=graphs.user_data(args), n_expanded=graphs.n_expanded,
         shape_info=(list(graphs.names), slices, [list(s) for s in graphs.shapes]),
         logp_func=None, expand_func=None)

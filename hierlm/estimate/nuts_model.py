@@ -10,6 +10,7 @@ is the unprofiled marginal deviance of :mod:`hierlm.objective.cholesky`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import warnings
 from collections import OrderedDict
@@ -20,6 +21,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
 from hierlm.estimate.corr_cholesky import fused_cholesky_corr
 from hierlm.estimate.frequentist import fit_profiled
@@ -64,17 +66,45 @@ def _data_values(objective: ProfiledObjective, pr: Priors) -> dict[str, np.ndarr
             for k, v in vals.items()}
 
 
-def build_model(objective: ProfiledObjective, priors: Priors) -> tuple[pm.Model, dict[str, Any]]:
+def generic_labels(n_terms: int) -> list[str]:
+    """Stand-ins ``"{0}"``, ``"{1}"``, ... for the terms' group labels: a model built
+    with them has names that ``str.format(*labels)`` turns into any model's names.
+
+    Examples
+    --------
+    >>> "sd_{}".format(generic_labels(2)[1]).format("Subject", "Days")
+    'sd_Days'
+    """
+    return [f"{{{i}}}" for i in range(n_terms)]
+
+
+def generic_dims(design: ModelDesign) -> dict[str, int]:
+    """Lengths of the dimensions of a model built with :func:`generic_labels`."""
+    dims = {"coef": design.p}
+    for label, t in zip(generic_labels(len(design.terms)), design.terms, strict=True):
+        dims[f"{label}_term"] = t.p
+    return dims
+
+
+def build_model(objective: ProfiledObjective, priors: Priors, generic: bool = False
+                ) -> tuple[pm.Model, dict[str, Any]]:
     """The PyMC model (priors, theta from SDs and correlations, marginal likelihood).
 
     Returns the model and its shared data variables (Gram blocks and prior parameters).
+    With ``generic``, the terms are named by :func:`generic_labels` and the dimensions'
+    coordinates are positions, so the model holds no name or level of the data.
     """
     import pymc as pm
 
     design = objective.design
     data = {k: pytensor.shared(v, name=k) for k, v in _data_values(objective, priors).items()}
+    if generic:
+        priors = dataclasses.replace(priors, labels=generic_labels(len(design.terms)))
+        coords: dict[str, Any] = {k: list(range(n)) for k, n in generic_dims(design).items()}
+    else:
+        coords = coords_of(design)
     # check_bounds=False: the priors' parameters were validated when they were resolved
-    with pm.Model(coords=coords_of(design), check_bounds=False) as model:
+    with pm.Model(coords=coords, check_bounds=False) as model:
         if design.p:
             beta = pm.Normal("beta", mu=data["beta_mu"], sigma=data["beta_sigma"], dims="coef")
         else:

@@ -20,6 +20,7 @@ import pytest
 
 import hierlm
 import hierlm.estimate.nuts_compiled as nc
+from hierlm.estimate import nuts_cfunc
 from hierlm.estimate.nuts_model import compiled
 from hierlm.estimate.priors import resolve_priors
 from hierlm.objective import graph_cache
@@ -64,7 +65,7 @@ def test_c_logp_matches_pymc_and_finite_differences(sleep_model: hierlm.Model) -
     assert graphs.shapes == ((2,), (), (2,), (2, 2)) and graphs.ndim == 6
     values = nc.data_values(obj, pr)
     args = nc.call_args(graphs.logp, values, 1)
-    ud = nc.user_data(args)
+    ud = graphs.user_data(args)
 
     model = compiled(obj, pr).model
     value_vars = model.value_vars
@@ -112,7 +113,7 @@ def test_non_finite_density_is_reported(sleep_model: hierlm.Model) -> None:
     pr = resolve_priors(obj.design, None)
     graphs = nc.density_graphs(obj, pr)
     args = nc.call_args(graphs.logp, nc.data_values(obj, pr), 1)
-    ud = nc.user_data(args)
+    ud = graphs.user_data(args)
     x = np.array([251.0, 10.5, 800.0, np.log(25.0), np.log(6.0), 0.1])  # sigma = e^800
     code, _, _ = _c_logp(graphs, ud, x)
     assert code in (3, 4)
@@ -128,10 +129,10 @@ def test_graphs_from_disk_equal_fresh_ones(sleep_model: hierlm.Model, tmp_path,
     monkeypatch.setattr(graph_cache, "cache_dir", lambda: tmp_path)
     results = []
     for expect_loaded in (False, True):
-        monkeypatch.setattr(nc, "_GRAPHS", {})
+        monkeypatch.setattr(nc, "_CODE", {})
         graphs = nc.density_graphs(obj, pr)
         assert graphs.logp.loaded is expect_loaded
-        ud = nc.user_data(args := nc.call_args(graphs.logp, values, 1))
+        ud = graphs.user_data(args := nc.call_args(graphs.logp, values, 1))
         results.append((_c_logp(graphs, ud, x), graphs.logp.fn(x, *args)))
         del args
     (c0, f0), (c1, f1) = results
@@ -166,13 +167,13 @@ def test_wrapper_compiles_when_not_in_numba_cache(sleep_model: hierlm.Model, tmp
     obj = sleep_model.objective
     pr = resolve_priors(obj.design, None)
     graphs = nc.density_graphs(obj, pr)
-    _, sig_expand = nc._signatures()
+    _, sig_expand = nuts_cfunc._signatures()
     m = graphs.n_expanded
-    expand_c = nc._cfunc(graphs.logp, graphs.expand, nc._EXPAND_SRC, "hierlm_expand",
-                         sig_expand, n=graphs.ndim, m=m)
+    expand_c = nuts_cfunc._cfunc(graphs.logp, graphs.expand, nuts_cfunc._EXPAND_SRC,
+                                 "hierlm_expand", sig_expand)
     assert any(tmp_path.iterdir())  # compiled here, and cached
     args = nc.call_args(graphs.logp, nc.data_values(obj, pr), 1)
-    ud = nc.user_data(args)
+    ud = graphs.user_data(args)
     x = np.array([250.0, 10.0, np.log(26.0), np.log(24.0), np.log(5.5), -0.2])
     out = np.zeros(m)
     code = expand_c.ctypes(x.size, m, x.ctypes.data_as(_P), out.ctypes.data_as(_P),
@@ -194,7 +195,7 @@ def test_pymc_logp_function_matches_c_logp_and_pickles(sleep_model: hierlm.Model
     f = nc.LogpDlogp(graphs.logp, nc.call_args(graphs.logp, values, 1))
     g = pickle.loads(pickle.dumps(f))
     x = np.array([251.0, 10.5, np.log(25.0), np.log(25.0), np.log(6.0), 0.1])
-    code, value, grad = _c_logp(graphs, nc.user_data(nc.call_args(graphs.logp, values, 1)), x)
+    code, value, grad = _c_logp(graphs, graphs.user_data(nc.call_args(graphs.logp, values, 1)), x)
     assert code == 0
     for fn in (f, g):
         v, d = fn(x)
@@ -204,7 +205,7 @@ def test_pymc_logp_function_matches_c_logp_and_pickles(sleep_model: hierlm.Model
     other_values = nc.data_values(other, pr)
     other_args = nc.call_args(graphs.logp, other_values, 1)
     g.args = other_args
-    code, value2, _ = _c_logp(graphs, nc.user_data(other_args), x)
+    code, value2, _ = _c_logp(graphs, graphs.user_data(other_args), x)
     assert code == 0 and value2 != pytest.approx(value)
     assert float(g(x)[0]) == pytest.approx(value2, rel=1e-12)
 
