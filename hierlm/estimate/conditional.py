@@ -42,7 +42,7 @@ from hierlm.estimate.extract import _cond_var
 from hierlm.estimate.group_loglik import group_loglik, split_factor
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import templates
-from hierlm.results.varcorr import group_labels
+from hierlm.objective.varcorr import group_labels
 
 if TYPE_CHECKING:  # xarray is imported by the NUTS functions only: REML fits never need it
     import xarray as xr

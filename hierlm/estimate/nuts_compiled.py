@@ -33,6 +33,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from hierlm.estimate.nuts_posterior import coords_of
 from hierlm.estimate.priors import Priors
 from hierlm.objective.graph_cache import (
     CompiledGraph,
@@ -41,7 +42,6 @@ from hierlm.objective.graph_cache import (
     wrapper_function,
 )
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.results.nuts_summary import coords_of
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from hierlm.errors import MethodError
 from hierlm.estimate.corr_cholesky import fused_cholesky_corr
 from hierlm.estimate.frequentist import fit_profiled
 from hierlm.estimate.nuts_compiled import LogpDlogp
+from hierlm.estimate.nuts_posterior import coords_of
 from hierlm.estimate.priors import Priors
 from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_deviance
 from hierlm.objective.profiled import ProfiledObjective, gram_values
 from hierlm.objective.theta import templates, tril_colmajor
-from hierlm.results.nuts_summary import coords_of
 
 if TYPE_CHECKING:  # PyMC is imported only where it is used: nutpie's path needs it
     import pymc as pm  # only when a graph is not on disk

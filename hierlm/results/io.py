@@ -48,6 +48,7 @@ from hierlm.errors import ResultFileError
 from hierlm.objective.interrupts import interrupts_deferred
 from hierlm.results.replace import check_replaceable, replace_dir
 from hierlm.results.result import FitResult
+from hierlm.version import __version__
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
 
@@ -275,8 +276,6 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
     >>> hierlm.load(folder).fixef.equals(res.fixef)
     True
     """
-    from hierlm import __version__
-
     _require_backend()
     if not isinstance(result, FitResult):
         raise ResultFileError(f"can only save a FitResult, got {type(result).__name__}")
