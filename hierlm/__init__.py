@@ -25,7 +25,7 @@ from hierlm.errors import (
     SingularFitWarning,
 )
 from hierlm.model import Model, fit
-from hierlm.results.io import load
+from hierlm.results.load import load
 from hierlm.results.result import FitResult
 from hierlm.version import __version__
 

@@ -33,6 +33,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from hierlm.estimate.nuts_model import _data_values, compiled
 from hierlm.estimate.nuts_posterior import coords_of
 from hierlm.estimate.priors import Priors
 from hierlm.objective.graph_cache import (
@@ -119,8 +120,6 @@ def _python_thunks() -> Any:
 def _pymc_pieces(objective: ProfiledObjective, pr: Priors) -> dict[str, Any]:
     """Inputs, outputs and metadata of the three graphs, from the PyMC model."""
     from pymc.pytensorf import join_nonshared_inputs
-
-    from hierlm.estimate.nuts_model import compiled
 
     model = compiled(objective, pr).model
     value_vars = model.value_vars
@@ -218,8 +217,6 @@ def density_graphs(objective: ProfiledObjective, pr: Priors) -> DensityGraphs:
 def data_values(objective: ProfiledObjective, pr: Priors) -> dict[str, np.ndarray]:
     """Values of every data input of the graphs, by name (Gram blocks, prior
     parameters and the lengths of the named dimensions)."""
-    from hierlm.estimate.nuts_model import _data_values
-
     vals = _data_values(objective, pr)
     vals.update({dim: np.asarray(len(labels), dtype=np.int64)
                  for dim, labels in coords_of(objective.design).items()})

@@ -17,15 +17,15 @@ from hierlm.errors import warn
 from hierlm.estimate.nuts_posterior import diagnostic_messages
 
 if TYPE_CHECKING:
-    from hierlm.results.result import FitResult
+    from hierlm.estimate.record import FitRecord
 
 
-def format_nuts_header(res: FitResult) -> list[str]:
+def format_nuts_header(res: FitRecord) -> list[str]:
     """First lines of a NUTS summary: method, sampler settings and priors.
 
     Parameters
     ----------
-    res : FitResult
+    res : FitRecord
         A fit with ``method == "NUTS"``.
 
     Returns
@@ -54,7 +54,7 @@ def format_nuts_header(res: FitResult) -> list[str]:
     return lines
 
 
-def format_nuts_footer(res: FitResult) -> list[str]:
+def format_nuts_footer(res: FitRecord) -> list[str]:
     """Last lines of a NUTS summary: diagnostics, divergences and notes.
 
     Warns (``UserWarning``) when some r_hat exceeds 1.01, some ess_bulk is below
@@ -62,7 +62,7 @@ def format_nuts_footer(res: FitResult) -> list[str]:
 
     Parameters
     ----------
-    res : FitResult
+    res : FitRecord
         A fit with ``method == "NUTS"``.
 
     Returns

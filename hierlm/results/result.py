@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from hierlm.estimate.record import FitRecord
+from hierlm.results.io import save as save_result
 from hierlm.results.results_section import ResultsSectionMixin
+from hierlm.results.summary import format_summary
 
 
 @dataclass(frozen=True, eq=False)
@@ -255,8 +257,6 @@ class FitResult(FitRecord, ResultsSectionMixin):
         >>> print(res.summary().splitlines()[0])
         Linear mixed model fit by REML ['hierlm']
         """
-        from hierlm.results.summary import format_summary
-
         return format_summary(self)
 
     # ---- inference after the fit (hierlm.inference): thin wrappers ----------------
@@ -407,9 +407,7 @@ class FitResult(FitRecord, ResultsSectionMixin):
         See :func:`hierlm.results.io.save`; read it back with :func:`hierlm.load`.
         """
         self._require_rows("save()")
-        from hierlm.results.io import save
-
-        save(self, path)
+        save_result(self, path)
 
     def __repr__(self) -> str:
         return (f"<hierlm.FitResult {self.method}: {self.formula!r}, nobs={self.nobs}, "
