@@ -25,10 +25,9 @@ from hierlm.errors import (
     SingularFitWarning,
 )
 from hierlm.model import Model, fit
-from hierlm.results.io import load
+from hierlm.results.load import load
 from hierlm.results.result import FitResult
-
-__version__ = "0.1.0"
+from hierlm.version import __version__
 
 
 def anova(*fits: _Any) -> _Any:

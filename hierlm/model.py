@@ -7,52 +7,23 @@ several ways without being rebuilt.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
-import gc
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from hierlm.design.chunked import ChunkedDesign
 from hierlm.design.matrices import build_design
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import DataError, MethodError
-from hierlm.heap import large_temporaries_reused
+from hierlm.heap import gc_paused, large_temporaries_reused
+from hierlm.inference.blas import one_blas_thread
 from hierlm.objective.gram_sources import design_and_gram_out_of_core, is_out_of_core
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
 from hierlm.results.result import FitResult
 
 METHODS = ("reml", "ml", "nuts")
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    """One controller per process: finding the BLAS libraries costs milliseconds a call."""
-    return ThreadpoolController()
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for the block, as :mod:`timeit` does.
-
-    With PyTensor, PyMC, Numba and ArviZ loaded a process tracks ~300,000 objects, and
-    a full collection walks all of them (0.25 s after a sleepstudy NUTS fit).  Loading
-    and fitting allocate enough to trigger two of them in a first NUTS fit: 0.6-0.7 s
-    of its ~4 s.  A fit leaves no cyclic garbage that needs collecting meanwhile; the
-    collector is switched back on afterwards (if it was on).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _check_sampler_arguments(sample: Any, kwargs: dict[str, Any]) -> None:
@@ -100,7 +71,7 @@ class Model:
 
     def __init__(self, formula: str, data: Any, weights: object = None,
                  offset: object = None, contrasts: dict[str, Any] | None = None) -> None:
-        with _gc_paused():
+        with gc_paused():
             if is_out_of_core(data):  # parquet path/glob/Dataset or Dask: read in chunks
                 chunked, gram = design_and_gram_out_of_core(formula, data, weights, offset,
                                                             contrasts)
@@ -176,7 +147,7 @@ class Model:
                               f"{', '.join(sorted(kwargs))}")
         # One BLAS thread: the objective's dense factorizations are small to medium, and
         # multithreaded OpenBLAS potrf on 2 busy cores was 10x slower than one thread.
-        with (_gc_paused(), _blas_controller().limit(limits=1, user_api="blas"),
+        with (gc_paused(), one_blas_thread(),
               large_temporaries_reused(self._objective.gram.A_RR.shape[0])):
             if key == "nuts":
                 from hierlm.estimate.nuts import sample
@@ -190,7 +161,7 @@ class Model:
                                    options=options)
         d = self._design
         rows: dict[str, Any] = {"y": None, "fitted_values": None} if chunked else {}
-        return dataclasses.replace(res, model=self, coder=d.coder, row_labels=d.row_labels,
+        return FitResult.from_record(res, model=self, coder=d.coder, row_labels=d.row_labels,
                                    dropped_rows=d.dropped_rows, **rows)
 
 

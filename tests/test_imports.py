@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from hierlm.design.matrices import _variables
+from hierlm.design.columns import _variables
 
 LAZY = ("xarray", "h5netcdf", "h5py", "arviz", "arviz_base", "arviz_stats", "pymc",
         "nutpie", "formulae", "matplotlib")

@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.design import columns as _c
 from hierlm.design import matrices as _m
 from hierlm.design.contrasts import ContrastSpec, parse_contrasts
 from hierlm.design.formula import parse_formula
+from hierlm.design.grouping_types import grouping_column
 from hierlm.design.newdata import CodedRows, NewDataCoder, TermCoding
 from hierlm.design.predictor_types import check_predictor_types
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm
@@ -96,9 +98,9 @@ def plan_chunks(formula: str, contrasts: object = None) -> ChunkPlan:
             raise FormulaError(f"'{hit.group(1)}(...)' needs the whole column, so it cannot be "
                                f"computed chunk by chunk; compute the column before writing "
                                f"the data, or fit in memory")
-    used = _m._variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
+    used = _c._variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
     for term in spec.random:
-        used |= _m._variables(term.expr, f"random term ({term.expr} | {term.group})")
+        used |= _c._variables(term.expr, f"random term ({term.expr} | {term.group})")
     predictors = used - {spec.response}
     used |= set(spec.columns)
     as_factor = {name for expr in (spec.fixed, *(t.expr for t in spec.random))
@@ -169,7 +171,7 @@ class LevelSummary:
 
 def _kept(frame: pd.DataFrame, plan: ChunkPlan) -> tuple[pd.DataFrame, int]:
     """The used columns of the complete rows of a chunk, and the number of rows."""
-    sub = _m.check_columns(frame, set(plan.used), "data", require_rows=False)
+    sub = _c.check_columns(frame, set(plan.used), "data", require_rows=False)
     sub = sub[list(plan.used)]
     keep = sub.notna().all(axis=1).to_numpy()
     return sub.loc[keep].reset_index(drop=True), len(sub)
@@ -192,7 +194,7 @@ def scan_chunk(frame: pd.DataFrame, plan: ChunkPlan) -> LevelSummary:
     distinct: dict[str, pd.DataFrame] = {}
     for k, ts in enumerate(plan.spec.random):
         for f in ts.factors:
-            _m.grouping_column(kept[f], f)  # the grouping-column type rule
+            grouping_column(kept[f], f)  # the grouping-column type rule
         distinct[f"term:{k}"] = _distinct(kept[list(ts.factors)])
     example = {}
     for c in plan.predictors:

@@ -49,7 +49,7 @@ class ModelMatrix:
     Examples
     --------
     >>> import pandas as pd
-    >>> from hierlm.design.matrices import formulae_common
+    >>> from hierlm.design.columns import formulae_common
     >>> d = pd.DataFrame({"a": ["p", "q", "r", "p"], "b": ["u", "u", "v", "v"]})
     >>> build_model_matrix("a:b", d, evaluate=formulae_common).names
     ('(Intercept)', 'ap:bu', 'aq:bu', 'ar:bu', 'ap:bv', 'aq:bv', 'ar:bv')

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hierlm.design import matrices as _m
+from hierlm.design import columns as _c
 from hierlm.design.contrasts import ContrastSpec, parse_contrasts
 from hierlm.design.frames import as_pandas
 from hierlm.design.model_matrix import build_model_matrix
@@ -139,7 +139,7 @@ class NewDataCoder:
     def _vars(self, expr: str, what: str) -> set[str]:
         key = f"vars:{expr}"
         if key not in self._cache:
-            self._cache[key] = _m._variables(expr, what)
+            self._cache[key] = _c._variables(expr, what)
         return set(self._cache[key])
 
     # --- coding ------------------------------------------------------------------------
@@ -205,7 +205,7 @@ class NewDataCoder:
 
     def _checked(self, newdata: object, values: set[str], grouping: set[str]) -> pd.DataFrame:
         used = values | grouping
-        newdata = _m.check_columns(newdata, used, "newdata", require_rows=False)
+        newdata = _c.check_columns(newdata, used, "newdata", require_rows=False)
         out = {}
         for c in sorted(used):
             col = newdata[c].reset_index(drop=True)
@@ -245,15 +245,15 @@ class NewDataCoder:
     def _matrix(self, expr: str, new: pd.DataFrame, what: str,
                 names: tuple[str, ...]) -> np.ndarray:
         contrasts = self.contrasts if what == "fixed part" else None
-        if _m._simple_matrix(expr, self.frame) is not None and not contrasts:
-            simple = _m._simple_matrix(expr, new)
+        if _c._simple_matrix(expr, self.frame) is not None and not contrasts:
+            simple = _c._simple_matrix(expr, new)
             assert simple is not None  # the same columns, checked numeric
             M, got = simple
         else:
             key = f"matrix:{contrasts is not None}:{what == 'fixed part'}:{expr}"
             if key not in self._cache:
                 self._cache[key] = build_model_matrix(expr, self.frame, contrasts, what,
-                                                      _m.formulae_common)
+                                                      _c.formulae_common)
             mm = self._cache[key]
             M, got = mm.code(new), mm.names
         lost = [n for n in names if n not in got]
@@ -271,7 +271,7 @@ class NewDataCoder:
 
     @staticmethod
     def _codes(t: TermCoding, new: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
-        labels = _m.group_labels(t.factors, new)
+        labels = _c.group_labels(t.factors, new)
         lookup = pd.Index(t.levels)
         codes = lookup.get_indexer(pd.Index(labels.to_numpy(dtype=object)))
         if not allow_new_levels and np.any(codes < 0):

@@ -38,11 +38,11 @@ import scipy.sparse as sp
 
 from hierlm.design.terms import ModelDesign
 from hierlm.design.weights import working_design
-from hierlm.estimate.extract import _cond_var
+from hierlm.estimate.cond_var import conditional_variances
 from hierlm.estimate.group_loglik import group_loglik, split_factor
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import templates
-from hierlm.results.varcorr import group_labels
+from hierlm.objective.varcorr import group_labels
 
 if TYPE_CHECKING:  # xarray is imported by the NUTS functions only: REML fits never need it
     import xarray as xr
@@ -272,7 +272,8 @@ def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], 
         f = cs.factor(th)
         mean = cs.to_b(f, cs.draw(f, be, s, np.zeros(design.q)))
         qr = objective.gram.q_rest
-        cv = _cond_var(design, objective.gram, f.Ts, f.L1, f.L_R[:qr, :qr], f.lam_rest, s**2)
+        cv = conditional_variances(design, objective.gram, f.Ts, f.L1, f.L_R[:qr, :qr],
+                                   f.lam_rest, s**2)
         sds = [np.sqrt(np.clip(np.diagonal(v, axis1=1, axis2=2), 0, None)) for v in cv]
         return mean, sds, None, 0
     per_chain = min(D, max(1, max_ranef // C))

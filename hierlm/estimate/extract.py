@@ -10,22 +10,18 @@ With ``L_R`` the factor of the Schur complement (rows ``[Z_rest, X, y]``)::
     vcov(beta) = sigma^2 (L_XX L_XX')^{-1}
     Var(b | y) = sigma^2 Lambda (L_Z L_Z')^{-1} Lambda'  (diagonal blocks per level)
 
-For the block-1 conditional variances,
-``(Omega_ZZ^{-1})_11 = M^{-1} + M^{-1} C' S_ZZ^{-1} C M^{-1}`` with
-``C = Lambda_R' A_R1 Lambda_1`` restricted to the random-effect rows.
+The conditional variances come from :mod:`hierlm.estimate.cond_var`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
-import scipy.sparse as sp
 
-from hierlm.design.terms import ModelDesign
-from hierlm.objective.gram import GramBlocks
+from hierlm.estimate.cond_var import conditional_variances
+from hierlm.estimate.conditional import ConditionalSampler
 from hierlm.objective.profiled import ProfiledObjective
 
 
@@ -75,8 +71,6 @@ def extract(objective: ProfiledObjective, theta: np.ndarray, L1: np.ndarray,
     beta = sla.solve_triangular(L_XX, l_yX, lower=True, trans="T") if p else np.zeros(0)
     beta = beta + gram.beta_offset  # the Gram blocks hold y - X beta_offset
     # Conditional modes: the conditional mean of u at beta-hat (z = 0), b = Lambda u.
-    from hierlm.estimate.conditional import ConditionalSampler
-
     sampler = ConditionalSampler(objective)
     f = sampler.factor_from(theta, L1, L_R)
     b_list = sampler.to_b(f, sampler.draw(f, beta, 0.0, np.zeros(design.q)))
@@ -86,40 +80,5 @@ def extract(objective: ProfiledObjective, theta: np.ndarray, L1: np.ndarray,
 
     cv: list[np.ndarray] = []
     if cond_var:
-        cv = _cond_var(design, gram, f.Ts, L1, L_R[:qr, :qr], f.lam_rest, sigma2)
+        cv = conditional_variances(design, gram, f.Ts, L1, L_R[:qr, :qr], f.lam_rest, sigma2)
     return Estimates(beta=beta, sigma=float(np.sqrt(sigma2)), vcov=vcov, b=b_list, cond_var=cv)
-
-
-def _cond_var(design: ModelDesign, gram: GramBlocks, Ts: list[np.ndarray], L1: np.ndarray,
-              L_Z: np.ndarray, lam_rest: Any, sigma2: float) -> list[np.ndarray]:
-    first = design.terms[0]
-    p1, l1, qr = first.p, first.n_levels, gram.q_rest
-    eye = np.broadcast_to(np.eye(p1), (l1, p1, p1))
-    L1inv = np.linalg.solve(L1, eye)
-    Minv = np.swapaxes(L1inv, 1, 2) @ L1inv
-    out = []
-    if qr:
-        mask = gram.nz_row < qr
-        rows = np.repeat(gram.nz_row[mask], p1)
-        cols = (gram.nz_level[mask][:, None] * p1 + np.arange(p1)[None, :]).ravel()
-        A = sp.csr_matrix((gram.nz_val[mask].ravel(), (rows, cols)), shape=(qr, l1 * p1))
-        lam1 = sp.kron(sp.identity(l1), sp.csr_matrix(Ts[0]))
-        C = np.asarray((lam_rest.T @ A @ lam1).toarray())
-        G = sla.solve_triangular(L_Z, C, lower=True)  # L_Z^{-1} C
-        G3 = G.reshape(qr, l1, p1)
-        H = np.einsum("ika,ikb->kab", G3, G3)
-        block1 = Minv + Minv @ H @ Minv
-        Linv = sla.solve_triangular(L_Z, np.eye(qr), lower=True)  # S_ZZ^{-1} = Linv'Linv
-        off = 0
-        rest = []
-        for term, T in zip(design.terms[1:], Ts[1:], strict=True):
-            cols3 = Linv[:, off:off + term.q].reshape(qr, term.n_levels, term.p)
-            blk = np.einsum("ika,ikb->kab", cols3, cols3)
-            rest.append(sigma2 * (T @ blk @ T.T))
-            off += term.q
-    else:
-        block1 = Minv
-        rest = []
-    out.append(sigma2 * (Ts[0] @ block1 @ Ts[0].T))
-    out.extend(rest)
-    return out

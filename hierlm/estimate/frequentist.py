@@ -17,11 +17,11 @@ from hierlm.errors import ConvergenceWarning, SingularFitWarning, warn
 from hierlm.estimate.degenerate import check_exact_fit
 from hierlm.estimate.extract import Estimates, extract
 from hierlm.estimate.optimize import optimize_theta, theta_scale
+from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import templates, theta_lower
-from hierlm.results.result import FitResult
-from hierlm.results.varcorr import varcorr_table
+from hierlm.objective.varcorr import varcorr_table
 
 SINGULAR_TOL = 1e-4
 #: A residual SD below this fraction of the response's SD triggers the exact-fit check.
@@ -78,7 +78,7 @@ def fitted_values(design: ModelDesign, beta: np.ndarray, b: list[np.ndarray]) ->
 
 
 def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray,
-                          objective: float, method: str, **fields: Any) -> FitResult:
+                          objective: float, method: str, **fields: Any) -> FitRecord:
     """Assemble a :class:`FitResult` from point estimates (shared by all methods)."""
     names = list(design.fixef_names)
     Ts = templates(design, theta)
@@ -88,7 +88,7 @@ def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray
     groups: dict[str, int] = {}
     for t in design.terms:
         groups.setdefault(t.group, t.n_levels)
-    return FitResult(
+    return FitRecord(
         formula=design.formula, method=method,
         fixef=pd.Series(est.beta, index=names, name="fixef"),
         fixef_se=pd.Series(np.sqrt(np.diag(est.vcov)), index=names, name="fixef_se"),
@@ -105,7 +105,7 @@ def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray
 
 
 def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | None = None,
-                 options: dict[str, Any] | None = None) -> FitResult:
+                 options: dict[str, Any] | None = None) -> FitRecord:
     """Fit by REML or ML and return the result (stage 3 + 4).
 
     Parameters

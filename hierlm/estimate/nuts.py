@@ -33,6 +33,7 @@ from hierlm.estimate.conditional import (
     marginal_deviance,
     ranef_posterior,
 )
+from hierlm.estimate.diagnostics import diagnostics_table, loo_summary
 from hierlm.estimate.frequentist import fitted_values, ranef_frame
 from hierlm.estimate.nuts_compiled import (
     LogpDlogp,
@@ -43,11 +44,7 @@ from hierlm.estimate.nuts_compiled import (
 )
 from hierlm.estimate.nuts_model import choose_sampler, compiled, initvals, pymc_step
 from hierlm.estimate.nuts_nutpie import nutpie_sample
-from hierlm.estimate.priors import Priors, resolve_priors
-from hierlm.estimate.pymc_progress import progress_bar_without_matplotlib
-from hierlm.objective.profiled import ProfiledObjective
-from hierlm.results.diagnostics import diagnostics_table, loo_summary
-from hierlm.results.nuts_summary import (
+from hierlm.estimate.nuts_posterior import (
     coords_of,
     derived_variables,
     diagnostic_messages,
@@ -55,15 +52,18 @@ from hierlm.results.nuts_summary import (
     flat_draws,
     point_estimates,
 )
-from hierlm.results.result import FitResult
-from hierlm.results.varcorr import varcorr_table
+from hierlm.estimate.priors import Priors, resolve_priors
+from hierlm.estimate.pymc_progress import progress_bar_without_matplotlib
+from hierlm.estimate.record import FitRecord
+from hierlm.objective.profiled import ProfiledObjective
+from hierlm.objective.varcorr import varcorr_table
 
 
 def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
            chains: int = 4, random_seed: int | None = None, progressbar: bool = True,
            priors: dict[str, Any] | None = None, target_accept: float = 0.9,
            init: str = "reml", ranef_draws: bool | int = True,
-           sampler: str = "auto", cores: int | None = None) -> FitResult:
+           sampler: str = "auto", cores: int | None = None) -> FitRecord:
     """Sample the posterior of a linear mixed model with NUTS.
 
     NUTS runs on ``beta``, ``sigma``, the random-effect SDs and correlations only, with
@@ -188,7 +188,7 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
 
 
 def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: dict[str, Any],
-              max_ranef: int, rng: np.random.Generator) -> FitResult:
+              max_ranef: int, rng: np.random.Generator) -> FitRecord:
     design, labels = objective.design, pr.labels
     stats = idata["sample_stats"].to_dataset()
     n_evals = 0
@@ -237,7 +237,7 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
     n_groups: dict[str, int] = {}
     for t in design.terms:
         n_groups.setdefault(t.group, t.n_levels)
-    return FitResult(
+    return FitRecord(
         formula=design.formula, method="NUTS",
         fixef=pd.Series(beta_mean, index=fe, name="fixef"),
         fixef_se=pd.Series(beta.std(axis=0, ddof=1), index=fe, name="fixef_se"),

@@ -69,6 +69,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from hierlm.estimate.nuts_cfunc import c_functions, user_data
+from hierlm.estimate.nuts_model import _data_values, build_model, generic_dims
 from hierlm.estimate.priors import Priors
 from hierlm.objective.graph_cache import CompiledGraph, compile_graph
 from hierlm.objective.profiled import ProfiledObjective
@@ -221,7 +222,6 @@ def _join(x: Any, value_vars: list[Any], templates: dict[str, tuple[int | None, 
 def _pymc_pieces(objective: ProfiledObjective, pr: Priors) -> dict[str, Any]:
     """Inputs, outputs and metadata of the three graphs, from a PyMC model built with
     generic names (:func:`hierlm.estimate.nuts_model.generic_labels`)."""
-    from hierlm.estimate.nuts_model import build_model
 
     model, _ = build_model(objective, pr, generic=True)
     value_vars = model.value_vars
@@ -339,8 +339,6 @@ def density_graphs(objective: ProfiledObjective, pr: Priors) -> DensityGraphs:
 def data_values(objective: ProfiledObjective, pr: Priors) -> dict[str, np.ndarray]:
     """Values of every data input of the graphs, by name (Gram blocks, prior
     parameters and the lengths of the dimensions of the generic model)."""
-    from hierlm.estimate.nuts_model import _data_values, generic_dims
-
     vals = _data_values(objective, pr)
     vals.update({dim: np.asarray(n, dtype=np.int64)
                  for dim, n in generic_dims(objective.design).items()})

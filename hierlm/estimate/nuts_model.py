@@ -25,12 +25,11 @@ from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
 from hierlm.estimate.corr_cholesky import fused_cholesky_corr
 from hierlm.estimate.frequentist import fit_profiled
-from hierlm.estimate.nuts_compiled import LogpDlogp
+from hierlm.estimate.nuts_posterior import coords_of
 from hierlm.estimate.priors import Priors
 from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_deviance
 from hierlm.objective.profiled import ProfiledObjective, gram_values
 from hierlm.objective.theta import templates, tril_colmajor
-from hierlm.results.nuts_summary import coords_of
 
 if TYPE_CHECKING:  # PyMC is imported only where it is used: nutpie's path needs it
     import pymc as pm  # only when a graph is not on disk
@@ -180,11 +179,12 @@ def initvals(objective: ProfiledObjective, priors: Priors, chains: int,
 
 
 def pymc_step(c: _Compiled, target_accept: float, points: list[dict[str, np.ndarray]],
-              scale: dict[str, np.ndarray], logp: LogpDlogp) -> Any:
+              scale: dict[str, np.ndarray], logp: Any) -> Any:
     """A NUTS step (made once per cached model and target_accept) that evaluates the
     cached ``logp`` graph with this fit's data; its mass-matrix adaptation starts at
     the mean of the starting ``points`` (unconstrained values by value-variable name)
-    and the rough variances ``scale``."""
+    and the rough variances ``scale``.  ``logp`` is the fit's
+    :class:`~hierlm.estimate.nuts_compiled.LogpDlogp`."""
     import pymc as pm
     from pymc.blocking import DictToArrayBijection
     from pymc.step_methods.hmc.quadpotential import QuadPotentialDiagAdapt

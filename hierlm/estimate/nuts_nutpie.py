@@ -20,9 +20,9 @@ from hierlm.estimate.nuts_compiled import (
     nutpie_model,
     to_unconstrained,
 )
+from hierlm.estimate.nuts_posterior import coords_of
 from hierlm.estimate.priors import Priors
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.results.nuts_summary import coords_of
 
 
 def nutpie_sample(objective: ProfiledObjective, pr: Priors,

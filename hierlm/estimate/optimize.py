@@ -66,13 +66,13 @@ from hierlm.estimate.boundary import (
     face_starts,
 )
 from hierlm.estimate.convergence import LME4_TOL, scaled_gradient
+from hierlm.objective.parameters import parameter_names
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import (
     theta_lower,
     theta_start,
     tril_colmajor,
 )
-from hierlm.results.parameters import parameter_names
 
 # ftol, gtol: L-BFGS-B's stopping rules; check_tol: the largest scaled projected-gradient
 # component still called converged (lme4 flags scaled gradients above 2e-3).

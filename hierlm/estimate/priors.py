@@ -36,7 +36,7 @@ import numpy as np
 
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import PriorError
-from hierlm.results.varcorr import group_labels
+from hierlm.objective.varcorr import group_labels
 
 KEYS = ("beta", "sigma", "sd", "lkj_eta")
 SIGMA_NU = 3.0

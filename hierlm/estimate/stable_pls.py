@@ -36,8 +36,9 @@ import scipy.sparse as sp
 
 from hierlm.design.terms import ModelDesign
 from hierlm.design.weights import working_design
+from hierlm.estimate.cond_var import conditional_variances
 from hierlm.estimate.conditional import ConditionalSampler
-from hierlm.estimate.extract import Estimates, _cond_var
+from hierlm.estimate.extract import Estimates
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.profiled import ProfiledObjective
 
@@ -175,7 +176,7 @@ def stable_estimates(objective: ProfiledObjective, theta: np.ndarray, L1: np.nda
                  + nr * (1.0 + np.log(2.0 * np.pi * r2 / nr))) - g.sum_log_w
     R_inv = sla.solve_triangular(R_XX, np.eye(p)) if p else np.zeros((0, 0))
     vcov = sigma2 * (R_inv @ R_inv.T)
-    cv = _cond_var(objective.design, g, f.Ts, L1, L_R[:qr, :qr], f.lam_rest, sigma2)
+    cv = conditional_variances(objective.design, g, f.Ts, L1, L_R[:qr, :qr], f.lam_rest, sigma2)
     est = Estimates(beta=dbeta + g.beta_offset, sigma=float(np.sqrt(sigma2)), vcov=vcov,
                     b=sampler.to_b(f, u), cond_var=cv)
     return est, crit

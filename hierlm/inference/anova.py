@@ -12,22 +12,20 @@ result lives.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hierlm.errors import MethodError
-from hierlm.inference.deviance import VarparInfo, varpar_info
 from hierlm.inference.distributions import f_sf, t_two_sided
+from hierlm.inference.fitted import info_of, require_model
 from hierlm.inference.kenward_roger import kr_info
 from hierlm.inference.satterthwaite import EPS, contrast_df, f_test
 from hierlm.inference.terms import fixed_terms, type1_contrasts, type3_contrasts
 
 DDF = {"satterthwaite": "satterthwaite", "kenward-roger": "kenward-roger",
        "kenward_roger": "kenward-roger", "kr": "kenward-roger", "none": "none"}
-_INFO: weakref.WeakKeyDictionary[Any, VarparInfo] = weakref.WeakKeyDictionary()
 
 
 def check_ddf(ddf: object, res: Any = None) -> str:
@@ -38,26 +36,6 @@ def check_ddf(ddf: object, res: Any = None) -> str:
     if DDF[key] == "kenward-roger" and res is not None and res.method != "REML":
         raise MethodError(f"Kenward-Roger df need a REML fit, not {res.method}")
     return DDF[key]
-
-
-def require_model(res: Any, what: str) -> Any:
-    """The fitted model of a REML/ML result, or MethodError naming what is missing."""
-    if res.method not in ("REML", "ML"):
-        raise MethodError(f"{what} needs a REML or ML fit, not {res.method}")
-    if res.model is None:
-        raise MethodError(f"{what} needs the fitted model (FitResult.model), which a result "
-                          f"read from disk does not have; refit with hierlm.Model(...).fit()")
-    return res.model
-
-
-def info_of(res: Any) -> VarparInfo:
-    """The deviance's Hessian and vcov(beta)'s Jacobian at the estimate (cached)."""
-    info = _INFO.get(res)
-    if info is None:
-        model = require_model(res, "Satterthwaite's df")
-        info = varpar_info(model.objective, res.theta, res.sigma, reml=res.method == "REML")
-        _INFO[res] = info
-    return info
 
 
 def coef_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:

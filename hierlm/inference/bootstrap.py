@@ -28,11 +28,14 @@ import pandas as pd
 
 from hierlm.design.weights import working_design
 from hierlm.errors import ConvergenceWarning, MethodError
+from hierlm.heap import gc_paused
+from hierlm.inference.blas import one_blas_thread
+from hierlm.inference.fitted import info_of, require_model
 from hierlm.inference.parallel import available_cores, map_blocks
 from hierlm.inference.refit import RefitBlock, Refitter
 from hierlm.objective.gram import term_matrix
+from hierlm.objective.parameters import parameter_names, sdcor_from_theta
 from hierlm.objective.theta import templates
-from hierlm.results.parameters import parameter_names, sdcor_from_theta
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,8 +204,6 @@ def bootstrap(res: Any, n: int, seed: int | None = None, progressbar: bool = Tru
     >>> b.replicates.columns[:3].tolist(), b.n_failed
     (['objective', '(Intercept)', 'Days'], 0)
     """
-    from hierlm.inference.anova import info_of, require_model
-    from hierlm.model import _blas_controller, _gc_paused
 
     model = require_model(res, "bootstrap")
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
@@ -241,7 +242,7 @@ def bootstrap(res: Any, n: int, seed: int | None = None, progressbar: bool = Tru
     start = np.asarray(res.theta, dtype=float)
     blocks = responses()
     # one BLAS thread, as in a fit: the small BLAS calls are slower threaded
-    with _blas_controller().limit(limits=1, user_api="blas"), _gc_paused():
+    with one_blas_thread(), gc_paused():
         # the first block here (it compiles or loads the refit loop), then the rest on
         # threads where that loop releases the GIL, else on forked processes
         store(refitter.refit_block(next(blocks), start))

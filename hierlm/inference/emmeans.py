@@ -37,6 +37,7 @@ from hierlm.inference.emmeans_adjust import (
     critical_value,
 )
 from hierlm.inference.emmeans_grid import Grid, reference_grid
+from hierlm.inference.fitted import info_of, require_model
 
 DDF = {"kenward-roger": "kenward-roger", "kenward_roger": "kenward-roger", "kr": "kenward-roger",
        "satterthwaite": "satterthwaite", "asymptotic": "asymptotic"}
@@ -179,7 +180,6 @@ def _posterior_rows(D: np.ndarray, ok: np.ndarray, level: float, name: str) -> p
 
 
 def _var_df(res: Any, ddf: str) -> VarDf:
-    from hierlm.inference.anova import info_of, require_model
     from hierlm.inference.kenward_roger import kr_info
     from hierlm.inference.satterthwaite import contrast_df
 

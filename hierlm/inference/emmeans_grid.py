@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hierlm.design import matrices as _m
+from hierlm.design import columns as _c
 from hierlm.design.model_matrix import build_model_matrix
 from hierlm.errors import MethodError
 
@@ -179,13 +179,13 @@ def reference_grid(coder: Any, specs: object, by: object = None,
 def _full_matrix(coder: Any, rows: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
     """The fixed-effects matrix of ``rows`` with every column, dropped ones included."""
     contrasts = coder.contrasts
-    simple = _m._simple_matrix(coder.fixed, coder.frame)
+    simple = _c._simple_matrix(coder.fixed, coder.frame)
     if simple is not None and not contrasts:
-        got = _m._simple_matrix(coder.fixed, rows)
+        got = _c._simple_matrix(coder.fixed, rows)
         assert got is not None  # the same numeric columns
         return got
     mm = build_model_matrix(coder.fixed, coder.frame, contrasts, "fixed part",
-                            _m.formulae_common)
+                            _c.formulae_common)
     if rows is coder.frame:
         return mm.values, mm.names
     return mm.code(rows), mm.names

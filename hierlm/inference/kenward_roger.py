@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
+from hierlm.inference.fitted import require_model
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.theta import templates, tril_colmajor
 
@@ -140,7 +141,6 @@ def kr_info(res: Any) -> KRInfo:
 
 
 def _kr_info(res: Any) -> KRInfo:
-    from hierlm.inference.anova import require_model
 
     # the working problem W^1/2 [Z X y-o] (prior weights): V becomes sigma^2 (I + K K')
     # and pbkrtest's G for sigma^2 the identity, with every quantity unchanged

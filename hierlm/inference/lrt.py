@@ -36,6 +36,7 @@ from hierlm.design.formula import parse_formula
 from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.design.weights import sum_log_weights, working_design
 from hierlm.errors import MethodError
+from hierlm.inference.fitted import require_model
 
 
 def npar(res: Any) -> int:
@@ -247,9 +248,6 @@ def ranova(res: Any) -> pd.DataFrame:
     >>> ranova(res).index.tolist()
     ['<none>', 'Days in (Days | Subject)']
     """
-    from hierlm.inference.anova import require_model
-    from hierlm.model import Model
-
     model = require_model(res, "ranova")
     design: ModelDesign = model.design
     reml = res.method == "REML"
@@ -286,7 +284,9 @@ def ranova(res: Any) -> pd.DataFrame:
             if terms:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    fit = Model._from_design(nd).fit("reml" if reml else "ml")
+                    # the result's own Model class refits the reduced design (this layer
+                    # lies below hierlm.model and does not import it)
+                    fit = type(model)._from_design(nd).fit("reml" if reml else "ml")
                 rows[label] = {"npar": npar(fit), "loglik": fit.loglik}
             else:
                 rows[label] = {"npar": design.p + 1, "loglik": _lm_loglik(nd, reml)}

@@ -2,7 +2,7 @@
 
 As lme4's ``profile.merMod`` (through ``devfun2``), profiles are of the ML deviance
 (a REML fit is refitted by ML first), on the sd/cor scale of
-:mod:`hierlm.results.parameters` (SDs, correlations, sigma), then the fixed effects.
+:mod:`hierlm.objective.parameters` (SDs, correlations, sigma), then the fixed effects.
 For a parameter ``phi`` fixed at ``c``::
 
     zeta(c) = sign(c - phi-hat) sqrt(min_{other parameters} d(c, .) - d-hat),
@@ -38,10 +38,12 @@ import scipy.stats
 
 from hierlm.design.terms import ModelDesign
 from hierlm.estimate.boundary import face_starts
+from hierlm.inference.blas import one_blas_thread
+from hierlm.inference.fitted import require_model
 from hierlm.inference.profile_inner import minimize_starts
+from hierlm.objective.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import tril_colmajor
-from hierlm.results.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
 
 
 def _bounds(design: ModelDesign) -> list[tuple[float, float]]:
@@ -224,7 +226,6 @@ class Profiler:
 
 def profiler(res: Any) -> Profiler:
     """A :class:`Profiler` of the ML refit of ``res`` (needs ``res.model``)."""
-    from hierlm.inference.anova import require_model
 
     model = require_model(res, "profile")
     if res.method == "ML":
@@ -244,12 +245,11 @@ def profile_confint(res: Any, level: float = 0.95) -> pd.DataFrame:
     >>> profile_confint(res).loc["sigma"].round(2).tolist()
     [22.9, 28.86]
     """
-    from hierlm.model import _blas_controller
 
     z = float(scipy.stats.norm.ppf(0.5 + level / 2))
     pr = profiler(res)
     # one BLAS thread, as in a fit: L-BFGS-B's small BLAS calls are slower threaded
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         rows = [(pr.endpoint(w, -z), pr.endpoint(w, z)) for w in range(len(pr.names))]
     return pd.DataFrame(rows, index=pr.names, columns=["lower", "upper"])
 
@@ -268,12 +268,11 @@ def profile_table(res: Any, alphamax: float = 0.01, points: int = 11) -> pd.Data
     >>> sorted(tab["parameter"].unique())[:2]
     ['(Intercept)', 'Days']
     """
-    from hierlm.model import _blas_controller
 
     pr = profiler(res)
     cutoff = float(np.sqrt(scipy.stats.chi2.ppf(1 - alphamax, len(pr.names))))
     out = []
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         out = _traces(pr, cutoff, points)
     return pd.DataFrame(out, columns=["parameter", "value", "zeta"])
 

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 import scipy.stats
 
 from hierlm.errors import MethodError
+from hierlm.inference.fitted import require_model
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.theta import templates
 
@@ -84,7 +85,6 @@ def robust_parts(res: Any, type: str = "CR2", cluster: str | None = None
     >>> name, np.sqrt(np.diag(V)).round(3).tolist(), df.round(2).tolist()
     ('Subject', [6.825, 1.546], [17.0, 17.0])
     """
-    from hierlm.inference.anova import require_model
 
     kind = type.upper() if isinstance(type, str) else None
     if kind not in TYPES:

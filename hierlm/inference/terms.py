@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hierlm.design.columns import formulae_common
 from hierlm.design.formula import parse_formula
 from hierlm.design.matrices import _dependent_columns as dependent_columns
-from hierlm.design.matrices import formulae_common
 from hierlm.design.model_matrix import build_model_matrix
 from hierlm.design.rterms import parse_terms
 from hierlm.design.terms import ModelDesign

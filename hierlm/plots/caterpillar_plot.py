@@ -24,7 +24,7 @@ def _posterior_draws(res: Any) -> dict[tuple[str, str], Any]:
     idata = getattr(res, "idata", None)
     if res.method != "NUTS" or coder is None or idata is None:
         return {}
-    from hierlm.results.varcorr import group_labels
+    from hierlm.objective.varcorr import group_labels
 
     out = {}
     for label, term in zip(group_labels(coder), coder.terms, strict=True):

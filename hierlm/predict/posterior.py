@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hierlm.results.varcorr import group_labels
+from hierlm.objective.varcorr import group_labels
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,7 +36,7 @@ def _flat(v: np.ndarray) -> np.ndarray:
 
 def posterior_draws(res: Any, need_b: bool = True, seed: int | None = 0) -> PosteriorDraws:
     """The posterior draws of a NUTS result (see the module docstring)."""
-    from hierlm.predict.terms import coder_of, fitted_model
+    from hierlm.predict.terms import coder_of, fitted_objective
 
     coder = coder_of(res)
     tree = res.idata
@@ -65,6 +65,6 @@ def posterior_draws(res: Any, need_b: bool = True, seed: int | None = 0) -> Post
         else:
             from hierlm.estimate.conditional import ConditionalSampler
 
-            cs = ConditionalSampler(fitted_model(res).objective)
+            cs = ConditionalSampler(fitted_objective(res))
             b = cs.sample_b(theta, beta, sigma, np.random.default_rng(seed))
     return PosteriorDraws(beta=beta, theta=theta, sigma=sigma, b=b)

@@ -32,7 +32,13 @@ import scipy.stats
 from hierlm.design.frames import as_pandas
 from hierlm.design.newdata import CodedRows
 from hierlm.errors import MethodError
-from hierlm.predict.terms import coder_of, coder_templates, fitted_model, ranef_arrays, select_terms
+from hierlm.predict.terms import (
+    coder_of,
+    coder_templates,
+    fitted_objective,
+    ranef_arrays,
+    select_terms,
+)
 
 INTERVALS = (None, "confidence", "prediction")
 
@@ -98,7 +104,7 @@ def predict(res: Any, newdata: pd.DataFrame | None = None, re_form: str | None =
         return pd.Series(fit, index=rows.index, name="fit")
     from hierlm.predict.intervals import prediction_error_variance
 
-    var = prediction_error_variance(fitted_model(res).objective, res.theta, res.sigma, rows)
+    var = prediction_error_variance(fitted_objective(res), res.theta, res.sigma, rows)
     if interval == "prediction":
         all_rows = coder_of(res).code(newdata, allow_new_levels=True)
         var = var + res.sigma**2 / rows.weights + unconditioned_variance(

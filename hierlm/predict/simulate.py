@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.design.columns import group_labels
 from hierlm.design.frames import as_pandas
-from hierlm.design.matrices import group_labels
 from hierlm.errors import MethodError
 from hierlm.predict.terms import coder_of, coder_templates, ranef_arrays, select_terms
 

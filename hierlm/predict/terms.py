@@ -13,7 +13,9 @@ import numpy as np
 
 from hierlm.design.formula import parse_formula
 from hierlm.design.newdata import NewDataCoder
+from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.errors import DataError, FormulaError, MethodError
+from hierlm.objective.profiled import ProfiledObjective, compile_objective
 from hierlm.objective.theta import templates
 
 _NONE = {"~0", "~-1", "0", "NA", "~1", "1"}
@@ -78,16 +80,14 @@ def ranef_arrays(res: Any) -> list[np.ndarray]:
     return out
 
 
-def fitted_model(res: Any) -> Any:
-    """The fitted :class:`~hierlm.Model`: ``res.model``, or rebuilt from the coder's rows.
+def fitted_objective(res: Any) -> ProfiledObjective:
+    """The compiled objective of the fit: ``res.model``'s, or rebuilt from the coder's rows.
 
     A result read back from disk has no model; its design is rebuilt from the rows the
     coder keeps (no formula evaluation beyond coding them) and its graph linked again.
     """
     if res.model is not None:
-        return res.model
-    from hierlm.design.terms import ModelDesign, RandomTerm
-    from hierlm.model import Model
+        return res.model.objective
 
     coder = coder_of(res)
     rows = coder.code(None)
@@ -98,4 +98,4 @@ def fitted_model(res: Any) -> Any:
                          y=np.asarray(res.y, dtype=float), X=rows.X,
                          fixef_names=coder.fixef_names, terms=terms, n_dropped=res.n_dropped,
                          weights=coder.weights, offset=coder.offset, coder=coder)
-    return Model._from_design(design)
+    return compile_objective(design)

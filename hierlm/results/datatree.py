@@ -37,9 +37,9 @@ import pandas as pd
 import xarray as xr
 
 from hierlm.errors import MethodError
-from hierlm.results.nuts_summary import corr_pairs
-from hierlm.results.parameters import parameter_names, sdcor_from_theta
-from hierlm.results.varcorr import group_labels
+from hierlm.estimate.nuts_posterior import corr_pairs
+from hierlm.objective.parameters import parameter_names, sdcor_from_theta
+from hierlm.objective.varcorr import group_labels
 
 
 def _obs(res: Any) -> Any:
@@ -133,7 +133,7 @@ def to_datatree(res: Any, bootstrap: Any = None) -> xr.DataTree:
 
     ``bootstrap`` is any object with a ``replicates`` DataFrame whose columns are
     ``objective``, the fixed-effect names and the names of
-    :func:`hierlm.results.parameters.parameter_names`.
+    :func:`hierlm.objective.parameters.parameter_names`.
 
     Examples
     --------

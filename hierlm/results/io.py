@@ -25,7 +25,7 @@ nothing, never a half-written one, and saves racing for one path leave the last 
 An existing saved result at ``path`` is replaced only when it holds hierlm's files
 and nothing else; any other existing file or directory is left alone and reported.
 Every failure to write is one :class:`~hierlm.errors.ResultFileError`.
-:func:`load` refuses, with
+:func:`read_record` (and so :func:`hierlm.load`) refuses, with
 :class:`~hierlm.errors.ResultFileError`, a directory written with a newer or unknown
 ``format_version``.
 """
@@ -45,11 +45,12 @@ import numpy as np
 import pandas as pd
 
 from hierlm.errors import ResultFileError
+from hierlm.estimate.record import FitRecord
 from hierlm.objective.interrupts import interrupts_deferred
 from hierlm.results.replace import check_replaceable, replace_dir
-from hierlm.results.result import FitResult
+from hierlm.version import __version__
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "read_record", "save"]
 
 FORMAT = "hierlm.FitResult"
 FORMAT_VERSION = 1
@@ -241,12 +242,12 @@ def _read_arrays(file: Path) -> dict[str, np.ndarray]:
         return {str(name): np.asarray(ds[name].values) for name in ds.data_vars}
 
 
-def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
+def save(result: FitRecord, path: str | os.PathLike[str]) -> Path:
     """Save a fitted result to the directory ``path`` (see the module docstring).
 
     Parameters
     ----------
-    result : FitResult
+    result : FitResult or FitRecord
         Any fitted result (REML, ML or NUTS).
     path : str or path-like
         Directory to create.  An existing saved result there (hierlm's files and
@@ -275,10 +276,8 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
     >>> hierlm.load(folder).fixef.equals(res.fixef)
     True
     """
-    from hierlm import __version__
-
     _require_backend()
-    if not isinstance(result, FitResult):
+    if not isinstance(result, FitRecord):
         raise ResultFileError(f"can only save a FitResult, got {type(result).__name__}")
     target = Path(path)
     check_replaceable(target, _OWN, FORMAT)
@@ -311,8 +310,9 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def load(path: str | os.PathLike[str]) -> FitResult:
-    """Load a result written by :func:`save`.
+def read_record(path: str | os.PathLike[str]) -> FitRecord:
+    """Read the fields of a result written by :func:`save` (:func:`hierlm.load` reads the
+    :class:`~hierlm.FitResult` itself).
 
     Parameters
     ----------
@@ -321,7 +321,7 @@ def load(path: str | os.PathLike[str]) -> FitResult:
 
     Returns
     -------
-    FitResult
+    FitRecord
         Equal to the saved result field by field: pandas objects with their index and
         dtypes, numpy arrays bit for bit, and the NUTS ``idata``.
 
@@ -333,8 +333,7 @@ def load(path: str | os.PathLike[str]) -> FitResult:
 
     Examples
     --------
-    >>> import hierlm
-    >>> hierlm.load("no/such/dir")
+    >>> read_record("no/such/dir")
     Traceback (most recent call last):
     ...
     hierlm.errors.ResultFileError: 'no/such/dir' is not a saved hierlm result (no result.json)
@@ -370,12 +369,12 @@ def load(path: str | os.PathLike[str]) -> FitResult:
     except Exception as exc:
         raise ResultFileError(f"'{folder}' is damaged: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-    known = {f.name for f in dataclasses.fields(FitResult)}
+    known = {f.name for f in dataclasses.fields(FitRecord)}
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ResultFileError(f"'{folder}' has field(s) this hierlm does not know: "
                               f"{', '.join(unknown)}")
-    missing = sorted(f.name for f in dataclasses.fields(FitResult)
+    missing = sorted(f.name for f in dataclasses.fields(FitRecord)
                      if f.name not in fields and f.default is dataclasses.MISSING
                      and f.default_factory is dataclasses.MISSING)
     if missing:
@@ -386,7 +385,7 @@ def load(path: str | os.PathLike[str]) -> FitResult:
             from hierlm.design.newdata import NewDataCoder
 
             fields["coder"] = NewDataCoder.from_dict(fields["coder"])
-        return FitResult(**fields)
+        return FitRecord(**fields)
     except Exception as exc:
         raise ResultFileError(f"'{folder}' is damaged: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None

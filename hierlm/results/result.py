@@ -6,17 +6,21 @@ refers back to the compiled graph, so it can be saved, compared and passed aroun
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hierlm.estimate.record import FitRecord
+from hierlm.results.io import save as save_result
 from hierlm.results.results_section import ResultsSectionMixin
+from hierlm.results.summary import format_summary
 
 
 @dataclass(frozen=True, eq=False)
-class FitResult(ResultsSectionMixin):
+class FitResult(FitRecord, ResultsSectionMixin):
     """A fitted linear mixed model.
 
     Attributes
@@ -72,35 +76,22 @@ class FitResult(ResultsSectionMixin):
         (missing values, zero weights).
     """
 
-    formula: str
-    method: str
-    fixef: pd.Series
-    fixef_se: pd.Series
-    vcov: pd.DataFrame
-    sigma: float
-    theta: np.ndarray
-    varcorr: pd.DataFrame
-    loglik: float
-    aic: float
-    bic: float
-    objective: float
-    nobs: int
-    n_dropped: int
-    is_singular: bool
-    converged: bool
-    ranef_table: pd.DataFrame
-    y: np.ndarray | None
-    fitted_values: np.ndarray | None
-    groups: dict[str, int]
-    n_evals: int
-    optimizer: dict[str, Any] = field(default_factory=dict)
-    messages: tuple[str, ...] = ()
-    idata: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    model: Any = field(default=None, repr=False)
-    coder: Any = field(default=None, repr=False)
-    row_labels: Any = None
-    dropped_rows: Any = None
+    @classmethod
+    def from_record(cls, record: FitRecord, **changes: Any) -> FitResult:
+        """The public face of an estimator's record, with ``changes`` to its fields.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> from hierlm.estimate.frequentist import fit_profiled
+        >>> from hierlm.objective import compile_objective
+        >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> res = FitResult.from_record(fit_profiled(compile_objective(d), reml=True))
+        >>> res.fixef.round(3).to_dict()
+        {'(Intercept)': 251.405, 'Days': 10.467}
+        """
+        values = {f.name: getattr(record, f.name) for f in dataclasses.fields(FitRecord)}
+        return cls(**{**values, **changes})
 
     def ranef(self) -> pd.DataFrame:
         """Conditional modes of the random effects and their conditional SDs.
@@ -266,8 +257,6 @@ class FitResult(ResultsSectionMixin):
         >>> print(res.summary().splitlines()[0])
         Linear mixed model fit by REML ['hierlm']
         """
-        from hierlm.results.summary import format_summary
-
         return format_summary(self)
 
     # ---- inference after the fit (hierlm.inference): thin wrappers ----------------
@@ -418,9 +407,7 @@ class FitResult(ResultsSectionMixin):
         See :func:`hierlm.results.io.save`; read it back with :func:`hierlm.load`.
         """
         self._require_rows("save()")
-        from hierlm.results.io import save
-
-        save(self, path)
+        save_result(self, path)
 
     def __repr__(self) -> str:
         return (f"<hierlm.FitResult {self.method}: {self.formula!r}, nobs={self.nobs}, "

@@ -1,4 +1,4 @@
-"""lme4-style text summary of a :class:`~hierlm.results.result.FitResult`."""
+"""lme4-style text summary of a fit (:class:`~hierlm.results.result.FitResult`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from hierlm.results.result import FitResult
+    from hierlm.estimate.record import FitRecord
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -22,7 +22,7 @@ def _fmt_p(p: float) -> str:
     return "<2e-16" if p < 2e-16 else f"{p:.3g}"
 
 
-def _satterthwaite(res: FitResult) -> pd.DataFrame | None:
+def _satterthwaite(res: FitRecord) -> pd.DataFrame | None:
     """lmerTest's coefficient table, or None for a result without its model."""
     if res.model is None or len(res.fixef) == 0:
         return None
@@ -45,7 +45,7 @@ def _aligned(rows: list[list[str]], header: list[str], right: set[int]) -> str:
     return "\n".join(out)
 
 
-def _random_effects(res: FitResult) -> str:
+def _random_effects(res: FitRecord) -> str:
     rows = []
     vc = res.varcorr
     for group, block in vc.groupby("group", sort=False):
@@ -68,7 +68,7 @@ def _random_effects(res: FitResult) -> str:
     return _aligned(rows, header, right={2, 3})
 
 
-def format_summary(res: FitResult) -> str:
+def format_summary(res: FitRecord) -> str:
     """Render the summary text (see :meth:`FitResult.summary`)."""
     lines = []
     if res.method == "NUTS":
@@ -91,7 +91,8 @@ def format_summary(res: FitResult) -> str:
                              columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
         lines.append(stats.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if res.method != "NUTS" and res.fitted_values is not None:  # None: read in chunks
-        r = res.residuals() / res.sigma
+        assert res.y is not None
+        r = (res.y - res.fitted_values) / res.sigma
         q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
         lines += ["", "Scaled residuals:",
                   pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"]).to_string(

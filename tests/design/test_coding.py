@@ -138,7 +138,7 @@ def test_synthetic_fit_matches_lme4(key: str) -> None:
 
 @pytest.mark.parametrize("case", range(20))
 def test_model_matrix_names_and_values_as_r(case: int) -> None:
-    from hierlm.design.matrices import formulae_common
+    from hierlm.design.columns import formulae_common
     from hierlm.design.model_matrix import build_model_matrix
 
     ref = coding()["model_matrices"][case]
@@ -232,7 +232,7 @@ def test_type3_anova_does_not_depend_on_the_contrasts(contrasts: dict[str, str] 
 def test_boolean_unicode_and_backquoted_names_as_r() -> None:
     # R 4.2.2 (UTF-8): colnames(model.matrix(~ b + größe + `my x` + log(`my x`), d)) is
     # (Intercept), bTRUE, größeklein, `my x`, log(`my x`)
-    from hierlm.design.matrices import formulae_common
+    from hierlm.design.columns import formulae_common
     from hierlm.design.model_matrix import build_model_matrix
 
     d = pd.DataFrame({"b": [True, False, True], "größe": ["klein", "groß", "klein"],

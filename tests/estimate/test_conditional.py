@@ -83,6 +83,6 @@ def test_mean_at_reml_is_conditional_mode() -> None:
     cs = ConditionalSampler(obj)
     f = cs.factor(res.theta)
     b = cs.to_b(f, cs.draw(f, res.fixef.to_numpy(), res.sigma, np.zeros(design.q)))
-    ref = res.ranef()
+    ref = res.ranef_table
     for j, term in enumerate(design.terms[0].coef_names):
         np.testing.assert_allclose(b[0][:, j], ref[ref.term == term]["value"], rtol=1e-9)

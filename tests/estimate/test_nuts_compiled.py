@@ -148,7 +148,7 @@ def test_nutpie_model_carries_names_and_coords(sleep_model: hierlm.Model) -> Non
     obj = sleep_model.objective
     pr = resolve_priors(obj.design, None)
     graphs = nc.density_graphs(obj, pr)
-    from hierlm.results.nuts_summary import coords_of
+    from hierlm.estimate.nuts_posterior import coords_of
     m = nc.nutpie_model(graphs, nc.data_values(obj, pr), coords_of(obj.design),
                         lambda s: np.zeros(graphs.ndim))
     assert m.n_dim == 6

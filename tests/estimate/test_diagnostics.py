@@ -4,7 +4,7 @@ import arviz as az
 import numpy as np
 import pytest
 
-from hierlm.results.diagnostics import diagnostics_table
+from hierlm.estimate.diagnostics import diagnostics_table
 
 
 def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> np.ndarray:

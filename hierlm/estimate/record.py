@@ -1,0 +1,63 @@
+"""The typed record an estimator returns: the estimates of one fit, plain values only.
+
+The estimators (:mod:`hierlm.estimate.frequentist`, :mod:`hierlm.estimate.nuts`)
+produce a :class:`FitRecord`; :class:`hierlm.results.result.FitResult` is the same
+record with the methods of the public face (summary, predict, confint, save, ...), made
+from it by :meth:`~hierlm.results.result.FitResult.from_record`.  Keeping the record
+here lets the estimators, and the layers below the results, do without
+:mod:`hierlm.results`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True, eq=False)
+class FitRecord:
+    """The fields of a fitted linear mixed model (see :class:`hierlm.FitResult`).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.estimate.frequentist import fit_profiled
+    >>> from hierlm.objective import compile_objective
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> rec = fit_profiled(compile_objective(d), reml=True)
+    >>> type(rec).__name__, round(rec.sigma, 3)
+    ('FitRecord', 25.592)
+    """
+
+    formula: str
+    method: str
+    fixef: pd.Series
+    fixef_se: pd.Series
+    vcov: pd.DataFrame
+    sigma: float
+    theta: np.ndarray
+    varcorr: pd.DataFrame
+    loglik: float
+    aic: float
+    bic: float
+    objective: float
+    nobs: int
+    n_dropped: int
+    is_singular: bool
+    converged: bool
+    ranef_table: pd.DataFrame
+    y: np.ndarray | None
+    fitted_values: np.ndarray | None
+    groups: dict[str, int]
+    n_evals: int
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    messages: tuple[str, ...] = ()
+    idata: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False)
+    coder: Any = field(default=None, repr=False)
+    row_labels: Any = None
+    dropped_rows: Any = None

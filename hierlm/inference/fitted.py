@@ -1,0 +1,37 @@
+"""The fitted model behind a result, and the deviance's curvature at its estimate.
+
+The post-fit tests need the compiled objective (``FitResult.model``) and, for
+Satterthwaite's df, the Hessian of the deviance in the variance parameters and the
+Jacobian of vcov(beta) (:func:`hierlm.inference.deviance.varpar_info`).  That
+curvature is computed once per result and kept while the result lives.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from hierlm.errors import MethodError
+from hierlm.inference.deviance import VarparInfo, varpar_info
+
+_INFO: weakref.WeakKeyDictionary[Any, VarparInfo] = weakref.WeakKeyDictionary()
+
+
+def require_model(res: Any, what: str) -> Any:
+    """The fitted model of a REML/ML result, or MethodError naming what is missing."""
+    if res.method not in ("REML", "ML"):
+        raise MethodError(f"{what} needs a REML or ML fit, not {res.method}")
+    if res.model is None:
+        raise MethodError(f"{what} needs the fitted model (FitResult.model), which a result "
+                          f"read from disk does not have; refit with hierlm.Model(...).fit()")
+    return res.model
+
+
+def info_of(res: Any) -> VarparInfo:
+    """The deviance's Hessian and vcov(beta)'s Jacobian at the estimate (cached)."""
+    info = _INFO.get(res)
+    if info is None:
+        model = require_model(res, "Satterthwaite's df")
+        info = varpar_info(model.objective, res.theta, res.sigma, reml=res.method == "REML")
+        _INFO[res] = info
+    return info
