@@ -106,7 +106,7 @@ def test_new_process_loads_the_density_of_another_models_names(tmp_path: Path) -
         "print('LOADED', g.logp.loaded, g.expand.loaded, 'pymc' in sys.modules)\n")
     outs = [subprocess.run([sys.executable, "-c", code, arg, str(tmp_path)], capture_output=True,
                            text=True, timeout=900, check=True,
-                           cwd=Path(__file__).resolve().parents[2]).stdout
+                           cwd=Path(__file__).resolve().parent.parent.parent).stdout
             for arg in ("0", "1")]
     assert "LOADED False False True" in outs[0], outs[0]
     assert "LOADED True True False" in outs[1], outs[1]
