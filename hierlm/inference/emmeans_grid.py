@@ -176,31 +176,28 @@ def reference_grid(coder: Any, specs: object, by: object = None,
     return Grid(sp, bys, cells, L, est, numeric_levels)
 
 
-def _full_matrix(coder: Any, rows: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The fixed-effects matrix of ``rows`` with every column, dropped ones included."""
+def _full_matrices(coder: Any, rows: pd.DataFrame
+                   ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """The fixed-effects matrices of the fitting rows and of ``rows`` with every column,
+    dropped ones included (one model matrix codes both), and the columns' names."""
     contrasts = coder.contrasts
     simple = _c._simple_matrix(coder.fixed, coder.frame)
     if simple is not None and not contrasts:
         got = _c._simple_matrix(coder.fixed, rows)
         assert got is not None  # the same numeric columns
-        return got
+        return simple[0], got[0], simple[1]
     mm = build_model_matrix(coder.fixed, coder.frame, contrasts, "fixed part",
                             _c.formulae_common)
-    if rows is coder.frame:
-        return mm.values, mm.names
-    return mm.code(rows), mm.names
+    return mm.values, mm.code(rows), mm.names
 
 
 def _estimable(coder: Any, grid: pd.DataFrame) -> np.ndarray:
     """Which grid rows are estimable when the fit dropped rank-deficient columns: those
     orthogonal to the null space of the full matrix (eigenvectors of ``X'X`` with
     eigenvalues below ``1e-10`` of the largest)."""
-    n = len(grid)
-    Xf, names = _full_matrix(coder, coder.frame)
+    Xf, Xg, names = _full_matrices(coder, grid)
     if len(names) == len(coder.fixef_names):
-        return np.ones(n, dtype=bool)
-    Xg, gnames = _full_matrix(coder, grid)
-    Xg = Xg[:, [gnames.index(c) for c in names]]
+        return np.ones(len(grid), dtype=bool)
     w, U = np.linalg.eigh(Xf.T @ Xf)
     null = U[:, w <= 1e-10 * w.max()]
     scale = np.maximum(np.abs(Xg).max(axis=1), 1.0)
