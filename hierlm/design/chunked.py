@@ -115,10 +115,8 @@ def _numeric(col: pd.Series) -> bool:
 
 
 def _union(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """Distinct rows of ``a`` and ``b``; categorical columns keep categories that every
-    chunk shares in one order (a pandas Categorical written to parquet), else get the
-    union of categories, sorted unless ordered (as :func:`hierlm.design.frames.as_pandas`
-    sorts them)."""
+    """Distinct rows of ``a`` and ``b``; categorical columns get the union of categories
+    (sorted unless ordered, as :func:`hierlm.design.frames.as_pandas` sorts them)."""
     cols = {}
     for c in a.columns:
         x, y = a[c], b[c]
@@ -129,8 +127,6 @@ def _union(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                     raise DataError(f"column '{c}' is an ordered categorical whose categories "
                                     f"differ between chunks")
                 cols[c] = pd.concat([x, y], ignore_index=True)  # same dtype: kept
-            elif x.cat.categories.equals(y.cat.categories):  # one order in every chunk
-                cols[c] = pd.concat([x, y], ignore_index=True)  # (a pandas frame's, as R's)
             else:
                 cols[c] = pd.Series(pd.api.types.union_categoricals(
                     [x, y], sort_categories=True, ignore_order=True))
@@ -142,8 +138,11 @@ def _union(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 
 
 def _distinct(frame: pd.DataFrame) -> pd.DataFrame:
-    # categories unused in this chunk are kept: they carry the order (dropped in _prototype)
-    return frame.drop_duplicates(ignore_index=True)
+    out = frame.drop_duplicates(ignore_index=True)
+    for c in out.columns:
+        if isinstance(out[c].dtype, pd.CategoricalDtype):
+            out[c] = out[c].cat.remove_unused_categories()
+    return out
 
 
 @dataclass(eq=False)

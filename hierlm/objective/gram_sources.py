@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from hierlm.design.chunked import ChunkedDesign, finish_levels, plan_chunks, scan_chunk
+from hierlm.design.frames import as_pandas
 from hierlm.errors import DataError, MethodError
 from hierlm.objective.gram import GramBlocks
 from hierlm.objective.gram_accumulate import GramSums, chunk_products, finish_gram
@@ -80,9 +81,7 @@ def _chunks(dataset: Any, columns: list[str]) -> Any:
     # no read-ahead: pyarrow would otherwise hold up to 16 batches of 4 files ahead
     for batch in dataset.to_batches(columns=columns, batch_size=CHUNK_ROWS,
                                     batch_readahead=1, fragment_readahead=1):
-        # pyarrow's own conversion keeps a dictionary column's order (a pandas
-        # Categorical's categories), which sets the factor levels as in memory
-        yield pa.Table.from_batches([batch]).to_pandas()
+        yield as_pandas(pa.Table.from_batches([batch]))
 
 
 def _parquet(formula: str, source: Any, timings: dict[str, float], contrasts: object
