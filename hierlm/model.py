@@ -15,6 +15,7 @@ import numpy as np
 
 from hierlm.design.chunked import ChunkedDesign
 from hierlm.design.matrices import build_design
+from hierlm.design.residual_design import ResidualDesign, design_with_residual
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import DataError, MethodError
 from hierlm.heap import gc_paused, large_temporaries_reused
@@ -58,6 +59,13 @@ class Model:
         ``"contr.sum"``, ``"contr.helmert"``, ``"contr.poly"`` (or without ``contr.``),
         or ``("treatment", level)`` to choose the reference level.  Factors not listed
         get treatment contrasts, ordered categoricals polynomial ones, as in R.
+    residual : str, optional
+        A residual correlation structure (nlme's R side): ``"ar1(visit | subject)"``
+        (integer visits, gaps allowed), ``"car1(time | subject)"`` (real times) or
+        ``"cs(1 | subject)"`` (compound symmetry); see ``docs/residual.md``.
+    sigma : str, optional
+        A log-linear model of the residual SD, ``"~ group"`` (nlme's ``varIdent(form =
+        ~ 1 | group)`` for one factor).
 
     Examples
     --------
@@ -67,11 +75,22 @@ class Model:
     (1751.939, 1743.628)
     """
 
-    __slots__ = ("_design", "_objective")
+    __slots__ = ("_design", "_objective", "_residual")
 
     def __init__(self, formula: str, data: Any, weights: object = None,
-                 offset: object = None, contrasts: dict[str, Any] | None = None) -> None:
+                 offset: object = None, contrasts: dict[str, Any] | None = None,
+                 residual: str | None = None, sigma: str | None = None) -> None:
+        self._residual: ResidualDesign | None = None
         with gc_paused():
+            if residual is not None or sigma is not None:
+                if is_out_of_core(data):
+                    raise MethodError("residual= and sigma= need the data in memory, not "
+                                      "read in chunks (parquet or Dask)")
+                self._design, self._residual = design_with_residual(
+                    formula, data, residual, sigma, weights=weights, offset=offset,
+                    contrasts=contrasts)
+                self._objective = compile_objective(self._design)
+                return
             if is_out_of_core(data):  # parquet path/glob/Dataset or Dask: read in chunks
                 chunked, gram = design_and_gram_out_of_core(formula, data, weights, offset,
                                                             contrasts)
@@ -87,6 +106,7 @@ class Model:
     def _from_design(cls, design: ModelDesign) -> Model:
         self = cls.__new__(cls)
         self._design = design
+        self._residual = None
         self._objective = compile_objective(design)
         return self
 
@@ -94,6 +114,11 @@ class Model:
     def design(self) -> ModelDesign:
         """The stage-1 model design."""
         return self._design
+
+    @property
+    def residual(self) -> ResidualDesign | None:
+        """The residual structure (``residual=``, ``sigma=``), or None."""
+        return self._residual
 
     @property
     def objective(self) -> ProfiledObjective:
@@ -114,7 +139,9 @@ class Model:
         y = np.asarray(y, dtype=float)
         if y.shape != self._design.y.shape or not np.all(np.isfinite(y)):
             raise DataError(f"new response must be {self._design.nobs} finite numbers")
-        return Model._from_design(dataclasses.replace(self._design, y=y.copy()))
+        out = Model._from_design(dataclasses.replace(self._design, y=y.copy()))
+        out._residual = self._residual
+        return out
 
     def fit(self, method: str = "reml", *, start: np.ndarray | None = None,
             options: dict[str, Any] | None = None, **kwargs: Any) -> FitResult:
@@ -145,6 +172,9 @@ class Model:
         if key != "nuts" and kwargs:
             raise MethodError(f"unexpected argument(s) for method={method!r}: "
                               f"{', '.join(sorted(kwargs))}")
+        if self._residual is not None and key == "nuts":
+            raise MethodError("method='nuts' does not support residual= or sigma= yet; "
+                              "fit by 'reml' or 'ml'")
         # One BLAS thread: the objective's dense factorizations are small to medium, and
         # multithreaded OpenBLAS potrf on 2 busy cores was 10x slower than one thread.
         with (gc_paused(), one_blas_thread(),
@@ -154,6 +184,11 @@ class Model:
 
                 _check_sampler_arguments(sample, kwargs)
                 res = sample(self._objective, **kwargs)
+            elif self._residual is not None:
+                from hierlm.estimate.residual_fit import fit_residual
+
+                res = fit_residual(self._design, self._residual, reml=(key == "reml"),
+                                   start=start, options=options)
             else:
                 from hierlm.estimate.frequentist import fit_profiled
 
@@ -167,6 +202,7 @@ class Model:
 
 def fit(formula: str, data: Any, method: str = "reml", *, weights: object = None,
         offset: object = None, contrasts: dict[str, Any] | None = None,
+        residual: str | None = None, sigma: str | None = None,
         **kwargs: Any) -> FitResult:
     """Fit a linear mixed model in one call.
 
@@ -183,6 +219,9 @@ def fit(formula: str, data: Any, method: str = "reml", *, weights: object = None
         Prior weights and offset (see :class:`Model`).
     contrasts : dict, optional
         Contrasts of factor columns of the fixed part (see :class:`Model`).
+    residual, sigma : str, optional
+        Residual correlation structure and log-linear residual SD model (see
+        :class:`Model` and ``docs/residual.md``).
     **kwargs
         Passed to :meth:`Model.fit`.
 
@@ -197,5 +236,5 @@ def fit(formula: str, data: Any, method: str = "reml", *, weights: object = None
     >>> res.fixef.round(3).to_dict()
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
-    return Model(formula, data, weights=weights, offset=offset,
-                 contrasts=contrasts).fit(method, **kwargs)
+    return Model(formula, data, weights=weights, offset=offset, contrasts=contrasts,
+                 residual=residual, sigma=sigma).fit(method, **kwargs)

@@ -61,3 +61,8 @@ class FitRecord:
     coder: Any = field(default=None, repr=False)
     row_labels: Any = None
     dropped_rows: Any = None
+    residual_parameters: pd.Series = field(default_factory=lambda: pd.Series(
+        dtype=float, name="residual_parameters"))
+    residual_scale: np.ndarray | None = None
+    residual: str | None = None
+    sigma_formula: str | None = None

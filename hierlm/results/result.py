@@ -74,6 +74,15 @@ class FitResult(FitRecord, ResultsSectionMixin):
     row_labels, dropped_rows : pandas.Index or None
         The caller's row labels of the observations used, and of the rows dropped
         (missing values, zero weights).
+    residual_parameters : pandas.Series
+        Residual-structure parameters (``residual=``, ``sigma=``): ``"rho"`` (the AR(1)
+        phi or the compound-symmetry correlation), then ``"log_sd_ratio:<column>"``
+        for each coefficient of the log-SD model; empty without them.  With them
+        ``sigma`` is the reference level's residual SD (nlme's ``sigma(fit)``).
+    residual_scale : ndarray or None
+        Each observation's residual SD over ``sigma`` (see :meth:`residual_sd`).
+    residual, sigma_formula : str or None
+        The ``residual=`` structure and ``sigma=`` formula of the fit.
     """
 
     @classmethod
@@ -129,6 +138,25 @@ class FitResult(FitRecord, ResultsSectionMixin):
     def residuals(self) -> pd.Series:
         """Response minus fitted values, indexed by the caller's row labels."""
         return pd.Series(self.y - self._fitted_values(), index=self._rows(), name="residuals")
+
+    def residual_sd(self) -> pd.Series:
+        """The residual SD of each observation, indexed like :meth:`fitted`.
+
+        ``sigma`` times each row's SD ratio under ``sigma=`` (nlme's
+        ``attr(residuals(fit), "std")``); ``sigma`` for every row without one.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> d = hierlm.load_sleepstudy()
+        >>> d["late"] = (d["Days"] > 4).map({True: "late", False: "early"})
+        >>> res = hierlm.fit("Reaction ~ Days + (1 | Subject)", d, sigma="~ late")
+        >>> sd = res.residual_sd()
+        >>> bool(sd.iloc[0] == res.sigma), sd.index.equals(res.fitted().index)
+        (True, True)
+        """
+        scale = np.ones(self.nobs) if self.residual_scale is None else self.residual_scale
+        return pd.Series(self.sigma * np.asarray(scale), index=self._rows(), name="residual_sd")
 
     def _fitted_values(self) -> np.ndarray:
         self._require_rows("fitted values and residuals")

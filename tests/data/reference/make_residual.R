@@ -43,15 +43,17 @@ fit_case <- function(fixed, random, data, correlation = NULL, weights = NULL,
   fit <- lme(as.formula(fixed), data = data, random = as.formula(random),
              correlation = correlation, weights = weights, method = method, control = ctrl)
   N <- nrow(data); p <- length(fixef(fit))
+  # vcov() is lme4's convention; summary()'s t table divides by N - p under ML too,
+  # so its ML SEs are larger by sqrt(N / (N - p))
   se <- sqrt(diag(vcov(fit)))
-  se_lme4 <- if (method == "ML") se * sqrt((N - p) / N) else se
+  se_summary <- summary(fit)$tTable[, "Std.Error"]
   res <- fit$residuals
   stopifnot(all(rownames(res) == rownames(data)) || is.null(rownames(res)))
   out <- list(fixed = fixed, random = random, hierlm_formula = hierlm$formula,
               residual = hierlm$residual, sigma_formula = hierlm$sigma, method = method,
               nobs = N, loglik = as.numeric(logLik(fit)),
               criterion = -2 * as.numeric(logLik(fit)),
-              fixef = as.list(fixef(fit)), se_nlme = as.list(se), se = as.list(se_lme4),
+              fixef = as.list(fixef(fit)), se = as.list(se), se_summary = as.list(se_summary),
               sigma = sigma(fit),
               residual_sd = as.numeric(attr(res, "std")),
               ranef_sd = as.numeric(VarCorr(fit)[, "StdDev"][
@@ -106,7 +108,10 @@ for (m in c("REML", "ML")) {
   a <- lme(distance ~ age + Sex, orth, random = ~ 1 | Subject, method = m)
   b <- lmer(distance ~ age + Sex + (1 | Subject), orth, REML = (m == "REML"))
   lme4_check[[tolower(m)]] <- list(nlme = -2 * as.numeric(logLik(a)),
-                                   lme4 = if (m == "REML") REMLcrit(b) else deviance(b))
+                                   lme4 = if (m == "REML") REMLcrit(b) else deviance(b),
+                                   nlme_se = as.list(sqrt(diag(vcov(a)))),
+                                   lme4_se = as.list(sqrt(diag(as.matrix(vcov(b))))),
+                                   nlme_sigma = sigma(a), lme4_sigma = sigma(b))
 }
 out <- list(versions = list(R = R.version.string,
                             nlme = as.character(packageVersion("nlme")),

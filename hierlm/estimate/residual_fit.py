@@ -1,0 +1,215 @@
+"""REML / ML fits with a residual structure: theta profiled inside, the residual
+parameters outside.
+
+The criterion of :mod:`hierlm.objective.residual_gram`, ``crit(theta, rho, delta) =
+crit_iid(theta; B[Z X y]) + log|R0|``, is minimized over theta for each ``(rho,
+delta)`` by the model's own optimizer (:func:`hierlm.estimate.optimize.optimize_theta`,
+warm-started), and that profile ``g(rho, delta) = min_theta crit`` over the residual
+parameters by L-BFGS-B with central-difference gradients (they are few).  The residual
+parameters are optimized unconstrained:
+
+* ``ar1``: ``phi = tanh(z)`` in (-1, 1);
+* ``car1``: ``phi = 1 / (1 + exp(-z))`` in (0, 1);
+* ``cs``: ``rho = lo + (1 - lo) / (1 + exp(-z))`` with ``lo = -1 / (k_max - 1)``
+  (``C`` positive definite for every group of at most ``k_max`` rows);
+* ``delta``: the log-SD coefficients themselves.
+
+The number of parameters adds the residual ones to lme4's: ``k = p + len(theta) + 1 +
+n_rho + n_delta`` in AIC and BIC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.optimize
+import scipy.special
+
+from hierlm.design.residual_design import ResidualDesign
+from hierlm.design.terms import ModelDesign
+from hierlm.errors import ConvergenceWarning, MethodError, warn
+from hierlm.estimate.frequentist import result_from_estimates
+from hierlm.estimate.optimize import optimize_theta
+from hierlm.estimate.record import FitRecord
+from hierlm.estimate.stable_pls import stable_estimates
+from hierlm.objective.profiled import ProfiledObjective, compile_objective
+from hierlm.objective.residual_gram import relative_sd, whitened_design
+
+#: Central-difference step in the unconstrained residual parameters.
+FD_STEP = 1e-5
+#: Starting correlations tried (the best one starts the descent).
+RHO_STARTS = (0.0, 0.3, 0.6, 0.9)
+
+
+def _cs_lower(rd: ResidualDesign) -> float:
+    kmax = int(rd.group_sizes.max())
+    return -1.0 / (kmax - 1) if kmax > 1 else -0.999
+
+
+def to_natural(rd: ResidualDesign, z: np.ndarray) -> tuple[float, np.ndarray]:
+    """``(rho, delta)`` from the unconstrained parameters ``z``.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.design.residual_design import build_residual
+    >>> d = hierlm.load_sleepstudy()
+    >>> des = hierlm.build_design("Reaction ~ Days + (1 | Subject)", d)
+    >>> rd = build_residual("ar1(Days | Subject)", None, d, des)
+    >>> rho, delta = to_natural(rd, np.array([np.arctanh(0.5)]))
+    >>> round(rho, 12), delta.size
+    (0.5, 0)
+    """
+    z = np.asarray(z, dtype=float)
+    delta = z[rd.n_corr:]
+    if rd.spec is None:
+        return 0.0, delta
+    if rd.spec.kind == "ar1":
+        return float(np.tanh(z[0])), delta
+    sig = float(scipy.special.expit(z[0]))
+    if rd.spec.kind == "car1":
+        return sig, delta
+    lo = _cs_lower(rd)
+    return lo + (1.0 - lo) * sig, delta
+
+
+def to_unconstrained(rd: ResidualDesign, rho: float, delta: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`to_natural`."""
+    if rd.spec is None:
+        return np.asarray(delta, dtype=float)
+    if rd.spec.kind == "ar1":
+        z0 = np.arctanh(rho)
+    elif rd.spec.kind == "car1":
+        z0 = scipy.special.logit(rho)
+    else:
+        lo = _cs_lower(rd)
+        z0 = scipy.special.logit((rho - lo) / (1.0 - lo))
+    return np.concatenate([[z0], np.asarray(delta, dtype=float)])
+
+
+class ResidualProfile:
+    """``g(z) = min_theta crit(theta, z)``, with the last minimizer kept as a warm start."""
+
+    def __init__(self, design: ModelDesign, rd: ResidualDesign, reml: bool,
+                 options: dict[str, Any] | None = None) -> None:
+        self.design, self.rd, self.reml, self.options = design, rd, reml, options
+        self.theta: np.ndarray | None = None
+        self.n_evals = 0
+        self.trace: list[tuple[list[float], float]] = []
+
+    def objective_at(self, z: np.ndarray) -> tuple[ProfiledObjective, float]:
+        """The whitened model's compiled objective at ``z`` and ``log|R0|``."""
+        rho, delta = to_natural(self.rd, z)
+        wd, logdet = whitened_design(self.design, self.rd, rho, delta)
+        return compile_objective(wd), logdet
+
+    def __call__(self, z: np.ndarray) -> float:
+        obj, logdet = self.objective_at(z)
+        with np.errstate(all="ignore"):
+            opt = optimize_theta(obj, self.reml, start=self.theta, options=self.options)
+        self.n_evals += opt.n_evals
+        val = float(opt.objective) + logdet
+        if not np.isfinite(val):
+            return np.inf
+        self.theta = opt.theta
+        self.trace.append(([float(v) for v in z], val))
+        return val
+
+    def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        f0 = self(z)
+        theta0 = self.theta
+        g = np.zeros(len(z))
+        for i in range(len(z)):
+            e = np.zeros(len(z))
+            e[i] = FD_STEP
+            g[i] = (self(z + e) - self(z - e)) / (2 * FD_STEP)
+            self.theta = theta0
+        return f0, g
+
+
+def _start(profile: ResidualProfile) -> np.ndarray:
+    rd = profile.rd
+    delta0 = np.zeros(rd.V.shape[1])
+    if rd.spec is None:
+        return delta0
+    starts = [to_unconstrained(rd, r, delta0) for r in RHO_STARTS
+              if rd.spec.kind != "cs" or r > _cs_lower(rd)]
+    vals = [profile(z) for z in starts]
+    return starts[int(np.argmin(vals))]
+
+
+def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
+                 start: np.ndarray | None = None,
+                 options: dict[str, Any] | None = None) -> FitRecord:
+    """Fit a model with residual structure by REML or ML.
+
+    Parameters
+    ----------
+    design : ModelDesign
+        The model design.
+    rd : ResidualDesign
+        Its residual structure (:func:`hierlm.design.residual_design.build_residual`).
+    reml : bool
+        REML (True) or ML (False).
+    start : ndarray, optional
+        Starting theta.
+    options : dict, optional
+        Options of the inner theta optimizer.
+
+    Returns
+    -------
+    FitRecord
+        With ``residual_parameters``, ``residual_scale`` (each row's SD over sigma),
+        ``residual`` and ``sigma_formula`` set.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.design.residual_design import build_residual
+    >>> d = hierlm.load_sleepstudy()
+    >>> des = hierlm.build_design("Reaction ~ Days + (1 | Subject)", d)
+    >>> rec = fit_residual(des, build_residual("ar1(Days | Subject)", None, d, des), True)
+    >>> rec.residual_parameters.round(3).to_dict()
+    {'rho': 0.524}
+    """
+    if design.nobs != len(design.y):
+        raise MethodError("residual= needs the data in memory")
+    profile = ResidualProfile(design, rd, reml, options)
+    profile.theta = None if start is None else np.asarray(start, dtype=float)
+    z0 = _start(profile)
+    res = scipy.optimize.minimize(profile.value_and_grad, z0, jac=True, method="L-BFGS-B",
+                                  options={"maxiter": 200, "ftol": 1e-13, "gtol": 1e-7})
+    z = res.x if res.fun <= profile(z0) else z0
+    rho, delta = to_natural(rd, z)
+    profile(z)  # theta at z
+    obj, logdet = profile.objective_at(z)
+    opt = optimize_theta(obj, reml, start=profile.theta, options=options)
+    L1, L_R = opt.factor if opt.factor is not None else obj.evaluate(opt.theta, reml)[2:]
+    est, criterion = stable_estimates(obj, opt.theta, L1, L_R, reml)
+    messages: list[str] = []
+    grad = float(np.max(np.abs(res.jac), initial=0.0))
+    converged = bool(opt.converged and (res.success or grad < 1e-3))
+    if not converged:
+        msg = (f"optimizer did not converge: residual parameters {res.message}, largest "
+               f"gradient {grad:.2g}")
+        warn(msg, ConvergenceWarning)
+        messages.append(msg)
+    names = list(rd.param_names)
+    values = ([rho] if rd.spec is not None else []) + list(delta)
+    optimizer = {"method": "L-BFGS-B(residual) / " + opt.method, "message": str(res.message),
+                 "gradient": [float(v) for v in res.jac],
+                 "phases": [["residual", len(profile.trace)]],
+                 "trace": [z_ + [f] for z_, f in profile.trace]}
+    rec = result_from_estimates(
+        design, est, opt.theta, criterion + logdet, "REML" if reml else "ML",
+        converged=converged, n_evals=profile.n_evals + opt.n_evals, optimizer=optimizer,
+        messages=tuple(messages),
+        residual_parameters=pd.Series(values, index=names, name="residual_parameters",
+                                      dtype=float),
+        residual_scale=relative_sd(rd, delta, design.weights),
+        residual=None if rd.spec is None else rd.spec.text, sigma_formula=rd.sigma_formula)
+    k = rd.n_params
+    return dataclasses.replace(rec, aic=rec.aic + 2 * k, bic=rec.bic + k * np.log(design.nobs))
