@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ import pandas as pd
 from hierlm.design.columns import _variables, formulae_common
 from hierlm.design.frames import as_pandas
 from hierlm.design.matrices import RANK_TOL, build_design
-from hierlm.design.model_matrix import build_model_matrix
+from hierlm.design.model_matrix import ModelMatrix, build_model_matrix
 from hierlm.design.residual_spec import ResidualSpec, check_times, parse_residual, parse_sigma
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import DataError, FormulaError, MethodError
@@ -48,6 +49,10 @@ class ResidualDesign:
         Model matrix of the log-SD model without intercept (``k = 0`` without ``sigma=``).
     v_names : tuple of str
         Its column names.
+    time : ndarray, shape (n,)
+        Each row's time (0 for ``cs`` and without a structure).
+    v_matrix : ModelMatrix or None
+        The coding of the log-SD model, to code new rows (:meth:`v_of`).
     """
 
     spec: ResidualSpec | None
@@ -57,6 +62,16 @@ class ResidualDesign:
     gap: np.ndarray
     V: np.ndarray
     v_names: tuple[str, ...]
+    time: np.ndarray
+    v_matrix: Any = None
+
+    def v_of(self, frame: pd.DataFrame) -> np.ndarray:
+        """The log-SD model matrix (no intercept) of new rows, coded like the fitting rows."""
+        if self.v_matrix is None:
+            return np.zeros((len(frame), 0))
+        M = np.asarray(self.v_matrix.code(frame), dtype=float)
+        keep = [i for i, c in enumerate(self.v_matrix.names) if c != "(Intercept)"]
+        return M[:, keep]
 
     @property
     def n_corr(self) -> int:
@@ -95,7 +110,8 @@ def residual_columns(residual: object, sigma: object) -> set[str]:
     return cols
 
 
-def _sigma_matrix(rhs: str, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
+def _sigma_matrix(rhs: str, frame: pd.DataFrame
+                  ) -> tuple[np.ndarray, tuple[str, ...], ModelMatrix]:
     mm = build_model_matrix(rhs, frame, None, "sigma= formula", formulae_common)
     names = list(mm.names)
     if "(Intercept)" not in names:
@@ -109,7 +125,7 @@ def _sigma_matrix(rhs: str, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[str,
     if s.size and s[-1] <= RANK_TOL * s[0]:
         raise DataError(f"sigma= formula '~ {rhs}': its model matrix is rank deficient "
                         f"(columns {', '.join(names)}); drop a term or an empty level")
-    return np.ascontiguousarray(M[:, keep]), tuple(names[i] for i in keep)
+    return np.ascontiguousarray(M[:, keep]), tuple(names[i] for i in keep), mm
 
 
 def build_residual(residual: object, sigma: object, frame: pd.DataFrame,
@@ -130,6 +146,7 @@ def build_residual(residual: object, sigma: object, frame: pd.DataFrame,
     group = np.zeros(n, dtype=np.int64)
     prev = np.full(n, -1, dtype=np.int64)
     gap = np.zeros(n)
+    t = np.zeros(n)
     if spec is not None:
         codes, _ = pd.factorize(frame[spec.group].astype(str), sort=True)
         group = np.asarray(codes, dtype=np.int64)
@@ -149,10 +166,11 @@ def build_residual(residual: object, sigma: object, frame: pd.DataFrame,
             first = np.r_[True, group[order][1:] != group[order][:-1]]
             prev[order[~first]] = order[:-1][~first[1:]]
             gap[order[~first]] = np.diff(t[order])[~first[1:]]
-    V, names = (np.zeros((n, 0)), ()) if sigma is None else _sigma_matrix(parse_sigma(sigma),
-                                                                          frame)
+    V, names, mm = ((np.zeros((n, 0)), (), None) if sigma is None
+                    else _sigma_matrix(parse_sigma(sigma), frame))
     return ResidualDesign(spec=spec, sigma_formula=None if sigma is None else str(sigma),
-                          group=group, prev=prev, gap=gap, V=V, v_names=names)
+                          group=group, prev=prev, gap=gap, V=V, v_names=names, time=t,
+                          v_matrix=mm)
 
 
 def design_with_residual(formula: str, data: object, residual: object, sigma: object,

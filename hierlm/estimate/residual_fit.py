@@ -30,7 +30,7 @@ import scipy.special
 
 from hierlm.design.residual_design import ResidualDesign
 from hierlm.design.terms import ModelDesign
-from hierlm.errors import ConvergenceWarning, MethodError, warn
+from hierlm.errors import ConvergenceWarning, MethodError, SingularFitWarning, warn
 from hierlm.estimate.frequentist import result_from_estimates
 from hierlm.estimate.optimize import optimize_theta
 from hierlm.estimate.record import FitRecord
@@ -40,6 +40,12 @@ from hierlm.objective.residual_gram import relative_sd, whitened_design
 
 #: Central-difference step in the unconstrained residual parameters.
 FD_STEP = 1e-5
+#: Largest ``|z|`` of the correlation parameter: beyond it ``C`` is numerically singular
+#: (``phi = tanh(12) = 1 - 8e-11``; a cs correlation within 6e-6 of its bounds).
+Z_MAX = 12.0
+#: ``|z|`` beyond which a fit is reported at the edge (``phi > tanh(8) = 1 - 2e-7``;
+#: a car1 ``phi > 0.9997``; a cs correlation within 3e-4 of its bounds, relative).
+EDGE_Z = 8.0
 #: Starting correlations tried (the best one starts the descent).
 RHO_STARTS = (0.0, 0.3, 0.6, 0.9)
 
@@ -107,9 +113,16 @@ class ResidualProfile:
         return compile_objective(wd), logdet
 
     def __call__(self, z: np.ndarray) -> float:
-        obj, logdet = self.objective_at(z)
+        rho, delta = to_natural(self.rd, z)
+        if np.any(np.abs(z[:self.rd.n_corr]) > Z_MAX) or not np.all(np.isfinite(delta)):
+            return np.inf  # a correlation at the edge of its range: C is singular
         with np.errstate(all="ignore"):
-            opt = optimize_theta(obj, self.reml, start=self.theta, options=self.options)
+            wd, logdet = whitened_design(self.design, self.rd, rho, delta)
+            if not (np.isfinite(logdet) and np.all(np.isfinite(wd.y))
+                    and np.all(np.isfinite(wd.X))):
+                return np.inf
+            opt = optimize_theta(compile_objective(wd), self.reml, start=self.theta,
+                                 options=self.options)
         self.n_evals += opt.n_evals
         val = float(opt.objective) + logdet
         if not np.isfinite(val):
@@ -182,7 +195,8 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
     z0 = _start(profile)
     res = scipy.optimize.minimize(profile.value_and_grad, z0, jac=True, method="L-BFGS-B",
                                   options={"maxiter": 200, "ftol": 1e-13, "gtol": 1e-7})
-    z = res.x if res.fun <= profile(z0) else z0
+    # the best point evaluated (a line search that met a singular C may stop short)
+    z = np.asarray(min(profile.trace, key=lambda tr: tr[1])[0]) if profile.trace else z0
     rho, delta = to_natural(rd, z)
     profile(z)  # theta at z
     obj, logdet = profile.objective_at(z)
@@ -196,6 +210,12 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
         msg = (f"optimizer did not converge: residual parameters {res.message}, largest "
                f"gradient {grad:.2g}")
         warn(msg, ConvergenceWarning)
+        messages.append(msg)
+    if rd.n_corr and abs(z[0]) > EDGE_Z:
+        msg = (f"boundary fit: the residual correlation is at the edge of its range "
+               f"(rho = {rho:.6g}); the residual structure may not be identifiable beside "
+               f"the random effects (e.g. cs() on the group of a random intercept)")
+        warn(msg, SingularFitWarning)
         messages.append(msg)
     names = list(rd.param_names)
     values = ([rho] if rd.spec is not None else []) + list(delta)

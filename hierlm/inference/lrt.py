@@ -3,7 +3,8 @@
 ``compare(small, big)``: REML fits are refitted by ML first (as lme4 does: REML
 criteria of models with different fixed effects are not comparable);
 ``chisq = deviance_small - deviance_big`` on ``df = npar_big - npar_small`` with
-``npar = p + len(theta) + 1``.
+``npar = p + len(theta) + 1`` plus the residual structure's parameters (``rho`` and
+the log SD ratios of ``residual=`` / ``sigma=``).
 
 Where the smaller model is the bigger one with one random coefficient removed and
 the same fixed effects, the null hypothesis puts a variance on the boundary of its
@@ -40,8 +41,19 @@ from hierlm.inference.fitted import require_model
 
 
 def npar(res: Any) -> int:
-    """Parameters of a fit: fixed effects, theta and sigma."""
-    return len(res.fixef) + len(res.theta) + 1
+    """Parameters of a fit: fixed effects, theta, sigma and the residual structure's."""
+    extra = getattr(res, "residual_parameters", None)
+    return len(res.fixef) + len(res.theta) + 1 + (0 if extra is None else len(extra))
+
+
+def _name(res: Any) -> str:
+    """A fit's row label: its formula, with ``residual=`` / ``sigma=`` where given."""
+    parts = [res.formula]
+    if getattr(res, "residual", None):
+        parts.append(f"residual={res.residual}")
+    if getattr(res, "sigma_formula", None):
+        parts.append(f"sigma={res.sigma_formula}")
+    return ", ".join(parts)
 
 
 def mixture_p(chisq: float, df: int) -> float:
@@ -152,7 +164,7 @@ def compare(*fits: Any) -> pd.DataFrame:
                 row["p_boundary"] = mixture_p(chisq, df)
                 boundary = True
         rows.append(row)
-    names = [r.formula for r in ml]
+    names = [_name(r) for r in ml]
     if len(set(names)) < len(names):
         names = [f"model{i + 1}" for i in range(len(ml))]
     out = pd.DataFrame(rows, index=names)

@@ -8,6 +8,9 @@ the model's weights column is among them) and, per random term ``k``, model rows
     Cov(y_r, y_s) = sum_k [g_k,r == g_k,s] z_k,r' Sigma_k z_k,s + [r == s] sigma^2 / w_r
 
 with ``Sigma_k = sigma^2 T_k T_k'``: that is ``sigma^2 (Z Lambda Lambda' Z' + W^{-1})``.
+A fit with ``residual=`` / ``sigma=`` replaces the last term by its residual covariance
+``sigma^2 S C S`` (:mod:`hierlm.predict.residual_cov`; the rows then need the
+structure's time and group columns).
 Two rows share a random effect exactly when their labels agree, whether or not the
 level was seen in fitting, so no response and no fitted level is needed.  For NUTS
 fits both moments are averaged over the posterior draws; as they are linear in
@@ -56,8 +59,13 @@ def marginal_moments(res: Any, rows: pd.DataFrame) -> tuple[pd.Series, pd.DataFr
         Sigmas = [sigma2 * T @ T.T for T in Ts]
         beta = res.fixef.to_numpy(dtype=np.float64)
     mean = coded.offset + coded.X @ beta
-    cov = np.diag(sigma2 / coded.weights)
     checked = rows.reset_index(drop=True)
+    if len(getattr(res, "residual_parameters", ())) and res.method != "NUTS":
+        from hierlm.predict.residual_cov import residual_covariance
+
+        cov = residual_covariance(res, checked, coded.weights)
+    else:
+        cov = np.diag(sigma2 / coded.weights)
     for t, zx, S in zip(coder.terms, coded.Z_X, Sigmas, strict=True):
         labels = group_labels(t.factors, checked).to_numpy(dtype=object)
         same = labels[:, None] == labels[None, :]

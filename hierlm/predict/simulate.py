@@ -4,6 +4,9 @@ For the rows (the fitting rows, or ``newdata``), each simulation draws::
 
     y* = o + X beta-hat + sum_k z_k' b*_k[g_k] + e*,   e*_r ~ N(0, sigma-hat^2 / w_r)
 
+(with ``residual=`` / ``sigma=``, ``e*`` has the fitted residual covariance, drawn
+group by group: :mod:`hierlm.predict.residual_cov`).
+
 With ``re_form="~0"`` (the default, lme4's ``re.form = NA``) every level of every term
 gets a new ``b*_k ~ N(0, Sigma_k)``, ``Sigma_k = sigma-hat^2 T_k T_k'``, in each
 simulation; with ``re_form=None`` the fitted conditional modes are used for the levels
@@ -62,7 +65,12 @@ def simulate(res: Any, nsim: int = 1, seed: int | np.random.Generator | None = N
             seen = codes >= 0
             b[seen] = modes[k][codes[seen]][:, :, None]
         out += np.einsum("ij,ijs->is", zx, b)
-    out += sigma / np.sqrt(rows.weights)[:, None] * rng.standard_normal((n, nsim))
+    if len(getattr(res, "residual_parameters", ())):  # residual= / sigma=: correlated errors
+        from hierlm.predict.residual_cov import residual_draws
+
+        out += residual_draws(res, None if newdata is None else frame, rows.weights, nsim, rng)
+    else:
+        out += sigma / np.sqrt(rows.weights)[:, None] * rng.standard_normal((n, nsim))
     index = res.row_labels if newdata is None and res.row_labels is not None else (
         pd.RangeIndex(n) if newdata is None else newdata.index)
     return pd.DataFrame(out, index=index, columns=[f"sim_{i + 1}" for i in range(nsim)])

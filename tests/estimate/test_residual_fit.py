@@ -131,3 +131,15 @@ def test_nuts_with_residual_structure_is_a_clear_method_error() -> None:
     d = residual_data("ovary")
     with pytest.raises(hierlm.MethodError, match="nuts.*residual"):
         hierlm.fit("follicles ~ s + c + (1 | Mare)", d, "nuts", residual="ar1(visit | Mare)")
+
+
+def test_unidentifiable_structure_warns_at_the_boundary() -> None:
+    """cs() on the group of a random intercept with a varIdent: the CS correlation runs
+    to its lower edge; the fit says so instead of returning a silent optimum."""
+    d = residual_data("orthodont")
+    iid = hierlm.fit("distance ~ age + Sex + (1 | Subject)", d, sigma="~ Sex")
+    with pytest.warns(hierlm.SingularFitWarning, match="edge of its range"):
+        res = hierlm.fit("distance ~ age + Sex + (1 | Subject)", d, residual="cs(1 | Subject)",
+                         sigma="~ Sex")
+    assert res.residual_parameters["rho"] < -0.33
+    assert res.objective <= iid.objective + 1e-6  # contains the model without cs()
