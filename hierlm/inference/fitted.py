@@ -17,10 +17,23 @@ from hierlm.inference.deviance import VarparInfo, varpar_info
 _INFO: weakref.WeakKeyDictionary[Any, VarparInfo] = weakref.WeakKeyDictionary()
 
 
+def has_residual_structure(res: Any) -> bool:
+    """Whether a fit has ``residual=`` / ``sigma=`` parameters."""
+    return len(getattr(res, "residual_parameters", ())) > 0
+
+
 def require_model(res: Any, what: str) -> Any:
-    """The fitted model of a REML/ML result, or MethodError naming what is missing."""
+    """The fitted model of a REML/ML result, or MethodError naming what is missing.
+
+    Fits with ``residual=`` / ``sigma=`` have Satterthwaite's df (:func:`info_of`) and
+    likelihood-ratio tests; everything else that needs the model is not supported yet.
+    """
     if res.method not in ("REML", "ML"):
         raise MethodError(f"{what} needs a REML or ML fit, not {res.method}")
+    if has_residual_structure(res):
+        raise MethodError(f"{what} is not supported yet for fits with residual= or sigma=; "
+                          f"Satterthwaite's df, Wald intervals and likelihood-ratio tests "
+                          f"(hierlm.anova) are")
     if res.model is None:
         raise MethodError(f"{what} needs the fitted model (FitResult.model), which a result "
                           f"read from disk does not have; refit with hierlm.Model(...).fit()")
@@ -30,6 +43,12 @@ def require_model(res: Any, what: str) -> Any:
 def info_of(res: Any) -> VarparInfo:
     """The deviance's Hessian and vcov(beta)'s Jacobian at the estimate (cached)."""
     info = _INFO.get(res)
+    if info is None and has_residual_structure(res):
+        from hierlm.inference.residual_satterthwaite import residual_varpar_info
+
+        if res.method not in ("REML", "ML"):
+            raise MethodError(f"Satterthwaite's df needs a REML or ML fit, not {res.method}")
+        info = _INFO[res] = residual_varpar_info(res)
     if info is None:
         model = require_model(res, "Satterthwaite's df")
         info = varpar_info(model.objective, res.theta, res.sigma, reml=res.method == "REML")
