@@ -102,6 +102,10 @@ def predict(res: Any, newdata: pd.DataFrame | None = None, re_form: str | None =
     fit = linear_predictor(rows, beta, ranef_arrays(res))
     if interval is None:
         return pd.Series(fit, index=rows.index, name="fit")
+    if len(getattr(res, "residual_parameters", ())):
+        raise MethodError("prediction intervals are not supported yet for fits with "
+                          "residual= or sigma= (their conditional variances ignore the "
+                          "residual correlation); marginal_moments() gives the covariance")
     from hierlm.predict.intervals import prediction_error_variance
 
     var = prediction_error_variance(fitted_objective(res), res.theta, res.sigma, rows)

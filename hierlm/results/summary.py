@@ -68,6 +68,22 @@ def _random_effects(res: FitRecord) -> str:
     return _aligned(rows, header, right={2, 3})
 
 
+def _residual_structure(res: FitRecord) -> list[str]:
+    """nlme's "Correlation Structure" and "Variance function" lines, when fitted."""
+    par = res.residual_parameters
+    if len(par) == 0:
+        return []
+    out = [""]
+    if res.residual:
+        out.append(f"Residual correlation: {res.residual}; rho = {par.iloc[0]:.4g}")
+    if res.sigma_formula:
+        ratios = ", ".join(f"{name.split(':', 1)[1]} {np.exp(v):.4g}"
+                           for name, v in par.items() if name.startswith("log_sd_ratio:"))
+        out.append(f"Residual SD: sigma {res.sigma_formula}; SD ratios to the reference "
+                   f"level: {ratios}")
+    return out
+
+
 def format_summary(res: FitRecord) -> str:
     """Render the summary text (see :meth:`FitResult.summary`)."""
     lines = []
@@ -87,17 +103,21 @@ def format_summary(res: FitRecord) -> str:
         lines.append(f"REML criterion at convergence: {res.objective:.4f}")
     elif res.method == "ML":
         stats = pd.DataFrame([[res.aic, res.bic, res.loglik, res.objective,
-                               res.nobs - len(res.fixef) - len(res.theta) - 1]],
+                               res.nobs - len(res.fixef) - len(res.theta) - 1
+                               - len(res.residual_parameters)]],
                              columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
         lines.append(stats.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if res.method != "NUTS" and res.fitted_values is not None:  # None: read in chunks
         assert res.y is not None
-        r = (res.y - res.fitted_values) / res.sigma
+        scale = res.sigma if res.residual_scale is None else res.sigma * res.residual_scale
+        r = (res.y - res.fitted_values) / scale  # Pearson residuals under sigma=
         q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
         lines += ["", "Scaled residuals:",
                   pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"]).to_string(
                       index=False, float_format=lambda v: f"{v:.4f}")]
-    lines += ["", "Random effects:", _random_effects(res), "", "Fixed effects:"]
+    lines += ["", "Random effects:", _random_effects(res)]
+    lines += _residual_structure(res)
+    lines += ["", "Fixed effects:"]
     est = "Post. mean" if res.method == "NUTS" else "Estimate"
     se = "Post. SD" if res.method == "NUTS" else "Std. Error"
     fe = pd.DataFrame({est: res.fixef, se: res.fixef_se})

@@ -143,3 +143,26 @@ def test_unidentifiable_structure_warns_at_the_boundary() -> None:
                          sigma="~ Sex")
     assert res.residual_parameters["rho"] < -0.33
     assert res.objective <= iid.objective + 1e-6  # contains the model without cs()
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda r: r.coef_table("kenward-roger"), "Kenward-Roger"),
+    (lambda r: r.confint("profile"), "not supported yet"),
+    (lambda r: r.profile(), "not supported yet"),
+    (lambda r: r.bootstrap(3, progressbar=False), "not supported yet"),
+    (lambda r: r.ranova(), "not supported yet"),
+    (lambda r: r.predict(interval="confidence"), "prediction intervals are not supported"),
+])
+def test_unsupported_post_fit_tools_raise_method_error(fits: dict, call: object,
+                                                       match: str) -> None:
+    res = fits["ovary_ar1_reml"]
+    with pytest.raises(hierlm.MethodError, match=match):
+        call(res)  # type: ignore[operator]
+
+
+def test_supported_post_fit_tools(fits: dict) -> None:
+    res = fits["ovary_ar1_reml"]
+    wald = res.confint("wald")
+    assert np.isfinite(wald.loc["s"]).all()
+    assert res.predict().index.equals(res.fitted().index)
+    assert "ar1(visit | Mare)" in res.summary()
