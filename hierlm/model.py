@@ -86,15 +86,16 @@ class Model:
                 if is_out_of_core(data):
                     raise MethodError("residual= and sigma= need the data in memory, not "
                                       "read in chunks (parquet or Dask)")
-                self._design, self._residual = design_with_residual(
+                design, self._residual = design_with_residual(
                     formula, data, residual, sigma, weights=weights, offset=offset,
                     contrasts=contrasts)
-                self._objective = compile_objective(self._design)
+                self._design: ModelDesign = design
+                self._objective = compile_objective(design)
                 return
             if is_out_of_core(data):  # parquet path/glob/Dataset or Dask: read in chunks
                 chunked, gram = design_and_gram_out_of_core(formula, data, weights, offset,
                                                             contrasts)
-                self._design: ModelDesign = chunked
+                self._design = chunked
                 self._objective = compile_objective(chunked, gram)
                 return
             design = build_design(formula, data, weights=weights, offset=offset,

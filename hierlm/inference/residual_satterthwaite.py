@@ -46,7 +46,7 @@ def residual_varpar_info(res: Any) -> VarparInfo:
     """
     model = getattr(res, "model", None)
     rd = None if model is None else getattr(model, "residual", None)
-    if rd is None:
+    if model is None or rd is None:
         raise MethodError("Satterthwaite's df of a fit with residual= / sigma= need its "
                           "model (FitResult.model), which a result read from disk lacks")
     design, reml = model.design, res.method == "REML"

@@ -88,7 +88,8 @@ def whiten(rd: ResidualDesign, rho: float, s: np.ndarray, M: np.ndarray
     a[has] = np.power(rho, rd.gap[has])
     one_minus = 1.0 - a * a
     out = scaled.copy()
-    out[has] = (scaled[has] - a[has, None] * scaled[rd.prev[has]]) / np.sqrt(one_minus[has])[:, None]
+    root = np.sqrt(one_minus[has])[:, None]
+    out[has] = (scaled[has] - a[has, None] * scaled[rd.prev[has]]) / root
     logdet += float(np.log(one_minus[has]).sum())
     return out, logdet
 

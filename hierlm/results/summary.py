@@ -77,8 +77,8 @@ def _residual_structure(res: FitRecord) -> list[str]:
     if res.residual:
         out.append(f"Residual correlation: {res.residual}; rho = {par.iloc[0]:.4g}")
     if res.sigma_formula:
-        ratios = ", ".join(f"{name.split(':', 1)[1]} {np.exp(v):.4g}"
-                           for name, v in par.items() if name.startswith("log_sd_ratio:"))
+        ratios = ", ".join(f"{str(name).split(':', 1)[1]} {np.exp(v):.4g}"
+                           for name, v in par.items() if str(name).startswith("log_sd_ratio:"))
         out.append(f"Residual SD: sigma {res.sigma_formula}; SD ratios to the reference "
                    f"level: {ratios}")
     return out
