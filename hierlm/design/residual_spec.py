@@ -153,8 +153,8 @@ of 'id' (first at 'visit' = 2.0 in row 2); each observation of a group needs its
     if spec.kind == "ar1" and not np.all(t == np.round(t)):
         bad = int(np.flatnonzero(t != np.round(t))[0])
         raise DataError(f"residual {spec.text}: ar1 needs integer visits, but '{name}' is "
-                        f"{float(t[bad])!r} in row {bad}; use car1({name} | {spec.group}) for real "
-                        f"times")
+                        f"{float(t[bad])!r} in row {bad}; use car1({name} | {spec.group}) "
+                        f"for real times")
     order = np.lexsort((t, group_codes))
     same = (np.diff(group_codes[order]) == 0) & (np.diff(t[order]) == 0)
     if np.any(same):
