@@ -36,6 +36,7 @@ from hierlm.estimate.optimize import optimize_theta
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
+from hierlm.objective.residual_classes import class_gram
 from hierlm.objective.residual_gram import relative_sd, whitened_design
 
 #: Central-difference step in the unconstrained residual parameters.
@@ -46,6 +47,8 @@ Z_MAX = 12.0
 #: ``|z|`` beyond which a fit is reported at the edge (``phi > tanh(8) = 1 - 2e-7``;
 #: a car1 ``phi > 0.9997``; a cs correlation within 3e-4 of its bounds, relative).
 EDGE_Z = 8.0
+#: Models of at least this many rows are linked with Numba for the inner fits.
+NUMBA_NOBS = 5000
 #: Starting correlations tried (the best one starts the descent).
 RHO_STARTS = (0.0, 0.3, 0.6, 0.9)
 
@@ -102,27 +105,33 @@ class ResidualProfile:
     def __init__(self, design: ModelDesign, rd: ResidualDesign, reml: bool,
                  options: dict[str, Any] | None = None) -> None:
         self.design, self.rd, self.reml, self.options = design, rd, reml, options
+        self.classes = class_gram(design, rd)  # None: whiten row by row
+        # many inner fits: link large models with Numba from the start
+        self.backend = "numba" if design.nobs >= NUMBA_NOBS else "auto"
         self.theta: np.ndarray | None = None
         self.n_evals = 0
         self.trace: list[tuple[list[float], float]] = []
 
-    def objective_at(self, z: np.ndarray) -> tuple[ProfiledObjective, float]:
-        """The whitened model's compiled objective at ``z`` and ``log|R0|``."""
+    def objective_at(self, z: np.ndarray, rows: bool = False
+                     ) -> tuple[ProfiledObjective, float]:
+        """The whitened model's compiled objective at ``z`` and ``log|R0|``; with
+        ``rows`` (or without classes) its design holds the whitened rows."""
         rho, delta = to_natural(self.rd, z)
+        if self.classes is not None and not rows:
+            gram, logdet = self.classes.gram(rho, delta)
+            return compile_objective(self.design, gram, backend=self.backend), logdet
         wd, logdet = whitened_design(self.design, self.rd, rho, delta)
-        return compile_objective(wd), logdet
+        return compile_objective(wd, backend=self.backend), logdet
 
     def __call__(self, z: np.ndarray) -> float:
         rho, delta = to_natural(self.rd, z)
         if np.any(np.abs(z[:self.rd.n_corr]) > Z_MAX) or not np.all(np.isfinite(delta)):
             return np.inf  # a correlation at the edge of its range: C is singular
         with np.errstate(all="ignore"):
-            wd, logdet = whitened_design(self.design, self.rd, rho, delta)
-            if not (np.isfinite(logdet) and np.all(np.isfinite(wd.y))
-                    and np.all(np.isfinite(wd.X))):
+            obj, logdet = self.objective_at(z)
+            if not (np.isfinite(logdet) and np.all(np.isfinite(obj.gram.A_RR))):
                 return np.inf
-            opt = optimize_theta(compile_objective(wd), self.reml, start=self.theta,
-                                 options=self.options)
+            opt = optimize_theta(obj, self.reml, start=self.theta, options=self.options)
         self.n_evals += opt.n_evals
         val = float(opt.objective) + logdet
         if not np.isfinite(val):
@@ -144,14 +153,25 @@ class ResidualProfile:
 
 
 def _start(profile: ResidualProfile) -> np.ndarray:
+    """The best of :data:`RHO_STARTS`: theta is fitted at the first (independent errors)
+    and the others are compared at that theta, one evaluation each."""
     rd = profile.rd
     delta0 = np.zeros(rd.V.shape[1])
     if rd.spec is None:
         return delta0
-    starts = [to_unconstrained(rd, r, delta0) for r in RHO_STARTS
-              if rd.spec.kind != "cs" or r > _cs_lower(rd)]
-    vals = [profile(z) for z in starts]
-    return starts[int(np.argmin(vals))]
+    lowest = 0.01 if rd.spec.kind == "car1" else 0.0  # car1's phi = 0 is z = -inf
+    starts = [to_unconstrained(rd, max(r, lowest), delta0) for r in RHO_STARTS]
+    best, best_val = starts[0], profile(starts[0])
+    theta0 = profile.theta
+    if theta0 is None:
+        return best
+    for z in starts[1:]:
+        with np.errstate(all="ignore"):
+            obj, logdet = profile.objective_at(z)
+            val = obj(theta0, profile.reml) + logdet
+        if val < best_val:
+            best, best_val = z, val
+    return best
 
 
 def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
@@ -199,7 +219,7 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
     z = np.asarray(min(profile.trace, key=lambda tr: tr[1])[0]) if profile.trace else z0
     rho, delta = to_natural(rd, z)
     profile(z)  # theta at z
-    obj, logdet = profile.objective_at(z)
+    obj, logdet = profile.objective_at(z, rows=True)
     opt = optimize_theta(obj, reml, start=profile.theta, options=options)
     L1, L_R = opt.factor if opt.factor is not None else obj.evaluate(opt.theta, reml)[2:]
     est, criterion = stable_estimates(obj, opt.theta, L1, L_R, reml)
