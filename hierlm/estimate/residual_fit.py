@@ -5,7 +5,9 @@ The criterion of :mod:`hierlm.objective.residual_gram`, ``crit(theta, rho, delta
 crit_iid(theta; B[Z X y]) + log|R0|``, is minimized over theta for each ``(rho,
 delta)`` by the model's own optimizer (:func:`hierlm.estimate.optimize.optimize_theta`,
 warm-started), and that profile ``g(rho, delta) = min_theta crit`` over the residual
-parameters by L-BFGS-B with central-difference gradients (they are few).  The residual
+parameters by L-BFGS-B.  Its gradient is the partial gradient of ``crit`` in the
+residual parameters at ``theta-hat`` (envelope theorem), by central differences with
+theta held: no inner fits for it.  The residual
 parameters are optimized unconstrained:
 
 * ``ar1``: ``phi = tanh(z)`` in (-1, 1);
@@ -141,14 +143,27 @@ class ResidualProfile:
         return val
 
     def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        """``g(z)`` and its gradient.  At the inner minimizer ``theta-hat(z)`` the
+        gradient of the profile is the partial gradient of ``crit`` in ``z`` (envelope
+        theorem), so the central differences hold theta at ``theta-hat(z)``: two
+        evaluations per parameter, no inner fits."""
         f0 = self(z)
-        theta0 = self.theta
+        theta = self.theta
         g = np.zeros(len(z))
+        if not np.isfinite(f0) or theta is None:
+            return f0, g
         for i in range(len(z)):
             e = np.zeros(len(z))
             e[i] = FD_STEP
-            g[i] = (self(z + e) - self(z - e)) / (2 * FD_STEP)
-            self.theta = theta0
+            vals = []
+            for zz in (z + e, z - e):
+                if np.any(np.abs(zz[:self.rd.n_corr]) > Z_MAX):
+                    vals.append(f0)
+                    continue
+                with np.errstate(all="ignore"):
+                    obj, logdet = self.objective_at(zz)
+                    vals.append(obj(theta, self.reml) + logdet)
+            g[i] = (vals[0] - vals[1]) / (2 * FD_STEP)
         return f0, g
 
 

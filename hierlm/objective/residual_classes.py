@@ -25,6 +25,7 @@ columns), prior weights, or compound symmetry are whitened row by row instead.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,11 +49,10 @@ class ClassGram:
     v_prev: np.ndarray  # (C, k) v of its predecessor
     gap: np.ndarray  # (C,)
     count: np.ndarray  # (C,) rows in the class
-    G1: tuple[sp.csr_matrix, ...]
-    G2: tuple[sp.csr_matrix, ...]  # symmetrized: G2 + G2'
-    G3: tuple[sp.csr_matrix, ...]
-    q1: int
-    beta_offset: np.ndarray
+    D1: np.ndarray  # (C, nnz) G1_c's entries on the union pattern
+    D2: np.ndarray  # (C, nnz) G2_c + G2_c'
+    D3: np.ndarray  # (C, nnz) G3_c
+    layout: _Layout
 
     def gram(self, rho: float, delta: np.ndarray) -> tuple[GramBlocks, float]:
         """Gram blocks of the whitened design and ``log|R0|`` at ``(rho, delta)``."""
@@ -63,27 +63,76 @@ class ClassGram:
         root = np.sqrt(1.0 - a * a)
         alpha = 1.0 / (s_i * root)
         beta = a / (s_p * root)
-        total = None
-        for c in range(len(self.first)):
-            part = alpha[c] ** 2 * self.G1[c]
-            if not self.first[c]:
-                part = part - alpha[c] * beta[c] * self.G2[c] + beta[c] ** 2 * self.G3[c]
-            total = part if total is None else total + part
-        assert total is not None
+        c2 = np.where(self.first, 0.0, alpha * beta)
+        c3 = np.where(self.first, 0.0, beta**2)
+        values = alpha**2 @ self.D1 - c2 @ self.D2 + c3 @ self.D3
         logdet = float((self.count * (2.0 * np.log(s_i) + np.log(root * root))).sum())
-        return _blocks(self.design, total.tocsr(), self.q1, self.beta_offset), logdet
+        return self.layout.fill(values), logdet
 
 
-def _blocks(design: ModelDesign, G: sp.csr_matrix, q1: int, beta_offset: np.ndarray
-            ) -> GramBlocks:
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """Where each entry of the union sparsity pattern goes in the :class:`GramBlocks`.
+
+    The pattern is the same for every ``(rho, delta)``, so the sorting and grouping of
+    :func:`~hierlm.objective.gram.gram_from_products` run once, on entry numbers.
+    """
+
+    template: GramBlocks
+    a11: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # entry, level, a, b
+    nz: tuple[np.ndarray, np.ndarray]  # flat nz_val slot, entry
+    dense: tuple[np.ndarray, np.ndarray]  # flat A_R1_dense slot, entry
+    rr: tuple[np.ndarray, np.ndarray]  # flat A_RR slot, entry
+
+    def fill(self, values: np.ndarray) -> GramBlocks:
+        t = self.template
+        A11 = np.zeros_like(t.A11)
+        e, lv, a, b = self.a11
+        A11[lv, a, b] = values[e]
+        nz_val = np.zeros(t.nz_val.size)
+        nz_val[self.nz[0]] = values[self.nz[1]]
+        dense = np.zeros(t.A_R1_dense.size)
+        dense[self.dense[0]] = values[self.dense[1]]
+        A_RR = np.zeros(t.A_RR.size)
+        A_RR[self.rr[0]] = values[self.rr[1]]
+        return dataclasses.replace(t, A11=A11, nz_val=nz_val.reshape(t.nz_val.shape),
+                                   A_R1_dense=dense.reshape(t.A_R1_dense.shape),
+                                   A_RR=A_RR.reshape(t.A_RR.shape))
+
+
+def _layout(design: ModelDesign, pattern: sp.coo_matrix, q1: int, beta_offset: np.ndarray
+            ) -> _Layout:
     first = design.terms[0]
     p1 = first.p
-    g11 = G[:q1, :q1].tocoo()
-    A11 = np.zeros((first.n_levels, p1, p1))
-    A11[g11.row // p1, g11.row % p1, g11.col % p1] = g11.data
-    AR1 = G[q1:, :q1]
-    A_RR = np.asarray(G[q1:, q1:].toarray())
-    return gram_from_products(design, A11, AR1, A_RR, beta_offset)
+    row, col = pattern.row, pattern.col
+    entry = np.arange(row.size)
+    in11 = (row < q1) & (col < q1)
+    a11 = (entry[in11], row[in11] // p1, row[in11] % p1, col[in11] % p1)
+    inr1 = (row >= q1) & (col < q1)
+    m = pattern.shape[0] - q1
+    # entry numbers + 1 as the values: where each lands in nz_val / A_R1_dense
+    AR1 = sp.coo_matrix(((entry[inr1] + 1).astype(float), (row[inr1] - q1, col[inr1])),
+                        shape=(m, q1))
+    inrr = (row >= q1) & (col >= q1)
+    rr = ((row[inrr] - q1) * m + (col[inrr] - q1), entry[inrr])
+    ids = gram_from_products(design, np.zeros((first.n_levels, p1, p1)), AR1,
+                             np.zeros((m, m)), beta_offset)
+    nz_flat = ids.nz_val.ravel()
+    keep = nz_flat > 0
+    nz = (np.flatnonzero(keep), (nz_flat[keep] - 1).astype(np.int64))
+    dense_flat = ids.A_R1_dense.ravel()
+    keep = dense_flat > 0
+    dense = (np.flatnonzero(keep), (dense_flat[keep] - 1).astype(np.int64))
+    return _Layout(template=ids, a11=a11, nz=nz, dense=dense, rr=rr)
+
+
+def _on_pattern(X: sp.spmatrix, keys: np.ndarray, n_cols: int) -> np.ndarray:
+    """``X``'s entries at the positions of the sorted pattern ``keys`` (row * n + col)."""
+    c = sp.coo_matrix(X)
+    c.sum_duplicates()
+    out = np.zeros(keys.size)
+    out[np.searchsorted(keys, c.row.astype(np.int64) * n_cols + c.col)] = c.data
+    return out
 
 
 def class_gram(design: ModelDesign, rd: ResidualDesign) -> ClassGram | None:
@@ -120,7 +169,10 @@ def class_gram(design: ModelDesign, rd: ResidualDesign) -> ClassGram | None:
     M = sp.hstack([term_matrix(t) for t in design.terms]
                   + [sp.csr_matrix(np.column_stack([design.X, y]))], format="csr")
     q1 = design.terms[0].q
-    G1, G2, G3, first, v_row, v_prev, gap, count = [], [], [], [], [], [], [], []
+    G1: list[sp.csr_matrix] = []
+    G2: list[sp.csr_matrix] = []
+    G3: list[sp.csr_matrix] = []
+    first, v_row, v_prev, gap, count = [], [], [], [], []
     for c in range(len(uniq)):
         idx = np.flatnonzero(cls == c)
         Mi = M[idx]
@@ -140,9 +192,18 @@ def class_gram(design: ModelDesign, rd: ResidualDesign) -> ClassGram | None:
         gap.append(uniq[c, 3])
         count.append(len(idx))
     k, nc = rd.V.shape[1], len(first)
+    union = sp.coo_matrix(sum(abs(g) for g in G1 + G2 + G3))
+    union.sum_duplicates()  # sorted by row, then column
+    N = union.shape[1]
+    keys = union.row.astype(np.int64) * N + union.col
+    order = np.argsort(keys)
+    pattern = sp.coo_matrix((np.ones(keys.size), (union.row[order], union.col[order])),
+                            shape=union.shape)
+    keys = keys[order]
+    stack = [np.stack([_on_pattern(g, keys, N) for g in G]) for G in (G1, G2, G3)]
     return ClassGram(design=design, first=np.array(first),
                      v_row=np.array(v_row, dtype=float).reshape(nc, k),
                      v_prev=np.array(v_prev, dtype=float).reshape(nc, k),
-                     gap=np.array(gap, dtype=float),
-                     count=np.array(count, dtype=float), G1=tuple(G1), G2=tuple(G2),
-                     G3=tuple(G3), q1=q1, beta_offset=offset)
+                     gap=np.array(gap, dtype=float), count=np.array(count, dtype=float),
+                     D1=stack[0], D2=stack[1], D3=stack[2],
+                     layout=_layout(design, pattern, q1, offset))
