@@ -19,7 +19,7 @@ import platform
 import statistics
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +85,7 @@ def main() -> None:
                     f"{res.objective - r['criterion'] if r else float('nan'):.2g} |")
     load = os.getloadavg()
     header = (f"# Residual AR(1): hierlm against nlme\n\nRun "
-              f"{datetime.now(timezone.utc).isoformat(timespec='minutes')} on "
+              f"{datetime.now(UTC).isoformat(timespec='minutes')} on "
               f"{platform.node()} ({os.cpu_count()} CPUs, load {load[0]:.2f}, {load[1]:.2f}, "
               f"{load[2]:.2f} at the end), hierlm {hierlm.__version__}, nlme "
               f"{next(iter(nlme.values()))['nlme'] if nlme else '-'}; "
