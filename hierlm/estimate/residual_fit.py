@@ -34,7 +34,8 @@ from hierlm.design.residual_design import ResidualDesign
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, MethodError, SingularFitWarning, warn
 from hierlm.estimate.frequentist import result_from_estimates
-from hierlm.estimate.optimize import optimize_theta
+from hierlm.estimate.boundary import canonical_signs
+from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
@@ -49,6 +50,9 @@ Z_MAX = 12.0
 #: ``|z|`` beyond which a fit is reported at the edge (``phi > tanh(8) = 1 - 2e-7``;
 #: a car1 ``phi > 0.9997``; a cs correlation within 3e-4 of its bounds, relative).
 EDGE_Z = 8.0
+#: Largest gradient of the profile in the residual parameters after the joint descent
+#: that ends the search there.
+OUTER_GTOL = 1e-3
 #: Models of at least this many rows are linked with Numba for the inner fits.
 NUMBA_NOBS = 5000
 #: Starting correlations tried (the best one starts the descent).
@@ -189,6 +193,47 @@ def _start(profile: ResidualProfile) -> np.ndarray:
     return best
 
 
+def _joint(profile: ResidualProfile, z0: np.ndarray) -> np.ndarray:
+    """A first descent in ``(theta, z)`` together (theta's exact gradient, z's by central
+    differences): far fewer evaluations than a profile step each; the profile descent
+    then starts near its end (and decides)."""
+    theta0 = profile.theta
+    if theta0 is None or len(z0) == 0:
+        return z0
+    design, reml, nc = profile.design, profile.reml, profile.rd.n_corr
+    scale = theta_scale(design)
+    k = len(theta0)
+
+    def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        theta, z = x[:k] * scale, x[k:]
+        with np.errstate(all="ignore"):
+            obj, logdet = profile.objective_at(z)
+            f, g_theta = obj.value_and_grad(theta, reml)
+            g = np.zeros(len(x))
+            g[:k] = g_theta * scale
+            for i in range(len(z)):
+                e = np.zeros(len(z))
+                e[i] = FD_STEP
+                fp = profile.objective_at(z + e)
+                fm = profile.objective_at(z - e)
+                g[k + i] = (fp[0](theta, reml) + fp[1] - fm[0](theta, reml) - fm[1]) / (
+                    2 * FD_STEP)
+        if not (np.isfinite(f) and np.all(np.isfinite(g))):
+            return 1e300, np.zeros(len(x))
+        profile.n_evals += 1 + 2 * len(z)
+        return f + logdet, g
+
+    bounds = [(None, None)] * k + [(-Z_MAX + 1, Z_MAX - 1)] * nc + [(None, None)] * (
+        len(z0) - nc)
+    res = scipy.optimize.minimize(fg, np.concatenate([theta0 / scale, z0]), jac=True,
+                                  method="L-BFGS-B", bounds=bounds,
+                                  options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-6})
+    if not np.isfinite(res.fun) or res.fun >= 1e299:
+        return z0
+    profile.theta = canonical_signs(design, res.x[:k])[0] * scale
+    return np.asarray(res.x[k:])
+
+
 def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
                  start: np.ndarray | None = None,
                  options: dict[str, Any] | None = None) -> FitRecord:
@@ -227,22 +272,29 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
         raise MethodError("residual= needs the data in memory")
     profile = ResidualProfile(design, rd, reml, options)
     profile.theta = None if start is None else np.asarray(start, dtype=float)
-    z0 = _start(profile)
-    res = scipy.optimize.minimize(profile.value_and_grad, z0, jac=True, method="L-BFGS-B",
-                                  options={"maxiter": 200, "ftol": 1e-13, "gtol": 1e-7})
+    z0 = _joint(profile, _start(profile))
+    f0, g0 = profile.value_and_grad(z0)
+    jac, message, success = g0, "joint descent", True
+    if not (np.isfinite(f0) and np.max(np.abs(g0), initial=0.0) <= OUTER_GTOL):
+        res = scipy.optimize.minimize(profile.value_and_grad, z0, jac=True,
+                                      method="L-BFGS-B",
+                                      options={"maxiter": 200, "ftol": 1e-13, "gtol": 1e-7})
+        jac, message, success = res.jac, str(res.message), bool(res.success)
     # the best point evaluated (a line search that met a singular C may stop short)
-    z = np.asarray(min(profile.trace, key=lambda tr: tr[1])[0]) if profile.trace else z0
+    best = min(profile.trace, key=lambda tr: tr[1]) if profile.trace else None
+    z = np.asarray(best[0]) if best is not None else z0
+    if best is not None and not np.allclose(z, profile.trace[-1][0], rtol=0, atol=0):
+        profile(z)  # theta at z
     rho, delta = to_natural(rd, z)
-    profile(z)  # theta at z
     obj, logdet = profile.objective_at(z, rows=True)
     opt = optimize_theta(obj, reml, start=profile.theta, options=options)
     L1, L_R = opt.factor if opt.factor is not None else obj.evaluate(opt.theta, reml)[2:]
     est, criterion = stable_estimates(obj, opt.theta, L1, L_R, reml)
     messages: list[str] = []
-    grad = float(np.max(np.abs(res.jac), initial=0.0))
-    converged = bool(opt.converged and (res.success or grad < 1e-3))
+    grad = float(np.max(np.abs(jac), initial=0.0))
+    converged = bool(opt.converged and (success or grad < 1e-3))
     if not converged:
-        msg = (f"optimizer did not converge: residual parameters {res.message}, largest "
+        msg = (f"optimizer did not converge: residual parameters {message}, largest "
                f"gradient {grad:.2g}")
         warn(msg, ConvergenceWarning)
         messages.append(msg)
@@ -254,8 +306,8 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
         messages.append(msg)
     names = list(rd.param_names)
     values = ([rho] if rd.spec is not None else []) + list(delta)
-    optimizer = {"method": "L-BFGS-B(residual) / " + opt.method, "message": str(res.message),
-                 "gradient": [float(v) for v in res.jac],
+    optimizer = {"method": "L-BFGS-B(residual) / " + opt.method, "message": message,
+                 "gradient": [float(v) for v in jac],
                  "phases": [["residual", len(profile.trace)]],
                  "trace": [z_ + [f] for z_, f in profile.trace]}
     rec = result_from_estimates(
