@@ -33,8 +33,8 @@ import scipy.special
 from hierlm.design.residual_design import ResidualDesign
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, MethodError, SingularFitWarning, warn
-from hierlm.estimate.frequentist import result_from_estimates
 from hierlm.estimate.boundary import canonical_signs
+from hierlm.estimate.frequentist import result_from_estimates
 from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
