@@ -80,6 +80,7 @@ def _dense(design: hierlm.Model, rd: object, theta: np.ndarray, rho: float,
     ("cs(1 | id)", None, 0.3, None),
     ("cs(1 | id)", "~ grp", -0.1, None),
     (None, "~ grp * tri", 0.0, None),
+    ("car1(time | id)", "~ x", 0.5, "time"),   # glmmTMB's dispformula: a numeric column
 ])
 @pytest.mark.parametrize("reml", [True, False])
 def test_whitened_criterion_equals_dense(residual: str | None, sigma: str | None, rho: float,
