@@ -146,7 +146,7 @@ def class_gram(design: ModelDesign, rd: ResidualDesign) -> ClassGram | None:
     >>> des = hierlm.build_design("Reaction ~ Days + (1 | Subject)", d)
     >>> cg = class_gram(des, build_residual("ar1(Days | Subject)", None, d, des))
     >>> len(cg.first), cg.count.tolist()
-    (2, [18, 162])
+    (2, [18.0, 162.0])
     """
     if design.weights is not None or (rd.spec is not None and rd.spec.kind == "cs"):
         return None
