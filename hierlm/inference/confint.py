@@ -9,7 +9,9 @@ Rows are lme4's ``confint(fit, oldNames = FALSE)`` names: the sd/cor parameters 
   ``sigma=``, the residual parameters' rows only
   (:mod:`hierlm.inference.residual_profile`).
 * ``"bootstrap"``: :mod:`hierlm.inference.bootstrap` (``n`` replicates, ``seed``,
-  ``kind`` ``"percentile"`` or ``"shortest"``, ``progressbar``, ``n_jobs``).
+  ``kind`` ``"percentile"`` or ``"shortest"``, ``progressbar``, ``n_jobs``); for a fit
+  with ``residual=`` / ``sigma=``, :mod:`hierlm.inference.residual_bootstrap` (the
+  residual parameters too; replicates refitted in this process).
 """
 
 from __future__ import annotations
@@ -84,12 +86,17 @@ def confint(res: Any, method: str = "profile", level: float = 0.95, **kwargs: An
                               f"{', '.join(kwargs)}")
         return profile_confint(res, level)
     from hierlm.inference.bootstrap import bootstrap
+    from hierlm.inference.fitted import has_residual_structure
+    from hierlm.inference.residual_bootstrap import residual_bootstrap
 
     extra = set(kwargs) - {"n", "seed", "kind", "progressbar", "n_jobs"}
     if extra:
         raise MethodError(f"unexpected argument(s) for bootstrap intervals: "
                           f"{', '.join(sorted(extra))}")
-    boot = bootstrap(res, int(kwargs.get("n", 1000)), seed=kwargs.get("seed"),
-                     progressbar=bool(kwargs.get("progressbar", True)),
-                     n_jobs=kwargs.get("n_jobs"))
+    if has_residual_structure(res):
+        boot = residual_bootstrap(res, int(kwargs.get("n", 1000)), seed=kwargs.get("seed"))
+    else:
+        boot = bootstrap(res, int(kwargs.get("n", 1000)), seed=kwargs.get("seed"),
+                         progressbar=bool(kwargs.get("progressbar", True)),
+                         n_jobs=kwargs.get("n_jobs"))
     return boot.confint(level, kind=kwargs.get("kind", "percentile"))

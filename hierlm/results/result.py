@@ -423,6 +423,10 @@ class FitResult(FitRecord, ResultsSectionMixin):
         (5, 7)
         """
         self._require_rows("bootstrap()")
+        if len(self.residual_parameters):  # residual= / sigma=: refit with the structure
+            from hierlm.inference.residual_bootstrap import residual_bootstrap
+
+            return residual_bootstrap(self, n, seed=seed)
         from hierlm.inference.bootstrap import bootstrap
 
         return bootstrap(self, n, seed=seed, progressbar=progressbar, n_jobs=n_jobs)

@@ -150,9 +150,7 @@ def test_unidentifiable_structure_warns_at_the_boundary() -> None:
 
 @pytest.mark.parametrize("call, match", [
     (lambda r: r.coef_table("kenward-roger"), "Kenward-Roger"),
-    (lambda r: r.confint("bootstrap", n=3), "not supported yet"),
     (lambda r: r.profile(), "not supported yet"),
-    (lambda r: r.bootstrap(3, progressbar=False), "not supported yet"),
     (lambda r: r.ranova(), "not supported yet"),
     (lambda r: r.predict(interval="confidence"), "prediction intervals are not supported"),
 ])
