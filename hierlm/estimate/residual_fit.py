@@ -53,10 +53,12 @@ EDGE_Z = 8.0
 #: Largest gradient of the profile in the residual parameters after the joint descent
 #: that ends the search there.
 OUTER_GTOL = 1e-3
+#: Iterations of the joint descent; the profile descent finishes where needed.
+JOINT_MAXITER = 20
 #: Models of at least this many rows are linked with Numba for the inner fits.
 NUMBA_NOBS = 5000
 #: Starting correlations tried (the best one starts the descent).
-RHO_STARTS = (0.0, 0.3, 0.6, 0.9)
+RHO_STARTS = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
 
 
 def _cs_lower(rd: ResidualDesign) -> float:
@@ -227,7 +229,8 @@ def _joint(profile: ResidualProfile, z0: np.ndarray) -> np.ndarray:
         len(z0) - nc)
     res = scipy.optimize.minimize(fg, np.concatenate([theta0 / scale, z0]), jac=True,
                                   method="L-BFGS-B", bounds=bounds,
-                                  options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-6})
+                                  options={"maxiter": JOINT_MAXITER, "ftol": 1e-12,
+                                           "gtol": 1e-6})
     if not np.isfinite(res.fun) or res.fun >= 1e299:
         return z0
     profile.theta = canonical_signs(design, res.x[:k])[0] * scale
