@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from hierlm.design.residual_design import design_with_residual
 
@@ -28,7 +29,8 @@ def test_rows_dropped_for_missing_predictors_keep_their_labels() -> None:
     d = pd.DataFrame({"id": [1, 1, 1, 2, 2, 2], "t": [1, 2, 3, 1, 2, 3],
                       "x": [0.1, np.nan, 0.3, 0.4, 0.5, 0.6],
                       "y": [1.0, 2.0, 0.5, 1.5, 0.2, 0.9]}, index=list("abcdef"))
-    des, rd = design_with_residual("y ~ x + (1 | id)", d, "ar1(t | id)", None)
+    with pytest.warns(UserWarning, match="dropped 1 of 6 rows"):
+        des, rd = design_with_residual("y ~ x + (1 | id)", d, "ar1(t | id)", None)
     assert des.row_labels.tolist() == ["a", "c", "d", "e", "f"]
     assert des.dropped_rows.tolist() == ["b"]
     assert rd.gap.tolist() == [0.0, 2.0, 0.0, 1.0, 1.0]  # the gap over the dropped row
