@@ -168,7 +168,9 @@ newton_polish <- function(f, par, maxit = 30) {
   g <- numDeriv::grad(f, par)
   H <- tryCatch(numDeriv::hessian(f, par), error = function(e) NULL)
   left <- if (is.null(H)) NA else tryCatch(max(abs(solve(H, g))), error = function(e) NA)
-  list(par = par, value = val, grad = g, step_left = left)
+  ev <- if (is.null(H)) c(NA, NA) else range(eigen((H + t(H)) / 2, symmetric = TRUE,
+                                                   only.values = TRUE)$values)
+  list(par = par, value = val, grad = g, step_left = left, hessian_eigen = ev)
 }
 
 # From each start: nlminb (a trust-region quasi-Newton: from a far start plain BFGS can take
@@ -189,5 +191,5 @@ optimize_from <- function(f, starts) {
   best <- runs[[which.min(vals)]]
   pol <- newton_polish(f, best$par)
   list(par = pol$par, value = pol$value, grad_max = max(abs(pol$grad)), step_left = pol$step_left,
-       start_values = vals)
+       hessian_eigen = pol$hessian_eigen, start_values = vals)
 }
