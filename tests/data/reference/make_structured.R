@@ -217,6 +217,31 @@ run_case <- function(dname, response, fixed, group, zt, st, reml, identifiable =
     if (is.na(TMB[[st]])) "glmmTMB 1.1.5 has no hetar1 and map cannot express it",
     boundary, tmb_note,
     if (!is.null(tmb$error)) paste("glmmTMB failed:", tmb$error))
+  # hetar1 cross-check: glmmTMB's us with its correlation parameters fixed (map) at the
+  # reference's rho^|i-j| and free SDs; its optimum must give the reference's criterion and SDs
+  cross <- NULL
+  if (st == "hetar1") {
+    U <- chol(corr); Rm <- U %*% diag(1 / diag(U))  # glmmTMB:::get_cor's inverse
+    th <- Rm[upper.tri(Rm)]
+    stopifnot(max(abs(glmmTMB:::get_cor(th) - corr[lower.tri(corr)])) < 1e-12)
+    xf <- as.formula(sprintf("%s ~ %s + us(%s)", response, fixed, term))
+    xt <- glmmTMB(xf, d, REML = reml, start = list(theta = c(log(sd), th)),
+                  map = list(theta = factor(c(seq_len(nc), rep(NA, length(th))))))
+    xvc <- VarCorr(xt)$cond[[1]]
+    cross <- list(
+      what = paste("glmmTMB us, correlation parameters fixed by map at the reference's",
+                   "rho^|i-j|, SDs, sigma and fixef free"),
+      minus2loglik = -2 * as.numeric(logLik(xt)),
+      minus_reference = -2 * as.numeric(logLik(xt)) - opt$value,
+      max_abs_diff_corr = max(abs(attr(xvc, "correlation") - corr)),
+      max_abs_diff_sd = max(abs(attr(xvc, "stddev") - sd)),
+      abs_diff_sigma = abs(sigma(xt) - full$sigma),
+      max_abs_diff_fixef = max(abs(fixef(xt)$cond - full$beta)))
+    notes <- c(notes, sprintf(paste(
+      "cross-check: glmmTMB us with the correlation fixed at rho^|i-j| (map) gives -2 logLik",
+      "%+.3g from the reference, sd within %.2g, sigma within %.2g"),
+      cross$minus_reference, cross$max_abs_diff_sd, cross$abs_diff_sigma))
+  }
   within <- sum(opt$start_values - opt$value < 1e-6 * abs(opt$value))
   case <- list(
     name = sprintf("%s_%s_%s", dname, st, if (reml) "reml" else "ml"),
@@ -228,7 +253,7 @@ run_case <- function(dname, response, fixed, group, zt, st, reml, identifiable =
     params = own_params(Gr, s, full$sigma), cov_npar = npar, response = response,
     group = group, re_columns = colnames(P$Zt), nobs = P$n,
     source = src, notes = paste(notes, collapse = "; "),
-    glmmTMB = cmp,
+    glmmTMB = cmp, glmmTMB_cross_check = cross,
     optimizer = list(starts = length(starts), starts_from_glmmTMB = n_tmb,
                      `starts_within_1e-6_rel` = within, grad_max_abs = opt$grad_max,
                      newton_step_left = opt$step_left,
