@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.estimate.lazy import lazy_fields
+
 
 @dataclass(frozen=True, eq=False)
 class FitRecord:
@@ -61,3 +63,7 @@ class FitRecord:
     coder: Any = field(default=None, repr=False)
     row_labels: Any = None
     dropped_rows: Any = None
+
+
+# Computed on first read when an estimator passes them deferred (hierlm.estimate.lazy).
+lazy_fields(FitRecord, "varcorr", "ranef_table", "fitted_values")

@@ -39,6 +39,7 @@ from hierlm.design.weights import working_design
 from hierlm.estimate.cond_var import conditional_variances
 from hierlm.estimate.conditional import ConditionalSampler
 from hierlm.estimate.extract import Estimates
+from hierlm.estimate.lazy import deferred
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.profiled import ProfiledObjective
 
@@ -176,7 +177,9 @@ def stable_estimates(objective: ProfiledObjective, theta: np.ndarray, L1: np.nda
                  + nr * (1.0 + np.log(2.0 * np.pi * r2 / nr))) - g.sum_log_w
     R_inv = sla.solve_triangular(R_XX, np.eye(p)) if p else np.zeros((0, 0))
     vcov = sigma2 * (R_inv @ R_inv.T)
-    cv = conditional_variances(objective.design, g, f.Ts, L1, L_R[:qr, :qr], f.lam_rest, sigma2)
+    design = objective.design
+    cv = deferred(lambda: conditional_variances(design, g, f.Ts, L1, L_R[:qr, :qr],
+                                                f.lam_rest, sigma2))  # read by ranef() only
     est = Estimates(beta=dbeta + g.beta_offset, sigma=float(np.sqrt(sigma2)), vcov=vcov,
                     b=sampler.to_b(f, u), cond_var=cv)
     return est, crit
