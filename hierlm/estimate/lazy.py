@@ -15,6 +15,7 @@ record at the same time get the same object, and records do not wait on each oth
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any, cast
@@ -116,3 +117,24 @@ def lazy_fields[T](cls: type[T], *names: str) -> type[T]:
             raise TypeError(f"{cls.__name__} has no dataclass field {name!r}")
         setattr(cls, name, LazyField(name))
     return cls
+
+
+def stored_fields(obj: Any) -> dict[str, Any]:
+    """The dataclass fields of ``obj`` as stored: deferred values stay unresolved.
+
+    For copying a record into another (``cls(**stored_fields(rec))``) without computing
+    what no one has read yet.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Rec:
+    ...     table: list
+    >>> _ = lazy_fields(Rec, "table")
+    >>> type(stored_fields(Rec(deferred(list)))["table"]).__name__
+    'Deferred'
+    """
+    store = vars(obj)
+    return {f.name: store[f.name] if f.name in store else getattr(obj, f.name)
+            for f in dataclasses.fields(obj)}
