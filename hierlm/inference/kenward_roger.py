@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 
 from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
+from hierlm.inference.kr_products import v_products, v_products_one_term
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.theta import templates, tril_colmajor
 
@@ -155,27 +155,20 @@ def _kr_info(res: Any) -> KRInfo:
     ZZ = np.asarray((Z.T @ Z).toarray())
     ZX = np.asarray(Z.T @ X)
     XX = X.T @ X
-    Lam = sp.block_diag([sp.kron(sp.identity(t.n_levels), sp.csr_matrix(T))
-                         for t, T in zip(design.terms, templates(design, res.theta),
-                                         strict=True)], format="csr")
-    KZ = np.asarray(Lam.T @ ZZ)        # K'Z = Lambda'Z'Z
-    KX = np.asarray(Lam.T @ ZX)          # K'X
-    S = np.asarray(Lam.T @ KZ.T)         # K'K = Lambda'Z'Z Lambda
-    S = 0.5 * (S + S.T)
-    R = sla.cho_solve(sla.cho_factor(S + np.eye(q)), np.eye(q))
-    T1 = R
-    T2 = 2 * R - R @ S @ R
-    T3 = T2 + R - R @ S @ T2
+    Ts = templates(design, res.theta)
     s2 = res.sigma**2
-
-    def prod(FtH: np.ndarray, KF: np.ndarray, KH: np.ndarray, T: np.ndarray, k: int
-             ) -> np.ndarray:
-        return (FtH - KF.T @ T @ KH) / s2**k
-
-    ZVZ, ZVX = prod(ZZ, KZ, KZ, T1, 1), prod(ZX, KZ, KX, T1, 1)
-    ZV2Z, ZV2X = prod(ZZ, KZ, KZ, T2, 2), prod(ZX, KZ, KX, T2, 2)
-    XV2X, XV3X = prod(XX, KX, KX, T2, 2), prod(XX, KX, KX, T3, 3)
-    trV2 = (design.nobs - float(np.sum(T2 * S))) / s2**2
+    # the V^-k products from one Cholesky factor (hierlm.inference.kr_products)
+    if len(design.terms) == 1:  # block diagonal: level by level
+        vp = v_products_one_term(ZZ, ZX, XX, Ts[0], s2, design.nobs)
+    else:
+        Lam = sp.block_diag([sp.kron(sp.identity(t.n_levels), sp.csr_matrix(T))
+                             for t, T in zip(design.terms, Ts, strict=True)], format="csr")
+        KZ = np.asarray(Lam.T @ ZZ)        # K'Z = Lambda'Z'Z
+        KX = np.asarray(Lam.T @ ZX)          # K'X
+        S = np.asarray(Lam.T @ KZ.T)         # K'K = Lambda'Z'Z Lambda
+        vp = v_products(ZZ, ZX, XX, KZ, KX, 0.5 * (S + S.T), s2, design.nobs)
+    ZVZ, ZVX, ZV2Z, ZV2X = vp.ZVZ, vp.ZVX, vp.ZV2Z, vp.ZV2X
+    XV2X, XV3X, trV2 = vp.XV2X, vp.XV3X, vp.trV2
     phi = res.vcov.to_numpy()
     offs = np.concatenate([[0], np.cumsum([t.q for t in design.terms])])
     gens = _generators(design)
