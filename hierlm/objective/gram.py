@@ -104,9 +104,11 @@ class GramBlocks:
 def term_matrix(term: RandomTerm) -> sp.csr_matrix:
     """The sparse ``n x (l p)`` matrix ``Z_i`` of one term (column ``level * p + coef``)."""
     n, p = term.X.shape
-    rows = np.repeat(np.arange(n), p)
     cols = (term.codes[:, None] * p + np.arange(p)[None, :]).ravel()
-    return sp.csr_matrix((term.X.ravel(), (rows, cols)), shape=(n, term.q))
+    # built as CSR directly: each row holds p entries in increasing columns, so this is
+    # the matrix (and the storage order) that the triplet form converts to, without
+    # the conversion
+    return sp.csr_matrix((term.X.ravel(), cols, np.arange(0, n * p + 1, p)), shape=(n, term.q))
 
 
 def theta_offsets(design: ModelDesign) -> np.ndarray:
