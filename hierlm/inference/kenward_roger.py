@@ -17,8 +17,10 @@ Here every product goes through ``q x q`` blocks: ``V = sigma^2 (I + K K')`` wit
 ``K = Z Lambda``, so ``V^-k = sigma^-2k (I - K T_k K')`` with ``S = K'K``,
 ``R = (S + I)^-1``, ``T_1 = R``, ``T_2 = 2R - RSR``, ``T_3 = T_2 + R - R S T_2``, and
 ``F'V^-k H = sigma^-2k (F'H - (K'F)' T_k (K'H))`` for ``F, H`` in ``{Z, X}``, from the
-Gram matrices ``Z'Z``, ``Z'X``, ``X'X``.  The cost is ``O(q^3)`` and memory ``O(q^2)``,
-whatever ``n``; models with more than :data:`MAX_Q` random effects are refused.
+Gram matrices ``Z'Z``, ``Z'X``, ``X'X``, all from one Cholesky factor of ``S + I``
+(:mod:`hierlm.inference.kr_products`; level by level for one random-effects term).
+The cost is ``O(q^3)`` and memory ``O(q^2)``, whatever ``n``; models with more than
+:data:`MAX_Q` random effects are refused.
 """
 
 from __future__ import annotations

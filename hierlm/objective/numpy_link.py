@@ -32,8 +32,17 @@ then the structure's Numba function, as :class:`hierlm.objective.profiled.Tiered
 does for the VM. ``python -m benchmarks.peers`` (24 reference fits, warm-up then 5 fits
 each, hierlm alone, load 5): median 38.6 ms with the VM first, 30.8 ms with this;
 structures first seen 2-4x faster (sleepstudy 75-100 -> 24-34 ms, penicillin 99-112 ->
-43-45 ms). What remains is mostly building the design and the result, not the criterion;
-lme-python takes 1.6-3.3 ms per fit.
+43-45 ms). Later, with the design built faster, the result's tables computed on first
+read and L-BFGS-B driven without SciPy's wrappers (same numbers, bit for bit), the same
+benchmark at load 10 went from 33.2-33.5 to 20.0-20.8 ms median wall time and from
+12.9-13.2 to 8.4-8.6 ms CPU time; the evaluations here are then about 40% of a fit's
+CPU time (0.06-0.1 ms each, 9-33 per fit), with building the design, the Gram blocks
+and the residual-based estimates (:mod:`hierlm.estimate.stable_pls`) the rest.
+lme-python takes 1.6-4 ms per fit (1.8 ms CPU).  Setting ``Lambda`` through
+precomputed flat positions (instead of index pairs built per call) is the same
+arithmetic; LAPACK's ``dpotrf`` called through SciPy instead of NumPy's ``cholesky`` is
+not (the two link different OpenBLAS builds: last-bit differences that changed the
+optimizer's path, 33 -> 46 evaluations for penicillin), so it is not used.
 """
 
 from __future__ import annotations
