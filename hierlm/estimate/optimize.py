@@ -265,8 +265,8 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
         return theta, float(f), g, ok
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    lbfgs = {"maxiter": int(opts["maxiter"]), "ftol": float(opts["ftol"]),
-             "gtol": float(opts["gtol"]), "maxls": 50}
+    lbfgs: dict[str, Any] = {"maxiter": int(opts["maxiter"]), "ftol": float(opts["ftol"]),
+                             "gtol": float(opts["gtol"]), "maxls": 50}
 
     def run_lbfgs(x_init: np.ndarray) -> str:
         return minimize_lbfgsb(fun, x_init, **lbfgs)  # minimize()'s loop, bitwise
