@@ -178,8 +178,10 @@ def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlock
         y_c = design.y - design.X @ offset
     else:
         offset, y_c = np.zeros(0), design.y
-    dense_cols = sp.csr_matrix(np.column_stack([design.X, y_c]))
-    R = sp.hstack([*rest, dense_cols], format="csc")
+    # every block as CSC: SciPy then joins them directly (the same canonical CSC matrix
+    # as through triplets, in 0.3 instead of 0.6-0.9 ms for the small reference designs)
+    dense_cols = sp.csc_matrix(np.column_stack([design.X, y_c]))
+    R = sp.hstack([*(r.tocsc() for r in rest), dense_cols], format="csc")
     A_RR = np.asarray((R.T @ R).toarray())
 
     AR1 = R.T @ term_matrix(first)
