@@ -35,9 +35,10 @@ structures first seen 2-4x faster (sleepstudy 75-100 -> 24-34 ms, penicillin 99-
 43-45 ms). Later, with the design built faster, the result's tables computed on first
 read and L-BFGS-B driven without SciPy's wrappers (same numbers, bit for bit), the same
 benchmark at load 10 went from 33.2-33.5 to 20.0-20.8 ms median wall time and from
-12.9-13.2 to 8.4-8.6 ms CPU time; the evaluations here are then about 40% of a fit's
-CPU time (0.06-0.1 ms each, 9-33 per fit), with building the design, the Gram blocks
-and the residual-based estimates (:mod:`hierlm.estimate.stable_pls`) the rest.
+12.9-13.2 to 8.4-8.6 ms CPU time; the evaluations here are then a quarter to a third
+of a fit's time for sleepstudy, penicillin and pastes (9-33 per fit; 8% for dyestuff),
+with building the design, the Gram blocks and the residual-based estimates
+(:mod:`hierlm.estimate.stable_pls`) the rest.
 lme-python takes 1.6-4 ms per fit (1.8 ms CPU).  Setting ``Lambda`` through
 precomputed flat positions (instead of index pairs built per call) is the same
 arithmetic; LAPACK's ``dpotrf`` called through SciPy instead of NumPy's ``cholesky`` is
