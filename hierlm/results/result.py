@@ -2,6 +2,8 @@
 
 A frozen dataclass of plain values (numpy arrays, pandas objects); nothing in it
 refers back to the compiled graph, so it can be saved, compared and passed around.
+``ranef_table``, ``varcorr`` and ``fitted_values`` are computed when first read
+(:mod:`hierlm.estimate.lazy`).
 """
 
 from __future__ import annotations
