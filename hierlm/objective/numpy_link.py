@@ -35,7 +35,9 @@ structures first seen 2-4x faster (sleepstudy 75-100 -> 24-34 ms, penicillin 99-
 43-45 ms). Later, with the design built faster, the result's tables computed on first
 read and L-BFGS-B driven without SciPy's wrappers (same numbers, bit for bit), the same
 benchmark at load 10 went from 33.2-33.5 to 20.0-20.8 ms median wall time and from
-12.9-13.2 to 8.4-8.6 ms CPU time; the evaluations here are then a quarter to a third
+12.9-13.2 to 8.4-8.6 ms CPU time (at load 8, with the Gram blocks and the residual
+estimates' sparse steps made cheaper too: 25.5 -> 16.0 ms wall, 12.7 -> 8.1 ms CPU;
+the old and new code run one after the other); the evaluations here are then a quarter to a third
 of a fit's time for sleepstudy, penicillin and pastes (9-33 per fit; 8% for dyestuff),
 with building the design, the Gram blocks and the residual-based estimates
 (:mod:`hierlm.estimate.stable_pls`) the rest.
