@@ -11,7 +11,8 @@ REML or ML.  For each case and program, in one process: one warm-up fit, then
 the fitted criterion (REML criterion or deviance) against lme4's.  A program that
 cannot express a case (lme-python has no offset) or raises is marked ``n/a`` and left
 out of its median.  The table, the medians over the cases and the ratios to hierlm go to
-``benchmarks/peers_results.md`` (``--out``).
+``benchmarks/peers_results.md`` (``--out``), for wall time and for the process's CPU
+time over the same fits (which other work on a shared machine inflates less).
 
 The peers install from PyPI: ``pip install lme-python mixedlm`` (imported as
 ``lme_python``, a Rust extension, and ``mixedlm``).
