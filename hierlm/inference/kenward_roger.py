@@ -36,7 +36,7 @@ from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
-from hierlm.inference.kr_products import v_products, v_products_one_term
+from hierlm.inference.kr_products import one_term_pqk, v_products, v_products_one_term
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.theta import templates, tril_colmajor
 
@@ -176,6 +176,9 @@ def _kr_info(res: Any) -> KRInfo:
     gens = _generators(design)
     k = len(gens) + 1
     sl = [slice(offs[i], offs[i + 1]) for i, _ in gens]
+    if vp.blocks is not None:  # one term: P, Q, K level by level (kr_products)
+        P, Q, K = one_term_pqk(vp, design.terms[0].p)
+        return _kr_from(phi, P, Q, K)
     DZX = [_apply_d(pr, ZVX[s]) for (_, pr), s in zip(gens, sl, strict=True)]
     P = [-(ZVX[s].T @ d) for d, s in zip(DZX, sl, strict=True)] + [-XV2X]
     Q = np.empty((k, k), dtype=object)
@@ -196,6 +199,12 @@ def _kr_info(res: Any) -> KRInfo:
                 K[r, s_] = trV2
             K[s_, r] = K[r, s_]
             Q[s_, r] = Q[r, s_].T
+    return _kr_from(phi, P, Q, K)
+
+
+def _kr_from(phi: np.ndarray, P: list[np.ndarray], Q: np.ndarray, K: np.ndarray) -> KRInfo:
+    """``W`` and ``Phi_A`` from pbkrtest's ``P``, ``Q`` and ``K`` (module docstring)."""
+    k = len(P)
     IE = np.empty((k, k))
     for r in range(k):
         for s_ in range(k):

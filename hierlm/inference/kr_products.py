@@ -21,7 +21,8 @@ and the products ``K'F T_k K'H`` explicitly, about ``18 q^3``: 13 s for ``q = 20
 (one random intercept, ``n = 10,000``, ``p = 20``, load 6-10 on 2 cores).  With one
 random-effects term every matrix above is block diagonal, one ``p_1 x p_1`` block per
 level, and :func:`v_products_one_term` computes the blocks level by level (batched),
-``O(l p_1^3)``.
+``O(l p_1^3)``, and :func:`one_term_pqk` pbkrtest's ``P``, ``Q`` and ``K`` from them
+instead of permuting dense ``q x q`` matrices.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
+
+from hierlm.objective.theta import tril_colmajor
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +46,9 @@ class VProducts:
     XV2X: np.ndarray
     XV3X: np.ndarray
     trV2: float
+    #: With one term: the per-level blocks ``(Z'V^-1 Z, Z'V^-1 X, Z'V^-2 Z, Z'V^-2 X)``,
+    #: shapes ``(l, p, p)``, ``(l, p, p_X)``, ``(l, p, p)``, ``(l, p, p_X)``.
+    blocks: tuple[np.ndarray, ...] | None = None
 
 
 def v_products(ZZ: np.ndarray, ZX: np.ndarray, XX: np.ndarray, KZ: np.ndarray,
@@ -128,8 +134,54 @@ def v_products_one_term(ZZ: np.ndarray, ZX: np.ndarray, XX: np.ndarray, T: np.nd
         return out
 
     ZVZ = A - WW
-    return VProducts(ZVZ=dense(ZVZ / s2), ZVX=((B - Ww) / s2).reshape(q, -1),
-                     ZV2Z=dense((ZVZ - UU) / s2**2),
-                     ZV2X=((B - Ww - Uu) / s2**2).reshape(q, -1),
+    blocks = (ZVZ / s2, (B - Ww) / s2, (ZVZ - UU) / s2**2, (B - Ww - Uu) / s2**2)
+    return VProducts(ZVZ=dense(blocks[0]), ZVX=blocks[1].reshape(q, -1),
+                     ZV2Z=dense(blocks[2]), ZV2X=blocks[3].reshape(q, -1),
                      XV2X=(XX - ww - uu) / s2**2, XV3X=(XX - ww - uu - vv) / s2**3,
-                     trV2=(nobs - q + float(np.sum(R * R))) / s2**2)
+                     trV2=(nobs - q + float(np.sum(R * R))) / s2**2, blocks=blocks)
+
+
+def one_term_pqk(vp: VProducts, p: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """pbkrtest's ``P_r``, ``Q_rs`` and ``K_rs`` of a one-term model, level by level.
+
+    The generators are ``G_r = Z (I (x) E_r) Z'`` with ``E_r = E_aa`` or ``E_ab + E_ba``
+    (``r`` over the template's lower triangle by column), and ``sigma^2``'s ``I`` last;
+    with ``Z'V^-1 Z`` block diagonal every trace and product is a sum over levels of
+    ``p x p`` blocks (``vp`` from :func:`v_products_one_term`)::
+
+        P_r = -sum_k B_k' E_r B_k,        Q_rs = sum_k B_k' E_r M_k E_s B_k,
+        K_rs = sum_k tr(E_r M_k E_s M_k), Q_r,sigma = sum_k B_k' E_r B2_k,
+        K_r,sigma = sum_k tr(E_r M2_k),
+
+    ``M_k``, ``B_k``, ``M2_k``, ``B2_k`` the level's blocks of ``Z'V^-1 Z``, ``Z'V^-1 X``,
+    ``Z'V^-2 Z`` and ``Z'V^-2 X``.  Returns ``P`` (length ``k``), ``Q`` (``k x k`` of
+    ``p_X x p_X``, object) and ``K``.
+    """
+    assert vp.blocks is not None
+    M, B, M2, B2 = vp.blocks
+    rows, cols = tril_colmajor(p)  # the generators' order (kenward_roger._generators)
+    g = len(rows)
+    E = np.zeros((g, p, p))
+    E[np.arange(g), rows, cols] = 1.0
+    E[np.arange(g), cols, rows] = 1.0
+    EB = np.einsum("rab,lbc->rlac", E, B)                        # E_r B_k
+    P = list(-np.einsum("lap,rlaq->rpq", B, EB)) + [-vp.XV2X]
+    A = np.einsum("rab,lbc,scd->rslad", E, M, E, optimize=True)  # E_r M_k E_s
+    k = g + 1
+    Q = np.empty((k, k), dtype=object)
+    K = np.zeros((k, k))
+    Qrs = np.einsum("lap,rslab,lbq->rspq", B, A, B, optimize=True)
+    Krs = np.einsum("rslab,lba->rs", A, M)
+    Qr2 = np.einsum("rlap,laq->rpq", EB, B2)
+    Kr2 = np.einsum("rab,lba->r", E, M2)
+    for r in range(k):
+        for s_ in range(r, k):
+            if s_ < g:
+                Q[r, s_], K[r, s_] = Qrs[r, s_], float(Krs[r, s_])
+            elif r < g:
+                Q[r, s_], K[r, s_] = Qr2[r], float(Kr2[r])
+            else:
+                Q[r, s_], K[r, s_] = vp.XV3X, vp.trV2
+            K[s_, r] = K[r, s_]
+            Q[s_, r] = Q[r, s_].T
+    return P, Q, K

@@ -76,3 +76,35 @@ def test_singular_template_one_term():
     X = np.column_stack([np.ones(n), rng.normal(size=n)])
     vp = v_products_one_term(Z.T @ Z, Z.T @ X, X.T @ X, np.zeros((1, 1)), 2.0, n)
     _check(vp, _brute(Z, X, np.zeros((levels, levels)), 2.0))
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | g)", "y ~ x + (1 + x | g)",
+                                     "y ~ x + (1 + x + z | g)"])
+def test_one_term_pqk_matches_the_dense_loop(monkeypatch, formula):
+    # Kenward-Roger's P, Q, K level by level against kenward_roger's dense q x q loop
+    import dataclasses
+
+    import pandas as pd
+
+    import hierlm
+    from hierlm.inference import kenward_roger, kr_products
+
+    rng = np.random.default_rng(5)
+    n, levels = 300, 30
+    g = rng.integers(0, levels, n)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    b = rng.normal(size=(levels, 3)) * [1.0, 0.5, 0.3]
+    y = 1 + 0.5 * x + b[g, 0] + b[g, 1] * x + b[g, 2] * z + rng.normal(size=n)
+    res = hierlm.fit(formula, pd.DataFrame({"y": y, "x": x, "z": z, "g": g.astype(str)}))
+    fast = kenward_roger._kr_info(res)
+
+    def without_blocks(*args, **kwargs):
+        return dataclasses.replace(kr_products.v_products_one_term(*args, **kwargs),
+                                   blocks=None)
+
+    monkeypatch.setattr(kenward_roger, "v_products_one_term", without_blocks)
+    dense = kenward_roger._kr_info(res)
+    np.testing.assert_allclose(fast.phi_adj, dense.phi_adj, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(fast.W, dense.W, rtol=1e-9, atol=1e-14 * np.abs(dense.W).max())
+    L = np.eye(res.fixef.size)
+    assert fast.ddf(L) == pytest.approx(dense.ddf(L), rel=1e-10)
