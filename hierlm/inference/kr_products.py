@@ -22,7 +22,11 @@ and the products ``K'F T_k K'H`` explicitly, about ``18 q^3``: 13 s for ``q = 20
 random-effects term every matrix above is block diagonal, one ``p_1 x p_1`` block per
 level, and :func:`v_products_one_term` computes the blocks level by level (batched),
 ``O(l p_1^3)``, and :func:`one_term_pqk` pbkrtest's ``P``, ``Q`` and ``K`` from them
-instead of permuting dense ``q x q`` matrices.
+instead of permuting dense ``q x q`` matrices.  ``coef_table(ddf="kenward-roger")``
+right after a fit in a new process (``python -m benchmarks.post_fit --slopes``,
+``n = 10,000``, ``p = 20``, load 5-9): ``(1 | g)`` with ``q = 1000`` 0.57 s -> 0.015 s,
+``q = 2000`` 13.1 s -> 0.025 s; ``(1 + x1 | g)`` with ``q = 2000`` 0.80 s (dense
+products from the factor, before the level-by-level ``P, Q, K``) -> 0.10 s.
 """
 
 from __future__ import annotations
