@@ -11,7 +11,8 @@ REML or ML.  For each case and program, in one process: one warm-up fit, then
 the fitted criterion (REML criterion or deviance) against lme4's.  A program that
 cannot express a case (lme-python has no offset) or raises is marked ``n/a`` and left
 out of its median.  The table, the medians over the cases and the ratios to hierlm go to
-``benchmarks/peers_results.md`` (``--out``).
+``benchmarks/peers_results.md`` (``--out``), for wall time and for the process's CPU
+time over the same fits (which other work on a shared machine inflates less).
 
 The peers install from PyPI: ``pip install lme-python mixedlm`` (imported as
 ``lme_python``, a Rust extension, and ``mixedlm``).
@@ -137,14 +138,17 @@ def time_case(fn: Callable, case: dict[str, Any], repeats: int) -> dict[str, Any
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             crit = fn(case, data, ex)  # warm-up
-            times = []
+            times, cpu = [], []
             for _ in range(repeats if case["data"] != "insteval" else 1):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn(case, data, ex)
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
     except Exception as exc:  # a peer's failure is a result, not a crash
-        return {"s": None, "crit": None, "error": f"{type(exc).__name__}: {exc}"[:80]}
-    return {"s": statistics.median(times), "crit": crit, "error": None}
+        return {"s": None, "cpu": None, "crit": None,
+                "error": f"{type(exc).__name__}: {exc}"[:80]}
+    return {"s": statistics.median(times), "cpu": statistics.median(cpu), "crit": crit,
+            "error": None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,15 +196,21 @@ def main(argv: list[str] | None = None) -> int:
                 cells += [f"{r['s'] * 1e3:.2f}", diff]
         lines.append(f"| {case['key']} ({'REML' if case['reml'] else 'ML'}) | "
                      + " | ".join(cells) + " |")
-    lines += ["", "| program | fits timed | median (ms) | median ratio to hierlm "
-              "(same cases) |", "|---|---|---|---|"]
+    lines += ["", "Medians over the cases; CPU: the process's CPU time over the same fits "
+              "(less sensitive than wall time to other work on the machine).", "",
+              "| program | fits timed | median (ms) | median ratio to hierlm (same cases) | "
+              "median CPU (ms) | median CPU ratio to hierlm |", "|---|---|---|---|---|---|"]
     for p in progs:
         ok = [k for k in results if results[k][p]["s"] is not None]
         both = [k for k in ok if results[k].get("hierlm", {}).get("s") is not None]
-        med = statistics.median(results[k][p]["s"] for k in ok) if ok else float("nan")
-        ratio = (statistics.median(results[k][p]["s"] / results[k]["hierlm"]["s"] for k in both)
-                 if both and "hierlm" in progs else float("nan"))
-        lines.append(f"| {p} | {len(ok)} | {med * 1e3:.2f} | {ratio:.2f} |")
+        cells = []
+        for clock in ("s", "cpu"):
+            med = statistics.median(results[k][p][clock] for k in ok) if ok else float("nan")
+            ratio = (statistics.median(results[k][p][clock] / results[k]["hierlm"][clock]
+                                       for k in both)
+                     if both and "hierlm" in progs else float("nan"))
+            cells += [f"{med * 1e3:.2f}", f"{ratio:.2f}"]
+        lines.append(f"| {p} | {len(ok)} | " + " | ".join(cells) + " |")
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-len(progs) - 2:]))
     return 0

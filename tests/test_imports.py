@@ -1,8 +1,9 @@
 """``import hierlm`` and a REML fit load only what that path needs.
 
 xarray, h5netcdf, ArviZ, PyMC and nutpie belong to the NUTS, save and load paths, and
-formulae to formulas whose parts are more than ``+``-joined column names; each is
-checked in a fresh interpreter, where nothing else has imported them.
+formulae to formulas whose parts are more than ``+``-joined column names, scipy.stats
+to the cluster-robust tables; each is checked in a fresh interpreter, where nothing else
+has imported them.
 """
 
 from __future__ import annotations
@@ -54,3 +55,15 @@ def test_fast_variable_names_match_formulae(expr: str) -> None:
     import formulae as fm
 
     assert _variables(expr, "fixed part") == set(fm.model_description(expr).var_names) - {""}
+
+
+def test_post_fit_tables_do_not_load_scipy_stats() -> None:
+    # scipy.stats (0.4-1.4 s to import on a busy machine) is for the robust CR2 tables only
+    probe = ("import sys, warnings\nimport hierlm\nwarnings.simplefilter('ignore')\n"
+             "r = hierlm.fit('Reaction ~ 1 + Days + (1 + Days | Subject)', "
+             "hierlm.load_sleepstudy())\n"
+             "r.summary(); r.coef_table(); r.coef_table(ddf='kenward-roger'); r.anova()\n"
+             "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=600)
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -22,6 +22,7 @@ import scipy.linalg as sla
 
 from hierlm.estimate.cond_var import conditional_variances
 from hierlm.estimate.conditional import ConditionalSampler
+from hierlm.estimate.lazy import lazy_fields
 from hierlm.objective.profiled import ProfiledObjective
 
 
@@ -37,6 +38,9 @@ class Estimates:
     vcov: np.ndarray
     b: list[np.ndarray]
     cond_var: list[np.ndarray]
+
+
+lazy_fields(Estimates, "cond_var")  # computed on first read where it is deferred
 
 
 def extract(objective: ProfiledObjective, theta: np.ndarray, L1: np.ndarray,

@@ -16,6 +16,7 @@ from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, SingularFitWarning, warn
 from hierlm.estimate.degenerate import check_exact_fit
 from hierlm.estimate.extract import Estimates, extract
+from hierlm.estimate.lazy import deferred
 from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
@@ -79,12 +80,23 @@ def fitted_values(design: ModelDesign, beta: np.ndarray, b: list[np.ndarray]) ->
 
 def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray,
                           objective: float, method: str, **fields: Any) -> FitRecord:
-    """Assemble a :class:`FitResult` from point estimates (shared by all methods)."""
+    """Assemble a :class:`FitResult` from point estimates (shared by all methods).
+
+    The variance components, the random-effects table and the fitted values are computed
+    when first read (:mod:`hierlm.estimate.lazy`); their numbers are the same.
+    """
     names = list(design.fixef_names)
-    Ts = templates(design, theta)
-    covs = [est.sigma**2 * T @ T.T for T in Ts]
     k = design.p + design.n_theta + 1
-    sd = [np.sqrt(np.clip(np.diagonal(v, axis1=1, axis2=2), 0.0, None)) for v in est.cond_var]
+
+    def varcorr() -> pd.DataFrame:
+        covs = [est.sigma**2 * T @ T.T for T in templates(design, theta)]
+        return varcorr_table(design, covs, est.sigma)
+
+    def ranef() -> pd.DataFrame:
+        sd = [np.sqrt(np.clip(np.diagonal(v, axis1=1, axis2=2), 0.0, None))
+              for v in est.cond_var]
+        return ranef_frame(design, est.b, sd)
+
     groups: dict[str, int] = {}
     for t in design.terms:
         groups.setdefault(t.group, t.n_levels)
@@ -94,12 +106,12 @@ def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray
         fixef_se=pd.Series(np.sqrt(np.diag(est.vcov)), index=names, name="fixef_se"),
         vcov=pd.DataFrame(est.vcov, index=names, columns=names),
         sigma=est.sigma, theta=np.asarray(theta, dtype=float),
-        varcorr=varcorr_table(design, covs, est.sigma),
+        varcorr=deferred(varcorr),
         loglik=-objective / 2, aic=objective + 2 * k, bic=objective + k * np.log(design.nobs),
         objective=objective, nobs=design.nobs, n_dropped=design.n_dropped,
         is_singular=is_singular(design, theta),
-        ranef_table=ranef_frame(design, est.b, sd),
-        y=design.y.copy(), fitted_values=fitted_values(design, est.beta, est.b),
+        ranef_table=deferred(ranef),
+        y=design.y.copy(), fitted_values=deferred(lambda: fitted_values(design, est.beta, est.b)),
         groups=groups, **fields,
     )
 

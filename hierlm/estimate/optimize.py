@@ -66,6 +66,7 @@ from hierlm.estimate.boundary import (
     face_starts,
 )
 from hierlm.estimate.convergence import LME4_TOL, scaled_gradient
+from hierlm.estimate.lbfgsb import minimize_lbfgsb
 from hierlm.objective.parameters import parameter_names
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.theta import (
@@ -264,12 +265,11 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
         return theta, float(f), g, ok
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    lbfgs = {"maxiter": int(opts["maxiter"]), "ftol": float(opts["ftol"]),
-             "gtol": float(opts["gtol"]), "maxls": 50}
+    lbfgs: dict[str, Any] = {"maxiter": int(opts["maxiter"]), "ftol": float(opts["ftol"]),
+                             "gtol": float(opts["gtol"]), "maxls": 50}
 
     def run_lbfgs(x_init: np.ndarray) -> str:
-        res = scipy.optimize.minimize(fun, x_init, jac=True, method="L-BFGS-B", options=lbfgs)
-        return str(res.message)
+        return minimize_lbfgsb(fun, x_init, **lbfgs)  # minimize()'s loop, bitwise
 
     def descend(x_init: np.ndarray) -> tuple[str, str, tuple[np.ndarray, float, np.ndarray,
                                                               bool]]:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.estimate.lazy import lazy_fields
+
 
 @dataclass(frozen=True, eq=False)
 class FitRecord:
@@ -66,3 +68,7 @@ class FitRecord:
     residual_scale: np.ndarray | None = None
     residual: str | None = None
     sigma_formula: str | None = None
+
+
+# Computed on first read when an estimator passes them deferred (hierlm.estimate.lazy).
+lazy_fields(FitRecord, "varcorr", "ranef_table", "fitted_values")

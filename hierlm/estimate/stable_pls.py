@@ -29,6 +29,7 @@ per fit.
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -39,6 +40,7 @@ from hierlm.design.weights import working_design
 from hierlm.estimate.cond_var import conditional_variances
 from hierlm.estimate.conditional import ConditionalSampler
 from hierlm.estimate.extract import Estimates
+from hierlm.estimate.lazy import deferred
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.profiled import ProfiledObjective
 
@@ -48,15 +50,17 @@ MAX_REFINE = 6
 
 #: Per model: the working design and its terms' sparse ``Z_i`` (refits of one model
 #: reuse them; neither refers back to the objective, so the entry goes with it).
-_SETUP: weakref.WeakKeyDictionary[ProfiledObjective, tuple[ModelDesign, list[sp.csr_matrix]]]
+_SETUP: weakref.WeakKeyDictionary[ProfiledObjective, tuple[ModelDesign, list[sp.csr_matrix],
+                                                           list[Any]]]
 _SETUP = weakref.WeakKeyDictionary()
 
 
-def _setup(objective: ProfiledObjective) -> tuple[ModelDesign, list[sp.csr_matrix]]:
+def _setup(objective: ProfiledObjective) -> tuple[ModelDesign, list[sp.csr_matrix], list[Any]]:
     got = _SETUP.get(objective)
     if got is None:
         wd = working_design(objective.design)
-        got = _SETUP[objective] = (wd, [term_matrix(t) for t in wd.terms])
+        Z = [term_matrix(t) for t in wd.terms]
+        got = _SETUP[objective] = (wd, Z, [z.T for z in Z])  # the transposes made once
     return got
 
 
@@ -65,10 +69,14 @@ class _PLS:
 
     def __init__(self, objective: ProfiledObjective, theta: np.ndarray, L1: np.ndarray,
                  L_R: np.ndarray) -> None:
-        self.design, self.Z = _setup(objective)
+        self.design, self.Z, self.ZT = _setup(objective)
         self.s = ConditionalSampler(objective)
         self.f = self.s.factor_from(theta, L1, L_R)
-        self.qr = objective.gram.q_rest
+        self.qr = qr = objective.gram.q_rest
+        # the sparse slice and transposes every solve uses, made once (the same matrices)
+        A1Z: Any = self.s.A1R[:, :qr] if qr else None  # A_1R on the random-effect rows
+        self.A1Z, self.A1Zt = A1Z, (A1Z.T if qr else None)
+        self.lam_t: Any = self.f.lam_rest.T if qr else None
 
     def apply(self, U: np.ndarray) -> np.ndarray:
         """``Z Lambda U`` for ``U`` of shape ``(q, k)``."""
@@ -83,8 +91,8 @@ class _PLS:
     def adjoint(self, R: np.ndarray) -> np.ndarray:
         """``Lambda' Z' R`` for ``R`` of shape ``(n, k)``."""
         parts = []
-        for Z, term, T in zip(self.Z, self.design.terms, self.f.Ts, strict=True):
-            zr = np.asarray(Z.T @ R).reshape(term.n_levels, term.p, -1)
+        for ZT, term, T in zip(self.ZT, self.design.terms, self.f.Ts, strict=True):
+            zr = np.asarray(ZT @ R).reshape(term.n_levels, term.p, -1)
             parts.append(np.einsum("ji,ljk->lik", T, zr).reshape(term.q, -1))
         return np.concatenate(parts)
 
@@ -102,13 +110,13 @@ class _PLS:
         y1 = m1_solve(G[:q1])
         if not qr:
             return y1
-        A1Z = s.A1R[:, :qr]  # (l1 p1) x q_rest: A_1R on the random-effect rows
+        A1Z = self.A1Z
 
         def lam1(v: np.ndarray, trans: bool) -> np.ndarray:
             T = f.Ts[0].T if trans else f.Ts[0]
             return np.einsum("ij,ljk->lik", T, v.reshape(l1, p1, k)).reshape(q1, k)
 
-        rhs = G[q1:] - f.lam_rest.T @ (A1Z.T @ lam1(y1, False))  # g_R - C y1
+        rhs = G[q1:] - self.lam_t @ (self.A1Zt @ lam1(y1, False))  # g_R - C y1
         L_Z = f.L_R[:qr, :qr]
         x_R = sla.solve_triangular(L_Z, sla.solve_triangular(L_Z, rhs, lower=True),
                                    lower=True, trans="T")
@@ -176,7 +184,9 @@ def stable_estimates(objective: ProfiledObjective, theta: np.ndarray, L1: np.nda
                  + nr * (1.0 + np.log(2.0 * np.pi * r2 / nr))) - g.sum_log_w
     R_inv = sla.solve_triangular(R_XX, np.eye(p)) if p else np.zeros((0, 0))
     vcov = sigma2 * (R_inv @ R_inv.T)
-    cv = conditional_variances(objective.design, g, f.Ts, L1, L_R[:qr, :qr], f.lam_rest, sigma2)
+    design = objective.design
+    cv = deferred(lambda: conditional_variances(design, g, f.Ts, L1, L_R[:qr, :qr],
+                                                f.lam_rest, sigma2))  # read by ranef() only
     est = Estimates(beta=dbeta + g.beta_offset, sigma=float(np.sqrt(sigma2)), vcov=vcov,
                     b=sampler.to_b(f, u), cond_var=cv)
     return est, crit

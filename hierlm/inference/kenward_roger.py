@@ -17,8 +17,10 @@ Here every product goes through ``q x q`` blocks: ``V = sigma^2 (I + K K')`` wit
 ``K = Z Lambda``, so ``V^-k = sigma^-2k (I - K T_k K')`` with ``S = K'K``,
 ``R = (S + I)^-1``, ``T_1 = R``, ``T_2 = 2R - RSR``, ``T_3 = T_2 + R - R S T_2``, and
 ``F'V^-k H = sigma^-2k (F'H - (K'F)' T_k (K'H))`` for ``F, H`` in ``{Z, X}``, from the
-Gram matrices ``Z'Z``, ``Z'X``, ``X'X``.  The cost is ``O(q^3)`` and memory ``O(q^2)``,
-whatever ``n``; models with more than :data:`MAX_Q` random effects are refused.
+Gram matrices ``Z'Z``, ``Z'X``, ``X'X``, all from one Cholesky factor of ``S + I``
+(:mod:`hierlm.inference.kr_products`; level by level for one random-effects term).
+The cost is ``O(q^3)`` and memory ``O(q^2)``, whatever ``n``; models with more than
+:data:`MAX_Q` random effects are refused.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 
 from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
+from hierlm.inference.kr_products import one_term_pqk, v_products, v_products_one_term
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.theta import templates, tril_colmajor
 
@@ -155,32 +157,28 @@ def _kr_info(res: Any) -> KRInfo:
     ZZ = np.asarray((Z.T @ Z).toarray())
     ZX = np.asarray(Z.T @ X)
     XX = X.T @ X
-    Lam = sp.block_diag([sp.kron(sp.identity(t.n_levels), sp.csr_matrix(T))
-                         for t, T in zip(design.terms, templates(design, res.theta),
-                                         strict=True)], format="csr")
-    KZ = np.asarray(Lam.T @ ZZ)        # K'Z = Lambda'Z'Z
-    KX = np.asarray(Lam.T @ ZX)          # K'X
-    S = np.asarray(Lam.T @ KZ.T)         # K'K = Lambda'Z'Z Lambda
-    S = 0.5 * (S + S.T)
-    R = sla.cho_solve(sla.cho_factor(S + np.eye(q)), np.eye(q))
-    T1 = R
-    T2 = 2 * R - R @ S @ R
-    T3 = T2 + R - R @ S @ T2
+    Ts = templates(design, res.theta)
     s2 = res.sigma**2
-
-    def prod(FtH: np.ndarray, KF: np.ndarray, KH: np.ndarray, T: np.ndarray, k: int
-             ) -> np.ndarray:
-        return (FtH - KF.T @ T @ KH) / s2**k
-
-    ZVZ, ZVX = prod(ZZ, KZ, KZ, T1, 1), prod(ZX, KZ, KX, T1, 1)
-    ZV2Z, ZV2X = prod(ZZ, KZ, KZ, T2, 2), prod(ZX, KZ, KX, T2, 2)
-    XV2X, XV3X = prod(XX, KX, KX, T2, 2), prod(XX, KX, KX, T3, 3)
-    trV2 = (design.nobs - float(np.sum(T2 * S))) / s2**2
+    # the V^-k products from one Cholesky factor (hierlm.inference.kr_products)
+    if len(design.terms) == 1:  # block diagonal: level by level
+        vp = v_products_one_term(ZZ, ZX, XX, Ts[0], s2, design.nobs)
+    else:
+        Lam = sp.block_diag([sp.kron(sp.identity(t.n_levels), sp.csr_matrix(T))
+                             for t, T in zip(design.terms, Ts, strict=True)], format="csr")
+        KZ = np.asarray(Lam.T @ ZZ)        # K'Z = Lambda'Z'Z
+        KX = np.asarray(Lam.T @ ZX)          # K'X
+        S = np.asarray(Lam.T @ KZ.T)         # K'K = Lambda'Z'Z Lambda
+        vp = v_products(ZZ, ZX, XX, KZ, KX, 0.5 * (S + S.T), s2, design.nobs)
+    ZVZ, ZVX, ZV2Z, ZV2X = vp.ZVZ, vp.ZVX, vp.ZV2Z, vp.ZV2X
+    XV2X, XV3X, trV2 = vp.XV2X, vp.XV3X, vp.trV2
     phi = res.vcov.to_numpy()
     offs = np.concatenate([[0], np.cumsum([t.q for t in design.terms])])
     gens = _generators(design)
     k = len(gens) + 1
     sl = [slice(offs[i], offs[i + 1]) for i, _ in gens]
+    if vp.blocks is not None:  # one term: P, Q, K level by level (kr_products)
+        P, Q, K = one_term_pqk(vp, design.terms[0].p)
+        return _kr_from(phi, P, Q, K)
     DZX = [_apply_d(pr, ZVX[s]) for (_, pr), s in zip(gens, sl, strict=True)]
     P = [-(ZVX[s].T @ d) for d, s in zip(DZX, sl, strict=True)] + [-XV2X]
     Q = np.empty((k, k), dtype=object)
@@ -201,6 +199,12 @@ def _kr_info(res: Any) -> KRInfo:
                 K[r, s_] = trV2
             K[s_, r] = K[r, s_]
             Q[s_, r] = Q[r, s_].T
+    return _kr_from(phi, P, Q, K)
+
+
+def _kr_from(phi: np.ndarray, P: list[np.ndarray], Q: np.ndarray, K: np.ndarray) -> KRInfo:
+    """``W`` and ``Phi_A`` from pbkrtest's ``P``, ``Q`` and ``K`` (module docstring)."""
+    k = len(P)
     IE = np.empty((k, k))
     for r in range(k):
         for s_ in range(k):

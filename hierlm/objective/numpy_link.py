@@ -32,8 +32,20 @@ then the structure's Numba function, as :class:`hierlm.objective.profiled.Tiered
 does for the VM. ``python -m benchmarks.peers`` (24 reference fits, warm-up then 5 fits
 each, hierlm alone, load 5): median 38.6 ms with the VM first, 30.8 ms with this;
 structures first seen 2-4x faster (sleepstudy 75-100 -> 24-34 ms, penicillin 99-112 ->
-43-45 ms). What remains is mostly building the design and the result, not the criterion;
-lme-python takes 1.6-3.3 ms per fit.
+43-45 ms). Later, with the design built faster, the result's tables computed on first
+read and L-BFGS-B driven without SciPy's wrappers (same numbers, bit for bit), the same
+benchmark at load 10 went from 33.2-33.5 to 20.0-20.8 ms median wall time and from
+12.9-13.2 to 8.4-8.6 ms CPU time (at load 8, with the Gram blocks and the residual
+estimates' sparse steps made cheaper too: 25.5 -> 16.0 ms wall, 12.7 -> 8.1 ms CPU;
+the old and new code run one after the other); the evaluations here are then a quarter to a third
+of a fit's time for sleepstudy, penicillin and pastes (9-33 per fit; 8% for dyestuff),
+with building the design, the Gram blocks and the residual-based estimates
+(:mod:`hierlm.estimate.stable_pls`) the rest.
+lme-python takes 1.6-4 ms per fit (1.8 ms CPU).  Setting ``Lambda`` through
+precomputed flat positions (instead of index pairs built per call) is the same
+arithmetic; LAPACK's ``dpotrf`` called through SciPy instead of NumPy's ``cholesky`` is
+not (the two link different OpenBLAS builds: last-bit differences that changed the
+optimizer's path, 33 -> 46 evaluations for penicillin), so it is not used.
 """
 
 from __future__ import annotations
@@ -109,7 +121,13 @@ def _constants(A11: np.ndarray, nz_val: np.ndarray, nz_level: np.ndarray, nz_row
     rows = np.concatenate([(blk[:, 0, :] + a).ravel(), q1 + lam_row[keep]])
     cols = np.concatenate([(blk[:, 0, :] + b).ravel(), q1 + lam_col[keep]])
     tidx = np.concatenate([np.tile(np.arange(len(a)), l1), lam_theta[keep]])
-    out = (A, rows, cols, tidx, i1, j1)
+    q = q1 + qr
+    # flat positions in an N x N array: Lambda's entries, the unit tail of its diagonal
+    # ([X y]), and the diagonal of the random-effect block (Omega's + I)
+    flat = rows * N + cols
+    tail = np.arange(q, N) * (N + 1)
+    head = np.arange(q) * (N + 1)
+    out = (A, rows, cols, tidx, i1, j1, flat, tail, head)
     for arr in out:
         arr.setflags(write=False)
     _LAST[:] = [(key, inputs, out)]
@@ -141,19 +159,22 @@ def profiled_numpy(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray
     l1, p1 = A11.shape[0], A11.shape[1]
     q1, m, qr = l1 * p1, A_RR.shape[0], int(q_rest)
     q, N = q1 + qr, q1 + A_RR.shape[0]
-    A, rows, cols, tidx, i1, j1 = _constants(A11, nz_val, nz_level, nz_row, A_RR, lam_row,
-                                             lam_col, lam_theta, qr)
+    A, rows, cols, tidx, i1, j1, flat, tail, head = _constants(
+        A11, nz_val, nz_level, nz_row, A_RR, lam_row, lam_col, lam_theta, qr)
+    # the same entries as lam[rows, cols] = theta[tidx] etc., set through flat positions
     lam = np.zeros((N, N))
-    lam[rows, cols] = theta[tidx]
-    lam[np.arange(q, N), np.arange(q, N)] = 1.0
+    lam_flat = lam.reshape(-1)
+    lam_flat[flat] = theta[tidx]
+    lam_flat[tail] = 1.0
     omega = lam.T @ A @ lam
-    omega[np.arange(q), np.arange(q)] += 1.0
+    omega.reshape(-1)[head] += 1.0
     k = theta.size
-    L1 = np.zeros((l1, p1, p1))
+    # NumPy's cholesky, not SciPy's dpotrf: the two link different OpenBLAS builds, whose
+    # factors differ in the last bits (and the optimizer's path with them)
     try:
         L = np.linalg.cholesky(omega)
     except np.linalg.LinAlgError:
-        return np.inf, np.full(k, np.nan), L1, np.full((m, m), np.nan)
+        return np.inf, np.full(k, np.nan), np.zeros((l1, p1, p1)), np.full((m, m), np.nan)
     L1 = L[i1, j1]
     L_R = np.ascontiguousarray(L[q1:, q1:])
     logd = np.log(np.diagonal(L))

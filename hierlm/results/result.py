@@ -2,17 +2,19 @@
 
 A frozen dataclass of plain values (numpy arrays, pandas objects); nothing in it
 refers back to the compiled graph, so it can be saved, compared and passed around.
+``ranef_table``, ``varcorr`` and ``fitted_values`` are computed when first read
+(:mod:`hierlm.estimate.lazy`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hierlm.estimate.lazy import stored_fields
 from hierlm.estimate.record import FitRecord
 from hierlm.results.io import save as save_result
 from hierlm.results.results_section import ResultsSectionMixin
@@ -99,8 +101,7 @@ class FitResult(FitRecord, ResultsSectionMixin):
         >>> res.fixef.round(3).to_dict()
         {'(Intercept)': 251.405, 'Days': 10.467}
         """
-        values = {f.name: getattr(record, f.name) for f in dataclasses.fields(FitRecord)}
-        return cls(**{**values, **changes})
+        return cls(**{**stored_fields(record), **changes})  # deferred fields stay deferred
 
     def ranef(self) -> pd.DataFrame:
         """Conditional modes of the random effects and their conditional SDs.
@@ -311,10 +312,14 @@ class FitResult(FitRecord, ResultsSectionMixin):
         """
         if str(ddf).lower().startswith("kenward"):
             self._require_rows("Kenward-Roger df")
-        from hierlm.inference.anova import coef_table
+        if vcov is None:
+            from hierlm.inference.anova import coef_table
+
+            return coef_table(self, ddf)
+        # only here: robust.py imports scipy.stats, 0.4-1.4 s in a new process
         from hierlm.inference.robust import robust_coef_table
 
-        return coef_table(self, ddf) if vcov is None else robust_coef_table(self, vcov, cluster)
+        return robust_coef_table(self, vcov, cluster)
 
     def anova(self, ddf: str = "satterthwaite", type: int | str = 3) -> pd.DataFrame:
         """F tests of each fixed-effect term: ``num_df, den_df, F, p`` (lmerTest's
