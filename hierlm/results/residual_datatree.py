@@ -40,7 +40,7 @@ def residual_variables(res: Any, table: pd.DataFrame, lead: tuple[str, ...]
     >>> d = hierlm.load_sleepstudy()
     >>> res = hierlm.fit("Reaction ~ Days + (1 | Subject)", d, residual="ar1(Days | Subject)")
     >>> data, _ = residual_variables(res, res.residual_parameters.to_frame().T, ("draw",))
-    >>> list(data), data["ar1_phi"][2]["long_name"][:26]
+    >>> list(data), data["ar1_phi"][2]["long_name"][:27]
     (['ar1_phi'], 'correlation of observations')
     """
     par = getattr(res, "residual_parameters", None)
