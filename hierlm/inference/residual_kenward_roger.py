@@ -33,7 +33,8 @@ The products use sparse ``n x n`` matrices: ``V_R`` is block diagonal by correla
 group, ``V^-1 = sigma^-2 (R0^-1 - A T A')`` with ``A = R0^-1 Z Lambda`` (sparse, as the
 groups are nested in every grouping factor) and ``T = (I + Lambda'Z'R0^-1 Z Lambda)^-1``
 (``q x q``).  The random-effects generators ``Z_i (I (x) E) Z_i'`` have one entry per
-pair of rows in a level; fits where these exceed :data:`MAX_NNZ` are refused.
+pair of rows in a level, the residual ones per pair of rows in a correlation group;
+fits where these exceed :data:`MAX_NNZ` are refused (Satterthwaite's df remain).
 """
 
 from __future__ import annotations
@@ -179,6 +180,9 @@ def residual_generators(res: Any) -> tuple[list[Any], dict[tuple[int, int], Any]
     delta = rpar[rd.n_corr:]
     s2 = float(res.sigma) ** 2
     blocks = _blocks(rd, n)
+    if sum(len(b) ** 2 for b in blocks) > MAX_NNZ:
+        raise MethodError(f"Kenward-Roger's df with residual=: the correlation groups couple "
+                          f"more than {MAX_NNZ} pairs of rows; use ddf='satterthwaite'")
     C, C1, C2 = _corr_blocks(rd, rho, blocks)
     s = relative_sd(rd, delta, design.weights)
     S = sp.diags(s)

@@ -185,3 +185,13 @@ def test_kr_needs_reml() -> None:
     res = hierlm.fit("y ~ x + t + (1 | g)", d, "ML", residual="ar1(t | g)")
     with pytest.raises(MethodError, match="REML"):
         res.coef_table(ddf="kenward-roger")
+
+
+def test_too_many_row_pairs_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hierlm.inference import residual_kenward_roger
+
+    monkeypatch.setattr(residual_kenward_roger, "MAX_NNZ", 10)
+    res = hierlm.fit("y ~ x + t + (1 | g)", _data(), residual="ar1(t | g)")
+    with pytest.raises(MethodError, match="satterthwaite"):
+        res.coef_table(ddf="kenward-roger")
+    assert np.isfinite(res.coef_table()["df"]).all()
