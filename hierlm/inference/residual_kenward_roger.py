@@ -272,7 +272,7 @@ def kr_from_generators(design: Any, res: Any, first: list[Any],
     VGY = [vinv(g) for g in GY]
     P = [-(Y.T @ g) for g in GY]
     H = [(G @ N0).tocsr() for G in first]
-    F = [np.asarray((A.T @ G @ A).toarray()) if q else np.zeros((0, 0)) for G in first]
+    TF = [T @ np.asarray((A.T @ G @ A).toarray()) if q else np.zeros((0, 0)) for G in first]
     k = len(first)
     IE = np.zeros((k, k))
     Q = np.empty((k, k), dtype=object)
@@ -283,7 +283,7 @@ def kr_from_generators(design: Any, res: Any, first: list[Any],
             K = float(H[r].multiply(H[t].T).sum())
             if q:
                 E = np.asarray((A.T @ H[r] @ first[t] @ A).toarray())
-                K += -2 * float(np.sum(T * E.T)) + float(np.sum((T @ F[r]) * (T @ F[t]).T))
+                K += -2 * float(np.sum(T * E.T)) + float(np.sum(TF[r] * TF[t].T))
             K /= s2 * s2
             IE[r, t] = IE[t, r] = (K - 2 * float(np.sum(phi * Q[r, t]))
                                    + float(np.sum((phi @ P[r]) * (P[t] @ phi))))

@@ -195,3 +195,15 @@ def test_too_many_row_pairs_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(MethodError, match="satterthwaite"):
         res.coef_table(ddf="kenward-roger")
     assert np.isfinite(res.coef_table()["df"]).all()
+
+
+def test_weights_scaled_by_a_constant_change_nothing() -> None:
+    # prior weights 4 w are the model with sigma halved: the same Kenward-Roger table
+    d = _data()
+    w = 1.0 + (d["t"] % 3)
+    f = "y ~ x + t + (1 | g)"
+    a = hierlm.fit(f, d, weights=w, residual="ar1(t | g)", sigma="~ kind")
+    b = hierlm.fit(f, d, weights=4 * w, residual="ar1(t | g)", sigma="~ kind")
+    ta, tb = a.coef_table(ddf="kenward-roger"), b.coef_table(ddf="kenward-roger")
+    np.testing.assert_allclose(ta.to_numpy(), tb.to_numpy(), rtol=1e-4)
+    assert not np.allclose(ta["df"], a.coef_table()["df"], rtol=1e-3)
