@@ -272,7 +272,9 @@ def kr_from_generators(design: Any, res: Any, first: list[Any],
     VGY = [vinv(g) for g in GY]
     P = [-(Y.T @ g) for g in GY]
     H = [(G @ N0).tocsr() for G in first]
-    TF = [T @ np.asarray((A.T @ G @ A).toarray()) if q else np.zeros((0, 0)) for G in first]
+    # T F_r = (F_r T)' with F_r = A'V_r A sparse (one block per level): sparse x dense
+    TF = [np.asarray(sp.csr_matrix(A.T @ G @ A) @ T).T if q else np.zeros((0, 0))
+          for G in first]
     k = len(first)
     IE = np.zeros((k, k))
     Q = np.empty((k, k), dtype=object)
