@@ -14,7 +14,10 @@ nonlinear in its parameters ``gamma``::
 df and F scaling from ``P``, ``W`` and ``Phi``
 (:class:`hierlm.inference.kenward_roger.KRInfo`).  The second-derivative terms
 ``R_rs`` are included in full.  ``W`` is the inverse expected REML information, as in
-pbkrtest.
+pbkrtest.  What is approximated is what Kenward and Roger approximate: ``W`` is the
+expected, not the observed, information (in a misspecified model the df can differ
+much from Satterthwaite's, which use the observed Hessian), and the small bias of the
+REML estimates of ``gamma`` is ignored.
 
 The parameters ``gamma`` (the adjustment depends on how ``V`` is written when ``V`` is
 nonlinear in them; the df do not, since ``P`` and ``W`` transform together):
