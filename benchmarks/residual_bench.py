@@ -1,4 +1,4 @@
-"""hierlm against nlme on residual AR(1) fits: 2,000 subjects x 8 visits (16,000 rows).
+"""hierlm against nlme and glmmTMB on residual AR(1) fits: 2,000 subjects x 8 visits.
 
 ``python -m benchmarks.residual_bench [--repeats N] [--out DIR]`` simulates the data
 (fixed seed; random intercept and slope, AR(1) errors with phi = 0.6), fits
@@ -6,8 +6,12 @@
 ``residual="ar1(visit | subject)"`` by REML, hierlm in this process (median of
 ``N`` fits after a warm-up fit, which loads the compiled objective) and nlme's
 ``lme(..., correlation = corAR1(form = ~ visit | subject))`` in an Rscript process
-(median of ``N`` fits; ``benchmarks/residual_nlme.R``), and writes
-``residual_results.md``: both times, their ratio and the criteria.
+(median of ``N`` fits; ``benchmarks/residual_nlme.R``) and glmmTMB's ``glmmTMB(y ~ x +
+visit + (1 | subject) + ar1(0 + factor(visit) | subject), dispformula = ~ 0, REML =
+TRUE)`` (the same model: glmmTMB's ``ar1()`` is a random-effects term, here one per row
+with the residual variance fixed near zero, so it is the residual AR(1);
+``benchmarks/residual_glmmtmb.R``), and writes ``residual_results.md``: the times, the
+ratios and the criteria.
 """
 
 from __future__ import annotations
@@ -67,6 +71,14 @@ def main() -> None:
         nlme = {r["model"]: r for r in map(json.loads, filter(None, out.splitlines()))}
     except (OSError, subprocess.SubprocessError) as exc:
         print(f"nlme skipped: {exc}")
+    tmb: dict[str, dict] = {}
+    try:
+        out = subprocess.run(["nice", "-n", "19", "Rscript", str(HERE / "residual_glmmtmb.R"),
+                              str(csv), str(args.repeats)], capture_output=True, text=True,
+                             check=True, timeout=3600).stdout
+        tmb = {r["model"]: r for r in map(json.loads, filter(None, out.splitlines()))}
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"glmmTMB skipped: {exc}")
     for name, formula in MODELS.items():
         hierlm.fit(formula, data, residual="ar1(visit | subject)")  # warm-up
         times, res = [], None
@@ -78,24 +90,36 @@ def main() -> None:
         h = statistics.median(times)
         r = nlme.get(name)
         n = statistics.median(r["seconds"]) if r else float("nan")
+        t = tmb.get(name)
+        g = statistics.median(t["seconds"]) if t else float("nan")
         shown = formula.replace("|", "\\|")
         rows.append(f"| `{shown}`, `ar1(visit \\| subject)` | {len(data):,} | {h:.2f} | "
-                    f"{n:.2f} | {n / h:.1f}x | {res.residual_parameters['rho']:.4f} | "
+                    f"{n:.2f} | {n / h:.1f}x | {g:.2f} | {g / h:.1f}x | "
+                    f"{res.residual_parameters['rho']:.4f} | "
                     f"{r['phi'] if r else float('nan'):.4f} | "
-                    f"{res.objective - r['criterion'] if r else float('nan'):.2g} |")
+                    f"{t['phi'] if t else float('nan'):.4f} | "
+                    f"{res.objective - r['criterion'] if r else float('nan'):.2g} | "
+                    f"{res.objective - t['criterion'] if t else float('nan'):.2g} |")
     load = os.getloadavg()
     header = (f"# Residual AR(1): hierlm against nlme\n\nRun "
               f"{datetime.now(UTC).isoformat(timespec='minutes')} on "
               f"{platform.node()} ({os.cpu_count()} CPUs, load {load[0]:.2f}, {load[1]:.2f}, "
               f"{load[2]:.2f} at the end), hierlm {hierlm.__version__}, nlme "
-              f"{next(iter(nlme.values()))['nlme'] if nlme else '-'}; "
+              f"{next(iter(nlme.values()))['nlme'] if nlme else '-'}, glmmTMB "
+              f"{next(iter(tmb.values()))['glmmTMB'] if tmb else '-'}; "
               f"`python -m benchmarks.residual_bench --repeats {args.repeats}`.  2,000 "
               f"simulated subjects x 8 visits, REML; median seconds of {args.repeats} fits "
-              f"(hierlm after a warm-up fit, in process; nlme in Rscript, niced).  "
-              f"`crit diff`: hierlm's REML criterion minus nlme's -2 logLik (negative: "
-              f"hierlm's optimum is lower).\n\n")
-    table = ("| model | rows | hierlm (s) | nlme (s) | nlme / hierlm | hierlm phi | nlme phi "
-             "| crit diff |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+              f"(hierlm after a warm-up fit, in process; nlme and glmmTMB in Rscript, "
+              f"niced).  glmmTMB fits `y ~ x + visit + (1 | subject) + ar1(0 + "
+              f"factor(visit) | subject)` (`(visit | subject)` for the second row) with "
+              f"`dispformula = ~ 0` and `REML = TRUE`: its `ar1()` random effects, one per "
+              f"row, with the residual variance fixed near zero, are the residual AR(1).  "
+              f"`crit diff`: hierlm's REML criterion minus the other's -2 logLik "
+              f"(negative: hierlm's optimum is lower).\n\n")
+    table = ("| model | rows | hierlm (s) | nlme (s) | nlme / hierlm | glmmTMB (s) "
+             "| glmmTMB / hierlm | hierlm phi | nlme phi | glmmTMB phi | crit diff nlme "
+             "| crit diff glmmTMB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+             + "\n".join(rows) + "\n")
     (args.out / "residual_results.md").write_text(header + table)
     print(header + table)
 

@@ -20,7 +20,7 @@ import pandas as pd
 from hierlm.errors import MethodError
 from hierlm.inference.distributions import f_sf, t_two_sided
 from hierlm.inference.fitted import info_of, require_model
-from hierlm.inference.kenward_roger import kr_info
+from hierlm.inference.residual_kenward_roger import kr_info_for as kr_info
 from hierlm.inference.satterthwaite import EPS, contrast_df, f_test
 from hierlm.inference.terms import fixed_terms, type1_contrasts, type3_contrasts
 
@@ -112,7 +112,7 @@ def contrast(res: Any, L: object, ddf: str = "satterthwaite", joint: bool = True
     [[1.0, 17.0]]
     """
     method = check_ddf(ddf, res)
-    require_model(res, "a contrast test") if method != "none" else None
+    require_model(res, "a contrast test", residual_ok=True) if method != "none" else None
     M = _as_matrix(res, L)
     if joint:
         q, den, F, p = _test(res, M, method)
@@ -149,7 +149,7 @@ def anova_table(res: Any, ddf: str = "satterthwaite", type: int | str = 3) -> pd
     key = str(type).upper()
     if key not in ("3", "III", "1", "I"):
         raise MethodError(f"unknown anova type {type!r}; use 3 or 1")
-    design = require_model(res, "anova (the model's terms)").design
+    design = require_model(res, "anova (the model's terms)", residual_ok=True).design
     Ls = type3_contrasts(design) if key in ("3", "III") else type1_contrasts(design)
     degree = {t.label: len(t.variables) for t in fixed_terms(design)[1]}
     # rows by degree (main effects, then two-way interactions, ...), formula order

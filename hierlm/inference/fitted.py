@@ -22,15 +22,16 @@ def has_residual_structure(res: Any) -> bool:
     return len(getattr(res, "residual_parameters", ())) > 0
 
 
-def require_model(res: Any, what: str) -> Any:
+def require_model(res: Any, what: str, residual_ok: bool = False) -> Any:
     """The fitted model of a REML/ML result, or MethodError naming what is missing.
 
-    Fits with ``residual=`` / ``sigma=`` have Satterthwaite's df (:func:`info_of`) and
-    likelihood-ratio tests; everything else that needs the model is not supported yet.
+    Fits with ``residual=`` / ``sigma=`` have Satterthwaite's and Kenward-Roger's df
+    and likelihood-ratio tests (callers that handle them pass ``residual_ok=True``);
+    everything else that needs the model is not supported yet.
     """
     if res.method not in ("REML", "ML"):
         raise MethodError(f"{what} needs a REML or ML fit, not {res.method}")
-    if has_residual_structure(res):
+    if has_residual_structure(res) and not residual_ok:
         raise MethodError(f"{what} is not supported yet for fits with residual= or sigma=; "
                           f"Satterthwaite's df, Wald intervals and likelihood-ratio tests "
                           f"(hierlm.anova) are")

@@ -15,7 +15,9 @@ Intervals are ``fit -/+ z_{(1+level)/2} sqrt(V)`` given theta-hat and sigma-hat:
   (terms left out by ``re_form``, and levels not seen in fitting).
 
 Both treat theta and sigma as known (their uncertainty is not propagated), as lme4's
-conditional variances do.  For NUTS fits the same quantities are computed per
+conditional variances do.  Fits with ``residual=`` / ``sigma=`` use the whitened
+model's factor and each row's own residual SD; what they condition on is set out in
+:mod:`hierlm.predict.residual_intervals`.  For NUTS fits the same quantities are computed per
 posterior draw (``b`` drawn exactly given each draw, new levels drawn from
 ``N(0, Sigma_k)``, a new observation adds ``N(0, sigma^2 / w)``); the fit is the
 posterior mean and the interval the central posterior interval.
@@ -102,16 +104,17 @@ def predict(res: Any, newdata: pd.DataFrame | None = None, re_form: str | None =
     fit = linear_predictor(rows, beta, ranef_arrays(res))
     if interval is None:
         return pd.Series(fit, index=rows.index, name="fit")
-    if len(getattr(res, "residual_parameters", ())):
-        raise MethodError("prediction intervals are not supported yet for fits with "
-                          "residual= or sigma= (their conditional variances ignore the "
-                          "residual correlation); marginal_moments() gives the covariance")
     from hierlm.predict.intervals import prediction_error_variance
+    from hierlm.predict.residual_intervals import residual_pev, residual_row_scale
 
-    var = prediction_error_variance(fitted_objective(res), res.theta, res.sigma, rows)
+    structured = len(getattr(res, "residual_parameters", ())) > 0
+    var = (residual_pev(res, rows) if structured else
+           prediction_error_variance(fitted_objective(res), res.theta, res.sigma, rows))
     if interval == "prediction":
         all_rows = coder_of(res).code(newdata, allow_new_levels=True)
-        var = var + res.sigma**2 / rows.weights + unconditioned_variance(
+        scale2 = (residual_row_scale(res, newdata, rows) ** 2 if structured
+                  else 1.0 / rows.weights)
+        var = var + res.sigma**2 * scale2 + unconditioned_variance(
             res, rows, res.theta, res.sigma, all_rows)
     half = scipy.stats.norm.ppf(0.5 + level / 2) * np.sqrt(var)
     return pd.DataFrame({"fit": fit, "lower": fit - half, "upper": fit + half},

@@ -17,6 +17,9 @@ Groups:
     from its bootstrap (``az.summary(tree, group="bootstrap")``), and
     :func:`hierlm.plots.forest` draws these estimates with Wald intervals beside NUTS
     posteriors in one ArviZ forest plot.
+``estimate`` and ``bootstrap`` of a fit with ``residual=`` / ``sigma=``
+    Also its residual parameters, named by what they are (``ar1_phi``, ``car1_phi`` or
+    ``cs_rho``; ``log_sd_ratio[sigma_term]``): :mod:`hierlm.results.residual_datatree`.
 ``bootstrap`` (when ``bootstrap`` is given)
     One draw per bootstrap replicate (``chain`` of length 1): ``beta[coef]``, ``sigma``,
     ``sd_<group>[<group>_term]`` (a scalar for one coefficient) and
@@ -40,6 +43,7 @@ from hierlm.errors import MethodError
 from hierlm.estimate.nuts_posterior import corr_pairs
 from hierlm.objective.parameters import parameter_names, sdcor_from_theta
 from hierlm.objective.varcorr import group_labels
+from hierlm.results.residual_datatree import residual_variables
 
 
 def _obs(res: Any) -> Any:
@@ -100,6 +104,11 @@ def bootstrap_dataset(res: Any, replicates: pd.DataFrame) -> xr.Dataset:
             cor = np.column_stack([col(f"cor_{t.coef_names[k]}.{t.coef_names[j]}|{t.group}")
                                    for j, k in pairs])
             data[f"corr_{label}"] = (("chain", "draw", f"{label}_pair"), cor[None])
+    rnames = getattr(res, "residual_parameters", pd.Series(dtype=float)).index
+    if len(rnames) and all(c in replicates.columns for c in rnames):
+        rdata, rcoords = residual_variables(res, replicates, ("chain", "draw"))
+        data.update(rdata)
+        coords.update(rcoords)
     return xr.Dataset(data, coords=coords, attrs={"note": f"{R} bootstrap replicates"})
 
 
@@ -119,8 +128,10 @@ def estimate_dataset(res: Any) -> xr.Dataset:
         raise MethodError("this result has no record of its terms; refit to lay out its "
                           "estimates")
     values = sdcor_from_theta(coder, np.asarray(res.theta, dtype=np.float64), res.sigma)
-    row = pd.DataFrame([[res.objective, *res.fixef, *values]],
-                       columns=["objective", *res.fixef.index, *parameter_names(coder)])
+    rpar = getattr(res, "residual_parameters", pd.Series(dtype=float))
+    row = pd.DataFrame([[res.objective, *res.fixef, *values, *rpar]],
+                       columns=["objective", *res.fixef.index, *parameter_names(coder),
+                                *rpar.index])
     est = bootstrap_dataset(res, row).isel(chain=0, draw=0, drop=True).drop_vars("objective")
     if len(res.fixef):
         est["beta_se"] = (("coef",), res.fixef_se.to_numpy(dtype=np.float64))

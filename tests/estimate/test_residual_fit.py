@@ -149,10 +149,8 @@ def test_unidentifiable_structure_warns_at_the_boundary() -> None:
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda r: r.coef_table("kenward-roger"), "Kenward-Roger"),
     (lambda r: r.profile(), "not supported yet"),
     (lambda r: r.ranova(), "not supported yet"),
-    (lambda r: r.predict(interval="confidence"), "prediction intervals are not supported"),
 ])
 def test_unsupported_post_fit_tools_raise_method_error(fits: dict, call: object,
                                                        match: str) -> None:
@@ -167,3 +165,8 @@ def test_supported_post_fit_tools(fits: dict) -> None:
     assert np.isfinite(wald.loc["s"]).all()
     assert res.predict().index.equals(res.fitted().index)
     assert "ar1(visit | Mare)" in res.summary()
+    kr = res.coef_table(ddf="kenward-roger")
+    assert np.isfinite(kr["se"]).all() and (kr["df"] > 0).all()
+    assert res.anova(ddf="kenward-roger")["den_df"].gt(0).all()
+    ci = res.predict(interval="prediction")
+    assert (ci["lower"] < ci["fit"]).all() and (ci["fit"] < ci["upper"]).all()
