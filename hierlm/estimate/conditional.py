@@ -41,7 +41,7 @@ from hierlm.design.weights import working_design
 from hierlm.estimate.cond_var import conditional_variances
 from hierlm.estimate.group_loglik import group_loglik, split_factor
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import templates
+from hierlm.covariance.layout import templates
 from hierlm.objective.varcorr import group_labels
 
 if TYPE_CHECKING:  # xarray is imported by the NUTS functions only: REML fits never need it

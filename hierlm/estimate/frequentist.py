@@ -20,7 +20,7 @@ from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import templates, theta_lower
+from hierlm.covariance.layout import templates, theta_lower
 from hierlm.objective.varcorr import varcorr_table
 
 SINGULAR_TOL = 1e-4

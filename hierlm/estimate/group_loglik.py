@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from hierlm.design.terms import ModelDesign
-from hierlm.objective.theta import templates
+from hierlm.covariance.layout import templates
 
 
 def split_factor(design: ModelDesign) -> int | None:

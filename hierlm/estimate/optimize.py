@@ -66,9 +66,9 @@ from hierlm.estimate.boundary import (
     face_starts,
 )
 from hierlm.estimate.convergence import LME4_TOL, scaled_gradient
-from hierlm.objective.parameters import parameter_names
+from hierlm.covariance.parameters import parameter_names
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import (
+from hierlm.covariance.layout import (
     theta_lower,
     theta_start,
     tril_colmajor,

@@ -34,8 +34,8 @@ from hierlm.inference.fitted import info_of, require_model
 from hierlm.inference.parallel import available_cores, map_blocks
 from hierlm.inference.refit import RefitBlock, Refitter
 from hierlm.objective.gram import term_matrix
-from hierlm.objective.parameters import parameter_names, sdcor_from_theta
-from hierlm.objective.theta import templates
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
+from hierlm.covariance.layout import templates
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,7 +1,7 @@
 """Confidence intervals of all parameters: Wald, profile likelihood, bootstrap.
 
 Rows are lme4's ``confint(fit, oldNames = FALSE)`` names: the sd/cor parameters and
-``sigma`` (:func:`hierlm.objective.parameters.parameter_names`), then the fixed effects.
+``sigma`` (:func:`hierlm.covariance.parameters.parameter_names`), then the fixed effects.
 
 * ``"wald"``: ``beta-hat -/+ z se`` for the fixed effects; NaN for the variance
   parameters, as lme4 gives (a Wald interval for an SD is a poor one).
@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.stats
 
 from hierlm.errors import MethodError
-from hierlm.objective.parameters import parameter_names
+from hierlm.covariance.parameters import parameter_names
 
 METHODS = ("profile", "wald", "bootstrap")
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.errors import MethodError, warn
-from hierlm.objective.theta import templates
+from hierlm.covariance.layout import templates
 
 
 def variance_components(res: Any) -> dict[str, float]:

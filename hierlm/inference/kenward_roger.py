@@ -36,7 +36,7 @@ from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
 from hierlm.objective.gram import term_matrix
-from hierlm.objective.theta import templates, tril_colmajor
+from hierlm.covariance.layout import templates, tril_colmajor
 
 #: Largest number of random effects (columns of Z) handled: dense q x q blocks.
 MAX_Q = 4000

@@ -2,7 +2,7 @@
 
 As lme4's ``profile.merMod`` (through ``devfun2``), profiles are of the ML deviance
 (a REML fit is refitted by ML first), on the sd/cor scale of
-:mod:`hierlm.objective.parameters` (SDs, correlations, sigma), then the fixed effects.
+:mod:`hierlm.covariance.parameters` (SDs, correlations, sigma), then the fixed effects.
 For a parameter ``phi`` fixed at ``c``::
 
     zeta(c) = sign(c - phi-hat) sqrt(min_{other parameters} d(c, .) - d-hat),
@@ -41,9 +41,9 @@ from hierlm.estimate.boundary import face_starts
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
 from hierlm.inference.profile_inner import minimize_starts
-from hierlm.objective.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import tril_colmajor
+from hierlm.covariance.layout import tril_colmajor
 
 
 def _bounds(design: ModelDesign) -> list[tuple[float, float]]:

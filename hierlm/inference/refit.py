@@ -37,7 +37,7 @@ from hierlm.inference.refit_compiled import CompiledLoop
 from hierlm.objective.cholesky import GramVars
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.profiled import ProfiledObjective, gram_values
-from hierlm.objective.theta import theta_lower
+from hierlm.covariance.layout import theta_lower
 
 #: The fit's own convergence rule: scaled projected gradient at most this.
 CHECK_TOL = float(DEFAULT_OPTIONS["check_tol"])

@@ -35,7 +35,7 @@ import scipy.stats
 from hierlm.errors import MethodError
 from hierlm.inference.fitted import require_model
 from hierlm.objective.gram import term_matrix
-from hierlm.objective.theta import templates
+from hierlm.covariance.layout import templates
 
 TYPES = ("CR0", "CR2")
 

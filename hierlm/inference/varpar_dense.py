@@ -48,7 +48,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from hierlm.objective.gram import GramBlocks
-from hierlm.objective.theta import tril_colmajor
+from hierlm.covariance.layout import tril_colmajor
 
 #: Largest number of random effects handled with dense ``q x q`` matrices.
 DENSE_MAX_Q = 2000

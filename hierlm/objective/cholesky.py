@@ -35,7 +35,7 @@ from pytensor.tensor.variable import TensorVariable
 from hierlm.objective.chol_logdiag import chol_logdiag
 from hierlm.objective.first_block import first_block
 from hierlm.objective.schur_update import schur_update
-from hierlm.objective.theta import tril_colmajor
+from hierlm.covariance.layout import tril_colmajor
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import scipy.sparse as sp
 
 from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.design.weights import sum_log_weights, working_design
-from hierlm.objective.theta import tril_colmajor
+from hierlm.covariance.layout import tril_colmajor
 
 
 @dataclass(frozen=True, eq=False)

@@ -48,7 +48,7 @@ import numpy as np
 from scipy.linalg.lapack import dtrtrs
 
 from hierlm.objective.gram import GramBlocks
-from hierlm.objective.theta import tril_colmajor
+from hierlm.covariance.layout import tril_colmajor
 
 #: Largest ``q + p + 1`` (columns of ``[Z X y]``) evaluated densely here.
 MAX_SIZE = 120

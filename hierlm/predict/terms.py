@@ -16,7 +16,7 @@ from hierlm.design.newdata import NewDataCoder
 from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.errors import DataError, FormulaError, MethodError
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
-from hierlm.objective.theta import templates
+from hierlm.covariance.layout import templates
 
 _NONE = {"~0", "~-1", "0", "NA", "~1", "1"}
 

@@ -38,7 +38,7 @@ import xarray as xr
 
 from hierlm.errors import MethodError
 from hierlm.estimate.nuts_posterior import corr_pairs
-from hierlm.objective.parameters import parameter_names, sdcor_from_theta
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 from hierlm.objective.varcorr import group_labels
 
 
@@ -133,7 +133,7 @@ def to_datatree(res: Any, bootstrap: Any = None) -> xr.DataTree:
 
     ``bootstrap`` is any object with a ``replicates`` DataFrame whose columns are
     ``objective``, the fixed-effect names and the names of
-    :func:`hierlm.objective.parameters.parameter_names`.
+    :func:`hierlm.covariance.parameters.parameter_names`.
 
     Examples
     --------

@@ -7,7 +7,7 @@ import numpy as np
 import hierlm
 from hierlm.estimate.boundary import canonical_signs, escape_boundary
 from hierlm.objective import compile_objective
-from hierlm.objective.theta import templates
+from hierlm.covariance.layout import templates
 from tests.conftest import dataset
 
 

@@ -12,7 +12,7 @@ import xarray as xr
 import hierlm
 from hierlm.estimate.conditional import log_likelihood_dataset, marginal_deviance
 from hierlm.objective import compile_objective
-from hierlm.objective.theta import templates
+from hierlm.covariance.layout import templates
 
 THETA = np.array([0.8, -0.02, 0.2])
 BETA = np.array([250.0, 10.0])

@@ -17,8 +17,8 @@ from hierlm.inference.anova import info_of
 from hierlm.inference.bootstrap import Bootstrap, simulate
 from hierlm.inference.refit import Refitter
 from hierlm.objective.gram import term_matrix
-from hierlm.objective.parameters import parameter_names, theta_from_sdcor
-from hierlm.objective.theta import templates
+from hierlm.covariance.parameters import parameter_names, theta_from_sdcor
+from hierlm.covariance.layout import templates
 
 
 def _simulate(design, res, rng, Zs):

@@ -12,7 +12,7 @@ import pytest
 
 import hierlm
 from hierlm.errors import MethodError
-from hierlm.objective.parameters import parameter_names, sdcor_from_theta
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 
 
 def small_bootstrap(res: hierlm.FitResult, n: int = 20) -> SimpleNamespace:

@@ -1,0 +1,183 @@
+"""The covariance object of one random-effects term: psi -> template -> theta.
+
+A term with ``p`` coefficients per level has the covariance ``Sigma = sigma^2 T T'``,
+``T`` its lower-triangular template (lme4's; theta packs ``T``'s lower triangle column
+by column, :mod:`hierlm.covariance.layout`).  A *structure* restricts ``Sigma`` to a
+family with its own parameter vector ``psi``, unconstrained for the optimizer:
+
+* relative SDs ``s_j = exp(psi_j) / r_j`` (``r_j`` the root mean square of column ``j``
+  of the term's model matrix, so that ``psi = 0`` is lme4's identity start and rescaling
+  a predictor only shifts ``psi``); a homogeneous structure has one ``s = exp(psi) / r``
+  with ``r`` the geometric mean of the ``r_j``;
+* a correlation matrix ``R(psi)`` that is positive definite for every ``psi``;
+* the template ``T = diag(s) chol(R)``, so that ``T T' = diag(s) R diag(s) = Sigma /
+  sigma^2``.
+
+The Jacobian ``d theta / d psi`` is computed by the complex step
+``Im theta(psi + i h e_k) / h`` with ``h = 1e-30``: every map here (exp, tanh, the
+Cholesky factorization written out below) is analytic, so the derivative is exact to
+rounding, with no subtraction error.  ``psi`` has lower and upper bounds only to keep
+``exp`` finite (a log relative SD of -25 is an SD of 1e-11 column units: zero for
+every purpose).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from hierlm.covariance.layout import tril_colmajor
+
+#: Bounds of a log relative SD (column units) and of an unconstrained correlation parameter.
+LOG_SD_BOUNDS = (-25.0, 25.0)
+CORR_BOUNDS = (-30.0, 30.0)
+_STEP = 1e-30
+
+
+def cholesky_analytic(R: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a small positive definite matrix, complex-step safe.
+
+    numpy's Cholesky conjugates complex input (it factors Hermitian matrices), which
+    breaks the complex-step derivative; this textbook column-by-column form (Golub &
+    Van Loan, Alg. 4.2.1) uses only arithmetic and square roots.
+
+    Examples
+    --------
+    >>> cholesky_analytic(np.array([[4.0, 2.0], [2.0, 5.0]])).tolist()
+    [[2.0, 0.0], [1.0, 2.0]]
+    """
+    p = R.shape[0]
+    L = np.zeros_like(R)
+    for j in range(p):
+        d = R[j, j] - np.sum(L[j, :j] * L[j, :j])
+        L[j, j] = np.sqrt(d)
+        for i in range(j + 1, p):
+            L[i, j] = (R[i, j] - np.sum(L[i, :j] * L[j, :j])) / L[j, j]
+    return L
+
+
+class Covariance:
+    """A term's covariance structure: parameters ``psi``, template, names.
+
+    Subclasses set :attr:`structure` and implement :meth:`sds`, :meth:`correlation`,
+    :meth:`psi_start`, :meth:`psi_bounds`, :meth:`natural` and :meth:`natural_names`.
+
+    Parameters
+    ----------
+    coef_names : tuple of str
+        The term's column names (``p`` of them), in order.
+    group : str
+        The grouping factor's label (lme4's, ``"Subject"``, ``"Subject.1"``).
+    rms : ndarray
+        Root mean square of each column of the term's model matrix (positive).
+    """
+
+    structure: ClassVar[str] = ""
+    #: A homogeneous structure has one SD for all columns.
+    homogeneous: ClassVar[bool] = False
+
+    def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:
+        self.coef_names = tuple(coef_names)
+        self.group = group
+        self.rms = np.asarray(rms, dtype=float)
+        self.p = len(self.coef_names)
+        self.n_theta = self.p * (self.p + 1) // 2
+
+    # --- to be supplied by a structure -------------------------------------------------
+    @property
+    def n_psi(self) -> int:
+        """Number of parameters of the structure."""
+        raise NotImplementedError
+
+    def sds(self, psi: np.ndarray) -> np.ndarray:
+        """Relative SDs ``s_j`` (SD of column ``j`` over sigma), shape ``(p,)``."""
+        raise NotImplementedError
+
+    def correlation(self, psi: np.ndarray) -> np.ndarray:
+        """The correlation matrix ``R(psi)``, ``p x p``."""
+        raise NotImplementedError
+
+    def psi_start(self) -> np.ndarray:
+        """Starting value: relative SDs ``1 / r_j`` (lme4's identity start), correlations 0."""
+        raise NotImplementedError
+
+    def natural(self, psi: np.ndarray, sigma: float) -> np.ndarray:
+        """The structure's own parameters on the response scale, in :meth:`natural_names` order."""
+        raise NotImplementedError
+
+    def natural_names(self) -> list[str]:
+        """Short names of :meth:`natural` (``sd_t1``, ``sd``, ``rho``, ``rho_lag2``)."""
+        raise NotImplementedError
+
+    # --- shared ------------------------------------------------------------------------
+    def psi_bounds(self) -> list[tuple[float, float]]:
+        """Bounds of each psi component (wide: they keep ``exp`` finite)."""
+        n_sd = 1 if self.homogeneous else self.p
+        return [LOG_SD_BOUNDS] * n_sd + [CORR_BOUNDS] * (self.n_psi - n_sd)
+
+    def _log_sd(self, psi: np.ndarray) -> np.ndarray:
+        """The log relative SDs of each column from psi's leading SD part."""
+        if self.homogeneous:
+            r = math.exp(float(np.mean(np.log(self.rms))))
+            return np.full(self.p, psi[0] - math.log(r), dtype=psi.dtype)
+        return psi[:self.p] - np.log(self.rms)
+
+    def template(self, psi: np.ndarray) -> np.ndarray:
+        """``T = diag(s) chol(R)`` (complex input allowed, for the complex step)."""
+        psi = np.asarray(psi)
+        return self.sds(psi)[:, None] * cholesky_analytic(self.correlation(psi))
+
+    def relative_covariance(self, psi: np.ndarray) -> np.ndarray:
+        """``Sigma / sigma^2 = diag(s) R diag(s)``."""
+        s = self.sds(np.asarray(psi, dtype=float))
+        return s[:, None] * self.correlation(np.asarray(psi, dtype=float)) * s[None, :]
+
+    def theta(self, psi: np.ndarray) -> np.ndarray:
+        """The term's slice of theta: ``T``'s lower triangle, column by column.
+
+        Examples
+        --------
+        >>> from hierlm.covariance.compound import CompoundSymmetry
+        >>> c = CompoundSymmetry(("a", "b"), "g", np.ones(2))
+        >>> c.theta(np.array([0.0, 0.0, 0.0])).round(6).tolist()
+        [1.0, 0.0, 1.0]
+        """
+        rows, cols = tril_colmajor(self.p)
+        return self.template(np.asarray(psi))[rows, cols]
+
+    def jacobian(self, psi: np.ndarray) -> np.ndarray:
+        """``d theta / d psi``, shape ``(n_theta, n_psi)``, by the complex step (exact).
+
+        Examples
+        --------
+        >>> from hierlm.covariance.diagonal import Diagonal
+        >>> Diagonal(("a", "b"), "g", np.ones(2)).jacobian(np.zeros(2)).tolist()
+        [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+        """
+        psi = np.asarray(psi, dtype=float)
+        J = np.zeros((self.n_theta, self.n_psi))
+        for k in range(self.n_psi):
+            z = psi.astype(complex)
+            z[k] += 1j * _STEP
+            J[:, k] = self.theta(z).imag / _STEP
+        return J
+
+    def names(self) -> list[str]:
+        """lme4-style names of :meth:`natural`: ``sd_t1|Subject``, ``rho|Subject``."""
+        return [f"{n}|{self.group}" for n in self.natural_names()]
+
+    def labels(self) -> list[str]:
+        """Names of :meth:`natural` in ``FitResult.covariance_parameters``: ``Subject: rho``."""
+        return [f"{self.group}: {n}" for n in self.natural_names()]
+
+    def _sd_names(self) -> list[str]:
+        return ["sd"] if self.homogeneous else [f"sd_{c}" for c in self.coef_names]
+
+    def _sd_values(self, psi: np.ndarray, sigma: float) -> list[float]:
+        s = sigma * self.sds(np.asarray(psi, dtype=float))
+        return [float(s[0])] if self.homogeneous else [float(v) for v in s]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.structure}, p={self.p}, group={self.group!r})"
