@@ -17,8 +17,9 @@ The Jacobian ``d theta / d psi`` is computed by the complex step
 ``Im theta(psi + i h e_k) / h`` with ``h = 1e-30``: every map here (exp, tanh, the
 Cholesky factorization written out below) is analytic, so the derivative is exact to
 rounding, with no subtraction error.  ``psi`` has lower and upper bounds only to keep
-``exp`` finite (a log relative SD of -25 is an SD of 1e-11 column units: zero for
-every purpose).
+the map finite and ``R`` numerically positive definite: a log relative SD of -25 is an
+SD of 1e-11 column units (zero for every purpose), and a correlation parameter of +-12
+is a correlation within 1e-5 of its limit (``tanh(12) = 1 - 8e-11``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from hierlm.covariance.layout import tril_colmajor
 
 #: Bounds of a log relative SD (column units) and of an unconstrained correlation parameter.
 LOG_SD_BOUNDS = (-25.0, 25.0)
-CORR_BOUNDS = (-30.0, 30.0)
+CORR_BOUNDS = (-12.0, 12.0)
 _STEP = 1e-30
 
 
@@ -116,6 +117,11 @@ class Covariance:
         """Bounds of each psi component (wide: they keep ``exp`` finite)."""
         n_sd = 1 if self.homogeneous else self.p
         return [LOG_SD_BOUNDS] * n_sd + [CORR_BOUNDS] * (self.n_psi - n_sd)
+
+    def psi_kinds(self) -> list[str]:
+        """What each psi component is: ``"log_sd"`` or ``"corr"`` (unconstrained)."""
+        n_sd = 1 if self.homogeneous else self.p
+        return ["log_sd"] * n_sd + ["corr"] * (self.n_psi - n_sd)
 
     def _log_sd(self, psi: np.ndarray) -> np.ndarray:
         """The log relative SDs of each column from psi's leading SD part."""

@@ -14,7 +14,10 @@ import math
 
 import numpy as np
 
-from hierlm.covariance.base import Covariance
+from hierlm.covariance.base import LOG_SD_BOUNDS, Covariance
+
+#: Bounds of ``z``: ``1 - sigmoid(24) = 4e-11``, as close to the limits as ``tanh(12)``.
+CS_BOUNDS = (-24.0, 24.0)
 
 
 class CompoundSymmetry(Covariance):
@@ -54,6 +57,10 @@ class CompoundSymmetry(Covariance):
         rho = self.rho(psi)
         eye = np.eye(self.p)
         return eye + (1.0 - eye) * rho
+
+    def psi_bounds(self) -> list[tuple[float, float]]:
+        n_sd = 1 if self.homogeneous else self.p
+        return [LOG_SD_BOUNDS] * n_sd + [CS_BOUNDS] * (self.n_psi - n_sd)
 
     def psi_start(self) -> np.ndarray:
         start = np.zeros(self.n_psi)

@@ -158,6 +158,10 @@ class DesignCovariance:
     def psi_bounds(self) -> list[tuple[float, float]]:
         return [b for c in self.terms for b in c.psi_bounds()]
 
+    def psi_kinds(self) -> list[str]:
+        """``"log_sd"``, ``"corr"`` or ``"theta"`` (an unstructured term's) per component."""
+        return [k for c in self.terms for k in c.psi_kinds()]
+
     def names(self) -> list[str]:
         """lme4-style names of the natural parameters: ``sd_t1|Subject``, ``rho|Subject``."""
         return [n for c in self.terms for n in c.names()]

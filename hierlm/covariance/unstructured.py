@@ -65,6 +65,9 @@ class Unstructured(Covariance):
         rows, cols = tril_colmajor(self.p)
         return np.where(rows == cols, 1.0 / self.rms[rows], 0.0)
 
+    def psi_kinds(self) -> list[str]:
+        return ["theta"] * self.n_psi
+
     def psi_bounds(self) -> list[tuple[float, float]]:
         return [(-np.inf, np.inf)] * self.n_psi
 

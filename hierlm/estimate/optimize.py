@@ -111,6 +111,9 @@ class OptimizerResult:
     factor : tuple of ndarray, optional
         ``(L1, L_R)`` at ``theta`` when the optimizer evaluated it there (saves
         :func:`hierlm.estimate.frequentist.fit_profiled` one evaluation).
+    psi : ndarray, optional
+        The structures' parameters at the minimizer, for a model with a structured
+        covariance (:mod:`hierlm.estimate.optimize_structured`); None otherwise.
     """
 
     theta: np.ndarray
@@ -123,6 +126,7 @@ class OptimizerResult:
     trace: tuple[tuple[tuple[float, ...], float], ...] = field(default=())
     factor: tuple[np.ndarray, np.ndarray] | None = None
     phases: tuple[tuple[str, int], ...] = field(default=())
+    psi: np.ndarray | None = None
 
 
 def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:

@@ -61,3 +61,11 @@ class FitRecord:
     coder: Any = field(default=None, repr=False)
     row_labels: Any = None
     dropped_rows: Any = None
+    covariance_parameters: pd.Series | None = None
+
+    @property
+    def n_covariance_parameters(self) -> int:
+        """Number of covariance parameters (the structures' psi; theta when unstructured)."""
+        if self.covariance_parameters is not None:
+            return len(self.covariance_parameters)
+        return len(self.theta)

@@ -3,7 +3,8 @@
 ``compare(small, big)``: REML fits are refitted by ML first (as lme4 does: REML
 criteria of models with different fixed effects are not comparable);
 ``chisq = deviance_small - deviance_big`` on ``df = npar_big - npar_small`` with
-``npar = p + len(theta) + 1``.
+``npar = p + (number of covariance parameters) + 1`` (``len(theta)`` for unstructured
+terms, the structures' own parameters otherwise).
 
 Where the smaller model is the bigger one with one random coefficient removed and
 the same fixed effects, the null hypothesis puts a variance on the boundary of its
@@ -40,8 +41,8 @@ from hierlm.inference.fitted import require_model
 
 
 def npar(res: Any) -> int:
-    """Parameters of a fit: fixed effects, theta and sigma."""
-    return len(res.fixef) + len(res.theta) + 1
+    """Parameters of a fit: fixed effects, covariance parameters and sigma."""
+    return len(res.fixef) + res.n_covariance_parameters + 1
 
 
 def mixture_p(chisq: float, df: int) -> float:
