@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from hierlm.covariance.nesting import structure_nested
 from hierlm.design.formula import parse_formula
 from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.design.weights import sum_log_weights, working_design
@@ -76,11 +77,20 @@ def _span_in(A: np.ndarray, B: np.ndarray) -> bool:
 
 def nested_in(small: ModelDesign, big: ModelDesign) -> bool:
     """Whether ``small`` is a special case of ``big``: its fixed columns in big's column
-    space, and each random term inside one of big's terms on the same grouping."""
+    space, and each random term inside one of big's terms on the same grouping (with a
+    nested covariance structure: any inside ``us``, otherwise the same columns and
+    :func:`hierlm.covariance.nesting.structure_nested`)."""
     if not _span_in(small.X, big.X):
         return False
-    return all(any(_same_groups(s.codes, b.codes) and _span_in(s.X, b.X) for b in big.terms)
-               for s in small.terms)
+
+    def inside(s: RandomTerm, b: RandomTerm) -> bool:
+        if not (_same_groups(s.codes, b.codes) and _span_in(s.X, b.X)):
+            return False
+        if b.structure == "us":
+            return True
+        return _span_in(b.X, s.X) and structure_nested(s.structure, b.structure)
+
+    return all(any(inside(s, b) for b in big.terms) for s in small.terms)
 
 
 def _boundary_df(small: ModelDesign, big: ModelDesign) -> bool:
