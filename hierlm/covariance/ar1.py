@@ -49,6 +49,12 @@ class AR1(Covariance):
             R = np.where(lag == k, rho**k, R)
         return R
 
+    def correlation_psi(self, R: np.ndarray) -> np.ndarray:
+        if self.p == 1:
+            return np.zeros(0)
+        return np.array([np.arctanh(np.clip(float(np.mean(np.diag(R, -1))), -1 + 1e-16,
+                                            1 - 1e-16))])
+
     def psi_start(self) -> np.ndarray:
         return np.zeros(self.n_psi)
 

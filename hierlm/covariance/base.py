@@ -100,6 +100,38 @@ class Covariance:
         """The correlation matrix ``R(psi)``, ``p x p``."""
         raise NotImplementedError
 
+    def correlation_psi(self, R: np.ndarray) -> np.ndarray:
+        """The correlation part of psi that gives the correlation matrix ``R``."""
+        raise NotImplementedError
+
+    def psi_from_theta(self, theta: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`theta` on the structure's family (clipped to the bounds).
+
+        The SDs are ``sqrt(diag(T T'))`` (their mean for a homogeneous structure: all are
+        equal on the family), the correlation parameters are read off ``R``.
+
+        Examples
+        --------
+        >>> from hierlm.covariance.ar1 import AR1
+        >>> c = AR1(("t1", "t2", "t3"), "g", np.ones(3))
+        >>> c.psi_from_theta(c.theta(np.array([0.3, -0.4]))).round(12).tolist()
+        [0.3, -0.4]
+        """
+        rows, cols = tril_colmajor(self.p)
+        T = np.zeros((self.p, self.p))
+        T[rows, cols] = theta
+        S = T @ T.T
+        sd = np.sqrt(np.clip(np.diag(S), 1e-300, None))
+        R = S / np.outer(sd, sd)
+        if self.homogeneous:
+            r = math.exp(float(np.mean(np.log(self.rms))))
+            log_sd = np.array([math.log(float(np.mean(sd)) * r)])
+        else:
+            log_sd = np.log(sd * self.rms)
+        psi = np.concatenate([log_sd, self.correlation_psi(R)])
+        bounds = np.array(self.psi_bounds())
+        return np.clip(psi, bounds[:, 0], bounds[:, 1])
+
     def psi_start(self) -> np.ndarray:
         """Starting value: relative SDs ``1 / r_j`` (lme4's identity start), correlations 0."""
         raise NotImplementedError

@@ -62,6 +62,14 @@ class CompoundSymmetry(Covariance):
         n_sd = 1 if self.homogeneous else self.p
         return [LOG_SD_BOUNDS] * n_sd + [CS_BOUNDS] * (self.n_psi - n_sd)
 
+    def correlation_psi(self, R: np.ndarray) -> np.ndarray:
+        if self.p == 1:
+            return np.zeros(0)
+        lo = self._lo
+        rho = float(np.mean(R[np.tril_indices(self.p, -1)]))
+        u = np.clip((rho - lo) / (1.0 - lo), 1e-300, 1.0 - 1e-16)
+        return np.array([math.log(u) - math.log1p(-u)])
+
     def psi_start(self) -> np.ndarray:
         start = np.zeros(self.n_psi)
         if self.p > 1:

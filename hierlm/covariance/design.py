@@ -151,6 +151,14 @@ class DesignCovariance:
             second[:, k] = dJ.T @ grad_theta
         return out + (second + second.T) / 2
 
+    def psi_from_theta(self, theta: np.ndarray) -> np.ndarray:
+        """The structures' psi of a theta on their family (e.g. a fitted result's theta)."""
+        theta = np.asarray(theta, dtype=float)
+        cuts = np.cumsum([c.n_theta for c in self.terms])[:-1]
+        parts = [c.psi_from_theta(t) for c, t in zip(self.terms, np.split(theta, cuts),
+                                                       strict=True)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     def psi_start(self) -> np.ndarray:
         parts = [c.psi_start() for c in self.terms]
         return np.concatenate(parts) if parts else np.zeros(0)

@@ -36,6 +36,9 @@ class Diagonal(Covariance):
     def correlation(self, psi: np.ndarray) -> np.ndarray:
         return np.eye(self.p, dtype=np.asarray(psi).dtype)
 
+    def correlation_psi(self, R: np.ndarray) -> np.ndarray:
+        return np.zeros(0)
+
     def psi_start(self) -> np.ndarray:
         return np.zeros(self.n_psi)
 

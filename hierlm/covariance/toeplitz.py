@@ -41,6 +41,22 @@ def autocorrelations(pacf: np.ndarray) -> np.ndarray:
     return np.array(rho[1:])
 
 
+def partial_autocorrelations(rho: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`autocorrelations`: the last coefficient of each Yule-Walker system.
+
+    Examples
+    --------
+    >>> partial_autocorrelations(np.array([0.5, 0.25])).round(12).tolist()
+    [0.5, 0.0]
+    """
+    full = np.concatenate([[1.0], np.asarray(rho, dtype=float)])
+    out = []
+    for k in range(1, len(full)):
+        R = full[np.abs(np.subtract.outer(np.arange(k), np.arange(k)))]
+        out.append(float(np.linalg.solve(R, full[1:k + 1])[-1]))
+    return np.array(out)
+
+
 class Toeplitz(Covariance):
     """``toep(0 + f | g)``: heterogeneous SDs, one correlation per lag.
 
@@ -73,6 +89,10 @@ class Toeplitz(Covariance):
                               self.lag_correlations(psi)])
         lag = np.abs(np.subtract.outer(np.arange(self.p), np.arange(self.p)))
         return rho[lag]
+
+    def correlation_psi(self, R: np.ndarray) -> np.ndarray:
+        rho = np.array([np.mean(np.diag(R, -k)) for k in range(1, self.p)])
+        return np.arctanh(np.clip(partial_autocorrelations(rho), -1 + 1e-16, 1 - 1e-16))
 
     def psi_start(self) -> np.ndarray:
         return np.zeros(self.n_psi)

@@ -61,6 +61,9 @@ class Unstructured(Covariance):
         np.fill_diagonal(R, 1.0)
         return R
 
+    def psi_from_theta(self, theta: np.ndarray) -> np.ndarray:
+        return np.array(theta, dtype=float, copy=True)
+
     def psi_start(self) -> np.ndarray:
         rows, cols = tril_colmajor(self.p)
         return np.where(rows == cols, 1.0 / self.rms[rows], 0.0)

@@ -19,6 +19,12 @@ Here every product goes through ``q x q`` blocks: ``V = sigma^2 (I + K K')`` wit
 ``F'V^-k H = sigma^-2k (F'H - (K'F)' T_k (K'H))`` for ``F, H`` in ``{Z, X}``, from the
 Gram matrices ``Z'Z``, ``Z'X``, ``X'X``.  The cost is ``O(q^3)`` and memory ``O(q^2)``,
 whatever ``n``; models with more than :data:`MAX_Q` random effects are refused.
+
+A structured covariance (:mod:`hierlm.covariance`) makes ``gamma`` a function of the
+structures' ``(psi, sigma^2)``; with ``J = d gamma / d (psi, sigma^2)``
+(:func:`hierlm.inference.varpar_structured.gamma_jacobian`) the information of
+``(psi, sigma^2)`` is ``J' I J`` and ``W = 2 J (J' I J)^-1 J'`` replaces ``2 I^-1`` in
+``U``, ``A1`` and ``A2`` (all bilinear in the ``P_r`` and ``Q_rs``).
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from hierlm.covariance.design import DesignCovariance
 from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
+from hierlm.inference.varpar_structured import gamma_jacobian
 from hierlm.objective.gram import term_matrix
 from hierlm.covariance.layout import templates, tril_colmajor
 
@@ -207,8 +215,17 @@ def _kr_info(res: Any) -> KRInfo:
             IE[r, s_] = (K[r, s_] - 2 * float(np.sum(phi * Q[r, s_]))
                          + float(np.sum((phi @ P[r]) * (P[s_] @ phi))))
     IE = 0.5 * (IE + IE.T)
-    ev = np.abs(np.linalg.eigvalsh(IE))
-    W = 2 * (np.linalg.inv(IE) if ev.min() > 1e-10 else np.linalg.pinv(IE))
+    if DesignCovariance.of(design).structured:
+        # the variance parameters are (psi, sigma^2): W = 2 J (J' I J)^-1 J' in gamma's
+        # coordinates (every later use of W is bilinear in the P_r, Q_rs)
+        Jg = gamma_jacobian(design, res.theta, res.sigma)
+        IP = Jg.T @ IE @ Jg
+        IP = 0.5 * (IP + IP.T)
+        ev = np.abs(np.linalg.eigvalsh(IP))
+        W = 2 * Jg @ (np.linalg.inv(IP) if ev.min() > 1e-10 else np.linalg.pinv(IP)) @ Jg.T
+    else:
+        ev = np.abs(np.linalg.eigvalsh(IE))
+        W = 2 * (np.linalg.inv(IE) if ev.min() > 1e-10 else np.linalg.pinv(IE))
     U = np.zeros_like(phi)
     for r in range(k):
         for s_ in range(k):
