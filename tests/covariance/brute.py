@@ -106,3 +106,31 @@ class DenseFit:
             if res.fun < best[0]:
                 best = (float(res.fun), res.x)
         return best
+
+
+def dense_v(fit: DenseFit, v: np.ndarray, sigma2: float) -> np.ndarray:
+    """The marginal covariance ``V = sigma^2 (I + Z S Z')`` as one n x n matrix."""
+    S = relative_sigma(fit.structure, fit.p, v)
+    assert S is not None
+    n = fit.design.nobs
+    V = np.eye(n)
+    for r, Z in zip(fit.rows, fit.Zg, strict=True):
+        V[np.ix_(r, r)] += Z @ S @ Z.T
+    return sigma2 * V
+
+
+def unprofiled(fit: DenseFit, v: np.ndarray, sigma: float) -> tuple[float, np.ndarray]:
+    """lmerTest's deviance of ``(v, sigma)`` (beta at its GLS value) and ``vcov(beta)``."""
+    V = dense_v(fit, v, sigma**2)
+    X, y = fit.design.X, fit.design.y
+    Vi = np.linalg.inv(V)
+    C = np.linalg.inv(X.T @ Vi @ X)
+    beta = C @ X.T @ Vi @ y
+    r = y - X @ beta
+    d = np.linalg.slogdet(V)[1] + float(r @ Vi @ r)
+    n, k = X.shape
+    if fit.reml:
+        d += -np.linalg.slogdet(C)[1] + (n - k) * np.log(2 * np.pi)
+    else:
+        d += n * np.log(2 * np.pi)
+    return float(d), C
