@@ -28,6 +28,7 @@ from hierlm.covariance.diagonal import Diagonal, HomDiagonal
 from hierlm.covariance.toeplitz import HomToeplitz, Toeplitz
 from hierlm.covariance.unstructured import Unstructured
 from hierlm.design.terms import STRUCTURES, ModelDesign, RandomTerm
+from hierlm.errors import MethodError
 
 #: The class of each structure, by glmmTMB's name.
 CLASSES: dict[str, type[Covariance]] = {
@@ -183,3 +184,25 @@ class DesignCovariance:
         vals = [c.natural(x, sigma) for c, x in zip(self.terms, self._split(psi), strict=True)]
         return pd.Series(np.concatenate(vals) if vals else np.zeros(0), index=self.labels(),
                          name="covariance_parameters", dtype=float)
+
+
+def require_unstructured(design: ModelDesign, what: str) -> None:
+    """MethodError naming ``what`` if a term of ``design`` has a structured covariance.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> data = hierlm.load_sleepstudy().query("Days < 4").astype({"Days": str})
+    >>> d = hierlm.build_design("Reaction ~ Days + ar1(0 + Days | Subject)", data)
+    >>> require_unstructured(d, "NUTS")
+    Traceback (most recent call last):
+    ...
+    hierlm.errors.MethodError: NUTS is not supported yet for structured covariances (ar1 \
+on Subject); fit by REML or ML, or use an unstructured term (1 + x | g)
+    """
+    cov = DesignCovariance.of(design)
+    if cov.structured:
+        which = ", ".join(f"{c.structure} on {c.group}" for c in cov.terms
+                          if c.structure != "us")
+        raise MethodError(f"{what} is not supported yet for structured covariances ({which}); "
+                          f"fit by REML or ML, or use an unstructured term (1 + x | g)")

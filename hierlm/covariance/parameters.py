@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hierlm.design.terms import ModelDesign
 from hierlm.covariance.layout import psd_cholesky, templates, tril_colmajor
+from hierlm.design.terms import ModelDesign
 
 
 def parameter_names(design: ModelDesign) -> list[str]:

@@ -55,6 +55,12 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
+from hierlm.covariance.layout import (
+    theta_lower,
+    theta_start,
+    tril_colmajor,
+)
+from hierlm.covariance.parameters import parameter_names
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
 from hierlm.estimate.boundary import (
@@ -66,13 +72,7 @@ from hierlm.estimate.boundary import (
     face_starts,
 )
 from hierlm.estimate.convergence import LME4_TOL, scaled_gradient
-from hierlm.covariance.parameters import parameter_names
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.covariance.layout import (
-    theta_lower,
-    theta_start,
-    tril_colmajor,
-)
 
 # ftol, gtol: L-BFGS-B's stopping rules; check_tol: the largest scaled projected-gradient
 # component still called converged (lme4 flags scaled gradients above 2e-3).

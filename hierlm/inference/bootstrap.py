@@ -26,6 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.covariance.design import require_unstructured
+from hierlm.covariance.layout import templates
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 from hierlm.design.weights import working_design
 from hierlm.errors import ConvergenceWarning, MethodError
 from hierlm.heap import gc_paused
@@ -34,8 +37,6 @@ from hierlm.inference.fitted import info_of, require_model
 from hierlm.inference.parallel import available_cores, map_blocks
 from hierlm.inference.refit import RefitBlock, Refitter
 from hierlm.objective.gram import term_matrix
-from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
-from hierlm.covariance.layout import templates
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,6 +207,7 @@ def bootstrap(res: Any, n: int, seed: int | None = None, progressbar: bool = Tru
     """
 
     model = require_model(res, "bootstrap")
+    require_unstructured(model.design, "the parametric bootstrap")
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise MethodError(f"n must be a positive whole number of replicates, got {n!r}")
     jobs = _check_n_jobs(n_jobs)

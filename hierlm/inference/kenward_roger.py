@@ -38,13 +38,13 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.layout import templates, tril_colmajor
 from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
 from hierlm.inference.varpar_structured import gamma_jacobian
 from hierlm.objective.gram import term_matrix
-from hierlm.covariance.layout import templates, tril_colmajor
 
 #: Largest number of random effects (columns of Z) handled: dense q x q blocks.
 MAX_Q = 4000

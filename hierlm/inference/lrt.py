@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from hierlm.covariance.design import require_unstructured
 from hierlm.covariance.nesting import structure_nested
 from hierlm.design.formula import parse_formula
 from hierlm.design.terms import ModelDesign, RandomTerm
@@ -260,6 +261,7 @@ def ranova(res: Any) -> pd.DataFrame:
     ['<none>', 'Days in (Days | Subject)']
     """
     model = require_model(res, "ranova")
+    require_unstructured(model.design, "ranova")
     design: ModelDesign = model.design
     reml = res.method == "REML"
     base = npar(res)

@@ -36,14 +36,15 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
+from hierlm.covariance.design import require_unstructured
+from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
 from hierlm.design.terms import ModelDesign
 from hierlm.estimate.boundary import face_starts
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
 from hierlm.inference.profile_inner import minimize_starts
-from hierlm.covariance.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.covariance.layout import tril_colmajor
 
 
 def _bounds(design: ModelDesign) -> list[tuple[float, float]]:
@@ -228,6 +229,7 @@ def profiler(res: Any) -> Profiler:
     """A :class:`Profiler` of the ML refit of ``res`` (needs ``res.model``)."""
 
     model = require_model(res, "profile")
+    require_unstructured(model.design, "profile (and confint(method='profile'))")
     if res.method == "ML":
         return Profiler(res)
     with warnings.catch_warnings():

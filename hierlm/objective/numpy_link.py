@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 from scipy.linalg.lapack import dtrtrs
 
-from hierlm.objective.gram import GramBlocks
 from hierlm.covariance.layout import tril_colmajor
+from hierlm.objective.gram import GramBlocks
 
 #: Largest ``q + p + 1`` (columns of ``[Z X y]``) evaluated densely here.
 MAX_SIZE = 120

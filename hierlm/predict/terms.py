@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from hierlm.covariance.layout import templates
 from hierlm.design.formula import parse_formula
 from hierlm.design.newdata import NewDataCoder
 from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.errors import DataError, FormulaError, MethodError
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
-from hierlm.covariance.layout import templates
 
 _NONE = {"~0", "~-1", "0", "NA", "~1", "1"}
 

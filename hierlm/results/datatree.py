@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 from hierlm.errors import MethodError
 from hierlm.estimate.nuts_posterior import corr_pairs
-from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 from hierlm.objective.varcorr import group_labels
 
 
