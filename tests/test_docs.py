@@ -14,7 +14,7 @@ import pytest
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-@pytest.mark.parametrize("page", ["prediction.md", "scale.md"])
+@pytest.mark.parametrize("page", ["covariance.md", "prediction.md", "scale.md"])
 def test_doc_examples(page: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
