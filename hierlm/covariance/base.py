@@ -35,6 +35,8 @@ from hierlm.covariance.layout import tril_colmajor
 LOG_SD_BOUNDS = (-25.0, 25.0)
 CORR_BOUNDS = (-12.0, 12.0)
 _STEP = 1e-30
+#: Smallest pivot of the Cholesky factorization of a correlation matrix.
+PIVOT_FLOOR = 1e-14
 
 
 def cholesky_analytic(R: np.ndarray) -> np.ndarray:
@@ -42,7 +44,10 @@ def cholesky_analytic(R: np.ndarray) -> np.ndarray:
 
     numpy's Cholesky conjugates complex input (it factors Hermitian matrices), which
     breaks the complex-step derivative; this textbook column-by-column form (Golub &
-    Van Loan, Alg. 4.2.1) uses only arithmetic and square roots.
+    Van Loan, Alg. 4.2.1) uses only arithmetic and square roots.  A pivot below
+    ``PIVOT_FLOOR`` (a correlation matrix within rounding of singular, as at the far
+    ends of the correlation parameters' bounds) is raised to it, so that the template
+    stays finite and the optimizer's line search can step back from there.
 
     Examples
     --------
@@ -53,6 +58,7 @@ def cholesky_analytic(R: np.ndarray) -> np.ndarray:
     L = np.zeros_like(R)
     for j in range(p):
         d = R[j, j] - np.sum(L[j, :j] * L[j, :j])
+        d = np.where(np.real(d) > PIVOT_FLOOR, d, PIVOT_FLOOR)
         L[j, j] = np.sqrt(d)
         for i in range(j + 1, p):
             L[i, j] = (R[i, j] - np.sum(L[i, :j] * L[j, :j])) / L[j, j]
