@@ -43,11 +43,8 @@ class AR1(Covariance):
 
     def correlation(self, psi: np.ndarray) -> np.ndarray:
         rho = self.rho(psi)
-        lag = np.abs(np.subtract.outer(np.arange(self.p), np.arange(self.p)))
-        R = np.ones((self.p, self.p), dtype=np.asarray(rho).dtype)
-        for k in range(1, self.p):  # integer powers: analytic for the complex step
-            R = np.where(lag == k, rho**k, R)
-        return R
+        powers = rho ** np.arange(self.p)  # integer powers: analytic for the complex step
+        return powers[self._lag]
 
     def correlation_psi(self, R: np.ndarray) -> np.ndarray:
         if self.p == 1:

@@ -13,10 +13,13 @@ family with its own parameter vector ``psi``, unconstrained for the optimizer:
 * the template ``T = diag(s) chol(R)``, so that ``T T' = diag(s) R diag(s) = Sigma /
   sigma^2``.
 
-The Jacobian ``d theta / d psi`` is computed by the complex step
-``Im theta(psi + i h e_k) / h`` with ``h = 1e-30``: every map here (exp, tanh, the
-Cholesky factorization written out below) is analytic, so the derivative is exact to
-rounding, with no subtraction error.  ``psi`` has lower and upper bounds only to keep
+The Jacobian ``d theta / d psi`` is exact: a log SD scales its rows of ``T``
+(``d T / d psi_j = e_j e_j' T``; all rows for a homogeneous SD), and a correlation
+parameter moves ``L = chol(R)`` by ``d L = L Phi(L^-1 dR L^-T)`` (``Phi``: the lower
+triangle with its diagonal halved; Murray 2016, "Differentiation of the Cholesky
+decomposition"), with ``dR`` by the complex step ``Im R(psi + i h e_k) / h``,
+``h = 1e-30`` (every map here is analytic, so that derivative is exact to rounding,
+with no subtraction error).  ``psi`` has lower and upper bounds only to keep
 the map finite and ``R`` numerically positive definite: a log relative SD of -25 is an
 SD of 1e-11 column units (zero for every purpose), and a correlation parameter of +-12
 is a correlation within 1e-5 of its limit (``tanh(12) = 1 - 8e-11``).
@@ -28,6 +31,7 @@ import math
 from typing import ClassVar
 
 import numpy as np
+import scipy.linalg
 
 from hierlm.covariance.layout import tril_colmajor
 
@@ -65,6 +69,21 @@ def cholesky_analytic(R: np.ndarray) -> np.ndarray:
     return L
 
 
+def cholesky(R: np.ndarray) -> np.ndarray:
+    """LAPACK's Cholesky factor of a real correlation matrix; the floored
+    :func:`cholesky_analytic` where LAPACK finds it not positive definite.
+
+    Examples
+    --------
+    >>> cholesky(np.array([[1.0, 1.0], [1.0, 1.0]])).tolist()
+    [[1.0, 0.0], [1.0, 1e-07]]
+    """
+    try:
+        return np.linalg.cholesky(R)
+    except np.linalg.LinAlgError:
+        return cholesky_analytic(R)
+
+
 class Covariance:
     """A term's covariance structure: parameters ``psi``, template, names.
 
@@ -91,6 +110,11 @@ class Covariance:
         self.rms = np.asarray(rms, dtype=float)
         self.p = len(self.coef_names)
         self.n_theta = self.p * (self.p + 1) // 2
+        self._rows, self._cols = tril_colmajor(self.p)
+        self._lag = np.abs(np.subtract.outer(np.arange(self.p), np.arange(self.p)))
+        self._eye = np.eye(self.p)
+        self._log_rms = np.log(self.rms)
+        self._log_r = float(np.mean(self._log_rms))  # log of the geometric mean
 
     # --- to be supplied by a structure -------------------------------------------------
     @property
@@ -164,14 +188,13 @@ class Covariance:
     def _log_sd(self, psi: np.ndarray) -> np.ndarray:
         """The log relative SDs of each column from psi's leading SD part."""
         if self.homogeneous:
-            r = math.exp(float(np.mean(np.log(self.rms))))
-            return np.full(self.p, psi[0] - math.log(r), dtype=psi.dtype)
-        return psi[:self.p] - np.log(self.rms)
+            return np.full(self.p, psi[0] - self._log_r, dtype=psi.dtype)
+        return psi[:self.p] - self._log_rms
 
     def template(self, psi: np.ndarray) -> np.ndarray:
-        """``T = diag(s) chol(R)`` (complex input allowed, for the complex step)."""
-        psi = np.asarray(psi)
-        return self.sds(psi)[:, None] * cholesky_analytic(self.correlation(psi))
+        """``T = diag(s) chol(R)``."""
+        psi = np.asarray(psi, dtype=float)
+        return self.sds(psi)[:, None] * cholesky(self.correlation(psi))
 
     def relative_covariance(self, psi: np.ndarray) -> np.ndarray:
         """``Sigma / sigma^2 = diag(s) R diag(s)``."""
@@ -188,8 +211,7 @@ class Covariance:
         >>> c.theta(np.array([0.0, 0.0, 0.0])).round(6).tolist()
         [1.0, 0.0, 1.0]
         """
-        rows, cols = tril_colmajor(self.p)
-        return self.template(np.asarray(psi))[rows, cols]
+        return self.template(np.asarray(psi))[self._rows, self._cols]
 
     def jacobian(self, psi: np.ndarray) -> np.ndarray:
         """``d theta / d psi``, shape ``(n_theta, n_psi)``, by the complex step (exact).
@@ -201,11 +223,25 @@ class Covariance:
         [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
         """
         psi = np.asarray(psi, dtype=float)
+        rows, cols = self._rows, self._cols
+        s = self.sds(psi)
+        L = cholesky(self.correlation(psi))
+        T = s[:, None] * L
         J = np.zeros((self.n_theta, self.n_psi))
-        for k in range(self.n_psi):
-            z = psi.astype(complex)
-            z[k] += 1j * _STEP
-            J[:, k] = self.theta(z).imag / _STEP
+        n_sd = 1 if self.homogeneous else self.p
+        for k in range(n_sd):
+            dT = T.copy() if self.homogeneous else np.where(np.arange(self.p)[:, None] == k,
+                                                            T, 0.0)
+            J[:, k] = dT[rows, cols]
+        if self.n_psi > n_sd:
+            Linv = scipy.linalg.solve_triangular(L, self._eye, lower=True)
+            for k in range(n_sd, self.n_psi):
+                z = psi.astype(complex)
+                z[k] += 1j * _STEP
+                dR = self.correlation(z).imag / _STEP
+                X = Linv @ dR @ Linv.T
+                Phi = np.tril(X) - 0.5 * np.diag(np.diag(X))
+                J[:, k] = (s[:, None] * (L @ Phi))[rows, cols]
         return J
 
     def names(self) -> list[str]:

@@ -54,9 +54,7 @@ class CompoundSymmetry(Covariance):
         return np.exp(self._log_sd(psi))
 
     def correlation(self, psi: np.ndarray) -> np.ndarray:
-        rho = self.rho(psi)
-        eye = np.eye(self.p)
-        return eye + (1.0 - eye) * rho
+        return self._eye + (1.0 - self._eye) * self.rho(psi)
 
     def psi_bounds(self) -> list[tuple[float, float]]:
         n_sd = 1 if self.homogeneous else self.p

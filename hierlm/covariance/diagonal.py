@@ -18,9 +18,9 @@ class Diagonal(Covariance):
     Examples
     --------
     >>> c = Diagonal(("a", "b"), "g", np.ones(2))
-    >>> c.relative_covariance(np.log([2.0, 3.0])).tolist()
+    >>> c.relative_covariance(np.log([2.0, 3.0])).round(12).tolist()
     [[4.0, 0.0], [0.0, 9.0]]
-    >>> c.natural(np.log([2.0, 3.0]), 1.5).tolist(), c.labels()
+    >>> c.natural(np.log([2.0, 3.0]), 1.5).round(12).tolist(), c.labels()
     ([3.0, 4.5], ['g: sd_a', 'g: sd_b'])
     """
 

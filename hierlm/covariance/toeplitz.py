@@ -87,8 +87,7 @@ class Toeplitz(Covariance):
     def correlation(self, psi: np.ndarray) -> np.ndarray:
         rho = np.concatenate([np.ones(1, dtype=np.asarray(psi).dtype),
                               self.lag_correlations(psi)])
-        lag = np.abs(np.subtract.outer(np.arange(self.p), np.arange(self.p)))
-        return rho[lag]
+        return rho[self._lag]
 
     def correlation_psi(self, R: np.ndarray) -> np.ndarray:
         rho = np.array([np.mean(np.diag(R, -k)) for k in range(1, self.p)])
