@@ -12,7 +12,9 @@ Groups:
     The point estimates with the names and dims of a NUTS ``posterior`` less
     ``chain`` and ``draw``: ``beta[coef]``, ``sigma``, ``sd_<group>[<group>_term]``
     (a scalar for one coefficient), ``corr_<group>[<group>_pair]``, and ``beta_se[coef]``,
-    the Wald standard errors of beta.  ArviZ summarises draws, and a REML or ML fit
+    the Wald standard errors of beta; with a structured covariance also
+    ``covariance_parameters[covariance_parameter]``, the structures' own parameters
+    (``"subject: rho"``, ...).  ArviZ summarises draws, and a REML or ML fit
     has none, so ``az.summary(tree)`` finds no ``posterior``: draws of a REML fit come
     from its bootstrap (``az.summary(tree, group="bootstrap")``), and
     :func:`hierlm.plots.forest` draws these estimates with Wald intervals beside NUTS
@@ -124,6 +126,13 @@ def estimate_dataset(res: Any) -> xr.Dataset:
     est = bootstrap_dataset(res, row).isel(chain=0, draw=0, drop=True).drop_vars("objective")
     if len(res.fixef):
         est["beta_se"] = (("coef",), res.fixef_se.to_numpy(dtype=np.float64))
+    structures = {getattr(t, "structure", "us") for t in coder.terms}
+    if res.covariance_parameters is not None and structures != {"us"}:
+        # a structured covariance: its own parameters (sd, rho, ...) by name
+        cp = res.covariance_parameters
+        est["covariance_parameters"] = (("covariance_parameter",),
+                                        cp.to_numpy(dtype=np.float64))
+        est = est.assign_coords(covariance_parameter=list(cp.index))
     est.attrs = {"note": f"{res.method} estimates; beta_se: Wald standard errors"}
     return est
 

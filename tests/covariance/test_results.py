@@ -122,3 +122,14 @@ def test_identifiable_structures_do_not_warn():
         warnings.simplefilter("error", IdentifiabilityWarning)
         hierlm.fit("y ~ 1 + ar1(0 + time | subject)", _one_per_cell())
         hierlm.fit("y ~ 1 + cs(0 + time | subject)", _one_per_cell())
+
+
+def test_datatree_carries_the_structure_parameters():
+    res = fitted("ar1", True)
+    est = res.to_datatree()["estimate"].to_dataset()
+    cp = est["covariance_parameters"]
+    assert cp.coords["covariance_parameter"].values.tolist() == ["subject: sd", "subject: rho"]
+    np.testing.assert_array_equal(cp.values, res.covariance_parameters.to_numpy())
+    # the implied SDs and correlations, as for an unstructured term
+    np.testing.assert_allclose(est["sd_subject"].values, res.covariance_parameters.iloc[0])
+    np.testing.assert_allclose(est["corr_subject"].values[0], res.covariance_parameters.iloc[1])
