@@ -46,6 +46,10 @@ class AR1(Covariance):
         powers = rho ** np.arange(self.p)  # integer powers: analytic for the complex step
         return powers[self._lag]
 
+    def correlation_from_natural(self, values: np.ndarray) -> np.ndarray:
+        rho = float(values[0]) if self.p > 1 else 0.0
+        return (rho ** np.arange(self.p))[self._lag]
+
     def correlation_psi(self, R: np.ndarray) -> np.ndarray:
         if self.p == 1:
             return np.zeros(0)

@@ -33,7 +33,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.linalg
 
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.layout import psd_cholesky, tril_colmajor
 
 #: Bounds of a log relative SD (column units) and of an unconstrained correlation parameter.
 LOG_SD_BOUNDS = (-25.0, 25.0)
@@ -133,6 +133,37 @@ class Covariance:
     def correlation_psi(self, R: np.ndarray) -> np.ndarray:
         """The correlation part of psi that gives the correlation matrix ``R``."""
         raise NotImplementedError
+
+    def natural_bounds(self) -> list[tuple[float, float]]:
+        """Bounds of :meth:`natural`: SDs ``[0, inf)``, correlations their structure's range."""
+        n_sd = 1 if self.homogeneous else self.p
+        return [(0.0, np.inf)] * n_sd + [(-1.0, 1.0)] * (len(self.natural_names()) - n_sd)
+
+    def correlation_from_natural(self, values: np.ndarray) -> np.ndarray:
+        """``R`` from the correlation part of :meth:`natural`."""
+        raise NotImplementedError
+
+    def theta_from_natural(self, values: np.ndarray, sigma: float) -> np.ndarray:
+        """The term's theta from its :meth:`natural` parameters; ValueError if they give no
+        positive semi-definite covariance.
+
+        Examples
+        --------
+        >>> from hierlm.covariance.ar1 import AR1
+        >>> c = AR1(("t1", "t2"), "g", np.ones(2))
+        >>> c.theta_from_natural(np.array([2.0, 0.6]), 2.0).round(12).tolist()
+        [1.0, 0.6, 0.8]
+        """
+        values = np.asarray(values, dtype=float)
+        n_sd = 1 if self.homogeneous else self.p
+        sd = np.broadcast_to(values[:n_sd], (self.p,)) / sigma
+        if np.any(sd < 0) or not np.all(np.isfinite(values)):
+            raise ValueError("standard deviations must be non-negative and finite")
+        for v, (lo, hi) in zip(values[n_sd:], self.natural_bounds()[n_sd:], strict=True):
+            if not lo <= v <= hi:
+                raise ValueError(f"correlation {v} outside [{lo}, {hi}]")
+        R = self.correlation_from_natural(values[n_sd:])
+        return psd_cholesky(sd[:, None] * R * sd[None, :])[self._rows, self._cols]
 
     def psi_from_theta(self, theta: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`theta` on the structure's family (clipped to the bounds).

@@ -60,6 +60,14 @@ class CompoundSymmetry(Covariance):
         n_sd = 1 if self.homogeneous else self.p
         return [LOG_SD_BOUNDS] * n_sd + [CS_BOUNDS] * (self.n_psi - n_sd)
 
+    def natural_bounds(self) -> list[tuple[float, float]]:
+        n_sd = 1 if self.homogeneous else self.p
+        return [(0.0, np.inf)] * n_sd + ([(self._lo, 1.0)] if self.p > 1 else [])
+
+    def correlation_from_natural(self, values: np.ndarray) -> np.ndarray:
+        rho = float(values[0]) if self.p > 1 else 0.0
+        return self._eye + (1.0 - self._eye) * rho
+
     def correlation_psi(self, R: np.ndarray) -> np.ndarray:
         if self.p == 1:
             return np.zeros(0)

@@ -160,6 +160,24 @@ class DesignCovariance:
                                                        strict=True)]
         return np.concatenate(parts) if parts else np.zeros(0)
 
+    def natural_bounds(self) -> list[tuple[float, float]]:
+        """Bounds of the natural parameters (SDs >= 0, correlations in their range)."""
+        return [b for c in self.terms for b in c.natural_bounds()]
+
+    def theta_from_natural(self, values: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(theta, sigma)`` from the natural parameters followed by sigma; ValueError
+        where they give no positive semi-definite covariance or ``sigma <= 0``."""
+        values = np.asarray(values, dtype=float)
+        sigma = float(values[-1])
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        parts, k = [], 0
+        for c in self.terms:
+            n = len(c.natural_names())
+            parts.append(c.theta_from_natural(values[k:k + n], sigma))
+            k += n
+        return (np.concatenate(parts) if parts else np.zeros(0)), sigma
+
     def psi_start(self) -> np.ndarray:
         parts = [c.psi_start() for c in self.terms]
         return np.concatenate(parts) if parts else np.zeros(0)

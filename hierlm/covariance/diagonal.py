@@ -36,6 +36,9 @@ class Diagonal(Covariance):
     def correlation(self, psi: np.ndarray) -> np.ndarray:
         return np.eye(self.p, dtype=np.asarray(psi).dtype)
 
+    def correlation_from_natural(self, values: np.ndarray) -> np.ndarray:
+        return self._eye
+
     def correlation_psi(self, R: np.ndarray) -> np.ndarray:
         return np.zeros(0)
 

@@ -89,6 +89,9 @@ class Toeplitz(Covariance):
                               self.lag_correlations(psi)])
         return rho[self._lag]
 
+    def correlation_from_natural(self, values: np.ndarray) -> np.ndarray:
+        return np.concatenate([[1.0], np.asarray(values, dtype=float)])[self._lag]
+
     def correlation_psi(self, R: np.ndarray) -> np.ndarray:
         rho = np.array([np.mean(np.diag(R, -k)) for k in range(1, self.p)])
         return np.arctanh(np.clip(partial_autocorrelations(rho), -1 + 1e-16, 1 - 1e-16))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from hierlm.covariance.base import Covariance
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.layout import psd_cholesky, tril_colmajor
 
 
 class Unstructured(Covariance):
@@ -60,6 +60,22 @@ class Unstructured(Covariance):
             R = S / np.outer(sd, sd)
         np.fill_diagonal(R, 1.0)
         return R
+
+    def natural_bounds(self) -> list[tuple[float, float]]:
+        return [(0.0, np.inf) if r == c else (-1.0, 1.0)
+                for r, c in zip(self._rows, self._cols, strict=True)]
+
+    def theta_from_natural(self, values: np.ndarray, sigma: float) -> np.ndarray:
+        sd = np.zeros(self.p)
+        R = np.eye(self.p)
+        for (r, c), v in zip(zip(self._rows, self._cols, strict=True), values, strict=True):
+            if r == c:
+                sd[r] = v / sigma
+            else:
+                R[r, c] = R[c, r] = v
+        if np.any(sd < 0):
+            raise ValueError("standard deviations must be non-negative")
+        return psd_cholesky(sd[:, None] * R * sd[None, :])[self._rows, self._cols]
 
     def psi_from_theta(self, theta: np.ndarray) -> np.ndarray:
         return np.array(theta, dtype=float, copy=True)

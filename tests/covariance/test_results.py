@@ -61,8 +61,6 @@ def test_wald_confint_names_the_structure_parameters():
 
 
 @pytest.mark.parametrize("call", [
-    lambda r: r.confint(method="profile"),
-    lambda r: r.profile(),
     lambda r: r.bootstrap(5, seed=1, progressbar=False),
     lambda r: r.ranova(),
     lambda r: r.model.fit("nuts", draws=10, tune=10, chains=1, progressbar=False),
