@@ -113,6 +113,7 @@ class Covariance:
         self._rows, self._cols = tril_colmajor(self.p)
         self._lag = np.abs(np.subtract.outer(np.arange(self.p), np.arange(self.p)))
         self._eye = np.eye(self.p)
+        self._lower_half = np.tril(np.ones((self.p, self.p))) - 0.5 * self._eye
         self._log_rms = np.log(self.rms)
         self._log_r = float(np.mean(self._log_rms))  # log of the geometric mean
 
@@ -257,23 +258,31 @@ class Covariance:
         rows, cols = self._rows, self._cols
         s = self.sds(psi)
         L = cholesky(self.correlation(psi))
-        T = s[:, None] * L
+        t = (s[:, None] * L)[rows, cols]
         J = np.zeros((self.n_theta, self.n_psi))
         n_sd = 1 if self.homogeneous else self.p
-        for k in range(n_sd):
-            dT = T.copy() if self.homogeneous else np.where(np.arange(self.p)[:, None] == k,
-                                                            T, 0.0)
-            J[:, k] = dT[rows, cols]
+        if self.homogeneous:
+            J[:, 0] = t
+        else:
+            J[:, :n_sd] = t[:, None] * (rows[:, None] == np.arange(self.p)[None, :])
         if self.n_psi > n_sd:
             Linv = scipy.linalg.solve_triangular(L, self._eye, lower=True)
-            for k in range(n_sd, self.n_psi):
-                z = psi.astype(complex)
-                z[k] += 1j * _STEP
-                dR = self.correlation(z).imag / _STEP
-                X = Linv @ dR @ Linv.T
-                Phi = np.tril(X) - 0.5 * np.diag(np.diag(X))
-                J[:, k] = (s[:, None] * (L @ Phi))[rows, cols]
+            dR = np.stack(self.correlation_derivatives(psi))         # (k, p, p)
+            X = Linv @ dR @ Linv.T
+            Phi = X * self._lower_half                                # tril, diagonal / 2
+            dT = s[None, :, None] * (L @ Phi)
+            J[:, n_sd:] = dT[:, rows, cols].T
         return J
+
+    def correlation_derivatives(self, psi: np.ndarray) -> list[np.ndarray]:
+        """``d R / d psi_k`` for each correlation parameter, by the complex step."""
+        n_sd = 1 if self.homogeneous else self.p
+        out = []
+        for k in range(n_sd, self.n_psi):
+            z = np.asarray(psi, dtype=float).astype(complex)
+            z[k] += 1j * _STEP
+            out.append(self.correlation(z).imag / _STEP)
+        return out
 
     def names(self) -> list[str]:
         """lme4-style names of :meth:`natural`: ``sd_t1|Subject``, ``rho|Subject``."""

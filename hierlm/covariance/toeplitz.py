@@ -81,6 +81,15 @@ class Toeplitz(Covariance):
         n_sd = 1 if self.homogeneous else self.p
         return autocorrelations(np.tanh(np.asarray(psi)[n_sd:]))
 
+    def correlation_derivatives(self, psi: np.ndarray) -> list[np.ndarray]:
+        """All ``d R / d z_k`` in one pass: the recursion runs on a batch of complex steps."""
+        n_sd = 1 if self.homogeneous else self.p
+        m = self.p - 1
+        z = np.asarray(psi, dtype=float)[n_sd:, None] + 1e-30j * np.eye(m)  # (lag, step)
+        drho = autocorrelations(np.tanh(z)).imag / 1e-30                     # (lag, step)
+        full = np.vstack([np.zeros((1, m)), drho])
+        return [full[self._lag, k] for k in range(m)]
+
     def sds(self, psi: np.ndarray) -> np.ndarray:
         return np.exp(self._log_sd(psi))
 
