@@ -171,6 +171,7 @@ class Profiler:
         """zeta of parameter ``w`` (index into :attr:`names`) at value ``c``."""
         est = self.estimates[w]
         follow_all = False
+        bounds: list[tuple[Any, Any]]
         if w == self.k - 1 and self.structured:
             # sigma: the structures' psi free, started with the SDs of the fit
             shift = np.where(np.array(self.cov.psi_kinds()) == "log_sd",
@@ -188,7 +189,7 @@ class Profiler:
             # and each term's rank-reduced covariance is a start too
             keep = np.asarray(self.fit.theta, dtype=float) * (self.fit.sigma / c)
             starts = [*self._starts_for(w, c, keep), *face_starts(self.design, keep)]
-            bounds: list[tuple[Any, Any]] = [(None, None)] * (self.k - 1)
+            bounds = [(None, None)] * (self.k - 1)
             follow_all = True
 
             def fn(x: np.ndarray) -> float:
