@@ -6,6 +6,8 @@ Design: 30 subjects (15 per arm) x 4 times x 2 replicates (240 rows, fixed); tru
 of ``R = 300`` datasets is fitted by REML with the true structure; the 95% t interval
 of each coefficient with Satterthwaite's df must cover the truth at a rate within 3
 Monte Carlo SEs of 0.95 (SE = sqrt(0.95 * 0.05 / 300) = 0.0126: 0.912-0.988).
+Result of the last run: ar1 0.950, 0.950, 0.953 and cs 0.920, 0.927, 0.940 for the
+intercept, arm and x (84 s on 2 shared cores).
 
 The check can fail, and did on smaller samples (same seeds and truths): with 10
 subjects the cs intervals for the intercept and the between-subject arm effect (about 8
