@@ -61,7 +61,6 @@ def test_wald_confint_names_the_structure_parameters():
 
 
 @pytest.mark.parametrize("call", [
-    lambda r: r.bootstrap(5, seed=1, progressbar=False),
     lambda r: r.ranova(),
     lambda r: r.model.fit("nuts", draws=10, tune=10, chains=1, progressbar=False),
 ])
@@ -131,3 +130,29 @@ def test_datatree_carries_the_structure_parameters():
     # the implied SDs and correlations, as for an unstructured term
     np.testing.assert_allclose(est["sd_subject"].values, res.covariance_parameters.iloc[0])
     np.testing.assert_allclose(est["corr_subject"].values[0], res.covariance_parameters.iloc[1])
+
+
+def test_bootstrap_refits_each_replicate():
+    """Replicate i is the fit's own method refitted to the i-th simulated response (the
+    same draws as bootstrap.simulate with the seed), and the intervals name rho."""
+    from hierlm.inference.bootstrap import simulate
+    from hierlm.objective.gram import term_matrix
+
+    res = fitted("ar1", True)
+    boot = res.bootstrap(6, seed=11, progressbar=False)
+    assert boot.n_failed == 0
+    design = res.model.design
+    Y = simulate(design, res, np.random.default_rng(11), [term_matrix(t) for t in design.terms],
+                 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = res.model.with_response(Y[4]).fit("reml")
+    row = boot.replicates.iloc[4]
+    assert row["objective"] == pytest.approx(again.objective, rel=1e-12)
+    assert row["rho|subject"] == pytest.approx(again.covariance_parameters["subject: rho"],
+                                               rel=1e-10)
+    np.testing.assert_allclose(row[list(res.fixef.index)], again.fixef, rtol=1e-10)
+    ci = boot.confint()
+    assert ci.index.tolist() == ["sd|subject", "rho|subject", "sigma", "(Intercept)", "x"]
+    assert boot.estimates["rho|subject"] == pytest.approx(
+        res.covariance_parameters["subject: rho"], rel=1e-12)
