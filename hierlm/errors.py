@@ -53,3 +53,7 @@ class ResultFileError(HierlmError, ValueError):
     hierlm (its ``format_version``), damaged files, or a value of a type the format
     does not store.
     """
+
+
+class IdentifiabilityWarning(UserWarning):
+    """Some parameters of the model are not identified by the data (a flat likelihood)."""

@@ -14,7 +14,8 @@ import pytest
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-@pytest.mark.parametrize("page", ["prediction.md", "residual.md", "scale.md"])
+@pytest.mark.parametrize("page", ["covariance.md", "prediction.md", "residual.md",
+                                  "scale.md"])
 def test_doc_examples(page: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

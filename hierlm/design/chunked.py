@@ -301,11 +301,11 @@ def finish_levels(summary: LevelSummary, plan: ChunkPlan) -> ChunkCoding:
         p = len(cnames)
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
                                 codes=np.zeros(0, np.int64), X=np.zeros((0, p)),
-                                level_values=values))
+                                level_values=values, structure=ts.structure))
         specs[id(terms[-1])] = ts
     terms = _m._lme4_order(terms)
     codings = tuple(TermCoding(specs[id(t)].expr, tuple(specs[id(t)].factors),
-                               t.coef_names, t.levels) for t in terms)
+                               t.coef_names, t.levels, t.structure) for t in terms)
     coder = NewDataCoder(formula=spec.formula, response=spec.response, fixed=spec.fixed,
                          fixef_names=tuple(names), terms=codings, frame=proto,
                          contrasts=contrasts)

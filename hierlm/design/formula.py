@@ -14,6 +14,11 @@ fixed part (``C(x)``, ``I(x**2)``, ``np.log(x)``, ``x*z`` are handed on untouche
   ``expandDoubleVerts``): ``(1 | g)`` and ``(0 + x | g)``.  The intercept gets its own
   term unless the left side has ``0`` or ``-1``; ``x*z`` expands to ``x``, ``z`` and
   ``x:z``, while ``x:z`` stays one term.
+* ``cs(0 + f | g)``, ``cs(0 + f | g, hom=True)``, ``us(...)``, ``diag(...)``,
+  ``ar1(..., het=True)``, ``toep(..., hom=True)``: the same term with a covariance
+  structure (:data:`~hierlm.design.terms.STRUCTURES`).  The structure's name and keyword
+  are read by the parser, never called; a keyword takes ``True`` or ``False``.  An
+  unknown structure, keyword or value, or ``||`` inside a structure, is refused.
 * ``(1 | a/b)``: nesting (lme4's ``expandSlash``) gives ``(1 | a)`` and ``(1 | b:a)``;
   ``a/b/c`` gives ``a``, ``b:a`` and ``c:b:a``.  ``(1 | a:b)`` is one term on the
   interaction of ``a`` and ``b``.  A grouping name is an identifier (dots and unicode
@@ -29,7 +34,8 @@ from __future__ import annotations
 import re
 from itertools import combinations, pairwise
 
-from hierlm.design.terms import FormulaSpec, RandomTermSpec
+from hierlm.design.formula_safety import STRUCTURE_FUNCTIONS
+from hierlm.design.terms import STRUCTURES, FormulaSpec, RandomTermSpec
 from hierlm.errors import FormulaError
 
 __all__ = ["parse_formula"]
@@ -37,6 +43,8 @@ __all__ = ["parse_formula"]
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _QUOTES = "'\"`"
 _NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
+_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\(")
+_BOOLS = {"True": True, "TRUE": True, "T": True, "False": False, "FALSE": False, "F": False}
 
 
 def parse_formula(formula: str) -> FormulaSpec:
@@ -101,7 +109,11 @@ def parse_formula(formula: str) -> FormulaSpec:
     fixed: list[tuple[str, str]] = []
     random: list[RandomTermSpec] = []
     for sign, piece in _split_signed(rhs, shown):
-        bar = _bar_term(piece)
+        structure, bar_piece = _structure(piece)
+        bar = _bar_term(bar_piece)
+        if structure != "us" and sign == "-":
+            raise FormulaError(
+                f"a random-effects term cannot be removed with '-': {_show(piece)!r}")
         if bar is None:
             if "|" in _top_chars(piece, any_depth=True).values():
                 raise FormulaError(
@@ -112,8 +124,13 @@ def parse_formula(formula: str) -> FormulaSpec:
             raise FormulaError(
                 f"a random-effects term cannot be removed with '-': {_show(piece)!r}"
             )
+        elif structure != "us" and bar[2]:
+            raise FormulaError(f"'||' inside a covariance structure: {_show(piece)!r}; "
+                               "write the term with a single '|' (diag(...) makes the "
+                               "effects uncorrelated)")
         else:
-            random.extend(_expand(*bar, piece))
+            random.extend(RandomTermSpec(t.expr, t.factors, structure)
+                          for t in _expand(*bar, piece))
     if not random:
         raise FormulaError(
             f"formula has no random-effects term such as (1 | group): {shown!r}; "
@@ -208,6 +225,47 @@ def _join(pieces: list[tuple[str, str]]) -> str:
     first_sign, first = pieces[0]
     head = ("-" if first_sign == "-" else "") + first
     return head + "".join(f" {sign} {piece}" for sign, piece in pieces[1:])
+
+
+def _structure(piece: str) -> tuple[str, str]:
+    """``(structure, "(left | group)")`` of ``name(left | group, kw=value)``.
+
+    A piece that is not a call with a ``|`` at its top level is returned unchanged with
+    structure ``"us"``.  Nothing is evaluated: the name and keyword are looked up in
+    :data:`~hierlm.design.formula_safety.STRUCTURE_FUNCTIONS`.
+    """
+    match = _CALL.match(piece)
+    if match is None or not piece.endswith(")"):
+        return "us", piece
+    if any(d == 0 for d in _depths(piece)[match.end():-1]):
+        return "us", piece  # "f(a):g(b)": the first bracket closes early
+    inner = piece[match.end():-1]
+    parts = _split_at(inner, ",")
+    if "|" not in _top_chars(parts[0]).values():
+        return "us", piece  # an ordinary call in the fixed part, such as np.log(x)
+    name, shown = match.group(1), _show(piece)
+    if name not in STRUCTURE_FUNCTIONS:
+        raise FormulaError(f"unknown covariance structure {name!r} in {shown!r}; known: "
+                           f"{', '.join(STRUCTURE_FUNCTIONS)}")
+    keywords: dict[str, bool] = {}
+    for arg in parts[1:]:
+        key, eq, value = (x.strip() for x in arg.partition("="))
+        allowed = STRUCTURE_FUNCTIONS[name]
+        if not eq or key not in allowed:
+            known = f"it takes {', '.join(k + '=True' for k in allowed)}" if allowed else \
+                "it takes no keyword"
+            raise FormulaError(f"unknown argument {arg.strip()!r} of {name}() in {shown!r}; "
+                               f"{known}")
+        if value not in _BOOLS:
+            raise FormulaError(f"{name}(..., {key}=) takes True or False, got {value!r} in "
+                               f"{shown!r}")
+        if key in keywords:
+            raise FormulaError(f"{name}(..., {key}=) given twice in {shown!r}")
+        keywords[key] = _BOOLS[value]
+    chosen = [k for k, v in keywords.items() if v]
+    structure = next(key for key, (fn, kw) in STRUCTURES.items()
+                     if fn == name and kw == (chosen[0] if chosen else None))
+    return structure, f"({parts[0]})"
 
 
 def _bar_term(piece: str) -> tuple[str, str, bool] | None:

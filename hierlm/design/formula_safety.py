@@ -20,6 +20,10 @@ looking ``a`` up in an evaluation environment and following the attributes ``b``
    not reach a module.  formulae adds its own transforms and encodings (``C``, ``I``,
    ``center``, ...), which are part of the whitelist or refused by the check.
 
+Covariance structures (``cs(0 + f | g, hom=True)``) are not calls either: the parser
+(:mod:`hierlm.design.formula`) reads the name and its keyword from
+:data:`STRUCTURE_FUNCTIONS` and hands formulae only the term's left side.
+
 The whitelist is documented in ``docs/robustness.md`` ("Formulas never run code") and
 a test keeps the two in step.
 """
@@ -35,7 +39,14 @@ import numpy as np
 from hierlm.design.r_dialect import R_NAMESPACE
 from hierlm.errors import FormulaError
 
-__all__ = ["ALLOWED_CALLS", "NUMPY_FUNCTIONS", "check_expression", "safe_environment"]
+__all__ = ["ALLOWED_CALLS", "NUMPY_FUNCTIONS", "STRUCTURE_FUNCTIONS", "check_expression",
+           "safe_environment"]
+
+#: The covariance structures a random term may be wrapped in, with the keywords each
+#: takes (a keyword's value is ``True`` or ``False``).  Read by the parser, never called.
+STRUCTURE_FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "us": (), "diag": ("hom",), "cs": ("hom",), "ar1": ("het",), "toep": ("hom",),
+}
 
 # formulae's transforms and encodings that hierlm supports, as written in a formula
 # (``scale`` is R's: :func:`hierlm.design.r_dialect.to_formulae` rewrites it).

@@ -185,7 +185,9 @@ def _check_term(ts: RandomTermSpec, Xi: np.ndarray, cnames: tuple[str, ...],
     if len(levels) >= n:
         raise DataError(f"grouping factor '{ts.group}' has {len(levels)} levels for "
                         f"{n} observations; it must have fewer levels than observations")
-    if len(levels) * Xi.shape[1] >= n:
+    if len(levels) * Xi.shape[1] >= n and ts.structure == "us":
+        # lme4's check.nobs.vs.nRE, for unstructured terms; a structured term has fewer
+        # parameters (hierlm.covariance.identifiability warns where they are confounded)
         raise DataError(f"random term {term} has {len(levels) * Xi.shape[1]} random effects "
                         f"for {n} observations; it must have fewer random effects than "
                         f"observations (the variance components are not identifiable)")
@@ -324,7 +326,8 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         Xi, cnames = _model_matrix(ts.expr, frame, f"random term ({ts.expr} | {ts.group})")
         _check_term(ts, Xi, cnames, levels, len(y))
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
-                                codes=codes, X=Xi, level_values=values))
+                                codes=codes, X=Xi, level_values=values,
+                                structure=ts.structure))
         specs[id(terms[-1])] = ts
     terms = _lme4_order(terms)
     from hierlm.design.newdata import new_data_coder

@@ -41,6 +41,7 @@ class TermCoding:
     factors: tuple[str, ...]
     coef_names: tuple[str, ...]
     levels: tuple[str, ...]
+    structure: str = "us"
 
     @property
     def group(self) -> str:
@@ -287,7 +288,8 @@ class NewDataCoder:
         """The coder as plain values (strings, tuples, arrays, a DataFrame)."""
         return {"formula": self.formula, "response": self.response, "fixed": self.fixed,
                 "fixef_names": self.fixef_names,
-                "terms": [(t.expr, t.factors, t.coef_names, t.levels) for t in self.terms],
+                "terms": [(t.expr, t.factors, t.coef_names, t.levels, t.structure)
+                          for t in self.terms],
                 "frame": self.frame, "weights": self.weights, "offset": self.offset,
                 "weights_column": self.weights_column, "offset_column": self.offset_column,
                 "contrasts": {k: v.to_plain() for k, v in (self.contrasts or {}).items()}}
@@ -295,8 +297,9 @@ class NewDataCoder:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NewDataCoder:
         """Inverse of :meth:`to_dict`."""
-        terms = tuple(TermCoding(str(e), tuple(f), tuple(c), tuple(lv))
-                      for e, f, c, lv in d["terms"])
+        terms = tuple(TermCoding(str(e), tuple(f), tuple(c), tuple(lv),
+                                 str(rest[0]) if rest else "us")
+                      for e, f, c, lv, *rest in d["terms"])
         return cls(formula=d["formula"], response=d["response"], fixed=d["fixed"],
                    fixef_names=tuple(d["fixef_names"]), terms=terms, frame=d["frame"],
                    weights=d["weights"], offset=d["offset"],
@@ -315,7 +318,7 @@ def new_data_coder(spec: Any, frame: pd.DataFrame, fixef_names: tuple[str, ...],
     ``frame`` holds the used columns of the rows kept (the response is dropped).
     """
     codings = tuple(TermCoding(ts.expr, tuple(ts.factors), tuple(t.coef_names),
-                               tuple(t.levels)) for ts, t in terms)
+                               tuple(t.levels), ts.structure) for ts, t in terms)
     # by position, as ``frame[names].copy()`` without pandas' label lookup
     keep = [i for i, c in enumerate(frame.columns) if c != spec.response]
     return NewDataCoder(formula=spec.formula, response=spec.response, fixed=spec.fixed,

@@ -14,6 +14,14 @@ from typing import Any
 
 import numpy as np
 
+#: The covariance structures of a random-effects term, by glmmTMB's names: the formula
+#: function and keyword that select each (``None``: no keyword).
+STRUCTURES: dict[str, tuple[str, str | None]] = {
+    "us": ("us", None), "diag": ("diag", None), "homdiag": ("diag", "hom"),
+    "cs": ("cs", None), "homcs": ("cs", "hom"), "ar1": ("ar1", None),
+    "hetar1": ("ar1", "het"), "toep": ("toep", None), "homtoep": ("toep", "hom"),
+}
+
 
 @dataclass(frozen=True)
 class RandomTermSpec:
@@ -21,11 +29,14 @@ class RandomTermSpec:
 
     ``(1 + x || g)`` becomes two specs and ``(1 | a/b)`` becomes ``(1 | a)`` and
     ``(1 | b:a)``; ``factors`` lists the grouping columns of an interaction in
-    lme4's naming order (``("b", "a")`` is the group ``"b:a"``).
+    lme4's naming order (``("b", "a")`` is the group ``"b:a"``).  ``structure`` names
+    the covariance structure of the term (``"us"``, lme4's unstructured default, or one
+    of :data:`STRUCTURES`, written ``cs(0 + f | g)``, ``cs(0 + f | g, hom=True)``, ...).
     """
 
     expr: str
     factors: tuple[str, ...]
+    structure: str = "us"
 
     @property
     def group(self) -> str:
@@ -75,6 +86,8 @@ class RandomTerm:
     col_rms : ndarray or None
         Root mean square of each column of ``X``, for a term whose rows are not held
         (data read in chunks); None means computed from ``X``.
+    structure : str
+        The covariance structure (a key of :data:`STRUCTURES`; ``"us"`` by default).
     """
 
     group: str
@@ -84,6 +97,7 @@ class RandomTerm:
     X: np.ndarray
     level_values: Any = None
     col_rms: Any = None
+    structure: str = "us"
 
     @property
     def values(self) -> Any:

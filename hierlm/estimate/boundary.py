@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from hierlm.covariance.layout import psd_cholesky, templates, tril_colmajor
 from hierlm.design.terms import ModelDesign
-from hierlm.objective.theta import psd_cholesky, templates, tril_colmajor
 
 # The second-order check at zero template diagonals: which |phi_j| count as zero, the
 # steps tried into the interior, the gain that counts as lower, and how often to escape.

@@ -36,12 +36,12 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from hierlm.covariance.layout import templates
 from hierlm.design.terms import ModelDesign
 from hierlm.design.weights import working_design
 from hierlm.estimate.cond_var import conditional_variances
 from hierlm.estimate.group_loglik import group_loglik, split_factor
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import templates
 from hierlm.objective.varcorr import group_labels
 
 if TYPE_CHECKING:  # xarray is imported by the NUTS functions only: REML fits never need it

@@ -1,8 +1,10 @@
 """REML / ML fit: optimize theta, read the estimates off the factor, build the result.
 
 lme4's conventions: ``logLik = -objective / 2``; ``AIC = objective + 2k`` and
-``BIC = objective + k log n`` with ``k = p + len(theta) + 1``; a fit is singular when
-a template diagonal is below 1e-4.
+``BIC = objective + k log n`` with ``k = p + len(psi) + 1`` (``psi``: the covariance
+structures' parameters, theta itself for unstructured terms); a fit is singular when
+a template diagonal is below 1e-4.  A model with a structured term is fitted over psi
+(:mod:`hierlm.estimate.optimize_structured`).
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.identifiability import unidentified_terms
+from hierlm.covariance.layout import templates, theta_lower
 from hierlm.design.terms import ModelDesign
-from hierlm.errors import ConvergenceWarning, SingularFitWarning, warn
+from hierlm.errors import ConvergenceWarning, IdentifiabilityWarning, SingularFitWarning, warn
 from hierlm.estimate.degenerate import check_exact_fit
 from hierlm.estimate.extract import Estimates, extract
 from hierlm.estimate.lazy import deferred
 from hierlm.estimate.optimize import optimize_theta, theta_scale
+from hierlm.estimate.optimize_structured import optimize_psi
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import templates, theta_lower
 from hierlm.objective.varcorr import varcorr_table
 
 SINGULAR_TOL = 1e-4
@@ -79,14 +84,18 @@ def fitted_values(design: ModelDesign, beta: np.ndarray, b: list[np.ndarray]) ->
 
 
 def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray,
-                          objective: float, method: str, **fields: Any) -> FitRecord:
+                          objective: float, method: str, psi: np.ndarray | None = None,
+                          **fields: Any) -> FitRecord:
     """Assemble a :class:`FitResult` from point estimates (shared by all methods).
 
+    ``psi`` holds the structures' parameters of a structured model (None: theta).
     The variance components, the random-effects table and the fitted values are computed
     when first read (:mod:`hierlm.estimate.lazy`); their numbers are the same.
     """
     names = list(design.fixef_names)
-    k = design.p + design.n_theta + 1
+    cov = DesignCovariance.of(design)
+    k = design.p + cov.n_psi + 1
+    natural = cov.natural(np.asarray(theta if psi is None else psi, dtype=float), est.sigma)
 
     def varcorr() -> pd.DataFrame:
         covs = [est.sigma**2 * T @ T.T for T in templates(design, theta)]
@@ -112,7 +121,7 @@ def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray
         is_singular=is_singular(design, theta),
         ranef_table=deferred(ranef),
         y=design.y.copy(), fitted_values=deferred(lambda: fitted_values(design, est.beta, est.b)),
-        groups=groups, **fields,
+        groups=groups, covariance_parameters=natural, **fields,
     )
 
 
@@ -144,12 +153,20 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     1743.6283
     """
     design = objective.design
-    opt = optimize_theta(objective, reml, start=start, options=options)
+    for message in unidentified_terms(design):
+        warn(message, IdentifiabilityWarning)
+    structured = DesignCovariance.of(design).structured
+    if structured:
+        opt = optimize_psi(objective, reml, start=start, options=options)
+    else:
+        opt = optimize_theta(objective, reml, start=start, options=options)
     L1, L_R = opt.factor if opt.factor is not None else objective.evaluate(opt.theta, reml)[2:]
     if len(design.y) == design.nobs:
         # the criterion and estimates from residuals, not the Gram matrix (stable_pls)
         est, criterion = stable_estimates(objective, opt.theta, L1, L_R, reml)
-        if est.sigma < EXACT_FIT_SIGMA * float(np.std(design.y)):
+        if est.sigma < EXACT_FIT_SIGMA * float(np.std(design.y)) and not structured:
+            # (a structured Sigma stays bounded as sigma -> 0: sigma = 0 is a boundary
+            # estimate there, e.g. ar1 with one observation per cell and no nugget)
             check_exact_fit(design)  # sigma -> 0 without bound: no estimate
     else:  # rows read in chunks and not kept: the Gram blocks are all there is
         est, criterion = extract(objective, opt.theta, L1, L_R, reml), opt.objective
@@ -169,6 +186,6 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
                  "phases": [list(ph) for ph in opt.phases],
                  "trace": [list(th) + [f] for th, f in opt.trace]}
     return result_from_estimates(
-        design, est, opt.theta, criterion, "REML" if reml else "ML",
+        design, est, opt.theta, criterion, "REML" if reml else "ML", psi=opt.psi,
         converged=opt.converged, n_evals=opt.n_evals, optimizer=optimizer,
         messages=tuple(messages))

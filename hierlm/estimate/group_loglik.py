@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hierlm.covariance.layout import templates
 from hierlm.design.terms import ModelDesign
-from hierlm.objective.theta import templates
 
 
 def split_factor(design: ModelDesign) -> int | None:

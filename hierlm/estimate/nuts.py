@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hierlm.covariance.design import require_unstructured
 from hierlm.errors import MethodError, warn
 from hierlm.estimate.conditional import (
     log_likelihood_dataset,
@@ -150,6 +151,7 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
     else:
         raise MethodError(f"ranef_draws must be True, False or a count, got {ranef_draws!r}")
     which = choose_sampler(sampler)
+    require_unstructured(objective.design, "NUTS")
     pr = resolve_priors(objective.design, priors)
     s_init, s_pm, s_ranef = np.random.SeedSequence(random_seed).spawn(3)
     starts, scale = (initvals(objective, pr, chains, np.random.default_rng(s_init))

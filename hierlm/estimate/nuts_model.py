@@ -21,6 +21,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from hierlm.covariance.layout import templates, tril_colmajor
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
 from hierlm.estimate.corr_cholesky import fused_cholesky_corr
@@ -29,7 +30,6 @@ from hierlm.estimate.nuts_posterior import coords_of
 from hierlm.estimate.priors import Priors
 from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_deviance
 from hierlm.objective.profiled import ProfiledObjective, gram_values
-from hierlm.objective.theta import templates, tril_colmajor
 
 if TYPE_CHECKING:  # PyMC is imported only where it is used: nutpie's path needs it
     import pymc as pm  # only when a graph is not on disk

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from hierlm.covariance.layout import tril_colmajor
 from hierlm.design.terms import ModelDesign
-from hierlm.objective.theta import tril_colmajor
 from hierlm.objective.varcorr import group_labels
 
 RHAT_MAX = 1.01

@@ -55,6 +55,12 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
+from hierlm.covariance.layout import (
+    theta_lower,
+    theta_start,
+    tril_colmajor,
+)
+from hierlm.covariance.parameters import parameter_names
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
 from hierlm.estimate.boundary import (
@@ -67,13 +73,7 @@ from hierlm.estimate.boundary import (
 )
 from hierlm.estimate.convergence import LME4_TOL, scaled_gradient
 from hierlm.estimate.lbfgsb import minimize_lbfgsb
-from hierlm.objective.parameters import parameter_names
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import (
-    theta_lower,
-    theta_start,
-    tril_colmajor,
-)
 
 # ftol, gtol: L-BFGS-B's stopping rules; check_tol: the largest scaled projected-gradient
 # component still called converged (lme4 flags scaled gradients above 2e-3).
@@ -112,6 +112,9 @@ class OptimizerResult:
     factor : tuple of ndarray, optional
         ``(L1, L_R)`` at ``theta`` when the optimizer evaluated it there (saves
         :func:`hierlm.estimate.frequentist.fit_profiled` one evaluation).
+    psi : ndarray, optional
+        The structures' parameters at the minimizer, for a model with a structured
+        covariance (:mod:`hierlm.estimate.optimize_structured`); None otherwise.
     """
 
     theta: np.ndarray
@@ -124,6 +127,7 @@ class OptimizerResult:
     trace: tuple[tuple[tuple[float, ...], float], ...] = field(default=())
     factor: tuple[np.ndarray, np.ndarray] | None = None
     phases: tuple[tuple[str, int], ...] = field(default=())
+    psi: np.ndarray | None = None
 
 
 def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:

@@ -69,6 +69,15 @@ class FitRecord:
     residual: str | None = None
     sigma_formula: str | None = None
 
+    covariance_parameters: pd.Series | None = None
+
+    @property
+    def n_covariance_parameters(self) -> int:
+        """Number of covariance parameters (the structures' psi; theta when unstructured)."""
+        if self.covariance_parameters is not None:
+            return len(self.covariance_parameters)
+        return len(self.theta)
+
 
 # Computed on first read when an estimator passes them deferred (hierlm.estimate.lazy).
 lazy_fields(FitRecord, "varcorr", "ranef_table", "fitted_values")

@@ -26,16 +26,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.layout import templates
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 from hierlm.design.weights import working_design
 from hierlm.errors import ConvergenceWarning, MethodError
 from hierlm.heap import gc_paused
 from hierlm.inference.blas import one_blas_thread
+from hierlm.inference.bootstrap_structured import structured_estimates, structured_replicates
 from hierlm.inference.fitted import info_of, require_model
 from hierlm.inference.parallel import available_cores, map_blocks
 from hierlm.inference.refit import RefitBlock, Refitter
 from hierlm.objective.gram import term_matrix
-from hierlm.objective.parameters import parameter_names, sdcor_from_theta
-from hierlm.objective.theta import templates
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +83,8 @@ class Bootstrap:
             raise MethodError(f"unknown bootstrap interval kind {kind!r}; use 'percentile' "
                               f"or 'shortest'")
         cols = [c for c in self.replicates.columns if c != "objective"]
-        fixef = [c for c in cols if not (c.startswith(("sd_", "cor_")) or c == "sigma")]
+        fixef = [c for c in cols if not (c.startswith(("sd_", "cor_", "sd|", "rho"))
+                                         or c == "sigma")]
         order = [c for c in cols if c not in fixef] + fixef
         rows = []
         for c in order:
@@ -213,6 +216,12 @@ def bootstrap(res: Any, n: int, seed: int | None = None, progressbar: bool = Tru
     design = model.design
     work = working_design(design)  # simulated on the working scale (see refit.Refitter)
     rng = np.random.default_rng(seed)
+    if DesignCovariance.of(design).structured:
+        Zs = [term_matrix(t) for t in work.terms]
+        Y = np.vstack([simulate(work, res, rng, Zs, min(64, n - i0)) for i0 in range(0, n, 64)])
+        table, failed = structured_replicates(res, model, Y)
+        return Bootstrap(replicates=table, n_failed=failed, seed=seed,
+                         estimates=structured_estimates(res, design))
     # the fit's curvature in theta (sigma profiled out), exact by autodiff: with it the
     # refits converge in a few quasi-Newton steps from theta-hat
     H = info_of(res).hessian

@@ -1,7 +1,7 @@
 """Confidence intervals of all parameters: Wald, profile likelihood, bootstrap.
 
 Rows are lme4's ``confint(fit, oldNames = FALSE)`` names: the sd/cor parameters and
-``sigma`` (:func:`hierlm.objective.parameters.parameter_names`), then the fixed effects.
+``sigma`` (:func:`hierlm.covariance.parameters.parameter_names`), then the fixed effects.
 
 * ``"wald"``: ``beta-hat -/+ z se`` for the fixed effects; NaN for the variance
   parameters, as lme4 gives (a Wald interval for an SD is a poor one).
@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.parameters import parameter_names
 from hierlm.errors import MethodError
-from hierlm.objective.parameters import parameter_names
 
 METHODS = ("profile", "wald", "bootstrap")
 
@@ -41,7 +42,11 @@ def wald_confint(res: Any, level: float = 0.95) -> pd.DataFrame:
     z = float(scipy.stats.norm.ppf(0.5 + level / 2))
     est, se = res.fixef.to_numpy(), res.fixef_se.to_numpy()
     fixed = pd.DataFrame({"lower": est - z * se, "upper": est + z * se}, index=res.fixef.index)
-    names = parameter_names(res.model.design) if res.model is not None else []
+    names = []
+    if res.model is not None:
+        cov = DesignCovariance.of(res.model.design)
+        names = (cov.names() + ["sigma"] if cov.structured
+                 else parameter_names(res.model.design))
     var = pd.DataFrame(np.nan, index=names, columns=["lower", "upper"])
     return pd.concat([var, fixed]) if names else fixed
 

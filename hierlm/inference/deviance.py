@@ -24,6 +24,10 @@ That graph is the path for models with more than
 :func:`varpar_info` evaluates the same quantities in closed form with dense LAPACK
 (:mod:`hierlm.inference.varpar_dense`; equal to the graph's to about 1e-13): the graph
 took 136 VM calls, 10-35 s in every fresh process, for a 16-coefficient model.
+
+A model with a structured covariance has the variance parameters ``(psi, sigma)`` of its
+structures instead (:mod:`hierlm.inference.varpar_structured`: the chain rule, with the
+second-order term).
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ import pytensor
 import pytensor.tensor as pt
 import scipy.sparse as sp
 
+from hierlm.covariance.design import DesignCovariance
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.varpar_dense import DENSE_MAX_Q, dense_varpar
+from hierlm.inference.varpar_structured import to_psi
 from hierlm.objective.cholesky import GramVars, Structure, blocked_cholesky
 from hierlm.objective.gram import GramBlocks
 from hierlm.objective.graph_cache import compile_graph
@@ -178,8 +184,16 @@ def varpar_info(objective: ProfiledObjective, theta: np.ndarray, sigma: float,
             dev, grad, H, C, J = dense_varpar(objective.design, objective.gram, theta, sigma,
                                               reml)
         psi = np.append(np.asarray(theta, dtype=float), float(sigma))
-        return _info(psi, dev, grad, H, C, J, reml)
-    return graph_varpar_info(objective, theta, sigma, reml)
+        info = _info(psi, dev, grad, H, C, J, reml)
+    else:
+        info = graph_varpar_info(objective, theta, sigma, reml)
+    if DesignCovariance.of(objective.design).structured:
+        # the variance parameters are the structures' (psi, sigma)
+        psi_s, grad, H, J = to_psi(objective.design, np.asarray(theta, dtype=float),
+                                   info.gradient, info.hessian, info.jacobian)
+        info = _info(np.append(psi_s, float(sigma)), info.deviance, grad, H, info.vcov_beta,
+                     J, reml)
+    return info
 
 
 def graph_varpar_info(objective: ProfiledObjective, theta: np.ndarray, sigma: float,

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.covariance.layout import templates
 from hierlm.errors import MethodError, warn
-from hierlm.objective.theta import templates
 
 
 def variance_components(res: Any) -> dict[str, float]:

@@ -21,6 +21,12 @@ Gram matrices ``Z'Z``, ``Z'X``, ``X'X``, all from one Cholesky factor of ``S + I
 (:mod:`hierlm.inference.kr_products`; level by level for one random-effects term).
 The cost is ``O(q^3)`` and memory ``O(q^2)``, whatever ``n``; models with more than
 :data:`MAX_Q` random effects are refused.
+
+A structured covariance (:mod:`hierlm.covariance`) makes ``gamma`` a function of the
+structures' ``(psi, sigma^2)``; with ``J = d gamma / d (psi, sigma^2)``
+(:func:`hierlm.inference.varpar_structured.gamma_jacobian`) the information of
+``(psi, sigma^2)`` is ``J' I J`` and ``W = 2 J (J' I J)^-1 J'`` replaces ``2 I^-1`` in
+``U``, ``A1`` and ``A2`` (all bilinear in the ``P_r`` and ``Q_rs``).
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.layout import templates, tril_colmajor
 from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
 from hierlm.inference.kr_products import one_term_pqk, v_products, v_products_one_term
+from hierlm.inference.varpar_structured import gamma_jacobian
 from hierlm.objective.gram import term_matrix
-from hierlm.objective.theta import templates, tril_colmajor
 
 #: Largest number of random effects (columns of Z) handled: dense q x q blocks.
 MAX_Q = 4000
@@ -172,13 +180,15 @@ def _kr_info(res: Any) -> KRInfo:
     ZVZ, ZVX, ZV2Z, ZV2X = vp.ZVZ, vp.ZVX, vp.ZV2Z, vp.ZV2X
     XV2X, XV3X, trV2 = vp.XV2X, vp.XV3X, vp.trV2
     phi = res.vcov.to_numpy()
+    Jg = (gamma_jacobian(design, res.theta, res.sigma)
+          if DesignCovariance.of(design).structured else None)
     offs = np.concatenate([[0], np.cumsum([t.q for t in design.terms])])
     gens = _generators(design)
     k = len(gens) + 1
     sl = [slice(offs[i], offs[i + 1]) for i, _ in gens]
     if vp.blocks is not None:  # one term: P, Q, K level by level (kr_products)
         P, Q, K = one_term_pqk(vp, design.terms[0].p)
-        return _kr_from(phi, P, Q, K)
+        return _kr_from(phi, P, Q, K, Jg)
     DZX = [_apply_d(pr, ZVX[s]) for (_, pr), s in zip(gens, sl, strict=True)]
     P = [-(ZVX[s].T @ d) for d, s in zip(DZX, sl, strict=True)] + [-XV2X]
     Q = np.empty((k, k), dtype=object)
@@ -199,11 +209,15 @@ def _kr_info(res: Any) -> KRInfo:
                 K[r, s_] = trV2
             K[s_, r] = K[r, s_]
             Q[s_, r] = Q[r, s_].T
-    return _kr_from(phi, P, Q, K)
+    return _kr_from(phi, P, Q, K, Jg)
 
 
-def _kr_from(phi: np.ndarray, P: list[np.ndarray], Q: np.ndarray, K: np.ndarray) -> KRInfo:
-    """``W`` and ``Phi_A`` from pbkrtest's ``P``, ``Q`` and ``K`` (module docstring)."""
+def _kr_from(phi: np.ndarray, P: list[np.ndarray], Q: np.ndarray, K: np.ndarray,
+             Jg: np.ndarray | None = None) -> KRInfo:
+    """``W`` and ``Phi_A`` from pbkrtest's ``P``, ``Q`` and ``K`` (module docstring).
+
+    ``Jg``: ``d gamma / d (psi, sigma^2)`` of a structured model (None: unstructured).
+    """
     k = len(P)
     IE = np.empty((k, k))
     for r in range(k):
@@ -211,8 +225,16 @@ def _kr_from(phi: np.ndarray, P: list[np.ndarray], Q: np.ndarray, K: np.ndarray)
             IE[r, s_] = (K[r, s_] - 2 * float(np.sum(phi * Q[r, s_]))
                          + float(np.sum((phi @ P[r]) * (P[s_] @ phi))))
     IE = 0.5 * (IE + IE.T)
-    ev = np.abs(np.linalg.eigvalsh(IE))
-    W = 2 * (np.linalg.inv(IE) if ev.min() > 1e-10 else np.linalg.pinv(IE))
+    if Jg is not None:
+        # the variance parameters are (psi, sigma^2): W = 2 J (J' I J)^-1 J' in gamma's
+        # coordinates (every later use of W is bilinear in the P_r, Q_rs)
+        IP = Jg.T @ IE @ Jg
+        IP = 0.5 * (IP + IP.T)
+        ev = np.abs(np.linalg.eigvalsh(IP))
+        W = 2 * Jg @ (np.linalg.inv(IP) if ev.min() > 1e-10 else np.linalg.pinv(IP)) @ Jg.T
+    else:
+        ev = np.abs(np.linalg.eigvalsh(IE))
+        W = 2 * (np.linalg.inv(IE) if ev.min() > 1e-10 else np.linalg.pinv(IE))
     U = np.zeros_like(phi)
     for r in range(k):
         for s_ in range(k):

@@ -3,8 +3,9 @@
 ``compare(small, big)``: REML fits are refitted by ML first (as lme4 does: REML
 criteria of models with different fixed effects are not comparable);
 ``chisq = deviance_small - deviance_big`` on ``df = npar_big - npar_small`` with
-``npar = p + len(theta) + 1`` plus the residual structure's parameters (``rho`` and
-the log SD ratios of ``residual=`` / ``sigma=``).
+``npar = p + (number of covariance parameters) + 1`` (``len(theta)`` for unstructured
+terms, the structures' own parameters otherwise), plus the residual structure's
+parameters (``rho`` and the log SD ratios of ``residual=`` / ``sigma=``).
 
 Where the smaller model is the bigger one with one random coefficient removed and
 the same fixed effects, the null hypothesis puts a variance on the boundary of its
@@ -33,6 +34,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from hierlm.covariance.design import require_unstructured
+from hierlm.covariance.nesting import structure_nested
 from hierlm.design.formula import parse_formula
 from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.design.weights import sum_log_weights, working_design
@@ -41,9 +44,10 @@ from hierlm.inference.fitted import require_model
 
 
 def npar(res: Any) -> int:
-    """Parameters of a fit: fixed effects, theta, sigma and the residual structure's."""
+    """Parameters of a fit: fixed effects, covariance parameters, sigma and the residual
+    structure's."""
     extra = getattr(res, "residual_parameters", None)
-    return len(res.fixef) + len(res.theta) + 1 + (0 if extra is None else len(extra))
+    return len(res.fixef) + res.n_covariance_parameters + 1 + (0 if extra is None else len(extra))
 
 
 def _name(res: Any) -> str:
@@ -87,11 +91,20 @@ def _span_in(A: np.ndarray, B: np.ndarray) -> bool:
 
 def nested_in(small: ModelDesign, big: ModelDesign) -> bool:
     """Whether ``small`` is a special case of ``big``: its fixed columns in big's column
-    space, and each random term inside one of big's terms on the same grouping."""
+    space, and each random term inside one of big's terms on the same grouping (with a
+    nested covariance structure: any inside ``us``, otherwise the same columns and
+    :func:`hierlm.covariance.nesting.structure_nested`)."""
     if not _span_in(small.X, big.X):
         return False
-    return all(any(_same_groups(s.codes, b.codes) and _span_in(s.X, b.X) for b in big.terms)
-               for s in small.terms)
+
+    def inside(s: RandomTerm, b: RandomTerm) -> bool:
+        if not (_same_groups(s.codes, b.codes) and _span_in(s.X, b.X)):
+            return False
+        if b.structure == "us":
+            return True
+        return _span_in(b.X, s.X) and structure_nested(s.structure, b.structure)
+
+    return all(any(inside(s, b) for b in big.terms) for s in small.terms)
 
 
 def _boundary_df(small: ModelDesign, big: ModelDesign) -> bool:
@@ -261,6 +274,7 @@ def ranova(res: Any) -> pd.DataFrame:
     ['<none>', 'Days in (Days | Subject)']
     """
     model = require_model(res, "ranova")
+    require_unstructured(model.design, "ranova")
     design: ModelDesign = model.design
     reml = res.method == "REML"
     base = npar(res)

@@ -2,7 +2,7 @@
 
 As lme4's ``profile.merMod`` (through ``devfun2``), profiles are of the ML deviance
 (a REML fit is refitted by ML first), on the sd/cor scale of
-:mod:`hierlm.objective.parameters` (SDs, correlations, sigma), then the fixed effects.
+:mod:`hierlm.covariance.parameters` (SDs, correlations, sigma), then the fixed effects.
 For a parameter ``phi`` fixed at ``c``::
 
     zeta(c) = sign(c - phi-hat) sqrt(min_{other parameters} d(c, .) - d-hat),
@@ -24,6 +24,12 @@ and interpolates a spline; here the interval endpoints are roots of
 ``zeta(c) = +/- z`` found by Brent's method on a bracket, so they carry only the
 inner optimizer's error.  An endpoint that the parameter's bound (SD 0, correlation
 +/-1) reaches first is the bound.
+
+A model with a structured covariance (:mod:`hierlm.covariance`) is profiled on its
+structures' own parameters instead (SDs, ``rho``, lag correlations: the natural
+parameters of :class:`~hierlm.covariance.design.DesignCovariance`, bounded by their
+ranges), with sigma's and the fixed effects' inner minimizations over the structures'
+``psi`` (sigma's start shifts the log SDs by ``log(sigma-hat / c)``).
 """
 
 from __future__ import annotations
@@ -36,14 +42,15 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
+from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
 from hierlm.design.terms import ModelDesign
 from hierlm.estimate.boundary import face_starts
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
 from hierlm.inference.profile_inner import minimize_starts
-from hierlm.objective.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
 from hierlm.objective.profiled import ProfiledObjective
-from hierlm.objective.theta import tril_colmajor
 
 
 def _bounds(design: ModelDesign) -> list[tuple[float, float]]:
@@ -64,14 +71,31 @@ class Profiler:
         self.objective: ProfiledObjective = ml.model.objective.with_backend("numba")
         self.design: ModelDesign = self.objective.design
         self.n = self.design.nobs
-        self.names = parameter_names(self.design) + list(ml.fixef.index)
-        self.k = self.design.n_theta + 1
-        self.s_hat = sdcor_from_theta(self.design, ml.theta, ml.sigma)
+        self.cov = DesignCovariance.of(self.design)
+        self.structured = self.cov.structured
+        if self.structured:
+            self.psi_hat = self.cov.psi_from_theta(ml.theta)
+            self.names = self.cov.names() + ["sigma"] + list(ml.fixef.index)
+            self.s_hat = self._natural(np.append(self.psi_hat, ml.sigma))
+            self.bounds = self.cov.natural_bounds() + [(0.0, np.inf)]
+        else:
+            self.names = parameter_names(self.design) + list(ml.fixef.index)
+            self.s_hat = sdcor_from_theta(self.design, ml.theta, ml.sigma)
+            self.bounds = _bounds(self.design)
+        self.k = len(self.s_hat)
         self.base = self._dev_theta(ml.theta, ml.sigma)
-        self.bounds = _bounds(self.design)
         self.estimates = np.concatenate([self.s_hat, ml.fixef.to_numpy()])
         self.scale = np.concatenate([self._wald_se_sdcor(), ml.fixef_se.to_numpy()])
         self._starts: dict[int, list[tuple[float, np.ndarray]]] = {}
+
+    def _natural(self, x: np.ndarray) -> np.ndarray:
+        """A structured model's natural parameters, then sigma, from ``(psi, sigma)``."""
+        return np.append(self.cov.natural(x[:-1], float(x[-1])).to_numpy(), x[-1])
+
+    def _to_sdcor(self, x: np.ndarray) -> np.ndarray:
+        if self.structured:
+            return self._natural(x)
+        return sdcor_from_theta(self.design, x[:-1], x[-1])
 
     def _wald_se_sdcor(self) -> np.ndarray:
         """Wald SEs of the sd/cor parameters (first guesses of the endpoints):
@@ -90,8 +114,8 @@ class Profiler:
             h = 1e-6 * max(abs(psi[i]), 1e-3)
             e = np.zeros(self.k)
             e[i] = h
-            hi = sdcor_from_theta(self.design, (psi + e)[:-1], (psi + e)[-1])
-            lo = sdcor_from_theta(self.design, (psi - e)[:-1], (psi - e)[-1])
+            hi = self._to_sdcor(psi + e)
+            lo = self._to_sdcor(psi - e)
             J[:, i] = (hi - lo) / (2 * h)
         se = np.sqrt(np.clip(np.diag(J @ info.vcov_varpar @ J.T), 0.0, None))
         return np.where(np.isfinite(se) & (se > 0), se, fallback)
@@ -109,7 +133,8 @@ class Profiler:
 
     def _dev_s(self, s: np.ndarray) -> float:
         try:
-            theta, sigma = theta_from_sdcor(self.design, s)
+            theta, sigma = (self.cov.theta_from_natural(s) if self.structured
+                            else theta_from_sdcor(self.design, s))
         except ValueError:
             return 1e300
         val = self._dev_theta(theta, sigma)
@@ -146,13 +171,25 @@ class Profiler:
         """zeta of parameter ``w`` (index into :attr:`names`) at value ``c``."""
         est = self.estimates[w]
         follow_all = False
-        if w == self.k - 1:
+        bounds: list[tuple[Any, Any]]
+        if w == self.k - 1 and self.structured:
+            # sigma: the structures' psi free, started with the SDs of the fit
+            shift = np.where(np.array(self.cov.psi_kinds()) == "log_sd",
+                             np.log(self.fit.sigma / c), 0.0)
+            starts = self._starts_for(w, c, self.psi_hat + shift)
+            bounds = list(self.cov.psi_bounds())
+            follow_all = True
+
+            def fn(x: np.ndarray) -> float:
+                val = self._dev_theta(self.cov.theta(x), c)
+                return val if np.isfinite(val) else 1e300
+        elif w == self.k - 1:
             # sigma: the others free on the theta scale (see profile_inner); the
             # natural start keeps the random effects' SDs (theta-hat sigma-hat / c),
             # and each term's rank-reduced covariance is a start too
             keep = np.asarray(self.fit.theta, dtype=float) * (self.fit.sigma / c)
             starts = [*self._starts_for(w, c, keep), *face_starts(self.design, keep)]
-            bounds: list[tuple[Any, Any]] = [(None, None)] * (self.k - 1)
+            bounds = [(None, None)] * (self.k - 1)
             follow_all = True
 
             def fn(x: np.ndarray) -> float:
@@ -169,6 +206,13 @@ class Profiler:
                 return self._dev_s(s)
 
             bounds = [self.bounds[i] for i in free]
+        elif self.structured:
+            j = w - self.k
+            starts = self._starts_for(w, c, self.psi_hat)
+            bounds = list(self.cov.psi_bounds())
+
+            def fn(x: np.ndarray) -> float:
+                return self._dev_beta(self.cov.theta(x), j, c)
         else:
             j = w - self.k
             starts = self._starts_for(w, c, np.asarray(self.fit.theta, dtype=float))

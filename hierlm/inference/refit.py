@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
+from hierlm.covariance.layout import theta_lower
 from hierlm.design.weights import working_design
 from hierlm.estimate.optimize import DEFAULT_OPTIONS, theta_scale
 from hierlm.inference.refit_compiled import CompiledLoop
 from hierlm.objective.cholesky import GramVars
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.profiled import ProfiledObjective, gram_values
-from hierlm.objective.theta import theta_lower
 
 #: The fit's own convergence rule: scaled projected gradient at most this.
 CHECK_TOL = float(DEFAULT_OPTIONS["check_tol"])

@@ -32,10 +32,10 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.stats
 
+from hierlm.covariance.layout import templates
 from hierlm.errors import MethodError
 from hierlm.inference.fitted import require_model
 from hierlm.objective.gram import term_matrix
-from hierlm.objective.theta import templates
 
 TYPES = ("CR0", "CR2")
 

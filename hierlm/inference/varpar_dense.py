@@ -47,8 +47,8 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from hierlm.covariance.layout import tril_colmajor
 from hierlm.objective.gram import GramBlocks
-from hierlm.objective.theta import tril_colmajor
 
 #: Largest number of random effects handled with dense ``q x q`` matrices.
 DENSE_MAX_Q = 2000

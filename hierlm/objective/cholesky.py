@@ -32,10 +32,10 @@ from dataclasses import dataclass
 import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
+from hierlm.covariance.layout import tril_colmajor
 from hierlm.objective.chol_logdiag import chol_logdiag
 from hierlm.objective.first_block import first_block
 from hierlm.objective.schur_update import schur_update
-from hierlm.objective.theta import tril_colmajor
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from hierlm.covariance.layout import tril_colmajor
 from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.design.weights import sum_log_weights, working_design
-from hierlm.objective.theta import tril_colmajor
 
 
 @dataclass(frozen=True, eq=False)

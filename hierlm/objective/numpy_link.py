@@ -59,8 +59,8 @@ from typing import Any
 import numpy as np
 from scipy.linalg.lapack import dtrtrs
 
+from hierlm.covariance.layout import tril_colmajor
 from hierlm.objective.gram import GramBlocks
-from hierlm.objective.theta import tril_colmajor
 
 #: Largest ``q + p + 1`` (columns of ``[Z X y]``) evaluated densely here.
 MAX_SIZE = 120

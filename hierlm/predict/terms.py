@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from hierlm.covariance.layout import templates
 from hierlm.design.formula import parse_formula
 from hierlm.design.newdata import NewDataCoder
 from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.errors import DataError, FormulaError, MethodError
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
-from hierlm.objective.theta import templates
 
 _NONE = {"~0", "~-1", "0", "NA", "~1", "1"}
 
@@ -92,7 +92,7 @@ def fitted_objective(res: Any) -> ProfiledObjective:
     coder = coder_of(res)
     rows = coder.code(None)
     terms = tuple(RandomTerm(group=t.group, coef_names=t.coef_names, levels=t.levels,
-                             codes=c, X=zx)
+                             codes=c, X=zx, structure=t.structure)
                   for t, c, zx in zip(coder.terms, rows.codes, rows.Z_X, strict=True))
     design = ModelDesign(formula=coder.formula, response=coder.response,
                          y=np.asarray(res.y, dtype=float), X=rows.X,

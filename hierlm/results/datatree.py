@@ -12,7 +12,9 @@ Groups:
     The point estimates with the names and dims of a NUTS ``posterior`` less
     ``chain`` and ``draw``: ``beta[coef]``, ``sigma``, ``sd_<group>[<group>_term]``
     (a scalar for one coefficient), ``corr_<group>[<group>_pair]``, and ``beta_se[coef]``,
-    the Wald standard errors of beta.  ArviZ summarises draws, and a REML or ML fit
+    the Wald standard errors of beta; with a structured covariance also
+    ``covariance_parameters[covariance_parameter]``, the structures' own parameters
+    (``"subject: rho"``, ...).  ArviZ summarises draws, and a REML or ML fit
     has none, so ``az.summary(tree)`` finds no ``posterior``: draws of a REML fit come
     from its bootstrap (``az.summary(tree, group="bootstrap")``), and
     :func:`hierlm.plots.forest` draws these estimates with Wald intervals beside NUTS
@@ -39,9 +41,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 from hierlm.errors import MethodError
 from hierlm.estimate.nuts_posterior import corr_pairs
-from hierlm.objective.parameters import parameter_names, sdcor_from_theta
 from hierlm.objective.varcorr import group_labels
 from hierlm.results.residual_datatree import residual_variables
 
@@ -135,6 +137,13 @@ def estimate_dataset(res: Any) -> xr.Dataset:
     est = bootstrap_dataset(res, row).isel(chain=0, draw=0, drop=True).drop_vars("objective")
     if len(res.fixef):
         est["beta_se"] = (("coef",), res.fixef_se.to_numpy(dtype=np.float64))
+    structures = {getattr(t, "structure", "us") for t in coder.terms}
+    if res.covariance_parameters is not None and structures != {"us"}:
+        # a structured covariance: its own parameters (sd, rho, ...) by name
+        cp = res.covariance_parameters
+        est["covariance_parameters"] = (("covariance_parameter",),
+                                        cp.to_numpy(dtype=np.float64))
+        est = est.assign_coords(covariance_parameter=list(cp.index))
     est.attrs = {"note": f"{res.method} estimates; beta_se: Wald standard errors"}
     return est
 
@@ -144,7 +153,7 @@ def to_datatree(res: Any, bootstrap: Any = None) -> xr.DataTree:
 
     ``bootstrap`` is any object with a ``replicates`` DataFrame whose columns are
     ``objective``, the fixed-effect names and the names of
-    :func:`hierlm.objective.parameters.parameter_names`.
+    :func:`hierlm.covariance.parameters.parameter_names`.
 
     Examples
     --------

@@ -38,7 +38,13 @@ class FitResult(FitRecord, ResultsSectionMixin):
     sigma : float
         Residual standard deviation.
     theta : ndarray
-        Relative covariance factor parameters, lme4's packing.
+        Relative covariance factor parameters, lme4's packing (for a structured
+        covariance, the template its parameters imply).
+    covariance_parameters : pandas.Series or None
+        Each term's own covariance parameters on the response scale, named
+        ``"<group>: <parameter>"``: SDs (``sd_<column>``, or ``sd`` for a homogeneous
+        structure), correlations (``cor_<a>.<b>`` of an unstructured term, ``rho`` of
+        ``cs``/``ar1``, ``rho_lag<k>`` of ``toep``); None for NUTS fits.
     varcorr : pandas.DataFrame
         ``group, term1, term2, variance_or_cov, sd_or_corr``; residual row last.
     loglik, aic, bic : float

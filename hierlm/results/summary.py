@@ -103,7 +103,7 @@ def format_summary(res: FitRecord) -> str:
         lines.append(f"REML criterion at convergence: {res.objective:.4f}")
     elif res.method == "ML":
         stats = pd.DataFrame([[res.aic, res.bic, res.loglik, res.objective,
-                               res.nobs - len(res.fixef) - len(res.theta) - 1
+                               res.nobs - len(res.fixef) - res.n_covariance_parameters - 1
                                - len(res.residual_parameters)]],
                              columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
         lines.append(stats.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 import hierlm
+from hierlm.covariance.layout import templates
 from hierlm.estimate.boundary import canonical_signs, escape_boundary
 from hierlm.objective import compile_objective
-from hierlm.objective.theta import templates
 from tests.conftest import dataset
 
 

@@ -10,9 +10,9 @@ import scipy.stats
 import xarray as xr
 
 import hierlm
+from hierlm.covariance.layout import templates
 from hierlm.estimate.conditional import log_likelihood_dataset, marginal_deviance
 from hierlm.objective import compile_objective
-from hierlm.objective.theta import templates
 
 THETA = np.array([0.8, -0.02, 0.2])
 BETA = np.array([250.0, 10.0])

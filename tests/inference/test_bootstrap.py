@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 import hierlm
+from hierlm.covariance.layout import templates
+from hierlm.covariance.parameters import parameter_names, theta_from_sdcor
 from hierlm.errors import ConvergenceWarning, MethodError
 from hierlm.inference import parallel
 from hierlm.inference import refit as refitmod
@@ -17,8 +19,6 @@ from hierlm.inference.anova import info_of
 from hierlm.inference.bootstrap import Bootstrap, simulate
 from hierlm.inference.refit import Refitter
 from hierlm.objective.gram import term_matrix
-from hierlm.objective.parameters import parameter_names, theta_from_sdcor
-from hierlm.objective.theta import templates
 
 
 def _simulate(design, res, rng, Zs):

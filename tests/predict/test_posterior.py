@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.objective.theta import templates
+from hierlm.covariance.layout import templates
 from hierlm.results.result import FitResult
 
 SMALL = {"draws": 150, "tune": 150, "chains": 2, "progressbar": False, "sampler": "pymc",

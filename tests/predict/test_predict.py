@@ -127,7 +127,7 @@ def _dense_pev(res: hierlm.FitResult, Xn: np.ndarray, Zn: np.ndarray) -> np.ndar
     X = design.X
     Z = np.hstack([np.kron(np.eye(t.n_levels)[t.codes], np.ones((1, t.p)))
                    * np.tile(t.X, (1, t.n_levels)) for t in design.terms])
-    Ts = hierlm.objective.theta.templates(design, res.theta)
+    Ts = hierlm.covariance.layout.templates(design, res.theta)
     Lam = np.zeros((Z.shape[1], Z.shape[1]))
     off = 0
     for t, T in zip(design.terms, Ts, strict=True):
@@ -167,7 +167,7 @@ def test_intervals_match_dense_henderson_equations(key: str, fits: dict) -> None
     pred = res.predict(new, allow_new_levels=True, interval="prediction", level=0.9)
     extra = np.full(len(new), res.sigma**2)
     design = res.model.design
-    Ts = hierlm.objective.theta.templates(design, res.theta)
+    Ts = hierlm.covariance.layout.templates(design, res.theta)
     rows = res.coder.code(new, allow_new_levels=True)
     for T, zx, codes in zip(Ts, rows.Z_X, rows.codes, strict=True):
         S = res.sigma**2 * T @ T.T

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import hierlm
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 from hierlm.errors import MethodError
-from hierlm.objective.parameters import parameter_names, sdcor_from_theta
 
 
 def small_bootstrap(res: hierlm.FitResult, n: int = 20) -> SimpleNamespace:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import hierlm
-from hierlm.objective.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
-from hierlm.objective.theta import theta_lower
+from hierlm.covariance.layout import theta_lower
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
 from tests.conftest import dataset, reference
 
 

@@ -1,0 +1,303 @@
+"""The covariance object of one random-effects term: psi -> template -> theta.
+
+A term with ``p`` coefficients per level has the covariance ``Sigma = sigma^2 T T'``,
+``T`` its lower-triangular template (lme4's; theta packs ``T``'s lower triangle column
+by column, :mod:`hierlm.covariance.layout`).  A *structure* restricts ``Sigma`` to a
+family with its own parameter vector ``psi``, unconstrained for the optimizer:
+
+* relative SDs ``s_j = exp(psi_j) / r_j`` (``r_j`` the root mean square of column ``j``
+  of the term's model matrix, so that ``psi = 0`` is lme4's identity start and rescaling
+  a predictor only shifts ``psi``); a homogeneous structure has one ``s = exp(psi) / r``
+  with ``r`` the geometric mean of the ``r_j``;
+* a correlation matrix ``R(psi)`` that is positive definite for every ``psi``;
+* the template ``T = diag(s) chol(R)``, so that ``T T' = diag(s) R diag(s) = Sigma /
+  sigma^2``.
+
+The Jacobian ``d theta / d psi`` is exact: a log SD scales its rows of ``T``
+(``d T / d psi_j = e_j e_j' T``; all rows for a homogeneous SD), and a correlation
+parameter moves ``L = chol(R)`` by ``d L = L Phi(L^-1 dR L^-T)`` (``Phi``: the lower
+triangle with its diagonal halved; Murray 2016, "Differentiation of the Cholesky
+decomposition"), with ``dR`` by the complex step ``Im R(psi + i h e_k) / h``,
+``h = 1e-30`` (every map here is analytic, so that derivative is exact to rounding,
+with no subtraction error).  ``psi`` has lower and upper bounds only to keep
+the map finite and ``R`` numerically positive definite: a log relative SD of -25 is an
+SD of 1e-11 column units (zero for every purpose), and a correlation parameter of +-12
+is a correlation within 1e-5 of its limit (``tanh(12) = 1 - 8e-11``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import scipy.linalg
+
+from hierlm.covariance.layout import psd_cholesky, tril_colmajor
+
+#: Bounds of a log relative SD (column units) and of an unconstrained correlation parameter.
+LOG_SD_BOUNDS = (-25.0, 25.0)
+CORR_BOUNDS = (-12.0, 12.0)
+_STEP = 1e-30
+#: Smallest pivot of the Cholesky factorization of a correlation matrix.
+PIVOT_FLOOR = 1e-14
+
+
+def cholesky_analytic(R: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a small positive definite matrix, complex-step safe.
+
+    numpy's Cholesky conjugates complex input (it factors Hermitian matrices), which
+    breaks the complex-step derivative; this textbook column-by-column form (Golub &
+    Van Loan, Alg. 4.2.1) uses only arithmetic and square roots.  A pivot below
+    ``PIVOT_FLOOR`` (a correlation matrix within rounding of singular, as at the far
+    ends of the correlation parameters' bounds) is raised to it, so that the template
+    stays finite and the optimizer's line search can step back from there.
+
+    Examples
+    --------
+    >>> cholesky_analytic(np.array([[4.0, 2.0], [2.0, 5.0]])).tolist()
+    [[2.0, 0.0], [1.0, 2.0]]
+    """
+    p = R.shape[0]
+    L = np.zeros_like(R)
+    for j in range(p):
+        d = R[j, j] - np.sum(L[j, :j] * L[j, :j])
+        d = np.where(np.real(d) > PIVOT_FLOOR, d, PIVOT_FLOOR)
+        L[j, j] = np.sqrt(d)
+        for i in range(j + 1, p):
+            L[i, j] = (R[i, j] - np.sum(L[i, :j] * L[j, :j])) / L[j, j]
+    return L
+
+
+def cholesky(R: np.ndarray) -> np.ndarray:
+    """LAPACK's Cholesky factor of a real correlation matrix; the floored
+    :func:`cholesky_analytic` where LAPACK finds it not positive definite.
+
+    Examples
+    --------
+    >>> cholesky(np.array([[1.0, 1.0], [1.0, 1.0]])).tolist()
+    [[1.0, 0.0], [1.0, 1e-07]]
+    """
+    try:
+        return np.linalg.cholesky(R)
+    except np.linalg.LinAlgError:
+        return cholesky_analytic(R)
+
+
+class Covariance:
+    """A term's covariance structure: parameters ``psi``, template, names.
+
+    Subclasses set :attr:`structure` and implement :meth:`sds`, :meth:`correlation`,
+    :meth:`psi_start`, :meth:`psi_bounds`, :meth:`natural` and :meth:`natural_names`.
+
+    Parameters
+    ----------
+    coef_names : tuple of str
+        The term's column names (``p`` of them), in order.
+    group : str
+        The grouping factor's label (lme4's, ``"Subject"``, ``"Subject.1"``).
+    rms : ndarray
+        Root mean square of each column of the term's model matrix (positive).
+    """
+
+    structure: ClassVar[str] = ""
+    #: A homogeneous structure has one SD for all columns.
+    homogeneous: ClassVar[bool] = False
+
+    def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:
+        self.coef_names = tuple(coef_names)
+        self.group = group
+        self.rms = np.asarray(rms, dtype=float)
+        self.p = len(self.coef_names)
+        self.n_theta = self.p * (self.p + 1) // 2
+        self._rows, self._cols = tril_colmajor(self.p)
+        self._lag = np.abs(np.subtract.outer(np.arange(self.p), np.arange(self.p)))
+        self._eye = np.eye(self.p)
+        self._lower_half = np.tril(np.ones((self.p, self.p))) - 0.5 * self._eye
+        self._log_rms = np.log(self.rms)
+        self._log_r = float(np.mean(self._log_rms))  # log of the geometric mean
+
+    # --- to be supplied by a structure -------------------------------------------------
+    @property
+    def n_psi(self) -> int:
+        """Number of parameters of the structure."""
+        raise NotImplementedError
+
+    def sds(self, psi: np.ndarray) -> np.ndarray:
+        """Relative SDs ``s_j`` (SD of column ``j`` over sigma), shape ``(p,)``."""
+        raise NotImplementedError
+
+    def correlation(self, psi: np.ndarray) -> np.ndarray:
+        """The correlation matrix ``R(psi)``, ``p x p``."""
+        raise NotImplementedError
+
+    def correlation_psi(self, R: np.ndarray) -> np.ndarray:
+        """The correlation part of psi that gives the correlation matrix ``R``."""
+        raise NotImplementedError
+
+    def natural_bounds(self) -> list[tuple[float, float]]:
+        """Bounds of :meth:`natural`: SDs ``[0, inf)``, correlations their structure's range."""
+        n_sd = 1 if self.homogeneous else self.p
+        return [(0.0, np.inf)] * n_sd + [(-1.0, 1.0)] * (len(self.natural_names()) - n_sd)
+
+    def correlation_from_natural(self, values: np.ndarray) -> np.ndarray:
+        """``R`` from the correlation part of :meth:`natural`."""
+        raise NotImplementedError
+
+    def theta_from_natural(self, values: np.ndarray, sigma: float) -> np.ndarray:
+        """The term's theta from its :meth:`natural` parameters; ValueError if they give no
+        positive semi-definite covariance.
+
+        Examples
+        --------
+        >>> from hierlm.covariance.ar1 import AR1
+        >>> c = AR1(("t1", "t2"), "g", np.ones(2))
+        >>> c.theta_from_natural(np.array([2.0, 0.6]), 2.0).round(12).tolist()
+        [1.0, 0.6, 0.8]
+        """
+        values = np.asarray(values, dtype=float)
+        n_sd = 1 if self.homogeneous else self.p
+        sd = np.broadcast_to(values[:n_sd], (self.p,)) / sigma
+        if np.any(sd < 0) or not np.all(np.isfinite(values)):
+            raise ValueError("standard deviations must be non-negative and finite")
+        for v, (lo, hi) in zip(values[n_sd:], self.natural_bounds()[n_sd:], strict=True):
+            if not lo <= v <= hi:
+                raise ValueError(f"correlation {v} outside [{lo}, {hi}]")
+        R = self.correlation_from_natural(values[n_sd:])
+        return psd_cholesky(sd[:, None] * R * sd[None, :])[self._rows, self._cols]
+
+    def psi_from_theta(self, theta: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`theta` on the structure's family (clipped to the bounds).
+
+        The SDs are ``sqrt(diag(T T'))`` (their mean for a homogeneous structure: all are
+        equal on the family), the correlation parameters are read off ``R``.
+
+        Examples
+        --------
+        >>> from hierlm.covariance.ar1 import AR1
+        >>> c = AR1(("t1", "t2", "t3"), "g", np.ones(3))
+        >>> c.psi_from_theta(c.theta(np.array([0.3, -0.4]))).round(12).tolist()
+        [0.3, -0.4]
+        """
+        rows, cols = tril_colmajor(self.p)
+        T = np.zeros((self.p, self.p))
+        T[rows, cols] = theta
+        S = T @ T.T
+        sd = np.sqrt(np.clip(np.diag(S), 1e-300, None))
+        R = S / np.outer(sd, sd)
+        if self.homogeneous:
+            r = math.exp(float(np.mean(np.log(self.rms))))
+            log_sd = np.array([math.log(float(np.mean(sd)) * r)])
+        else:
+            log_sd = np.log(sd * self.rms)
+        psi = np.concatenate([log_sd, self.correlation_psi(R)])
+        bounds = np.array(self.psi_bounds())
+        return np.clip(psi, bounds[:, 0], bounds[:, 1])
+
+    def psi_start(self) -> np.ndarray:
+        """Starting value: relative SDs ``1 / r_j`` (lme4's identity start), correlations 0."""
+        raise NotImplementedError
+
+    def natural(self, psi: np.ndarray, sigma: float) -> np.ndarray:
+        """The structure's own parameters on the response scale, in :meth:`natural_names` order."""
+        raise NotImplementedError
+
+    def natural_names(self) -> list[str]:
+        """Short names of :meth:`natural` (``sd_t1``, ``sd``, ``rho``, ``rho_lag2``)."""
+        raise NotImplementedError
+
+    # --- shared ------------------------------------------------------------------------
+    def psi_bounds(self) -> list[tuple[float, float]]:
+        """Bounds of each psi component (wide: they keep ``exp`` finite)."""
+        n_sd = 1 if self.homogeneous else self.p
+        return [LOG_SD_BOUNDS] * n_sd + [CORR_BOUNDS] * (self.n_psi - n_sd)
+
+    def psi_kinds(self) -> list[str]:
+        """What each psi component is: ``"log_sd"`` or ``"corr"`` (unconstrained)."""
+        n_sd = 1 if self.homogeneous else self.p
+        return ["log_sd"] * n_sd + ["corr"] * (self.n_psi - n_sd)
+
+    def _log_sd(self, psi: np.ndarray) -> np.ndarray:
+        """The log relative SDs of each column from psi's leading SD part."""
+        if self.homogeneous:
+            return np.full(self.p, psi[0] - self._log_r, dtype=psi.dtype)
+        return psi[:self.p] - self._log_rms
+
+    def template(self, psi: np.ndarray) -> np.ndarray:
+        """``T = diag(s) chol(R)``."""
+        psi = np.asarray(psi, dtype=float)
+        return self.sds(psi)[:, None] * cholesky(self.correlation(psi))
+
+    def relative_covariance(self, psi: np.ndarray) -> np.ndarray:
+        """``Sigma / sigma^2 = diag(s) R diag(s)``."""
+        s = self.sds(np.asarray(psi, dtype=float))
+        return s[:, None] * self.correlation(np.asarray(psi, dtype=float)) * s[None, :]
+
+    def theta(self, psi: np.ndarray) -> np.ndarray:
+        """The term's slice of theta: ``T``'s lower triangle, column by column.
+
+        Examples
+        --------
+        >>> from hierlm.covariance.compound import CompoundSymmetry
+        >>> c = CompoundSymmetry(("a", "b"), "g", np.ones(2))
+        >>> c.theta(np.array([0.0, 0.0, 0.0])).round(6).tolist()
+        [1.0, 0.0, 1.0]
+        """
+        return self.template(np.asarray(psi))[self._rows, self._cols]
+
+    def jacobian(self, psi: np.ndarray) -> np.ndarray:
+        """``d theta / d psi``, shape ``(n_theta, n_psi)``, by the complex step (exact).
+
+        Examples
+        --------
+        >>> from hierlm.covariance.diagonal import Diagonal
+        >>> Diagonal(("a", "b"), "g", np.ones(2)).jacobian(np.zeros(2)).tolist()
+        [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+        """
+        psi = np.asarray(psi, dtype=float)
+        rows, cols = self._rows, self._cols
+        s = self.sds(psi)
+        L = cholesky(self.correlation(psi))
+        t = (s[:, None] * L)[rows, cols]
+        J = np.zeros((self.n_theta, self.n_psi))
+        n_sd = 1 if self.homogeneous else self.p
+        if self.homogeneous:
+            J[:, 0] = t
+        else:
+            J[:, :n_sd] = t[:, None] * (rows[:, None] == np.arange(self.p)[None, :])
+        if self.n_psi > n_sd:
+            Linv = scipy.linalg.solve_triangular(L, self._eye, lower=True)
+            dR = np.stack(self.correlation_derivatives(psi))         # (k, p, p)
+            X = Linv @ dR @ Linv.T
+            Phi = X * self._lower_half                                # tril, diagonal / 2
+            dT = s[None, :, None] * (L @ Phi)
+            J[:, n_sd:] = dT[:, rows, cols].T
+        return J
+
+    def correlation_derivatives(self, psi: np.ndarray) -> list[np.ndarray]:
+        """``d R / d psi_k`` for each correlation parameter, by the complex step."""
+        n_sd = 1 if self.homogeneous else self.p
+        out = []
+        for k in range(n_sd, self.n_psi):
+            z = np.asarray(psi, dtype=float).astype(complex)
+            z[k] += 1j * _STEP
+            out.append(self.correlation(z).imag / _STEP)
+        return out
+
+    def names(self) -> list[str]:
+        """lme4-style names of :meth:`natural`: ``sd_t1|Subject``, ``rho|Subject``."""
+        return [f"{n}|{self.group}" for n in self.natural_names()]
+
+    def labels(self) -> list[str]:
+        """Names of :meth:`natural` in ``FitResult.covariance_parameters``: ``Subject: rho``."""
+        return [f"{self.group}: {n}" for n in self.natural_names()]
+
+    def _sd_names(self) -> list[str]:
+        return ["sd"] if self.homogeneous else [f"sd_{c}" for c in self.coef_names]
+
+    def _sd_values(self, psi: np.ndarray, sigma: float) -> list[float]:
+        s = sigma * self.sds(np.asarray(psi, dtype=float))
+        return [float(s[0])] if self.homogeneous else [float(v) for v in s]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.structure}, p={self.p}, group={self.group!r})"

@@ -1,0 +1,106 @@
+"""Compound symmetry: one common correlation ``rho`` between all columns (glmmTMB ``cs``).
+
+``Sigma = sigma^2 diag(s) R diag(s)`` with ``R = (1 - rho) I + rho 1 1'``, whose
+eigenvalues are ``1 - rho`` (``p - 1`` times) and ``1 + (p - 1) rho``: ``R`` is positive
+definite exactly for ``rho`` in ``(-1 / (p - 1), 1)``.  The unconstrained parameter is
+``z`` with ``rho = lo + (1 - lo) / (1 + exp(-z))``, ``lo = -1 / (p - 1)``; ``z = -log(p -
+1)`` is ``rho = 0``.  SDs as in :mod:`hierlm.covariance.base` (``hom=True``: one SD,
+glmmTMB's ``homcs``).  A term with one column has no correlation parameter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hierlm.covariance.base import LOG_SD_BOUNDS, Covariance
+
+#: Bounds of ``z``: ``1 - sigmoid(24) = 4e-11``, as close to the limits as ``tanh(12)``.
+CS_BOUNDS = (-24.0, 24.0)
+
+
+class CompoundSymmetry(Covariance):
+    """``cs(0 + f | g)``: heterogeneous SDs, one common correlation.
+
+    Examples
+    --------
+    >>> c = CompoundSymmetry(("a", "b", "c"), "g", np.ones(3))
+    >>> psi = np.array([0.0, 0.0, 0.0, 0.0])   # z = 0: rho = -1/2 + 3/2 * 1/2
+    >>> c.correlation(psi).round(6).tolist()[0]
+    [1.0, 0.25, 0.25]
+    >>> c.natural_names(), c.natural(psi, 2.0).round(6).tolist()
+    (['sd_a', 'sd_b', 'sd_c', 'rho'], [2.0, 2.0, 2.0, 0.25])
+    """
+
+    structure = "cs"
+
+    @property
+    def _lo(self) -> float:
+        return -1.0 / (self.p - 1)
+
+    @property
+    def n_psi(self) -> int:
+        return (1 if self.homogeneous else self.p) + (1 if self.p > 1 else 0)
+
+    def rho(self, psi: np.ndarray) -> np.ndarray:
+        """The common correlation (0 for a one-column term)."""
+        if self.p == 1:
+            return np.zeros((), dtype=np.asarray(psi).dtype)
+        lo = self._lo
+        return lo + (1.0 - lo) / (1.0 + np.exp(-psi[-1]))
+
+    def sds(self, psi: np.ndarray) -> np.ndarray:
+        return np.exp(self._log_sd(psi))
+
+    def correlation(self, psi: np.ndarray) -> np.ndarray:
+        return self._eye + (1.0 - self._eye) * self.rho(psi)
+
+    def psi_bounds(self) -> list[tuple[float, float]]:
+        n_sd = 1 if self.homogeneous else self.p
+        return [LOG_SD_BOUNDS] * n_sd + [CS_BOUNDS] * (self.n_psi - n_sd)
+
+    def natural_bounds(self) -> list[tuple[float, float]]:
+        n_sd = 1 if self.homogeneous else self.p
+        return [(0.0, np.inf)] * n_sd + ([(self._lo, 1.0)] if self.p > 1 else [])
+
+    def correlation_from_natural(self, values: np.ndarray) -> np.ndarray:
+        rho = float(values[0]) if self.p > 1 else 0.0
+        return self._eye + (1.0 - self._eye) * rho
+
+    def correlation_psi(self, R: np.ndarray) -> np.ndarray:
+        if self.p == 1:
+            return np.zeros(0)
+        lo = self._lo
+        rho = float(np.mean(R[np.tril_indices(self.p, -1)]))
+        u = np.clip((rho - lo) / (1.0 - lo), 1e-300, 1.0 - 1e-16)
+        return np.array([math.log(u) - math.log1p(-u)])
+
+    def psi_start(self) -> np.ndarray:
+        start = np.zeros(self.n_psi)
+        if self.p > 1:
+            start[-1] = -math.log(self.p - 1)
+        return start
+
+    def natural(self, psi: np.ndarray, sigma: float) -> np.ndarray:
+        out = self._sd_values(psi, sigma)
+        if self.p > 1:
+            out.append(float(self.rho(np.asarray(psi, dtype=float))))
+        return np.array(out)
+
+    def natural_names(self) -> list[str]:
+        return self._sd_names() + (["rho"] if self.p > 1 else [])
+
+
+class HomCompoundSymmetry(CompoundSymmetry):
+    """``cs(0 + f | g, hom=True)``: one SD, one common correlation (glmmTMB ``homcs``).
+
+    Examples
+    --------
+    >>> c = HomCompoundSymmetry(("a", "b"), "g", np.ones(2))
+    >>> c.relative_covariance(np.array([np.log(2.0), 0.0])).round(6).tolist()
+    [[4.0, 0.0], [0.0, 4.0]]
+    """
+
+    structure = "homcs"
+    homogeneous = True

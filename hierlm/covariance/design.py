@@ -1,0 +1,226 @@
+"""The covariance of a whole model: one structure per term, ``psi`` -> ``theta``.
+
+``psi`` concatenates the terms' parameter vectors in the design's term order, as theta
+concatenates their templates; ``theta(psi)`` is the concatenation of the terms' maps,
+and ``d theta / d psi`` is block diagonal.  A model whose terms are all unstructured
+has ``psi = theta`` (:attr:`DesignCovariance.structured` is False) and is fitted by
+the theta optimizer unchanged.
+
+The gradient of any function ``f`` of theta in psi is the chain rule
+``grad_psi f = J' grad_theta f`` with ``J = d theta / d psi``; its Hessian adds the
+second-order term ``sum_i (grad_theta f)_i d^2 theta_i / d psi^2``
+(:meth:`DesignCovariance.hessian_psi`), which does not vanish at a structured optimum
+(only ``J' grad_theta f`` does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierlm.covariance.ar1 import AR1, HetAR1
+from hierlm.covariance.base import Covariance
+from hierlm.covariance.compound import CompoundSymmetry, HomCompoundSymmetry
+from hierlm.covariance.diagonal import Diagonal, HomDiagonal
+from hierlm.covariance.toeplitz import HomToeplitz, Toeplitz
+from hierlm.covariance.unstructured import Unstructured
+from hierlm.design.terms import STRUCTURES, ModelDesign, RandomTerm
+from hierlm.errors import MethodError
+
+#: The class of each structure, by glmmTMB's name.
+CLASSES: dict[str, type[Covariance]] = {
+    "us": Unstructured, "diag": Diagonal, "homdiag": HomDiagonal, "cs": CompoundSymmetry,
+    "homcs": HomCompoundSymmetry, "ar1": AR1, "hetar1": HetAR1, "toep": Toeplitz,
+    "homtoep": HomToeplitz,
+}
+assert set(CLASSES) == set(STRUCTURES)
+
+# Step of the central differences of the (exact) Jacobian in hessian_psi.
+_HESS_STEP = 1e-5
+
+
+def column_rms(term: RandomTerm) -> np.ndarray:
+    """Root mean square of each column of the term's model matrix (1 where it is 0).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> column_rms(d.terms[0]).round(4).tolist()
+    [1.0, 5.3385]
+    """
+    rms = (np.sqrt(np.mean(np.square(term.X), axis=0)) if term.col_rms is None
+           else np.asarray(term.col_rms, dtype=float))  # rows read in chunks
+    return np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
+
+
+def group_labels(terms: Any) -> list[str]:
+    """lme4's group labels: a repeated grouping factor gets ``.1``, ``.2``, ...
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days || Subject)", hierlm.load_sleepstudy())
+    >>> group_labels(d.terms)
+    ['Subject', 'Subject.1']
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for term in terms:
+        k = seen.get(term.group, 0)
+        out.append(term.group if k == 0 else f"{term.group}.{k}")
+        seen[term.group] = k + 1
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class DesignCovariance:
+    """The covariance objects of a design's terms and the map ``psi -> theta``.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> cov = DesignCovariance.of(d)
+    >>> cov.structured, cov.n_psi, cov.labels()
+    (False, 3, ['Subject: sd_(Intercept)', 'Subject: cor_Days.(Intercept)', 'Subject: sd_Days'])
+    """
+
+    terms: tuple[Covariance, ...]
+
+    @classmethod
+    def of(cls, design: ModelDesign) -> DesignCovariance:
+        """The covariance objects of ``design``'s terms."""
+        labels = group_labels(design.terms)
+        return cls(tuple(CLASSES[getattr(t, "structure", "us")](t.coef_names, label,
+                                                                column_rms(t))
+                         for t, label in zip(design.terms, labels, strict=True)))
+
+    @property
+    def structured(self) -> bool:
+        """Whether any term has a structure other than ``us``."""
+        return any(c.structure != "us" for c in self.terms)
+
+    @property
+    def n_psi(self) -> int:
+        return sum(c.n_psi for c in self.terms)
+
+    @property
+    def n_theta(self) -> int:
+        return sum(c.n_theta for c in self.terms)
+
+    def _split(self, psi: np.ndarray) -> list[np.ndarray]:
+        psi = np.asarray(psi)
+        if psi.shape != (self.n_psi,):
+            raise ValueError(f"psi must have length {self.n_psi}, got shape {psi.shape}")
+        cuts = np.cumsum([c.n_psi for c in self.terms])[:-1]
+        return np.split(psi, cuts)
+
+    def theta(self, psi: np.ndarray) -> np.ndarray:
+        """theta of ``psi``, all terms."""
+        parts = [c.theta(x) for c, x in zip(self.terms, self._split(psi), strict=True)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def jacobian(self, psi: np.ndarray) -> np.ndarray:
+        """``d theta / d psi``, block diagonal, shape ``(n_theta, n_psi)``."""
+        J = np.zeros((self.n_theta, self.n_psi))
+        r = c0 = 0
+        for c, x in zip(self.terms, self._split(psi), strict=True):
+            J[r:r + c.n_theta, c0:c0 + c.n_psi] = c.jacobian(x)
+            r += c.n_theta
+            c0 += c.n_psi
+        return J
+
+    def hessian_psi(self, psi: np.ndarray, grad_theta: np.ndarray,
+                    hess_theta: np.ndarray) -> np.ndarray:
+        """Hessian in psi of a function with theta-gradient ``g`` and theta-Hessian ``H``.
+
+        ``J' H J + sum_i g_i d^2 theta_i / d psi^2``; the second derivatives are central
+        differences of the exact (complex-step) Jacobian, symmetrized.
+        """
+        psi = np.asarray(psi, dtype=float)
+        J = self.jacobian(psi)
+        out = J.T @ hess_theta @ J
+        second = np.zeros((self.n_psi, self.n_psi))
+        for k in range(self.n_psi):
+            e = np.zeros(self.n_psi)
+            e[k] = _HESS_STEP
+            dJ = (self.jacobian(psi + e) - self.jacobian(psi - e)) / (2 * _HESS_STEP)
+            second[:, k] = dJ.T @ grad_theta
+        return out + (second + second.T) / 2
+
+    def psi_from_theta(self, theta: np.ndarray) -> np.ndarray:
+        """The structures' psi of a theta on their family (e.g. a fitted result's theta)."""
+        theta = np.asarray(theta, dtype=float)
+        cuts = np.cumsum([c.n_theta for c in self.terms])[:-1]
+        parts = [c.psi_from_theta(t) for c, t in zip(self.terms, np.split(theta, cuts),
+                                                       strict=True)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def natural_bounds(self) -> list[tuple[float, float]]:
+        """Bounds of the natural parameters (SDs >= 0, correlations in their range)."""
+        return [b for c in self.terms for b in c.natural_bounds()]
+
+    def theta_from_natural(self, values: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(theta, sigma)`` from the natural parameters followed by sigma; ValueError
+        where they give no positive semi-definite covariance or ``sigma <= 0``."""
+        values = np.asarray(values, dtype=float)
+        sigma = float(values[-1])
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        parts, k = [], 0
+        for c in self.terms:
+            n = len(c.natural_names())
+            parts.append(c.theta_from_natural(values[k:k + n], sigma))
+            k += n
+        return (np.concatenate(parts) if parts else np.zeros(0)), sigma
+
+    def psi_start(self) -> np.ndarray:
+        parts = [c.psi_start() for c in self.terms]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def psi_bounds(self) -> list[tuple[float, float]]:
+        return [b for c in self.terms for b in c.psi_bounds()]
+
+    def psi_kinds(self) -> list[str]:
+        """``"log_sd"``, ``"corr"`` or ``"theta"`` (an unstructured term's) per component."""
+        return [k for c in self.terms for k in c.psi_kinds()]
+
+    def names(self) -> list[str]:
+        """lme4-style names of the natural parameters: ``sd_t1|Subject``, ``rho|Subject``."""
+        return [n for c in self.terms for n in c.names()]
+
+    def labels(self) -> list[str]:
+        """Names of the natural parameters: ``Subject: sd_t1``, ``Subject: rho``."""
+        return [n for c in self.terms for n in c.labels()]
+
+    def natural(self, psi: np.ndarray, sigma: float) -> pd.Series:
+        """The structures' own parameters (SDs on the response scale, correlations)."""
+        vals = [c.natural(x, sigma) for c, x in zip(self.terms, self._split(psi), strict=True)]
+        return pd.Series(np.concatenate(vals) if vals else np.zeros(0), index=self.labels(),
+                         name="covariance_parameters", dtype=float)
+
+
+def require_unstructured(design: ModelDesign, what: str) -> None:
+    """MethodError naming ``what`` if a term of ``design`` has a structured covariance.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> data = hierlm.load_sleepstudy().query("Days < 4").astype({"Days": str})
+    >>> d = hierlm.build_design("Reaction ~ Days + ar1(0 + Days | Subject)", data)
+    >>> require_unstructured(d, "NUTS")
+    Traceback (most recent call last):
+    ...
+    hierlm.errors.MethodError: NUTS is not supported yet for structured covariances (ar1 \
+on Subject); fit by REML or ML, or use an unstructured term (1 + x | g)
+    """
+    cov = DesignCovariance.of(design)
+    if cov.structured:
+        which = ", ".join(f"{c.structure} on {c.group}" for c in cov.terms
+                          if c.structure != "us")
+        raise MethodError(f"{what} is not supported yet for structured covariances ({which}); "
+                          f"fit by REML or ML, or use an unstructured term (1 + x | g)")
