@@ -7,8 +7,11 @@ share a column, ``X_g X_g' = I``, so ``(Sigma + delta I, sigma^2 - delta)`` give
 likelihood for every small ``delta``.  A structure whose family is closed under adding
 ``delta I`` then has a flat likelihood along that line: ``diag`` and ``hom`` ``diag``
 (variances plus delta), homogeneous ``cs`` and ``toep`` (one variance plus delta, the
-covariances unchanged, all correlations scaled alike).  glmmTMB's ``toep`` (one SD per
-column) is listed too: with one observation per cell it is nearly flat in practice.
+covariances unchanged, all correlations scaled alike).  The heterogeneous ``toep`` (one
+SD per column) is not closed under it: its ``p (p - 1) / 2`` covariances
+``rho_|i-j| s_i s_j`` tie the SDs, so with ``p >= 4`` the ``2 p`` parameters (with
+``sigma``) are identified by the ``p (p + 1) / 2`` moments; on Orthodont (4 ages) its
+REML optimum is a point, not a ridge (``tests/covariance/test_reference_brute.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from hierlm.design.terms import ModelDesign
 
 #: Structures not identified beside the residual with one observation per group and column.
-CONFOUNDED = ("diag", "homdiag", "homcs", "toep", "homtoep")
+CONFOUNDED = ("diag", "homdiag", "homcs", "homtoep")
 
 
 def one_per_cell(codes: np.ndarray, X: np.ndarray) -> bool:
