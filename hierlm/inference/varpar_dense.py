@@ -47,6 +47,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from hierlm.inference.varpar_levels import one_term_varpar
 from hierlm.objective.gram import GramBlocks
 from hierlm.objective.theta import tril_colmajor
 
@@ -152,7 +153,8 @@ def _lambda_parts(design: Any, gram: GramBlocks, theta: np.ndarray
     return lam, parts, groups
 
 
-def dense_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float, reml: bool
+def dense_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float, reml: bool,
+                 levels: bool = True
                  ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Deviance, gradient, Hessian in ``(theta, sigma)``, ``C`` and ``dC/dpsi``.
 
@@ -168,6 +170,10 @@ def dense_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
         Residual standard deviation.
     reml : bool
         REML deviance (True) or ML deviance (False).
+    levels : bool
+        With one random-effects term, compute level by level
+        (:func:`hierlm.inference.varpar_levels.one_term_varpar`); False forces the
+        dense ``q x q`` path.
 
     Returns
     -------
@@ -183,6 +189,8 @@ def dense_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     >>> round(d, 4), H.shape, J.shape
     (1743.6283, (4, 4), (4, 2, 2))
     """
+    if levels and len(design.terms) == 1 and gram.q_rest == 0:
+        return one_term_varpar(design, gram, theta, sigma, reml)
     theta = np.asarray(theta, dtype=float)
     sigma = float(sigma)
     s2 = sigma * sigma
