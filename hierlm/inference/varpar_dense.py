@@ -35,8 +35,15 @@ with ``(1 | C) + (1 | C:P)`` instead (``q = 729``) 101 s -> 0.08-0.45 s.  The ta
 agree with the graph's to 4e-12.  n = 10,000, p = 20, ``(x | g)`` with 500 levels
 (``q = 1000``): ``summary()`` 1.37 s with the dense ``A - Y'Y``, 0.40 s blockwise
 (``varpar_info`` itself 0.16 s); with 1,000 levels 1.5 s, so the 0.1 s target holds
-up to a few hundred random effects.  Models with more than :data:`DENSE_MAX_Q` random
-effects keep the graph (its blocked factor is sparse in the first term).
+up to a few hundred random effects.  With one random-effects term ``Omega`` is block
+diagonal and :func:`dense_varpar` hands over to
+:func:`hierlm.inference.varpar_levels.one_term_varpar` (every product level by level):
+``python -m benchmarks.post_fit --slopes`` (n = 10,000, p = 20, load 4), ``summary()``
+0.23-0.30 s -> 0.04-0.06 s at ``q = 1000`` and 0.7-1.4 s -> 0.05-0.07 s at
+``q = 2000``; the function itself (one BLAS thread) 0.22-0.34 s -> 3-7 ms at
+``q = 2000`` and 30-40 ms at ``q = 10,000`` (``(1 + x1 | g)``).  Models with more than
+:data:`DENSE_MAX_Q` random effects keep the graph (its blocked factor is sparse in the
+first term).
 """
 
 from __future__ import annotations

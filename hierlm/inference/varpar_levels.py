@@ -23,7 +23,12 @@ is block diagonal with blocks ``Omega_k = T'A_k T + I = L_k L_k'`` (``A_k`` leve
 each a sum over levels of ``p_1 x p_1`` or ``p x p_1`` products: ``O(l k^2 p p_1^2)``
 flops instead of :mod:`hierlm.inference.varpar_dense`'s ``O(q^3)`` and ``O(k q^2)``
 memory.  The same idea as :mod:`hierlm.inference.kr_products` (one Cholesky factor per
-level); the formulas of the deviance's derivatives are varpar_dense's.
+level); the formulas of the deviance's derivatives are varpar_dense's.  Measured (one
+BLAS thread, n = 10,000, p = 20, 2 busy cores, load 2-5): ``(1 | g)`` with ``q = 2000``
+3-8 ms against the dense path's 0.22-0.31 s; ``(1 + x1 | g)`` ``q = 2000`` 5-7 ms
+against 0.32-0.44 s, ``q = 10,000`` 30-40 ms.  The products with ``p`` in them are
+BLAS contractions (``einsum(..., optimize=True)``): numpy's plain einsum loop took
+0.16-0.24 s at ``q = 10,000``.
 """
 
 from __future__ import annotations
