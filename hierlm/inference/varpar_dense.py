@@ -41,9 +41,9 @@ diagonal and :func:`dense_varpar` hands over to
 ``python -m benchmarks.post_fit --slopes`` (n = 10,000, p = 20, load 4), ``summary()``
 0.23-0.30 s -> 0.04-0.06 s at ``q = 1000`` and 0.7-1.4 s -> 0.05-0.07 s at
 ``q = 2000``; the function itself (one BLAS thread) 0.22-0.34 s -> 3-7 ms at
-``q = 2000`` and 30-40 ms at ``q = 10,000`` (``(1 + x1 | g)``).  Models with more than
-:data:`DENSE_MAX_Q` random effects keep the graph (its blocked factor is sparse in the
-first term).
+``q = 2000`` and 30-40 ms at ``q = 10,000`` (``(1 + x1 | g)``).  Models with two or
+more terms and more than :data:`DENSE_MAX_Q` random effects keep the graph (its blocked
+factor is sparse in the first term); one term goes level by level at any size.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from hierlm.inference.varpar_levels import one_term_varpar
 from hierlm.objective.gram import GramBlocks
 from hierlm.objective.theta import tril_colmajor
 
-#: Largest number of random effects handled with dense ``q x q`` matrices.
+#: Largest number of random effects handled with dense ``q x q`` matrices (two or more terms).
 DENSE_MAX_Q = 2000
 #: First-term sizes ``l1 p1`` above which ``A - Y'Y`` is formed blockwise.
 BLOCKED_MIN_Q1 = 200

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.inference import varpar_dense
+from hierlm.inference import deviance, varpar_dense
 from hierlm.inference.varpar_dense import dense_varpar
 from hierlm.inference.varpar_levels import one_term_varpar
 from tests.inference.test_deviance import dense_dev, dense_vcov, fd_hessian
@@ -129,3 +129,19 @@ def test_one_term_models_skip_the_q_by_q_path(monkeypatch):
     with pytest.raises(AssertionError, match="dense q x q"):
         dense_varpar(two.model.objective.design, two.model.objective.gram, two.theta,
                      two.sigma, True)
+
+
+def test_one_term_above_dense_max_q_skips_the_graph(monkeypatch):
+    """One term goes level by level whatever q; the graph gives the same numbers."""
+    res = fitted("y ~ x + (x | g)", frame())
+    obj = res.model.objective
+    ref = deviance.graph_varpar_info(obj, res.theta, res.sigma, True)
+    monkeypatch.setattr(deviance, "DENSE_MAX_Q", 0)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the second-order graph was called")
+
+    monkeypatch.setattr(deviance, "graph_varpar_info", refuse)
+    got = deviance.varpar_info(obj, res.theta, res.sigma, True)
+    assert_close(got.hessian, ref.hessian, tol=1e-9)
+    assert_close(got.jacobian, ref.jacobian, tol=1e-9)
