@@ -35,8 +35,15 @@ with ``(1 | C) + (1 | C:P)`` instead (``q = 729``) 101 s -> 0.08-0.45 s.  The ta
 agree with the graph's to 4e-12.  n = 10,000, p = 20, ``(x | g)`` with 500 levels
 (``q = 1000``): ``summary()`` 1.37 s with the dense ``A - Y'Y``, 0.40 s blockwise
 (``varpar_info`` itself 0.16 s); with 1,000 levels 1.5 s, so the 0.1 s target holds
-up to a few hundred random effects.  Models with more than :data:`DENSE_MAX_Q` random
-effects keep the graph (its blocked factor is sparse in the first term).
+up to a few hundred random effects.  With one random-effects term ``Omega`` is block
+diagonal and :func:`dense_varpar` hands over to
+:func:`hierlm.inference.varpar_levels.one_term_varpar` (every product level by level):
+``python -m benchmarks.post_fit --slopes`` (n = 10,000, p = 20, load 4), ``summary()``
+0.23-0.30 s -> 0.04-0.06 s at ``q = 1000`` and 0.7-1.4 s -> 0.05-0.07 s at
+``q = 2000``; the function itself (one BLAS thread) 0.22-0.34 s -> 3-7 ms at
+``q = 2000`` and 30-40 ms at ``q = 10,000`` (``(1 + x1 | g)``).  Models with two or
+more terms and more than :data:`DENSE_MAX_Q` random effects keep the graph (its blocked
+factor is sparse in the first term); one term goes level by level at any size.
 """
 
 from __future__ import annotations
@@ -48,9 +55,10 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from hierlm.covariance.layout import tril_colmajor
+from hierlm.inference.varpar_levels import one_term_varpar
 from hierlm.objective.gram import GramBlocks
 
-#: Largest number of random effects handled with dense ``q x q`` matrices.
+#: Largest number of random effects handled with dense ``q x q`` matrices (two or more terms).
 DENSE_MAX_Q = 2000
 #: First-term sizes ``l1 p1`` above which ``A - Y'Y`` is formed blockwise.
 BLOCKED_MIN_Q1 = 200
@@ -152,7 +160,8 @@ def _lambda_parts(design: Any, gram: GramBlocks, theta: np.ndarray
     return lam, parts, groups
 
 
-def dense_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float, reml: bool
+def dense_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float, reml: bool,
+                 levels: bool = True
                  ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Deviance, gradient, Hessian in ``(theta, sigma)``, ``C`` and ``dC/dpsi``.
 
@@ -168,6 +177,10 @@ def dense_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
         Residual standard deviation.
     reml : bool
         REML deviance (True) or ML deviance (False).
+    levels : bool
+        With one random-effects term, compute level by level
+        (:func:`hierlm.inference.varpar_levels.one_term_varpar`); False forces the
+        dense ``q x q`` path.
 
     Returns
     -------
@@ -183,6 +196,8 @@ def dense_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     >>> round(d, 4), H.shape, J.shape
     (1743.6283, (4, 4), (4, 2, 2))
     """
+    if levels and len(design.terms) == 1 and gram.q_rest == 0:
+        return one_term_varpar(design, gram, theta, sigma, reml)
     theta = np.asarray(theta, dtype=float)
     sigma = float(sigma)
     s2 = sigma * sigma
