@@ -3,8 +3,8 @@
 ``tests/data/reference/nlme_residual_robust.json`` (make_residual_robust.R):
 clubSandwich 0.5.8's ``vcovCR(lme_fit, type = ...)`` and ``coef_test(..., test =
 "Satterthwaite")`` on nlme fits with corAR1, corAR1 + varIdent, corCAR1 and corCompSymm;
-the working covariance is the
-fitted marginal one, random effects plus the residual structure.
+the working covariance is the fitted marginal one, random effects plus the residual
+structure.
 """
 
 from __future__ import annotations

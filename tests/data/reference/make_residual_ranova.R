@@ -12,6 +12,8 @@ orth$Subject <- factor(orth$Subject, levels = unique(orth$Subject))
 orth$Sex <- factor(orth$Sex, levels = c("Male", "Female"))
 orth$visit <- as.integer((orth$age - 8) / 2 + 1)
 ov <- rd("ovary.csv"); ov$Mare <- factor(ov$Mare, levels = unique(ov$Mare))
+bw <- rd("bodyweight.csv"); bw$Rat <- factor(bw$Rat, levels = unique(bw$Rat))
+bw$Diet <- factor(bw$Diet)
 
 ctrl <- lmeControl(maxIter = 500, msMaxIter = 500, niterEM = 100, tolerance = 1e-10,
                    msTol = 1e-12, opt = "nlminb")
@@ -45,6 +47,16 @@ m_full <- lme(follicles ~ s + c, random = ~ 1 | Mare, data = ov,
               correlation = corAR1(form = ~ visit | Mare), method = "ML", control = ctrl)
 m_red <- gls(follicles ~ s + c, data = ov, correlation = corAR1(form = ~ visit | Mare),
              method = "ML", control = gctrl)
+# (Time | Rat) with continuous-time AR(1) errors: Time goes
+b_full <- lme(weight ~ Time * Diet, random = ~ Time | Rat, data = bw,
+              correlation = corCAR1(form = ~ Time | Rat), method = "REML", control = ctrl)
+b_red <- lme(weight ~ Time * Diet, random = ~ 1 | Rat, data = bw,
+             correlation = corCAR1(form = ~ Time | Rat), method = "REML", control = ctrl)
+# (1 | Subject) with SDs by sex only: gls with varIdent, ML
+s_full <- lme(distance ~ age + Sex, random = ~ 1 | Subject, data = orth,
+              weights = varIdent(form = ~ 1 | Sex), method = "ML", control = ctrl)
+s_red <- gls(distance ~ age + Sex, data = orth, weights = varIdent(form = ~ 1 | Sex),
+             method = "ML", control = gctrl)
 
 cases <- list(
   case("orthodont_slope_ar1", o_full,
@@ -58,7 +70,15 @@ cases <- list(
   case("ovary_ar1_ml", m_full,
        list(formula = "follicles ~ s + c + (1 | Mare)", residual = "ar1(visit | Mare)",
             sigma = NULL),
-       list(row(m_full, m_red, "(1 | Mare)")))
+       list(row(m_full, m_red, "(1 | Mare)"))),
+  case("bodyweight_slope_car1", b_full,
+       list(formula = "weight ~ Time * Diet + (Time | Rat)", residual = "car1(Time | Rat)",
+            sigma = NULL),
+       list(row(b_full, b_red, "Time in (Time | Rat)"))),
+  case("orthodont_varident_ml", s_full,
+       list(formula = "distance ~ age + Sex + (1 | Subject)", residual = NULL,
+            sigma = "~ Sex"),
+       list(row(s_full, s_red, "(1 | Subject)")))
 )
 versions <- list(R = R.version.string, nlme = as.character(packageVersion("nlme")),
                  jsonlite = as.character(packageVersion("jsonlite")))
