@@ -107,10 +107,11 @@ class Model:
                 self._objective = compile_objective(design)
 
     @classmethod
-    def _from_design(cls, design: ModelDesign) -> Model:
+    def _from_design(cls, design: ModelDesign, residual: ResidualDesign | None = None
+                     ) -> Model:
         self = cls.__new__(cls)
         self._design = design
-        self._residual = None
+        self._residual = residual
         self._objective = compile_objective(design)
         return self
 

@@ -6,9 +6,11 @@ every quantity is a linear function ``c' beta-hat`` with ``c = L' w``:
 
 * ``ddf="kenward-roger"`` (REML): variance ``c' Phi_A c`` from Kenward-Roger's adjusted
   covariance and pbkrtest's df (:mod:`hierlm.inference.kenward_roger`, computed with
-  ``q x q`` blocks of the random effects, never ``n x n``);
+  ``q x q`` blocks of the random effects, never ``n x n``; with ``residual=`` /
+  ``sigma=``, :mod:`hierlm.inference.residual_kenward_roger`);
 * ``ddf="satterthwaite"``: ``c' C c`` and Satterthwaite's df
-  (:mod:`hierlm.inference.satterthwaite`);
+  (:mod:`hierlm.inference.satterthwaite`; with a residual structure the curvature in
+  theta and the residual parameters, :mod:`hierlm.inference.residual_satterthwaite`);
 * ``ddf="asymptotic"``: ``c' C c`` and df = inf (z tests).
 
 Intervals are ``m +- t_{df}(1 - alpha/2) se``; tests ``t = c' beta-hat / se`` with the
@@ -180,16 +182,15 @@ def _posterior_rows(D: np.ndarray, ok: np.ndarray, level: float, name: str) -> p
 
 
 def _var_df(res: Any, ddf: str) -> VarDf:
-    from hierlm.inference.kenward_roger import kr_info
+    from hierlm.inference.residual_kenward_roger import kr_info_for
     from hierlm.inference.satterthwaite import contrast_df
 
     if ddf == "kenward-roger":
         if res.method != "REML":
             raise MethodError(f"Kenward-Roger df need a REML fit, not {res.method}; use "
                               f"ddf='satterthwaite' or 'asymptotic'")
-        require_model(res, "Kenward-Roger's df")
-        kr = kr_info(res)
-        return kr.contrast
+        require_model(res, "Kenward-Roger's df", residual_ok=True)
+        return kr_info_for(res).contrast
     if ddf == "satterthwaite":
         info = info_of(res)
         return lambda c: contrast_df(info, c)

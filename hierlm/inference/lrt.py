@@ -41,6 +41,7 @@ from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.design.weights import sum_log_weights, working_design
 from hierlm.errors import MethodError
 from hierlm.inference.fitted import require_model
+from hierlm.inference.residual_ranova import gls_loglik, refit_reduced
 
 
 def npar(res: Any) -> int:
@@ -264,7 +265,9 @@ def _lm_loglik(design: ModelDesign, reml: bool) -> float:
 
 def ranova(res: Any) -> pd.DataFrame:
     """lmerTest's ``ranova``: likelihood-ratio tests for removing or reducing each
-    random term (same criterion as the fit, no ML refit).
+    random term (same criterion as the fit, no ML refit).  A fit's ``residual=`` /
+    ``sigma=`` structure stays in every reduced model (nlme's ``gls`` when no random
+    term is left; :mod:`hierlm.inference.residual_ranova`).
 
     Examples
     --------
@@ -273,9 +276,10 @@ def ranova(res: Any) -> pd.DataFrame:
     >>> ranova(res).index.tolist()
     ['<none>', 'Days in (Days | Subject)']
     """
-    model = require_model(res, "ranova")
+    model = require_model(res, "ranova", residual_ok=True)
     require_unstructured(model.design, "ranova")
     design: ModelDesign = model.design
+    rd = getattr(model, "residual", None)  # kept by every reduced model (residual_ranova)
     reml = res.method == "REML"
     base = npar(res)
     rows = {"<none>": {"npar": base, "loglik": res.loglik}}
@@ -312,8 +316,11 @@ def ranova(res: Any) -> pd.DataFrame:
                     warnings.simplefilter("ignore")
                     # the result's own Model class refits the reduced design (this layer
                     # lies below hierlm.model and does not import it)
-                    fit = type(model)._from_design(nd).fit("reml" if reml else "ml")
+                    fit = refit_reduced(model, nd, reml)
                 rows[label] = {"npar": npar(fit), "loglik": fit.loglik}
+            elif rd is not None:
+                rows[label] = {"npar": design.p + 1 + rd.n_params,
+                               "loglik": gls_loglik(nd, rd, reml)}
             else:
                 rows[label] = {"npar": design.p + 1, "loglik": _lm_loglik(nd, reml)}
     out = pd.DataFrame.from_dict(rows, orient="index")

@@ -4,7 +4,9 @@ With clusters ``j`` (levels of the outermost grouping factor, in which every oth
 grouping factor is nested), the working model is the fitted marginal covariance in
 units of ``sigma^2``, ``V_j = Z_j Lambda Lambda' Z_j' + I``, ``W_j = V_j^-1``, and
 ``M = (sum_j X_j' W_j X_j)^-1``.  With the marginal residuals ``e_j = y_j - X_j beta-hat``
-(clubSandwich's ``vcov_CR`` with ``inverse_var = TRUE``)::
+(clubSandwich's ``vcov_CR`` with ``inverse_var = TRUE``; with ``residual=`` / ``sigma=``
+the identity in ``V_j`` is the residual covariance ``R0_j``,
+:mod:`hierlm.inference.residual_robust`)::
 
     V^CR = M [sum_j X_j' W_j A_j e_j e_j' A_j' W_j X_j] M,
 
@@ -35,6 +37,7 @@ import scipy.stats
 from hierlm.covariance.layout import templates
 from hierlm.errors import MethodError
 from hierlm.inference.fitted import require_model
+from hierlm.inference.residual_robust import residual_blocks
 from hierlm.objective.gram import term_matrix
 
 TYPES = ("CR0", "CR2")
@@ -89,11 +92,13 @@ def robust_parts(res: Any, type: str = "CR2", cluster: str | None = None
     kind = type.upper() if isinstance(type, str) else None
     if kind not in TYPES:
         raise MethodError(f"unknown robust vcov type {type!r}; use 'CR2' or 'CR0'")
-    design = require_model(res, "cluster-robust SEs").design
+    model = require_model(res, "cluster-robust SEs", residual_ok=True)
+    design = model.design
     if design.weights is not None:
         raise MethodError("cluster-robust SEs of a model with prior weights are not "
                           "supported (neither are they by clubSandwich)")
     cl, name = _clusters(res, design, cluster)
+    R0 = residual_blocks(res, getattr(model, "residual", None))
     X = design.X
     Z = sp.hstack([term_matrix(t) for t in design.terms], format="csr")
     Lam = sp.block_diag([sp.kron(sp.identity(t.n_levels), sp.csr_matrix(T))
@@ -109,7 +114,7 @@ def robust_parts(res: Any, type: str = "CR2", cluster: str | None = None
     for idx in groups:
         Kj = K[idx]
         Kj = Kj[:, np.unique(Kj.indices)].toarray()
-        Vj = Kj @ Kj.T + np.eye(len(idx))
+        Vj = Kj @ Kj.T + R0(idx)
         Rj = sla.cholesky(Vj, lower=False)
         WXj = sla.cho_solve((Rj, False), X[idx])
         XWX += X[idx].T @ WXj

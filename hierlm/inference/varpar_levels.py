@@ -39,7 +39,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from hierlm.objective.gram import GramBlocks
-from hierlm.objective.theta import tril_colmajor
+from hierlm.covariance.layout import tril_colmajor
 
 
 def level_blocks(gram: GramBlocks) -> tuple[np.ndarray, np.ndarray]:

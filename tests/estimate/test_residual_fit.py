@@ -150,7 +150,6 @@ def test_unidentifiable_structure_warns_at_the_boundary() -> None:
 
 @pytest.mark.parametrize("call, match", [
     (lambda r: r.profile(), "not supported yet"),
-    (lambda r: r.ranova(), "not supported yet"),
 ])
 def test_unsupported_post_fit_tools_raise_method_error(fits: dict, call: object,
                                                        match: str) -> None:
