@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 
-from hierlm.objective.gram import GramBlocks
 from hierlm.covariance.layout import tril_colmajor
+from hierlm.objective.gram import GramBlocks
 
 
 def level_blocks(gram: GramBlocks) -> tuple[np.ndarray, np.ndarray]:
