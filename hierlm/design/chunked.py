@@ -196,7 +196,8 @@ class LevelSummary:
             distinct[key] = frame if key not in distinct else _union(distinct[key], frame)
         example = {**other.example, **self.example}
         return LevelSummary(self.n_rows + other.n_rows, self.n_kept + other.n_kept,
-                            self.n_zero_weight + other.n_zero_weight, self.y_sum + other.y_sum, min(self.y_min, other.y_min),
+                            self.n_zero_weight + other.n_zero_weight,
+                            self.y_sum + other.y_sum, min(self.y_min, other.y_min),
                             max(self.y_max, other.y_max), distinct, example)
 
 
