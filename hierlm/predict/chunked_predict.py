@@ -41,7 +41,7 @@ from hierlm.objective.gram_sources import chunks, is_dask, is_out_of_core, open_
 from hierlm.predict.predict import linear_predictor
 from hierlm.predict.terms import ranef_arrays, select_terms
 
-__all__ = ["ChunkPredictor", "ChunkedSeries", "predict_lazily"]
+__all__ = ["ChunkPredictor", "ChunkedSeries", "lazy_predict", "predict_lazily"]
 
 KINDS = ("fitted", "residuals", "fit")
 
@@ -200,3 +200,26 @@ def predict_lazily(res: Any, kind: str, newdata: Any = None, re_form: str | None
         return parts.map_partitions(predictor, meta=pd.Series(dtype=np.float64,
                                                               name=predictor.kind))
     return ChunkedSeries(source, predictor)
+
+
+def lazy_predict(res: Any, newdata: Any, re_form: str | None, allow_new_levels: bool,
+                 interval: str | None, draws: bool) -> Any:
+    """:meth:`hierlm.FitResult.predict` of a fit of data read in chunks: lazy values of
+    the fitting rows or of ``newdata`` read in chunks, or None for ``newdata`` in memory
+    (predicted as in memory, from the fit's coder and Gram blocks).
+
+    Examples
+    --------
+    >>> import tempfile, hierlm
+    >>> path = tempfile.mkdtemp() + "/sleep.parquet"
+    >>> hierlm.load_sleepstudy().to_parquet(path)
+    >>> res = hierlm.fit("Reaction ~ Days + (Days | Subject)", path)
+    >>> type(lazy_predict(res, None, "~0", False, None, False)).__name__
+    'ChunkedSeries'
+    """
+    if newdata is not None and not is_out_of_core(newdata):
+        return None
+    if interval is not None or draws:
+        raise MethodError("intervals of rows read in chunks are not computed lazily; "
+                          "predict a data frame of the rows for them")
+    return predict_lazily(res, "fit", newdata, re_form, allow_new_levels)

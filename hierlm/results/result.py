@@ -207,15 +207,11 @@ class FitResult(FitRecord, ResultsSectionMixin):
         [253.66, 345.61]
         """
         if self._lazy():
-            from hierlm.objective.gram_sources import is_out_of_core
+            from hierlm.predict.chunked_predict import lazy_predict
 
-            if newdata is None or is_out_of_core(newdata):
-                if interval is not None or draws:
-                    from hierlm.errors import MethodError
-
-                    raise MethodError("intervals of rows read in chunks are not computed "
-                                      "lazily; predict a data frame of the rows for them")
-                return self._lazily("fit", newdata, re_form, allow_new_levels)
+            lazy = lazy_predict(self, newdata, re_form, allow_new_levels, interval, draws)
+            if lazy is not None:  # else newdata is a data frame: predicted in memory
+                return lazy
         else:
             self._require_rows("predict()")
         from hierlm.predict.predict import predict
