@@ -160,6 +160,38 @@ def fit_from(folder: Path, workers: int, worker_memory: str, formula: str = FORM
             "theta": np.round(res.theta, 4).tolist()}
 
 
+COLUMNS = [("design", "design"), ("rows", "rows"), ("groups", "levels"),
+           ("workers", "Dask workers"), ("worker_memory", "worker limit"),
+           ("levels_s", "level pass (s)"), ("gram_s", "Gram pass (s)"), ("fit_s", "fit (s)"),
+           ("n_evals", "evaluations"), ("peak_rss_mb", "client peak RSS (MB)"),
+           ("worker_peak_rss_mb", "worker peak RSS (MB)"),
+           ("load_1min_start", "load (1 min) at start"), ("load_1min_end", "at end"),
+           ("date", "date")]
+
+
+def table(rows: list[dict]) -> str:
+    """The rows of ``scale_results.jsonl`` as a Markdown table (``--table``)."""
+    def cell(row: dict, key: str) -> str:
+        v = row.get(key, "nested" if key == "design" else None)
+        if v is None:
+            return "—" if key != "workers" else "0"
+        if key == "groups":
+            return " × ".join(f"{k} {n:,}" for k, n in v.items())
+        if key == "rows":
+            return f"{v:,}"
+        if key == "workers":
+            return str(v) if v else "none (parquet chunks)"
+        if isinstance(v, list):
+            return ", ".join(str(x) for x in v)
+        return str(v)
+
+    head = "| " + " | ".join(t for _, t in COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    body = ["| " + " | ".join(cell(r, k).replace("|", "/") for k, _ in COLUMNS) + " |"
+            for r in rows]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -173,7 +205,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--items", type=int, default=ML10M_ITEMS)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--fit-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--table", type=Path, default=None,
+                    help="print the rows of this .jsonl file as a Markdown table and exit")
     args = ap.parse_args(argv)
+    if args.table is not None:
+        lines = args.table.read_text().splitlines()
+        print(table([json.loads(line) for line in lines if line.strip()]), end="")
+        return
     if args.fit_only:  # the child process: fit and print one JSON line
         formula = CROSSED if args.design == "crossed" else FORMULA
         print(json.dumps(fit_from(args.data, args.workers, args.worker_memory, formula)))
@@ -196,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     row = {"design": args.design, "rows": args.rows, "files": files, "write_s": write_s,
            "workers": args.workers, "worker_memory": args.worker_memory if args.workers
            else None, **json.loads(child.stdout.strip().splitlines()[-1]),
-           "machine": f"{platform.node()} {platform.processor() or platform.machine()}"}
+           "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+           "nice": os.nice(0), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     line = json.dumps(row)
     print(line)
     if args.out is not None:
