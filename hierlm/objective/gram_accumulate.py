@@ -184,7 +184,7 @@ def finish_gram(sums: GramSums, coding: ChunkCoding) -> tuple[ChunkedDesign, Gra
     p_all = len(names)
     idx = np.r_[np.arange(q_rest), q_rest + np.asarray(keep, dtype=np.int64), q_rest + p_all]
     A = np.asarray(sums.ARR[idx][:, idx].toarray())
-    AR1 = sp.lil_matrix(sums.AR1[idx])
+    AR1 = sp.csr_matrix(sums.AR1[idx])
     p = len(keep)
     xs = slice(q_rest, q_rest + p)
     yi = q_rest + p
@@ -197,7 +197,10 @@ def finish_gram(sums: GramSums, coding: ChunkCoding) -> tuple[ChunkedDesign, Gra
         A[:yi, yi] = Cy
         A[yi, :yi] = Cy
         A[yi, yi] = yy
-        AR1[yi] = sp.lil_matrix(AR1[yi].toarray() - a @ AR1[xs].toarray())
+        # y's row is the last: replaced whole, without a row-wise (LIL) copy of R'Z1,
+        # which for ratings data has about one entry per rating
+        y_row = AR1[yi].toarray() - a @ AR1[xs].toarray()
+        AR1 = sp.vstack([AR1[:yi], sp.csr_matrix(y_row)], format="csr")
     else:
         a = np.zeros(0)
     lo, hi = coding.y_range
@@ -215,5 +218,5 @@ def finish_gram(sums: GramSums, coding: ChunkCoding) -> tuple[ChunkedDesign, Gra
                            X=np.zeros((0, p)), fixef_names=names_kept, terms=terms_n,
                            n_dropped=coding.n_dropped, n_obs=n,
                            coder=dataclasses.replace(coding.coder, fixef_names=names_kept))
-    return design, gram_from_products(design, sums.A11, sp.csr_matrix(AR1), A, offset,
+    return design, gram_from_products(design, sums.A11, AR1, A, offset,
                                       sums.sum_log_w)
