@@ -152,6 +152,7 @@ def fit_from(folder: Path, workers: int, worker_memory: str, formula: str = FORM
     return {"nobs": design.nobs, "groups": res.groups, "passes_s": round(t1 - t0, 2),
             "levels_s": round(timings["levels_s"], 2), "gram_s": round(timings["gram_s"], 2),
             "fit_s": round(t2 - t1, 2), "n_evals": res.n_evals,
+            "converged": bool(res.converged), "optimizer": res.optimizer.get("method"),
             "peak_rss_after_passes_mb": round(rss_passes, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "worker_peak_rss_mb": workers_mb, "load_1min_start": round(load0, 2),
