@@ -167,7 +167,8 @@ COLUMNS = [("design", "design"), ("rows", "rows"), ("groups", "levels"),
            ("n_evals", "evaluations"), ("peak_rss_mb", "client peak RSS (MB)"),
            ("worker_peak_rss_mb", "worker peak RSS (MB)"),
            ("load_1min_start", "load (1 min) at start"), ("load_1min_end", "at end"),
-           ("date", "date")]
+           ("converged", "converged"), ("optimizer", "optimizer"), ("date", "date"),
+           ("note", "note")]
 
 
 def table(rows: list[dict]) -> str:
