@@ -139,6 +139,10 @@ def fit_from(folder: Path, workers: int, worker_memory: str, formula: str = FORM
         design, gram = design_and_gram_out_of_core(formula, source, timings=timings)
         t1 = time.perf_counter()
         rss_passes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"passes_s": round(t1 - t0, 2), **{k: round(v, 2) for k, v in
+                                                            timings.items()},
+                          "peak_rss_after_passes_mb": round(rss_passes, 1)}),
+              file=sys.stderr, flush=True)  # so that a fit stopped early still tells them
         res = fit_profiled(compile_objective(design, gram), reml=True)
         t2 = time.perf_counter()
         load1 = os.getloadavg()[0]
