@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         [sys.executable, "-m", "benchmarks.scale_bench", "--fit-only", "--data", str(folder),
          "--workers", str(args.workers), "--worker-memory", args.worker_memory,
          "--design", args.design],
-        capture_output=True, text=True, check=True)
+        stdout=subprocess.PIPE, text=True, check=True)  # stderr: the passes, as they end
     row = {"design": args.design, "rows": args.rows, "files": files, "write_s": write_s,
            "workers": args.workers, "worker_memory": args.worker_memory if args.workers
            else None, **json.loads(child.stdout.strip().splitlines()[-1]),
