@@ -18,6 +18,12 @@ of one row.  So data too large for memory are coded in two passes over their chu
    gets the full set of levels, contrasts and column names: the rows of a chunk are
    coded exactly as the same rows of the whole data would be.
 
+Prior weights and an offset are read from columns of the data (``weights="w"``,
+``offset="o"``; arrays of one value per row cannot be split into chunks).  Their
+values are checked as in memory (a missing or infinite value, a negative weight: one
+:class:`~hierlm.errors.DataError`); rows of weight 0 are dropped and counted in
+``n_dropped``, with a warning, as in memory.
+
 Transformations whose result depends on the whole column (``scale``, ``center``,
 ``standardize``, ``poly`` and the splines) cannot be computed from one chunk; such a
 formula is refused with a :class:`~hierlm.errors.FormulaError`.
@@ -26,6 +32,7 @@ formula is refused with a :class:`~hierlm.errors.FormulaError`.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +47,7 @@ from hierlm.design.grouping_types import grouping_column
 from hierlm.design.newdata import CodedRows, NewDataCoder, TermCoding
 from hierlm.design.predictor_types import check_predictor_types
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm
-from hierlm.errors import DataError, FormulaError
+from hierlm.errors import DataError, FormulaError, MethodError
 
 __all__ = ["ChunkCoding", "ChunkPlan", "ChunkedDesign", "LevelSummary", "finish_levels",
            "plan_chunks", "scan_chunk"]
@@ -57,10 +64,13 @@ class ChunkedDesign(ModelDesign):
 
     ``y``, ``X`` and each term's ``codes`` and ``X`` have no rows; ``n_obs`` is the
     number of observations and each term's ``col_rms`` the root mean square of its
-    columns (what the optimizer scales theta by).
+    columns (what the optimizer scales theta by).  ``source`` is where the rows are
+    (the path, ``pyarrow.dataset.Dataset`` or Dask DataFrame given to the fit), read
+    again for fitted values, residuals and predictions (:mod:`hierlm.predict.chunked_predict`).
     """
 
     n_obs: int = 0
+    source: Any = None
 
     @property
     def nobs(self) -> int:
@@ -80,10 +90,29 @@ class ChunkPlan:
     predictors: tuple[str, ...]
     as_factor: tuple[str, ...] = ()
     contrasts: tuple[tuple[str, ContrastSpec], ...] = ()  # the fixed part's contrasts=
+    weights: str | None = None  # the prior weights' column
+    offset: str | None = None  # the offset's column
+
+    @property
+    def read(self) -> tuple[str, ...]:
+        """Every column read from a chunk: the used ones, the weights' and the offset's."""
+        extra = [c for c in (self.weights, self.offset) if c is not None and c not in self.used]
+        return (*self.used, *dict.fromkeys(extra))
 
 
-def plan_chunks(formula: str, contrasts: object = None) -> ChunkPlan:
+def _column_name(value: object, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise MethodError(f"{what} of data read in chunks (parquet or Dask) must be the name of "
+                      f"a column of the data; an array of one value per row cannot be split "
+                      f"into chunks")
+
+
+def plan_chunks(formula: str, contrasts: object = None, weights: object = None,
+                offset: object = None) -> ChunkPlan:
     """Parse ``formula`` for chunked data; FormulaError for a whole-column transformation.
+
+    ``weights`` and ``offset`` are column names (a MethodError for anything else).
 
     Examples
     --------
@@ -107,7 +136,9 @@ def plan_chunks(formula: str, contrasts: object = None) -> ChunkPlan:
                  for name in _AS_FACTOR.findall(expr)} & predictors
     return ChunkPlan(spec=spec, used=tuple(sorted(used)), predictors=tuple(sorted(predictors)),
                      as_factor=tuple(sorted(as_factor)),
-                     contrasts=tuple(parse_contrasts(contrasts).items()))
+                     contrasts=tuple(parse_contrasts(contrasts).items()),
+                     weights=_column_name(weights, "weights"),
+                     offset=_column_name(offset, "offset"))
 
 
 def _numeric(col: pd.Series) -> bool:
@@ -151,6 +182,7 @@ class LevelSummary:
 
     n_rows: int = 0
     n_kept: int = 0
+    n_zero_weight: int = 0
     y_sum: float = 0.0
     y_min: float = np.inf
     y_max: float = -np.inf
@@ -164,16 +196,35 @@ class LevelSummary:
             distinct[key] = frame if key not in distinct else _union(distinct[key], frame)
         example = {**other.example, **self.example}
         return LevelSummary(self.n_rows + other.n_rows, self.n_kept + other.n_kept,
+                            self.n_zero_weight + other.n_zero_weight,
                             self.y_sum + other.y_sum, min(self.y_min, other.y_min),
                             max(self.y_max, other.y_max), distinct, example)
 
 
-def _kept(frame: pd.DataFrame, plan: ChunkPlan) -> tuple[pd.DataFrame, int]:
-    """The used columns of the complete rows of a chunk, and the number of rows."""
-    sub = _c.check_columns(frame, set(plan.used), "data", require_rows=False)
-    sub = sub[list(plan.used)]
-    keep = sub.notna().all(axis=1).to_numpy()
-    return sub.loc[keep].reset_index(drop=True), len(sub)
+def kept_rows(frame: pd.DataFrame, plan: ChunkPlan) -> tuple[np.ndarray, int]:
+    """Which rows of a chunk the fit uses (no missing value in a used column, weight not
+    0), and how many of the complete rows have weight 0; the weights and offset checked
+    as in memory."""
+    from hierlm.design.weights import check_weights, column_or_array
+
+    sub = _c.check_columns(frame, set(plan.read), "data", require_rows=False)
+    keep = sub[list(plan.used)].notna().all(axis=1).to_numpy().copy()
+    n_zero = 0
+    if plan.weights is not None:
+        w, _ = column_or_array(plan.weights, sub, "weights")
+        check_weights(w)
+        n_zero = int(((w == 0) & keep).sum())
+        keep &= w > 0
+    if plan.offset is not None:
+        column_or_array(plan.offset, sub, "offset")
+    return keep, n_zero
+
+
+def _kept(frame: pd.DataFrame, plan: ChunkPlan) -> tuple[pd.DataFrame, int, int]:
+    """The read columns of the rows used, the number of rows, and of zero weights."""
+    keep, n_zero = kept_rows(frame, plan)
+    sub = frame[list(plan.read)]
+    return sub.loc[keep].reset_index(drop=True), len(sub), n_zero
 
 
 def scan_chunk(frame: pd.DataFrame, plan: ChunkPlan) -> LevelSummary:
@@ -187,7 +238,7 @@ def scan_chunk(frame: pd.DataFrame, plan: ChunkPlan) -> LevelSummary:
     >>> s.n_rows, s.n_kept, s.distinct["term:0"]["g"].tolist()
     (3, 2, [2, 1])
     """
-    kept, n_rows = _kept(frame, plan)
+    kept, n_rows, n_zero = _kept(frame, plan)
     if len(kept):
         check_predictor_types(kept, set(plan.predictors))
     distinct: dict[str, pd.DataFrame] = {}
@@ -207,7 +258,8 @@ def scan_chunk(frame: pd.DataFrame, plan: ChunkPlan) -> LevelSummary:
         y_stats = float(y.sum()), float(y.min()), float(y.max())
     else:
         y_stats = 0.0, np.inf, -np.inf
-    return LevelSummary(n_rows, len(kept), *y_stats, distinct=distinct, example=example)
+    return LevelSummary(n_rows, len(kept), n_zero, *y_stats, distinct=distinct,
+                        example=example)
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,7 +283,7 @@ class ChunkCoding:
 
     def code(self, frame: pd.DataFrame) -> tuple[np.ndarray, CodedRows]:
         """Response (minus ``y_shift``) and coded rows of the complete rows of a chunk."""
-        kept, _ = _kept(frame, self.plan)
+        kept, _, _ = _kept(frame, self.plan)
         if not len(kept):
             p = len(self.fixef_names)
             return np.zeros(0), CodedRows(
@@ -276,6 +328,11 @@ def finish_levels(summary: LevelSummary, plan: ChunkPlan) -> ChunkCoding:
     n = summary.n_kept
     if summary.n_rows == 0:
         raise DataError("data has no rows")
+    if summary.n_zero_weight:
+        if n == 0:
+            raise DataError("no rows left: every complete row has zero prior weight")
+        warnings.warn(f"dropped {summary.n_zero_weight} of {summary.n_rows} rows with zero "
+                      f"prior weight", UserWarning, stacklevel=2)
     if n < 2:
         raise DataError(f"only {n} complete row; a mixed model needs more observations than "
                         f"grouping levels")
@@ -308,7 +365,8 @@ def finish_levels(summary: LevelSummary, plan: ChunkPlan) -> ChunkCoding:
                                t.coef_names, t.levels, t.structure) for t in terms)
     coder = NewDataCoder(formula=spec.formula, response=spec.response, fixed=spec.fixed,
                          fixef_names=tuple(names), terms=codings, frame=proto,
-                         contrasts=contrasts)
+                         contrasts=contrasts, weights_column=plan.weights,
+                         offset_column=plan.offset)
     shift = summary.y_sum / n if "(Intercept)" in names else 0.0
     return ChunkCoding(plan=plan, coder=coder, fixef_names=tuple(names), terms=tuple(terms),
                        n_obs=n, n_dropped=summary.n_rows - n, y_shift=shift,

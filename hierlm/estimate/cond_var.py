@@ -7,6 +7,12 @@ level by level (``L1``),
 ``C = Lambda_R' A_R1 Lambda_1`` restricted to the random-effect rows and ``S_ZZ`` the
 Schur complement's random-effect block (factor ``L_Z``); for the other terms the blocks
 of ``S_ZZ^{-1} = L_Z^{-T} L_Z^{-1}``, scaled by each term's template.
+
+The blocks ``H_k = C_k' S_ZZ^{-1} C_k`` are ``G_k'G_k`` with ``G = L_Z^{-1} C``.  While
+``G`` is small (at most :data:`DENSE_G_BYTES`) it is formed whole; beyond that, level
+by level from the sparse ``C`` (:mod:`hierlm.objective.jit.first_term_blocks`), since
+``G`` has ``q_Z x l1 p1`` entries: 8 GB for 1,000 hospitals and 500,000 patients, 6 GB
+for 10,677 items and 69,878 users.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ import scipy.sparse as sp
 
 from hierlm.design.terms import ModelDesign
 from hierlm.objective.gram import GramBlocks
+
+#: Largest ``G = L_Z^{-1} C`` (bytes) formed whole; larger ones are done level by level.
+DENSE_G_BYTES = 1 << 26
 
 
 def conditional_variances(design: ModelDesign, gram: GramBlocks, Ts: list[np.ndarray],
@@ -56,12 +65,20 @@ def conditional_variances(design: ModelDesign, gram: GramBlocks, Ts: list[np.nda
         cols = (gram.nz_level[mask][:, None] * p1 + np.arange(p1)[None, :]).ravel()
         A = sp.csr_matrix((gram.nz_val[mask].ravel(), (rows, cols)), shape=(qr, l1 * p1))
         lam1 = sp.kron(sp.identity(l1), sp.csr_matrix(Ts[0]))
-        C = np.asarray((lam_rest.T @ A @ lam1).toarray())
-        G = sla.solve_triangular(L_Z, C, lower=True)  # L_Z^{-1} C
-        G3 = G.reshape(qr, l1, p1)
-        H = np.einsum("ika,ikb->kab", G3, G3)
-        block1 = Minv + Minv @ H @ Minv
+        C = (lam_rest.T @ A @ lam1).tocsc()
         Linv = sla.solve_triangular(L_Z, np.eye(qr), lower=True)  # S_ZZ^{-1} = Linv'Linv
+        if qr * l1 * p1 * 8 <= DENSE_G_BYTES:
+            G = sla.solve_triangular(L_Z, C.toarray(), lower=True)  # L_Z^{-1} C
+            G3 = G.reshape(qr, l1, p1)
+            H = np.einsum("ika,ikb->kab", G3, G3)
+        else:
+            from hierlm.objective.jit.first_term_blocks import first_term_blocks
+
+            C.sort_indices()
+            H = first_term_blocks(np.ascontiguousarray(Linv.T), C.indptr.astype(np.int64),
+                                  C.indices.astype(np.int64), C.data.astype(np.float64),
+                                  l1, p1)
+        block1 = Minv + Minv @ H @ Minv
         off = 0
         rest = []
         for term, T in zip(design.terms[1:], Ts[1:], strict=True):

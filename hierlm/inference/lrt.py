@@ -143,6 +143,11 @@ def compare(*fits: Any) -> pd.DataFrame:
     for f in fits:
         if getattr(f, "method", None) not in ("REML", "ML"):
             raise MethodError("anova compares REML or ML fits (hierlm.FitResult)")
+    if any(f.y is None for f in fits):  # a fit of data read in chunks keeps no rows
+        raise MethodError("anova between fits of data read in chunks (parquet or Dask) is "
+                          "not supported: checking that the models are nested and fitted to "
+                          "the same rows needs the rows; compare the deviances ('objective') "
+                          "of ML fits of the same source yourself")
     first = fits[0]
     for f in fits[1:]:
         if f.nobs != first.nobs:

@@ -18,6 +18,13 @@ The Gram blocks want ``y`` centred on its least-squares fit, ``y_c = y' - X a`` 
 accumulated stably chunk by chunk as ``R <- qr([R; X_chunk])`` (TSQR).  ``R_X`` also
 decides which columns of ``X`` are linear combinations of earlier ones (R's ``qr``
 rule, as in memory); each term's own factor checks its model matrix likewise.
+
+With prior weights ``w`` and an offset ``o`` (columns of the data) the products are
+those of the working problem of :mod:`hierlm.design.weights`: each row of ``[Z X y']``
+is multiplied by ``sqrt(w)`` after subtracting ``o`` from ``y'``, and ``sum(log w)`` is
+summed alongside.  ``a`` then solves the weighted least-squares problem, through the
+triangular factor ``R_W`` of ``W^{1/2} X`` (accumulated like ``R_X``); ``R_X`` of the
+unweighted ``X`` still decides the rank, as in memory.
 """
 
 from __future__ import annotations
@@ -68,6 +75,10 @@ class GramSums:
         Triangular factor of ``X``; ``R_terms`` those of each term's model matrix.
     sq_terms : tuple of ndarray
         Sum of squares of each term's columns.
+    R_W : ndarray or None
+        Triangular factor of ``W^{1/2} X`` (None without prior weights).
+    sum_log_w : float
+        ``sum(log w)`` (0 without prior weights).
     """
 
     n: int
@@ -77,6 +88,8 @@ class GramSums:
     R_X: np.ndarray
     R_terms: tuple[np.ndarray, ...]
     sq_terms: tuple[np.ndarray, ...]
+    R_W: np.ndarray | None = None
+    sum_log_w: float = 0.0
 
     def merge(self, other: GramSums) -> GramSums:
         """The sums of both sets of chunks."""
@@ -85,7 +98,9 @@ class GramSums:
             ARR=self.ARR + other.ARR, R_X=_tsqr(self.R_X, other.R_X),
             R_terms=tuple(_tsqr(a, b) for a, b in zip(self.R_terms, other.R_terms,
                                                       strict=True)),
-            sq_terms=tuple(a + b for a, b in zip(self.sq_terms, other.sq_terms, strict=True)))
+            sq_terms=tuple(a + b for a, b in zip(self.sq_terms, other.sq_terms, strict=True)),
+            R_W=None if self.R_W is None or other.R_W is None else _tsqr(self.R_W, other.R_W),
+            sum_log_w=self.sum_log_w + other.sum_log_w)
 
 
 def chunk_products(frame: pd.DataFrame, coding: ChunkCoding) -> GramSums:
@@ -103,8 +118,13 @@ def chunk_products(frame: pd.DataFrame, coding: ChunkCoding) -> GramSums:
     (180, (18, 2, 2), (3, 3))
     """
     y, rows = coding.code(frame)
-    terms = [dataclasses.replace(t, codes=c, X=zx)
+    weighted = coding.plan.weights is not None
+    sw = np.sqrt(rows.weights) if weighted else None
+    y = y - rows.offset if coding.plan.offset is not None else y
+    terms = [dataclasses.replace(t, codes=c, X=zx if sw is None else zx * sw[:, None])
              for t, c, zx in zip(coding.terms, rows.codes, rows.Z_X, strict=True)]
+    X = rows.X if sw is None else rows.X * sw[:, None]
+    y = y if sw is None else y * sw
     first = terms[0]
     p1 = first.p
     A11 = np.zeros((first.n_levels, p1, p1))
@@ -115,13 +135,15 @@ def chunk_products(frame: pd.DataFrame, coding: ChunkCoding) -> GramSums:
             A11[:, a, b] = v
             A11[:, b, a] = v
     R = sp.hstack([*(term_matrix(t) for t in terms[1:]),
-                   sp.csr_matrix(np.column_stack([rows.X, y]))], format="csr")
+                   sp.csr_matrix(np.column_stack([X, y]))], format="csr")
     p = len(coding.fixef_names)
     return GramSums(
         n=len(y), A11=A11, AR1=sp.csr_matrix(R.T @ term_matrix(first)),
         ARR=sp.csr_matrix(R.T @ R), R_X=_tsqr(np.zeros((0, p)), rows.X),
-        R_terms=tuple(_tsqr(np.zeros((0, t.p)), t.X) for t in terms),
-        sq_terms=tuple(np.square(t.X).sum(axis=0) for t in terms))
+        R_terms=tuple(_tsqr(np.zeros((0, zx.shape[1])), zx) for zx in rows.Z_X),
+        sq_terms=tuple(np.square(zx).sum(axis=0) for zx in rows.Z_X),
+        R_W=_tsqr(np.zeros((0, p)), X) if weighted else None,
+        sum_log_w=float(np.log(rows.weights).sum()) if weighted else 0.0)
 
 
 def _check_terms(sums: GramSums, terms: tuple[RandomTerm, ...], n: int) -> None:
@@ -162,19 +184,23 @@ def finish_gram(sums: GramSums, coding: ChunkCoding) -> tuple[ChunkedDesign, Gra
     p_all = len(names)
     idx = np.r_[np.arange(q_rest), q_rest + np.asarray(keep, dtype=np.int64), q_rest + p_all]
     A = np.asarray(sums.ARR[idx][:, idx].toarray())
-    AR1 = sp.lil_matrix(sums.AR1[idx])
+    AR1 = sp.csr_matrix(sums.AR1[idx])
     p = len(keep)
     xs = slice(q_rest, q_rest + p)
     yi = q_rest + p
     if p:
-        R = sla.qr(R_X, mode="r")[0][:p] if R_X.shape[0] else np.zeros((p, p))
+        R_a = R_X if sums.R_W is None else sums.R_W[:, keep]
+        R = sla.qr(R_a, mode="r")[0][:p] if R_a.shape[0] else np.zeros((p, p))
         a = sla.solve_triangular(R, sla.solve_triangular(R, A[xs, yi], trans="T"))
         Cy = A[:yi, yi] - A[:yi, xs] @ a
         yy = A[yi, yi] - 2.0 * a @ A[xs, yi] + a @ A[xs, xs] @ a
         A[:yi, yi] = Cy
         A[yi, :yi] = Cy
         A[yi, yi] = yy
-        AR1[yi] = sp.lil_matrix(AR1[yi].toarray() - a @ AR1[xs].toarray())
+        # y's row is the last: replaced whole, without a row-wise (LIL) copy of R'Z1,
+        # which for ratings data has about one entry per rating
+        y_row = AR1[yi].toarray() - a @ AR1[xs].toarray()
+        AR1 = sp.vstack([AR1[:yi], sp.csr_matrix(y_row)], format="csr")
     else:
         a = np.zeros(0)
     lo, hi = coding.y_range
@@ -190,5 +216,7 @@ def finish_gram(sums: GramSums, coding: ChunkCoding) -> tuple[ChunkedDesign, Gra
     spec = coding.plan.spec
     design = ChunkedDesign(formula=spec.formula, response=spec.response, y=np.zeros(0),
                            X=np.zeros((0, p)), fixef_names=names_kept, terms=terms_n,
-                           n_dropped=coding.n_dropped, n_obs=n)
-    return design, gram_from_products(design, sums.A11, sp.csr_matrix(AR1), A, offset)
+                           n_dropped=coding.n_dropped, n_obs=n,
+                           coder=dataclasses.replace(coding.coder, fixef_names=names_kept))
+    return design, gram_from_products(design, sums.A11, AR1, A, offset,
+                                      sums.sum_log_w)

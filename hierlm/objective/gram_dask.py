@@ -17,7 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hierlm.design.chunked import ChunkedDesign, finish_levels, plan_chunks, scan_chunk
+from hierlm.design.chunked import (
+    ChunkedDesign,
+    ChunkPlan,
+    finish_levels,
+    plan_chunks,
+    scan_chunk,
+)
 from hierlm.errors import DataError
 from hierlm.objective.gram import GramBlocks
 from hierlm.objective.gram_accumulate import chunk_products, finish_gram
@@ -40,12 +46,13 @@ def _tree(items: list[Any], fn: Callable[[Any, Any], Any]) -> Any:
 
 
 def dask_design_and_gram(formula: str, ddf: Any, timings: dict[str, float] | None = None,
-                         contrasts: object = None
+                         contrasts: object = None, plan: ChunkPlan | None = None
                          ) -> tuple[ChunkedDesign, GramBlocks]:
     """The design and Gram blocks of a Dask DataFrame, computed on its workers.
 
     ``timings``, if given, receives the seconds of each pass (``"levels_s"``,
-    ``"gram_s"``).
+    ``"gram_s"``); ``plan`` (from :func:`~hierlm.design.chunked.plan_chunks`, with
+    weights and offset columns) replaces ``formula`` and ``contrasts``.
 
     Examples
     --------
@@ -59,11 +66,11 @@ def dask_design_and_gram(formula: str, ddf: Any, timings: dict[str, float] | Non
 
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
-    plan = plan_chunks(formula, contrasts)
-    missing = sorted(set(plan.used) - {str(c) for c in ddf.columns})
+    plan = plan_chunks(formula, contrasts) if plan is None else plan
+    missing = sorted(set(plan.read) - {str(c) for c in ddf.columns})
     if missing:
         raise DataError(f"column(s) not found in data: {', '.join(missing)}")
-    parts = ddf[list(plan.used)].to_delayed()
+    parts = ddf[list(plan.read)].to_delayed()
     if not parts:
         raise DataError("data has no partitions")
     plan_d = delayed(plan, pure=True)

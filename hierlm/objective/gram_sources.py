@@ -20,14 +20,21 @@ Dask object is given (it is the optional extra ``hierlm[dask]``).
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import time
 from typing import Any
 
-from hierlm.design.chunked import ChunkedDesign, finish_levels, plan_chunks, scan_chunk
+from hierlm.design.chunked import (
+    ChunkedDesign,
+    ChunkPlan,
+    finish_levels,
+    plan_chunks,
+    scan_chunk,
+)
 from hierlm.design.frames import as_pandas
-from hierlm.errors import DataError, MethodError
+from hierlm.errors import DataError
 from hierlm.objective.gram import GramBlocks
 from hierlm.objective.gram_accumulate import GramSums, chunk_products, finish_gram
 
@@ -74,7 +81,7 @@ def open_dataset(source: Any) -> Any:
     return ds.dataset(path, format="parquet", partitioning="hive")
 
 
-def _chunks(dataset: Any, columns: list[str]) -> Any:
+def chunks(dataset: Any, columns: list[str]) -> Any:
     """The dataset's record batches as pandas DataFrames, one at a time."""
     import pyarrow as pa
 
@@ -84,17 +91,16 @@ def _chunks(dataset: Any, columns: list[str]) -> Any:
         yield as_pandas(pa.Table.from_batches([batch]))
 
 
-def _parquet(formula: str, source: Any, timings: dict[str, float], contrasts: object
+def _parquet(plan: ChunkPlan, source: Any, timings: dict[str, float]
              ) -> tuple[ChunkedDesign, GramBlocks]:
     t0 = time.perf_counter()
-    plan = plan_chunks(formula, contrasts)
     dataset = open_dataset(source)
-    missing = sorted(set(plan.used) - set(dataset.schema.names))
+    missing = sorted(set(plan.read) - set(dataset.schema.names))
     if missing:
         raise DataError(f"column(s) not found in data: {', '.join(missing)}")
-    cols = list(plan.used)
+    cols = list(plan.read)
     summary = None
-    for chunk in _chunks(dataset, cols):
+    for chunk in chunks(dataset, cols):
         s = scan_chunk(chunk, plan)
         summary = s if summary is None else summary.merge(s)
     if summary is None:
@@ -103,7 +109,7 @@ def _parquet(formula: str, source: Any, timings: dict[str, float], contrasts: ob
     t1 = time.perf_counter()
     timings["levels_s"] = t1 - t0
     sums: GramSums | None = None
-    for chunk in _chunks(dataset, cols):
+    for chunk in chunks(dataset, cols):
         g = chunk_products(chunk, coding)
         sums = g if sums is None else sums.merge(g)
     assert sums is not None
@@ -124,8 +130,9 @@ def design_and_gram_out_of_core(formula: str, data: Any, weights: object = None,
         lme4-style formula.
     data : str, os.PathLike, pyarrow.dataset.Dataset or dask.dataframe.DataFrame
         Where the rows are.
-    weights, offset : None
-        Not supported for chunked data yet (a MethodError otherwise).
+    weights, offset : str, optional
+        Columns of the data holding the prior weights and the offset (a MethodError for
+        an array: it cannot be split into chunks).
     contrasts : dict, optional
         The fixed part's contrasts, as for :func:`hierlm.fit`.
     timings : dict, optional
@@ -145,12 +152,12 @@ def design_and_gram_out_of_core(formula: str, data: Any, weights: object = None,
     >>> design.nobs, gram.A11.shape
     (180, (18, 2, 2))
     """
-    if weights is not None or offset is not None:
-        raise MethodError("weights and offset are not supported for data read in chunks "
-                          "(parquet or Dask) yet; fit in memory")
     timings = {} if timings is None else timings
+    plan = plan_chunks(formula, contrasts, weights, offset)
     if is_dask(data):
         from hierlm.objective.gram_dask import dask_design_and_gram
 
-        return dask_design_and_gram(formula, data, timings, contrasts)
-    return _parquet(formula, data, timings, contrasts)
+        design, gram = dask_design_and_gram(formula, data, timings, plan=plan)
+    else:
+        design, gram = _parquet(plan, data, timings)
+    return dataclasses.replace(design, source=data), gram

@@ -131,7 +131,9 @@ class FitResult(FitRecord, ResultsSectionMixin):
     def fitted(self) -> pd.Series:
         """Fitted values ``offset + X beta + Z b``, indexed by the caller's row labels.
 
-        Rows dropped in fitting are listed in ``dropped_rows``.
+        Rows dropped in fitting are listed in ``dropped_rows``.  For data read in chunks
+        the values are lazy: a Dask Series, or for parquet a
+        :class:`~hierlm.predict.chunked_predict.ChunkedSeries` (see ``docs/scale.md``).
 
         Examples
         --------
@@ -140,10 +142,15 @@ class FitResult(FitRecord, ResultsSectionMixin):
         >>> res.fitted().round(2).head(2).to_dict()
         {0: 253.66, 1: 273.33}
         """
+        if self._lazy():
+            return self._lazily("fitted")
         return pd.Series(self._fitted_values().copy(), index=self._rows(), name="fitted")
 
     def residuals(self) -> pd.Series:
-        """Response minus fitted values, indexed by the caller's row labels."""
+        """Response minus fitted values, indexed by the caller's row labels (lazy, as
+        :meth:`fitted`, for data read in chunks)."""
+        if self._lazy():
+            return self._lazily("residuals")
         return pd.Series(self.y - self._fitted_values(), index=self._rows(), name="residuals")
 
     def residual_sd(self) -> pd.Series:
@@ -170,6 +177,15 @@ class FitResult(FitRecord, ResultsSectionMixin):
         assert self.fitted_values is not None
         return self.fitted_values
 
+    def _lazy(self) -> bool:
+        """Whether the fit is of data read in chunks, with its model: values are lazy."""
+        return self.y is None and self.model is not None
+
+    def _lazily(self, kind: str, *args: Any) -> Any:
+        from hierlm.predict.chunked_predict import predict_lazily
+
+        return predict_lazily(self, kind, *args)
+
     def _require_rows(self, what: str) -> None:
         """MethodError for a fit from data read in chunks (parquet, Dask): no rows kept."""
         if self.y is None:
@@ -192,6 +208,9 @@ class FitResult(FitRecord, ResultsSectionMixin):
         ----------
         newdata : pandas.DataFrame, optional
             Rows to predict (default: the fitting rows), checked as fitting data are.
+            For a fit of data read in chunks, the fitting rows or ``newdata`` given as a
+            parquet path, pyarrow Dataset or Dask DataFrame are predicted lazily, chunk
+            by chunk, without intervals (:mod:`hierlm.predict.chunked_predict`).
         re_form : str or None
             None: conditional on every random term (lme4's default); ``"~0"``: population
             level (grouping columns not needed); a formula such as ``"~(1 | Subject)"``:
@@ -222,7 +241,14 @@ class FitResult(FitRecord, ResultsSectionMixin):
         >>> res.predict(new, allow_new_levels=True).round(2).tolist()
         [253.66, 345.61]
         """
-        self._require_rows("predict()")
+        if self._lazy():
+            from hierlm.predict.chunked_predict import lazy_predict
+
+            lazy = lazy_predict(self, newdata, re_form, allow_new_levels, interval, draws)
+            if lazy is not None:  # else newdata is a data frame: predicted in memory
+                return lazy
+        else:
+            self._require_rows("predict()")
         from hierlm.predict.predict import predict
 
         return predict(self, newdata, re_form, allow_new_levels, interval, level, draws)

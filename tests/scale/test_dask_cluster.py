@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import warnings
 
+import pandas as pd
 import pytest
 
 import hierlm
 from tests.scale.data import CROSSED, NESTED, crossed_frame, nested_frame, write_partitioned
-from tests.scale.test_parquet_chunks import assert_same_fit
+from tests.scale.test_parquet_chunks import _rel, assert_same_fit
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
@@ -31,7 +32,19 @@ def test_crossed_on_local_cluster(tmp_path) -> None:
         executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
         assert len(executed) == 2
         assert sum(executed.values()) >= 2 * ddf.npartitions
+        # fitted values and residuals: partition-wise tasks on the workers
+        fitted = res.fitted().compute()
+        resid = res.residuals().compute()
+        after = client.run(lambda dask_worker: dask_worker.state.executed_count)
+        assert sum(after.values()) >= sum(executed.values()) + 2 * ddf.npartitions
     assert_same_fit(res, memory)
+    ordered = pd.concat([df[df["part"] == k] for k in sorted(df["part"].unique())])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        whole = hierlm.fit(CROSSED, ordered.reset_index(drop=True))
+    assert len(fitted) == len(resid) == memory.nobs
+    assert _rel(fitted.to_numpy(), whole.fitted().to_numpy()) < 1e-10
+    assert _rel(resid.to_numpy(), whole.residuals().to_numpy()) < 1e-10
     assert res.n_dropped == 7
 
 
