@@ -146,6 +146,23 @@ def test_toep_reports_lag_correlations() -> None:
     assert list(post["rho_g"].coords["g_lag"].values) == ["lag1", "lag2"]
 
 
+def test_homogeneous_diag_has_one_sd_and_survives_save_load(tmp_path: Any) -> None:
+    df = simulate(np.random.default_rng(4), 1.5, 0.0, 1.0, np.array([1.0, .5, 1, 1.5]),
+                  n_sub=20)
+    res = quiet_fit("y ~ time + diag(0 + time | g, hom=True)", df, random_seed=2,
+                    **{**SMALL, "draws": 100, "tune": 100, "chains": 1})
+    post = res.idata["posterior"]
+    assert post["sd_g"].dims == ("chain", "draw")
+    assert not any(str(v).startswith(("rho_", "corr_", "pacf_")) for v in post.data_vars)
+    theta = post["theta"].values
+    np.testing.assert_array_equal(theta[..., [1, 2, 3, 5, 6, 8]], 0.0)  # off-diagonals
+    np.testing.assert_allclose(theta[..., 0], post["sd_g"].values / post["sigma"].values)
+    res.save(str(tmp_path / "fit.nc"))
+    back = hierlm.load(tmp_path / "fit.nc")
+    np.testing.assert_allclose(back.theta, res.theta)
+    assert back.method == "NUTS"
+
+
 def test_nutpie_refuses_structured() -> None:
     df = simulate(np.random.default_rng(0), 1.0, 0.5, 1.0, np.zeros(4), n_sub=5)
     with pytest.raises(hierlm.errors.MethodError, match="nutpie"):
