@@ -68,6 +68,10 @@ class AR1(Covariance):
     def natural_names(self) -> list[str]:
         return self._sd_names() + (["rho"] if self.p > 1 else [])
 
+    def nuts_correlation_prior(self) -> tuple[str, int, float, float] | None:
+        """``rho ~ Uniform(-1, 1)``: every lag-1 correlation of a stationary AR(1)."""
+        return ("rho", 1, -1.0, 1.0) if self.p > 1 else None
+
 
 class HetAR1(AR1):
     """``ar1(0 + f | g, het=True)``: heterogeneous SDs, ``rho^|i-j|`` (glmmTMB ``hetar1``).

@@ -284,6 +284,36 @@ class Covariance:
             out.append(self.correlation(z).imag / _STEP)
         return out
 
+    # --- NUTS parameterization and default priors -------------------------------------
+    def nuts_correlation_prior(self) -> tuple[str, int, float, float] | None:
+        """NUTS's correlation parameters: ``(name, count, lower, upper)``, or None.
+
+        Each is ``Uniform(lower, upper)`` over its whole valid range (flat: the data, not
+        the prior, should decide a correlation, and every value in the range gives a
+        positive definite ``R``).  The SDs get the unstructured terms' ``HalfNormal``
+        prior (:mod:`hierlm.estimate.priors`); a homogeneous SD takes the geometric mean
+        of the columns' scales.  A structure without correlation parameters has None.
+        """
+        return None
+
+    def correlation_from_nuts(self, values: np.ndarray) -> np.ndarray:
+        """``R`` from the values of :meth:`nuts_correlation_prior`'s parameters.
+
+        Examples
+        --------
+        >>> from hierlm.covariance.ar1 import AR1
+        >>> AR1(("t1", "t2"), "g", np.ones(2)).correlation_from_nuts(np.array([0.5])).tolist()
+        [[1.0, 0.5], [0.5, 1.0]]
+        """
+        if self.nuts_correlation_prior() is None:
+            return self._eye.copy()
+        return self.correlation_from_natural(np.atleast_1d(np.asarray(values, dtype=float)))
+
+    def nuts_correlation_start(self, psi: np.ndarray) -> np.ndarray:
+        """The values of :meth:`nuts_correlation_prior`'s parameters at ``psi``."""
+        n_sd = 1 if self.homogeneous else self.p
+        return np.asarray(self.natural(np.asarray(psi, dtype=float), 1.0)[n_sd:], dtype=float)
+
     def names(self) -> list[str]:
         """lme4-style names of :meth:`natural`: ``sd_t1|Subject``, ``rho|Subject``."""
         return [f"{n}|{self.group}" for n in self.natural_names()]

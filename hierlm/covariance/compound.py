@@ -64,6 +64,10 @@ class CompoundSymmetry(Covariance):
         n_sd = 1 if self.homogeneous else self.p
         return [(0.0, np.inf)] * n_sd + ([(self._lo, 1.0)] if self.p > 1 else [])
 
+    def nuts_correlation_prior(self) -> tuple[str, int, float, float] | None:
+        """``rho ~ Uniform(-1 / (p - 1), 1)``: the whole positive definite range."""
+        return ("rho", 1, self._lo, 1.0) if self.p > 1 else None
+
     def correlation_from_natural(self, values: np.ndarray) -> np.ndarray:
         rho = float(values[0]) if self.p > 1 else 0.0
         return self._eye + (1.0 - self._eye) * rho

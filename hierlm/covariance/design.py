@@ -119,6 +119,10 @@ class DesignCovariance:
         cuts = np.cumsum([c.n_psi for c in self.terms])[:-1]
         return np.split(psi, cuts)
 
+    def split(self, psi: np.ndarray) -> list[np.ndarray]:
+        """``psi`` cut into the terms' parts, in term order."""
+        return self._split(psi)
+
     def theta(self, psi: np.ndarray) -> np.ndarray:
         """theta of ``psi``, all terms."""
         parts = [c.theta(x) for c, x in zip(self.terms, self._split(psi), strict=True)]
@@ -212,10 +216,10 @@ def require_unstructured(design: ModelDesign, what: str) -> None:
     >>> import hierlm
     >>> data = hierlm.load_sleepstudy().query("Days < 4").astype({"Days": str})
     >>> d = hierlm.build_design("Reaction ~ Days + ar1(0 + Days | Subject)", data)
-    >>> require_unstructured(d, "NUTS")
+    >>> require_unstructured(d, "ranova")
     Traceback (most recent call last):
     ...
-    hierlm.errors.MethodError: NUTS is not supported yet for structured covariances (ar1 \
+    hierlm.errors.MethodError: ranova is not supported yet for structured covariances (ar1 \
 on Subject); fit by REML or ML, or use an unstructured term (1 + x | g)
     """
     cov = DesignCovariance.of(design)

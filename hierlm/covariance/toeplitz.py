@@ -115,6 +115,22 @@ class Toeplitz(Covariance):
     def natural_names(self) -> list[str]:
         return self._sd_names() + [f"rho_lag{k}" for k in range(1, self.p)]
 
+    def nuts_correlation_prior(self) -> tuple[str, int, float, float] | None:
+        """Partial autocorrelations ``pacf ~ Uniform(-1, 1)``, independent: every
+        ``pacf`` in ``(-1, 1)^(p-1)`` is a positive definite Toeplitz ``R`` and the box
+        covers them all (the lag correlations are derived by Durbin-Levinson)."""
+        return ("pacf", self.p - 1, -1.0, 1.0) if self.p > 1 else None
+
+    def correlation_from_nuts(self, values: np.ndarray) -> np.ndarray:
+        if self.p == 1:
+            return self._eye.copy()
+        return self.correlation_from_natural(autocorrelations(np.atleast_1d(
+            np.asarray(values, dtype=float))))
+
+    def nuts_correlation_start(self, psi: np.ndarray) -> np.ndarray:
+        n_sd = 1 if self.homogeneous else self.p
+        return np.tanh(np.asarray(psi, dtype=float)[n_sd:])
+
 
 class HomToeplitz(Toeplitz):
     """``toep(0 + f | g, hom=True)``: one SD, one correlation per lag (glmmTMB ``homtoep``).

@@ -10,6 +10,10 @@ integrated out), built from the same blocked-Cholesky graph the REML/ML fits use
                                        + r^2(beta, theta) / sigma^2
 
 with the Gram blocks of ``[Z X y]`` as data, so one gradient costs nothing in ``n``.
+A structured term (``ar1``, ``cs``, ``toep``, ``diag``) is sampled in its own
+parameters instead (SDs and ``rho`` / partial autocorrelations) and mapped to theta
+inside the density (:mod:`hierlm.estimate.nuts_structured`); such models run PyMC's
+sampler on the generic model.
 After sampling, each posterior draw gets one exact draw of the random effects from
 ``b | y, beta, theta, sigma`` (:mod:`hierlm.estimate.conditional`).  The PyMC model
 and its compiled NUTS step are kept per model shape, so refitting the same design
@@ -27,7 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierlm.covariance.design import require_unstructured
+from hierlm.covariance.design import DesignCovariance
 from hierlm.errors import MethodError, warn
 from hierlm.estimate.conditional import (
     log_likelihood_dataset,
@@ -53,6 +57,7 @@ from hierlm.estimate.nuts_posterior import (
     flat_draws,
     point_estimates,
 )
+from hierlm.estimate.nuts_structured import variable_names
 from hierlm.estimate.priors import Priors, resolve_priors
 from hierlm.estimate.pymc_progress import progress_bar_without_matplotlib
 from hierlm.estimate.record import FitRecord
@@ -80,7 +85,12 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
     e.g. ``{"beta": {"Days": {"mu": 0, "sigma": 5}}, "sigma": {"scale": 10, "nu": 4},
     "sd": {"Subject": {"scale": 20, "Days": {"scale": 5}}, "lkj_eta": 4}`` (``sd`` and a
     dict-valued ``lkj_eta`` are keyed by ``varcorr``'s group labels); see
-    :mod:`hierlm.estimate.priors`.
+    :mod:`hierlm.estimate.priors`.  A structured term samples its SDs with the same
+    ``HalfNormal`` prior (one SD, the geometric mean of the scales, when homogeneous)
+    and its correlation parameters ``Uniform`` over their valid range: ``rho_<group>``
+    for ``ar1`` (in (-1, 1)) and ``cs`` (in (-1/(p-1), 1)), ``pacf_<group>[<group>_lag]``
+    (partial autocorrelations, each in (-1, 1)) for ``toep``, whose lag correlations
+    are reported as ``rho_<group>[<group>_lag]``.
 
     Parameters
     ----------
@@ -150,8 +160,11 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
         max_ranef = int(ranef_draws)
     else:
         raise MethodError(f"ranef_draws must be True, False or a count, got {ranef_draws!r}")
-    which = choose_sampler(sampler)
-    require_unstructured(objective.design, "NUTS")
+    structured = DesignCovariance.of(objective.design).structured
+    if structured and sampler == "nutpie":
+        raise MethodError("sampler='nutpie' does not take structured covariances yet; "
+                          "use sampler='pymc' or 'auto'")
+    which = "pymc" if structured else choose_sampler(sampler)
     pr = resolve_priors(objective.design, priors)
     s_init, s_pm, s_ranef = np.random.SeedSequence(random_seed).spawn(3)
     starts, scale = (initvals(objective, pr, chains, np.random.default_rng(s_init))
@@ -168,7 +181,9 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
 
         c = compiled(objective, pr)
         kwargs: dict[str, Any] = {"cores": cores or min(chains, os.cpu_count() or 1)}
-        if starts:
+        if starts and structured:  # the generic model (nuts_structured), PyMC's own step
+            kwargs.update(initvals=starts, init="adapt_diag", target_accept=target_accept)
+        elif starts:
             graphs = density_graphs(objective, pr)
             values = data_values(objective, pr)
             points = [graphs.unravel(x) for x in to_unconstrained(graphs, values, starts)]
@@ -219,9 +234,11 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
     if ll_ds is not None:
         groups["log_likelihood"] = ll_ds
     dt = xr.DataTree.from_dict(groups)
+    cov = DesignCovariance.of(design)
     names = ["beta"] * bool(design.p) + ["sigma"] + [
-        f"{k}_{lab}" for lab, t in zip(labels, design.terms, strict=True)
-        for k in (("sd", "corr") if t.p > 1 else ("sd",))]
+        name for lab, t, c in zip(labels, design.terms, cov.terms, strict=True)
+        for name in (variable_names(c, lab) if c.structure != "us" else
+                     [f"{k}_{lab}" for k in (("sd", "corr") if t.p > 1 else ("sd",))])]
     diag = diagnostics_table(dt, names)
     divergences = int(np.asarray(stats["diverging"].values).sum()) if "diverging" in stats else 0
     extra = {**settings, "priors": pr.as_dict(design), "prior_lines": pr.describe(design),
@@ -233,7 +250,7 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
     for msg in messages:
         warn(f"NUTS: {msg}", UserWarning)
     dev = marginal_deviance(objective, theta_hat, beta_mean, sig_hat)
-    k = design.p + design.n_theta + 1
+    k = design.p + cov.n_psi + 1
     fe = list(design.fixef_names)
     vcov = np.atleast_2d(np.cov(beta, rowvar=False)) if design.p else np.zeros((0, 0))
     n_groups: dict[str, int] = {}

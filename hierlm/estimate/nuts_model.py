@@ -21,12 +21,14 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.layout import templates, tril_colmajor
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
 from hierlm.estimate.corr_cholesky import fused_cholesky_corr
 from hierlm.estimate.frequentist import fit_profiled
 from hierlm.estimate.nuts_posterior import coords_of
+from hierlm.estimate.nuts_structured import start_values, term_theta
 from hierlm.estimate.priors import Priors
 from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_deviance
 from hierlm.objective.profiled import ProfiledObjective, gram_values
@@ -110,7 +112,11 @@ def build_model(objective: ProfiledObjective, priors: Priors, generic: bool = Fa
             beta = pt.zeros((0,))
         sigma = pm.HalfStudentT("sigma", nu=data["sigma_nu"], sigma=data["sigma_scale"])
         parts = []
+        covs = DesignCovariance.of(design).terms
         for i, (label, t) in enumerate(zip(priors.labels, design.terms, strict=True)):
+            if covs[i].structure != "us":
+                parts.append(term_theta(covs[i], label, data[f"sd_scale{i}"], sigma))
+                continue
             sd = pm.HalfNormal(f"sd_{label}", sigma=data[f"sd_scale{i}"], dims=f"{label}_term")
             if t.p == 1:
                 parts.append(sd / sigma)
@@ -130,7 +136,8 @@ def build_model(objective: ProfiledObjective, priors: Priors, generic: bool = Fa
 def compiled(objective: ProfiledObjective, pr: Priors) -> _Compiled:
     """The cached model of this design's shape, its data set to this model's."""
     design = objective.design
-    key = (objective.structure, design.p, repr(sorted(coords_of(design).items())))
+    key = (objective.structure, design.p, repr(sorted(coords_of(design).items())),
+           tuple(c.structure for c in DesignCovariance.of(design).terms))
     c = _CACHE.get(key)
     if c is None:
         c = _Compiled(*build_model(objective, pr))
@@ -160,8 +167,14 @@ def initvals(objective: ProfiledObjective, priors: Priors, chains: int,
     for start in out:
         if design.p:
             start["beta"] = res.fixef.to_numpy() + 0.2 * se * rng.standard_normal(design.p)
-    for label, t, T, sc in zip(priors.labels, design.terms, templates(design, res.theta),
-                               priors.sd_scale, strict=True):
+    cov = DesignCovariance.of(design)
+    psi = cov.split(cov.psi_from_theta(res.theta))
+    for label, t, T, sc, c, x in zip(priors.labels, design.terms, templates(design, res.theta),
+                                     priors.sd_scale, cov.terms, psi, strict=True):
+        if c.structure != "us":
+            for start in out:
+                start.update(start_values(c, label, x, res.sigma, sc, rng))
+            continue
         S = res.sigma**2 * T @ T.T
         sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
         scale[f"sd_{label}_log__"] = np.full(t.p, 0.5 / max(t.n_levels - 1, 1))

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.layout import tril_colmajor
 from hierlm.design.terms import ModelDesign
+from hierlm.estimate.nuts_structured import lag_coords, median_covariance, posterior_terms
 from hierlm.objective.varcorr import group_labels
 
 RHAT_MAX = 1.01
@@ -49,6 +51,8 @@ def coords_of(design: ModelDesign) -> dict[str, list[str]]:
     for label, t in zip(group_labels(design), design.terms, strict=True):
         coords[f"{label}_term"] = list(t.coef_names)
         coords[f"{t.group}_level"] = list(t.values)
+        if getattr(t, "structure", "us") in ("toep", "homtoep") and t.p > 1:
+            coords[f"{label}_lag"] = lag_coords(t.p)
         if t.p > 1:
             coords[f"{label}_pair"] = [f"{t.coef_names[j]}, {t.coef_names[k]}"
                                        for j, k in corr_pairs(t.p)]
@@ -94,7 +98,14 @@ def derived_variables(design: ModelDesign, post: xr.Dataset) -> xr.Dataset:
     out = post.drop_vars([v for v in post.data_vars if str(v).startswith("chol_corr_")])
     coords = coords_of(design)
     parts = []
-    for label, t in zip(labels, design.terms, strict=True):
+    for label, t, cov in zip(labels, design.terms, DesignCovariance.of(design).terms,
+                             strict=True):
+        if cov.structure != "us":
+            part, derived = posterior_terms(cov, label, post, sig)
+            parts.append(part)
+            for name, da in derived.items():
+                out[name] = da
+            continue
         rel = post[f"sd_{label}"].values / sig[..., None]  # (chain, draw, p)
         if t.p == 1:
             parts.append(rel)
@@ -123,14 +134,18 @@ def point_estimates(design: ModelDesign, post: xr.Dataset, theta: np.ndarray
     sigma = float(post["sigma"].median())
     covs, parts = [], []
     off = 0
-    for label, t in zip(labels, design.terms, strict=True):
+    for label, t, cov in zip(labels, design.terms, DesignCovariance.of(design).terms,
+                             strict=True):
         sd = np.median(flat_draws(post[f"sd_{label}"]), axis=0)
         R = np.eye(t.p)
-        if t.p > 1:
+        if cov.structure != "us":
+            S = median_covariance(cov, label, post)
+        elif t.p > 1:
             med = np.median(flat_draws(post[f"corr_{label}"]), axis=0)
             for (j, k), r in zip(corr_pairs(t.p), med, strict=True):
                 R[j, k] = R[k, j] = r
-        S = sd[:, None] * R * sd[None, :]
+        if cov.structure == "us":
+            S = sd[:, None] * R * sd[None, :]
         covs.append(S)
         rows, cols = tril_colmajor(t.p)
         try:

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from hierlm.covariance.base import Covariance
+from hierlm.covariance.design import DesignCovariance
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import PriorError
 from hierlm.objective.varcorr import group_labels
@@ -82,8 +84,12 @@ class Priors:
         out = [f"beta[{n}] ~ Normal(mu={_g(m)}, sigma={_g(s)})"
                for n, m, s in zip(design.fixef_names, self.beta_mu, self.beta_sigma, strict=True)]
         out.append(f"sigma ~ HalfStudentT(nu={_g(self.sigma_nu)}, scale={_g(self.sigma_scale)})")
-        for label, term, sc, eta in zip(self.labels, design.terms, self.sd_scale, self.lkj_eta,
-                                        strict=True):
+        for label, term, sc, eta, cov in zip(self.labels, design.terms, self.sd_scale,
+                                             self.lkj_eta, DesignCovariance.of(design).terms,
+                                             strict=True):
+            if cov.structure != "us":
+                out += _structured_lines(cov, label, sc)
+                continue
             out += [f"sd_{label}[{n}] ~ HalfNormal(scale={_g(s)})"
                     for n, s in zip(term.coef_names, sc, strict=True)]
             if term.p > 1:
@@ -99,8 +105,24 @@ class Priors:
             "sd": {label: {n: {"scale": float(s)} for n, s in zip(t.coef_names, sc, strict=True)}
                    for label, t, sc in zip(self.labels, design.terms, self.sd_scale, strict=True)},
             "lkj_eta": {label: eta for label, t, eta in
-                        zip(self.labels, design.terms, self.lkj_eta, strict=True) if t.p > 1},
+                        zip(self.labels, design.terms, self.lkj_eta, strict=True)
+                        if t.p > 1 and getattr(t, "structure", "us") == "us"},
         }
+
+
+def _structured_lines(cov: Covariance, label: str, scale: np.ndarray) -> list[str]:
+    """The priors of a structured term (see :mod:`hierlm.estimate.nuts_structured`)."""
+    if cov.homogeneous:  # one SD: the geometric mean of the columns' scales
+        out = [f"sd_{label} ~ HalfNormal(scale={_g(float(np.exp(np.mean(np.log(scale)))))})"]
+    else:
+        out = [f"sd_{label}[{n}] ~ HalfNormal(scale={_g(s)})"
+               for n, s in zip(cov.coef_names, scale, strict=True)]
+    prior = cov.nuts_correlation_prior()
+    if prior is not None:
+        name, count, lo, hi = prior
+        each = " each" if count > 1 else ""
+        out.append(f"{name}_{label} ~ Uniform({_g(lo)}, {_g(hi)}){each}")
+    return out
 
 
 def _g(x: float) -> str:
