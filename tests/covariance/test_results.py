@@ -60,8 +60,7 @@ def test_wald_confint_names_the_structure_parameters():
         "subject: rho_lag1", "subject: rho_lag2", "subject: rho_lag3"]
 
 
-@pytest.mark.parametrize("call", [
-    lambda r: r.ranova(),
+@pytest.mark.parametrize("call", [  # ranova: tests/covariance/test_ranova.py
     lambda r: r.model.fit("nuts", draws=10, tune=10, chains=1, progressbar=False),
 ])
 def test_methods_not_supported_yet_say_so(call):
