@@ -17,7 +17,11 @@ p-value is the ``p_boundary`` column (NaN for comparisons it does not cover).
 
 ``ranova`` (lmerTest): each random term is removed, or a term ``(1 + x | g)`` is
 reduced by each of its non-intercept variables, and the model refitted by the same
-criterion (REML stays REML: the fixed effects are unchanged); with no random term
+criterion.  A term with a structured covariance (``ar1(0 + f | g)``, ``cs(...)``, ...) is
+only removed whole: dropping a column of ``f`` would change what the structure's
+parameters mean (the lags of ``ar1``/``toep``, the size of ``cs``'s block), so no
+column reduction nests inside it the way ``(1 | g)`` nests in ``(1 + x | g)``.  REML
+stays REML (the fixed effects are unchanged); with no random term
 left the reduced model is a linear model, whose (restricted) log-likelihood is R's
 ``logLik.lm``: ``-1/2 N (log 2 pi + 1 - log N + log RSS) - reml log|det R_X|`` with
 ``N = n - reml p``.
@@ -34,10 +38,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from hierlm.covariance.design import require_unstructured
 from hierlm.covariance.nesting import structure_nested
 from hierlm.design.formula import parse_formula
-from hierlm.design.terms import ModelDesign, RandomTerm
+from hierlm.design.terms import STRUCTURES, ModelDesign, RandomTerm
 from hierlm.design.weights import sum_log_weights, working_design
 from hierlm.errors import MethodError
 from hierlm.inference.fitted import require_model
@@ -219,7 +222,16 @@ def _label(term: RandomTerm, cols: list[int] | None = None) -> str:
     names = [term.coef_names[j] for j in (range(term.p) if cols is None else cols)]
     parts = ["1"] if "(Intercept)" in names else ["0"]
     parts += [n for n in names if n != "(Intercept)"]
-    return f"({' + '.join(parts)} | {term.group})"
+    return _structured(term, " + ".join(parts))
+
+
+def _structured(term: RandomTerm, lhs: str) -> str:
+    """``(lhs | g)``, or the structure's formula function around it: ``ar1(lhs | g)``,
+    ``cs(lhs | g, hom=True)``."""
+    if term.structure == "us":
+        return f"({lhs} | {term.group})"
+    fn, kw = STRUCTURES[term.structure]
+    return f"{fn}({lhs} | {term.group}{f', {kw}=True' if kw else ''})"
 
 
 def _exprs(design: ModelDesign) -> list[tuple[int, str]]:
@@ -270,7 +282,12 @@ def _lm_loglik(design: ModelDesign, reml: bool) -> float:
 
 def ranova(res: Any) -> pd.DataFrame:
     """lmerTest's ``ranova``: likelihood-ratio tests for removing or reducing each
-    random term (same criterion as the fit, no ML refit).  A fit's ``residual=`` /
+    random term (same criterion as the fit, no ML refit).  A term with a structured
+    covariance (``ar1(...)``, ``cs(...)``, ``toep(...)``, ``diag(...)``) is only removed
+    whole (its row is the term, e.g. ``ar1(0 + f | g)``): a column of it cannot be dropped
+    the way lmerTest reduces ``(1 + x | g)`` to ``(1 | g)``, since the structure's
+    parameters (``rho`` over lags, a common correlation) would change meaning; the
+    returned frame's ``attrs["note"]`` says so.  A fit's ``residual=`` /
     ``sigma=`` structure stays in every reduced model (nlme's ``gls`` when no random
     term is left; :mod:`hierlm.inference.residual_ranova`).
 
@@ -282,7 +299,6 @@ def ranova(res: Any) -> pd.DataFrame:
     ['<none>', 'Days in (Days | Subject)']
     """
     model = require_model(res, "ranova", residual_ok=True)
-    require_unstructured(model.design, "ranova")
     design: ModelDesign = model.design
     rd = getattr(model, "residual", None)  # kept by every reduced model (residual_ranova)
     reml = res.method == "REML"
@@ -293,10 +309,11 @@ def ranova(res: Any) -> pd.DataFrame:
     for k in order:  # the formula's order, as lmerTest
         term, expr = design.terms[k], matched[k][1]
         others = [t for i, t in enumerate(design.terms) if i != k]
-        parts = _lhs_parts(term, expr)
+        # a structured term is only removed whole (see the docstring)
+        parts = _lhs_parts(term, expr) if term.structure == "us" else []
         reduced: list[tuple[str, list[RandomTerm]]] = []
         if not parts:
-            reduced.append((f"({expr} | {term.group})", others))
+            reduced.append((_structured(term, expr), others))
         else:
             for cols in parts:
                 keep = [j for j in range(term.p) if j not in cols]
@@ -335,7 +352,12 @@ def ranova(res: Any) -> pd.DataFrame:
     out.loc["<none>", ["lrt", "df"]] = np.nan
     out["p"] = scipy.stats.chi2.sf(out["lrt"], out["df"])
     out["df"] = out["df"].astype("Int64")
-    return out[["npar", "loglik", "aic", "lrt", "df", "p"]]
+    out = out[["npar", "loglik", "aic", "lrt", "df", "p"]]
+    whole = [f"{t.structure} on {t.group}" for t in design.terms if t.structure != "us"]
+    if whole:
+        out.attrs["note"] = (f"structured terms ({', '.join(whole)}) are tested by removing "
+                             "the whole term only; no column reduction is defined for them")
+    return out
 
 
 def _var_name(expr: str, cols: list[int], term: RandomTerm) -> str:

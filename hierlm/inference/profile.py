@@ -250,6 +250,16 @@ class Profiler:
         prev, zprev = est, 0.0
         c = est + direction * self.scale[w] * abs(target)  # the Wald endpoint
         for _ in range(80):
+            if w == self.k - 1 and c <= 0:
+                # sigma, where the Wald step lands at or below 0 (sigma poorly
+                # determined beside a structure that can take up the residual
+                # variance): the criterion is not defined at 0 itself, so it is read
+                # at 1e-3 sigma-hat (further down the relative scale theta / sigma
+                # loses precision); if zeta stays short of the target there, the
+                # bound 0 is the endpoint
+                c = 1e-3 * est
+                if abs(self.zeta(w, c)) < abs(target):
+                    return 0.0
             if direction * (c - bound) >= 0:  # the bound comes first
                 c = float(bound)
                 if abs(self.zeta(w, c)) < abs(target):

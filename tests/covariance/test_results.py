@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.errors import IdentifiabilityWarning, MethodError, SingularFitWarning
+from hierlm.errors import IdentifiabilityWarning, SingularFitWarning
 from tests.covariance.brute import DenseFit, dense_v
 from tests.covariance.test_fit_dense import data, fitted
 
@@ -58,13 +58,6 @@ def test_wald_confint_names_the_structure_parameters():
         "rho_lag1|subject", "rho_lag2|subject", "rho_lag3|subject", "sigma"]
     assert res.covariance_parameters.index[-3:].tolist() == [
         "subject: rho_lag1", "subject: rho_lag2", "subject: rho_lag3"]
-
-
-@pytest.mark.parametrize("call", [lambda r: r.ranova()])
-def test_methods_not_supported_yet_say_so(call):
-    with pytest.raises(MethodError, match="not supported yet for structured covariances "
-                                          r"\(cs on subject\)"):
-        call(fitted("cs", True))
 
 
 def _one_per_cell(seed: int = 5) -> pd.DataFrame:
