@@ -178,8 +178,12 @@ class Model:
             raise MethodError(f"unexpected argument(s) for method={method!r}: "
                               f"{', '.join(sorted(kwargs))}")
         if self._residual is not None and key == "nuts":
-            raise MethodError("method='nuts' does not support residual= or sigma= yet; "
-                              "fit by 'reml' or 'ml'")
+            from hierlm.estimate.nuts_residual import residual_classes
+
+            residual_classes(self._design, self._residual)  # names what NUTS cannot take
+            raise MethodError("method='nuts' does not support residual= or sigma= in fit() "
+                              "yet (hierlm.estimate.nuts_residual.sample_residual samples "
+                              "ar1 / sigma= models); fit by 'reml' or 'ml'")
         # One BLAS thread: the objective's dense factorizations are small to medium, and
         # multithreaded OpenBLAS potrf on 2 busy cores was 10x slower than one thread.
         with (gc_paused(), one_blas_thread(),
