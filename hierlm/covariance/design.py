@@ -15,6 +15,8 @@ second-order term ``sum_i (grad_theta f)_i d^2 theta_i / d psi^2``
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +78,11 @@ def group_labels(terms: Any) -> list[str]:
     return out
 
 
+#: One DesignCovariance per live design (designs are frozen and compared by identity).
+_OF_CACHE: weakref.WeakKeyDictionary[ModelDesign, DesignCovariance] = weakref.WeakKeyDictionary()
+_OF_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True, eq=False)
 class DesignCovariance:
     """The covariance objects of a design's terms and the map ``psi -> theta``.
@@ -93,11 +100,18 @@ class DesignCovariance:
 
     @classmethod
     def of(cls, design: ModelDesign) -> DesignCovariance:
-        """The covariance objects of ``design``'s terms."""
+        """The covariance objects of ``design``'s terms (built once per design: the
+        column scales read every row)."""
+        with _OF_LOCK:
+            hit = _OF_CACHE.get(design)
+        if hit is not None:
+            return hit
         labels = group_labels(design.terms)
-        return cls(tuple(CLASSES[getattr(t, "structure", "us")](t.coef_names, label,
+        made = cls(tuple(CLASSES[getattr(t, "structure", "us")](t.coef_names, label,
                                                                 column_rms(t))
                          for t, label in zip(design.terms, labels, strict=True)))
+        with _OF_LOCK:
+            return _OF_CACHE.setdefault(design, made)
 
     @property
     def structured(self) -> bool:

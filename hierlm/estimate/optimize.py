@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
+from hierlm.covariance.design import column_rms
 from hierlm.covariance.layout import (
     theta_lower,
     theta_start,
@@ -155,9 +156,7 @@ def theta_scale(design: ModelDesign) -> np.ndarray:
     """
     parts = []
     for term in design.terms:
-        rms = (np.sqrt(np.mean(np.square(term.X), axis=0)) if term.col_rms is None
-               else np.asarray(term.col_rms, dtype=float))  # rows read in chunks
-        rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
+        rms = column_rms(term)
         rows, _ = tril_colmajor(term.p)
         parts.append(1.0 / rms[rows])
     return np.concatenate(parts) if parts else np.zeros(0)
