@@ -99,7 +99,8 @@ def hierlm_expand(dim, expanded, x_, out_, ud_):
 
 
 def _cfunc(layout: CompiledGraph, graph: CompiledGraph, template: str, fname: str,
-           sig: Any) -> Any:
+           sig: Any, cached_only: bool = False) -> Any:
+    """The C entry point; with ``cached_only``, None unless Numba has it cached."""
     import numba
 
     ud, lines, args = _data_lines(layout, graph)
@@ -116,6 +117,8 @@ def _cfunc(layout: CompiledGraph, graph: CompiledGraph, template: str, fname: st
             return make(NotNeeded())
         except numba.core.errors.TypingError:
             pass
+    if cached_only:
+        return None
     return make(graph.fn)
 
 
@@ -134,6 +137,16 @@ def c_functions(logp: CompiledGraph, expand: CompiledGraph) -> tuple[Any, Any]:
     sig_logp, sig_expand = _signatures()
     return (_cfunc(logp, logp, _LOGP_SRC, "hierlm_logp", sig_logp),
             _cfunc(logp, expand, _EXPAND_SRC, "hierlm_expand", sig_expand))
+
+
+def cached_c_functions(logp: CompiledGraph, expand: CompiledGraph) -> tuple[Any, Any] | None:
+    """:func:`c_functions` if Numba has both in its cache, else None (compiling nothing)."""
+    sig_logp, sig_expand = _signatures()
+    got_logp = _cfunc(logp, logp, _LOGP_SRC, "hierlm_logp", sig_logp, cached_only=True)
+    if got_logp is None:
+        return None
+    got_expand = _cfunc(logp, expand, _EXPAND_SRC, "hierlm_expand", sig_expand, cached_only=True)
+    return None if got_expand is None else (got_logp, got_expand)
 
 
 def user_data(args: list[np.ndarray], ndim: int, n_expanded: int) -> np.ndarray:

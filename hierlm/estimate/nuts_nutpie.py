@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from hierlm.estimate.nuts_compiled import (
+    DensityGraphs,
     data_values,
     density_graphs,
     nutpie_model,
     to_unconstrained,
 )
+from hierlm.estimate.nuts_numpy import NumpyDensity
 from hierlm.estimate.nuts_posterior import coords_of
 from hierlm.estimate.priors import Priors
 from hierlm.objective.profiled import ProfiledObjective
@@ -37,15 +39,21 @@ def nutpie_sample(objective: ProfiledObjective, pr: Priors,
     """
     import nutpie
 
-    graphs = density_graphs(objective, pr)
-    values = data_values(objective, pr)
-    if starts:
-        vecs = to_unconstrained(graphs, values, starts)
+    from hierlm.estimate import nuts_first
+
+    density: NumpyDensity | DensityGraphs
+    if nuts_first.choose(objective, pr) == "numpy":  # nothing compiled: see nuts_first
+        density = numpy_density = NumpyDensity(objective, pr)
+        vecs = [numpy_density.forward(st) for st in starts or []]
     else:
+        density = graphs = density_graphs(objective, pr)
+        values = data_values(objective, pr)
+        vecs = to_unconstrained(graphs, values, starts) if starts else []
+    if not starts:
         from hierlm.estimate.nuts_model import compiled
 
         point = compiled(objective, pr).model.initial_point()
-        vecs = [np.concatenate([np.ravel(point[k]) for k in graphs.value_names])]
+        vecs = [np.concatenate([np.ravel(point[k]) for k in density.value_names])]
     center = np.mean(vecs, axis=0)
     spread = np.std(vecs, axis=0) if len(vecs) > 1 else None
 
@@ -55,7 +63,16 @@ def nutpie_sample(objective: ProfiledObjective, pr: Priors,
             return center + rng.uniform(-1.0, 1.0, len(center))
         return center + spread * rng.standard_normal(len(spread))
 
-    model = nutpie_model(graphs, values, coords_of(objective.design), init)
-    return nutpie.sample(model, draws=draws, tune=tune, chains=chains, seed=seed,
-                         cores=cores, save_warmup=True, progress_bar=progressbar,
-                         target_accept=target_accept)
+    coords = coords_of(objective.design)
+    if isinstance(density, NumpyDensity):
+        model = nuts_first.numpy_model(density, coords, init)
+    else:
+        model = nutpie_model(density, values, coords, init)
+    out = nutpie.sample(model, draws=draws, tune=tune, chains=chains, seed=seed,
+                        cores=cores, save_warmup=True, progress_bar=progressbar,
+                        target_accept=target_accept)
+    numpy = isinstance(density, NumpyDensity)
+    out["sample_stats"].attrs["log_density"] = "numpy" if numpy else "compiled"
+    if numpy:
+        nuts_first.warm_up(objective, pr)  # later processes: the compiled density
+    return out

@@ -366,6 +366,22 @@ def compile_graph(name: str, key: Any,
         return _compile(name, key, build, link, digest, path)
 
 
+def cached_graph(name: str, key: Any, link: str = "numba") -> CompiledGraph | None:
+    """The graph :func:`compile_graph` would load from disk, or None when it would
+    have to build it (nothing usable on disk, or the cache off).
+
+    Examples
+    --------
+    >>> cached_graph("never-stored", 0) is None
+    True
+    """
+    where = _location(name, key, link)
+    if where is None or not where[1].exists():
+        return None
+    loaded = _load(where[1], _identity(name, key, link))
+    return None if loaded is None else CompiledGraph(loaded[0], loaded[1], where[0], loaded=True)
+
+
 def _compile(name: str, key: Any,
              build: Callable[[], tuple[Sequence[Variable], Sequence[Variable],
                                        dict[str, Any]]],

@@ -1,0 +1,307 @@
+"""The NUTS log density of a small model in plain NumPy: sampling with nothing compiled.
+
+The same function as the compiled ``logp`` graph of :mod:`hierlm.estimate.nuts_compiled`,
+on the same unconstrained coordinates ``x`` (``beta``, ``log sigma``, each term's
+``log sd`` and, for ``p_i > 1``, the ``p_i (p_i - 1) / 2`` unconstrained values ``z_i`` of
+its LKJ factor ``L_i``, :mod:`hierlm.estimate.corr_cholesky`)::
+
+    log p(x) = log N(beta; mu, s) + log HalfStudentT(sigma; nu, s_sigma) + log sigma
+               + sum_i [log HalfNormal(sd_i; s_i) + sum log sd_i
+                        + log LKJ(L_i; eta_i) + sum_j (j + 2) log L_i,jj]
+               - deviance(beta, theta, sigma) / 2,
+    theta_i  = diag(sd_i / sigma) L_i, packed as lme4 packs it,
+    log LKJ(L; eta) = c(eta, n) + sum_{j=1..n} (2 eta - 2 + n - j) log L_jj.
+
+The deviance is evaluated densely over ``[Z X y]`` (``A`` its Gram matrix, ``Lambda``
+the ``q x q`` relative factor, ``c = [a - beta; 1]`` on ``[X y]`` with ``a`` the offset
+the Gram blocks were centred by)::
+
+    K = Lambda'A_ZZ Lambda + I = L L',   b = Lambda'A_ZR c,   u = K^-1 b,
+    r^2 = c'A_RR c - b'u,
+    deviance = log|K| + n log(2 pi sigma^2) + r^2 / sigma^2,
+
+which is the marginal ``-2 log N(y; X beta, sigma^2 (I + Z Lambda Lambda'Z'))`` of
+:func:`hierlm.objective.cholesky.unprofiled_deviance`.  Its gradient in ``Lambda``
+(``r^2`` is the minimum over ``u`` of ``|e - Z Lambda u|^2 + |u|^2``, so the minimizer's
+own change does not count)::
+
+    d deviance / d Lambda = 2 A_ZZ Lambda K^-1 - 2 (A_ZR c - A_ZZ Lambda u) u' / sigma^2,
+
+summed onto theta by its positions in ``Lambda``; in ``beta``,
+``d r^2 / d beta = -2 (A_RR c - A_RZ Lambda u)[X rows]``.  The chain rule runs on
+through ``theta = diag(sd / sigma) L`` (``d theta / d log sigma = -theta``) and
+through the LKJ map (``dz_b = Lbar_ib L_ii - z_b (Lbar_i . L_i) L_ii^2``, as
+:mod:`hierlm.estimate.corr_cholesky`'s reverse mode).
+
+Why: the compiled density is machine code made by Numba per model structure.  With
+empty caches its first fit spent 99 s of 100 s compiling (``benchmarks/first_fit_results.md``,
+against bambi's 32 s).  Here nothing is compiled: a handful of dense LAPACK calls per
+evaluation, called by nutpie through its Python-function interface
+(``nutpie.compiled_pyfunc.from_pyfunc``).  Measured on the 2-core machine (see
+:func:`use_numpy` for when it is chosen):
+
+MEASUREMENTS
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg.lapack import dpotrf, dpotri, dtrtrs
+
+from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.layout import tril_colmajor
+from hierlm.estimate.corr_cholesky import fill_order
+from hierlm.estimate.priors import Priors
+from hierlm.objective.numpy_link import _constants
+from hierlm.objective.profiled import ProfiledObjective
+
+#: Largest number of random-effect coefficients ``q`` evaluated densely here.
+MAX_Q = 80
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def suits(objective: ProfiledObjective) -> bool:
+    """Whether this density serves the model: every term unstructured (``us``), no
+    residual structure, and ``q`` at most :data:`MAX_Q`.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> suits(m.objective)
+    True
+    """
+    design = objective.design
+    if DesignCovariance.of(design).structured:
+        return False
+    return sum(t.p * t.n_levels for t in design.terms) <= MAX_Q
+
+
+@dataclass(frozen=True)
+class _Term:
+    p: int
+    sd: slice  # in x
+    z: slice  # in x (empty when p == 1)
+    theta: slice  # in theta
+    rows: np.ndarray  # theta's rows and columns in T (lme4's packing)
+    cols: np.ndarray
+    fill_row: np.ndarray  # z's positions in L (PyMC's order)
+    fill_col: np.ndarray
+    lkj_const: float
+    lkj_w: np.ndarray  # weight of log L_jj: LKJ exponent plus the transform's log-Jacobian
+    sd_scale: np.ndarray
+    label: str
+
+
+def _lkj_constant(eta: float, n: int) -> float:
+    """PyMC's log normalizing constant of the LKJ correlation density."""
+    k = np.arange(1, n)
+    return float((n - 1) * math.lgamma(eta + 0.5 * (n - 1))
+                 - sum(0.5 * kk * math.log(math.pi) + math.lgamma(eta + 0.5 * (n - 1 - kk))
+                       for kk in k))
+
+
+class NumpyDensity:
+    """``x -> (log p(x), d log p / dx)`` of one model (see the module docstring).
+
+    Also maps ``x`` to the constrained draws (:meth:`expand`) and back
+    (:meth:`forward`), and carries the names, shapes and dimensions nutpie's output
+    uses, the same as :class:`~hierlm.estimate.nuts_compiled.DensityGraphs`'.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.estimate.priors import resolve_priors
+    >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> d = NumpyDensity(m.objective, resolve_priors(m.design))
+    >>> d.names, d.ndim
+    (('beta', 'sigma', 'sd_Subject', 'chol_corr_Subject'), 6)
+    >>> value, grad = d(np.zeros(6))
+    >>> bool(np.isfinite(value)), grad.shape
+    (True, (6,))
+    """
+
+    def __init__(self, objective: ProfiledObjective, pr: Priors) -> None:
+        design, g = objective.design, objective.gram
+        self.p = p = design.p
+        self.n = float(g.n)
+        qr = int(g.q_rest)
+        A, rows, cols, tidx, *_ = _constants(g.A11, g.nz_val, g.nz_level, g.nz_row, g.A_RR,
+                                             g.lam_row, g.lam_col, g.lam_theta, qr)
+        self.q = q = g.A11.shape[0] * g.A11.shape[1] + qr
+        self.A_ZZ = np.ascontiguousarray(A[:q, :q])
+        self.A_ZR = np.ascontiguousarray(A[:q, q:])
+        self.A_RR = np.ascontiguousarray(A[q:, q:])
+        self.lam_rows, self.lam_cols, self.lam_theta = rows, cols, tidx
+        self._lam_flat = rows * q + cols
+        self.offset = np.asarray(g.beta_offset, dtype=float)
+        self.beta_mu = np.asarray(pr.beta_mu, dtype=float)
+        self.beta_sigma = np.asarray(pr.beta_sigma, dtype=float)
+        self.sigma_nu, self.sigma_scale = float(pr.sigma_nu), float(pr.sigma_scale)
+        self._beta_const = float(-np.log(self.beta_sigma).sum() - 0.5 * _LOG_2PI * p)
+        nu, s = self.sigma_nu, self.sigma_scale
+        self._sigma_const = (math.log(2.0) + math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2)
+                             - 0.5 * math.log(nu * math.pi * s * s))
+        names = ["beta"] * bool(p) + ["sigma"]
+        shapes: list[tuple[int, ...]] = [(p,)] * bool(p) + [()]
+        value_names = ["beta"] * bool(p) + ["sigma_log__"]
+        value_shapes: list[tuple[int, ...]] = [(p,)] * bool(p) + [()]
+        dims: dict[str, tuple[str, ...]] = {"beta": ("coef",)} if p else {}
+        terms, pos, tpos = [], p + 1, 0
+        for label, t, scale, eta in zip(pr.labels, design.terms, pr.sd_scale, pr.lkj_eta,
+                                        strict=True):
+            k = t.p * (t.p - 1) // 2
+            r, c = tril_colmajor(t.p)
+            fr, fc = fill_order(t.p)
+            j = np.arange(1, t.p + 1)
+            w = (2 * float(eta) - 2 + t.p - j) + (j + 1) if t.p > 1 else np.zeros(1)
+            terms.append(_Term(t.p, slice(pos, pos + t.p), slice(pos + t.p, pos + t.p + k),
+                               slice(tpos, tpos + len(r)), r, c, fr, fc,
+                               _lkj_constant(float(eta), t.p) if t.p > 1 else 0.0,
+                               np.asarray(w, dtype=float), np.asarray(scale, dtype=float),
+                               label))
+            names.append(f"sd_{label}")
+            shapes.append((t.p,))
+            dims[f"sd_{label}"] = (f"{label}_term",)
+            value_names.append(f"sd_{label}_log__")
+            value_shapes.append((t.p,))
+            if t.p > 1:
+                names.append(f"chol_corr_{label}")
+                shapes.append((t.p, t.p))
+                value_names.append(f"chol_corr_{label}_cholesky_corr__")
+                value_shapes.append((k,))
+            pos += t.p + k
+            tpos += len(r)
+        self.terms = terms
+        self.ndim = pos
+        self.n_theta = tpos
+        self.names, self.shapes = tuple(names), tuple(shapes)
+        self.value_names, self.value_shapes = tuple(value_names), tuple(value_shapes)
+        self.dims = dims
+
+    # --- the maps between x and the constrained values ---------------------------------
+
+    def _corr(self, t: _Term, z: np.ndarray) -> np.ndarray:
+        L = np.eye(t.p)
+        L[t.fill_row, t.fill_col] = z
+        return L / np.sqrt((L * L).sum(axis=1))[:, None]
+
+    def constrained(self, x: np.ndarray) -> list[np.ndarray]:
+        """The constrained values of ``x``, in :attr:`names` order."""
+        x = np.asarray(x, dtype=float)
+        out = [x[:self.p].copy()] * bool(self.p) + [np.asarray(math.exp(x[self.p]))]
+        for t in self.terms:
+            out.append(np.exp(x[t.sd]))
+            if t.p > 1:
+                out.append(self._corr(t, x[t.z]))
+        return out
+
+    def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The constrained values of ``x`` by name (what nutpie stores as draws)."""
+        return dict(zip(self.names, self.constrained(x), strict=True))
+
+    def forward(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Constrained values by name ``-> x`` (the inverse of :meth:`expand`)."""
+        x = np.empty(self.ndim)
+        if self.p:
+            x[:self.p] = values["beta"]
+        x[self.p] = math.log(float(values["sigma"]))
+        for t in self.terms:
+            x[t.sd] = np.log(np.asarray(values[f"sd_{t.label}"], dtype=float))
+            if t.p > 1:
+                L = np.asarray(values[f"chol_corr_{t.label}"], dtype=float)
+                x[t.z] = L[t.fill_row, t.fill_col] / L[t.fill_row, t.fill_row]
+        return x
+
+    # --- the log density -------------------------------------------------------------
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(log p(x), d log p / dx)``; ``(-inf, 0)`` where the factor fails."""
+        x = np.asarray(x, dtype=float)
+        p, q, n = self.p, self.q, self.n
+        grad = np.zeros(self.ndim)
+        beta = x[:p]
+        log_sigma = x[p]
+        sigma = math.exp(log_sigma)
+        # priors and log-Jacobians
+        zb = (beta - self.beta_mu) / self.beta_sigma
+        lp = self._beta_const - 0.5 * float(zb @ zb)
+        grad[:p] = -zb / self.beta_sigma
+        nu, s = self.sigma_nu, self.sigma_scale
+        lp += (self._sigma_const - (nu + 1) / 2 * math.log1p(sigma * sigma / (nu * s * s))
+               + log_sigma)
+        grad[p] = 1.0 - (nu + 1) * sigma * sigma / (nu * s * s + sigma * sigma)
+        theta = np.empty(self.n_theta)
+        corr: list[np.ndarray | None] = []
+        for t in self.terms:
+            xs = x[t.sd]
+            sd = np.exp(xs)
+            u = sd / t.sd_scale
+            lp += float((0.5 * math.log(2 / math.pi) - np.log(t.sd_scale) - 0.5 * u * u
+                         + xs).sum())
+            grad[t.sd] = 1.0 - u * u
+            if t.p > 1:
+                L = self._corr(t, x[t.z])
+                logd = np.log(np.diagonal(L))
+                lp += t.lkj_const + float(t.lkj_w @ logd)
+                T = (sd / sigma)[:, None] * L
+                corr.append(L)
+            else:
+                T = (sd / sigma)[:, None]
+                corr.append(None)
+            theta[t.theta] = T[t.rows, t.cols]
+        # the marginal deviance and its gradient in Lambda
+        lam = np.zeros((q, q))
+        lam.flat[self._lam_flat] = theta[self.lam_theta]
+        c = np.empty(p + 1)
+        c[:p] = self.offset - beta
+        c[p] = 1.0
+        A_lam = self.A_ZZ @ lam
+        K = lam.T @ A_lam
+        K.flat[::q + 1] += 1.0
+        Lk, info = dpotrf(K, lower=1, clean=1)
+        if info != 0:  # not positive definite (an overflow upstream)
+            return -np.inf, np.zeros(self.ndim)
+        Zc = self.A_ZR @ c
+        b = lam.T @ Zc
+        v = dtrtrs(Lk, b, lower=1)[0]
+        u = dtrtrs(Lk, v, lower=1, trans=1)[0]
+        r2 = float(c @ self.A_RR @ c - v @ v)
+        s2 = sigma * sigma
+        logdet = 2.0 * float(np.log(np.diagonal(Lk)).sum())
+        dev = logdet + n * (_LOG_2PI + 2.0 * log_sigma) + r2 / s2
+        lp -= 0.5 * dev
+        Kinv, info = dpotri(Lk, lower=1)  # K^-1 from its factor (lower triangle)
+        if info != 0:
+            return -np.inf, np.zeros(self.ndim)
+        Kinv = Kinv + Kinv.T  # Lk's upper triangle is zero: dpotri's lower triangle, twice
+        Kinv.flat[::q + 1] *= 0.5
+        resid = Zc - A_lam @ u
+        rr, cc = self.lam_rows, self.lam_cols
+        G = 2.0 * (A_lam @ Kinv).flat[self._lam_flat] - (2.0 / s2) * resid[rr] * u[cc]
+        g_theta = np.bincount(self.lam_theta, G, minlength=self.n_theta)
+        # d(-dev/2)/d beta: r^2 = c'Sc with S c = A_RR c - A_RZ Lambda u
+        Sc = self.A_RR @ c - self.A_ZR.T @ (lam @ u)
+        grad[:p] += Sc[:p] / s2
+        # d(-dev/2)/d log sigma: directly, and through theta = T / sigma
+        grad[p] += -0.5 * (2.0 * n - 2.0 * r2 / s2) + 0.5 * float(g_theta @ theta)
+        for t, Lt in zip(self.terms, corr, strict=True):
+            gt = -0.5 * g_theta[t.theta]
+            th = theta[t.theta]
+            grad[t.sd] += np.bincount(t.rows, gt * th, minlength=t.p)
+            if Lt is None:
+                continue
+            sd = np.exp(x[t.sd])
+            Lbar = np.zeros((t.p, t.p))
+            Lbar[t.rows, t.cols] = gt * (sd / sigma)[t.rows]
+            diag = np.diagonal(Lt)
+            Lbar.flat[::t.p + 1] += t.lkj_w / diag
+            dot = (Lbar * Lt).sum(axis=1) * diag * diag
+            z = x[t.z]
+            grad[t.z] = Lbar[t.fill_row, t.fill_col] * diag[t.fill_row] - z * dot[t.fill_row]
+        if not np.isfinite(lp) or not np.all(np.isfinite(grad)):
+            return -np.inf, np.zeros(self.ndim)
+        return float(lp), grad
