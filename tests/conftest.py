@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
+# A NUTS fit that samples the NumPy density starts a background process compiling the
+# structure for later processes (hierlm.estimate.nuts_first); tests start none.
+os.environ.setdefault("HIERLM_NUTS_WARM_UP", "0")
+
 # The lme4 references and their datasets live in the repository (tests/data/reference);
 # HIERLM_REFERENCE points the tests at another copy.
 REFERENCE = Path(os.environ.get(

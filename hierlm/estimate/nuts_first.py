@@ -40,6 +40,8 @@ from hierlm.objective.graph_cache import cache_dir, cached_graph
 from hierlm.objective.profiled import ProfiledObjective
 
 _WARMING: set[tuple] = set()  # structures whose warm-up this process started
+#: The warm-up processes this process started (a benchmark stops them).
+STARTED: list[subprocess.Popen] = []
 _CHOSEN: dict[tuple, str] = {}  # the density each structure took first in this process
 _LOCK = threading.Lock()
 
@@ -97,8 +99,10 @@ def choose(objective: ProfiledObjective, pr: Priors) -> str:
 def warm_up(objective: ProfiledObjective, pr: Priors) -> subprocess.Popen | None:
     """Compile the structure's density in a background process at the lowest CPU
     priority (:mod:`hierlm.estimate.nuts_warm_up`), once per structure and process;
-    None when nothing is started (already started, told not to, or no disk cache)."""
-    if os.environ.get("HIERLM_NUTS_DENSITY", "auto") == "numpy":
+    None when nothing is started (already started, told not to, or no disk cache).
+    ``HIERLM_NUTS_WARM_UP=0`` (environment) starts none."""
+    if (os.environ.get("HIERLM_NUTS_DENSITY", "auto") == "numpy"
+            or os.environ.get("HIERLM_NUTS_WARM_UP", "1") == "0"):
         return None  # told not to compile
     folder = cache_dir()
     if folder is None:  # nothing a later process could load
@@ -119,10 +123,12 @@ def warm_up(objective: ProfiledObjective, pr: Priors) -> subprocess.Popen | None
         [*flags, f"base_compiledir={pytensor.config.base_compiledir}"])
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "hierlm.estimate.nuts_warm_up", path], env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
+    STARTED.append(proc)
+    return proc
 
 
 def numpy_model(density: NumpyDensity, coords: dict[str, list[str]],

@@ -37,10 +37,38 @@ Why: the compiled density is machine code made by Numba per model structure.  Wi
 empty caches its first fit spent 99 s of 100 s compiling (``benchmarks/first_fit_results.md``,
 against bambi's 32 s).  Here nothing is compiled: a handful of dense LAPACK calls per
 evaluation, called by nutpie through its Python-function interface
-(``nutpie.compiled_pyfunc.from_pyfunc``).  Measured on the 2-core machine (see
-:func:`use_numpy` for when it is chosen):
+(``nutpie.compiled_pyfunc.from_pyfunc``); :mod:`hierlm.estimate.nuts_first` says when
+it is chosen.  Measured on the 2-core machine, shared with other work (load 6-9), for
+sleepstudy (``Reaction ~ 1 + Days + (1 + Days | Subject)``, 4 chains x 1000 draws
+after 1000 tuning steps, 51,276 gradients):
 
-MEASUREMENTS
+- one log density and gradient: 320-410 us here (one BLAS thread), against 44-52 us
+  for the compiled graph called from Python in the same process (``python -m
+  benchmarks.nuts_numpy_bench``); about 90 NumPy calls, each a
+  few microseconds, are most of it.  Using the first term's block-diagonal structure
+  would save arithmetic, not calls, so it was not done.  Taking only ``Lambda``'s
+  entries of ``A Lambda K^-1`` from one product, LAPACK's ``dpotrf`` for NumPy's
+  ``cholesky`` and the priors' constants precomputed took it from 390-410 to 310-320 us;
+  ``dpotrs`` for ``K^-1 Lambda'A`` (instead of ``dpotri``, symmetrizing and a product)
+  and for ``u`` (instead of two triangular solves) made no difference that a load of
+  10 let show (345-375 against 362 us), and is kept for its fewer calls;
+- sampling, fresh process with empty caches: 12.0 s (load 6), 18.8 and 19.8 s (load 7-8)
+  here, against 6.9 s for the compiled density once compiled (load 9) and 99 s to
+  compile it (``benchmarks/first_fit_results.md``, 2026-12-01); the draws, ESS and
+  gradient count equal the compiled path's at the same seed to the digits printed (min
+  bulk ESS 3716.37, 51,276 gradients: the two densities agree to about 1e-12);
+- chains in threads, which share the interpreter lock here: ``cores=1`` 28.2 s,
+  ``cores=2`` 18.2 s, ``cores=4`` 21.3 s of sampling (load 8-9), so nutpie's default
+  (one thread per CPU) is kept;
+- compiling the structure afterwards in a thread of the same process took 113 s
+  (nothing else running in it); it would share the interpreter lock with whatever the
+  user runs next and be cut off at exit, so :mod:`hierlm.estimate.nuts_warm_up` does it
+  in a process at ``nice 19`` (2 min 11 s at load 7-9), after which a new process
+  samples the compiled density.
+
+Not tried: PyTensor's C backend for the first fit, and compiling less with Numba (the
+``expand`` and ``forward`` graphs in NumPy): either still compiles per structure, and
+the NumPy density needs no compile at all.
 """
 
 from __future__ import annotations
@@ -49,7 +77,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotri, dtrtrs
+from scipy.linalg.lapack import dpotrf, dpotrs
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.layout import tril_colmajor
@@ -93,6 +121,7 @@ class _Term:
     lkj_const: float
     lkj_w: np.ndarray  # weight of log L_jj: LKJ exponent plus the transform's log-Jacobian
     sd_scale: np.ndarray
+    sd_const: float  # the HalfNormal priors' constant: sum(log(2 / pi) / 2 - log scale)
     label: str
 
 
@@ -137,6 +166,7 @@ class NumpyDensity:
         self.A_RR = np.ascontiguousarray(A[q:, q:])
         self.lam_rows, self.lam_cols, self.lam_theta = rows, cols, tidx
         self._lam_flat = rows * q + cols
+        self._lam_flat_t = cols * q + rows
         self.offset = np.asarray(g.beta_offset, dtype=float)
         self.beta_mu = np.asarray(pr.beta_mu, dtype=float)
         self.beta_sigma = np.asarray(pr.beta_sigma, dtype=float)
@@ -162,6 +192,7 @@ class NumpyDensity:
                                slice(tpos, tpos + len(r)), r, c, fr, fc,
                                _lkj_constant(float(eta), t.p) if t.p > 1 else 0.0,
                                np.asarray(w, dtype=float), np.asarray(scale, dtype=float),
+                               float(np.sum(0.5 * math.log(2 / math.pi) - np.log(scale))),
                                label))
             names.append(f"sd_{label}")
             shapes.append((t.p,))
@@ -240,9 +271,9 @@ class NumpyDensity:
             xs = x[t.sd]
             sd = np.exp(xs)
             u = sd / t.sd_scale
-            lp += float((0.5 * math.log(2 / math.pi) - np.log(t.sd_scale) - 0.5 * u * u
-                         + xs).sum())
-            grad[t.sd] = 1.0 - u * u
+            uu = u * u
+            lp += t.sd_const + float(xs.sum() - 0.5 * uu.sum())
+            grad[t.sd] = 1.0 - uu
             if t.p > 1:
                 L = self._corr(t, x[t.z])
                 logd = np.log(np.diagonal(L))
@@ -267,21 +298,17 @@ class NumpyDensity:
             return -np.inf, np.zeros(self.ndim)
         Zc = self.A_ZR @ c
         b = lam.T @ Zc
-        v = dtrtrs(Lk, b, lower=1)[0]
-        u = dtrtrs(Lk, v, lower=1, trans=1)[0]
-        r2 = float(c @ self.A_RR @ c - v @ v)
+        u = dpotrs(Lk, b, lower=1)[0]
+        r2 = float(c @ self.A_RR @ c - b @ u)
         s2 = sigma * sigma
         logdet = 2.0 * float(np.log(np.diagonal(Lk)).sum())
         dev = logdet + n * (_LOG_2PI + 2.0 * log_sigma) + r2 / s2
         lp -= 0.5 * dev
-        Kinv, info = dpotri(Lk, lower=1)  # K^-1 from its factor (lower triangle)
-        if info != 0:
-            return -np.inf, np.zeros(self.ndim)
-        Kinv = Kinv + Kinv.T  # Lk's upper triangle is zero: dpotri's lower triangle, twice
-        Kinv.flat[::q + 1] *= 0.5
+        # K^-1 Lambda'A_ZZ = (A_ZZ Lambda K^-1)': Lambda's entries of the latter, transposed
+        KiAl = dpotrs(Lk, A_lam.T, lower=1)[0]
         resid = Zc - A_lam @ u
         rr, cc = self.lam_rows, self.lam_cols
-        G = 2.0 * (A_lam @ Kinv).flat[self._lam_flat] - (2.0 / s2) * resid[rr] * u[cc]
+        G = 2.0 * KiAl.flat[self._lam_flat_t] - (2.0 / s2) * resid[rr] * u[cc]
         g_theta = np.bincount(self.lam_theta, G, minlength=self.n_theta)
         # d(-dev/2)/d beta: r^2 = c'Sc with S c = A_RR c - A_RZ Lambda u
         Sc = self.A_RR @ c - self.A_ZR.T @ (lam @ u)

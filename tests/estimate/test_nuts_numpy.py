@@ -10,12 +10,19 @@ through it against one sampled through the compiled C entry points.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.estimate import nuts_first
+from hierlm.estimate import nuts_first, nuts_warm_up
 from hierlm.estimate.nuts_compiled import call_args, data_values, density_graphs
 from hierlm.estimate.nuts_numpy import NumpyDensity, suits
 from hierlm.estimate.priors import resolve_priors
@@ -51,6 +58,7 @@ def _points(d: NumpyDensity, pr: object, rng: np.random.Generator, k: int) -> li
     return out
 
 
+@pytest.mark.filterwarnings("ignore:NUTS:UserWarning")
 @pytest.mark.parametrize("formula", FORMULAS)
 def test_density_equals_compiled_graph(data: pd.DataFrame, formula: str) -> None:
     m = hierlm.Model(formula, data)
@@ -107,6 +115,8 @@ def _fit(model: hierlm.Model, monkeypatch: pytest.MonkeyPatch, density: str,
     return model.fit(method="nuts", sampler="nutpie", progressbar=False, **kw)
 
 
+@pytest.mark.filterwarnings("ignore:NUTS:UserWarning")
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto")
 def test_reproducible_and_same_layout_as_compiled(data: pd.DataFrame,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     m = hierlm.Model(SLEEP, data)
@@ -114,6 +124,8 @@ def test_reproducible_and_same_layout_as_compiled(data: pd.DataFrame,
     a = _fit(m, monkeypatch, "numpy", **kw)
     b = _fit(m, monkeypatch, "numpy", **kw)
     c = _fit(m, monkeypatch, "compiled", **kw)
+    assert [r.idata["sample_stats"].attrs["log_density"] for r in (a, b, c)] == [
+        "numpy", "numpy", "compiled"]
     for name in a.idata["posterior"].data_vars:
         np.testing.assert_array_equal(a.idata["posterior"][name].values,
                                       b.idata["posterior"][name].values)
@@ -143,6 +155,7 @@ def test_choice_follows_the_caches(data: pd.DataFrame, monkeypatch: pytest.Monke
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto")
 def test_posterior_agrees_with_compiled_path(data: pd.DataFrame,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Posterior means of every sampled quantity within Monte Carlo error (4.5 combined
@@ -157,3 +170,45 @@ def test_posterior_agrees_with_compiled_path(data: pd.DataFrame,
     z = (ta["mean"] - tc["mean"]).abs() / mcse
     assert (z < 4.5).all(), z
     np.testing.assert_allclose(ta["sd"], tc["sd"], rtol=0.15)
+
+
+def test_warm_up_lock(tmp_path: Path) -> None:
+    lock = nuts_warm_up.lock_path(tmp_path, ("structure",))
+    assert nuts_warm_up._take(lock)
+    assert not nuts_warm_up._take(lock)  # held by a live warm-up
+    old = time.time() - 2 * nuts_warm_up.STALE_S
+    os.utime(lock, (old, old))
+    assert nuts_warm_up._take(lock)  # left by a process that died
+
+
+_COLD = """
+import json, sys, hierlm
+from hierlm.estimate import nuts_first, nuts_warm_up
+m = hierlm.Model("Reaction ~ 1 + Days + (1 + Days | Subject)", hierlm.load_sleepstudy())
+if sys.argv[1] == "fit":
+    res = m.fit(method="nuts", draws=50, tune=50, chains=2, random_seed=1, progressbar=False)
+    codes = [p.wait() for p in nuts_first.STARTED]
+    print(json.dumps([res.idata["sample_stats"].attrs["log_density"], codes]))
+else:
+    from hierlm.estimate.priors import resolve_priors
+    print(json.dumps(nuts_first.choose(m.objective, resolve_priors(m.design))))
+"""
+
+
+@pytest.mark.slow
+def test_empty_caches_sample_numpy_then_compile_in_background(tmp_path: Path) -> None:
+    """With empty caches the first fit samples the NumPy density and starts the
+    background compile; once it has finished, a new process takes the compiled one."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTENSOR_FLAGS=f"base_compiledir={tmp_path / 'pytensor'}",
+               PYTHONPATH=str(Path(hierlm.__file__).resolve().parents[1]))
+    env.pop("HIERLM_NUTS_DENSITY", None)
+    env["HIERLM_NUTS_WARM_UP"] = "1"  # (the tests' conftest turns it off)
+
+    def run(arg: str) -> object:
+        out = subprocess.run([sys.executable, "-c", _COLD, arg], env=env, capture_output=True,
+                             text=True, timeout=1200, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert run("fit") == ["numpy", [0]]
+    assert run("choose") == "compiled"
