@@ -33,7 +33,7 @@ import pytensor
 
 from hierlm.estimate import nuts_compiled
 from hierlm.estimate.nuts_cfunc import cached_c_functions
-from hierlm.estimate.nuts_compiled import DensityCode, _structure_key, density_code
+from hierlm.estimate.nuts_compiled import DensityCode, _structure_key
 from hierlm.estimate.nuts_numpy import NumpyDensity, suits
 from hierlm.estimate.priors import Priors
 from hierlm.objective.graph_cache import cache_dir, cached_graph
@@ -55,14 +55,14 @@ def cached_code(objective: ProfiledObjective, pr: Priors) -> DensityCode | None:
     graphs = [cached_graph(f"nuts-{role}", key) for role in ("logp", "expand", "forward")]
     if any(g is None for g in graphs):
         return None
-    logp, expand, _ = graphs
-    assert logp is not None and expand is not None
+    logp, expand, forward = graphs
+    assert logp is not None and expand is not None and forward is not None
     fns = cached_c_functions(logp, expand)
     if fns is None:
         return None
-    code = density_code(objective, pr)  # the same files, now kept in memory
+    code = DensityCode(logp, expand, forward)
     code.__dict__["c_functions"] = fns  # (a cached_property: set, not loaded again)
-    return code
+    return nuts_compiled._CODE.setdefault(key, code)  # what density_code would load
 
 
 def choose(objective: ProfiledObjective, pr: Priors) -> str:
