@@ -261,8 +261,12 @@ class NumpyDensity:
     # --- the log density -------------------------------------------------------------
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """``(log p(x), d log p / dx)``; ``(-inf, 0)`` where the factor fails."""
-        x = np.asarray(x, dtype=float)
+        """``(log p(x), d log p / dx)``; ``(-inf, 0)`` where it is not finite (the
+        sampler's early steps can overflow: quietly, as the compiled density does)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._evaluate(np.asarray(x, dtype=float))
+
+    def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         p, q, n = self.p, self.q, self.n
         grad = np.zeros(self.ndim)
         beta = x[:p]

@@ -93,6 +93,7 @@ def test_gradient_matches_finite_differences(data: pd.DataFrame, formula: str) -
         np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-5 * np.abs(fd).max())
 
 
+@pytest.mark.filterwarnings("error")
 def test_failed_factor_is_minus_infinity(data: pd.DataFrame) -> None:
     m = hierlm.Model(SLEEP, data)
     d = NumpyDensity(m.objective, resolve_priors(m.design))
