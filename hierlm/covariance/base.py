@@ -34,6 +34,7 @@ import numpy as np
 import scipy.linalg
 
 from hierlm.covariance.layout import psd_cholesky, tril_colmajor
+from hierlm.covariance.term_layout import TermLayout
 
 #: Bounds of a log relative SD (column units) and of an unconstrained correlation parameter.
 LOG_SD_BOUNDS = (-25.0, 25.0)
@@ -84,10 +85,12 @@ def cholesky(R: np.ndarray) -> np.ndarray:
         return cholesky_analytic(R)
 
 
-class Covariance:
+class Covariance(TermLayout):
     """A term's covariance structure: parameters ``psi``, template, names.
 
-    Subclasses set :attr:`structure` and implement :meth:`sds`, :meth:`correlation`,
+    Its theta layout (template positions, pack/unpack, sign flips) is
+    :class:`~hierlm.covariance.term_layout.TermLayout`'s.  Subclasses set
+    :attr:`structure` and implement :meth:`sds`, :meth:`correlation`,
     :meth:`psi_start`, :meth:`psi_bounds`, :meth:`natural` and :meth:`natural_names`.
 
     Parameters

@@ -137,6 +137,68 @@ class DesignCovariance:
         """``psi`` cut into the terms' parts, in term order."""
         return self._split(psi)
 
+    # --- theta's layout over the terms -----------------------------------------------
+    def theta_slices(self) -> list[slice]:
+        """Each term's slice of theta, in term order.
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject) + (1 | Subject)",
+        ...                         hierlm.load_sleepstudy())
+        >>> DesignCovariance.of(d).theta_slices()
+        [slice(0, 3, None), slice(3, 4, None)]
+        """
+        ends = np.cumsum([0] + [c.n_theta for c in self.terms])
+        return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True)]
+
+    def split_theta(self, theta: np.ndarray) -> list[np.ndarray]:
+        """theta cut into the terms' slices along its last axis (leading dimensions, such
+        as draws, kept)."""
+        theta = np.asarray(theta)
+        if theta.ndim == 0 or theta.shape[-1] != self.n_theta:
+            raise ValueError(f"theta must have length {self.n_theta}, got shape {theta.shape}")
+        return [theta[..., s] for s in self.theta_slices()]
+
+    def templates(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Each term's template ``T_i`` from theta (leading dimensions kept)."""
+        return [c.unpack(x) for c, x in zip(self.terms, self.split_theta(theta), strict=True)]
+
+    def pack(self, templates: list[np.ndarray]) -> np.ndarray:
+        """theta from the terms' templates (inverse of :meth:`templates`)."""
+        parts = [c.pack(np.asarray(T)) for c, T in zip(self.terms, templates, strict=True)]
+        return np.concatenate(parts, axis=-1) if parts else np.zeros(0)
+
+    def diagonal_index(self) -> np.ndarray:
+        """Positions in theta of the templates' diagonal entries (bounded below by 0).
+
+        Examples
+        --------
+        >>> import hierlm
+        >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+        >>> DesignCovariance.of(d).diagonal_index().tolist()
+        [0, 2]
+        """
+        parts = [s.start + c.diagonal_index()
+                 for c, s in zip(self.terms, self.theta_slices(), strict=True)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def canonical_signs(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each term's template columns with a negative diagonal flipped (every ``T T'``
+        unchanged): the flipped theta and a mask of the entries whose sign changed."""
+        parts = [c.canonical_signs(x)
+                 for c, x in zip(self.terms, self.split_theta(theta), strict=True)]
+        if not parts:
+            return np.zeros(0), np.zeros(0, dtype=bool)
+        return (np.concatenate([a for a, _ in parts]),
+                np.concatenate([m for _, m in parts]))
+
+    def theta_scale(self) -> np.ndarray:
+        """``1 / r_j`` for each theta entry, ``r_j`` the root mean square of the model-matrix
+        column of the entry's template row (the optimizer's scaling of theta)."""
+        parts = [1.0 / c.rms[c.template_index()[0]] for c in self.terms]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     def theta(self, psi: np.ndarray) -> np.ndarray:
         """theta of ``psi``, all terms."""
         parts = [c.theta(x) for c, x in zip(self.terms, self._split(psi), strict=True)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from hierlm.covariance.layout import psd_cholesky, templates, tril_colmajor
+from hierlm.covariance.names import parameter_name
 from hierlm.design.terms import ModelDesign
 
 
@@ -37,9 +38,9 @@ def parameter_names(design: ModelDesign) -> list[str]:
         rows, cols = tril_colmajor(term.p)
         for r, c in zip(rows, cols, strict=True):
             if r == c:
-                names.append(f"sd_{term.coef_names[r]}|{term.group}")
+                names.append(parameter_name(term.group, term.coef_names[r]))
             else:
-                names.append(f"cor_{term.coef_names[r]}.{term.coef_names[c]}|{term.group}")
+                names.append(parameter_name(term.group, term.coef_names[r], term.coef_names[c]))
     return names + ["sigma"]
 
 

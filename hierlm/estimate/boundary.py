@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from hierlm.covariance.layout import psd_cholesky, templates, tril_colmajor
+from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.layout import psd_cholesky
 from hierlm.design.terms import ModelDesign
 
 # The second-order check at zero template diagonals: which |phi_j| count as zero, the
@@ -56,16 +57,14 @@ def face_starts(design: ModelDesign, theta: np.ndarray) -> list[np.ndarray]:
     """For each term not already singular, theta with its covariance's smallest
     eigenvalue set to zero (the nearest point of the boundary face), others unchanged."""
     starts = []
-    pos = 0
-    for term, T in zip(design.terms, templates(design, theta), strict=True):
-        rows, cols = tril_colmajor(term.p)
+    cov = DesignCovariance.of(design)
+    for c, part, T in zip(cov.terms, cov.theta_slices(), cov.templates(theta), strict=True):
         w, V = np.linalg.eigh(T @ T.T)
         if w[0] > ZERO_DIAG**2 * max(float(w[-1]), 1.0):
             w[0] = 0.0
             x = np.array(theta, dtype=float)
-            x[pos:pos + term.n_theta] = psd_cholesky((V * w) @ V.T)[rows, cols]
+            x[part] = c.pack(psd_cholesky((V * w) @ V.T))
             starts.append(x)
-        pos += term.n_theta
     return starts
 
 
@@ -81,16 +80,4 @@ def canonical_signs(design: ModelDesign, phi: np.ndarray) -> tuple[np.ndarray, n
     >>> canonical_signs(d, np.array([-1.0, 0.5, 2.0]))[0].tolist()
     [1.0, -0.5, 2.0]
     """
-    out = np.array(phi, dtype=float)
-    flipped = np.zeros(out.shape, dtype=bool)
-    start = 0
-    for term in design.terms:
-        rows, cols = tril_colmajor(term.p)
-        for j in range(term.p):
-            k = start + int(np.flatnonzero((rows == j) & (cols == j))[0])
-            if out[k] < 0:
-                col = start + np.flatnonzero(cols == j)
-                out[col] = -out[col]
-                flipped[col] = True
-        start += term.n_theta
-    return out, flipped
+    return DesignCovariance.of(design).canonical_signs(phi)

@@ -37,6 +37,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from hierlm.covariance.layout import templates
+from hierlm.covariance.names import posterior_name
 from hierlm.design.terms import ModelDesign
 from hierlm.design.weights import working_design
 from hierlm.estimate.cond_var import conditional_variances
@@ -217,9 +218,10 @@ def log_likelihood_dataset(design: ModelDesign, post: xr.Dataset, theta: np.ndar
         ll = ll + 0.5 * np.bincount(t.codes, weights=np.log(design.weights),
                                     minlength=t.n_levels)[None, :]
     C, D = post.sizes["chain"], post.sizes["draw"]
-    ds = xr.Dataset({"y": (("chain", "draw", f"{t.group}_level"), ll.reshape(C, D, -1))},
+    level = posterior_name("level", t.group)
+    ds = xr.Dataset({"y": (("chain", "draw", level), ll.reshape(C, D, -1))},
                     coords={"chain": post["chain"].values, "draw": post["draw"].values,
-                            f"{t.group}_level": list(t.values)},
+                            level: list(t.values)},
                     attrs={"note": f"log p(y_g | beta, theta, sigma) for each level g of "
                                    f"{t.group!r}, random effects integrated out"})
     return ds, f"log_likelihood: one value per level of {t.group!r} (leave-one-group-out)"
@@ -286,9 +288,9 @@ def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], 
         # comes first in the dataset, and arviz.summary labels the rows in dataset
         # dimension order (arviz_base.reorg.dataset_to_dataarray); level-major rows were
         # labelled with the wrong values
-        dims = (f"{label}_term", f"{t.group}_level")
-        data[f"r_{label}"] = (("chain", "draw", *dims),
-                              bk.reshape(C, len(draw_idx), t.n_levels, t.p).transpose(0, 1, 3, 2))
+        dims = (posterior_name("term", label), posterior_name("level", t.group))
+        ranef = bk.reshape(C, len(draw_idx), t.n_levels, t.p).transpose(0, 1, 3, 2)
+        data[posterior_name("ranef", label)] = (("chain", "draw", *dims), ranef)
         used.update({d: coords[d] for d in dims})
     sd = [x.std(0, ddof=1) if len(x) > 1 else np.zeros_like(x[0]) for x in b]
     return [x.mean(0) for x in b], sd, xr.Dataset(data, coords=used), len(sel)

@@ -32,6 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.names import posterior_name
 from hierlm.errors import MethodError, warn
 from hierlm.estimate.conditional import (
     log_likelihood_dataset,
@@ -238,7 +239,7 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
     names = ["beta"] * bool(design.p) + ["sigma"] + [
         name for lab, t, c in zip(labels, design.terms, cov.terms, strict=True)
         for name in (variable_names(c, lab) if c.structure != "us" else
-                     [f"{k}_{lab}" for k in (("sd", "corr") if t.p > 1 else ("sd",))])]
+                     [posterior_name(k, lab) for k in (("sd", "corr") if t.p > 1 else ("sd",))])]
     diag = diagnostics_table(dt, names)
     divergences = int(np.asarray(stats["diverging"].values).sum()) if "diverging" in stats else 0
     extra = {**settings, "priors": pr.as_dict(design), "prior_lines": pr.describe(design),

@@ -22,7 +22,8 @@ import pytensor
 import pytensor.tensor as pt
 
 from hierlm.covariance.design import DesignCovariance
-from hierlm.covariance.layout import templates, tril_colmajor
+from hierlm.covariance.layout import templates
+from hierlm.covariance.names import posterior_name
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
 from hierlm.estimate.corr_cholesky import fused_cholesky_corr
@@ -83,7 +84,7 @@ def generic_dims(design: ModelDesign) -> dict[str, int]:
     """Lengths of the dimensions of a model built with :func:`generic_labels`."""
     dims = {"coef": design.p}
     for label, t in zip(generic_labels(len(design.terms)), design.terms, strict=True):
-        dims[f"{label}_term"] = t.p
+        dims[posterior_name("term", label)] = t.p
     return dims
 
 
@@ -117,14 +118,14 @@ def build_model(objective: ProfiledObjective, priors: Priors, generic: bool = Fa
             if covs[i].structure != "us":
                 parts.append(term_theta(covs[i], label, data[f"sd_scale{i}"], sigma))
                 continue
-            sd = pm.HalfNormal(f"sd_{label}", sigma=data[f"sd_scale{i}"], dims=f"{label}_term")
+            sd = pm.HalfNormal(posterior_name("sd", label), sigma=data[f"sd_scale{i}"],
+                               dims=posterior_name("term", label))
             if t.p == 1:
                 parts.append(sd / sigma)
                 continue
-            L = pm.LKJCorr(f"chol_corr_{label}", n=t.p, eta=data[f"lkj_eta{i}"],
+            L = pm.LKJCorr(posterior_name("chol_corr", label), n=t.p, eta=data[f"lkj_eta{i}"],
                            default_transform=fused_cholesky_corr(t.p))
-            rows, cols = tril_colmajor(t.p)
-            parts.append(((sd / sigma)[:, None] * L)[rows, cols])
+            parts.append(covs[i].pack((sd / sigma)[:, None] * L))
         theta = pt.concatenate(parts)
         g = GramVars(*[data[f"gram{i}"] for i in range(len(GramVars.__dataclass_fields__))])
         f = blocked_cholesky(theta, g, objective.structure)
@@ -177,17 +178,19 @@ def initvals(objective: ProfiledObjective, priors: Priors, chains: int,
             continue
         S = res.sigma**2 * T @ T.T
         sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
-        scale[f"sd_{label}_log__"] = np.full(t.p, 0.5 / max(t.n_levels - 1, 1))
+        scale[posterior_name("sd", label) + "_log__"] = np.full(t.p,
+                                                                0.5 / max(t.n_levels - 1, 1))
         for start in out:
-            start[f"sd_{label}"] = np.maximum(sd, 0.05 * sc) * np.exp(0.1 * rng.normal(size=t.p))
+            start[posterior_name("sd", label)] = (np.maximum(sd, 0.05 * sc)
+                                                  * np.exp(0.1 * rng.normal(size=t.p)))
         if t.p > 1:
             d = 1 / np.sqrt(np.clip(np.diag(S), 1e-300, None))
             R = 0.8 * np.clip(d[:, None] * S * d[None, :], -1, 1) + 0.2 * np.eye(t.p)
             np.fill_diagonal(R, 1.0)
-            scale[f"chol_corr_{label}_cholesky_corr__"] = np.full(
+            scale[posterior_name("chol_corr", label) + "_cholesky_corr__"] = np.full(
                 t.p * (t.p - 1) // 2, 1.0 / max(t.n_levels, 2))
             for start in out:
-                start[f"chol_corr_{label}"] = np.linalg.cholesky(R)
+                start[posterior_name("chol_corr", label)] = np.linalg.cholesky(R)
     return out, scale
 
 

@@ -17,24 +17,13 @@ import numpy as np
 import xarray as xr
 
 from hierlm.covariance.design import DesignCovariance
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.names import corr_pairs, pair_labels, posterior_name
 from hierlm.design.terms import ModelDesign
 from hierlm.estimate.nuts_structured import lag_coords, median_covariance, posterior_terms
 from hierlm.objective.varcorr import group_labels
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
-
-
-def corr_pairs(p: int) -> list[tuple[int, int]]:
-    """Index pairs ``(j, k)``, ``j < k``, of a term's correlations in ``varcorr`` order.
-
-    Examples
-    --------
-    >>> corr_pairs(3)
-    [(0, 1), (0, 2), (1, 2)]
-    """
-    return [(j, k) for j in range(p) for k in range(j + 1, p)]
 
 
 def coords_of(design: ModelDesign) -> dict[str, list[str]]:
@@ -49,13 +38,12 @@ def coords_of(design: ModelDesign) -> dict[str, list[str]]:
     """
     coords: dict[str, list[str]] = {"coef": list(design.fixef_names)}
     for label, t in zip(group_labels(design), design.terms, strict=True):
-        coords[f"{label}_term"] = list(t.coef_names)
-        coords[f"{t.group}_level"] = list(t.values)
+        coords[posterior_name("term", label)] = list(t.coef_names)
+        coords[posterior_name("level", t.group)] = list(t.values)
         if getattr(t, "structure", "us") in ("toep", "homtoep") and t.p > 1:
-            coords[f"{label}_lag"] = lag_coords(t.p)
+            coords[posterior_name("lag", label)] = lag_coords(t.p)
         if t.p > 1:
-            coords[f"{label}_pair"] = [f"{t.coef_names[j]}, {t.coef_names[k]}"
-                                       for j, k in corr_pairs(t.p)]
+            coords[posterior_name("pair", label)] = pair_labels(t.coef_names)
     return coords
 
 
@@ -77,7 +65,7 @@ def display_layout(ds: xr.Dataset, design: ModelDesign) -> xr.Dataset:
     ('chain', 'draw')
     """
     for label, t in zip(group_labels(design), design.terms, strict=True):
-        dim = f"{label}_term"
+        dim = posterior_name("term", label)
         if t.p != 1 or dim not in ds.dims:
             continue
         ds = ds.squeeze(dim, drop=True)
@@ -106,19 +94,18 @@ def derived_variables(design: ModelDesign, post: xr.Dataset) -> xr.Dataset:
             for name, da in derived.items():
                 out[name] = da
             continue
-        rel = post[f"sd_{label}"].values / sig[..., None]  # (chain, draw, p)
+        rel = post[posterior_name("sd", label)].values / sig[..., None]  # (chain, draw, p)
         if t.p == 1:
             parts.append(rel)
             continue
-        L = post[f"chol_corr_{label}"].values  # (chain, draw, p, p)
+        L = post[posterior_name("chol_corr", label)].values  # (chain, draw, p, p)
         R = L @ np.swapaxes(L, -1, -2)
         jk = np.array(corr_pairs(t.p))
-        dim = f"{label}_pair"
-        out[f"corr_{label}"] = xr.DataArray(R[..., jk[:, 0], jk[:, 1]],
-                                            dims=("chain", "draw", dim),
-                                            coords={dim: coords[dim]})
-        rows, cols = tril_colmajor(t.p)
-        parts.append((rel[..., :, None] * L)[..., rows, cols])
+        dim = posterior_name("pair", label)
+        out[posterior_name("corr", label)] = xr.DataArray(R[..., jk[:, 0], jk[:, 1]],
+                                                          dims=("chain", "draw", dim),
+                                                          coords={dim: coords[dim]})
+        parts.append(cov.pack(rel[..., :, None] * L))
     out["theta"] = (("chain", "draw", "theta_index"), np.concatenate(parts, axis=-1))
     out = out.assign_coords(theta_index=np.arange(design.n_theta))
     used = set().union(*(v.dims for v in out.data_vars.values()))
@@ -133,26 +120,24 @@ def point_estimates(design: ModelDesign, post: xr.Dataset, theta: np.ndarray
     labels = group_labels(design)
     sigma = float(post["sigma"].median())
     covs, parts = [], []
-    off = 0
-    for label, t, cov in zip(labels, design.terms, DesignCovariance.of(design).terms,
-                             strict=True):
-        sd = np.median(flat_draws(post[f"sd_{label}"]), axis=0)
+    dcov = DesignCovariance.of(design)
+    for label, t, cov, draws in zip(labels, design.terms, dcov.terms, dcov.split_theta(theta),
+                                    strict=True):
+        sd = np.median(flat_draws(post[posterior_name("sd", label)]), axis=0)
         R = np.eye(t.p)
         if cov.structure != "us":
             S = median_covariance(cov, label, post)
         elif t.p > 1:
-            med = np.median(flat_draws(post[f"corr_{label}"]), axis=0)
+            med = np.median(flat_draws(post[posterior_name("corr", label)]), axis=0)
             for (j, k), r in zip(corr_pairs(t.p), med, strict=True):
                 R[j, k] = R[k, j] = r
         if cov.structure == "us":
             S = sd[:, None] * R * sd[None, :]
         covs.append(S)
-        rows, cols = tril_colmajor(t.p)
         try:
-            parts.append((np.linalg.cholesky(S) / sigma)[rows, cols])
+            parts.append(cov.pack(np.linalg.cholesky(S) / sigma))
         except np.linalg.LinAlgError:  # medians of correlations not positive definite
-            parts.append(np.median(theta[:, off:off + t.n_theta], axis=0))
-        off += t.n_theta
+            parts.append(np.median(draws, axis=0))
     return sigma, covs, np.concatenate(parts)
 
 

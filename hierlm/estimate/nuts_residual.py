@@ -34,7 +34,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from hierlm.covariance.design import DesignCovariance
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.names import posterior_name
 from hierlm.design.residual_design import ResidualDesign
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
@@ -128,7 +128,7 @@ def build_residual_model(design: ModelDesign, rd: ResidualDesign,
     structure = structure_of(design, cg.gram(0.0, np.zeros(rd.V.shape[1]))[0])
     coords: dict[str, Any] = {"coef": list(design.fixef_names)}
     for lab, t in zip(pr.labels, design.terms, strict=True):
-        coords[f"{lab}_term"] = list(range(t.p))
+        coords[posterior_name("term", lab)] = list(range(t.p))
     if rd.V.shape[1]:
         coords["sigma_coef"] = list(rd.v_names)
     with pm.Model(coords=coords) as model:
@@ -146,14 +146,14 @@ def build_residual_model(design: ModelDesign, rd: ResidualDesign,
             if covs[i].structure != "us":
                 parts.append(term_theta(covs[i], lab, scale, sigma))
                 continue
-            sd = pm.HalfNormal(f"sd_{lab}", sigma=scale, dims=f"{lab}_term")
+            sd = pm.HalfNormal(posterior_name("sd", lab), sigma=scale,
+                               dims=posterior_name("term", lab))
             if t.p == 1:
                 parts.append(sd / sigma)
                 continue
-            L = pm.LKJCorr(f"chol_corr_{lab}", n=t.p, eta=float(pr.lkj_eta[i]),
+            L = pm.LKJCorr(posterior_name("chol_corr", lab), n=t.p, eta=float(pr.lkj_eta[i]),
                            default_transform=fused_cholesky_corr(t.p))
-            rows, cols = tril_colmajor(t.p)
-            parts.append(((sd / sigma)[:, None] * L)[rows, cols])
+            parts.append(covs[i].pack((sd / sigma)[:, None] * L))
         theta = pt.concatenate(parts)
         vals, logdet = class_gram_tensor(cg, phi, delta)
         g = GramVars(*vals)

@@ -27,7 +27,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from hierlm.covariance.base import Covariance
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.names import posterior_name
 from hierlm.covariance.toeplitz import autocorrelations
 
 
@@ -92,10 +92,11 @@ def term_theta(cov: Covariance, label: str, scale: Any, sigma: Any) -> Any:
 
     p = cov.p
     if cov.homogeneous:
-        sd = pm.HalfNormal(f"sd_{label}", sigma=homogeneous_scale(scale))
+        sd = pm.HalfNormal(posterior_name("sd", label), sigma=homogeneous_scale(scale))
         rel = pt.ones(p) * (sd / sigma)
     else:
-        sd = pm.HalfNormal(f"sd_{label}", sigma=scale, dims=f"{label}_term")
+        sd = pm.HalfNormal(posterior_name("sd", label), sigma=scale,
+                           dims=posterior_name("term", label))
         rel = sd / sigma
     prior = cov.nuts_correlation_prior()
     if prior is None:
@@ -103,13 +104,13 @@ def term_theta(cov: Covariance, label: str, scale: Any, sigma: Any) -> Any:
     else:
         name, count, lo, hi = prior
         if count == 1:
-            r = pm.Uniform(f"{name}_{label}", lower=lo, upper=hi)
+            r = pm.Uniform(posterior_name(name, label), lower=lo, upper=hi)
         else:
-            r = pm.Uniform(f"{name}_{label}", lower=lo, upper=hi, dims=f"{label}_lag")
+            r = pm.Uniform(posterior_name(name, label), lower=lo, upper=hi,
+                           dims=posterior_name("lag", label))
         L = pt.linalg.cholesky(correlation_tensor(cov, r))
         T = rel[:, None] * L
-    rows, cols = tril_colmajor(p)
-    return T[rows, cols]
+    return cov.pack(T)
 
 
 def start_values(cov: Covariance, label: str, psi: np.ndarray, sigma: float,
@@ -118,9 +119,9 @@ def start_values(cov: Covariance, label: str, psi: np.ndarray, sigma: float,
     sd = sigma * cov.sds(psi)
     floor = 0.05 * (homogeneous_scale(scale) if cov.homogeneous else scale)
     sd = np.maximum(sd[:1] if cov.homogeneous else sd, floor)
-    out = {f"sd_{label}": sd * np.exp(0.1 * rng.normal(size=sd.shape))}
+    out = {posterior_name("sd", label): sd * np.exp(0.1 * rng.normal(size=sd.shape))}
     if cov.homogeneous:
-        out[f"sd_{label}"] = np.asarray(out[f"sd_{label}"][0])
+        out[posterior_name("sd", label)] = np.asarray(out[posterior_name("sd", label)][0])
     prior = cov.nuts_correlation_prior()
     if prior is not None:
         name, count, lo, hi = prior
@@ -128,14 +129,14 @@ def start_values(cov: Covariance, label: str, psi: np.ndarray, sigma: float,
         r = cov.nuts_correlation_start(psi)
         r = np.clip(r + 0.05 * half * rng.normal(size=r.shape), mid - 0.95 * half,
                     mid + 0.95 * half)
-        out[f"{name}_{label}"] = np.asarray(r[0]) if count == 1 else r
+        out[posterior_name(name, label)] = np.asarray(r[0]) if count == 1 else r
     return out
 
 
 def posterior_terms(cov: Covariance, label: str, post: xr.Dataset, sig: np.ndarray
                     ) -> tuple[np.ndarray, dict[str, xr.DataArray]]:
     """The term's theta draws ``(chain, draw, n_theta)`` and its derived variables."""
-    sd = np.asarray(post[f"sd_{label}"].values, dtype=float)
+    sd = np.asarray(post[posterior_name("sd", label)].values, dtype=float)
     if cov.homogeneous:
         sd = np.repeat(sd[..., None], cov.p, axis=-1)
     rel = sd / sig[..., None]
@@ -144,42 +145,41 @@ def posterior_terms(cov: Covariance, label: str, post: xr.Dataset, sig: np.ndarr
     shape = rel.shape[:2]
     L = np.broadcast_to(np.eye(cov.p), (*shape, cov.p, cov.p)).copy()
     if prior is not None:
-        name = f"{prior[0]}_{label}"
+        name = posterior_name(prior[0], label)
         vals = np.asarray(post[name].values, dtype=float).reshape(*shape, -1)
         for idx in np.ndindex(*shape):
             L[idx] = np.linalg.cholesky(cov.correlation_from_nuts(vals[idx]))
         if cov.structure in ("toep", "homtoep"):
             acs = np.apply_along_axis(autocorrelations, -1, vals)
-            dim = f"{label}_lag"
-            derived[f"rho_{label}"] = xr.DataArray(
+            dim = posterior_name("lag", label)
+            derived[posterior_name("rho", label)] = xr.DataArray(
                 acs, dims=("chain", "draw", dim), coords={dim: lag_coords(cov.p)})
-    rows, cols = tril_colmajor(cov.p)
-    return (rel[..., :, None] * L)[..., rows, cols], derived
+    return cov.pack(rel[..., :, None] * L), derived
 
 
 def median_covariance(cov: Covariance, label: str, post: xr.Dataset) -> np.ndarray:
     """``Sigma`` from the posterior medians of the SDs and correlation parameters
     (lag correlations' medians for ``toep``)."""
-    sd = np.median(np.asarray(post[f"sd_{label}"].values, dtype=float).reshape(
-        -1, *post[f"sd_{label}"].shape[2:]), axis=0)
+    sd = np.median(np.asarray(post[posterior_name("sd", label)].values, dtype=float).reshape(
+        -1, *post[posterior_name("sd", label)].shape[2:]), axis=0)
     sd = np.broadcast_to(sd, (cov.p,))
     prior = cov.nuts_correlation_prior()
     if prior is None:
         R = np.eye(cov.p)
     elif cov.structure in ("toep", "homtoep"):
-        acs = np.asarray(post[f"rho_{label}"].values).reshape(-1, cov.p - 1)
+        acs = np.asarray(post[posterior_name("rho", label)].values).reshape(-1, cov.p - 1)
         R = cov.correlation_from_natural(np.median(acs, axis=0))
     else:
-        R = cov.correlation_from_nuts(np.median(post[f"{prior[0]}_{label}"].values))
+        R = cov.correlation_from_nuts(np.median(post[posterior_name(prior[0], label)].values))
     return sd[:, None] * R * sd[None, :]
 
 
 def variable_names(cov: Covariance, label: str) -> list[str]:
     """The term's posterior variables, for the diagnostics table."""
     prior = cov.nuts_correlation_prior()
-    out = [f"sd_{label}"]
+    out = [posterior_name("sd", label)]
     if prior is not None:
-        out.append(f"{prior[0]}_{label}")
+        out.append(posterior_name(prior[0], label))
         if cov.structure in ("toep", "homtoep"):
-            out.append(f"rho_{label}")
+            out.append(posterior_name("rho", label))
     return out

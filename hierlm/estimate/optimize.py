@@ -55,11 +55,10 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
-from hierlm.covariance.design import column_rms
+from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.layout import (
     theta_lower,
     theta_start,
-    tril_colmajor,
 )
 from hierlm.covariance.parameters import parameter_names
 from hierlm.design.terms import ModelDesign
@@ -154,12 +153,7 @@ def theta_scale(design: ModelDesign) -> np.ndarray:
     >>> theta_scale(d).round(4).tolist()
     [1.0, 0.1873, 0.1873]
     """
-    parts = []
-    for term in design.terms:
-        rms = column_rms(term)
-        rows, _ = tril_colmajor(term.p)
-        parts.append(1.0 / rms[rows])
-    return np.concatenate(parts) if parts else np.zeros(0)
+    return DesignCovariance.of(design).theta_scale()
 
 
 def _check_options(options: dict[str, Any] | None) -> dict[str, Any]:

@@ -36,6 +36,7 @@ import numpy as np
 
 from hierlm.covariance.base import Covariance
 from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.names import posterior_name
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import PriorError
 from hierlm.objective.varcorr import group_labels
@@ -90,10 +91,10 @@ class Priors:
             if cov.structure != "us":
                 out += _structured_lines(cov, label, sc)
                 continue
-            out += [f"sd_{label}[{n}] ~ HalfNormal(scale={_g(s)})"
+            out += [f"{posterior_name('sd', label)}[{n}] ~ HalfNormal(scale={_g(s)})"
                     for n, s in zip(term.coef_names, sc, strict=True)]
             if term.p > 1:
-                out.append(f"corr_{label} ~ LKJ(eta={_g(eta)})")
+                out.append(f"{posterior_name('corr', label)} ~ LKJ(eta={_g(eta)})")
         return out
 
     def as_dict(self, design: ModelDesign) -> dict[str, Any]:
@@ -113,15 +114,16 @@ class Priors:
 def _structured_lines(cov: Covariance, label: str, scale: np.ndarray) -> list[str]:
     """The priors of a structured term (see :mod:`hierlm.estimate.nuts_structured`)."""
     if cov.homogeneous:  # one SD: the geometric mean of the columns' scales
-        out = [f"sd_{label} ~ HalfNormal(scale={_g(float(np.exp(np.mean(np.log(scale)))))})"]
+        gm = float(np.exp(np.mean(np.log(scale))))
+        out = [f"{posterior_name('sd', label)} ~ HalfNormal(scale={_g(gm)})"]
     else:
-        out = [f"sd_{label}[{n}] ~ HalfNormal(scale={_g(s)})"
+        out = [f"{posterior_name('sd', label)}[{n}] ~ HalfNormal(scale={_g(s)})"
                for n, s in zip(cov.coef_names, scale, strict=True)]
     prior = cov.nuts_correlation_prior()
     if prior is not None:
         name, count, lo, hi = prior
         each = " each" if count > 1 else ""
-        out.append(f"{name}_{label} ~ Uniform({_g(lo)}, {_g(hi)}){each}")
+        out.append(f"{posterior_name(name, label)} ~ Uniform({_g(lo)}, {_g(hi)}){each}")
     return out
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from hierlm.covariance.layout import templates
 from hierlm.design.residual_design import ResidualDesign
 from hierlm.design.terms import ModelDesign
 from hierlm.objective.residual_gram import relative_sd
-from hierlm.objective.theta import templates
 
 
 def correlated_errors(rd: ResidualDesign, rho: float, z: np.ndarray) -> np.ndarray:

@@ -39,7 +39,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from hierlm.covariance.design import DesignCovariance
-from hierlm.covariance.layout import templates, tril_colmajor
+from hierlm.covariance.layout import templates
+from hierlm.covariance.term_layout import TermLayout
 from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
@@ -109,7 +110,7 @@ def _generators(design: Any) -> list[tuple[int, np.ndarray]]:
     ``D = I (x) E`` as ``(src, dst)`` index pairs within the term's columns."""
     out = []
     for i, term in enumerate(design.terms):
-        rows, cols = tril_colmajor(term.p)
+        rows, cols = TermLayout(term.p).template_index()
         base = np.arange(term.n_levels) * term.p
         for a, b in zip(rows, cols, strict=True):
             if a == b:

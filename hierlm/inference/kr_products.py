@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from hierlm.objective.theta import tril_colmajor
+from hierlm.covariance.term_layout import TermLayout
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,11 +163,8 @@ def one_term_pqk(vp: VProducts, p: int) -> tuple[list[np.ndarray], np.ndarray, n
     """
     assert vp.blocks is not None
     M, B, M2, B2 = vp.blocks
-    rows, cols = tril_colmajor(p)  # the generators' order (kenward_roger._generators)
-    g = len(rows)
-    E = np.zeros((g, p, p))
-    E[np.arange(g), rows, cols] = 1.0
-    E[np.arange(g), cols, rows] = 1.0
+    E = TermLayout(p).generators()  # the generators' order (kenward_roger._generators)
+    g = len(E)
     EB = np.einsum("rab,lbc->rlac", E, B)                        # E_r B_k
     P = list(-np.einsum("lap,rlaq->rpq", B, EB)) + [-vp.XV2X]
     A = np.einsum("rab,lbc,scd->rslad", E, M, E, optimize=True)  # E_r M_k E_s

@@ -43,7 +43,7 @@ import scipy.optimize
 import scipy.stats
 
 from hierlm.covariance.design import DesignCovariance
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.layout import theta_lower
 from hierlm.covariance.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
 from hierlm.design.terms import ModelDesign
 from hierlm.estimate.boundary import face_starts
@@ -54,12 +54,7 @@ from hierlm.objective.profiled import ProfiledObjective
 
 
 def _bounds(design: ModelDesign) -> list[tuple[float, float]]:
-    out = []
-    for term in design.terms:
-        rows, cols = tril_colmajor(term.p)
-        out += [(0.0, np.inf) if r == c else (-1.0, 1.0) for r, c in zip(rows, cols,
-                                                                          strict=True)]
-    return out + [(0.0, np.inf)]
+    return DesignCovariance.of(design).natural_bounds() + [(0.0, np.inf)]
 
 
 class Profiler:
@@ -233,12 +228,7 @@ class Profiler:
         return float(np.sign(c - est) * np.sqrt(diff))
 
     def _theta_bounds(self) -> list[tuple[float, float]]:
-        out = []
-        for term in self.design.terms:
-            rows, cols = tril_colmajor(term.p)
-            out += [(0.0, np.inf) if r == c else (-np.inf, np.inf) for r, c in
-                    zip(rows, cols, strict=True)]
-        return out
+        return [(float(lo), np.inf) for lo in theta_lower(self.design)]
 
     # -- endpoints -------------------------------------------------------------
     def endpoint(self, w: int, target: float) -> float:

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 from hierlm.errors import ConvergenceWarning, HierlmError, MethodError
 from hierlm.estimate.residual_fit import fit_residual
 from hierlm.estimate.residual_simulate import simulate_responses
 from hierlm.inference.bootstrap import Bootstrap
-from hierlm.objective.parameters import parameter_names, sdcor_from_theta
 
 
 def _row(rec: Any, design: Any) -> np.ndarray:

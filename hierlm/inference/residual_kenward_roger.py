@@ -48,13 +48,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from hierlm.covariance.layout import templates
+from hierlm.covariance.term_layout import TermLayout
 from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import has_residual_structure
 from hierlm.inference.kenward_roger import MAX_Q, KRInfo, kr_info
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.residual_gram import relative_sd
-from hierlm.objective.theta import templates, tril_colmajor
 
 #: Largest number of stored entries of one ``n x n`` generator.
 MAX_NNZ = 20_000_000
@@ -166,7 +167,7 @@ def residual_generators(res: Any) -> tuple[list[Any], dict[tuple[int, int], Any]
     for term in design.terms:
         Zi = term_matrix(term).tocsc()
         base = np.arange(term.n_levels) * term.p
-        for a, b in zip(*tril_colmajor(term.p), strict=True):
+        for a, b in zip(*TermLayout(term.p).template_index(), strict=True):
             src = np.concatenate([base + a, base + b]) if a != b else base + a
             dst = np.concatenate([base + b, base + a]) if a != b else base + a
             D = sp.csr_matrix((np.ones(len(src)), (dst, src)), shape=(term.q, term.q))

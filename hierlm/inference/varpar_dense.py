@@ -54,7 +54,8 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.design import DesignCovariance
+from hierlm.covariance.term_layout import TermLayout
 from hierlm.inference.varpar_levels import one_term_varpar
 from hierlm.objective.gram import GramBlocks
 
@@ -138,7 +139,7 @@ def _lambda_parts(design: Any, gram: GramBlocks, theta: np.ndarray
     q = q1 + gram.q_rest
     rows, cols, th = [], [], []
     t0 = design.terms[0]
-    a, b = tril_colmajor(t0.p)
+    a, b = TermLayout(t0.p).template_index()
     base = np.arange(t0.n_levels)[:, None] * t0.p
     rows.append((base + a[None, :]).ravel())
     cols.append((base + b[None, :]).ravel())
@@ -153,10 +154,7 @@ def _lambda_parts(design: Any, gram: GramBlocks, theta: np.ndarray
     for i in range(theta.size):
         sel = t == i
         parts.append(sp.csr_matrix((np.ones(int(sel.sum())), (r[sel], c[sel])), shape=(q, q)))
-    groups, start = [], 0
-    for term in design.terms:
-        groups.append(list(range(start, start + term.n_theta)))
-        start += term.n_theta
+    groups = [list(range(s.start, s.stop)) for s in DesignCovariance.of(design).theta_slices()]
     return lam, parts, groups
 
 

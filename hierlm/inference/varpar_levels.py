@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.term_layout import TermLayout
 from hierlm.objective.gram import GramBlocks
 
 
@@ -101,7 +101,7 @@ def one_term_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: flo
     p1 = design.terms[0].p
     A, B = level_blocks(gram)
     l1 = A.shape[0]
-    a, b = tril_colmajor(p1)
+    a, b = TermLayout(p1).template_index()
     g = len(a)
     T = np.zeros((p1, p1))
     T[a, b] = theta[:g]

@@ -80,22 +80,14 @@ def gamma_jacobian(design: Any, theta: np.ndarray, sigma: float) -> np.ndarray:
     s2 = float(sigma) ** 2
     n_gamma = cov.n_theta + 1
     out = np.zeros((n_gamma, cov.n_psi + 1))
-    r = c0 = t0 = 0
-    for term in cov.terms:
-        p, k = term.p, term.n_theta
-        rows = [i for j in range(p) for i in range(j, p)]
-        cols = [j for j in range(p) for _ in range(j, p)]
-        T = np.zeros((p, p))
-        T[rows, cols] = np.asarray(theta, dtype=float)[t0:t0 + k]
+    c0 = 0
+    for term, part, T in zip(cov.terms, cov.theta_slices(), cov.templates(theta), strict=True):
         S = T @ T.T
         for m in range(term.n_psi):
-            dT = np.zeros((p, p))
-            dT[rows, cols] = Jt[t0:t0 + k, c0 + m]
+            dT = term.unpack(Jt[part, c0 + m])
             dS = dT @ T.T + T @ dT.T
-            out[r:r + k, c0 + m] = s2 * dS[rows, cols]
-        out[r:r + k, -1] = S[rows, cols]
-        r += k
+            out[part, c0 + m] = s2 * term.pack(dS)
+        out[part, -1] = term.pack(S)
         c0 += term.n_psi
-        t0 += k
     out[-1, -1] = 1.0
     return out

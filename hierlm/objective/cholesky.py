@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.term_layout import TermLayout
 from hierlm.objective.chol_logdiag import chol_logdiag
 from hierlm.objective.first_block import first_block
 from hierlm.objective.schur_update import schur_update
@@ -90,14 +90,14 @@ class FactorVars:
 
 def _first_block(theta: TensorVariable, A11: TensorVariable, p1: int) -> tuple:
     """The factors of ``M_k = T1'A11_k T1 + I``, ``sum_k log|M_k|`` and ``W_k``."""
-    rows, cols = tril_colmajor(p1)
+    rows, cols = TermLayout(p1).template_index()
     T = pt.zeros((p1, p1))[rows, cols].set(theta[: len(rows)])
     return first_block(T, A11)
 
 
 def _first_block_smooth(theta: TensorVariable, A11: TensorVariable, p1: int) -> tuple:
     """:func:`_first_block` from PyTensor's own Ops (any order of derivatives)."""
-    rows, cols = tril_colmajor(p1)
+    rows, cols = TermLayout(p1).template_index()
     if p1 == 1:  # scalar blocks: elementwise
         t = theta[0]
         M = A11 * t**2 + 1.0

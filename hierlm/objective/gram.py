@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.term_layout import TermLayout
 from hierlm.design.terms import ModelDesign, RandomTerm
 from hierlm.design.weights import sum_log_weights, working_design
 
@@ -123,7 +123,7 @@ def _lambda_rest_entries(design: ModelDesign) -> tuple[np.ndarray, np.ndarray, n
     start = 0
     for k, term in enumerate(design.terms[1:], start=1):
         p, nl = term.p, term.n_levels
-        a_idx, b_idx = tril_colmajor(p)
+        a_idx, b_idx = TermLayout(p).template_index()
         base = start + np.arange(nl)[:, None] * p
         rows.append((base + a_idx[None, :]).ravel())
         cols.append((base + b_idx[None, :]).ravel())

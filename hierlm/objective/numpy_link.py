@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg.lapack import dtrtrs
 
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.term_layout import TermLayout
 from hierlm.objective.gram import GramBlocks
 
 #: Largest ``q + p + 1`` (columns of ``[Z X y]``) evaluated densely here.
@@ -86,7 +86,7 @@ def suits(gram: GramBlocks) -> bool:
 
 @functools.cache
 def _tril(p1: int) -> tuple[np.ndarray, np.ndarray]:
-    return tril_colmajor(p1)
+    return TermLayout(p1).template_index()
 
 
 _LAST: list[tuple[tuple[int, ...], tuple[np.ndarray, ...], tuple[Any, ...]]] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from hierlm.covariance.design import group_labels as term_labels
 from hierlm.design.terms import ModelDesign
 
 COLUMNS = ["group", "term1", "term2", "variance_or_cov", "sd_or_corr"]
@@ -18,6 +19,7 @@ COLUMNS = ["group", "term1", "term2", "variance_or_cov", "sd_or_corr"]
 
 def group_labels(design: ModelDesign) -> list[str]:
     """lme4's VarCorr group names: a repeated grouping factor gets ``.1``, ``.2``, ...
+    (the covariance layer's labels, :func:`hierlm.covariance.design.group_labels`).
 
     Examples
     --------
@@ -26,13 +28,7 @@ def group_labels(design: ModelDesign) -> list[str]:
     >>> group_labels(d)
     ['Subject', 'Subject.1']
     """
-    seen: dict[str, int] = {}
-    out = []
-    for term in design.terms:
-        k = seen.get(term.group, 0)
-        out.append(term.group if k == 0 else f"{term.group}.{k}")
-        seen[term.group] = k + 1
-    return out
+    return term_labels(design.terms)
 
 
 def varcorr_table(design: ModelDesign, covariances: list[np.ndarray], sigma: float

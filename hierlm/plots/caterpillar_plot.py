@@ -24,15 +24,17 @@ def _posterior_draws(res: Any) -> dict[tuple[str, str], Any]:
     idata = getattr(res, "idata", None)
     if res.method != "NUTS" or coder is None or idata is None:
         return {}
+    from hierlm.covariance.names import posterior_name
     from hierlm.objective.varcorr import group_labels
 
     out = {}
     for label, term in zip(group_labels(coder), coder.terms, strict=True):
         for node in ("posterior", "posterior_ranef"):
-            if node in idata.children and f"r_{label}" in idata[node].data_vars:
-                r = idata[node][f"r_{label}"].stack(sample=("chain", "draw"))
+            if node in idata.children and posterior_name("ranef", label) in idata[node].data_vars:
+                r = idata[node][posterior_name("ranef", label)].stack(sample=("chain", "draw"))
                 for name in term.coef_names:
-                    one = r.sel({f"{label}_term": name}) if f"{label}_term" in r.dims else r
+                    dim = posterior_name("term", label)
+                    one = r.sel({dim: name}) if dim in r.dims else r
                     out[(term.group, name)] = one.transpose("sample", ...)
                 break
     return out

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.covariance.names import parameter_name
 from hierlm.plots.common import pyplot
 
 
@@ -49,7 +50,7 @@ def variance_decomposition(res: Any, intervals: pd.DataFrame | None = None) -> A
     var = vc[vc["term2"].isna()].reset_index(drop=True)
     labels = [("Residual" if r.group == "Residual" else f"{r.term1} | {r.group}")
               for r in var.itertuples()]
-    names = [("sigma" if r.group == "Residual" else f"sd_{r.term1}|{r.group.split('.')[0]}")
+    names = [("sigma" if r.group == "Residual" else parameter_name(r.group.split('.')[0], r.term1))
              for r in var.itertuples()]
     v = var["variance_or_cov"].to_numpy(dtype=float)
     total = v.sum()

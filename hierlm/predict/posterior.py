@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hierlm.covariance.names import posterior_name
 from hierlm.objective.varcorr import group_labels
 
 
@@ -42,7 +43,7 @@ def posterior_draws(res: Any, need_b: bool = True, seed: int | None = 0) -> Post
     tree = res.idata
     post = tree["posterior"].to_dataset()
     labels = group_labels(coder)  # type: ignore[arg-type]
-    names = [f"r_{lab}" for lab in labels]
+    names = [posterior_name("ranef", lab) for lab in labels]
     source = post
     if need_b and names and names[0] not in post.data_vars and "posterior_ranef" in tree.children:
         source = tree["posterior_ranef"].to_dataset()
@@ -58,10 +59,11 @@ def posterior_draws(res: Any, need_b: bool = True, seed: int | None = 0) -> Post
             b = []
             for n, t, lab in zip(names, coder.terms, labels, strict=True):
                 da = source[n]
-                if f"{lab}_term" not in da.dims:  # a one-coefficient term is stored without
-                    da = da.expand_dims(f"{lab}_term", axis=-1)
-                b.append(_flat(da.transpose("chain", "draw", f"{t.group}_level",
-                                            f"{lab}_term").values))
+                dim = posterior_name("term", lab)
+                if dim not in da.dims:  # a one-coefficient term is stored without
+                    da = da.expand_dims(dim, axis=-1)
+                b.append(_flat(da.transpose("chain", "draw", posterior_name("level", t.group),
+                                            dim).values))
         else:
             from hierlm.estimate.conditional import ConditionalSampler
 

@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hierlm.covariance.names import corr_pairs, pair_labels, parameter_name, posterior_name
 from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 from hierlm.errors import MethodError
-from hierlm.estimate.nuts_posterior import corr_pairs
 from hierlm.objective.varcorr import group_labels
 from hierlm.results.residual_datatree import residual_variables
 
@@ -94,18 +94,20 @@ def bootstrap_dataset(res: Any, replicates: pd.DataFrame) -> xr.Dataset:
         data["beta"] = (("chain", "draw", "coef"),
                         np.column_stack([col(n) for n in fe])[None])
     for label, t in zip(group_labels(coder), coder.terms, strict=True):  # type: ignore[arg-type]
-        sd = np.column_stack([col(f"sd_{n}|{t.group}") for n in t.coef_names])
+        sd = np.column_stack([col(parameter_name(t.group, n)) for n in t.coef_names])
         if t.p == 1:  # a scalar, as in a NUTS posterior
-            data[f"sd_{label}"] = (("chain", "draw"), sd[None, :, 0])
+            data[posterior_name("sd", label)] = (("chain", "draw"), sd[None, :, 0])
             continue
-        coords[f"{label}_term"] = list(t.coef_names)
-        data[f"sd_{label}"] = (("chain", "draw", f"{label}_term"), sd[None])
+        coords[posterior_name("term", label)] = list(t.coef_names)
+        data[posterior_name("sd", label)] = (("chain", "draw", posterior_name("term", label)),
+                                             sd[None])
         if t.p > 1:
             pairs = corr_pairs(t.p)
-            coords[f"{label}_pair"] = [f"{t.coef_names[j]}, {t.coef_names[k]}" for j, k in pairs]
-            cor = np.column_stack([col(f"cor_{t.coef_names[k]}.{t.coef_names[j]}|{t.group}")
+            coords[posterior_name("pair", label)] = pair_labels(t.coef_names)
+            cor = np.column_stack([col(parameter_name(t.group, t.coef_names[k], t.coef_names[j]))
                                    for j, k in pairs])
-            data[f"corr_{label}"] = (("chain", "draw", f"{label}_pair"), cor[None])
+            data[posterior_name("corr", label)] = (("chain", "draw", posterior_name("pair", label)),
+                                                   cor[None])
     rnames = getattr(res, "residual_parameters", pd.Series(dtype=float)).index
     if len(rnames) and all(c in replicates.columns for c in rnames):
         rdata, rcoords = residual_variables(res, replicates, ("chain", "draw"))

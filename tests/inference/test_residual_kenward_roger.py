@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 import hierlm
+from hierlm.covariance.layout import templates
 from hierlm.errors import MethodError
 from hierlm.inference.residual_kenward_roger import residual_kr_info
-from hierlm.objective.theta import templates
 from tests.conftest import dataset, inference_reference
 from tests.residual_data import residual_data
 

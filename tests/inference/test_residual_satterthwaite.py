@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.objective.theta import templates
+from hierlm.covariance.layout import templates
 from tests.residual_data import residual_data
 
 

@@ -14,10 +14,10 @@ import pytest
 import scipy.linalg as sla
 
 import hierlm
+from hierlm.covariance.layout import templates
 from hierlm.design.residual_design import design_with_residual
 from hierlm.objective import compile_objective
 from hierlm.objective.residual_gram import relative_sd, whitened_design
-from hierlm.objective.theta import templates
 
 
 def _data(seed: int = 3) -> pd.DataFrame:

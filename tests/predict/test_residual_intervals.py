@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 
 import hierlm
-from hierlm.objective.theta import templates
+from hierlm.covariance.layout import templates
 
 
 def _data(seed: int = 11, n_id: int = 14, k: int = 6) -> pd.DataFrame:
