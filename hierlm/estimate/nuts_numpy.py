@@ -88,7 +88,8 @@ import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotrs
 
 from hierlm.covariance.design import DesignCovariance
-from hierlm.covariance.layout import tril_colmajor
+from hierlm.covariance.names import posterior_name
+from hierlm.covariance.term_layout import TermLayout
 from hierlm.estimate.corr_cholesky import fill_order
 from hierlm.estimate.priors import Priors
 from hierlm.objective.numpy_link import _constants
@@ -195,7 +196,7 @@ class NumpyDensity:
         for label, t, scale, eta in zip(pr.labels, design.terms, pr.sd_scale, pr.lkj_eta,
                                         strict=True):
             k = t.p * (t.p - 1) // 2
-            r, c = tril_colmajor(t.p)
+            r, c = TermLayout(t.p).template_index()
             fr, fc = fill_order(t.p)
             j = np.arange(1, t.p + 1)
             w = (2 * float(eta) - 2 + t.p - j) + (j + 1) if t.p > 1 else np.zeros(1)
@@ -205,15 +206,16 @@ class NumpyDensity:
                                np.asarray(w, dtype=float), np.asarray(scale, dtype=float),
                                float(np.sum(0.5 * math.log(2 / math.pi) - np.log(scale))),
                                label))
-            names.append(f"sd_{label}")
+            sd_name = posterior_name("sd", label)
+            names.append(sd_name)
             shapes.append((t.p,))
-            dims[f"sd_{label}"] = (f"{label}_term",)
-            value_names.append(f"sd_{label}_log__")
+            dims[sd_name] = (posterior_name("term", label),)
+            value_names.append(sd_name + "_log__")
             value_shapes.append((t.p,))
             if t.p > 1:
-                names.append(f"chol_corr_{label}")
+                names.append(posterior_name("chol_corr", label))
                 shapes.append((t.p, t.p))
-                value_names.append(f"chol_corr_{label}_cholesky_corr__")
+                value_names.append(posterior_name("chol_corr", label) + "_cholesky_corr__")
                 value_shapes.append((k,))
             pos += t.p + k
             tpos += len(r)
@@ -252,9 +254,9 @@ class NumpyDensity:
             x[:self.p] = values["beta"]
         x[self.p] = math.log(float(values["sigma"]))
         for t in self.terms:
-            x[t.sd] = np.log(np.asarray(values[f"sd_{t.label}"], dtype=float))
+            x[t.sd] = np.log(np.asarray(values[posterior_name("sd", t.label)], dtype=float))
             if t.p > 1:
-                L = np.asarray(values[f"chol_corr_{t.label}"], dtype=float)
+                L = np.asarray(values[posterior_name("chol_corr", t.label)], dtype=float)
                 x[t.z] = L[t.fill_row, t.fill_col] / L[t.fill_row, t.fill_row]
         return x
 
