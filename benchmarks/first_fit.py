@@ -63,8 +63,8 @@ with warnings.catch_warnings(record=True) as caught:
 t4 = time.perf_counter()
 print("RESULT " + json.dumps({
     "import_s": t1 - t0, "reml_fit_s": t3 - t2, "nuts_fit_s": t4 - t3,
-    "nuts_sampling_s": nuts.extra["sampling_time"], "sampler": nuts.extra["sampler"],
-    "min_ess": float(nuts.extra["diagnostics"]["ess_bulk"].min()),
+    "nuts_sampling_s": nuts.nuts.sampling_time, "sampler": nuts.nuts.sampler,
+    "min_ess": float(nuts.nuts.diagnostics["ess_bulk"].min()),
     "warnings": sorted({str(w.message).splitlines()[0][:120] for w in caught}),
     "objective": float(reml.objective)}))
 """

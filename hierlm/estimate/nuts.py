@@ -47,6 +47,7 @@ from hierlm.estimate.nuts_compiled import (
     density_graphs,
     to_unconstrained,
 )
+from hierlm.estimate.nuts_info import NutsInfo
 from hierlm.estimate.nuts_model import choose_sampler, compiled, initvals, pymc_step
 from hierlm.estimate.nuts_nutpie import nutpie_sample
 from hierlm.estimate.nuts_posterior import (
@@ -135,8 +136,9 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
         scalar and its ``r`` has no term dimension), ``sample_stats``,
         ``observed_data`` (``y``) and, when one grouping factor splits the data into
         independent blocks, ``log_likelihood`` (``y[<factor>_level]``:
-        ``log p(y_g | beta, theta, sigma)`` per level, for ``arviz.loo``).  ``extra``
-        holds the diagnostics table, divergences, the priors and the sampler settings.
+        ``log p(y_g | beta, theta, sigma)`` per level, for ``arviz.loo``).  ``nuts``
+        (a :class:`~hierlm.estimate.nuts_info.NutsInfo`) holds the diagnostics table,
+        divergences, the priors and the sampler settings.
 
     Examples
     --------
@@ -241,12 +243,12 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
                      [f"{k}_{lab}" for k in (("sd", "corr") if t.p > 1 else ("sd",))])]
     diag = diagnostics_table(dt, names)
     divergences = int(np.asarray(stats["diverging"].values).sum()) if "diverging" in stats else 0
-    extra = {**settings, "priors": pr.as_dict(design), "prior_lines": pr.describe(design),
-             "diagnostics": diag, "divergences": divergences,
-             "max_rhat": float(diag["r_hat"].max()), "min_ess_bulk": float(diag["ess_bulk"].min()),
-             "ranef_draws": n_ranef, "log_likelihood_note": ll_note,
-             "loo": loo_summary(dt)}
-    messages = tuple(diagnostic_messages(extra))
+    info = NutsInfo(**settings, priors=pr.as_dict(design),
+                    prior_lines=tuple(pr.describe(design)), diagnostics=diag,
+                    divergences=divergences, max_rhat=float(diag["r_hat"].max()),
+                    min_ess_bulk=float(diag["ess_bulk"].min()), ranef_draws=n_ranef,
+                    log_likelihood_note=ll_note, loo=loo_summary(dt))
+    messages = tuple(diagnostic_messages(info))
     for msg in messages:
         warn(f"NUTS: {msg}", UserWarning)
     dev = marginal_deviance(objective, theta_hat, beta_mean, sig_hat)
@@ -264,8 +266,8 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
         sigma=sig_hat, theta=theta_hat, varcorr=varcorr_table(design, covs, sig_hat),
         loglik=-dev / 2, aic=dev + 2 * k, bic=dev + k * np.log(design.nobs), objective=dev,
         nobs=design.nobs, n_dropped=design.n_dropped, is_singular=False,
-        converged=divergences == 0 and extra["max_rhat"] <= 1.01,
+        converged=divergences == 0 and info.max_rhat <= 1.01,
         ranef_table=ranef_frame(design, b_mean, b_sd), y=design.y.copy(),
         fitted_values=fitted_values(design, beta_mean, b_mean), groups=n_groups,
         n_evals=n_evals, optimizer={"method": f"NUTS ({settings['sampler']})"},
-        messages=messages, idata=dt, extra=extra)
+        messages=messages, idata=dt, nuts=info)

@@ -70,8 +70,9 @@ class FitResult(FitRecord, ResultsSectionMixin):
         Warnings issued during the fit.
     idata : object
         ArviZ DataTree for ``method="nuts"``, else None.
-    extra : dict
-        Method-specific details (NUTS diagnostics and priors).
+    nuts : NutsInfo or None
+        A NUTS fit's sampler settings, priors and convergence diagnostics
+        (:class:`hierlm.estimate.nuts_info.NutsInfo`); None for REML/ML fits.
     model : hierlm.Model or None
         The model that was fitted (its design and compiled objective), so that
         inference after the fit (profiles, bootstrap, refits) can reuse the compiled
