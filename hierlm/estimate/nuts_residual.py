@@ -5,10 +5,12 @@ HalfStudentT``, per-term SDs ``~ HalfNormal``, LKJ correlations or the structure
 terms' own parameters) with the residual covariance ``sigma^2 R0``, ``R0 = S C S``,
 and two more groups of parameters:
 
-* ``ar1_phi ~ Uniform(-1, 1)``: the AR(1) correlation, flat over its whole valid range
-  (as the structured random-effect correlations of :mod:`~hierlm.estimate.nuts_structured`);
-* ``log_sd_ratio ~ Normal(0, 1)``, one per column of the ``sigma=`` model: the log of a
-  level's residual SD over the reference level's.  A unit-scale prior on the log ratio
+* ``ar1_phi ~ Uniform(-1, 1)``: the AR(1) correlation of observations one visit apart,
+  flat over its whole valid range (as the structured random-effect correlations of
+  :mod:`~hierlm.estimate.nuts_structured`); for ``car1`` ``car1_phi ~ Uniform(0, 1)``,
+  the correlation of observations one time unit apart (nlme's range);
+* ``log_sd_ratio[sigma_term] ~ Normal(0, 1)``, one per column of the ``sigma=`` model:
+  the log of a level's residual SD over the reference level's.  A unit-scale prior on the log ratio
   keeps ratios between about 1/7 and 7 within two prior SDs, weak for the ratios seen
   in practice, yet proper, so a level with few rows cannot send its SD to 0 or infinity.
 
@@ -24,13 +26,21 @@ the constant class Gram matrices of :mod:`hierlm.objective.residual_classes`,
 module's ``alpha_c``, ``beta_c`` and ``log|R0| = sum_c n_c (2 log s_c + log(1 - a_c^2))``.
 Models the class path does not take (``car1`` with many distinct gaps, ``cs``, prior
 weights, numeric ``sigma=`` columns with many values) raise :class:`MethodError`.
+
+The names are those of the REML/ML fit's DataTree (:mod:`hierlm.results.residual_datatree`).
+After sampling, :class:`ResidualPosterior` holds the draws of ``(phi, delta)``: the
+fit's ``residual_parameters`` are their posterior means, and each posterior draw's
+whitened Gram matrix serves its random-effect draw (:mod:`hierlm.estimate.conditional`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytensor.tensor as pt
 
 from hierlm.covariance.design import DesignCovariance
@@ -38,11 +48,34 @@ from hierlm.covariance.layout import tril_colmajor
 from hierlm.design.residual_design import ResidualDesign
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
+from hierlm.estimate.nuts_posterior import coords_of, flat_draws
 from hierlm.estimate.nuts_structured import term_theta
 from hierlm.estimate.priors import resolve_priors
 from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_deviance
-from hierlm.objective.profiled import gram_values, structure_of
+from hierlm.objective.gram import GramBlocks
+from hierlm.objective.profiled import ProfiledObjective, gram_values, structure_of
 from hierlm.objective.residual_classes import ClassGram, class_gram
+from hierlm.objective.residual_gram import relative_sd
+
+#: The correlation parameter's posterior name and prior range, by structure.
+CORRELATION = {"ar1": ("ar1_phi", -1.0, 1.0), "car1": ("car1_phi", 0.0, 1.0)}
+#: Prior SD of each log SD ratio.
+LOG_RATIO_SD = 1.0
+
+
+def correlation_name(rd: ResidualDesign) -> str | None:
+    """The correlation parameter's posterior name (None without a structure).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.design.residual_design import build_residual
+    >>> d = hierlm.load_sleepstudy()
+    >>> des = hierlm.build_design("Reaction ~ Days + (1 | Subject)", d)
+    >>> correlation_name(build_residual("car1(Days | Subject)", None, d, des))
+    'car1_phi'
+    """
+    return None if rd.spec is None else CORRELATION.get(rd.spec.kind, ("rho",))[0]
 
 
 def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram:
@@ -126,18 +159,19 @@ def build_residual_model(design: ModelDesign, rd: ResidualDesign,
     cg = residual_classes(design, rd)
     pr = resolve_priors(design, priors)
     structure = structure_of(design, cg.gram(0.0, np.zeros(rd.V.shape[1]))[0])
-    coords: dict[str, Any] = {"coef": list(design.fixef_names)}
-    for lab, t in zip(pr.labels, design.terms, strict=True):
-        coords[f"{lab}_term"] = list(range(t.p))
+    coords: dict[str, Any] = dict(coords_of(design))
     if rd.V.shape[1]:
-        coords["sigma_coef"] = list(rd.v_names)
+        coords["sigma_term"] = list(rd.v_names)
     with pm.Model(coords=coords) as model:
         beta = (pm.Normal("beta", mu=pr.beta_mu, sigma=pr.beta_sigma, dims="coef")
                 if design.p else pt.zeros((0,)))
         sigma = pm.HalfStudentT("sigma", nu=pr.sigma_nu, sigma=pr.sigma_scale)
-        phi = (pm.Uniform("ar1_phi", lower=-1.0, upper=1.0) if rd.spec is not None
-               else pt.constant(0.0))
-        delta = (pm.Normal("log_sd_ratio", mu=0.0, sigma=1.0, dims="sigma_coef")
+        if rd.spec is not None:
+            name, lower, upper = CORRELATION[rd.spec.kind]
+            phi = pm.Uniform(name, lower=lower, upper=upper)
+        else:
+            phi = pt.constant(0.0)
+        delta = (pm.Normal("log_sd_ratio", mu=0.0, sigma=LOG_RATIO_SD, dims="sigma_term")
                  if rd.V.shape[1] else pt.zeros((0,)))
         parts = []
         covs = DesignCovariance.of(design).terms
@@ -169,7 +203,8 @@ def sample_residual(design: ModelDesign, rd: ResidualDesign, *, draws: int = 500
     """NUTS draws (PyMC's sampler) of a model with residual structure.
 
     Returns PyMC's InferenceData; its posterior holds ``beta``, ``sigma``, the terms'
-    parameters, ``ar1_phi`` and ``log_sd_ratio[<column>]``.
+    parameters, ``ar1_phi`` (``car1_phi``) and ``log_sd_ratio[sigma_term]``.
+    :func:`hierlm.fit` with ``method="nuts"`` returns a whole result instead.
 
     Examples
     --------
@@ -193,3 +228,104 @@ def sample_residual(design: ModelDesign, rd: ResidualDesign, *, draws: int = 500
                          progressbar=False, compute_convergence_checks=False)
 
 
+
+
+@dataclass(frozen=True, eq=False)
+class ResidualPosterior:
+    """The posterior draws of the residual parameters of a NUTS fit, and what the
+    fit's record needs from them (see :func:`hierlm.estimate.nuts.assemble`).
+
+    Attributes
+    ----------
+    rd : ResidualDesign
+        The residual structure.
+    cg : ClassGram
+        Its class Gram matrices.
+    rho : ndarray, shape (D,)
+        Flattened draws of the correlation (zeros without a structure).
+    delta : ndarray, shape (D, k)
+        Flattened draws of the log SD ratios.
+    weights : ndarray or None
+        The design's prior weights.
+    """
+
+    rd: ResidualDesign
+    cg: ClassGram
+    rho: np.ndarray
+    delta: np.ndarray
+    weights: np.ndarray | None = None
+
+    @classmethod
+    def from_posterior(cls, design: ModelDesign, rd: ResidualDesign, cg: ClassGram,
+                       post: Any) -> ResidualPosterior:
+        """The draws of a posterior Dataset (chain and draw flattened, chain-major)."""
+        n = post.sizes["chain"] * post.sizes["draw"]
+        name = correlation_name(rd)
+        rho = flat_draws(post[name]) if name is not None else np.zeros(n)
+        delta = (flat_draws(post["log_sd_ratio"].transpose("chain", "draw", "sigma_term"))
+                 if rd.V.shape[1] else np.zeros((n, 0)))
+        return cls(rd=rd, cg=cg, rho=rho, delta=delta, weights=design.weights)
+
+    @property
+    def names(self) -> list[str]:
+        """The posterior variables of the residual parameters."""
+        name = correlation_name(self.rd)
+        return ([name] if name is not None else []) + (
+            ["log_sd_ratio"] if self.rd.V.shape[1] else [])
+
+    @property
+    def estimates(self) -> tuple[float, np.ndarray]:
+        """Posterior means of the correlation and of the log SD ratios."""
+        return float(self.rho.mean()), self.delta.mean(axis=0)
+
+    @property
+    def priors(self) -> dict[str, Any]:
+        """The residual parameters' priors, as :attr:`NutsInfo.priors` lists them."""
+        out: dict[str, Any] = {}
+        name = correlation_name(self.rd)
+        if name is not None and self.rd.spec is not None:
+            _, lower, upper = CORRELATION[self.rd.spec.kind]
+            out[name] = {"lower": lower, "upper": upper}
+        if self.rd.V.shape[1]:
+            out["log_sd_ratio"] = {"mu": 0.0, "sigma": LOG_RATIO_SD}
+        return out
+
+    @property
+    def prior_lines(self) -> tuple[str, ...]:
+        """The priors as text, one line per parameter."""
+        lines = []
+        for name, par in self.priors.items():
+            if "lower" in par:
+                lines.append(f"{name} ~ Uniform({par['lower']:g}, {par['upper']:g})")
+            else:
+                lines += [f"log_sd_ratio[{c}] ~ Normal(0, {par['sigma']:g})"
+                          for c in self.rd.v_names]
+        return tuple(lines)
+
+    @property
+    def log_likelihood_note(self) -> str:
+        return ("log_likelihood omitted: the residual structure (residual= / sigma=) "
+                "is not split into per-level terms, so arviz.loo is unavailable")
+
+    def gram_at(self, i: int) -> GramBlocks:
+        """The whitened Gram matrix of flattened draw ``i``."""
+        return self.cg.gram(float(self.rho[i]), self.delta[i])[0]
+
+    def point_objective(self, objective: ProfiledObjective) -> tuple[ProfiledObjective, float]:
+        """The whitened model at the posterior means and its ``log|R0|``; ``objective``
+        is a whitened model of the same design (any ``(phi, delta)``)."""
+        rho, delta = self.estimates
+        gram, logdet = self.cg.gram(rho, delta)
+        return dataclasses.replace(objective, gram=gram), float(logdet)
+
+    def record_fields(self) -> dict[str, Any]:
+        """``residual_parameters`` (posterior means, the REML fit's names),
+        ``residual_scale``, ``residual`` and ``sigma_formula`` of the record."""
+        rho, delta = self.estimates
+        rd = self.rd
+        values = ([rho] if rd.spec is not None else []) + list(delta)
+        return {"residual_parameters": pd.Series(values, index=list(rd.param_names),
+                                                 name="residual_parameters", dtype=float),
+                "residual_scale": relative_sd(rd, delta, self.weights),
+                "residual": None if rd.spec is None else rd.spec.text,
+                "sigma_formula": rd.sigma_formula}

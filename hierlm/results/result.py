@@ -461,6 +461,10 @@ class FitResult(FitRecord, ResultsSectionMixin):
         (5, 7)
         """
         self._require_rows("bootstrap()")
+        if len(self.residual_parameters) and self.method == "NUTS":
+            from hierlm.errors import MethodError
+
+            raise MethodError("bootstrap needs a REML or ML fit, not NUTS")
         if len(self.residual_parameters):  # residual= / sigma=: refit with the structure
             from hierlm.inference.residual_bootstrap import residual_bootstrap
 

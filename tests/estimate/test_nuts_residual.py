@@ -92,7 +92,7 @@ def test_short_run_recovers_phi():
     print(f"phi {phi.mean():.4f} sd {phi.std():.4f}")
     assert abs(phi.mean() - 0.6) < 3 * phi.std()
     assert phi.std() < 0.15
-    ratio = idata.posterior["log_sd_ratio"].sel(sigma_coef="grpb").values.ravel()
+    ratio = idata.posterior["log_sd_ratio"].sel(sigma_term="grpb").values.ravel()
     print(f"log ratio {ratio.mean():.4f} sd {ratio.std():.4f}")
     assert abs(ratio.mean() - np.log(1.5)) < 3 * ratio.std()
 
@@ -106,12 +106,6 @@ def test_refusal_is_clear(residual):
     design = hierlm.build_design("y ~ x + (1 | subject)", d)
     with pytest.raises(MethodError, match="nuts"):
         residual_classes(design, build_residual(residual, None, d, design))
-
-
-def test_fit_names_the_sampler_for_class_path_models():
-    d = _data()
-    with pytest.raises(MethodError, match="sample_residual"):
-        hierlm.fit("y ~ x + (1 | subject)", d, method="nuts", residual="ar1(visit | subject)")
 
 
 def test_likelihood_with_correlated_slopes_matches_dense_marginal():
