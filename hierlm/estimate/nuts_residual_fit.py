@@ -131,9 +131,9 @@ def sample_with_residual(objective: ProfiledObjective, rd: ResidualDesign, *,
                                        np.random.default_rng(s_init)), init="adapt_diag")
     else:
         kwargs.update(init="jitter+adapt_diag")
-    t0 = time.perf_counter()
     import hierlm.objective.jit  # noqa: F401 - PyMC links the model with Numba
 
+    t0 = time.perf_counter()
     idata = run_pymc(model, draws, tune, chains, int(s_pm.generate_state(1)[0]),
                      progressbar, kwargs)
     settings = {"sampler": "pymc", "draws": draws, "tune": tune, "chains": chains,

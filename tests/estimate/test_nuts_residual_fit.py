@@ -226,7 +226,7 @@ def test_nuts_fit_with_residual_is_refused_by_frequentist_tools(
 @pytest.mark.slow
 def test_posterior_recovers_known_ar1_truth() -> None:
     """phi = 0.6 and an SD ratio of 1.5 on 120 subjects x 8 visits: the posterior SD of
-    phi is about 0.03 there, so three of them (0.1) is a real check."""
+    phi is about 0.04 there, so three of them (0.12) is a real check."""
     d = _data(seed=21, n_sub=120, n_vis=8, phi=0.6)
     res = _quiet(hierlm.fit, "y ~ x + (1 | subject)", d, method="nuts", residual=AR1,
                  sigma=SIG, draws=400, tune=400, chains=2, random_seed=3, progressbar=False)
