@@ -1,4 +1,4 @@
-"""NUTS with a residual structure (``ar1`` on integer visits and/or ``sigma=`` factors).
+"""NUTS with a residual structure (``ar1``, ``car1``, ``cs`` and/or ``sigma=`` factors).
 
 The model is that of :mod:`hierlm.estimate.nuts_model` (``beta ~ Normal``, ``sigma ~
 HalfStudentT``, per-term SDs ``~ HalfNormal``, LKJ correlations or the structured
@@ -8,7 +8,9 @@ and two more groups of parameters:
 * ``ar1_phi ~ Uniform(-1, 1)``: the AR(1) correlation of observations one visit apart,
   flat over its whole valid range (as the structured random-effect correlations of
   :mod:`~hierlm.estimate.nuts_structured`); for ``car1`` ``car1_phi ~ Uniform(0, 1)``,
-  the correlation of observations one time unit apart (nlme's range);
+  the correlation of observations one time unit apart (nlme's range); for ``cs``
+  ``cs_rho ~ Uniform(-1 / (k_max - 1), 1)``, the correlation of any two observations
+  of a group, over its valid range (``k_max`` rows in the largest group);
 * ``log_sd_ratio[sigma_term] ~ Normal(0, 1)``, one per column of the ``sigma=`` model:
   the log of a level's residual SD over the reference level's.  A unit-scale prior on the log ratio
   keeps ratios between about 1/7 and 7 within two prior SDs, weak for the ratios seen
@@ -23,9 +25,10 @@ The likelihood is the Gaussian marginal of ``y`` by whitening
 Gram blocks.  Those are formed inside the PyTensor graph as the class-weighted sum of
 the constant class Gram matrices of :mod:`hierlm.objective.residual_classes`,
 ``sum_c alpha_c^2 G1_c - alpha_c beta_c (G2_c + G2_c') + beta_c^2 G3_c``, with that
-module's ``alpha_c``, ``beta_c`` and ``log|R0| = sum_c n_c (2 log s_c + log(1 - a_c^2))``.
-Models the class path does not take (``car1`` with many distinct gaps, ``cs``, prior
-weights, numeric ``sigma=`` columns with many values) raise :class:`MethodError`.
+module's ``alpha_c``, ``beta_c`` and ``log|R0| = sum_c n_c (2 log s_c + log(1 - a_c^2))``;
+for ``cs`` the sums of :mod:`hierlm.objective.residual_cs_classes`.
+Models the class path does not take (``car1`` with many distinct gaps, prior weights,
+numeric ``sigma=`` columns with many values) raise :class:`MethodError`.
 
 The names are those of the REML/ML fit's DataTree (:mod:`hierlm.results.residual_datatree`).
 After sampling, :class:`ResidualPosterior` holds the draws of ``(phi, delta)``: the
@@ -55,10 +58,12 @@ from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_dev
 from hierlm.objective.gram import GramBlocks
 from hierlm.objective.profiled import ProfiledObjective, gram_values, structure_of
 from hierlm.objective.residual_classes import ClassGram, class_gram
+from hierlm.objective.residual_cs_classes import CSClassGram, cs_class_gram
 from hierlm.objective.residual_gram import relative_sd
 
-#: The correlation parameter's posterior name and prior range, by structure.
-CORRELATION = {"ar1": ("ar1_phi", -1.0, 1.0), "car1": ("car1_phi", 0.0, 1.0)}
+#: The correlation parameter's posterior name, by structure (those of the REML fit's
+#: DataTree, :mod:`hierlm.results.residual_datatree`).
+CORRELATION = {"ar1": "ar1_phi", "car1": "car1_phi", "cs": "cs_rho"}
 #: Prior SD of each log SD ratio.
 LOG_RATIO_SD = 1.0
 
@@ -75,10 +80,33 @@ def correlation_name(rd: ResidualDesign) -> str | None:
     >>> correlation_name(build_residual("car1(Days | Subject)", None, d, des))
     'car1_phi'
     """
-    return None if rd.spec is None else CORRELATION.get(rd.spec.kind, ("rho",))[0]
+    return None if rd.spec is None else CORRELATION[rd.spec.kind]
 
 
-def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram:
+def correlation_range(rd: ResidualDesign) -> tuple[float, float]:
+    """The range of the correlation's uniform prior: its whole valid range, (-1, 1) for
+    ``ar1``, (0, 1) for ``car1`` (nlme's), ``(-1 / (k_max - 1), 1)`` for ``cs`` with
+    groups of at most ``k_max`` rows (``C`` positive definite).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.design.residual_design import build_residual
+    >>> d = hierlm.load_sleepstudy()
+    >>> des = hierlm.build_design("Reaction ~ Days + (1 | Subject)", d)
+    >>> correlation_range(build_residual("cs(1 | Subject)", None, d, des))
+    (-0.1111111111111111, 1.0)
+    """
+    kind = None if rd.spec is None else rd.spec.kind
+    if kind == "car1":
+        return 0.0, 1.0
+    if kind == "cs":
+        kmax = int(rd.group_sizes.max())
+        return (-1.0 / (kmax - 1) if kmax > 1 else -0.999), 1.0
+    return -1.0, 1.0
+
+
+def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram | CSClassGram:
     """The class Gram matrices NUTS needs, or a :class:`MethodError` naming why not.
 
     Examples
@@ -89,25 +117,58 @@ def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram:
     >>> des = hierlm.build_design("Reaction ~ Days + (1 | Subject)", d)
     >>> residual_classes(des, build_residual("ar1(Days | Subject)", None, d, des)).count.tolist()
     [18.0, 162.0]
+    >>> d["x"] = np.random.default_rng(0).uniform(size=len(d))  # an SD level per row
     >>> try:
-    ...     residual_classes(des, build_residual("cs(1 | Subject)", None, d, des))
+    ...     residual_classes(des, build_residual("cs(1 | Subject)", "~ x", d, des))
     ... except hierlm.MethodError as e:
-    ...     print(e)
-    method='nuts' does not take residual='cs(...)' yet; fit by 'reml' or 'ml'
+    ...     print(e)  # doctest: +ELLIPSIS
+    method='nuts' takes residual= / sigma= only where the rows fall in few classes ...
     """
-    if rd.spec is not None and rd.spec.kind == "cs":
-        raise MethodError("method='nuts' does not take residual='cs(...)' yet; "
-                          "fit by 'reml' or 'ml'")
     if design.weights is not None:
         raise MethodError("method='nuts' does not take prior weights with residual= or "
                           "sigma= yet; fit by 'reml' or 'ml'")
-    cg = class_gram(design, rd)
+    cg = (cs_class_gram(design, rd) if rd.spec is not None and rd.spec.kind == "cs"
+          else class_gram(design, rd))
     if cg is None:
         raise MethodError("method='nuts' takes residual= / sigma= only where the rows fall "
                           "in few classes (ar1 on integer visits, car1 with few distinct "
-                          "gaps, sigma= by factors); this model does not yet: fit by "
+                          "gaps, cs, sigma= by factors); this model does not yet: fit by "
                           "'reml' or 'ml'")
     return cg
+
+
+def _filled(layout: Any, values: Any) -> list[Any]:
+    """The Gram blocks (:class:`GramVars` order) with the pattern's ``values`` put in."""
+    t = layout.template
+    e, lv, ia, ib = layout.a11
+    A11 = pt.set_subtensor(pt.zeros(t.A11.shape)[lv, ia, ib], values[e])
+    nz = pt.set_subtensor(pt.zeros(t.nz_val.size)[layout.nz[0]], values[layout.nz[1]])
+    dense = pt.set_subtensor(pt.zeros(t.A_R1_dense.size)[layout.dense[0]],
+                             values[layout.dense[1]])
+    rr = pt.set_subtensor(pt.zeros(t.A_RR.size)[layout.rr[0]], values[layout.rr[1]])
+    filled = {"A11": A11, "nz_val": nz.reshape(t.nz_val.shape),
+              "A_R1_dense": dense.reshape(t.A_R1_dense.shape),
+              "A_RR": rr.reshape(t.A_RR.shape)}
+    consts = gram_values(t)
+    return [filled.get(name, pt.constant(v))
+            for name, v in zip(GramVars.__dataclass_fields__, consts, strict=True)]
+
+
+def cs_gram_tensor(cg: CSClassGram, rho: Any, delta: Any) -> tuple[list[Any], Any]:
+    """:meth:`CSClassGram.gram`'s formulas in PyTensor: the whitened Gram blocks and
+    ``log|R0|`` at ``(rho, delta)``."""
+    L, k = cg.v_level.shape
+    e = pt.dot(pt.constant(cg.v_level), delta) if k else pt.zeros(L)
+    size = pt.constant(cg.pair_size)
+    c = rho / (1.0 + (size - 1.0) * rho)
+    w_pair = c * pt.exp(-(e[cg.pair_levels[:, 0]] + e[cg.pair_levels[:, 1]]))
+    values = (pt.dot(pt.exp(-2.0 * e), pt.constant(cg.G))
+              - pt.dot(w_pair, pt.constant(cg.H))) / (1.0 - rho)
+    sizes = pt.constant(cg.sizes)
+    logdet = ((pt.constant(cg.n_groups) * ((sizes - 1.0) * pt.log(1.0 - rho)
+                                           + pt.log(1.0 + (sizes - 1.0) * rho))).sum()
+              + 2.0 * (pt.constant(cg.level_count) * e).sum())
+    return _filled(cg.layout, values), logdet
 
 
 def class_gram_tensor(cg: ClassGram, phi: Any, delta: Any) -> tuple[list[Any], Any]:
@@ -129,19 +190,7 @@ def class_gram_tensor(cg: ClassGram, phi: Any, delta: Any) -> tuple[list[Any], A
     values = (pt.dot(alpha**2, pt.constant(cg.D1)) - pt.dot(c2, pt.constant(cg.D2))
               + pt.dot(c3, pt.constant(cg.D3)))
     logdet = (pt.constant(cg.count) * (2.0 * pt.log(s_i) + pt.log(one_minus))).sum()
-    lay = cg.layout
-    t = lay.template
-    e, lv, ia, ib = lay.a11
-    A11 = pt.set_subtensor(pt.zeros(t.A11.shape)[lv, ia, ib], values[e])
-    nz = pt.set_subtensor(pt.zeros(t.nz_val.size)[lay.nz[0]], values[lay.nz[1]])
-    dense = pt.set_subtensor(pt.zeros(t.A_R1_dense.size)[lay.dense[0]], values[lay.dense[1]])
-    rr = pt.set_subtensor(pt.zeros(t.A_RR.size)[lay.rr[0]], values[lay.rr[1]])
-    filled = {"A11": A11, "nz_val": nz.reshape(t.nz_val.shape),
-              "A_R1_dense": dense.reshape(t.A_R1_dense.shape),
-              "A_RR": rr.reshape(t.A_RR.shape)}
-    consts = gram_values(t)
-    out = [filled.get(name, pt.constant(v))
-           for name, v in zip(GramVars.__dataclass_fields__, consts, strict=True)]
+    out = _filled(cg.layout, values)
     return out, logdet
 
 
@@ -166,8 +215,9 @@ def build_residual_model(design: ModelDesign, rd: ResidualDesign,
         beta = (pm.Normal("beta", mu=pr.beta_mu, sigma=pr.beta_sigma, dims="coef")
                 if design.p else pt.zeros((0,)))
         sigma = pm.HalfStudentT("sigma", nu=pr.sigma_nu, sigma=pr.sigma_scale)
-        if rd.spec is not None:
-            name, lower, upper = CORRELATION[rd.spec.kind]
+        name = correlation_name(rd)
+        if name is not None:
+            lower, upper = correlation_range(rd)
             phi = pm.Uniform(name, lower=lower, upper=upper)
         else:
             phi = pt.constant(0.0)
@@ -189,7 +239,8 @@ def build_residual_model(design: ModelDesign, rd: ResidualDesign,
             rows, cols = tril_colmajor(t.p)
             parts.append(((sd / sigma)[:, None] * L)[rows, cols])
         theta = pt.concatenate(parts)
-        vals, logdet = class_gram_tensor(cg, phi, delta)
+        vals, logdet = (cs_gram_tensor(cg, phi, delta) if isinstance(cg, CSClassGram)
+                        else class_gram_tensor(cg, phi, delta))
         g = GramVars(*vals)
         f = blocked_cholesky(theta, g, structure)
         dev = unprofiled_deviance(f, g, beta, sigma, pt.constant(float(design.nobs)))
@@ -250,13 +301,14 @@ class ResidualPosterior:
     """
 
     rd: ResidualDesign
-    cg: ClassGram
+    cg: ClassGram | CSClassGram
     rho: np.ndarray
     delta: np.ndarray
     weights: np.ndarray | None = None
 
     @classmethod
-    def from_posterior(cls, design: ModelDesign, rd: ResidualDesign, cg: ClassGram,
+    def from_posterior(cls, design: ModelDesign, rd: ResidualDesign,
+                       cg: ClassGram | CSClassGram,
                        post: Any) -> ResidualPosterior:
         """The draws of a posterior Dataset (chain and draw flattened, chain-major)."""
         n = post.sizes["chain"] * post.sizes["draw"]
@@ -283,8 +335,8 @@ class ResidualPosterior:
         """The residual parameters' priors, as :attr:`NutsInfo.priors` lists them."""
         out: dict[str, Any] = {}
         name = correlation_name(self.rd)
-        if name is not None and self.rd.spec is not None:
-            _, lower, upper = CORRELATION[self.rd.spec.kind]
+        if name is not None:
+            lower, upper = correlation_range(self.rd)
             out[name] = {"lower": lower, "upper": upper}
         if self.rd.V.shape[1]:
             out["log_sd_ratio"] = {"mu": 0.0, "sigma": LOG_RATIO_SD}
@@ -296,7 +348,7 @@ class ResidualPosterior:
         lines = []
         for name, par in self.priors.items():
             if "lower" in par:
-                lines.append(f"{name} ~ Uniform({par['lower']:g}, {par['upper']:g})")
+                lines.append(f"{name} ~ Uniform({par['lower']:.4g}, {par['upper']:g})")
             else:
                 lines += [f"log_sd_ratio[{c}] ~ Normal(0, {par['sigma']:g})"
                           for c in self.rd.v_names]

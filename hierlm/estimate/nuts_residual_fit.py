@@ -5,7 +5,8 @@ structured random-effect terms); the record is made by
 :func:`hierlm.estimate.nuts.assemble`, as every NUTS fit's, with the residual
 parameters' draws (:class:`~hierlm.estimate.nuts_residual.ResidualPosterior`):
 
-* ``residual_parameters``: posterior means of ``rho`` (the ``ar1`` / ``car1`` phi) and
+* ``residual_parameters``: posterior means of ``rho`` (the ``ar1`` / ``car1`` phi, the
+  ``cs`` correlation) and
   of each ``log_sd_ratio:<column>``, named as in a REML fit;
 * ``residual_sd()``: ``sigma`` (posterior median, as every NUTS fit's) times each
   row's ``exp(v' delta)`` at the posterior means of ``delta``;
@@ -31,9 +32,10 @@ from hierlm.errors import MethodError
 from hierlm.estimate.nuts import assemble, check_arguments, run_pymc
 from hierlm.estimate.nuts_model import initvals
 from hierlm.estimate.nuts_residual import (
-    CORRELATION,
     ResidualPosterior,
     build_residual_model,
+    correlation_name,
+    correlation_range,
     residual_classes,
 )
 from hierlm.estimate.priors import resolve_priors
@@ -41,8 +43,8 @@ from hierlm.estimate.record import FitRecord
 from hierlm.estimate.residual_fit import fit_residual
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
 
-#: Jitter of the starting points: SD of the correlation on its unconstrained scale
-#: (atanh for ar1, logit for car1) and of each log SD ratio.
+#: Jitter of the starting points: SD of the correlation on the logit scale of its
+#: prior's range, and of each log SD ratio.
 JITTER = 0.1
 
 
@@ -55,15 +57,13 @@ def _starts(objective: ProfiledObjective, rd: ResidualDesign, pr: Any, chains: i
     starts, _ = initvals(objective, pr, chains, rng, fit=rec)
     par = rec.residual_parameters.to_numpy(dtype=float)
     delta = par[rd.n_corr:]
+    name = correlation_name(rd)
+    lower, upper = correlation_range(rd)
     for start in starts:
-        if rd.spec is not None:
-            name, lower, _ = CORRELATION[rd.spec.kind]
-            rho = float(np.clip(par[0], lower + 1e-3, 1 - 1e-3))
-            if lower < 0:
-                start[name] = np.asarray(np.tanh(np.arctanh(rho) + JITTER * rng.normal()))
-            else:
-                start[name] = np.asarray(scipy.special.expit(
-                    scipy.special.logit(rho) + JITTER * rng.normal()))
+        if name is not None:  # jittered on the logit scale of the prior's range
+            u = np.clip((par[0] - lower) / (upper - lower), 1e-3, 1 - 1e-3)
+            z = scipy.special.logit(u) + JITTER * rng.normal()
+            start[name] = np.asarray(lower + (upper - lower) * scipy.special.expit(z))
         if delta.size:
             start["log_sd_ratio"] = delta + JITTER * rng.standard_normal(delta.size)
     return starts
@@ -94,14 +94,16 @@ def sample_with_residual(objective: ProfiledObjective, rd: ResidualDesign, *,
     FitRecord
         As :func:`hierlm.estimate.nuts.sample`'s, with ``residual_parameters``,
         ``residual_scale``, ``residual`` and ``sigma_formula`` (module docstring); the
-        posterior holds ``ar1_phi`` (``car1_phi``) and ``log_sd_ratio[sigma_term]``,
+        posterior holds ``ar1_phi`` (``car1_phi``, ``cs_rho``) and
+        ``log_sd_ratio[sigma_term]``,
         and there is no ``log_likelihood`` group.
 
     Raises
     ------
     MethodError
-        For a structure NUTS does not take (``cs``, ``car1`` with many distinct gaps,
-        prior weights), ``sampler="nutpie"``, or a bad sampler argument.
+        For a structure NUTS does not take (rows in too many classes, as ``car1`` with
+        many distinct gaps; prior weights), ``sampler="nutpie"``, or a bad sampler
+        argument.
 
     Examples
     --------

@@ -7,8 +7,8 @@ thinned to the same draws).  A fit without random-effect draws
 (``ranef_draws=False``) gets them here, one exact draw from
 ``b | y, beta, theta, sigma`` per posterior draw (:mod:`hierlm.estimate.conditional`);
 a fit with ``residual=`` / ``sigma=`` needs them stored (each draw's whitened model is
-not kept).  Such a fit's draws also hold the residual correlation (``ar1_phi`` /
-``car1_phi``) and the log SD ratios ``log_sd_ratio[sigma_term]``.
+not kept).  Such a fit's draws also hold the residual correlation (``ar1_phi``,
+``car1_phi`` or ``cs_rho``) and the log SD ratios ``log_sd_ratio[sigma_term]``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def posterior_draws(res: Any, need_b: bool = True, seed: int | None = 0) -> Post
     if residual:
         from hierlm.estimate.nuts_residual import CORRELATION
 
-        for name, _, _ in CORRELATION.values():
+        for name in CORRELATION.values():
             if name in post.data_vars:
                 rho = _flat(post[name].values)
         if "log_sd_ratio" in post.data_vars:

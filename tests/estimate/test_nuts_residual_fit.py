@@ -203,7 +203,7 @@ def test_save_and_load_round_trip(small: dict[str, Any], tmp_path: Any) -> None:
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"residual": "cs(1 | subject)"}, "does not take residual='cs"),
+    ({"residual": "cs(1 | subject)", "sigma": "~ u"}, "few classes"),
     ({"residual": AR1, "sampler": "nutpie"}, "nutpie"),
     ({"residual": AR1, "draws": 0}, "draws must be a positive integer"),
     ({"residual": AR1, "weights": "w"}, "prior weights"),
@@ -212,6 +212,7 @@ def test_unsupported_combinations_are_one_clear_error(kwargs: dict[str, Any],
                                                       match: str) -> None:
     d = _data(n_sub=8)
     d["w"] = 1.0 + (d["visit"] % 2)
+    d["u"] = np.random.default_rng(0).uniform(size=len(d))  # an SD level per row
     with pytest.raises(MethodError, match=match) as info:
         hierlm.fit(FORMULA, d, method="nuts", **kwargs)
     assert info.value.__cause__ is None
@@ -278,3 +279,21 @@ def test_car1_and_sigma_only_fits() -> None:
                   draws=150, tune=150, chains=2, random_seed=1, progressbar=False)
     assert only.residual_parameters.index.tolist() == ["log_sd_ratio:grpb"]
     assert "ar1_phi" not in only.idata["posterior"]
+
+
+@pytest.mark.slow
+def test_cs_within_plots_close_to_reml() -> None:
+    """cs(1 | plot), plots of three visits within subjects, beside (1 | subject): the
+    posterior mean of the plot correlation within half a posterior SD of REML's."""
+    d = _data(seed=8, n_sub=100, n_vis=6)
+    d["plot"] = d["subject"] + "_" + (d["visit"] % 2).astype(str)
+    reml = _quiet(hierlm.fit, "y ~ x + (1 | subject)", d, residual="cs(1 | plot)", sigma=SIG)
+    res = _quiet(hierlm.fit, "y ~ x + (1 | subject)", d, method="nuts",
+                 residual="cs(1 | plot)", sigma=SIG, draws=400, tune=400, chains=2,
+                 random_seed=2, progressbar=False)
+    assert res.residual_parameters.index.tolist() == ["rho", "log_sd_ratio:grpb"]
+    rho = res.idata["posterior"]["cs_rho"].values.ravel()
+    print(f"cs_rho {rho.mean():.4f} (sd {rho.std():.4f}); "
+          f"REML {reml.residual_parameters['rho']:.4f}")
+    assert abs(rho.mean() - reml.residual_parameters["rho"]) < 0.5 * rho.std()
+    assert rho.min() > -0.5
