@@ -72,8 +72,8 @@ print("RESULT " + json.dumps({
     "log_density": nuts.idata["sample_stats"].attrs.get("log_density", "?"),
     "warm_up_processes": len(nuts_first.STARTED),
     "import_s": t1 - t0, "reml_fit_s": t3 - t2, "nuts_fit_s": t4 - t3,
-    "nuts_sampling_s": nuts.extra["sampling_time"], "sampler": nuts.extra["sampler"],
-    "min_ess": float(nuts.extra["diagnostics"]["ess_bulk"].min()),
+    "nuts_sampling_s": nuts.nuts.sampling_time, "sampler": nuts.nuts.sampler,
+    "min_ess": float(nuts.nuts.diagnostics["ess_bulk"].min()),
     "warnings": sorted({str(w.message).splitlines()[0][:120] for w in caught}),
     "objective": float(reml.objective)}))
 """

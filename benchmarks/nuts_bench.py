@@ -71,7 +71,7 @@ def _hierlm_worker(spec: dict[str, Any]) -> dict[str, Any]:
                          draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
                          ranef_draws=spec.get("ranef_draws", True))
     fit = time.perf_counter() - t0
-    diag = res.extra["diagnostics"]
+    diag = res.nuts.diagnostics
     no_corr = diag[~diag.index.str.startswith("corr_")]
     refit: dict[str, Any] = {}
     if spec.get("refit"):  # the same design again in this process: no compiling
@@ -83,16 +83,16 @@ def _hierlm_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 sampler=spec["sampler"], draws=spec["draws"], tune=spec["tune"],
                 chains=spec["chains"])
         refit = {"refit_s": time.perf_counter() - t1,
-                 "refit_sampling_s": again.extra["sampling_time"],
-                 "refit_min_ess": float(again.extra["diagnostics"]["ess_bulk"].min()),
-                 "refit_divergences": again.extra["divergences"],
-                 "refit_max_rhat": float(again.extra["diagnostics"]["r_hat"].max())}
-    return {**refit, "fit_s": fit, "sampling_s": res.extra["sampling_time"],
+                 "refit_sampling_s": again.nuts.sampling_time,
+                 "refit_min_ess": float(again.nuts.diagnostics["ess_bulk"].min()),
+                 "refit_divergences": again.nuts.divergences,
+                 "refit_max_rhat": float(again.nuts.diagnostics["r_hat"].max())}
+    return {**refit, "fit_s": fit, "sampling_s": res.nuts.sampling_time,
             "min_ess": float(diag["ess_bulk"].min()),
             "min_ess_no_corr": float(no_corr["ess_bulk"].min()),
-            "max_rhat": float(diag["r_hat"].max()), "divergences": res.extra["divergences"],
+            "max_rhat": float(diag["r_hat"].max()), "divergences": res.nuts.divergences,
             "n_evals": res.n_evals,
-            "sampler": res.extra["sampler"],
+            "sampler": res.nuts.sampler,
             "fixef": res.fixef.round(3).to_dict()}
 
 

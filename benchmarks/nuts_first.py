@@ -75,7 +75,7 @@ for k, tpl in enumerate(formulas):
     t4 = time.perf_counter()
     out["fits"].append({"formula": tpl, "model_s": t1 - t0, "graphs_s": t2 - t1,
                         "cfuncs_s": t3 - t2, "fit_s": t4 - t3,
-                        "sampling_s": res.extra["sampling_time"], "first_fit_s": t4 - t0,
+                        "sampling_s": res.nuts.sampling_time, "first_fit_s": t4 - t0,
                         "graphs_loaded": bool(g.logp.loaded)})
 print("RESULT " + json.dumps(out))
 """

@@ -177,13 +177,6 @@ class Model:
         if key != "nuts" and kwargs:
             raise MethodError(f"unexpected argument(s) for method={method!r}: "
                               f"{', '.join(sorted(kwargs))}")
-        if self._residual is not None and key == "nuts":
-            from hierlm.estimate.nuts_residual import residual_classes
-
-            residual_classes(self._design, self._residual)  # names what NUTS cannot take
-            raise MethodError("method='nuts' does not support residual= or sigma= in fit() "
-                              "yet (hierlm.estimate.nuts_residual.sample_residual samples "
-                              "ar1 / sigma= models); fit by 'reml' or 'ml'")
         # One BLAS thread: the objective's dense factorizations are small to medium, and
         # multithreaded OpenBLAS potrf on 2 busy cores was 10x slower than one thread.
         with (gc_paused(), one_blas_thread(),
@@ -192,7 +185,12 @@ class Model:
                 from hierlm.estimate.nuts import sample
 
                 _check_sampler_arguments(sample, kwargs)
-                res = sample(self._objective, **kwargs)
+                if self._residual is not None:
+                    from hierlm.estimate.nuts_residual_fit import sample_with_residual
+
+                    res = sample_with_residual(self._objective, self._residual, **kwargs)
+                else:
+                    res = sample(self._objective, **kwargs)
             elif self._residual is not None:
                 from hierlm.estimate.residual_fit import fit_residual
 

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         nuts = hierlm.fit(formula, df, method="nuts", draws=300, tune=300, chains=2,
                           random_seed=1, progressbar=True, sampler=sampler)
-        print(f"\nNUTS fit ({nuts.extra['sampler']}) {time.perf_counter() - t:.1f} s: "
+        print(f"\nNUTS fit ({nuts.nuts.sampler}) {time.perf_counter() - t:.1f} s: "
               f"posterior mean Days {nuts.fixef['Days']:.2f}", flush=True)
         if abs(nuts.fixef["Days"] - LME4_FIXEF["Days"]) > 3 * LME4_SE_DAYS:
             bad.append(f"NUTS ({sampler}) posterior mean of Days {nuts.fixef['Days']:.2f} is "

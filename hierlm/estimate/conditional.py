@@ -29,6 +29,8 @@ posterior means and SDs.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +44,7 @@ from hierlm.design.terms import ModelDesign
 from hierlm.design.weights import working_design
 from hierlm.estimate.cond_var import conditional_variances
 from hierlm.estimate.group_loglik import group_loglik, split_factor
+from hierlm.objective.gram import GramBlocks
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.varcorr import group_labels
 
@@ -195,6 +198,24 @@ class ConditionalSampler:
         return u @ Tt
 
 
+def sample_b_varying(objective: ProfiledObjective, gram_at: Callable[[int], GramBlocks],
+                     sel: np.ndarray, draws: tuple[np.ndarray, np.ndarray, np.ndarray],
+                     rng: np.random.Generator) -> list[np.ndarray]:
+    """One draw of ``b`` for each flattened draw ``i`` in ``sel``, each on the model with
+    Gram matrix ``gram_at(i)`` (the same pattern as ``objective``'s, so its compiled
+    graph serves every draw).  Returns a list over terms of ``(len(sel), levels, p_i)``."""
+    theta, beta, sigma = draws
+    design = objective.design
+    out = [np.empty((len(sel), t.n_levels, t.p)) for t in design.terms]
+    for j, i in enumerate(sel):
+        cs = ConditionalSampler(dataclasses.replace(objective, gram=gram_at(int(i))))
+        f = cs.factor(theta[i])
+        u = cs.draw(f, beta[i], float(sigma[i]), rng.standard_normal(design.q))
+        for arr, b in zip(out, cs.to_b(f, u), strict=True):
+            arr[j] = b
+    return out
+
+
 def log_likelihood_dataset(design: ModelDesign, post: xr.Dataset, theta: np.ndarray,
                            beta: np.ndarray, sigma: np.ndarray, budget: float = 2e10
                            ) -> tuple[xr.Dataset | None, str]:
@@ -253,7 +274,8 @@ def marginal_deviance(objective: ProfiledObjective, theta: np.ndarray, beta: np.
 def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], post: xr.Dataset,
                     draws: tuple[np.ndarray, np.ndarray, np.ndarray],
                     point: tuple[np.ndarray, np.ndarray, float], max_ranef: int,
-                    rng: np.random.Generator
+                    rng: np.random.Generator,
+                    gram_at: Callable[[int], GramBlocks] | None = None
                     ) -> tuple[list[np.ndarray], list[np.ndarray], xr.Dataset | None, int]:
     """Posterior mean and SD of ``b`` per term, and the draws as a Dataset.
 
@@ -261,6 +283,9 @@ def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], 
     ``max_ranef`` of them (evenly thinned per chain) get a draw of ``b``.  With
     ``max_ranef == 0`` the mean and SD are the conditional ones at ``point``
     ``(theta, beta, sigma)`` and the Dataset is None.  Also returns the number of draws.
+    ``gram_at(i)``, where given, is the Gram matrix of flattened draw ``i``'s own model
+    (a residual structure's whitened one, :mod:`hierlm.estimate.nuts_residual`), which
+    then replaces ``objective``'s for that draw (``objective`` is the point's).
     """
     import xarray as xr
 
@@ -281,7 +306,10 @@ def ranef_posterior(objective: ProfiledObjective, coords: dict[str, list[str]], 
     per_chain = min(D, max(1, max_ranef // C))
     draw_idx = np.unique(np.linspace(0, D - 1, per_chain).round().astype(int))
     sel = (np.arange(C)[:, None] * D + draw_idx[None, :]).ravel()
-    b = cs.sample_b(theta[sel], beta[sel], sigma[sel], rng)
+    if gram_at is None:
+        b = cs.sample_b(theta[sel], beta[sel], sigma[sel], rng)
+    else:
+        b = sample_b_varying(objective, gram_at, sel, (theta, beta, sigma), rng)
     data, used = {}, {"chain": post["chain"].values, "draw": post["draw"].values[draw_idx]}
     for label, t, bk in zip(labels, design.terms, b, strict=True):
         # term-major, (term, level): the term dimension is shared with sd_<group> and

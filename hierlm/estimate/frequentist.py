@@ -1,9 +1,9 @@
 """REML / ML fit: optimize theta, read the estimates off the factor, build the result.
 
-lme4's conventions: ``logLik = -objective / 2``; ``AIC = objective + 2k`` and
-``BIC = objective + k log n`` with ``k = p + len(psi) + 1`` (``psi``: the covariance
-structures' parameters, theta itself for unstructured terms); a fit is singular when
-a template diagonal is below 1e-4.  A model with a structured term is fitted over psi
+lme4's conventions (logLik, AIC and BIC with ``k = p + len(psi) + 1``, ``psi`` the
+covariance structures' parameters, theta itself for unstructured terms) are applied by
+:mod:`hierlm.estimate.assemble`; a fit is singular when a template diagonal is below
+1e-4.  A model with a structured term is fitted over psi
 (:mod:`hierlm.estimate.optimize_structured`).
 """
 
@@ -19,6 +19,7 @@ from hierlm.covariance.identifiability import unidentified_terms
 from hierlm.covariance.layout import templates, theta_lower
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, IdentifiabilityWarning, SingularFitWarning, warn
+from hierlm.estimate.assemble import build_record
 from hierlm.estimate.degenerate import check_exact_fit
 from hierlm.estimate.extract import Estimates, extract
 from hierlm.estimate.lazy import deferred
@@ -86,15 +87,14 @@ def fitted_values(design: ModelDesign, beta: np.ndarray, b: list[np.ndarray]) ->
 def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray,
                           objective: float, method: str, psi: np.ndarray | None = None,
                           **fields: Any) -> FitRecord:
-    """Assemble a :class:`FitResult` from point estimates (shared by all methods).
+    """The record of REML/ML point estimates (through
+    :func:`hierlm.estimate.assemble.build_record`, as every method's).
 
     ``psi`` holds the structures' parameters of a structured model (None: theta).
     The variance components, the random-effects table and the fitted values are computed
     when first read (:mod:`hierlm.estimate.lazy`); their numbers are the same.
     """
-    names = list(design.fixef_names)
     cov = DesignCovariance.of(design)
-    k = design.p + cov.n_psi + 1
     natural = cov.natural(np.asarray(theta if psi is None else psi, dtype=float), est.sigma)
 
     def varcorr() -> pd.DataFrame:
@@ -106,23 +106,12 @@ def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray
               for v in est.cond_var]
         return ranef_frame(design, est.b, sd)
 
-    groups: dict[str, int] = {}
-    for t in design.terms:
-        groups.setdefault(t.group, t.n_levels)
-    return FitRecord(
-        formula=design.formula, method=method,
-        fixef=pd.Series(est.beta, index=names, name="fixef"),
-        fixef_se=pd.Series(np.sqrt(np.diag(est.vcov)), index=names, name="fixef_se"),
-        vcov=pd.DataFrame(est.vcov, index=names, columns=names),
-        sigma=est.sigma, theta=np.asarray(theta, dtype=float),
-        varcorr=deferred(varcorr),
-        loglik=-objective / 2, aic=objective + 2 * k, bic=objective + k * np.log(design.nobs),
-        objective=objective, nobs=design.nobs, n_dropped=design.n_dropped,
-        is_singular=is_singular(design, theta),
-        ranef_table=deferred(ranef),
-        y=design.y.copy(), fitted_values=deferred(lambda: fitted_values(design, est.beta, est.b)),
-        groups=groups, covariance_parameters=natural, **fields,
-    )
+    return build_record(
+        design, method=method, beta=est.beta, vcov=est.vcov, sigma=est.sigma, theta=theta,
+        varcorr=deferred(varcorr), ranef_table=deferred(ranef),
+        fitted_values=deferred(lambda: fitted_values(design, est.beta, est.b)),
+        objective=objective, is_singular=is_singular(design, theta),
+        covariance_parameters=natural, **fields)
 
 
 def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | None = None,

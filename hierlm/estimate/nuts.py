@@ -25,15 +25,15 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.names import posterior_name
 from hierlm.errors import MethodError, warn
+from hierlm.estimate.assemble import build_record
 from hierlm.estimate.conditional import (
     log_likelihood_dataset,
     marginal_deviance,
@@ -48,6 +48,7 @@ from hierlm.estimate.nuts_compiled import (
     density_graphs,
     to_unconstrained,
 )
+from hierlm.estimate.nuts_info import NutsInfo
 from hierlm.estimate.nuts_model import choose_sampler, compiled, initvals, pymc_step
 from hierlm.estimate.nuts_nutpie import nutpie_sample
 from hierlm.estimate.nuts_posterior import (
@@ -64,6 +65,9 @@ from hierlm.estimate.pymc_progress import progress_bar_without_matplotlib
 from hierlm.estimate.record import FitRecord
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.varcorr import varcorr_table
+
+if TYPE_CHECKING:
+    from hierlm.estimate.nuts_residual import ResidualPosterior
 
 
 def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
@@ -136,8 +140,9 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
         scalar and its ``r`` has no term dimension), ``sample_stats``,
         ``observed_data`` (``y``) and, when one grouping factor splits the data into
         independent blocks, ``log_likelihood`` (``y[<factor>_level]``:
-        ``log p(y_g | beta, theta, sigma)`` per level, for ``arviz.loo``).  ``extra``
-        holds the diagnostics table, divergences, the priors and the sampler settings.
+        ``log p(y_g | beta, theta, sigma)`` per level, for ``arviz.loo``).  ``nuts``
+        (a :class:`~hierlm.estimate.nuts_info.NutsInfo`) holds the diagnostics table,
+        divergences, the priors and the sampler settings.
 
     Examples
     --------
@@ -147,20 +152,7 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
     >>> res.fixef.round(0).to_dict()  # doctest: +SKIP
     {'(Intercept)': 251.0, 'Days': 10.0}
     """
-    for name, val in (("draws", draws), ("tune", tune), ("chains", chains)):
-        if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < (
-                0 if name == "tune" else 1):
-            raise MethodError(f"{name} must be a positive integer, got {val!r}")
-    if not 0 < target_accept < 1:
-        raise MethodError(f"target_accept must be in (0, 1), got {target_accept!r}")
-    if init not in ("reml", "prior"):
-        raise MethodError(f"unknown init {init!r}; use 'reml' or 'prior'")
-    if isinstance(ranef_draws, bool):
-        max_ranef = (draws * chains) if ranef_draws else 0
-    elif isinstance(ranef_draws, int | np.integer) and ranef_draws >= 0:
-        max_ranef = int(ranef_draws)
-    else:
-        raise MethodError(f"ranef_draws must be True, False or a count, got {ranef_draws!r}")
+    max_ranef = check_arguments(draws, tune, chains, target_accept, init, ranef_draws)
     structured = DesignCovariance.of(objective.design).structured
     if structured and sampler == "nutpie":
         raise MethodError("sampler='nutpie' does not take structured covariances yet; "
@@ -176,8 +168,6 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
         idata = nutpie_sample(objective, pr, starts, seed, draws, tune, chains, cores,
                               progressbar, target_accept)
     else:
-        import pymc as pm
-
         import hierlm.objective.jit  # noqa: F401 - PyMC links the model with Numba
 
         c = compiled(objective, pr)
@@ -193,20 +183,65 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
                           initvals=starts)
         else:
             kwargs.update(init="jitter+adapt_diag", target_accept=target_accept)
-        with c.model, warnings.catch_warnings(), progress_bar_without_matplotlib():
-            warnings.filterwarnings("ignore", message=".*initvals.*")
-            idata = pm.sample(draws=draws, tune=tune, chains=chains, progressbar=progressbar,
-                              random_seed=seed, discard_tuned_samples=False,
-                              compute_convergence_checks=False, quiet=not progressbar,
-                              **kwargs)
+        idata = run_pymc(c.model, draws, tune, chains, seed, progressbar, kwargs)
     settings = {"sampler": which, "draws": draws, "tune": tune, "chains": chains,
                 "target_accept": target_accept, "init": init, "random_seed": random_seed,
                 "sampling_time": time.perf_counter() - t0}
-    return _assemble(objective, pr, idata, settings, max_ranef, np.random.default_rng(s_ranef))
+    return assemble(objective, pr, idata, settings, max_ranef, np.random.default_rng(s_ranef))
 
 
-def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: dict[str, Any],
-              max_ranef: int, rng: np.random.Generator) -> FitRecord:
+def check_arguments(draws: int, tune: int, chains: int, target_accept: float, init: str,
+                    ranef_draws: bool | int) -> int:
+    """The sampler arguments checked (one :class:`MethodError` naming the bad one); returns
+    how many posterior draws get a draw of the random effects.
+
+    Examples
+    --------
+    >>> check_arguments(100, 100, 2, 0.9, "reml", True)
+    200
+    >>> check_arguments(100, 100, 2, 1.5, "reml", True)
+    Traceback (most recent call last):
+    ...
+    hierlm.errors.MethodError: target_accept must be in (0, 1), got 1.5
+    """
+    for name, val in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < (
+                0 if name == "tune" else 1):
+            raise MethodError(f"{name} must be a positive integer, got {val!r}")
+    if not 0 < target_accept < 1:
+        raise MethodError(f"target_accept must be in (0, 1), got {target_accept!r}")
+    if init not in ("reml", "prior"):
+        raise MethodError(f"unknown init {init!r}; use 'reml' or 'prior'")
+    if isinstance(ranef_draws, bool):
+        return (draws * chains) if ranef_draws else 0
+    if isinstance(ranef_draws, int | np.integer) and ranef_draws >= 0:
+        return int(ranef_draws)
+    raise MethodError(f"ranef_draws must be True, False or a count, got {ranef_draws!r}")
+
+
+def run_pymc(model: Any, draws: int, tune: int, chains: int, seed: int, progressbar: bool,
+             kwargs: dict[str, Any]) -> Any:
+    """PyMC's ``pm.sample`` on ``model``, tuning draws kept (their step counts are
+    evaluations), quiet unless ``progressbar``."""
+    import pymc as pm
+
+    with model, warnings.catch_warnings(), progress_bar_without_matplotlib():
+        warnings.filterwarnings("ignore", message=".*initvals.*")
+        return pm.sample(draws=draws, tune=tune, chains=chains, progressbar=progressbar,
+                         random_seed=seed, discard_tuned_samples=False,
+                         compute_convergence_checks=False, quiet=not progressbar, **kwargs)
+
+
+def assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: dict[str, Any],
+             max_ranef: int, rng: np.random.Generator,
+             residual: ResidualPosterior | None = None) -> FitRecord:
+    """The record of a NUTS fit from its draws (see :func:`sample`'s Returns).
+
+    With ``residual`` (a fit with ``residual=`` / ``sigma=``) ``objective`` is the
+    whitened model's (:mod:`hierlm.estimate.nuts_residual`): each random-effect draw is
+    made on the whitened model of its own posterior draw, the deviance at the point
+    estimates adds ``log|R0|``, and there is no ``log_likelihood`` group.
+    """
     design, labels = objective.design, pr.labels
     stats = idata["sample_stats"].to_dataset()
     n_evals = 0
@@ -219,10 +254,17 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
     sigma = flat_draws(post["sigma"])
     sig_hat, covs, theta_hat = point_estimates(design, post, theta)
     beta_mean = beta.mean(axis=0)
+    point, logdet, gram_at = objective, 0.0, None
+    if residual is not None:
+        point, logdet = residual.point_objective(objective)
+        gram_at = residual.gram_at
     b_mean, b_sd, r_ds, n_ranef = ranef_posterior(
-        objective, coords_of(design), post, (theta, beta, sigma),
-        (theta_hat, beta_mean, sig_hat), max_ranef, rng)
-    ll_ds, ll_note = log_likelihood_dataset(design, post, theta, beta, sigma)
+        point, coords_of(design), post, (theta, beta, sigma),
+        (theta_hat, beta_mean, sig_hat), max_ranef, rng, gram_at=gram_at)
+    if residual is None:
+        ll_ds, ll_note = log_likelihood_dataset(design, post, theta, beta, sigma)
+    else:
+        ll_ds, ll_note = None, residual.log_likelihood_note
     extra_groups: dict[str, xr.Dataset] = {}
     if r_ds is not None and r_ds.sizes["draw"] == post.sizes["draw"]:
         post = xr.merge([post, r_ds], combine_attrs="override")
@@ -240,33 +282,28 @@ def _assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: di
         name for lab, t, c in zip(labels, design.terms, cov.terms, strict=True)
         for name in (variable_names(c, lab) if c.structure != "us" else
                      [posterior_name(k, lab) for k in (("sd", "corr") if t.p > 1 else ("sd",))])]
+    prior_dict, prior_lines = pr.as_dict(design), tuple(pr.describe(design))
+    if residual is not None:
+        names += residual.names
+        prior_dict = {**prior_dict, **residual.priors}
+        prior_lines += residual.prior_lines
     diag = diagnostics_table(dt, names)
     divergences = int(np.asarray(stats["diverging"].values).sum()) if "diverging" in stats else 0
-    extra = {**settings, "priors": pr.as_dict(design), "prior_lines": pr.describe(design),
-             "diagnostics": diag, "divergences": divergences,
-             "max_rhat": float(diag["r_hat"].max()), "min_ess_bulk": float(diag["ess_bulk"].min()),
-             "ranef_draws": n_ranef, "log_likelihood_note": ll_note,
-             "loo": loo_summary(dt)}
-    messages = tuple(diagnostic_messages(extra))
+    info = NutsInfo(**settings, priors=prior_dict, prior_lines=prior_lines, diagnostics=diag,
+                    divergences=divergences, max_rhat=float(diag["r_hat"].max()),
+                    min_ess_bulk=float(diag["ess_bulk"].min()), ranef_draws=n_ranef,
+                    log_likelihood_note=ll_note, loo=loo_summary(dt))
+    messages = tuple(diagnostic_messages(info))
     for msg in messages:
         warn(f"NUTS: {msg}", UserWarning)
-    dev = marginal_deviance(objective, theta_hat, beta_mean, sig_hat)
-    k = design.p + cov.n_psi + 1
-    fe = list(design.fixef_names)
+    dev = marginal_deviance(point, theta_hat, beta_mean, sig_hat) + logdet
     vcov = np.atleast_2d(np.cov(beta, rowvar=False)) if design.p else np.zeros((0, 0))
-    n_groups: dict[str, int] = {}
-    for t in design.terms:
-        n_groups.setdefault(t.group, t.n_levels)
-    return FitRecord(
-        formula=design.formula, method="NUTS",
-        fixef=pd.Series(beta_mean, index=fe, name="fixef"),
-        fixef_se=pd.Series(beta.std(axis=0, ddof=1), index=fe, name="fixef_se"),
-        vcov=pd.DataFrame(vcov, index=fe, columns=fe),
-        sigma=sig_hat, theta=theta_hat, varcorr=varcorr_table(design, covs, sig_hat),
-        loglik=-dev / 2, aic=dev + 2 * k, bic=dev + k * np.log(design.nobs), objective=dev,
-        nobs=design.nobs, n_dropped=design.n_dropped, is_singular=False,
-        converged=divergences == 0 and extra["max_rhat"] <= 1.01,
-        ranef_table=ranef_frame(design, b_mean, b_sd), y=design.y.copy(),
-        fitted_values=fitted_values(design, beta_mean, b_mean), groups=n_groups,
+    return build_record(
+        design, method="NUTS", beta=beta_mean, vcov=vcov, sigma=sig_hat, theta=theta_hat,
+        varcorr=varcorr_table(design, covs, sig_hat),
+        ranef_table=ranef_frame(design, b_mean, b_sd),
+        fitted_values=fitted_values(design, beta_mean, b_mean), objective=dev,
+        is_singular=False, converged=divergences == 0 and info.max_rhat <= 1.01,
         n_evals=n_evals, optimizer={"method": f"NUTS ({settings['sampler']})"},
-        messages=messages, idata=dt, extra=extra)
+        messages=messages, idata=dt, nuts=info,
+        **({} if residual is None else residual.record_fields()))

@@ -31,6 +31,7 @@ from hierlm.estimate.frequentist import fit_profiled
 from hierlm.estimate.nuts_posterior import coords_of
 from hierlm.estimate.nuts_structured import start_values, term_theta
 from hierlm.estimate.priors import Priors
+from hierlm.estimate.record import FitRecord
 from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_deviance
 from hierlm.objective.profiled import ProfiledObjective, gram_values
 
@@ -152,14 +153,17 @@ def compiled(objective: ProfiledObjective, pr: Priors) -> _Compiled:
 
 
 def initvals(objective: ProfiledObjective, priors: Priors, chains: int,
-             rng: np.random.Generator
+             rng: np.random.Generator, fit: FitRecord | None = None
               ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Per-chain starting points near the REML estimate, jittered, and rough posterior
-    variances of the unconstrained parameters (to start the mass-matrix adaptation)."""
+    variances of the unconstrained parameters (to start the mass-matrix adaptation).
+    ``fit`` is that REML fit where the caller has it (fitted here otherwise)."""
     design = objective.design
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = fit_profiled(objective, reml=True)
+    res = fit
+    if res is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = fit_profiled(objective, reml=True)
     sig = max(res.sigma, 1e-3 * priors.sigma_scale)
     se = np.where(np.isfinite(res.fixef_se.to_numpy()), res.fixef_se.to_numpy(), 1.0)
     scale = {"beta": se**2, "sigma_log__": np.asarray(0.5 / max(design.nobs - design.p, 1))}

@@ -11,14 +11,13 @@ sample size is below ``ESS_MIN`` (:func:`diagnostic_messages`).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import xarray as xr
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.names import corr_pairs, pair_labels, posterior_name
 from hierlm.design.terms import ModelDesign
+from hierlm.estimate.nuts_info import NutsInfo
 from hierlm.estimate.nuts_structured import lag_coords, median_covariance, posterior_terms
 from hierlm.objective.varcorr import group_labels
 
@@ -141,22 +140,23 @@ def point_estimates(design: ModelDesign, post: xr.Dataset, theta: np.ndarray
     return sigma, covs, np.concatenate(parts)
 
 
-def diagnostic_messages(extra: dict[str, Any]) -> list[str]:
-    """The convergence problems recorded in a NUTS fit's ``extra``, one line each.
+def diagnostic_messages(info: NutsInfo) -> list[str]:
+    """The convergence problems recorded in a NUTS fit's :class:`NutsInfo`, one line each.
 
     Examples
     --------
-    >>> for line in diagnostic_messages({"divergences": 2, "max_rhat": 1.0, "min_ess_bulk": 350.0}):
+    >>> info = NutsInfo(sampler="pymc", draws=100, tune=100, chains=2, divergences=2,
+    ...                 max_rhat=1.0, min_ess_bulk=350.0)
+    >>> for line in diagnostic_messages(info):
     ...     print(line)
     2 divergent transitions after tuning (try target_accept=0.95 or tighter priors)
     smallest ess_bulk 350 < 400 (run more draws)
     """
-    x = extra
     out = []
-    if x.get("divergences", 0):
-        out.append(f"{x['divergences']} divergent transitions after tuning (try "
+    if info.divergences:
+        out.append(f"{info.divergences} divergent transitions after tuning (try "
                    "target_accept=0.95 or tighter priors)")
-    rhat, ess = x.get("max_rhat", np.nan), x.get("min_ess_bulk", np.nan)
+    rhat, ess = info.max_rhat, info.min_ess_bulk
     if not rhat <= RHAT_MAX:
         out.append(f"largest r_hat {rhat:.3f} > {RHAT_MAX} (chains disagree; run more "
                    "tune and draws)")

@@ -1,14 +1,18 @@
-"""NUTS with a residual structure (``ar1`` on integer visits and/or ``sigma=`` factors).
+"""NUTS with a residual structure (``ar1``, ``car1``, ``cs`` and/or ``sigma=`` factors).
 
 The model is that of :mod:`hierlm.estimate.nuts_model` (``beta ~ Normal``, ``sigma ~
 HalfStudentT``, per-term SDs ``~ HalfNormal``, LKJ correlations or the structured
 terms' own parameters) with the residual covariance ``sigma^2 R0``, ``R0 = S C S``,
 and two more groups of parameters:
 
-* ``ar1_phi ~ Uniform(-1, 1)``: the AR(1) correlation, flat over its whole valid range
-  (as the structured random-effect correlations of :mod:`~hierlm.estimate.nuts_structured`);
-* ``log_sd_ratio ~ Normal(0, 1)``, one per column of the ``sigma=`` model: the log of a
-  level's residual SD over the reference level's.  A unit-scale prior on the log ratio
+* ``ar1_phi ~ Uniform(-1, 1)``: the AR(1) correlation of observations one visit apart,
+  flat over its whole valid range (as the structured random-effect correlations of
+  :mod:`~hierlm.estimate.nuts_structured`); for ``car1`` ``car1_phi ~ Uniform(0, 1)``,
+  the correlation of observations one time unit apart (nlme's range); for ``cs``
+  ``cs_rho ~ Uniform(-1 / (k_max - 1), 1)``, the correlation of any two observations
+  of a group, over its valid range (``k_max`` rows in the largest group);
+* ``log_sd_ratio[sigma_term] ~ Normal(0, 1)``, one per column of the ``sigma=`` model:
+  the log of a level's residual SD over the reference level's.  A unit-scale prior on the log ratio
   keeps ratios between about 1/7 and 7 within two prior SDs, weak for the ratios seen
   in practice, yet proper, so a level with few rows cannot send its SD to 0 or infinity.
 
@@ -21,16 +25,25 @@ The likelihood is the Gaussian marginal of ``y`` by whitening
 Gram blocks.  Those are formed inside the PyTensor graph as the class-weighted sum of
 the constant class Gram matrices of :mod:`hierlm.objective.residual_classes`,
 ``sum_c alpha_c^2 G1_c - alpha_c beta_c (G2_c + G2_c') + beta_c^2 G3_c``, with that
-module's ``alpha_c``, ``beta_c`` and ``log|R0| = sum_c n_c (2 log s_c + log(1 - a_c^2))``.
-Models the class path does not take (``car1`` with many distinct gaps, ``cs``, prior
-weights, numeric ``sigma=`` columns with many values) raise :class:`MethodError`.
+module's ``alpha_c``, ``beta_c`` and ``log|R0| = sum_c n_c (2 log s_c + log(1 - a_c^2))``;
+for ``cs`` the sums of :mod:`hierlm.objective.residual_cs_classes`.
+Models the class path does not take (``car1`` with many distinct gaps, prior weights,
+numeric ``sigma=`` columns with many values) raise :class:`MethodError`.
+
+The names are those of the REML/ML fit's DataTree (:mod:`hierlm.results.residual_datatree`).
+After sampling, :class:`ResidualPosterior` holds the draws of ``(phi, delta)``: the
+fit's ``residual_parameters`` are their posterior means, and each posterior draw's
+whitened Gram matrix serves its random-effect draw (:mod:`hierlm.estimate.conditional`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytensor.tensor as pt
 
 from hierlm.covariance.design import DesignCovariance
@@ -38,14 +51,62 @@ from hierlm.covariance.names import posterior_name
 from hierlm.design.residual_design import ResidualDesign
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
+from hierlm.estimate.nuts_posterior import coords_of, flat_draws
 from hierlm.estimate.nuts_structured import term_theta
 from hierlm.estimate.priors import resolve_priors
 from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_deviance
-from hierlm.objective.profiled import gram_values, structure_of
+from hierlm.objective.gram import GramBlocks
+from hierlm.objective.profiled import ProfiledObjective, gram_values, structure_of
 from hierlm.objective.residual_classes import ClassGram, class_gram
+from hierlm.objective.residual_cs_classes import CSClassGram, cs_class_gram
+from hierlm.objective.residual_gram import relative_sd
+
+#: The correlation parameter's posterior name, by structure (those of the REML fit's
+#: DataTree, :mod:`hierlm.results.residual_datatree`).
+CORRELATION = {"ar1": "ar1_phi", "car1": "car1_phi", "cs": "cs_rho"}
+#: Prior SD of each log SD ratio.
+LOG_RATIO_SD = 1.0
 
 
-def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram:
+def correlation_name(rd: ResidualDesign) -> str | None:
+    """The correlation parameter's posterior name (None without a structure).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.design.residual_design import build_residual
+    >>> d = hierlm.load_sleepstudy()
+    >>> des = hierlm.build_design("Reaction ~ Days + (1 | Subject)", d)
+    >>> correlation_name(build_residual("car1(Days | Subject)", None, d, des))
+    'car1_phi'
+    """
+    return None if rd.spec is None else CORRELATION[rd.spec.kind]
+
+
+def correlation_range(rd: ResidualDesign) -> tuple[float, float]:
+    """The range of the correlation's uniform prior: its whole valid range, (-1, 1) for
+    ``ar1``, (0, 1) for ``car1`` (nlme's), ``(-1 / (k_max - 1), 1)`` for ``cs`` with
+    groups of at most ``k_max`` rows (``C`` positive definite).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.design.residual_design import build_residual
+    >>> d = hierlm.load_sleepstudy()
+    >>> des = hierlm.build_design("Reaction ~ Days + (1 | Subject)", d)
+    >>> correlation_range(build_residual("cs(1 | Subject)", None, d, des))
+    (-0.1111111111111111, 1.0)
+    """
+    kind = None if rd.spec is None else rd.spec.kind
+    if kind == "car1":
+        return 0.0, 1.0
+    if kind == "cs":
+        kmax = int(rd.group_sizes.max())
+        return (-1.0 / (kmax - 1) if kmax > 1 else -0.999), 1.0
+    return -1.0, 1.0
+
+
+def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram | CSClassGram:
     """The class Gram matrices NUTS needs, or a :class:`MethodError` naming why not.
 
     Examples
@@ -56,25 +117,58 @@ def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram:
     >>> des = hierlm.build_design("Reaction ~ Days + (1 | Subject)", d)
     >>> residual_classes(des, build_residual("ar1(Days | Subject)", None, d, des)).count.tolist()
     [18.0, 162.0]
+    >>> d["x"] = np.random.default_rng(0).uniform(size=len(d))  # an SD level per row
     >>> try:
-    ...     residual_classes(des, build_residual("cs(1 | Subject)", None, d, des))
+    ...     residual_classes(des, build_residual("cs(1 | Subject)", "~ x", d, des))
     ... except hierlm.MethodError as e:
-    ...     print(e)
-    method='nuts' does not take residual='cs(...)' yet; fit by 'reml' or 'ml'
+    ...     print(e)  # doctest: +ELLIPSIS
+    method='nuts' takes residual= / sigma= only where the rows fall in few classes ...
     """
-    if rd.spec is not None and rd.spec.kind == "cs":
-        raise MethodError("method='nuts' does not take residual='cs(...)' yet; "
-                          "fit by 'reml' or 'ml'")
     if design.weights is not None:
         raise MethodError("method='nuts' does not take prior weights with residual= or "
                           "sigma= yet; fit by 'reml' or 'ml'")
-    cg = class_gram(design, rd)
+    cg = (cs_class_gram(design, rd) if rd.spec is not None and rd.spec.kind == "cs"
+          else class_gram(design, rd))
     if cg is None:
         raise MethodError("method='nuts' takes residual= / sigma= only where the rows fall "
                           "in few classes (ar1 on integer visits, car1 with few distinct "
-                          "gaps, sigma= by factors); this model does not yet: fit by "
+                          "gaps, cs, sigma= by factors); this model does not yet: fit by "
                           "'reml' or 'ml'")
     return cg
+
+
+def _filled(layout: Any, values: Any) -> list[Any]:
+    """The Gram blocks (:class:`GramVars` order) with the pattern's ``values`` put in."""
+    t = layout.template
+    e, lv, ia, ib = layout.a11
+    A11 = pt.set_subtensor(pt.zeros(t.A11.shape)[lv, ia, ib], values[e])
+    nz = pt.set_subtensor(pt.zeros(t.nz_val.size)[layout.nz[0]], values[layout.nz[1]])
+    dense = pt.set_subtensor(pt.zeros(t.A_R1_dense.size)[layout.dense[0]],
+                             values[layout.dense[1]])
+    rr = pt.set_subtensor(pt.zeros(t.A_RR.size)[layout.rr[0]], values[layout.rr[1]])
+    filled = {"A11": A11, "nz_val": nz.reshape(t.nz_val.shape),
+              "A_R1_dense": dense.reshape(t.A_R1_dense.shape),
+              "A_RR": rr.reshape(t.A_RR.shape)}
+    consts = gram_values(t)
+    return [filled.get(name, pt.constant(v))
+            for name, v in zip(GramVars.__dataclass_fields__, consts, strict=True)]
+
+
+def cs_gram_tensor(cg: CSClassGram, rho: Any, delta: Any) -> tuple[list[Any], Any]:
+    """:meth:`CSClassGram.gram`'s formulas in PyTensor: the whitened Gram blocks and
+    ``log|R0|`` at ``(rho, delta)``."""
+    L, k = cg.v_level.shape
+    e = pt.dot(pt.constant(cg.v_level), delta) if k else pt.zeros(L)
+    size = pt.constant(cg.pair_size)
+    c = rho / (1.0 + (size - 1.0) * rho)
+    w_pair = c * pt.exp(-(e[cg.pair_levels[:, 0]] + e[cg.pair_levels[:, 1]]))
+    values = (pt.dot(pt.exp(-2.0 * e), pt.constant(cg.G))
+              - pt.dot(w_pair, pt.constant(cg.H))) / (1.0 - rho)
+    sizes = pt.constant(cg.sizes)
+    logdet = ((pt.constant(cg.n_groups) * ((sizes - 1.0) * pt.log(1.0 - rho)
+                                           + pt.log(1.0 + (sizes - 1.0) * rho))).sum()
+              + 2.0 * (pt.constant(cg.level_count) * e).sum())
+    return _filled(cg.layout, values), logdet
 
 
 def class_gram_tensor(cg: ClassGram, phi: Any, delta: Any) -> tuple[list[Any], Any]:
@@ -96,19 +190,7 @@ def class_gram_tensor(cg: ClassGram, phi: Any, delta: Any) -> tuple[list[Any], A
     values = (pt.dot(alpha**2, pt.constant(cg.D1)) - pt.dot(c2, pt.constant(cg.D2))
               + pt.dot(c3, pt.constant(cg.D3)))
     logdet = (pt.constant(cg.count) * (2.0 * pt.log(s_i) + pt.log(one_minus))).sum()
-    lay = cg.layout
-    t = lay.template
-    e, lv, ia, ib = lay.a11
-    A11 = pt.set_subtensor(pt.zeros(t.A11.shape)[lv, ia, ib], values[e])
-    nz = pt.set_subtensor(pt.zeros(t.nz_val.size)[lay.nz[0]], values[lay.nz[1]])
-    dense = pt.set_subtensor(pt.zeros(t.A_R1_dense.size)[lay.dense[0]], values[lay.dense[1]])
-    rr = pt.set_subtensor(pt.zeros(t.A_RR.size)[lay.rr[0]], values[lay.rr[1]])
-    filled = {"A11": A11, "nz_val": nz.reshape(t.nz_val.shape),
-              "A_R1_dense": dense.reshape(t.A_R1_dense.shape),
-              "A_RR": rr.reshape(t.A_RR.shape)}
-    consts = gram_values(t)
-    out = [filled.get(name, pt.constant(v))
-           for name, v in zip(GramVars.__dataclass_fields__, consts, strict=True)]
+    out = _filled(cg.layout, values)
     return out, logdet
 
 
@@ -126,18 +208,20 @@ def build_residual_model(design: ModelDesign, rd: ResidualDesign,
     cg = residual_classes(design, rd)
     pr = resolve_priors(design, priors)
     structure = structure_of(design, cg.gram(0.0, np.zeros(rd.V.shape[1]))[0])
-    coords: dict[str, Any] = {"coef": list(design.fixef_names)}
-    for lab, t in zip(pr.labels, design.terms, strict=True):
-        coords[posterior_name("term", lab)] = list(range(t.p))
+    coords: dict[str, Any] = dict(coords_of(design))
     if rd.V.shape[1]:
-        coords["sigma_coef"] = list(rd.v_names)
+        coords["sigma_term"] = list(rd.v_names)
     with pm.Model(coords=coords) as model:
         beta = (pm.Normal("beta", mu=pr.beta_mu, sigma=pr.beta_sigma, dims="coef")
                 if design.p else pt.zeros((0,)))
         sigma = pm.HalfStudentT("sigma", nu=pr.sigma_nu, sigma=pr.sigma_scale)
-        phi = (pm.Uniform("ar1_phi", lower=-1.0, upper=1.0) if rd.spec is not None
-               else pt.constant(0.0))
-        delta = (pm.Normal("log_sd_ratio", mu=0.0, sigma=1.0, dims="sigma_coef")
+        name = correlation_name(rd)
+        if name is not None:
+            lower, upper = correlation_range(rd)
+            phi = pm.Uniform(name, lower=lower, upper=upper)
+        else:
+            phi = pt.constant(0.0)
+        delta = (pm.Normal("log_sd_ratio", mu=0.0, sigma=LOG_RATIO_SD, dims="sigma_term")
                  if rd.V.shape[1] else pt.zeros((0,)))
         parts = []
         covs = DesignCovariance.of(design).terms
@@ -155,7 +239,8 @@ def build_residual_model(design: ModelDesign, rd: ResidualDesign,
                            default_transform=fused_cholesky_corr(t.p))
             parts.append(covs[i].pack((sd / sigma)[:, None] * L))
         theta = pt.concatenate(parts)
-        vals, logdet = class_gram_tensor(cg, phi, delta)
+        vals, logdet = (cs_gram_tensor(cg, phi, delta) if isinstance(cg, CSClassGram)
+                        else class_gram_tensor(cg, phi, delta))
         g = GramVars(*vals)
         f = blocked_cholesky(theta, g, structure)
         dev = unprofiled_deviance(f, g, beta, sigma, pt.constant(float(design.nobs)))
@@ -169,7 +254,8 @@ def sample_residual(design: ModelDesign, rd: ResidualDesign, *, draws: int = 500
     """NUTS draws (PyMC's sampler) of a model with residual structure.
 
     Returns PyMC's InferenceData; its posterior holds ``beta``, ``sigma``, the terms'
-    parameters, ``ar1_phi`` and ``log_sd_ratio[<column>]``.
+    parameters, ``ar1_phi`` (``car1_phi``) and ``log_sd_ratio[sigma_term]``.
+    :func:`hierlm.fit` with ``method="nuts"`` returns a whole result instead.
 
     Examples
     --------
@@ -193,3 +279,105 @@ def sample_residual(design: ModelDesign, rd: ResidualDesign, *, draws: int = 500
                          progressbar=False, compute_convergence_checks=False)
 
 
+
+
+@dataclass(frozen=True, eq=False)
+class ResidualPosterior:
+    """The posterior draws of the residual parameters of a NUTS fit, and what the
+    fit's record needs from them (see :func:`hierlm.estimate.nuts.assemble`).
+
+    Attributes
+    ----------
+    rd : ResidualDesign
+        The residual structure.
+    cg : ClassGram
+        Its class Gram matrices.
+    rho : ndarray, shape (D,)
+        Flattened draws of the correlation (zeros without a structure).
+    delta : ndarray, shape (D, k)
+        Flattened draws of the log SD ratios.
+    weights : ndarray or None
+        The design's prior weights.
+    """
+
+    rd: ResidualDesign
+    cg: ClassGram | CSClassGram
+    rho: np.ndarray
+    delta: np.ndarray
+    weights: np.ndarray | None = None
+
+    @classmethod
+    def from_posterior(cls, design: ModelDesign, rd: ResidualDesign,
+                       cg: ClassGram | CSClassGram,
+                       post: Any) -> ResidualPosterior:
+        """The draws of a posterior Dataset (chain and draw flattened, chain-major)."""
+        n = post.sizes["chain"] * post.sizes["draw"]
+        name = correlation_name(rd)
+        rho = flat_draws(post[name]) if name is not None else np.zeros(n)
+        delta = (flat_draws(post["log_sd_ratio"].transpose("chain", "draw", "sigma_term"))
+                 if rd.V.shape[1] else np.zeros((n, 0)))
+        return cls(rd=rd, cg=cg, rho=rho, delta=delta, weights=design.weights)
+
+    @property
+    def names(self) -> list[str]:
+        """The posterior variables of the residual parameters."""
+        name = correlation_name(self.rd)
+        return ([name] if name is not None else []) + (
+            ["log_sd_ratio"] if self.rd.V.shape[1] else [])
+
+    @property
+    def estimates(self) -> tuple[float, np.ndarray]:
+        """Posterior means of the correlation and of the log SD ratios."""
+        return float(self.rho.mean()), self.delta.mean(axis=0)
+
+    @property
+    def priors(self) -> dict[str, Any]:
+        """The residual parameters' priors, as :attr:`NutsInfo.priors` lists them."""
+        out: dict[str, Any] = {}
+        name = correlation_name(self.rd)
+        if name is not None:
+            lower, upper = correlation_range(self.rd)
+            out[name] = {"lower": lower, "upper": upper}
+        if self.rd.V.shape[1]:
+            out["log_sd_ratio"] = {"mu": 0.0, "sigma": LOG_RATIO_SD}
+        return out
+
+    @property
+    def prior_lines(self) -> tuple[str, ...]:
+        """The priors as text, one line per parameter."""
+        lines = []
+        for name, par in self.priors.items():
+            if "lower" in par:
+                lines.append(f"{name} ~ Uniform({par['lower']:.4g}, {par['upper']:g})")
+            else:
+                lines += [f"log_sd_ratio[{c}] ~ Normal(0, {par['sigma']:g})"
+                          for c in self.rd.v_names]
+        return tuple(lines)
+
+    @property
+    def log_likelihood_note(self) -> str:
+        return ("log_likelihood omitted: the residual structure (residual= / sigma=) "
+                "is not split into per-level terms, so arviz.loo is unavailable")
+
+    def gram_at(self, i: int) -> GramBlocks:
+        """The whitened Gram matrix of flattened draw ``i``."""
+        return self.cg.gram(float(self.rho[i]), self.delta[i])[0]
+
+    def point_objective(self, objective: ProfiledObjective) -> tuple[ProfiledObjective, float]:
+        """The whitened model at the posterior means and its ``log|R0|``; ``objective``
+        is a whitened model of the same design (any ``(phi, delta)``)."""
+        rho, delta = self.estimates
+        gram, logdet = self.cg.gram(rho, delta)
+        return dataclasses.replace(objective, gram=gram), float(logdet)
+
+    def record_fields(self) -> dict[str, Any]:
+        """``residual_parameters`` (posterior means, the REML fit's names),
+        ``residual_scale``, ``residual`` and ``sigma_formula`` of the record."""
+        rho, delta = self.estimates
+        rd = self.rd
+        values = ([rho] if rd.spec is not None else []) + list(delta)
+        return {"residual_parameters": pd.Series(values, index=list(rd.param_names),
+                                                 name="residual_parameters", dtype=float),
+                "residual_scale": relative_sd(rd, delta, self.weights),
+                "residual": None if rd.spec is None else rd.spec.text,
+                "sigma_formula": rd.sigma_formula}

@@ -10,6 +10,7 @@ here lets the estimators, and the layers below the results, do without
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.estimate.lazy import lazy_fields
+from hierlm.estimate.nuts_info import NutsInfo
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,7 +60,7 @@ class FitRecord:
     optimizer: dict[str, Any] = field(default_factory=dict)
     messages: tuple[str, ...] = ()
     idata: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    nuts: NutsInfo | None = None
     model: Any = field(default=None, repr=False)
     coder: Any = field(default=None, repr=False)
     row_labels: Any = None
@@ -77,6 +79,18 @@ class FitRecord:
         if self.covariance_parameters is not None:
             return len(self.covariance_parameters)
         return len(self.theta)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Deprecated: the fields of :attr:`nuts` as a dict (empty for REML/ML fits).
+
+        Read ``res.nuts.<field>`` instead; this copy is kept for code written before
+        :class:`~hierlm.estimate.nuts_info.NutsInfo`.
+        """
+        warnings.warn("FitResult.extra is deprecated; read the typed FitResult.nuts "
+                      "(hierlm.estimate.nuts_info.NutsInfo) instead", DeprecationWarning,
+                      stacklevel=2)
+        return {} if self.nuts is None else self.nuts.as_dict()
 
 
 # Computed on first read when an estimator passes them deferred (hierlm.estimate.lazy).

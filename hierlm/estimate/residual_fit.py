@@ -22,7 +22,6 @@ n_rho + n_delta`` in AIC and BIC.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -313,7 +312,7 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
                  "gradient": [float(v) for v in jac],
                  "phases": [["residual", len(profile.trace)]],
                  "trace": [z_ + [f] for z_, f in profile.trace]}
-    rec = result_from_estimates(
+    return result_from_estimates(
         design, est, opt.theta, criterion + logdet, "REML" if reml else "ML",
         converged=converged, n_evals=profile.n_evals + opt.n_evals, optimizer=optimizer,
         messages=tuple(messages),
@@ -321,5 +320,3 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
                                       dtype=float),
         residual_scale=relative_sd(rd, delta, design.weights),
         residual=None if rd.spec is None else rd.spec.text, sigma_formula=rd.sigma_formula)
-    k = rd.n_params
-    return dataclasses.replace(rec, aic=rec.aic + 2 * k, bic=rec.bic + k * np.log(design.nobs))

@@ -15,7 +15,8 @@ Two rows share a random effect exactly when their labels agree, whether or not t
 level was seen in fitting, so no response and no fitted level is needed.  For NUTS
 fits both moments are averaged over the posterior draws; as they are linear in
 ``beta``, ``Sigma_k`` and ``sigma^2``, that is the same formula with their posterior
-means.
+means (with ``residual=`` / ``sigma=``, the posterior mean of ``sigma^2 S C S``,
+averaged draw by draw).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def marginal_moments(res: Any, rows: pd.DataFrame) -> tuple[pd.Series, pd.DataFr
     rows = as_pandas(rows, "rows")  # polars, pyarrow, ... through narwhals
     coder = coder_of(res)
     coded = coder.code(rows, allow_new_levels=True)
+    post = None
     if res.method == "NUTS":
         from hierlm.predict.posterior import posterior_draws
 
@@ -60,10 +62,11 @@ def marginal_moments(res: Any, rows: pd.DataFrame) -> tuple[pd.Series, pd.DataFr
         beta = res.fixef.to_numpy(dtype=np.float64)
     mean = coded.offset + coded.X @ beta
     checked = rows.reset_index(drop=True)
-    if len(getattr(res, "residual_parameters", ())) and res.method != "NUTS":
+    if len(getattr(res, "residual_parameters", ())):
         from hierlm.predict.residual_cov import residual_covariance
 
-        cov = residual_covariance(res, checked, coded.weights)
+        cov = residual_covariance(res, checked, coded.weights,
+                                  draws=post)
     else:
         cov = np.diag(sigma2 / coded.weights)
     for t, zx, S in zip(coder.terms, coded.Z_X, Sigmas, strict=True):

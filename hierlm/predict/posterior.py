@@ -5,7 +5,10 @@ The draws are read from ``res.idata``: ``beta[coef]``, ``theta``, ``sigma`` from
 were drawn for a thinned subset, ``posterior_ranef`` (then every other variable is
 thinned to the same draws).  A fit without random-effect draws
 (``ranef_draws=False``) gets them here, one exact draw from
-``b | y, beta, theta, sigma`` per posterior draw (:mod:`hierlm.estimate.conditional`).
+``b | y, beta, theta, sigma`` per posterior draw (:mod:`hierlm.estimate.conditional`);
+a fit with ``residual=`` / ``sigma=`` needs them stored (each draw's whitened model is
+not kept).  Such a fit's draws also hold the residual correlation (``ar1_phi``,
+``car1_phi`` or ``cs_rho``) and the log SD ratios ``log_sd_ratio[sigma_term]``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class PosteriorDraws:
     theta: np.ndarray
     sigma: np.ndarray
     b: list[np.ndarray]
+    rho: np.ndarray | None = None
+    log_sd_ratio: np.ndarray | None = None
 
 
 def _flat(v: np.ndarray) -> np.ndarray:
@@ -53,6 +58,16 @@ def posterior_draws(res: Any, need_b: bool = True, seed: int | None = 0) -> Post
                                                           post.sizes["draw"], 0))
     theta = _flat(post["theta"].values)
     sigma = _flat(post["sigma"].values)
+    rho = log_ratio = None
+    residual = len(getattr(res, "residual_parameters", ())) > 0
+    if residual:
+        from hierlm.estimate.nuts_residual import CORRELATION
+
+        for name in CORRELATION.values():
+            if name in post.data_vars:
+                rho = _flat(post[name].values)
+        if "log_sd_ratio" in post.data_vars:
+            log_ratio = _flat(post["log_sd_ratio"].transpose("chain", "draw", ...).values)
     b: list[np.ndarray] = []
     if need_b:
         if names and all(n in source.data_vars for n in names):
@@ -64,9 +79,16 @@ def posterior_draws(res: Any, need_b: bool = True, seed: int | None = 0) -> Post
                     da = da.expand_dims(dim, axis=-1)
                 b.append(_flat(da.transpose("chain", "draw", posterior_name("level", t.group),
                                             dim).values))
+        elif residual:
+            from hierlm.errors import MethodError
+
+            raise MethodError("this NUTS fit with residual= / sigma= kept no random-effect "
+                              "draws (ranef_draws=False); refit with ranef_draws=True or a "
+                              "count to predict from it")
         else:
             from hierlm.estimate.conditional import ConditionalSampler
 
             cs = ConditionalSampler(fitted_objective(res))
             b = cs.sample_b(theta, beta, sigma, np.random.default_rng(seed))
-    return PosteriorDraws(beta=beta, theta=theta, sigma=sigma, b=b)
+    return PosteriorDraws(beta=beta, theta=theta, sigma=sigma, b=b, rho=rho,
+                          log_sd_ratio=log_ratio)

@@ -19,8 +19,10 @@ conditional variances do.  Fits with ``residual=`` / ``sigma=`` use the whitened
 model's factor and each row's own residual SD; what they condition on is set out in
 :mod:`hierlm.predict.residual_intervals`.  For NUTS fits the same quantities are computed per
 posterior draw (``b`` drawn exactly given each draw, new levels drawn from
-``N(0, Sigma_k)``, a new observation adds ``N(0, sigma^2 / w)``); the fit is the
-posterior mean and the interval the central posterior interval.
+``N(0, Sigma_k)``, a new observation adds ``N(0, sigma^2 / w)``, or under ``sigma=``
+``N(0, sigma^2 exp(2 v'delta))`` with each draw's ``delta``, the marginal residual
+variance as for REML/ML); the fit is the posterior mean and the interval the central
+posterior interval.
 """
 
 from __future__ import annotations
@@ -132,11 +134,19 @@ def _predict_nuts(res: Any, newdata: pd.DataFrame | None, rows: CodedRows,
     D = post.beta.shape[0]
     sims = np.empty((D, rows.X.shape[0]))
     all_rows = coder.code(newdata, allow_new_levels=True) if interval == "prediction" else None
+    V, ratios = None, post.log_sd_ratio
+    if all_rows is not None and ratios is not None:  # sigma=: each row's SD
+        from hierlm.predict.residual_cov import residual_design_of
+
+        rd = residual_design_of(res)
+        V = rd.V if newdata is None else rd.v_of(newdata)
     for d in range(D):
         b = [bk[d] for bk in post.b]
         sims[d] = linear_predictor(rows, post.beta[d], b)
         if all_rows is not None:
-            var = post.sigma[d] ** 2 / rows.weights + unconditioned_variance(
+            scale2 = (1.0 / rows.weights if V is None or ratios is None else
+                      np.exp(2.0 * V @ ratios[d]) / rows.weights)
+            var = post.sigma[d] ** 2 * scale2 + unconditioned_variance(
                 res, rows, post.theta[d], float(post.sigma[d]), all_rows)
             sims[d] += np.sqrt(var) * rng.standard_normal(len(var))
     fit = sims.mean(axis=0)

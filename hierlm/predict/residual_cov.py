@@ -70,9 +70,13 @@ def _corr(kind: str | None, rho: float, t: np.ndarray) -> np.ndarray:
     return np.power(rho, np.abs(t[:, None] - t[None, :]))
 
 
-def residual_covariance(res: Any, frame: pd.DataFrame | None, weights: np.ndarray
-                        ) -> np.ndarray:
+def residual_covariance(res: Any, frame: pd.DataFrame | None, weights: np.ndarray,
+                        draws: Any = None) -> np.ndarray:
     """The dense residual covariance ``sigma^2 S C S`` of the rows (module docstring).
+
+    ``draws`` (a NUTS fit's :class:`~hierlm.predict.posterior.PosteriorDraws`): its
+    posterior mean instead, ``sigma^2 S C S`` averaged over the draws of ``sigma``,
+    the correlation and the log SD ratios.
 
     Examples
     --------
@@ -89,6 +93,16 @@ def residual_covariance(res: Any, frame: pd.DataFrame | None, weights: np.ndarra
     group, time, s = rows_of(res, frame, weights)
     kind = None if rd.spec is None else rd.spec.kind
     same = group[:, None] == group[None, :]
+    if draws is not None:
+        V = rd.V if frame is None else rd.v_of(frame)
+        n = len(draws.sigma)
+        rhos = np.zeros(n) if draws.rho is None else draws.rho
+        deltas = np.zeros((n, 0)) if draws.log_sd_ratio is None else draws.log_sd_ratio
+        out = np.zeros((len(time), len(time)))
+        for sig, r, delta in zip(draws.sigma, rhos, deltas, strict=True):
+            sd = (np.exp(V @ delta) if V.shape[1] else np.ones(len(time))) / np.sqrt(weights)
+            out += sig**2 * sd[:, None] * np.where(same, _corr(kind, r, time), 0.0) * sd[None, :]
+        return out / n
     C = np.where(same, _corr(kind, rho, time), 0.0)
     return float(res.sigma) ** 2 * s[:, None] * C * s[None, :]
 

@@ -4,11 +4,12 @@ A saved result is a directory (by convention named ``*.hierlm``) holding:
 
 ``result.json``
     ``format`` (``"hierlm.FitResult"``), ``format_version`` (an integer, see
-    :data:`FORMAT_VERSION`), ``hierlm_version`` and every field of the result:
-    strings, numbers, booleans, lists, dicts, the optimizer's trace, pandas objects
-    (index, columns, dtypes, string and object values) as tagged JSON objects.  Finite
-    floats are written with Python's shortest round-trip ``repr``; NaN and infinities
-    as tagged strings.
+    :data:`FORMAT_VERSION`; version 1 files are read too), ``hierlm_version`` and
+    every field of the result (a NUTS fit's :class:`~hierlm.estimate.nuts_info.NutsInfo`
+    field by field): strings, numbers, booleans, lists, dicts, the optimizer's trace,
+    pandas objects (index, columns, dtypes, string and object values) as tagged JSON
+    objects.  Finite floats are written with Python's shortest round-trip ``repr``;
+    NaN and infinities as tagged strings.
 ``arrays.nc``
     A netCDF-4 file (xarray, ``h5netcdf`` engine) with every numeric array: numpy
     arrays and the numeric columns and indexes of pandas objects, each a variable
@@ -45,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.errors import ResultFileError
+from hierlm.estimate.nuts_info import NutsInfo
 from hierlm.estimate.record import FitRecord
 from hierlm.objective.interrupts import interrupts_deferred
 from hierlm.results.replace import check_replaceable, replace_dir
@@ -53,7 +55,10 @@ from hierlm.version import __version__
 __all__ = ["FORMAT", "FORMAT_VERSION", "read_record", "save"]
 
 FORMAT = "hierlm.FitResult"
-FORMAT_VERSION = 1
+#: 2: NUTS information in the typed field ``nuts``; version 1 held it in the untyped
+#: ``extra`` dict, still read (:func:`_upgrade_v1`).
+FORMAT_VERSION = 2
+_READABLE = (1, 2)
 _JSON, _ARRAYS, _IDATA = "result.json", "arrays.nc", "idata.nc"
 _OWN = (_JSON, _ARRAYS, _IDATA)  # every file save writes (result.json first)
 _ENGINE: Literal["h5netcdf"] = "h5netcdf"
@@ -124,6 +129,8 @@ class _Encoder:
                     "attrs": self.value(dict(v.attrs)), "values": self.values(v)}
         if isinstance(v, pd.Index):
             return self.index(v)
+        if isinstance(v, NutsInfo):
+            return {"__type__": "nuts_info", "fields": self.value(v.as_dict())}
         if isinstance(v, list):
             return [self.value(x) for x in v]
         if isinstance(v, tuple):
@@ -210,6 +217,8 @@ class _Decoder:
             return series
         if kind == "tuple":
             return tuple(self.value(x) for x in v["items"])
+        if kind == "nuts_info":
+            return NutsInfo.from_dict(self.value(v["fields"]))
         if kind == "dict":
             return {self.value(k): self.value(x) for k, x in v["items"]}
         return {"NA": pd.NA, "NaT": pd.NaT}[kind]
@@ -310,6 +319,14 @@ def save(result: FitRecord, path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def _upgrade_v1(fields: dict[str, Any]) -> None:
+    """Version 1 kept a NUTS fit's settings and diagnostics in the dict ``extra`` (the
+    keys of :class:`NutsInfo`, empty for REML/ML fits): typed into ``nuts``."""
+    extra = fields.pop("extra", None)
+    if extra:
+        fields["nuts"] = NutsInfo.from_dict(extra)
+
+
 def read_record(path: str | os.PathLike[str]) -> FitRecord:
     """Read the fields of a result written by :func:`save` (:func:`hierlm.load` reads the
     :class:`~hierlm.FitResult` itself).
@@ -350,11 +367,11 @@ def read_record(path: str | os.PathLike[str]) -> FitRecord:
         raise ResultFileError(f"'{folder}' is not a saved hierlm result (format "
                               f"{doc.get('format') if isinstance(doc, dict) else None!r})")
     version = doc.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in _READABLE:
         raise ResultFileError(
             f"'{folder}' has format_version {version!r} (written by hierlm "
             f"{doc.get('hierlm_version', '?')}); this hierlm reads format_version "
-            f"{FORMAT_VERSION} only")
+            f"{' and '.join(map(str, _READABLE))} only")
     try:
         with interrupts_deferred():
             arrays = _read_arrays(folder / _ARRAYS)
@@ -366,6 +383,8 @@ def read_record(path: str | os.PathLike[str]) -> FitRecord:
             with interrupts_deferred(), xr.open_datatree(folder / _IDATA,
                                                          engine=_ENGINE) as tree:
                 fields["idata"] = tree.load().copy()
+        if version == 1:
+            _upgrade_v1(fields)
     except Exception as exc:
         raise ResultFileError(f"'{folder}' is damaged: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None

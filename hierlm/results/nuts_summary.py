@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from hierlm.errors import warn
+from hierlm.errors import MethodError, warn
+from hierlm.estimate.nuts_info import NutsInfo
 from hierlm.estimate.nuts_posterior import diagnostic_messages
 
 if TYPE_CHECKING:
     from hierlm.estimate.record import FitRecord
+
+
+def _info(res: FitRecord) -> NutsInfo:
+    info = res.nuts
+    if info is None:
+        raise MethodError(f"a {res.method} fit has no NUTS sampling information")
+    return info
 
 
 def format_nuts_header(res: FitRecord) -> list[str]:
@@ -35,22 +41,22 @@ def format_nuts_header(res: FitRecord) -> list[str]:
     Examples
     --------
     >>> from types import SimpleNamespace
-    >>> res = SimpleNamespace(extra={"sampler": "pymc", "chains": 4, "draws": 1000,
-    ...                              "tune": 1000, "target_accept": 0.9,
-    ...                              "prior_lines": ["sigma ~ HalfStudentT(nu=3, scale=56.17)"]})
+    >>> from hierlm.estimate.nuts_info import NutsInfo
+    >>> res = SimpleNamespace(nuts=NutsInfo(
+    ...     sampler="pymc", chains=4, draws=1000, tune=1000, target_accept=0.9,
+    ...     prior_lines=("sigma ~ HalfStudentT(nu=3, scale=56.17)",)))
     >>> print("\\n".join(format_nuts_header(res)))
     Bayesian linear mixed model fit by NUTS ['hierlm']
     Sampler: pymc, 4 chains x 1000 draws (1000 tuning), target_accept 0.9
     Priors:
       sigma ~ HalfStudentT(nu=3, scale=56.17)
     """
-    x = res.extra
+    x = _info(res)
     lines = ["Bayesian linear mixed model fit by NUTS ['hierlm']",
-             f"Sampler: {x.get('sampler', '?')}, {x.get('chains', '?')} chains x "
-             f"{x.get('draws', '?')} draws ({x.get('tune', '?')} tuning), "
-             f"target_accept {x.get('target_accept', '?')}",
+             f"Sampler: {x.sampler}, {x.chains} chains x {x.draws} draws ({x.tune} "
+             f"tuning), target_accept {x.target_accept}",
              "Priors:"]
-    lines += [f"  {p}" for p in x.get("prior_lines", [])]
+    lines += [f"  {p}" for p in x.prior_lines]
     return lines
 
 
@@ -75,18 +81,20 @@ def format_nuts_footer(res: FitRecord) -> list[str]:
     >>> import pandas as pd
     >>> diag = pd.DataFrame({"mean": [25.6], "sd": [1.5], "r_hat": [1.0], "ess_bulk": [3900.0],
     ...                      "ess_tail": [2900.0]}, index=["sigma"])
-    >>> res = SimpleNamespace(extra={"diagnostics": diag, "divergences": 0, "max_rhat": 1.0,
-    ...                              "min_ess_bulk": 3900.0, "ranef_draws": 4000})
+    >>> from hierlm.estimate.nuts_info import NutsInfo
+    >>> res = SimpleNamespace(nuts=NutsInfo(
+    ...     sampler="pymc", draws=1000, tune=1000, chains=4, diagnostics=diag, divergences=0,
+    ...     max_rhat=1.0, min_ess_bulk=3900.0, ranef_draws=4000))
     >>> print("\\n".join(format_nuts_footer(res)[1:4]))
     Convergence diagnostics (ArviZ):
            mean   sd  r_hat ess_bulk ess_tail
     sigma  25.6  1.5  1.000     3900     2900
     Divergent transitions: 0
     """
-    x = res.extra
+    x = _info(res)
     lines = ["", "Convergence diagnostics (ArviZ):"]
-    diag = x.get("diagnostics")
-    if isinstance(diag, pd.DataFrame) and len(diag):
+    diag = x.diagnostics
+    if len(diag):
         fmt = diag.copy()
         for col in ("ess_bulk", "ess_tail"):
             fmt[col] = fmt[col].map(lambda v: f"{v:.0f}")
@@ -94,12 +102,12 @@ def format_nuts_footer(res: FitRecord) -> list[str]:
         for col in ("mean", "sd"):
             fmt[col] = fmt[col].map(lambda v: f"{v:.4g}")
         lines.append(fmt.to_string())
-    lines.append(f"Divergent transitions: {x.get('divergences', 0)}")
+    lines.append(f"Divergent transitions: {x.divergences}")
     lines.append("Point estimates: posterior mean of beta; posterior medians of sigma, "
                  "SDs and correlations; random effects: posterior mean and SD "
-                 f"({x.get('ranef_draws', 0)} draws)")
-    loo = x.get("loo")
-    note = x.get("log_likelihood_note") or ""
+                 f"({x.ranef_draws} draws)")
+    loo = x.loo
+    note = x.log_likelihood_note
     if loo:
         lines.append(f"Model comparison: PSIS-LOO leaving out one level of {loo['unit']!r} "
                      f"at a time ({loo['n_units']} levels): elpd_loo {loo['elpd_loo']:.2f} "
@@ -115,7 +123,7 @@ def format_nuts_footer(res: FitRecord) -> list[str]:
                      f"(refit without each fold and score its held-out rows)")
     lines.append("logLik/AIC/BIC (res.loglik, res.aic, res.bic): frequentist quantities at "
                  "the posterior point estimates, not posterior model comparison")
-    problems = diagnostic_messages(res.extra)
+    problems = diagnostic_messages(x)
     if problems:
         msg = "NUTS diagnostics: " + "; ".join(problems)
         warn(msg, UserWarning)

@@ -70,8 +70,9 @@ class FitResult(FitRecord, ResultsSectionMixin):
         Warnings issued during the fit.
     idata : object
         ArviZ DataTree for ``method="nuts"``, else None.
-    extra : dict
-        Method-specific details (NUTS diagnostics and priors).
+    nuts : NutsInfo or None
+        A NUTS fit's sampler settings, priors and convergence diagnostics
+        (:class:`hierlm.estimate.nuts_info.NutsInfo`); None for REML/ML fits.
     model : hierlm.Model or None
         The model that was fitted (its design and compiled objective), so that
         inference after the fit (profiles, bootstrap, refits) can reuse the compiled
@@ -460,6 +461,10 @@ class FitResult(FitRecord, ResultsSectionMixin):
         (5, 7)
         """
         self._require_rows("bootstrap()")
+        if len(self.residual_parameters) and self.method == "NUTS":
+            from hierlm.errors import MethodError
+
+            raise MethodError("bootstrap needs a REML or ML fit, not NUTS")
         if len(self.residual_parameters):  # residual= / sigma=: refit with the structure
             from hierlm.inference.residual_bootstrap import residual_bootstrap
 

@@ -21,6 +21,7 @@ import xarray as xr
 import hierlm
 from hierlm.errors import MethodError, PriorError
 from hierlm.estimate.conditional import log_likelihood_dataset
+from hierlm.estimate.nuts_info import NutsInfo
 from hierlm.results.nuts_summary import format_nuts_footer
 from hierlm.results.result import FitResult
 from tests.objective.test_profiled import random_data
@@ -104,8 +105,8 @@ def test_result_fields(sleep_fit: FitResult) -> None:
     assert len(res.fitted()) == res.nobs and np.isfinite(res.loglik)
     assert res.aic == pytest.approx(-2 * res.loglik + 2 * 6)
     assert res.n_evals >= 2 * 300
-    assert res.extra["priors"]["sd"]["Subject"]["Days"]["scale"] > 0
-    assert set(res.extra["diagnostics"].columns) == {"mean", "sd", "r_hat", "ess_bulk",
+    assert res.nuts.priors["sd"]["Subject"]["Days"]["scale"] > 0
+    assert set(res.nuts.diagnostics.columns) == {"mean", "sd", "r_hat", "ess_bulk",
                                                       "ess_tail"}
 
 
@@ -123,7 +124,7 @@ def test_summary_and_warnings(sleep_fit: FitResult) -> None:
 
     assert f"elpd_loo {float(az.loo(sleep_fit.idata).elpd):.2f}" in text
     # 300 draws in all cannot reach ess_bulk 400 for every parameter.
-    assert sleep_fit.extra["min_ess_bulk"] < 400
+    assert sleep_fit.nuts.min_ess_bulk < 400
     assert any("ess_bulk" in str(w.message) for w in caught)
 
 
@@ -138,14 +139,14 @@ def test_reproducible_and_ranef_options(sleep_model: hierlm.Model, sleep_fit: Fi
     none = quiet_fit(sleep_model, random_seed=3, ranef_draws=False, **SMALL)
     # Same seed, same posterior: the random-effect draws use their own stream.
     pd.testing.assert_series_equal(none.fixef, sleep_fit.fixef)
-    assert "r_Subject" not in none.idata["posterior"] and none.extra["ranef_draws"] == 0
+    assert "r_Subject" not in none.idata["posterior"] and none.nuts.ranef_draws == 0
     assert (none.ranef()["cond_sd"] > 0).all()
     assert np.corrcoef(none.ranef()["value"], sleep_fit.ranef()["value"])[0, 1] > 0.99
     thin = quiet_fit(sleep_model, random_seed=4, ranef_draws=40, **SMALL)
     r = thin.idata["posterior_ranef"]["r_Subject"]
     assert r.dims == ("chain", "draw", "Subject_term", "Subject_level")
     assert r.shape == (2, 20, 2, 18) and r["draw"].values[-1] == 149
-    assert "r_Subject" not in thin.idata["posterior"] and thin.extra["ranef_draws"] == 40
+    assert "r_Subject" not in thin.idata["posterior"] and thin.nuts.ranef_draws == 40
 
 
 def test_crossed_design_has_no_log_likelihood() -> None:
@@ -153,8 +154,9 @@ def test_crossed_design_has_no_log_likelihood() -> None:
     ds, note = log_likelihood_dataset(design, xr.Dataset(), np.zeros((1, 2)),
                                       np.zeros((1, 2)), np.ones(1))
     assert ds is None and "crossed" in note
-    res = SimpleNamespace(extra={"log_likelihood_note": note, "divergences": 0,
-                                 "max_rhat": 1.0, "min_ess_bulk": 1000.0})
+    res = SimpleNamespace(nuts=NutsInfo(sampler="pymc", draws=1, tune=1, chains=1,
+                                        log_likelihood_note=note, divergences=0,
+                                        max_rhat=1.0, min_ess_bulk=1000.0))
     footer = "\n".join(format_nuts_footer(res))  # type: ignore[arg-type]
     assert f"Model comparison: {note}" in footer
     assert "hierlm.anova" in footer and "K-fold cross-validation" in footer
@@ -210,7 +212,7 @@ def test_arviz_plots(sleep_fit: FitResult) -> None:
 def test_nutpie_sampler(sleep_model: hierlm.Model) -> None:
     kw = {**SMALL, "sampler": "nutpie", "random_seed": 5}
     a, b = quiet_fit(sleep_model, **kw), quiet_fit(sleep_model, **kw)
-    assert a.extra["sampler"] == "nutpie" and a.n_evals > 0
+    assert a.nuts.sampler == "nutpie" and a.n_evals > 0
     pd.testing.assert_series_equal(a.fixef, b.fixef)
     assert a.idata["posterior"]["r_Subject"].shape == (2, 150, 2, 18)
     assert abs(a.fixef["Days"] - 10.47) < 3
@@ -226,8 +228,8 @@ def test_sleepstudy_defaults_match_reml(sleep_model: hierlm.Model) -> None:
     res = sleep_model.fit("nuts", random_seed=2024, progressbar=False)
     elapsed = time.perf_counter() - start
     reml = sleep_model.fit("reml")
-    diag = res.extra["diagnostics"]
-    assert res.extra["divergences"] == 0 and res.converged
+    diag = res.nuts.diagnostics
+    assert res.nuts.divergences == 0 and res.converged
     assert (diag["r_hat"] <= 1.01).all(), diag
     assert (diag["ess_bulk"] >= 1000).all(), diag
     z = (res.fixef - reml.fixef) / res.fixef_se
@@ -235,7 +237,7 @@ def test_sleepstudy_defaults_match_reml(sleep_model: hierlm.Model) -> None:
     post, ref = res.ranef(), reml.ranef()
     zr = (post["value"] - ref["value"]) / post["cond_sd"]
     assert (zr.abs() < 0.25).all(), zr.abs().max()
-    print(f"sleepstudy NUTS with defaults: {elapsed:.1f} s ({res.extra['sampler']})")
+    print(f"sleepstudy NUTS with defaults: {elapsed:.1f} s ({res.nuts.sampler})")
 
 
 SBC_PRIORS = {"beta": {"(Intercept)": {"mu": 0.0, "sigma": 1.0}},

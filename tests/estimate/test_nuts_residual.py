@@ -92,26 +92,21 @@ def test_short_run_recovers_phi():
     print(f"phi {phi.mean():.4f} sd {phi.std():.4f}")
     assert abs(phi.mean() - 0.6) < 3 * phi.std()
     assert phi.std() < 0.15
-    ratio = idata.posterior["log_sd_ratio"].sel(sigma_coef="grpb").values.ravel()
+    ratio = idata.posterior["log_sd_ratio"].sel(sigma_term="grpb").values.ravel()
     print(f"log ratio {ratio.mean():.4f} sd {ratio.std():.4f}")
     assert abs(ratio.mean() - np.log(1.5)) < 3 * ratio.std()
 
 
-@pytest.mark.parametrize("residual", ["cs(1 | subject)", "car1(t | subject)"])
-def test_refusal_is_clear(residual):
-    d = _data(n_sub=20)  # car1: more distinct gaps than the class path keeps
+@pytest.mark.parametrize("residual,sig", [("car1(t | subject)", None),
+                                          ("cs(1 | subject)", "~ t")])
+def test_refusal_is_clear(residual, sig):
+    d = _data(n_sub=20)  # more distinct gaps / SD levels than the class path keeps
     d["t"] = d["visit"] + np.random.default_rng(0).uniform(0, 0.9, len(d))
-    with pytest.raises(MethodError, match="nuts"):
-        hierlm.fit("y ~ x + (1 | subject)", d, method="nuts", residual=residual)
+    with pytest.raises(MethodError, match="nuts.*few classes"):
+        hierlm.fit("y ~ x + (1 | subject)", d, method="nuts", residual=residual, sigma=sig)
     design = hierlm.build_design("y ~ x + (1 | subject)", d)
     with pytest.raises(MethodError, match="nuts"):
-        residual_classes(design, build_residual(residual, None, d, design))
-
-
-def test_fit_names_the_sampler_for_class_path_models():
-    d = _data()
-    with pytest.raises(MethodError, match="sample_residual"):
-        hierlm.fit("y ~ x + (1 | subject)", d, method="nuts", residual="ar1(visit | subject)")
+        residual_classes(design, build_residual(residual, sig, d, design))
 
 
 def test_likelihood_with_correlated_slopes_matches_dense_marginal():
@@ -142,3 +137,42 @@ def test_likelihood_with_correlated_slopes_matches_dense_marginal():
     dense = st.multivariate_normal(design.X @ v["beta"], V).logpdf(design.y)
     loglik = model.compile_logp(vars=model.potentials, jacobian=False)(point)
     np.testing.assert_allclose(float(loglik), dense, rtol=1e-8)
+
+
+@pytest.mark.parametrize("formula,sig", [("y ~ x + (1 | subject)", "~ grp"),
+                                         ("y ~ x + (x | subject)", None)])
+def test_cs_likelihood_matches_dense_marginal(formula, sig):
+    """cs within plots (two per subject, unequal sizes), with and without varIdent."""
+    d = _data()
+    d["plot"] = d["subject"] + "_" + (d["visit"] % 2).astype(str)
+    design = hierlm.build_design(formula, d)
+    rd = build_residual("cs(1 | plot)", sig, d, design)
+    model = build_residual_model(design, rd)
+    rng = np.random.default_rng(1)
+    names = [v.name for v in model.unobserved_value_vars]
+    constrained = model.compile_fn(model.unobserved_value_vars, inputs=model.value_vars,
+                                   on_unused_input="ignore")
+    loglik = model.compile_logp(vars=model.potentials, jacobian=False)
+    Z = term_matrix(design.terms[0]).toarray()
+    plot = d["plot"].to_numpy()
+    lo = -0.5  # groups of at most 3 rows: C is positive definite for rho > -1/2
+    for rho in (-0.4, 0.2, 0.8):
+        point = model.initial_point()
+        for k in point:
+            point[k] = point[k] + 0.5 * rng.normal(size=np.shape(point[k]))
+        point["cs_rho_interval__"] = np.log((rho - lo) / (1.0 - rho))
+        v = dict(zip(names, constrained(point), strict=True))
+        assert float(v["cs_rho"]) == pytest.approx(rho, rel=1e-12)
+        sd = np.atleast_1d(v["sd_subject"])
+        if "chol_corr_subject" in v:
+            L = sd[:, None] * v["chol_corr_subject"]
+            Sig = L @ L.T
+        else:
+            Sig = np.diag(sd**2)
+        s = np.exp(rd.V @ v["log_sd_ratio"]) if rd.V.shape[1] else np.ones(len(d))
+        same = plot[:, None] == plot[None, :]
+        C = np.where(same, rho, 0.0) + (1.0 - rho) * np.eye(len(d))
+        V = (v["sigma"] ** 2 * s[:, None] * C * s[None, :]
+             + Z @ np.kron(np.eye(design.terms[0].n_levels), Sig) @ Z.T)
+        dense = st.multivariate_normal(design.X @ v["beta"], V).logpdf(design.y)
+        np.testing.assert_allclose(float(loglik(point)), dense, rtol=1e-8)

@@ -125,9 +125,9 @@ def test_ar1_recovers_rho_and_reports_names() -> None:
     for name, key in (("rho_g", "rho"), ("sd_g", "sd"), ("sigma", "sigma")):
         m, s = float(post[name].mean()), float(post[name].std())
         assert abs(m - truth[key]) < 3 * s, (name, m, s)
-    assert "rho_g" in res.extra["diagnostics"].index
-    assert "rho_g ~ Uniform(-1, 1)" in res.extra["prior_lines"]
-    assert "lkj_eta" not in res.extra["priors"] or "g" not in res.extra["priors"]["lkj_eta"]
+    assert "rho_g" in res.nuts.diagnostics.index
+    assert "rho_g ~ Uniform(-1, 1)" in res.nuts.prior_lines
+    assert "lkj_eta" not in res.nuts.priors or "g" not in res.nuts.priors["lkj_eta"]
     vc = res.varcorr
     corr = vc[(vc["term1"] == "timet0") & (vc["term2"] == "timet1")]["sd_or_corr"].iloc[0]
     assert corr == pytest.approx(float(post["rho_g"].median()), abs=1e-9)

@@ -52,5 +52,5 @@ def test_nuts_fit_with_progress_bar(sampler: str, capsys: pytest.CaptureFixture[
         res = hierlm.fit("Reaction ~ 1 + Days + (1 + Days | Subject)", df, method="nuts",
                          draws=30, tune=30, chains=2, cores=1, random_seed=5,
                          progressbar=True, sampler=sampler)
-    assert res.extra["sampler"] == sampler
+    assert res.nuts.sampler == sampler
     assert res.idata["posterior"].sizes["draw"] == 30

@@ -130,10 +130,11 @@ def test_model_fits_as_fit_does_and_data_are_not_modified() -> None:
     pd.testing.assert_frame_equal(data, before)
 
 
-def test_nuts_with_residual_structure_is_a_clear_method_error() -> None:
-    d = residual_data("ovary")
-    with pytest.raises(hierlm.MethodError, match="nuts.*residual"):
-        hierlm.fit("follicles ~ s + c + (1 | Mare)", d, "nuts", residual="ar1(visit | Mare)")
+def test_nuts_with_a_residual_model_of_many_classes_is_a_clear_method_error() -> None:
+    d = residual_data("ovary")  # (NUTS fits: tests/estimate/test_nuts_residual_fit.py)
+    with pytest.raises(hierlm.MethodError, match="nuts.*few classes"):
+        hierlm.fit("follicles ~ s + c + (1 | Mare)", d, "nuts", residual="ar1(visit | Mare)",
+                   sigma="~ Time")
 
 
 def test_unidentifiable_structure_warns_at_the_boundary() -> None:

@@ -14,6 +14,7 @@ import xarray as xr
 
 import hierlm
 from hierlm.design.newdata import NewDataCoder
+from hierlm.estimate.nuts_info import NutsInfo
 from hierlm.results import io
 from hierlm.results.result import FitResult
 
@@ -51,6 +52,8 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
         assert np.isnan(b), where
     elif isinstance(a, xr.DataTree):
         assert a.identical(b), where
+    elif isinstance(a, NutsInfo):
+        assert_same(a.as_dict(), b.as_dict(), where)
     elif isinstance(a, NewDataCoder):
         assert_same(a.to_dict(), b.to_dict(), where)
     else:
@@ -100,7 +103,7 @@ def test_awkward_values_round_trip(reml: FitResult, tmp_path: Path) -> None:
         "nested": {1: (None, {"k": [np.arange(4).reshape(2, 2)]}), "x": float("-inf")},
         "strings": np.array(["ab", "c"]), "bytes_free": "ü∑ unicode",
     }
-    res = dataclasses.replace(reml, extra=extra, messages=("one", "two"))
+    res = dataclasses.replace(reml, optimizer=extra, messages=("one", "two"))
     back = hierlm.load(io.save(res, tmp_path / "odd"))
     assert_same_result(res, back)
 
@@ -122,15 +125,71 @@ def nuts_like_tree(seed: int = 0) -> xr.DataTree:
 def test_nuts_idata_round_trips(reml: FitResult, tmp_path: Path) -> None:
     diag = pd.DataFrame({"mean": [1.0, 2.0], "r_hat": [1.001, 1.02]},
                         index=pd.Index(["beta[(Intercept)]", "sigma"]))
-    res = dataclasses.replace(reml, method="NUTS", idata=nuts_like_tree(),
-                              extra={"draws": 5, "priors": {"lkj_eta": {"Subject": 2.0}},
-                                     "diagnostics": diag, "sampler": None})
+    info = NutsInfo(sampler="pymc", draws=5, tune=5, chains=2,
+                    priors={"lkj_eta": {"Subject": 2.0}}, diagnostics=diag,
+                    prior_lines=("sigma ~ HalfStudentT(nu=3, scale=56.17)",),
+                    sampling_time=1.25, max_rhat=1.02, loo=None, random_seed=None)
+    res = dataclasses.replace(reml, method="NUTS", idata=nuts_like_tree(), nuts=info)
     folder = io.save(res, tmp_path / "nuts.hierlm")
     assert (folder / "idata.nc").is_file()
     back = hierlm.load(folder)
     assert_same_result(res, back)
     assert back.idata["posterior"]["beta"].dtype == np.float64
     assert back.idata["sample_stats"]["diverging"].dtype == bool
+
+
+def _as_version_1(folder: Path) -> dict[str, Any]:
+    """Rewrite a saved result as format version 1 wrote it: the NUTS information as the
+    untyped dict ``extra`` (with ``prior_lines`` a list), empty for REML/ML."""
+    doc = json.loads((folder / "result.json").read_text())
+    nuts = doc["fields"].pop("nuts")
+    extra: dict[str, Any] = {"__type__": "dict", "items": []}
+    if nuts is not None:
+        extra = nuts["fields"]
+        for item in extra["items"]:
+            if item[0] == "prior_lines":
+                item[1] = item[1]["items"]  # a list in version 1, not a tuple
+    doc["fields"]["extra"] = extra
+    doc["format_version"] = 1
+    (folder / "result.json").write_text(json.dumps(doc))
+    return doc
+
+
+def test_version_1_files_load_with_typed_nuts_info(reml: FitResult, tmp_path: Path) -> None:
+    diag = pd.DataFrame({"mean": [1.0], "sd": [0.1], "r_hat": [1.0], "ess_bulk": [900.0],
+                         "ess_tail": [800.0]}, index=["sigma"])
+    info = NutsInfo(sampler="nutpie", draws=5, tune=7, chains=2, diagnostics=diag,
+                    prior_lines=("sigma ~ HalfStudentT(nu=3, scale=56.17)",),
+                    divergences=3, max_rhat=1.0, min_ess_bulk=900.0, random_seed=11)
+    nuts = dataclasses.replace(reml, method="NUTS", idata=nuts_like_tree(), nuts=info)
+    doc = _as_version_1(io.save(nuts, tmp_path / "nuts.hierlm"))
+    assert "nuts" not in doc["fields"] and doc["fields"]["extra"]["items"]
+    back = hierlm.load(tmp_path / "nuts.hierlm")
+    assert isinstance(back.nuts, NutsInfo)
+    assert_same(info.as_dict(), back.nuts.as_dict())
+    with pytest.warns(UserWarning, match="3 divergent transitions"):
+        assert "Sampler: nutpie, 2 chains x 5 draws (7 tuning)" in back.summary()
+    _as_version_1(io.save(reml, tmp_path / "reml.hierlm"))
+    assert hierlm.load(tmp_path / "reml.hierlm").nuts is None
+
+
+def test_version_1_extra_with_unknown_keys_is_refused(reml: FitResult, tmp_path: Path) -> None:
+    folder = io.save(reml, tmp_path / "fit.hierlm")
+    doc = _as_version_1(folder)
+    doc["fields"]["extra"] = {"__type__": "dict", "items": [["sampler", "pymc"],
+                                                           ["mystery", 1]]}
+    (folder / "result.json").write_text(json.dumps(doc))
+    with pytest.raises(hierlm.ResultFileError, match="is damaged.*mystery"):
+        hierlm.load(folder)
+
+
+def test_extra_is_a_deprecated_view_of_nuts(reml: FitResult) -> None:
+    with pytest.warns(DeprecationWarning, match="FitResult.nuts"):
+        assert reml.extra == {}
+    info = NutsInfo(sampler="pymc", draws=5, tune=5, chains=1, divergences=2)
+    with pytest.warns(DeprecationWarning):
+        view = dataclasses.replace(reml, nuts=info).extra
+    assert view["divergences"] == 2 and view["sampler"] == "pymc"
 
 
 def test_save_replaces_a_saved_result_but_nothing_else(reml: FitResult, tmp_path: Path) -> None:
@@ -174,7 +233,9 @@ def test_incompatible_format_version_is_refused(reml: FitResult, tmp_path: Path)
     doc["format_version"] = io.FORMAT_VERSION + 1
     doc["hierlm_version"] = "9.0"
     (folder / "result.json").write_text(json.dumps(doc))
-    with pytest.raises(hierlm.ResultFileError, match="format_version 2 .*hierlm 9.0") as info:
+    with pytest.raises(hierlm.ResultFileError,
+                       match="format_version 3 .*hierlm 9.0.*reads format_version 1 and 2"
+                       ) as info:
         hierlm.load(folder)
     assert isinstance(info.value, hierlm.HierlmError)
     assert info.value.__cause__ is None
@@ -194,7 +255,7 @@ def test_not_a_result_and_damaged_files(reml: FitResult, tmp_path: Path) -> None
 
 
 def test_unsupported_values_are_refused_before_writing(reml: FitResult, tmp_path: Path) -> None:
-    res = dataclasses.replace(reml, extra={"fn": print})
+    res = dataclasses.replace(reml, optimizer={"fn": print})
     with pytest.raises(hierlm.ResultFileError, match="builtin_function_or_method"):
         io.save(res, tmp_path / "fit.hierlm")
     assert list(tmp_path.iterdir()) == []
