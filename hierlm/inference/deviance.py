@@ -48,7 +48,7 @@ import scipy.sparse as sp
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.inference.blas import one_blas_thread
-from hierlm.inference.varpar_dense import DENSE_MAX_Q, dense_varpar
+from hierlm.inference.varpar_dense import DENSE_MAX_Q, dense_varpar, schur_applies
 from hierlm.inference.varpar_structured import to_psi
 from hierlm.objective.cholesky import GramVars, Structure, blocked_cholesky
 from hierlm.objective.gram import GramBlocks
@@ -183,7 +183,8 @@ def varpar_info(objective: ProfiledObjective, theta: np.ndarray, sigma: float,
     (1743.6283, (4, 4), (4, 2, 2))
     """
     design = objective.design  # one term: level by level whatever q (varpar_levels)
-    if design.q <= DENSE_MAX_Q or (len(design.terms) == 1 and objective.gram.q_rest == 0):
+    if (design.q <= DENSE_MAX_Q or (len(design.terms) == 1 and objective.gram.q_rest == 0)
+            or schur_applies(design, objective.gram)):
         with one_blas_thread():
             dev, grad, H, C, J = dense_varpar(objective.design, objective.gram, theta, sigma,
                                               reml)

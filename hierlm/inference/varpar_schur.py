@@ -1,0 +1,328 @@
+"""The quantities of :mod:`hierlm.inference.varpar_dense` for two or more terms, without q x q.
+
+Order the random effects as the first term's ``q_1 = l_1 p_1`` (``Lambda_1 = I (x) T``,
+``Z_1'Z_1`` block diagonal with blocks ``A_k``) and the rest's ``q_r`` (``Lambda_r``).
+With ``R = [Z_r X y]`` and ``B_k`` level ``k``'s rows of ``Z_1'R``, the factor of
+``Omega = Lambda'Z'Z Lambda + I`` is blocked (a Schur complement onto the rest)::
+
+    L_11 = diag_k(L_k),  L_k L_k' = T'A_k T + I,      L_21 = Omega_21 L_11^-T,
+    L_22 L_22' = Lambda_r'Z_r'Z_r Lambda_r + I - L_21 L_21',
+
+and ``Y = L^-1 Lambda'Z'[Z X y]`` has a block-diagonal first part ``Yd_k = L_k^-1 T'A_k``
+beside ``YR_k = L_k^-1 T'B_k`` and a dense ``q_r``-row second part ``[Y_a Y_b] =
+L_22^-1 (Lambda_r'Z_r'[Z_1 R] - L_21 Y_1)``.  So ``M = sigma^2 [Z X y]'V^-1 [Z X y]``
+is, with ``G_k = A_k - Yd_k'Yd_k``::
+
+    M_11 = diag_k(G_k) - Y_a'Y_a,     M_1R = Z_1'R - Yd'YR - Y_a'Y_b,
+    M_RR = R'R - YR'YR - Y_b'Y_b,
+
+and the REML ``P`` of :mod:`hierlm.inference.varpar_dense` subtracts ``S'S``,
+``S = L_X^-1 M_X.``.  The first term's block of ``sigma^2 Z'QZ`` is then always
+``diag_k(G_k) - U U'`` with ``U = [Y_a', S_1']`` (REML) or ``Y_a'`` (ML), ``q_1 x r``,
+``r <= q_r + p``; it is never formed.  With ``D_i = I (x) E_i`` for the first term's
+parameters (``E_i = T_i T' + T T_i'``) and ``V_i = D_i U``::
+
+    tr(D_i M_11)             = sum_k tr(E_i G_k) - <U, V_i>,
+    tr(D_i M_11 D_j M_11)    = sum_k tr(E_i G_k E_j G_k) - 2 <V_i, G V_j>
+                               + <U'V_i, U'V_j>,
+    tr(D_i M_1r D_j M_r1)    = <D_i M_1r, M_1r D_j>      (i first, j rest),
+
+the rest's products are dense ``q_r x q_r``, and every product with a vector uses
+``M_11 x = G x - U (U'x)``.  The cost is ``O(q_1 p_1^2 m + q_1 r^2 + q_r^3)`` flops and
+``O(q_1 m)`` memory, against the dense path's ``O(q^3)`` and ``O(k q^2)``.  The formulas
+of the deviance's derivatives are varpar_dense's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from hierlm.covariance.layout import tril_colmajor
+from hierlm.objective.gram import GramBlocks
+
+
+def _block_diag(blocks: np.ndarray) -> sp.csr_matrix:
+    """The sparse block-diagonal ``diag_k(blocks[k])``, ``blocks`` of shape ``(l, a, b)``."""
+    l1, ra, cb = blocks.shape
+    rows = np.arange(l1)[:, None, None] * ra + np.arange(ra)[None, :, None]
+    cols = np.arange(l1)[:, None, None] * cb + np.arange(cb)[None, None, :]
+    rows, cols = np.broadcast_to(rows, blocks.shape), np.broadcast_to(cols, blocks.shape)
+    return sp.csr_matrix((blocks.ravel(), (rows.ravel(), cols.ravel())),
+                         shape=(l1 * ra, l1 * cb))
+
+
+class _Blocks:
+    """A symmetric ``q x q`` matrix ``[[diag(G) - U Pt U', N], [N', Mrr]]`` by its blocks.
+
+    ``U = [Xa', S']`` (``Xa`` sparse ``q_r x q_1``, ``S`` dense ``p' x q_1``) and
+    ``Pt = diag(Pm, I)``: the first term's block is never formed.
+    """
+
+    def __init__(self, G: np.ndarray, Xa: sp.csr_matrix, S: np.ndarray, Pm: np.ndarray,
+                 N: np.ndarray, Mrr: np.ndarray):
+        self.G, self.Xa, self.S, self.Pm, self.N, self.Mrr = G, Xa, S, Pm, N, Mrr
+        self.XaT = Xa.T.tocsr()
+        self.l1, self.p1 = G.shape[0], G.shape[1]
+        # the diagonal blocks of U Pt U' = Xa' Pm Xa + S'S: tr(Pt U'BU) = sum_k tr(B_k H_k)
+        # for block-diagonal B, O(nnz(Xa) q_r) instead of a q_r x q_r x r product
+        W = np.asarray(self.XaT @ Pm)                      # (q1, qr)
+        l1, p1 = self.l1, self.p1
+        self.H = np.einsum("rla,rlb->lab", S.reshape(-1, l1, p1), S.reshape(-1, l1, p1))
+        for a in range(p1):
+            for b in range(p1):
+                self.H[:, a, b] += np.asarray(
+                    self.XaT[a::p1].multiply(W[b::p1]).sum(axis=1)).ravel()
+
+    def trace(self, blocks: np.ndarray) -> float:
+        """``tr(Pt U' diag_k(blocks[k]) U)`` (one ``p_1 x p_1`` block for all levels, or
+        ``l_1`` of them)."""
+        if blocks.ndim == 2:
+            return float(np.einsum("ab,lba->", blocks, self.H))
+        return float(np.einsum("lab,lba->", blocks, self.H))
+
+    def kmat(self, blocks: np.ndarray) -> np.ndarray:
+        """``Pt U' diag_k(blocks[k]) U`` (``r x r``): its trace and products give the
+        traces of ``D_i M_11`` and of ``D_i M_11 D_j M_11``."""
+        D = _block_diag(np.broadcast_to(blocks, self.G.shape) if blocks.ndim == 2 else blocks)
+        DXa, DS = D @ self.XaT, D @ self.S.T
+        top = np.hstack([(self.Xa @ DXa).toarray(), self.Xa @ DS])
+        bottom = np.hstack([np.asarray(self.S @ DXa), self.S @ DS])
+        K = np.vstack([top, bottom])
+        qr = self.Pm.shape[0]
+        K[:qr] = self.Pm @ K[:qr]
+        return K
+
+    def matvec(self, x1: np.ndarray, xr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``M x`` for ``x = (x1 (l1, p1), xr (q_r,))``."""
+        v = x1.ravel()
+        low = self.XaT @ (self.Pm @ (self.Xa @ v)) + self.S.T @ (self.S @ v)
+        y1 = np.einsum("lab,lb->la", self.G, x1) - low.reshape(x1.shape) + (
+            self.N @ xr).reshape(x1.shape)
+        return y1, self.N.T @ v + self.Mrr @ xr
+
+
+def _apply_e(E: np.ndarray, X: np.ndarray, l1: int, p1: int) -> np.ndarray:
+    """``(I (x) E) X`` for ``X`` with ``l1 p1`` rows."""
+    shape = X.shape
+    return np.einsum("ab,lb...->la...", E, X.reshape(l1, p1, *shape[1:])).reshape(shape)
+
+
+def _rest_lambda(gram: GramBlocks, theta: np.ndarray
+                 ) -> tuple[sp.csr_matrix, list[tuple[int, sp.csr_matrix]]]:
+    """``Lambda_r`` and, for each theta index of the rest, its 0/1 pattern."""
+    qr = gram.q_rest
+    keep = gram.lam_row < qr
+    r, c, t = gram.lam_row[keep], gram.lam_col[keep], gram.lam_theta[keep]
+    lam = sp.csr_matrix((theta[t], (r, c)), shape=(qr, qr))
+    parts = []
+    for i in np.unique(t):
+        sel = t == i
+        parts.append((int(i), sp.csr_matrix((np.ones(int(sel.sum())), (r[sel], c[sel])),
+                                            shape=(qr, qr))))
+    return lam, parts
+
+
+def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float, reml: bool
+                 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`hierlm.inference.varpar_dense.dense_varpar` for two or more terms, blockwise.
+
+    Parameters
+    ----------
+    design : ModelDesign
+        The model's design (two or more random-effects terms).
+    gram : GramBlocks
+        The objective's Gram blocks.
+    theta : ndarray
+        Covariance parameters.
+    sigma : float
+        Residual standard deviation.
+    reml : bool
+        REML deviance (True) or ML deviance (False).
+
+    Returns
+    -------
+    tuple
+        ``(d, gradient (k,), hessian (k, k), C (p, p), jacobian (k, p, p))``.
+
+    Examples
+    --------
+    >>> import hierlm, pandas as pd
+    >>> from hierlm.inference.varpar_dense import dense_varpar
+    >>> rng = np.random.default_rng(0)
+    >>> g, h = rng.integers(0, 20, 200), rng.integers(0, 6, 200)
+    >>> y = rng.normal(size=20)[g] + rng.normal(size=6)[h] + rng.normal(size=200)
+    >>> data = pd.DataFrame({"y": y, "g": g.astype(str), "h": h.astype(str)})
+    >>> res = hierlm.fit("y ~ 1 + (1 | g) + (1 | h)", data)
+    >>> obj = res.model.objective
+    >>> a = schur_varpar(obj.design, obj.gram, res.theta, res.sigma, True)
+    >>> b = dense_varpar(obj.design, obj.gram, res.theta, res.sigma, True)
+    >>> bool(np.allclose(a[2], b[2], rtol=1e-10)), a[2].shape
+    (True, (3, 3))
+    """
+    theta = np.asarray(theta, dtype=float)
+    sigma = float(sigma)
+    s2 = sigma * sigma
+    n, p = float(gram.n), gram.p
+    qr, m = gram.q_rest, gram.m
+    p1 = design.terms[0].p
+    A = np.asarray(gram.A11, dtype=float)                  # (l1, p1, p1)
+    l1 = A.shape[0]
+    q1 = l1 * p1
+    a, b = tril_colmajor(p1)
+    g = len(a)
+    T = np.zeros((p1, p1))
+    T[a, b] = theta[:g]
+    lam_r, parts_r = _rest_lambda(gram, theta)
+    lam_rT = lam_r.T.tocsr()
+    # Z_1'R from its nonzero (level, row) blocks: sparse in the rest's columns (Br),
+    # dense in X and y (Bx)
+    rz = gram.nz_row < qr
+    Br = sp.csr_matrix((gram.nz_val[rz].ravel(), ((gram.nz_level[rz, None] * p1
+                                                    + np.arange(p1)[None, :]).ravel(),
+                                                   np.repeat(gram.nz_row[rz], p1))),
+                       shape=(q1, qr))
+    Bx = np.zeros((l1, p1, m - qr))
+    Bx[gram.nz_level[~rz], :, gram.nz_row[~rz] - qr] = gram.nz_val[~rz]
+
+    # the blocked factor of Omega and Y = L^-1 Lambda'Z'[Z X y], sparse where Z_1'Z_r is
+    TA = np.einsum("ji,ljk->lik", T, A)                    # T'A_k
+    L11 = np.linalg.cholesky(TA @ T + np.eye(p1))
+    L11i = np.linalg.solve(L11, np.broadcast_to(np.eye(p1), L11.shape))
+    Yd = L11i @ TA                                         # (l1, p1, p1)
+    LT = L11i @ np.swapaxes(np.broadcast_to(T, L11.shape), 1, 2)  # L_k^-1 T'
+    Ar1 = Br.T.tocsr()                                     # Z_r'Z_1, (qr, q1)
+    YRr = (_block_diag(LT) @ Br).tocsr()                   # YR's sparse rest columns
+    YRx = (LT @ Bx).reshape(q1, m - qr)                    # ... and its X, y columns
+    O21 = lam_rT @ Ar1 @ _block_diag(np.broadcast_to(T, L11.shape))
+    L21 = (O21 @ _block_diag(np.swapaxes(L11i, 1, 2))).tocsr()  # Omega_21 L_11^-T
+    Xa = (lam_rT @ Ar1 - L21 @ _block_diag(Yd)).tocsr()   # L_22 Y_a, (qr, q1)
+    Arr = gram.A_RR[:qr, :qr]
+    O22 = np.asarray(lam_rT @ np.asarray(lam_rT @ Arr).T) + np.eye(qr)
+    L22 = sla.cholesky(0.5 * (O22 + O22.T) - (L21 @ L21.T).toarray(), lower=True)
+    Xb = np.asarray(lam_rT @ gram.A_RR[:qr, :]) - np.hstack(
+        [(L21 @ YRr).toarray(), np.asarray(L21 @ YRx)])
+    Yb = sla.solve_triangular(L22, Xb, lower=True)         # (qr, m)
+    Zb = sla.solve_triangular(L22, Yb, lower=True, trans="T")  # Omega~^-1 Xb
+    Pm = sla.lapack.dpotri(L22, lower=1)[0]                # Omega~^-1 = (L_22 L_22')^-1
+    Pm = np.tril(Pm) + np.tril(Pm, -1).T
+    logdet_omega = 2.0 * (float(np.log(np.diagonal(L11, axis1=1, axis2=2)).sum())
+                          + float(np.log(np.diag(L22)).sum()))
+    G = A - np.swapaxes(Yd, 1, 2) @ Yd
+    G = 0.5 * (G + np.swapaxes(G, 1, 2))
+    # M_1R = Z_1'R - Yd'YR - Y_a'Y_b (Y_a'Y_b = Xa' Omega~^-1 Xb), one q1 x m array
+    M1R = -np.asarray(Xa.T @ Zb)
+    M1R[:, qr:] += (Bx - np.swapaxes(Yd, 1, 2) @ YRx.reshape(l1, p1, -1)).reshape(q1, -1)
+    sparse_r = (Br - _block_diag(np.swapaxes(Yd, 1, 2)) @ YRr).tocoo()
+    M1R[sparse_r.row, sparse_r.col] += sparse_r.data
+    # YR'YR with the rest's columns sparse: O(nnz m) instead of O(q1 m^2)
+    YRxr = np.asarray(YRr.T @ YRx)
+    YRtYR = np.block([[(YRr.T @ YRr).toarray(), YRxr], [YRxr.T, YRx.T @ YRx]])
+    MRR = gram.A_RR - YRtYR - Yb.T @ Yb
+    MRR = 0.5 * (MRR + MRR.T)
+
+    # the fixed effects' Schur complement (REML's P)
+    xs = slice(qr, qr + p)
+    if p:
+        LX = sla.cholesky(MRR[xs, xs], lower=True)
+        logdet_x = 2.0 * float(np.log(np.diag(LX)).sum())
+        S1 = sla.solve_triangular(LX, M1R[:, xs].T, lower=True)   # (p, q1)
+        SR = sla.solve_triangular(LX, MRR[xs, :], lower=True)     # (p, m)
+        NX = sla.solve_triangular(LX, np.hstack([S1, SR[:, :qr]]), lower=True, trans="T")
+        C = s2 * sla.cho_solve((LX, True), np.eye(p))
+        C = 0.5 * (C + C.T)
+    else:
+        logdet_x = 0.0
+        S1, SR, NX, C = np.zeros((0, q1)), np.zeros((0, m)), np.zeros((0, qr + q1)), \
+            np.zeros((0, 0))
+    MP1R = M1R - S1.T @ SR if not reml else M1R.__isub__(S1.T @ SR)
+    MPRR = MRR - SR.T @ SR
+    mzz = _Blocks(G, Xa, S1, Pm, MP1R[:, :qr], MPRR[:qr, :qr])  # sigma^2 Z'PZ
+    mt = mzz if reml else _Blocks(G, Xa, np.zeros((0, q1)), Pm, M1R[:, :qr], MRR[:qr, :qr])
+    w1, wr = MP1R[:, -1].reshape(l1, p1), MPRR[:qr, -1]    # sigma^2 Z'Py
+    yPy = float(MPRR[-1, -1]) / s2
+    d = (logdet_omega + (logdet_x if reml else 0.0) + (n - reml * p) * np.log(2 * np.pi * s2)
+         + yPy)
+
+    # the parameters' D_i: the first term's E_i, the rest's sparse D_i
+    Ti = np.zeros((g, p1, p1))
+    Ti[np.arange(g), a, b] = 1.0
+    E = Ti @ T.T + T @ np.swapaxes(Ti, 1, 2)
+    k = theta.size + 1
+    rest_idx = [i for i, _ in parts_r]
+    Dr = {i: (P @ lam_rT + lam_r @ P.T).tocsr() for i, P in parts_r}
+    Pr = dict(parts_r)
+    first = list(range(g))
+
+    N, Mrr = mt.N, mt.Mrr
+    KE = {i: mt.kmat(E[i]) for i in first}                 # Pt U'D_i U
+    DN = {i: _apply_e(E[i], N, l1, p1) for i in first}     # D_i M_1r
+    ND = {j: np.asarray(Dr[j] @ N.T).T for j in rest_idx}  # M_1r D_j
+    DM = {j: np.asarray(Dr[j] @ Mrr) for j in rest_idx}    # D_j M_rr
+
+    def dvec(i: int) -> tuple[np.ndarray, np.ndarray]:     # D_i w
+        if i < g:
+            return np.einsum("ab,lb->la", E[i], w1), np.zeros(qr)
+        return np.zeros((l1, p1)), np.asarray(Dr[i] @ wr)
+
+    Dw = [dvec(i) for i in range(k - 1)]
+    MPw = [mzz.matvec(*x) for x in Dw]
+    wDw = [float(np.sum(w1 * x1) + wr @ xr) for x1, xr in Dw]
+    trD = np.zeros(k - 1)
+    for i in first:
+        trD[i] = float(np.einsum("ab,lba->", E[i], G)) - mt.trace(E[i])
+    for i in rest_idx:
+        trD[i] = float(Dr[i].multiply(Mrr).sum())
+    EG = np.einsum("iab,lbc->ilac", E, G)
+    tr2 = np.einsum("ilac,jlca->ij", EG, EG)
+
+    def trace2(i: int, j: int) -> float:                   # tr(D_i Mt D_j Mt)
+        if i < g and j < g:
+            EGE = np.einsum("lac,cd->lad", EG[i], E[j])    # blocks of D_i G D_j
+            return float(tr2[i, j] - 2.0 * mt.trace(EGE)
+                         + np.sum(KE[i] * KE[j].T))
+        if i < g:
+            return float(np.sum(DN[i] * ND[j]))
+        if j < g:
+            return float(np.sum(DN[j] * ND[i]))
+        return float(np.sum(DM[i] * DM[j].T))
+
+    def second(i: int, j: int) -> float:                   # tr(D_ij Mt) - w'D_ij w / s2
+        if i < g:
+            Eij = Ti[i] @ Ti[j].T + Ti[j] @ Ti[i].T
+            return (float(np.einsum("ab,lba->", Eij, G)) - mt.trace(Eij)
+                    - float(np.einsum("la,ab,lb->", w1, Eij, w1)) / s2)
+        Dij = (Pr[i] @ Pr[j].T + Pr[j] @ Pr[i].T).tocsr()
+        return float(Dij.multiply(Mrr).sum()) - float(wr @ (Dij @ wr)) / s2
+
+    groups, start = [], 0
+    for term in design.terms:
+        groups.append(set(range(start, start + term.n_theta)))
+        start += term.n_theta
+    grad = np.zeros(k)
+    H = np.zeros((k, k))
+    J = np.zeros((k, p, p))
+    for i in range(k - 1):
+        grad[i] = trD[i] - wDw[i] / s2
+        H[i, -1] = H[-1, i] = 2.0 * wDw[i] / (s2 * sigma)
+        for j in range(i + 1):
+            h = -trace2(i, j) + 2.0 * float(np.sum(Dw[i][0] * MPw[j][0])
+                                             + Dw[i][1] @ MPw[j][1]) / s2
+            if any(i in grp and j in grp for grp in groups):
+                h += second(i, j)
+            H[i, j] = H[j, i] = h
+        if p:
+            N1, Nr = NX[:, :q1].reshape(p, l1, p1), NX[:, q1:]
+            if i < g:
+                Ji = s2 * np.einsum("pla,ab,qlb->pq", N1, E[i], N1, optimize=True)
+            else:
+                Ji = s2 * (Nr @ np.asarray(Dr[i] @ Nr.T))
+            J[i] = 0.5 * (Ji + Ji.T)
+    n_eff = n - reml * p
+    grad[-1] = 2.0 / sigma * (n_eff - yPy)
+    H[-1, -1] = (6.0 * yPy - 2.0 * n_eff) / s2
+    J[-1] = 2.0 * C / sigma
+    return float(d), grad, H, C, J
