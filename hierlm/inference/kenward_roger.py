@@ -46,6 +46,8 @@ from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
 from hierlm.inference.kr_products import level_gram, level_products, one_term_pqk, v_products
+from hierlm.inference.kr_schur import schur_pqk
+from hierlm.inference.varpar_dense import schur_applies
 from hierlm.inference.varpar_structured import gamma_jacobian
 from hierlm.objective.gram import term_matrix
 
@@ -174,6 +176,11 @@ def _kr_info(res: Any, levels: bool = True) -> KRInfo:
         A, B = level_gram(t0.codes, t0.X, X, t0.n_levels)
         lp = level_products(A, B, XX, Ts[0], s2, design.nobs)
         P, Q, K = one_term_pqk(lp, t0.p)
+        return _kr_from(phi, P, Q, K, Jg)
+    gram = res.model.objective.gram
+    if levels and schur_applies(design, gram):
+        # two or more terms, blockwise: no q x q array (kr_schur)
+        P, Q, K = schur_pqk(design, gram, res.theta, res.sigma, Ts)
         return _kr_from(phi, P, Q, K, Jg)
     Z = sp.hstack([term_matrix(t) for t in design.terms], format="csc")
     ZZ = np.asarray((Z.T @ Z).toarray())

@@ -35,6 +35,7 @@ of the deviance's derivatives are varpar_dense's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,7 @@ def _block_diag(blocks: np.ndarray) -> sp.csr_matrix:
                          shape=(l1 * ra, l1 * cb))
 
 
-class _Blocks:
+class SchurBlocks:
     """A symmetric ``q x q`` matrix ``[[diag(G) - U Pt U', N], [N', Mrr]]`` by its blocks.
 
     ``U = [Xa', S']`` (``Xa`` sparse ``q_r x q_1``, ``S`` dense ``p' x q_1``) and
@@ -96,6 +97,12 @@ class _Blocks:
         K[:qr] = self.Pm @ K[:qr]
         return K
 
+    def matmat(self, x1: np.ndarray, xr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``M X`` for ``X = [x1; xr]`` (``q_1 x c`` and ``q_r x c``)."""
+        low = self.XaT @ (self.Pm @ (self.Xa @ x1)) + self.S.T @ (self.S @ x1)
+        y1 = apply_blocks(self.G, x1) - low + self.N @ xr
+        return y1, self.N.T @ x1 + self.Mrr @ xr
+
     def matvec(self, x1: np.ndarray, xr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``M x`` for ``x = (x1 (l1, p1), xr (q_r,))``."""
         v = x1.ravel()
@@ -105,7 +112,13 @@ class _Blocks:
         return y1, self.N.T @ v + self.Mrr @ xr
 
 
-def _apply_e(E: np.ndarray, X: np.ndarray, l1: int, p1: int) -> np.ndarray:
+def apply_blocks(G: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``diag_k(G_k) X`` for blocks ``G`` (``l1 x p1 x p1``) and ``X`` with ``l1 p1`` rows."""
+    l1, p1 = G.shape[0], G.shape[1]
+    return np.einsum("lab,lb...->la...", G, X.reshape(l1, p1, *X.shape[1:])).reshape(X.shape)
+
+
+def apply_e(E: np.ndarray, X: np.ndarray, l1: int, p1: int) -> np.ndarray:
     """``(I (x) E) X`` for ``X`` with ``l1 p1`` rows."""
     shape = X.shape
     return np.einsum("ab,lb...->la...", E, X.reshape(l1, p1, *shape[1:])).reshape(shape)
@@ -126,49 +139,54 @@ def _rest_lambda(gram: GramBlocks, theta: np.ndarray
     return lam, parts
 
 
-def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float, reml: bool
-                 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`hierlm.inference.varpar_dense.dense_varpar` for two or more terms, blockwise.
+@dataclass(frozen=True, eq=False)
+class SchurFactor:
+    """The blocked factor of ``Omega`` and ``M = sigma^2 [Z X y]'V^-1 [Z X y]`` by blocks.
 
-    Parameters
-    ----------
-    design : ModelDesign
-        The model's design (two or more random-effects terms).
-    gram : GramBlocks
-        The objective's Gram blocks.
-    theta : ndarray
-        Covariance parameters.
-    sigma : float
-        Residual standard deviation.
-    reml : bool
-        REML deviance (True) or ML deviance (False).
+    ``M_11 = diag_k(G_k) - Xa' Pm Xa`` (``Xa = L_22 Y_a`` sparse ``q_r x q_1``,
+    ``Pm = (L_22 L_22')^-1``), ``M1R`` (``q_1 x m``) and ``MRR`` (``m x m``) as in the
+    module docstring; ``L11i`` the levels' ``L_k^-1`` and ``L21`` (sparse) for
+    ``tr Omega^-1``.
+    """
 
-    Returns
-    -------
-    tuple
-        ``(d, gradient (k,), hessian (k, k), C (p, p), jacobian (k, p, p))``.
+    T: np.ndarray
+    G: np.ndarray
+    Xa: sp.csr_matrix
+    Pm: np.ndarray
+    M1R: np.ndarray
+    MRR: np.ndarray
+    logdet_omega: float
+    lam_r: sp.csr_matrix
+    lam_rT: sp.csr_matrix
+    parts_r: list[tuple[int, sp.csr_matrix]]
+    L11i: np.ndarray
+    L21: sp.csr_matrix
+
+    def trace_omega_inv(self) -> float:
+        """``tr Omega^-1 = |L^-1|_F^2``: ``|L_11^-1|^2 + tr(Pm X X') + tr Pm`` with
+        ``X = L_21 L_11^-1`` (sparse)."""
+        X = self.L21 @ _block_diag(self.L11i)
+        return (float(np.sum(self.L11i ** 2)) + float((X @ X.T).multiply(self.Pm).sum())
+                + float(np.trace(self.Pm)))
+
+
+def schur_factor(gram: GramBlocks, theta: np.ndarray, p1: int) -> SchurFactor:
+    """The blocked factor and ``M``'s blocks at ``theta`` (first term ``p1`` columns a level).
 
     Examples
     --------
     >>> import hierlm, pandas as pd
-    >>> from hierlm.inference.varpar_dense import dense_varpar
     >>> rng = np.random.default_rng(0)
     >>> g, h = rng.integers(0, 20, 200), rng.integers(0, 6, 200)
-    >>> y = rng.normal(size=20)[g] + rng.normal(size=6)[h] + rng.normal(size=200)
-    >>> data = pd.DataFrame({"y": y, "g": g.astype(str), "h": h.astype(str)})
+    >>> data = pd.DataFrame({"y": rng.normal(size=200), "g": g.astype(str),
+    ...                      "h": h.astype(str)})
     >>> res = hierlm.fit("y ~ 1 + (1 | g) + (1 | h)", data)
-    >>> obj = res.model.objective
-    >>> a = schur_varpar(obj.design, obj.gram, res.theta, res.sigma, True)
-    >>> b = dense_varpar(obj.design, obj.gram, res.theta, res.sigma, True)
-    >>> bool(np.allclose(a[2], b[2], rtol=1e-10)), a[2].shape
-    (True, (3, 3))
+    >>> f = schur_factor(res.model.objective.gram, np.array([0.5, 0.3]), 1)
+    >>> f.G.shape, f.Xa.shape, f.MRR.shape
+    ((20, 1, 1), (6, 20), (8, 8))
     """
     theta = np.asarray(theta, dtype=float)
-    sigma = float(sigma)
-    s2 = sigma * sigma
-    n, p = float(gram.n), gram.p
     qr, m = gram.q_rest, gram.m
-    p1 = design.terms[0].p
     A = np.asarray(gram.A11, dtype=float)                  # (l1, p1, p1)
     l1 = A.shape[0]
     q1 = l1 * p1
@@ -223,6 +241,61 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     YRtYR = np.block([[(YRr.T @ YRr).toarray(), YRxr], [YRxr.T, YRx.T @ YRx]])
     MRR = gram.A_RR - YRtYR - Yb.T @ Yb
     MRR = 0.5 * (MRR + MRR.T)
+    return SchurFactor(T=T, G=G, Xa=Xa, Pm=Pm, M1R=M1R, MRR=MRR, logdet_omega=logdet_omega,
+                       lam_r=lam_r, lam_rT=lam_rT, parts_r=parts_r, L11i=L11i, L21=L21)
+
+
+def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float, reml: bool
+                 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`hierlm.inference.varpar_dense.dense_varpar` for two or more terms, blockwise.
+
+    Parameters
+    ----------
+    design : ModelDesign
+        The model's design (two or more random-effects terms).
+    gram : GramBlocks
+        The objective's Gram blocks.
+    theta : ndarray
+        Covariance parameters.
+    sigma : float
+        Residual standard deviation.
+    reml : bool
+        REML deviance (True) or ML deviance (False).
+
+    Returns
+    -------
+    tuple
+        ``(d, gradient (k,), hessian (k, k), C (p, p), jacobian (k, p, p))``.
+
+    Examples
+    --------
+    >>> import hierlm, pandas as pd
+    >>> from hierlm.inference.varpar_dense import dense_varpar
+    >>> rng = np.random.default_rng(0)
+    >>> g, h = rng.integers(0, 20, 200), rng.integers(0, 6, 200)
+    >>> y = rng.normal(size=20)[g] + rng.normal(size=6)[h] + rng.normal(size=200)
+    >>> data = pd.DataFrame({"y": y, "g": g.astype(str), "h": h.astype(str)})
+    >>> res = hierlm.fit("y ~ 1 + (1 | g) + (1 | h)", data)
+    >>> obj = res.model.objective
+    >>> a = schur_varpar(obj.design, obj.gram, res.theta, res.sigma, True)
+    >>> b = dense_varpar(obj.design, obj.gram, res.theta, res.sigma, True)
+    >>> bool(np.allclose(a[2], b[2], rtol=1e-10)), a[2].shape
+    (True, (3, 3))
+    """
+    theta = np.asarray(theta, dtype=float)
+    sigma = float(sigma)
+    s2 = sigma * sigma
+    n, p = float(gram.n), gram.p
+    qr, m = gram.q_rest, gram.m
+    p1 = design.terms[0].p
+    f = schur_factor(gram, theta, p1)
+    G, Xa, Pm, M1R, MRR = f.G, f.Xa, f.Pm, f.M1R, f.MRR
+    lam_r, parts_r, lam_rT, T = f.lam_r, f.parts_r, f.lam_rT, f.T
+    logdet_omega = f.logdet_omega
+    l1 = G.shape[0]
+    q1 = l1 * p1
+    a, b = tril_colmajor(p1)
+    g = len(a)
 
     # the fixed effects' Schur complement (REML's P)
     xs = slice(qr, qr + p)
@@ -240,8 +313,8 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
             np.zeros((0, 0))
     MP1R = M1R - S1.T @ SR if not reml else M1R.__isub__(S1.T @ SR)
     MPRR = MRR - SR.T @ SR
-    mzz = _Blocks(G, Xa, S1, Pm, MP1R[:, :qr], MPRR[:qr, :qr])  # sigma^2 Z'PZ
-    mt = mzz if reml else _Blocks(G, Xa, np.zeros((0, q1)), Pm, M1R[:, :qr], MRR[:qr, :qr])
+    mzz = SchurBlocks(G, Xa, S1, Pm, MP1R[:, :qr], MPRR[:qr, :qr])  # sigma^2 Z'PZ
+    mt = mzz if reml else SchurBlocks(G, Xa, np.zeros((0, q1)), Pm, M1R[:, :qr], MRR[:qr, :qr])
     w1, wr = MP1R[:, -1].reshape(l1, p1), MPRR[:qr, -1]    # sigma^2 Z'Py
     yPy = float(MPRR[-1, -1]) / s2
     d = (logdet_omega + (logdet_x if reml else 0.0) + (n - reml * p) * np.log(2 * np.pi * s2)
@@ -259,7 +332,7 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
 
     N, Mrr = mt.N, mt.Mrr
     KE = {i: mt.kmat(E[i]) for i in first}                 # Pt U'D_i U
-    DN = {i: _apply_e(E[i], N, l1, p1) for i in first}     # D_i M_1r
+    DN = {i: apply_e(E[i], N, l1, p1) for i in first}     # D_i M_1r
     ND = {j: np.asarray(Dr[j] @ N.T).T for j in rest_idx}  # M_1r D_j
     DM = {j: np.asarray(Dr[j] @ Mrr) for j in rest_idx}    # D_j M_rr
 
