@@ -30,7 +30,12 @@ checks.  ``coef_table(ddf="kenward-roger")``
 right after a fit in a new process (``python -m benchmarks.post_fit --slopes``,
 ``n = 10,000``, ``p = 20``, load 5-9): ``(1 | g)`` with ``q = 1000`` 0.57 s -> 0.015 s,
 ``q = 2000`` 13.1 s -> 0.025 s; ``(1 + x1 | g)`` with ``q = 2000`` 0.80 s (dense
-products from the factor, before the level-by-level ``P, Q, K``) -> 0.10 s.
+products from the factor, before the level-by-level ``P, Q, K``) -> 0.10 s.  The
+dense ``q x q`` arrays that remained (``Z'Z`` and the filled ``Z'V^-k Z``; the first
+touch of their pages is most of their cost in a new process) and numpy's einsum loop
+for ``Q_rs`` went with :func:`level_gram`: ``q = 2000`` (load 5-7) ``(1 | g)``
+0.47 s -> 0.026 s, ``(1 + x1 | g)`` 0.39 s -> 0.045 s; at load 9-10 0.019 s and
+0.037 s.
 """
 
 from __future__ import annotations

@@ -43,7 +43,11 @@ diagonal and :func:`dense_varpar` hands over to
 ``q = 2000``; the function itself (one BLAS thread) 0.22-0.34 s -> 3-7 ms at
 ``q = 2000`` and 30-40 ms at ``q = 10,000`` (``(1 + x1 | g)``).  Models with two or
 more terms and more than :data:`DENSE_MAX_Q` random effects keep the graph (its blocked
-factor is sparse in the first term); one term goes level by level at any size.
+factor is sparse in the first term); one term goes level by level at any size.  Two
+or more terms above :data:`SCHUR_MIN_Q` random effects go blockwise
+(:mod:`hierlm.inference.varpar_schur`: a Schur complement onto the later terms, no
+``q x q`` array), also above :data:`DENSE_MAX_Q` while the later terms are small
+(:func:`schur_applies`).
 """
 
 from __future__ import annotations
