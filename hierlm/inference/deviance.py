@@ -22,7 +22,8 @@ whose Ops can be differentiated twice.
 That graph is the path for models with more than
 :data:`hierlm.inference.varpar_dense.DENSE_MAX_Q` random effects in two or more terms
 whose later terms are too large for the blockwise path
-(:func:`hierlm.inference.varpar_dense.schur_applies`) (one term at any size goes level by level, :mod:`hierlm.inference.varpar_levels`:
+(:func:`hierlm.inference.varpar_dense.schur_applies`; one term at any size goes level
+by level, :mod:`hierlm.inference.varpar_levels`:
 ``(1 + x1 | g)``, ``q = 4892``, n = 10,000, p = 20: the graph's first call 66 s, the
 levels 0.24 s, equal to 4e-15).  Below that,
 :func:`varpar_info` evaluates the same quantities in closed form with dense LAPACK

@@ -4,7 +4,7 @@ pbkrtest's generators (:mod:`hierlm.inference.kenward_roger`) are ``G_r = Z D_r 
 (``D_r = I (x) E_r`` on term ``t(r)``'s columns) and ``I`` for ``sigma^2``, with
 ``V = sum_r gamma_r G_r + sigma^2 I`` (``gamma_r`` the entries of each term's
 ``Sigma_t = sigma^2 T_t T_t'``).  With ``M = sigma^2 Z'V^-1 [Z X]`` from the blocked
-factor of :func:`hierlm.inference.varpar_schur.schur_factor` (the first term's block
+factor of :func:`hierlm.inference.schur_factor.schur_factor` (the first term's block
 ``diag_k(G_k) - Xa' Pm Xa``, never formed) and ``B = Z'V^-1 X``::
 
     P_r  = -B' D_r B,           Q_rs = (D_r B)' Z'V^-1 Z (D_s B),
@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from hierlm.covariance.layout import tril_colmajor
-from hierlm.inference.varpar_schur import SchurBlocks, apply_e, schur_factor
+from hierlm.inference.schur_factor import SchurBlocks, apply_e, schur_factor
 from hierlm.objective.gram import GramBlocks
 
 
