@@ -53,6 +53,10 @@ from hierlm.inference.profile_inner import minimize_starts
 from hierlm.objective.profiled import ProfiledObjective
 
 
+#: Evaluations of the profiled objective kept for repeated points (:meth:`Profiler._parts`).
+_MEMO = 64
+
+
 def _bounds(design: ModelDesign) -> list[tuple[float, float]]:
     out = []
     for term in design.terms:
@@ -83,6 +87,7 @@ class Profiler:
             self.s_hat = sdcor_from_theta(self.design, ml.theta, ml.sigma)
             self.bounds = _bounds(self.design)
         self.k = len(self.s_hat)
+        self._memo: dict[bytes, tuple[float, float, np.ndarray]] = {}
         self.base = self._dev_theta(ml.theta, ml.sigma)
         self.estimates = np.concatenate([self.s_hat, ml.fixef.to_numpy()])
         self.scale = np.concatenate([self._wald_se_sdcor(), ml.fixef_se.to_numpy()])
@@ -122,9 +127,18 @@ class Profiler:
 
     # -- deviances -------------------------------------------------------------
     def _parts(self, theta: np.ndarray) -> tuple[float, float, np.ndarray]:
+        # the inner minimizations ask again for points they have (a restart's first
+        # point, a start's value before its descent): the last few are kept, by value
+        key = np.ascontiguousarray(theta, dtype=float).tobytes()
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
         f, _, _, L_R = self.objective.evaluate(theta, False)
         r2 = float(L_R[-1, -1] ** 2)
         logdet = f - self.n * (1.0 + np.log(2 * np.pi * r2 / self.n))
+        if len(self._memo) >= _MEMO:
+            self._memo.pop(next(iter(self._memo)))
+        self._memo[key] = (logdet, r2, L_R)
         return logdet, r2, L_R
 
     def _dev_theta(self, theta: np.ndarray, sigma: float) -> float:
