@@ -52,7 +52,6 @@ from hierlm.inference.fitted import require_model
 from hierlm.inference.profile_inner import minimize_starts
 from hierlm.objective.profiled import ProfiledObjective
 
-
 #: Evaluations of the profiled objective kept for repeated points (:meth:`Profiler._parts`).
 _MEMO = 64
 
