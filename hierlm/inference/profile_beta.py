@@ -16,10 +16,11 @@ gradient in theta: one evaluation per step of the inner minimization instead of
 ``1 + 2 k`` for central differences.  ``confint(method="profile")`` on the five models
 of ``python -m benchmarks.session`` (CPU seconds after a warm-up, one process, load
 5-10; with the evaluations of repeated points kept,
-:class:`hierlm.inference.profile.Profiler`): sleepstudy 0.75 -> 0.64, the ``ham``-like design (16 fixed effects, crossed 81 x 8) 4.48 -> 2.28,
-penicillin 0.67 -> 0.57, pastes 0.58 -> 0.51, ChickWeight 1.84 -> 1.09; the objective's
-evaluations 19,948 -> 8,496 for the ``ham``-like one; the endpoints move by at most
-5e-12 relative.
+:class:`hierlm.inference.profile.Profiler`): sleepstudy 0.75 -> 0.64, the ``ham``-like
+design (16 fixed effects, crossed 81 x 8) 4.48 -> 2.28, penicillin 0.67 -> 0.57,
+pastes 0.58 -> 0.51, ChickWeight 1.84 -> 1.09; the objective's evaluations
+19,948 -> 8,496 for the ``ham``-like one; the endpoints move by at most 5e-12
+relative.
 """
 
 from __future__ import annotations
