@@ -28,7 +28,9 @@ is, with ``G_k = A_k - Yd_k'Yd_k``::
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -36,6 +38,9 @@ import scipy.sparse as sp
 
 from hierlm.covariance.layout import tril_colmajor
 from hierlm.objective.gram import GramBlocks
+
+#: The last factor: (the Gram blocks, weakly; theta and p1; the factor).
+_LAST: list[tuple[Any, tuple[bytes, int], SchurFactor]] = []
 
 
 def _block_diag(blocks: np.ndarray) -> sp.csr_matrix:
@@ -165,6 +170,9 @@ class SchurFactor:
 def schur_factor(gram: GramBlocks, theta: np.ndarray, p1: int) -> SchurFactor:
     """The blocked factor and ``M``'s blocks at ``theta`` (first term ``p1`` columns a level).
 
+    The last one is kept (for the same Gram blocks, by identity, and theta): the
+    Satterthwaite and Kenward-Roger tables of a fit share it.  Its arrays are read only.
+
     Examples
     --------
     >>> import hierlm, pandas as pd
@@ -178,6 +186,16 @@ def schur_factor(gram: GramBlocks, theta: np.ndarray, p1: int) -> SchurFactor:
     ((20, 1, 1), (6, 20), (8, 8))
     """
     theta = np.asarray(theta, dtype=float)
+    key = (theta.tobytes(), p1)
+    last = _LAST[0] if _LAST else None  # one read: another thread may replace it
+    if last is not None and last[0]() is gram and last[1] == key:
+        return last[2]
+    f = _factor(gram, theta, p1)
+    _LAST[:] = [(weakref.ref(gram), key, f)]
+    return f
+
+
+def _factor(gram: GramBlocks, theta: np.ndarray, p1: int) -> SchurFactor:
     qr, m = gram.q_rest, gram.m
     A = np.asarray(gram.A11, dtype=float)                  # (l1, p1, p1)
     l1 = A.shape[0]

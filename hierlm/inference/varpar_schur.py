@@ -108,7 +108,7 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
         logdet_x = 0.0
         S1, SR, NX, C = np.zeros((0, q1)), np.zeros((0, m)), np.zeros((0, qr + q1)), \
             np.zeros((0, 0))
-    MP1R = M1R - S1.T @ SR if not reml else M1R.__isub__(S1.T @ SR)
+    MP1R = M1R - S1.T @ SR                                # (the factor may be shared)
     MPRR = MRR - SR.T @ SR
     mzz = SchurBlocks(G, Xa, S1, Pm, MP1R[:, :qr], MPRR[:qr, :qr])  # sigma^2 Z'PZ
     mt = mzz if reml else SchurBlocks(G, Xa, np.zeros((0, q1)), Pm, M1R[:, :qr], MRR[:qr, :qr])

@@ -134,3 +134,25 @@ def test_large_two_term_models_skip_the_q_by_q_path(monkeypatch):
     monkeypatch.setattr(deviance, "DENSE_MAX_Q", 10)
     got = deviance.varpar_info(obj, res.theta, res.sigma, True)
     assert_close(got.hessian, ref[2])
+
+
+def test_the_shared_factor_is_read_only():
+    # the last factor is kept for the same Gram blocks and theta: REML, ML and
+    # Kenward-Roger in turn must each see it unchanged
+    from hierlm.inference import kenward_roger
+    from hierlm.inference.schur_factor import schur_factor
+
+    res = fitted("y ~ x + (x | g) + (1 | h)", frame())
+    obj = res.model.objective
+    first = schur_varpar(obj.design, obj.gram, res.theta, res.sigma, True)
+    assert schur_factor(obj.gram, res.theta, 2) is schur_factor(obj.gram, res.theta, 2)
+    ml = schur_varpar(obj.design, obj.gram, res.theta, res.sigma, False)
+    ref_ml = dense_varpar(obj.design, obj.gram, res.theta, res.sigma, False, levels=False)
+    assert_close(ml[2], ref_ml[2])
+    again = schur_varpar(obj.design, obj.gram, res.theta, res.sigma, True)
+    for a, b in zip(first[1:], again[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    kenward_roger._kr_info(res)
+    again = schur_varpar(obj.design, obj.gram, res.theta, res.sigma, True)
+    for a, b in zip(first[1:], again[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
