@@ -139,10 +139,11 @@ class Profiler:
         f, _, _, L_R = self.objective.evaluate(theta, False)
         r2 = float(L_R[-1, -1] ** 2)
         logdet = f - self.n * (1.0 + np.log(2 * np.pi * r2 / self.n))
+        tail = np.array(L_R[self.objective.gram.q_rest:, self.objective.gram.q_rest:])
         if len(self._memo) >= _MEMO:
             self._memo.pop(next(iter(self._memo)))
-        self._memo[key] = (logdet, r2, L_R)
-        return logdet, r2, L_R
+        self._memo[key] = (logdet, r2, tail)
+        return logdet, r2, tail
 
     def _dev_theta(self, theta: np.ndarray, sigma: float) -> float:
         logdet, r2, _ = self._parts(np.asarray(theta, dtype=float))
@@ -158,13 +159,13 @@ class Profiler:
         return val if np.isfinite(val) else 1e300
 
     def _dev_beta(self, theta: np.ndarray, j: int, b: float) -> float:
-        logdet, r2, L_R = self._parts(np.asarray(theta, dtype=float))
+        logdet, r2, L_X = self._parts(np.asarray(theta, dtype=float))  # [X y] block
         g = self.objective.gram
-        qr, p = g.q_rest, g.p
-        L_XX = L_R[qr:qr + p, qr:qr + p]
+        p = g.p
+        L_XX = L_X[:p, :p]
         Li = np.linalg.solve(L_XX, np.eye(p))
         Vjj = float(Li[:, j] @ Li[:, j])
-        beta = np.linalg.solve(L_XX.T, L_R[-1, qr:qr + p]) + g.beta_offset
+        beta = np.linalg.solve(L_XX.T, L_X[-1, :p]) + g.beta_offset
         rss = r2 + (b - beta[j]) ** 2 / Vjj
         val = logdet + self.n * (1.0 + np.log(2 * np.pi * rss / self.n))
         return float(val) if np.isfinite(val) else 1e300
