@@ -21,7 +21,9 @@ whose Ops can be differentiated twice.
 
 That graph is the path for models with more than
 :data:`hierlm.inference.varpar_dense.DENSE_MAX_Q` random effects in two or more terms
-(one term at any size goes level by level, :mod:`hierlm.inference.varpar_levels`:
+whose later terms are too large for the blockwise path
+(:func:`hierlm.inference.varpar_dense.schur_applies`; one term at any size goes level
+by level, :mod:`hierlm.inference.varpar_levels`:
 ``(1 + x1 | g)``, ``q = 4892``, n = 10,000, p = 20: the graph's first call 66 s, the
 levels 0.24 s, equal to 4e-15).  Below that,
 :func:`varpar_info` evaluates the same quantities in closed form with dense LAPACK
@@ -48,7 +50,7 @@ import scipy.sparse as sp
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.inference.blas import one_blas_thread
-from hierlm.inference.varpar_dense import DENSE_MAX_Q, dense_varpar
+from hierlm.inference.varpar_dense import DENSE_MAX_Q, dense_varpar, schur_applies
 from hierlm.inference.varpar_structured import to_psi
 from hierlm.objective.cholesky import GramVars, Structure, blocked_cholesky
 from hierlm.objective.gram import GramBlocks
@@ -183,7 +185,8 @@ def varpar_info(objective: ProfiledObjective, theta: np.ndarray, sigma: float,
     (1743.6283, (4, 4), (4, 2, 2))
     """
     design = objective.design  # one term: level by level whatever q (varpar_levels)
-    if design.q <= DENSE_MAX_Q or (len(design.terms) == 1 and objective.gram.q_rest == 0):
+    if (design.q <= DENSE_MAX_Q or (len(design.terms) == 1 and objective.gram.q_rest == 0)
+            or schur_applies(design, objective.gram)):
         with one_blas_thread():
             dev, grad, H, C, J = dense_varpar(objective.design, objective.gram, theta, sigma,
                                               reml)

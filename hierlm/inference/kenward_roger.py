@@ -18,9 +18,10 @@ Here every product goes through ``q x q`` blocks: ``V = sigma^2 (I + K K')`` wit
 ``R = (S + I)^-1``, ``T_1 = R``, ``T_2 = 2R - RSR``, ``T_3 = T_2 + R - R S T_2``, and
 ``F'V^-k H = sigma^-2k (F'H - (K'F)' T_k (K'H))`` for ``F, H`` in ``{Z, X}``, from the
 Gram matrices ``Z'Z``, ``Z'X``, ``X'X``, all from one Cholesky factor of ``S + I``
-(:mod:`hierlm.inference.kr_products`; level by level for one random-effects term).
-The cost is ``O(q^3)`` and memory ``O(q^2)``, whatever ``n``; models with more than
-:data:`MAX_Q` random effects are refused.
+(:mod:`hierlm.inference.kr_products`).  The cost is ``O(q^3)`` and memory ``O(q^2)``,
+whatever ``n``; models with more than :data:`MAX_Q` random effects are refused.  With
+one random-effects term every product is a sum over levels of ``p_1 x p_1`` blocks,
+``O(l p_1^3)`` time and ``O(l p_1^2)`` memory, and no ``q x q`` array is formed.
 
 A structured covariance (:mod:`hierlm.covariance`) makes ``gamma`` a function of the
 structures' ``(psi, sigma^2)``; with ``J = d gamma / d (psi, sigma^2)``
@@ -45,7 +46,9 @@ from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
-from hierlm.inference.kr_products import one_term_pqk, v_products, v_products_one_term
+from hierlm.inference.kr_products import level_gram, level_products, one_term_pqk, v_products
+from hierlm.inference.kr_schur import schur_pqk
+from hierlm.inference.varpar_dense import schur_applies
 from hierlm.inference.varpar_structured import gamma_jacobian
 from hierlm.objective.gram import term_matrix
 
@@ -151,8 +154,8 @@ def kr_info(res: Any) -> KRInfo:
     return info
 
 
-def _kr_info(res: Any) -> KRInfo:
-
+def _kr_info(res: Any, levels: bool = True) -> KRInfo:
+    """:func:`kr_info` uncached; ``levels=False`` forces the dense ``q x q`` path."""
     # the working problem W^1/2 [Z X y-o] (prior weights): V becomes sigma^2 (I + K K')
     # and pbkrtest's G for sigma^2 the identity, with every quantity unchanged
     design = working_design(require_model(res, "Kenward-Roger's df").design)
@@ -161,35 +164,41 @@ def _kr_info(res: Any) -> KRInfo:
         raise MethodError(f"Kenward-Roger's df are computed with dense {q} x {q} blocks; "
                           f"this model has more than {MAX_Q} random effects: use "
                           f"ddf='satterthwaite'")
-    Z = sp.hstack([term_matrix(t) for t in design.terms], format="csc")
     X = design.X
-    ZZ = np.asarray((Z.T @ Z).toarray())
-    ZX = np.asarray(Z.T @ X)
     XX = X.T @ X
     Ts = templates(design, res.theta)
     s2 = res.sigma**2
-    # the V^-k products from one Cholesky factor (hierlm.inference.kr_products)
-    if len(design.terms) == 1:  # block diagonal: level by level
-        vp = v_products_one_term(ZZ, ZX, XX, Ts[0], s2, design.nobs)
-    else:
-        Lam = sp.block_diag([sp.kron(sp.identity(t.n_levels), sp.csr_matrix(T))
-                             for t, T in zip(design.terms, Ts, strict=True)], format="csr")
-        KZ = np.asarray(Lam.T @ ZZ)        # K'Z = Lambda'Z'Z
-        KX = np.asarray(Lam.T @ ZX)          # K'X
-        S = np.asarray(Lam.T @ KZ.T)         # K'K = Lambda'Z'Z Lambda
-        vp = v_products(ZZ, ZX, XX, KZ, KX, 0.5 * (S + S.T), s2, design.nobs)
-    ZVZ, ZVX, ZV2Z, ZV2X = vp.ZVZ, vp.ZVX, vp.ZV2Z, vp.ZV2X
-    XV2X, XV3X, trV2 = vp.XV2X, vp.XV3X, vp.trV2
     phi = res.vcov.to_numpy()
     Jg = (gamma_jacobian(design, res.theta, res.sigma)
           if DesignCovariance.of(design).structured else None)
+    if levels and len(design.terms) == 1:
+        # block diagonal: P, Q, K level by level, no q x q array (kr_products)
+        t0 = design.terms[0]
+        A, B = level_gram(t0.codes, t0.X, X, t0.n_levels)
+        lp = level_products(A, B, XX, Ts[0], s2, design.nobs)
+        P, Q, K = one_term_pqk(lp, t0.p)
+        return _kr_from(phi, P, Q, K, Jg)
+    gram = res.model.objective.gram
+    if levels and schur_applies(design, gram):
+        # two or more terms, blockwise: no q x q array (kr_schur)
+        P, Q, K = schur_pqk(design, gram, res.theta, res.sigma, Ts)
+        return _kr_from(phi, P, Q, K, Jg)
+    Z = sp.hstack([term_matrix(t) for t in design.terms], format="csc")
+    ZZ = np.asarray((Z.T @ Z).toarray())
+    ZX = np.asarray(Z.T @ X)
+    # the V^-k products from one Cholesky factor (hierlm.inference.kr_products)
+    Lam = sp.block_diag([sp.kron(sp.identity(t.n_levels), sp.csr_matrix(T))
+                         for t, T in zip(design.terms, Ts, strict=True)], format="csr")
+    KZ = np.asarray(Lam.T @ ZZ)        # K'Z = Lambda'Z'Z
+    KX = np.asarray(Lam.T @ ZX)          # K'X
+    S = np.asarray(Lam.T @ KZ.T)         # K'K = Lambda'Z'Z Lambda
+    vp = v_products(ZZ, ZX, XX, KZ, KX, 0.5 * (S + S.T), s2, design.nobs)
+    ZVZ, ZVX, ZV2Z, ZV2X = vp.ZVZ, vp.ZVX, vp.ZV2Z, vp.ZV2X
+    XV2X, XV3X, trV2 = vp.XV2X, vp.XV3X, vp.trV2
     offs = np.concatenate([[0], np.cumsum([t.q for t in design.terms])])
     gens = _generators(design)
     k = len(gens) + 1
     sl = [slice(offs[i], offs[i + 1]) for i, _ in gens]
-    if vp.blocks is not None:  # one term: P, Q, K level by level (kr_products)
-        P, Q, K = one_term_pqk(vp, design.terms[0].p)
-        return _kr_from(phi, P, Q, K, Jg)
     DZX = [_apply_d(pr, ZVX[s]) for (_, pr), s in zip(gens, sl, strict=True)]
     P = [-(ZVX[s].T @ d) for d, s in zip(DZX, sl, strict=True)] + [-XV2X]
     Q = np.empty((k, k), dtype=object)

@@ -12,7 +12,10 @@ with ``d(theta, sigma) = log|L_theta|^2 + n log(2 pi sigma^2) + r^2(theta) / sig
 objective).  For a fixed effect ``beta_j = b`` the other coefficients and sigma
 have closed forms: with ``V(theta) = (L_XX L_XX')^{-1}``,
 ``d = log|L|^2 + n (1 + log(2 pi (r^2 + (b - beta-hat_j)^2 / V_jj) / n))``, minimized
-over theta.  For sigma the other parameters are free on the theta scale (see
+over theta; that is the ML criterion of the model without ``x_j`` and with response
+``y - b x_j`` (:mod:`hierlm.inference.profile_beta`), whose compiled objective gives
+its exact gradient, so the inner minimization needs no finite differences.  For sigma
+the other parameters are free on the theta scale (see
 :mod:`hierlm.inference.profile_inner`), started from theta-hat sigma-hat / c (the
 random effects' SDs of the fit), each term's rank-reduced covariance and the
 continuation points, all followed to their minima.  The inner minimizations are
@@ -49,8 +52,12 @@ from hierlm.design.terms import ModelDesign
 from hierlm.estimate.boundary import face_starts
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
+from hierlm.inference.profile_beta import fixed_beta_objective
 from hierlm.inference.profile_inner import minimize_starts
 from hierlm.objective.profiled import ProfiledObjective
+
+#: Evaluations of the profiled objective kept for repeated points (:meth:`Profiler._parts`).
+_MEMO = 64
 
 
 def _bounds(design: ModelDesign) -> list[tuple[float, float]]:
@@ -78,6 +85,7 @@ class Profiler:
             self.s_hat = sdcor_from_theta(self.design, ml.theta, ml.sigma)
             self.bounds = _bounds(self.design)
         self.k = len(self.s_hat)
+        self._memo: dict[bytes, tuple[float, float, np.ndarray]] = {}
         self.base = self._dev_theta(ml.theta, ml.sigma)
         self.estimates = np.concatenate([self.s_hat, ml.fixef.to_numpy()])
         self.scale = np.concatenate([self._wald_se_sdcor(), ml.fixef_se.to_numpy()])
@@ -117,10 +125,20 @@ class Profiler:
 
     # -- deviances -------------------------------------------------------------
     def _parts(self, theta: np.ndarray) -> tuple[float, float, np.ndarray]:
+        # the inner minimizations ask again for points they have (a restart's first
+        # point, a start's value before its descent): the last few are kept, by value
+        key = np.ascontiguousarray(theta, dtype=float).tobytes()
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
         f, _, _, L_R = self.objective.evaluate(theta, False)
         r2 = float(L_R[-1, -1] ** 2)
         logdet = f - self.n * (1.0 + np.log(2 * np.pi * r2 / self.n))
-        return logdet, r2, L_R
+        tail = np.array(L_R[self.objective.gram.q_rest:, self.objective.gram.q_rest:])
+        if len(self._memo) >= _MEMO:
+            self._memo.pop(next(iter(self._memo)))
+        self._memo[key] = (logdet, r2, tail)
+        return logdet, r2, tail
 
     def _dev_theta(self, theta: np.ndarray, sigma: float) -> float:
         logdet, r2, _ = self._parts(np.asarray(theta, dtype=float))
@@ -136,13 +154,13 @@ class Profiler:
         return val if np.isfinite(val) else 1e300
 
     def _dev_beta(self, theta: np.ndarray, j: int, b: float) -> float:
-        logdet, r2, L_R = self._parts(np.asarray(theta, dtype=float))
+        logdet, r2, L_X = self._parts(np.asarray(theta, dtype=float))  # [X y] block
         g = self.objective.gram
-        qr, p = g.q_rest, g.p
-        L_XX = L_R[qr:qr + p, qr:qr + p]
+        p = g.p
+        L_XX = L_X[:p, :p]
         Li = np.linalg.solve(L_XX, np.eye(p))
         Vjj = float(Li[:, j] @ Li[:, j])
-        beta = np.linalg.solve(L_XX.T, L_R[-1, qr:qr + p]) + g.beta_offset
+        beta = np.linalg.solve(L_XX.T, L_X[-1, :p]) + g.beta_offset
         rss = r2 + (b - beta[j]) ** 2 / Vjj
         val = logdet + self.n * (1.0 + np.log(2 * np.pi * rss / self.n))
         return float(val) if np.isfinite(val) else 1e300
@@ -166,6 +184,7 @@ class Profiler:
         """zeta of parameter ``w`` (index into :attr:`names`) at value ``c``."""
         est = self.estimates[w]
         follow_all = False
+        value_grad = None
         bounds: list[tuple[Any, Any]]
         if w == self.k - 1 and self.structured:
             # sigma: the structures' psi free, started with the SDs of the fit
@@ -213,16 +232,26 @@ class Profiler:
             starts = self._starts_for(w, c, np.asarray(self.fit.theta, dtype=float))
             lower = [b[0] if b[0] == 0.0 else None for b in self._theta_bounds()]
             bounds = [(lo, None) for lo in lower]
+            # beta_j = c as a model of its own: its criterion and exact gradient in one
+            # evaluation (profile_beta)
+            reduced = fixed_beta_objective(self.objective, j, c)
+
+            def value_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+                f, g, _, _ = reduced.evaluate(x, False)
+                if not np.isfinite(f):
+                    return 1e300, np.zeros_like(x)
+                return float(f), np.asarray(g, dtype=float)
 
             def fn(x: np.ndarray) -> float:
-                return self._dev_beta(x, j, c)
+                return value_grad(x)[0]
 
         # Continuation from the estimate's side keeps to the branch of minima through
         # the estimate; a solution from beyond c (or the estimate itself) is
         # followed too where it is already lower there.  Starting from the nearest
         # solution alone let one at a bound (an SD of 0, where the correlation has no
         # effect) capture points whose minimum is elsewhere: a kink in the trace.
-        dmin, x = minimize_starts(fn, starts, bounds, follow_all=follow_all)
+        dmin, x = minimize_starts(fn, starts, bounds, follow_all=follow_all,
+                                  value_grad=value_grad)
         self._starts.setdefault(w, []).append((c, x))
         diff = max(dmin - self.base, 0.0)
         return float(np.sign(c - est) * np.sqrt(diff))

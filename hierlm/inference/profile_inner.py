@@ -1,10 +1,11 @@
 """The inner minimizations of a profile: the deviance with one parameter held fixed.
 
 Each is a smooth problem in a few variables, minimized by L-BFGS-B on central
-finite differences of the deviance (one-sided at a bound), restarted once from its
-own solution.  A profile trace is only as good as these minima: a point where the
-inner minimization stops early raises ``zeta`` and moves the interval endpoint
-inwards.  So, as in the fit, several starts are followed to the end and the lowest
+finite differences of the deviance (one-sided at a bound), or on its exact gradient
+where the caller has one (a fixed effect's, :mod:`hierlm.inference.profile_beta`),
+restarted once from its own solution.  A profile trace is only as good as these
+minima: a point where the inner minimization stops early raises ``zeta`` and moves the
+interval endpoint inwards.  So, as in the fit, several starts are followed to the end and the lowest
 minimum wins (:func:`minimize_starts`).
 
 For sigma the other parameters are free on lme4's Cholesky scale, theta, which is
@@ -23,6 +24,7 @@ import numpy as np
 import scipy.optimize
 
 Bounds = list[tuple[Any, Any]]
+ValueGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
 def clip(x0: np.ndarray, bounds: Bounds) -> np.ndarray:
@@ -39,8 +41,12 @@ def clip(x0: np.ndarray, bounds: Bounds) -> np.ndarray:
 
 
 def minimize_box(fn: Callable[[np.ndarray], float], x0: np.ndarray,
-                 bounds: Bounds) -> tuple[float, np.ndarray]:
+                 bounds: Bounds, value_grad: ValueGrad | None = None
+                 ) -> tuple[float, np.ndarray]:
     """Minimize ``fn`` on the box from ``x0``: the minimum and where it is.
+
+    ``value_grad``, where given, returns ``fn`` and its exact gradient together (used
+    instead of central differences).
 
     Examples
     --------
@@ -70,7 +76,8 @@ def minimize_box(fn: Callable[[np.ndarray], float], x0: np.ndarray,
 
     best = (fn(x0), x0)
     for _ in range(3):  # restarts from the last solution polish it
-        r = scipy.optimize.minimize(fg, best[1], jac=True, method="L-BFGS-B",
+        r = scipy.optimize.minimize(fg if value_grad is None else value_grad, best[1],
+                                    jac=True, method="L-BFGS-B",
                                     bounds=bounds,
                                     options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000})
         if r.fun < best[0] - 1e-12:
@@ -81,11 +88,13 @@ def minimize_box(fn: Callable[[np.ndarray], float], x0: np.ndarray,
 
 
 def minimize_starts(fn: Callable[[np.ndarray], float], starts: Sequence[np.ndarray],
-                    bounds: Bounds, follow_all: bool = False) -> tuple[float, np.ndarray]:
+                    bounds: Bounds, follow_all: bool = False,
+                    value_grad: ValueGrad | None = None) -> tuple[float, np.ndarray]:
     """The lowest of the minima from ``starts`` (duplicates skipped).
 
     The first start is always followed; a later one only where ``fn`` is already
-    lower there than the best minimum so far, unless ``follow_all``.
+    lower there than the best minimum so far, unless ``follow_all``.  ``value_grad``:
+    as in :func:`minimize_box`.
 
     Examples
     --------
@@ -95,7 +104,7 @@ def minimize_starts(fn: Callable[[np.ndarray], float], starts: Sequence[np.ndarr
     >>> round(float(x[0]), 3)
     -1.012
     """
-    dmin, x = minimize_box(fn, starts[0], bounds)
+    dmin, x = minimize_box(fn, starts[0], bounds, value_grad)
     seen = [clip(starts[0], bounds)]
     for x0 in starts[1:]:
         x0 = clip(x0, bounds)
@@ -103,7 +112,7 @@ def minimize_starts(fn: Callable[[np.ndarray], float], starts: Sequence[np.ndarr
             continue
         seen.append(x0)
         if follow_all or fn(x0) < dmin:
-            d1, x1 = minimize_box(fn, x0, bounds)
+            d1, x1 = minimize_box(fn, x0, bounds, value_grad)
             if d1 < dmin:
                 dmin, x = d1, x1
     return dmin, x

@@ -43,7 +43,11 @@ diagonal and :func:`dense_varpar` hands over to
 ``q = 2000``; the function itself (one BLAS thread) 0.22-0.34 s -> 3-7 ms at
 ``q = 2000`` and 30-40 ms at ``q = 10,000`` (``(1 + x1 | g)``).  Models with two or
 more terms and more than :data:`DENSE_MAX_Q` random effects keep the graph (its blocked
-factor is sparse in the first term); one term goes level by level at any size.
+factor is sparse in the first term); one term goes level by level at any size.  Two
+or more terms above :data:`SCHUR_MIN_Q` random effects go blockwise
+(:mod:`hierlm.inference.varpar_schur`: a Schur complement onto the later terms, no
+``q x q`` array), also above :data:`DENSE_MAX_Q` while the later terms are small
+(:func:`schur_applies`).
 """
 
 from __future__ import annotations
@@ -57,10 +61,36 @@ import scipy.sparse as sp
 from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.term_layout import TermLayout
 from hierlm.inference.varpar_levels import one_term_varpar
+from hierlm.inference.varpar_schur import schur_varpar
 from hierlm.objective.gram import GramBlocks
 
 #: Largest number of random effects handled with dense ``q x q`` matrices (two or more terms).
 DENSE_MAX_Q = 2000
+#: Two or more terms with more random effects than this go blockwise
+#: (:func:`hierlm.inference.varpar_schur.schur_varpar`; equal CPU time near ``q = 300``).
+SCHUR_MIN_Q = 300
+#: The blockwise path keeps ``q_1 x q_r`` arrays: the largest ``q_1 q_r`` it takes.
+SCHUR_MAX_ENTRIES = 10_000_000
+
+
+def schur_applies(design: Any, gram: GramBlocks) -> bool:
+    """Whether two or more terms go blockwise (:data:`SCHUR_MIN_Q`, :data:`SCHUR_MAX_ENTRIES`).
+
+    Examples
+    --------
+    >>> import hierlm, pandas as pd
+    >>> from hierlm.objective.gram import compute_gram
+    >>> rng = np.random.default_rng(0)
+    >>> data = pd.DataFrame({"y": rng.normal(size=2000),
+    ...                      "g": rng.integers(0, 500, 2000).astype(str),
+    ...                      "h": rng.integers(0, 30, 2000).astype(str)})
+    >>> d = hierlm.build_design("y ~ 1 + (1 | g) + (1 | h)", data)
+    >>> schur_applies(d, compute_gram(d)), d.q
+    (True, 521)
+    """
+    q1 = design.terms[0].q
+    return (len(design.terms) > 1 and q1 + gram.q_rest > SCHUR_MIN_Q
+            and gram.q_rest <= DENSE_MAX_Q and q1 * max(gram.q_rest, 1) <= SCHUR_MAX_ENTRIES)
 #: First-term sizes ``l1 p1`` above which ``A - Y'Y`` is formed blockwise.
 BLOCKED_MIN_Q1 = 200
 
@@ -177,8 +207,10 @@ def dense_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
         REML deviance (True) or ML deviance (False).
     levels : bool
         With one random-effects term, compute level by level
-        (:func:`hierlm.inference.varpar_levels.one_term_varpar`); False forces the
-        dense ``q x q`` path.
+        (:func:`hierlm.inference.varpar_levels.one_term_varpar`), with more, where
+        :func:`schur_applies`, blockwise
+        (:func:`hierlm.inference.varpar_schur.schur_varpar`); False forces the dense
+        ``q x q`` path.
 
     Returns
     -------
@@ -196,6 +228,8 @@ def dense_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     """
     if levels and len(design.terms) == 1 and gram.q_rest == 0:
         return one_term_varpar(design, gram, theta, sigma, reml)
+    if levels and schur_applies(design, gram):
+        return schur_varpar(design, gram, theta, sigma, reml)
     theta = np.asarray(theta, dtype=float)
     sigma = float(sigma)
     s2 = sigma * sigma

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hierlm.inference.kr_products import v_products, v_products_one_term
+from hierlm.inference.kr_products import level_gram, v_products, v_products_one_term
 
 
 def _brute(Z, X, lam, s2):
@@ -78,33 +78,62 @@ def test_singular_template_one_term():
     _check(vp, _brute(Z, X, np.zeros((levels, levels)), 2.0))
 
 
-@pytest.mark.parametrize("formula", ["y ~ x + (1 | g)", "y ~ x + (1 + x | g)",
-                                     "y ~ x + (1 + x + z | g)"])
-def test_one_term_pqk_matches_the_dense_loop(monkeypatch, formula):
-    # Kenward-Roger's P, Q, K level by level against kenward_roger's dense q x q loop
-    import dataclasses
+def test_level_gram_matches_the_sparse_products():
+    # per-level blocks of Z'Z and Z'X against the sparse term matrix's dense products
+    rng = np.random.default_rng(7)
+    n, levels, p = 200, 13, 3
+    codes = rng.integers(0, levels, n)
+    Xz, X = rng.normal(size=(n, p)), rng.normal(size=(n, 4))
+    Z = np.zeros((n, levels * p))
+    for j in range(p):
+        Z[np.arange(n), p * codes + j] = Xz[:, j]
+    A, B = level_gram(codes, Xz, X, levels)
+    idx = np.arange(levels)[:, None] * p + np.arange(p)[None, :]
+    ZZ = Z.T @ Z
+    np.testing.assert_allclose(A, ZZ[idx[:, :, None], idx[:, None, :]], rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(B.reshape(-1, 4), Z.T @ X, rtol=1e-13, atol=1e-12)
+    off = ZZ.copy()
+    off[idx[:, :, None], idx[:, None, :]] = 0.0
+    assert not off.any()  # one term: Z'Z is block diagonal
 
+
+def _data(seed=5, n=300, levels=30):
     import pandas as pd
 
-    import hierlm
-    from hierlm.inference import kenward_roger, kr_products
-
-    rng = np.random.default_rng(5)
-    n, levels = 300, 30
+    rng = np.random.default_rng(seed)
     g = rng.integers(0, levels, n)
     x, z = rng.normal(size=n), rng.normal(size=n)
     b = rng.normal(size=(levels, 3)) * [1.0, 0.5, 0.3]
     y = 1 + 0.5 * x + b[g, 0] + b[g, 1] * x + b[g, 2] * z + rng.normal(size=n)
-    res = hierlm.fit(formula, pd.DataFrame({"y": y, "x": x, "z": z, "g": g.astype(str)}))
-    fast = kenward_roger._kr_info(res)
+    f = np.array(["a", "b", "c"])[rng.integers(0, 3, n)]
+    return pd.DataFrame({"y": y, "x": x, "z": z, "f": f, "g": g.astype(str),
+                         "w": 0.5 + rng.random(n)})
 
-    def without_blocks(*args, **kwargs):
-        return dataclasses.replace(kr_products.v_products_one_term(*args, **kwargs),
-                                   blocks=None)
 
-    monkeypatch.setattr(kenward_roger, "v_products_one_term", without_blocks)
-    dense = kenward_roger._kr_info(res)
+def _assert_same(fast, dense, nfix):
     np.testing.assert_allclose(fast.phi_adj, dense.phi_adj, rtol=1e-10, atol=0)
     np.testing.assert_allclose(fast.W, dense.W, rtol=1e-9, atol=1e-14 * np.abs(dense.W).max())
-    L = np.eye(res.fixef.size)
+    L = np.eye(nfix)
     assert fast.ddf(L) == pytest.approx(dense.ddf(L), rel=1e-10)
+    for j in range(nfix):
+        assert fast.ddf(L[j:j + 1]) == pytest.approx(dense.ddf(L[j:j + 1]), rel=1e-10)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | g)", "y ~ x + (1 + x | g)",
+                                     "y ~ x + (1 + x + z | g)", "y ~ x + cs(0 + f | g)"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_one_term_levels_match_the_dense_path(formula, weighted):
+    # Kenward-Roger's P, Q, K level by level (no q x q array) against the dense path:
+    # q x q Z'Z, one Cholesky factor of Lambda'Z'Z Lambda + I, the permutation loop
+    import warnings
+
+    import hierlm
+    from hierlm.inference import kenward_roger
+
+    data = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = hierlm.fit(formula, data, weights=data["w"] if weighted else None)
+    fast = kenward_roger._kr_info(res)
+    dense = kenward_roger._kr_info(res, levels=False)
+    _assert_same(fast, dense, res.fixef.size)
