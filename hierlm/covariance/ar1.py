@@ -8,6 +8,8 @@ as in :mod:`hierlm.covariance.base`.  A term with one column has no ``rho``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hierlm.covariance.base import Covariance
@@ -28,6 +30,10 @@ class AR1(Covariance):
     structure = "ar1"
     homogeneous = True
 
+    def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:
+        super().__init__(coef_names, group, rms)
+        self._powers = np.arange(self.p)
+
     @property
     def n_psi(self) -> int:
         return (1 if self.homogeneous else self.p) + (1 if self.p > 1 else 0)
@@ -45,6 +51,25 @@ class AR1(Covariance):
         rho = self.rho(psi)
         powers = rho ** np.arange(self.p)  # integer powers: analytic for the complex step
         return powers[self._lag]
+
+    def packed_cholesky(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``chol(R)`` in closed form: ``L_i0 = rho^i``, ``L_ij = rho^(i-j) c`` for
+        ``j >= 1``, with ``c = sqrt(1 - rho^2) = sech(z)``; by ``d rho / dz = c^2`` and
+        ``d c / dz = -rho c``, ``d L_i0 / dz = i rho^(i-1) c^2`` and ``d L_ij / dz =
+        c (k rho^(k-1) c^2 - rho^(k+1))`` (``k = i - j``)."""
+        if self.p == 1:
+            return np.ones(1), np.zeros((1, 0))
+        z = float(psi[-1])
+        rho, c = math.tanh(z), 1.0 / math.cosh(z)
+        k = self._lag_packed
+        pw = rho ** self._powers                       # rho^0 .. rho^(p-1)
+        pk = pw[k]
+        kpm = k * pw[np.maximum(k - 1, 0)]             # k rho^(k-1), 0 for k = 0
+        first = self._first_col
+        l = np.where(first, pk, pk * c)
+        c2 = c * c
+        dl = np.where(first, kpm * c2, c * (kpm * c2 - pk * rho))
+        return l, dl[:, None]
 
     def correlation_from_natural(self, values: np.ndarray) -> np.ndarray:
         rho = float(values[0]) if self.p > 1 else 0.0

@@ -116,6 +116,13 @@ class Covariance:
         self._lower_half = np.tril(np.ones((self.p, self.p))) - 0.5 * self._eye
         self._log_rms = np.log(self.rms)
         self._log_r = float(np.mean(self._log_rms))  # log of the geometric mean
+        self._n_sd = 1 if self.homogeneous else self.p
+        # theta entry k lies in row rows[k] of T: the SD part of the Jacobian
+        self._row_onehot = (self._rows[:, None] == np.arange(self.p)[None, :]).astype(float)
+        self._lag_packed = self._rows - self._cols          # |i - j| of each theta entry
+        self._first_col = self._cols == 0
+        self._diag_packed = self._rows == self._cols
+        self._last: tuple[bytes, np.ndarray, np.ndarray] | None = None  # theta_jacobian's
 
     # --- to be supplied by a structure -------------------------------------------------
     @property
@@ -243,15 +250,78 @@ class Covariance:
         >>> c.theta(np.array([0.0, 0.0, 0.0])).round(6).tolist()
         [1.0, 0.0, 1.0]
         """
-        return self.template(np.asarray(psi))[self._rows, self._cols]
+        return self.theta_jacobian(psi)[0].copy()
 
     def jacobian(self, psi: np.ndarray) -> np.ndarray:
-        """``d theta / d psi``, shape ``(n_theta, n_psi)``, by the complex step (exact).
+        """``d theta / d psi``, shape ``(n_theta, n_psi)`` (exact).
 
         Examples
         --------
         >>> from hierlm.covariance.diagonal import Diagonal
         >>> Diagonal(("a", "b"), "g", np.ones(2)).jacobian(np.zeros(2)).tolist()
+        [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+        """
+        return self.theta_jacobian(psi)[1].copy()
+
+    def theta_jacobian(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``theta(psi)`` and ``d theta / d psi`` in one pass, read-only.
+
+        The last point's pair is kept: an optimizer asks for the value and then the
+        gradient at the same ``psi``.  A structure with a closed-form Cholesky factor of
+        its correlation matrix (:meth:`packed_cholesky`) is computed from it; the others
+        take :meth:`theta_jacobian_general`.
+
+        Examples
+        --------
+        >>> from hierlm.covariance.ar1 import AR1
+        >>> theta, J = AR1(("t1", "t2"), "g", np.ones(2)).theta_jacobian(np.zeros(2))
+        >>> theta.tolist(), J.tolist()
+        ([1.0, 0.0, 1.0], [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+        """
+        psi = np.asarray(psi, dtype=float)
+        key = psi.tobytes()
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1], last[2]
+        packed = self.packed_cholesky(psi)
+        if packed is None:
+            theta, J = self.theta_jacobian_general(psi)
+        else:
+            theta, J = self._from_packed(psi, *packed)
+        theta.setflags(write=False)
+        J.setflags(write=False)
+        self._last = (key, theta, J)
+        return theta, J
+
+    def packed_cholesky(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``chol(R)``'s lower triangle packed as theta (``l``, shape ``(n_theta,)``) and
+        ``d l / d psi`` over the correlation parameters (``(n_theta, n_psi - n_sd)``), in
+        closed form; None where the structure has none (then the general path is used)."""
+        return None
+
+    def _from_packed(self, psi: np.ndarray, l: np.ndarray, dl: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """theta and J from the packed correlation factor: ``T = diag(s) L``."""
+        s_rows = self.sds(psi)[self._rows]
+        theta = s_rows * l
+        J = np.empty((self.n_theta, self.n_psi))
+        if self.homogeneous:
+            J[:, 0] = theta
+        else:
+            np.multiply(theta[:, None], self._row_onehot, out=J[:, :self.p])
+        if dl.shape[1]:
+            np.multiply(s_rows[:, None], dl, out=J[:, self._n_sd:])
+        return theta, J
+
+    def theta_jacobian_general(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """theta and ``d theta / d psi`` by the general path: LAPACK's Cholesky factor of
+        ``R``, its derivative by Murray's formula from ``d R`` by the complex step.  Slower
+        than a closed form; kept as the reference the closed forms are tested against.
+
+        Examples
+        --------
+        >>> from hierlm.covariance.diagonal import Diagonal
+        >>> Diagonal(("a", "b"), "g", np.ones(2)).theta_jacobian_general(np.zeros(2))[1].tolist()
         [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
         """
         psi = np.asarray(psi, dtype=float)
@@ -260,11 +330,11 @@ class Covariance:
         L = cholesky(self.correlation(psi))
         t = (s[:, None] * L)[rows, cols]
         J = np.zeros((self.n_theta, self.n_psi))
-        n_sd = 1 if self.homogeneous else self.p
+        n_sd = self._n_sd
         if self.homogeneous:
             J[:, 0] = t
         else:
-            J[:, :n_sd] = t[:, None] * (rows[:, None] == np.arange(self.p)[None, :])
+            J[:, :n_sd] = t[:, None] * self._row_onehot
         if self.n_psi > n_sd:
             Linv = scipy.linalg.solve_triangular(L, self._eye, lower=True)
             dR = np.stack(self.correlation_derivatives(psi))         # (k, p, p)
@@ -272,7 +342,7 @@ class Covariance:
             Phi = X * self._lower_half                                # tril, diagonal / 2
             dT = s[None, :, None] * (L @ Phi)
             J[:, n_sd:] = dT[:, rows, cols].T
-        return J
+        return t, J
 
     def correlation_derivatives(self, psi: np.ndarray) -> list[np.ndarray]:
         """``d R / d psi_k`` for each correlation parameter, by the complex step."""

@@ -35,6 +35,56 @@ class CompoundSymmetry(Covariance):
 
     structure = "cs"
 
+    def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:
+        super().__init__(coef_names, group, rms)
+        j = np.arange(self.p, dtype=float)
+        self._j = j
+        self._one_minus_j_lo = 1.0 - j / max(self.p - 1, 1)   # 1 + j lo
+
+    def packed_cholesky(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``chol(R)`` in closed form.  Eliminating ``j`` columns of ``R`` leaves a
+        compound-symmetric Schur complement with diagonal ``a_j = q e_j / e_{j-1}`` and
+        off-diagonal ``b_j = rho q / e_{j-1}`` (``a_0 = 1``, ``b_0 = rho``), where
+        ``q = 1 - rho`` and ``e_j = 1 + j rho``; so ``L_jj = sqrt(a_j)`` and ``L_ij =
+        b_j / sqrt(a_j)`` (``i > j``).  ``e_j = (1 + j lo) + j (rho - lo)`` and ``q`` are
+        formed from the sigmoid without cancellation.  With ``w = d rho / dz``:
+        ``d log a_j = -w / q + j w / e_j - (j - 1) w / e_{j-1}`` and ``d b_j = w (q - rho
+        - rho q (j - 1) / e_{j-1}) / e_{j-1}``."""
+        if self.p == 1:
+            return np.ones(1), np.zeros((1, 0))
+        z = float(psi[-1])
+        if z >= 0:
+            ez = math.exp(-z)
+            sig, sig_c = 1.0 / (1.0 + ez), ez / (1.0 + ez)      # sigmoid and 1 - sigmoid
+        else:
+            ez = math.exp(z)
+            sig, sig_c = ez / (1.0 + ez), 1.0 / (1.0 + ez)
+        width = 1.0 - self._lo
+        u, q = width * sig, width * sig_c                     # rho - lo, 1 - rho
+        rho = self._lo + u if sig < 0.5 else 1.0 - q
+        w = width * sig * sig_c
+        j = self._j
+        e = self._one_minus_j_lo + j * u                      # e_j = 1 + j rho
+        e_prev = np.empty(self.p)
+        e_prev[0] = 1.0
+        e_prev[1:] = e[:-1]
+        a = q * e / e_prev
+        a[0] = 1.0
+        b = rho * q / e_prev
+        b[0] = rho
+        dlog_a = -sig + j * w / e - (j - 1.0) * w / e_prev   # w / q = sigmoid
+        dlog_a[0] = 0.0
+        db = w * ((q - rho) - rho * q * (j - 1.0) / e_prev) / e_prev
+        db[0] = w
+        root = np.sqrt(a)
+        diag_l, off_l = root, b / root
+        diag_d = 0.5 * root * dlog_a
+        off_d = db / root - 0.5 * off_l * dlog_a
+        cols, on = self._cols, self._diag_packed
+        l = np.where(on, diag_l[cols], off_l[cols])
+        dl = np.where(on, diag_d[cols], off_d[cols])
+        return l, dl[:, None]
+
     @property
     def _lo(self) -> float:
         return -1.0 / (self.p - 1)

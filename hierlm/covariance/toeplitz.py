@@ -16,6 +16,8 @@ gives the autocorrelations.  ``toep`` has heterogeneous SDs (glmmTMB's ``toep``)
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hierlm.covariance.base import Covariance
@@ -39,6 +41,61 @@ def autocorrelations(pacf: np.ndarray) -> np.ndarray:
         rho.append(num + a * den)
         phi = [phi[j] - a * phi[k - 2 - j] for j in range(k - 1)] + [a]
     return np.array(rho[1:])
+
+
+def toeplitz_factor(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``chol(R)`` of the Toeplitz correlation with ``pacf = tanh(z)``, and its
+    derivatives in ``z``, from the Durbin-Levinson predictors.
+
+    The prediction errors ``e_k = x_k - sum_j phi_{k,j} x_{k-j}`` of a stationary
+    series with correlation ``R`` are uncorrelated with variances ``v_k = prod_{j<=k}
+    (1 - a_j^2)``; so ``x = B e`` with ``B``'s rows from ``x_k = e_k + sum_j phi_{k,j}
+    x_{k-j}`` and ``chol(R) = B V^1/2``.  The predictors need no autocorrelation:
+    ``phi_{k,k} = a_k``, ``phi_{k,j} = phi_{k-1,j} - a_k phi_{k-1,k-j}``.  Both
+    recursions are differentiated alongside (forward mode), and ``d log sqrt(v_k) /
+    dz_i = -tanh(z_i)`` for ``i < k``; ``1 - a^2 = sech(z)^2`` is exact near the
+    limits.  Every entry is a sum of products of bounded numbers, so the factor and
+    its derivatives keep their accuracy where ``R`` nears singularity (where LAPACK's
+    factor and Murray's formula lose digits).
+
+    Returns ``L`` (``p x p``, ``p = len(z) + 1``) and ``dL`` (``(len(z), p, p)``).
+
+    Examples
+    --------
+    >>> L, dL = toeplitz_factor(np.array([np.arctanh(0.5), 0.0]))
+    >>> (L @ L.T).round(12).tolist()[0], dL.shape
+    ([1.0, 0.5, 0.25], (2, 3, 3))
+    """
+    m = len(z)
+    p = m + 1
+    a = [math.tanh(float(v)) for v in z]
+    da = [1.0 / math.cosh(float(v)) ** 2 for v in z]      # d a / dz = 1 - a^2
+    B = np.zeros((p, p))
+    dB = np.zeros((m, p, p))
+    B[0, 0] = 1.0
+    roots = np.ones(p)
+    phi: list[float] = []
+    dphi: list[list[float]] = []                            # dphi[j][i] = d phi_j / d z_i
+    for k in range(1, p):
+        ak, dak = a[k - 1], da[k - 1]
+        new_dphi = []
+        for j in range(k - 1):
+            row = [dphi[j][i] - ak * dphi[k - 2 - j][i] for i in range(m)]
+            row[k - 1] -= dak * phi[k - 2 - j]
+            new_dphi.append(row)
+        last = [0.0] * m
+        last[k - 1] = dak
+        phi = [phi[j] - ak * phi[k - 2 - j] for j in range(k - 1)] + [ak]
+        dphi = [*new_dphi, last]
+        f = np.array(phi)
+        prev = B[k - 1::-1]                                 # B[k-1], ..., B[0]
+        B[k] = f @ prev
+        B[k, k] = 1.0
+        dB[:, k] = np.array(dphi).T @ prev + f @ dB[:, k - 1::-1]
+        roots[k] = roots[k - 1] * math.sqrt(dak)
+    droot = -np.tanh(np.asarray(z, dtype=float))[:, None] * roots[None, :]
+    droot *= np.arange(m)[:, None] < np.arange(p)[None, :]  # v_k involves z_0..z_{k-1}
+    return B * roots, dB * roots + B[None, :, :] * droot[:, None, :]
 
 
 def partial_autocorrelations(rho: np.ndarray) -> np.ndarray:
@@ -80,6 +137,15 @@ class Toeplitz(Covariance):
         """``rho_1, ..., rho_{p-1}``."""
         n_sd = 1 if self.homogeneous else self.p
         return autocorrelations(np.tanh(np.asarray(psi)[n_sd:]))
+
+    def packed_cholesky(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``chol(R)`` and its derivatives from the Durbin-Levinson predictors
+        (:func:`toeplitz_factor`): no LAPACK call, no complex step."""
+        if self.p == 1:
+            return np.ones(1), np.zeros((1, 0))
+        L, dL = toeplitz_factor(np.asarray(psi, dtype=float)[self._n_sd:])
+        rows, cols = self._rows, self._cols
+        return L[rows, cols], dL[:, rows, cols].T
 
     def correlation_derivatives(self, psi: np.ndarray) -> list[np.ndarray]:
         """All ``d R / d z_k`` in one pass: the recursion runs on a batch of complex steps."""
