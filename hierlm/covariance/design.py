@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -97,6 +97,8 @@ class DesignCovariance:
     """
 
     terms: tuple[Covariance, ...]
+    _slices: tuple[tuple[slice, slice], ...] = field(init=False, repr=False, compare=False)
+    _n: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         psi_cuts = np.cumsum([0] + [c.n_psi for c in self.terms])

@@ -15,7 +15,10 @@ autocorrelations to the lag correlations.  Priors: each SD ``HalfNormal`` with t
 unstructured terms' scale (geometric mean of the columns' scales when homogeneous), each
 correlation parameter ``Uniform`` over its whole valid range.  After sampling, the
 posterior gets ``theta`` from the same map (in numpy) and, for ``toep``, the lag
-correlations ``rho_<group>[<group>_lag]``.
+correlations ``rho_<group>[<group>_lag]``.  The density is compiled once per
+structure like an unstructured model's (:mod:`hierlm.estimate.nuts_compiled` keys it
+by each term's structure and size), so nutpie samples it through the same C entry
+points.
 """
 
 from __future__ import annotations
