@@ -12,6 +12,10 @@ Durbin-Levinson recursion maps one to the other).  The unconstrained parameters 
 gives the autocorrelations.  ``toep`` has heterogeneous SDs (glmmTMB's ``toep``);
 ``hom=True`` one SD (``homtoep``).  The reported parameters are the SDs and
 ``rho_lag1, ..., rho_lag{p-1}``.
+
+theta and its Jacobian come from the Durbin-Levinson predictors
+(:func:`toeplitz_factor`): 59-60 us for p = 5 against 136-138 us by the general path
+(``python -m benchmarks.structured_eval``).
 """
 
 from __future__ import annotations
