@@ -6,7 +6,7 @@ columns (glmmTMB's ``ar1``); ``het=True`` gives each column its own (``hetar1``)
 as in :mod:`hierlm.covariance.base`.  A term with one column has no ``rho``.
 
 theta and its Jacobian come from ``chol(R)``'s closed form (:meth:`AR1.packed_cholesky`):
-9.6-11.6 us for p = 5 against 71-72 us by the general path
+9.6-11.5 us for p = 5 against 69-70 us by the general path
 (``python -m benchmarks.structured_eval``).
 """
 

@@ -31,10 +31,10 @@ differentiated Durbin-Levinson predictors, ``diag``'s identity) in one pass for 
 and J, the last point kept.  Measured with ``python -m benchmarks.structured_eval``
 (100 subjects x 5 times x 2 replicates, p = 5, CPU clock of the calling thread, 2-core
 shared machine, ``benchmarks/structured_eval_results.md``): the map and Jacobian take
-5.6-7.7 us (``diag``), 9.6-11.6 (``ar1``), 10.8-13.3 (``cs``) and 59-60 (``toep``)
-against 22-23, 71-72, 72-73 and 136-138 us by the general path (and 40-240 us before
-theta and J shared one pass); one optimizer evaluation (map, criterion and gradient,
-``J' grad``) costs 1.11-1.23 times ``us``'s 99 us for ``diag``, ``ar1`` and ``cs``, 1.83
+5.5-7.5 us (``diag``), 9.6-11.5 (``ar1``), 10.7-13.2 (``cs``) and 36.5-37.9 (``toep``)
+against 21-22, 69-70, 70 and 136-137 us by the general path (before, theta and J were
+computed apart: 41-173 us on the wall clock at low load); one optimizer evaluation (map, criterion and gradient,
+``J' grad``) costs 1.10-1.21 times ``us``'s 98 us for ``diag``, ``ar1`` and ``cs``, 1.55
 for ``toep``.  What remains is numpy's and Python's per-call overhead (a few hundred
 float operations); compiled kernels would take it below the criterion's noise.
 """

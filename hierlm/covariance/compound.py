@@ -8,7 +8,7 @@ definite exactly for ``rho`` in ``(-1 / (p - 1), 1)``.  The unconstrained parame
 glmmTMB's ``homcs``).  A term with one column has no correlation parameter.
 
 theta and its Jacobian come from ``chol(R)``'s closed form
-(:meth:`CompoundSymmetry.packed_cholesky`): 10.8-13.3 us for p = 5 against 72-73 us by
+(:meth:`CompoundSymmetry.packed_cholesky`): 10.7-13.2 us for p = 5 against 70 us by
 the general path (``python -m benchmarks.structured_eval``).
 """
 
