@@ -33,10 +33,11 @@ and J, the last point kept.  Measured with ``python -m benchmarks.structured_eva
 shared machine, ``benchmarks/structured_eval_results.md``): the map and Jacobian take
 5.5-7.5 us (``diag``), 9.6-11.5 (``ar1``), 10.7-13.2 (``cs``) and 36.5-37.9 (``toep``)
 against 21-22, 69-70, 70 and 136-137 us by the general path (before, theta and J were
-computed apart: 41-173 us on the wall clock at low load); one optimizer evaluation (map, criterion and gradient,
-``J' grad``) costs 1.10-1.21 times ``us``'s 98 us for ``diag``, ``ar1`` and ``cs``, 1.55
-for ``toep``.  What remains is numpy's and Python's per-call overhead (a few hundred
-float operations); compiled kernels would take it below the criterion's noise.
+computed apart: 41-173 us on the wall clock at low load); one optimizer evaluation
+(map, criterion and gradient, ``J' grad``) costs 1.10-1.21 times ``us``'s 98 us for
+``diag``, ``ar1`` and ``cs``, 1.55 for ``toep``.  What remains is numpy's and Python's
+per-call overhead (a few hundred float operations); compiled kernels would take it
+below the criterion's noise.
 """
 
 from __future__ import annotations
