@@ -4,9 +4,15 @@
 definite (the correlation of a stationary AR(1) process).  ``ar1`` has one SD for all
 columns (glmmTMB's ``ar1``); ``het=True`` gives each column its own (``hetar1``).  SDs
 as in :mod:`hierlm.covariance.base`.  A term with one column has no ``rho``.
+
+theta and its Jacobian come from ``chol(R)``'s closed form (:meth:`AR1.packed_cholesky`):
+9.6-11.5 us for p = 5 against 69-70 us by the general path
+(``python -m benchmarks.structured_eval``).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -28,6 +34,11 @@ class AR1(Covariance):
     structure = "ar1"
     homogeneous = True
 
+    def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:
+        super().__init__(coef_names, group, rms)
+        self._lag_first = list(zip(self._lag_packed.tolist(), self._first_col.tolist(),
+                                   strict=True))
+
     @property
     def n_psi(self) -> int:
         return (1 if self.homogeneous else self.p) + (1 if self.p > 1 else 0)
@@ -45,6 +56,34 @@ class AR1(Covariance):
         rho = self.rho(psi)
         powers = rho ** np.arange(self.p)  # integer powers: analytic for the complex step
         return powers[self._lag]
+
+    def packed_cholesky(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``chol(R)`` in closed form: ``L_i0 = rho^i``, ``L_ij = rho^(i-j) c`` for
+        ``j >= 1``, with ``c = sqrt(1 - rho^2) = sech(z)``; by ``d rho / dz = c^2`` and
+        ``d c / dz = -rho c``, ``d L_i0 / dz = i rho^(i-1) c^2`` and ``d L_ij / dz =
+        c (k rho^(k-1) c^2 - rho^(k+1))`` (``k = i - j``)."""
+        lvec, dvec = self.packed_lists(psi)
+        return np.array(lvec), np.array(dvec).reshape(self.n_theta, -1)
+
+    def packed_lists(self, psi: np.ndarray) -> tuple[list[float], list[float]]:
+        if self.p == 1:
+            return [1.0], []
+        z = float(psi[-1])
+        rho, c = math.tanh(z), 1.0 / math.cosh(z)
+        c2 = c * c
+        pw = [1.0]
+        for _ in range(1, self.p):
+            pw.append(pw[-1] * rho)                    # rho^0 .. rho^(p-1)
+        kpm = [0.0] + [k * pw[k - 1] for k in range(1, self.p)]   # k rho^(k-1)
+        lvec, dvec = [], []
+        for k, first in self._lag_first:
+            if first:
+                lvec.append(pw[k])
+                dvec.append(kpm[k] * c2)
+            else:
+                lvec.append(pw[k] * c)
+                dvec.append(c * (kpm[k] * c2 - pw[k] * rho))
+        return lvec, dvec
 
     def correlation_from_natural(self, values: np.ndarray) -> np.ndarray:
         rho = float(values[0]) if self.p > 1 else 0.0

@@ -26,6 +26,13 @@ class Diagonal(Covariance):
 
     structure = "diag"
 
+    def packed_cholesky(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``R = I``: ones on the diagonal, no correlation parameter."""
+        return self._diag_packed.astype(float), np.zeros((self.n_theta, 0))
+
+    def packed_lists(self, psi: np.ndarray) -> tuple[list[float], list[float]]:
+        return self._diag_packed.astype(float).tolist(), []
+
     @property
     def n_psi(self) -> int:
         return 1 if self.homogeneous else self.p

@@ -31,6 +31,11 @@ class Unstructured(Covariance):
 
     structure = "us"
 
+    def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:
+        super().__init__(coef_names, group, rms)
+        self._identity = np.eye(self.n_theta)
+        self._identity.setflags(write=False)
+
     @property
     def n_psi(self) -> int:
         return self.n_theta
@@ -47,6 +52,14 @@ class Unstructured(Covariance):
 
     def jacobian(self, psi: np.ndarray) -> np.ndarray:
         return np.eye(self.n_theta)
+
+    def theta_jacobian(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        theta = np.array(psi, dtype=float, copy=True)
+        theta.setflags(write=False)
+        return theta, self._identity
+
+    def theta_jacobian_general(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.theta_jacobian(psi)
 
     def sds(self, psi: np.ndarray) -> np.ndarray:
         T = self.template(np.asarray(psi, dtype=float))

@@ -12,8 +12,9 @@ integrated out), built from the same blocked-Cholesky graph the REML/ML fits use
 with the Gram blocks of ``[Z X y]`` as data, so one gradient costs nothing in ``n``.
 A structured term (``ar1``, ``cs``, ``toep``, ``diag``) is sampled in its own
 parameters instead (SDs and ``rho`` / partial autocorrelations) and mapped to theta
-inside the density (:mod:`hierlm.estimate.nuts_structured`); such models run PyMC's
-sampler on the generic model.
+inside the density (:mod:`hierlm.estimate.nuts_structured`); its structure is part of
+the compiled density's key (:mod:`hierlm.estimate.nuts_compiled`), so such models take
+the same compiled path, nutpie's included.
 After sampling, each posterior draw gets one exact draw of the random effects from
 ``b | y, beta, theta, sigma`` (:mod:`hierlm.estimate.conditional`).  The PyMC model
 and its compiled NUTS step are kept per model shape, so refitting the same design
@@ -153,11 +154,7 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
     {'(Intercept)': 251.0, 'Days': 10.0}
     """
     max_ranef = check_arguments(draws, tune, chains, target_accept, init, ranef_draws)
-    structured = DesignCovariance.of(objective.design).structured
-    if structured and sampler == "nutpie":
-        raise MethodError("sampler='nutpie' does not take structured covariances yet; "
-                          "use sampler='pymc' or 'auto'")
-    which = "pymc" if structured else choose_sampler(sampler)
+    which = choose_sampler(sampler)
     pr = resolve_priors(objective.design, priors)
     s_init, s_pm, s_ranef = np.random.SeedSequence(random_seed).spawn(3)
     starts, scale = (initvals(objective, pr, chains, np.random.default_rng(s_init))
@@ -172,9 +169,7 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
 
         c = compiled(objective, pr)
         kwargs: dict[str, Any] = {"cores": cores or min(chains, os.cpu_count() or 1)}
-        if starts and structured:  # the generic model (nuts_structured), PyMC's own step
-            kwargs.update(initvals=starts, init="adapt_diag", target_accept=target_accept)
-        elif starts:
+        if starts:
             graphs = density_graphs(objective, pr)
             values = data_values(objective, pr)
             points = [graphs.unravel(x) for x in to_unconstrained(graphs, values, starts)]

@@ -24,7 +24,10 @@ chains run in parallel threads with no interpreter lock.
 
 What is compiled depends only on the structure (:func:`_structure_key`): the
 objective's :class:`~hierlm.objective.cholesky.Structure`, whether there are fixed
-effects, and each term's number of coefficients.  The graphs are built from a PyMC
+effects, each term's number of coefficients and, where a term has a structured
+covariance (``ar1``, ``cs``, ``toep``, ``diag``: sampled in its own parameters and
+mapped to theta inside the density, :mod:`hierlm.estimate.nuts_structured`), each
+term's structure.  The graphs are built from a PyMC
 model whose terms are named ``{0}``, ``{1}``, ... and whose fixed-effect length is
 an input (``x`` is split with a symbolic offset), so column names, level counts and
 the number of fixed effects never enter them: a model with new names loads another
@@ -68,6 +71,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from hierlm.covariance.design import DesignCovariance
 from hierlm.estimate.nuts_cfunc import c_functions, user_data
 from hierlm.estimate.nuts_model import _data_values, build_model, generic_dims
 from hierlm.estimate.priors import Priors
@@ -169,9 +173,21 @@ class DensityGraphs:
 def _structure_key(objective: ProfiledObjective) -> tuple:
     """What the compiled density depends on: the objective's structure, whether there
     are fixed effects, and each term's number of coefficients (the prior families are
-    fixed).  Names, level counts and the number of fixed effects are data."""
+    fixed), followed by :func:`covariance_key` where a term is structured.  Names, level
+    counts and the number of fixed effects are data."""
     design = objective.design
-    return (objective.structure, design.p > 0, tuple(t.p for t in design.terms))
+    return (objective.structure, design.p > 0, tuple(t.p for t in design.terms),
+            *covariance_key(design))
+
+
+def covariance_key(design: Any) -> tuple:
+    """Each term's covariance structure (``us``, ``ar1``, ``homcs``, ``hetar1``, ...: the
+    name holds ``hom``/``het``), as a one-element tuple; empty where every term is
+    unstructured, so that those models keep their keys (and their graphs on disk).
+    A structured term's density differs by its structure and ``p`` only: its SDs'
+    prior scales are data, its correlation parameters' ranges follow from ``p``."""
+    cov = DesignCovariance.of(design)
+    return (tuple(c.structure for c in cov.terms),) if cov.structured else ()
 
 
 def _python_thunks() -> Any:

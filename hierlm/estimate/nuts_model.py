@@ -84,8 +84,12 @@ def generic_labels(n_terms: int) -> list[str]:
 def generic_dims(design: ModelDesign) -> dict[str, int]:
     """Lengths of the dimensions of a model built with :func:`generic_labels`."""
     dims = {"coef": design.p}
-    for label, t in zip(generic_labels(len(design.terms)), design.terms, strict=True):
+    covs = DesignCovariance.of(design).terms
+    for label, t, c in zip(generic_labels(len(design.terms)), design.terms, covs, strict=True):
         dims[posterior_name("term", label)] = t.p
+        prior = c.nuts_correlation_prior()  # a structured term's vector of correlations
+        if prior is not None and prior[1] > 1:
+            dims[posterior_name("lag", label)] = prior[1]
     return dims
 
 

@@ -15,7 +15,14 @@ autocorrelations to the lag correlations.  Priors: each SD ``HalfNormal`` with t
 unstructured terms' scale (geometric mean of the columns' scales when homogeneous), each
 correlation parameter ``Uniform`` over its whole valid range.  After sampling, the
 posterior gets ``theta`` from the same map (in numpy) and, for ``toep``, the lag
-correlations ``rho_<group>[<group>_lag]``.
+correlations ``rho_<group>[<group>_lag]``.  The density is compiled once per
+structure like an unstructured model's (:mod:`hierlm.estimate.nuts_compiled` keys it
+by each term's structure and size), so nutpie samples it through the same C entry
+points.  Measured with ``python -m benchmarks.structured_nuts`` (two ``ar1`` models
+with other level counts in one process, 2 chains x 300 draws, 2 shared cores, load
+about 5.5): the second model's fit took 0.88-1.12 s, against 10.4-16.1 s when each
+model compiled PyMC's own density; the first fit in a process (8.0 s, graphs on disk)
+spends most of its time importing nutpie and ArviZ.
 """
 
 from __future__ import annotations

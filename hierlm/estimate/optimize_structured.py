@@ -132,14 +132,14 @@ def optimize_psi(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
 
     def fun(psi: np.ndarray) -> tuple[float, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            theta = cov.theta(psi)
+            theta, J = cov.theta_jacobian(psi)  # one pass, closed forms
         if not np.all(np.isfinite(theta)):
             return 1e300, np.zeros_like(psi)
         f, g, L1, L_R = objective.evaluate(theta, reml)
         trace.append((tuple(float(v) for v in theta), float(f)))
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             return 1e300, np.zeros_like(psi)
-        gpsi = cov.jacobian(psi).T @ g
+        gpsi = J.T @ g
         if f < best["f"]:
             best.update(f=f, psi=psi.copy(), g=gpsi, factor=(L1.copy(), L_R.copy()))
         return float(f), gpsi

@@ -16,8 +16,7 @@ arm effect was 0.535 against a root mean square error of 0.76 (Kenward-Roger's a
 SE 0.644): heterogeneous SDs and rho estimated from 10 subjects make vcov(beta) given
 them too small.  ar1 (two parameters) covered 0.957, 0.967 and 0.92 with 6 subjects.
 
-Profile intervals for rho are not available yet for structured terms (profile raises
-MethodError), so this checks the intervals for beta only.
+The profile intervals for rho are checked in :mod:`tests.covariance.test_coverage_rho`.
 """
 
 from __future__ import annotations

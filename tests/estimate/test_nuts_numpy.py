@@ -165,7 +165,7 @@ def test_posterior_agrees_with_compiled_path(data: pd.DataFrame,
     kw = {"draws": 1000, "tune": 1000, "chains": 4}
     a = _fit(m, monkeypatch, "numpy", random_seed=11, **kw)
     c = _fit(m, monkeypatch, "compiled", random_seed=12, **kw)
-    ta, tc = a.extra["diagnostics"], c.extra["diagnostics"]
+    ta, tc = a.nuts.diagnostics, c.nuts.diagnostics
     assert list(ta.index) == list(tc.index)
     mcse = np.hypot(ta["sd"] / np.sqrt(ta["ess_bulk"]), tc["sd"] / np.sqrt(tc["ess_bulk"]))
     z = (ta["mean"] - tc["mean"]).abs() / mcse

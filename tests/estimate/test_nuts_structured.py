@@ -163,12 +163,6 @@ def test_homogeneous_diag_has_one_sd_and_survives_save_load(tmp_path: Any) -> No
     assert back.method == "NUTS"
 
 
-def test_nutpie_refuses_structured() -> None:
-    df = simulate(np.random.default_rng(0), 1.0, 0.5, 1.0, np.zeros(4), n_sub=5)
-    with pytest.raises(hierlm.errors.MethodError, match="nutpie"):
-        hierlm.fit("y ~ time + ar1(0 + time | g)", df, method="nuts", sampler="nutpie")
-
-
 SBC_PRIORS = {"beta": {n: {"mu": 0.0, "sigma": 1.0}
                        for n in ("(Intercept)", "timet1", "timet2", "timet3")},
               "sigma": {"scale": 1.0, "nu": 3.0}, "sd": {"g": {"scale": 1.0}}}
