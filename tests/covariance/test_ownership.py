@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "hierlm"
+import hierlm
+
+PACKAGE = Path(hierlm.__file__).resolve().parent
 OWNER = "covariance"
 FORBIDDEN_NAMES = {"tril_colmajor", "tril_indices", "triu_indices", "tril_indices_from",
                    "triu_indices_from"}
