@@ -74,6 +74,7 @@ from hierlm.estimate.boundary import (
 )
 from hierlm.estimate.convergence import LME4_TOL, scaled_gradient
 from hierlm.estimate.lbfgsb import minimize_lbfgsb
+from hierlm.estimate.moment_start import moment_theta
 from hierlm.objective.profiled import ProfiledObjective
 
 # ftol, gtol: L-BFGS-B's stopping rules; check_tol: the largest scaled projected-gradient
@@ -83,6 +84,11 @@ DEFAULT_OPTIONS: dict[str, float | int] = {
 }
 # Samples up to this size also get one descent from each term's rank-reduced covariance.
 FACE_CHECK_MAX_NOBS = 10_000
+# Larger samples whose terms are all scalar start from the moment estimate (below), each
+# of its entries at least MIN_START_PHI in the optimizer's units (a zero would be a
+# stationary point of the even criterion).
+MOMENT_START_MIN_NOBS = 10_000
+MIN_START_PHI = 0.05
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,28 @@ def theta_scale(design: ModelDesign) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def default_start(objective: ProfiledObjective, scale: np.ndarray) -> np.ndarray:
+    """The start of the descent when the caller gives none: lme4's identity templates,
+    or, for more than :data:`MOMENT_START_MIN_NOBS` rows and scalar terms only, the
+    moment estimate of :mod:`hierlm.estimate.moment_start` (each entry at least
+    :data:`MIN_START_PHI` in units of ``phi``).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective import compile_objective
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> default_start(compile_objective(d), theta_scale(d)).round(4).tolist()
+    [1.0, 0.0, 0.1873]
+    """
+    design = objective.design
+    if design.nobs > MOMENT_START_MIN_NOBS:
+        moment = moment_theta(design, objective.gram)
+        if moment is not None:
+            return np.maximum(moment / scale, MIN_START_PHI) * scale
+    return theta_start(design) * scale
+
+
 def _check_options(options: dict[str, Any] | None) -> dict[str, Any]:
     if options is not None and not isinstance(options, dict):
         raise MethodError(f"optimizer options must be a dict, got {type(options).__name__}")
@@ -234,7 +262,7 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
     x_start = _check_start(start, lower)
     scale = theta_scale(design)
     if x_start is None:
-        x_start = theta_start(design) * scale
+        x_start = default_start(objective, scale)
     x0 = x_start / scale
     diag = np.flatnonzero(lower == 0.0)
     trace: list[tuple[tuple[float, ...], float]] = []
