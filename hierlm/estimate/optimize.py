@@ -168,26 +168,34 @@ def theta_scale(design: ModelDesign) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def default_start(objective: ProfiledObjective, scale: np.ndarray) -> np.ndarray:
+def default_start(objective: ProfiledObjective, scale: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """The start of the descent when the caller gives none: lme4's identity templates,
     or, for more than :data:`MOMENT_START_MIN_NOBS` rows and scalar terms only, the
     moment estimate of :mod:`hierlm.estimate.moment_start` (each entry at least
-    :data:`MIN_START_PHI` in units of ``phi``).
+    :data:`MIN_START_PHI` in units of ``phi``).  Also returns the units L-BFGS-B runs
+    in, ``phi = u * units``: ones from the identity start; from a moment start ``phi_j``,
+    ``phi_j / sqrt(q_j)`` with ``q_j`` the term's levels (the criterion's curvature in
+    ``theta_j`` near its optimum is about ``2 q_j / theta_j^2`` when the levels are well
+    determined, so these units make the Hessian about ``2 I``).
 
     Examples
     --------
     >>> import hierlm
     >>> from hierlm.objective import compile_objective
     >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
-    >>> default_start(compile_objective(d), theta_scale(d)).round(4).tolist()
-    [1.0, 0.0, 0.1873]
+    >>> start, units = default_start(compile_objective(d), theta_scale(d))
+    >>> start.round(4).tolist(), units.tolist()
+    ([1.0, 0.0, 0.1873], [1.0, 1.0, 1.0])
     """
     design = objective.design
     if design.nobs > MOMENT_START_MIN_NOBS:
         moment = moment_theta(design, objective.gram)
         if moment is not None:
-            return np.maximum(moment / scale, MIN_START_PHI) * scale
-    return theta_start(design) * scale
+            phi = np.maximum(moment / scale, MIN_START_PHI)
+            levels = np.array([t.n_levels for t in design.terms], dtype=float)
+            return phi * scale, phi / np.sqrt(levels)
+    return theta_start(design) * scale, np.ones(len(scale))
 
 
 def _check_options(options: dict[str, Any] | None) -> dict[str, Any]:
@@ -261,8 +269,9 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
     lower = theta_lower(design)
     x_start = _check_start(start, lower)
     scale = theta_scale(design)
+    units = np.ones(len(scale))
     if x_start is None:
-        x_start = default_start(objective, scale)
+        x_start, units = default_start(objective, scale)
     x0 = x_start / scale
     diag = np.flatnonzero(lower == 0.0)
     trace: list[tuple[tuple[float, ...], float]] = []
@@ -299,8 +308,14 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
     lbfgs: dict[str, Any] = {"maxiter": int(opts["maxiter"]), "ftol": float(opts["ftol"]),
                              "gtol": float(opts["gtol"]), "maxls": 50}
 
+    def fun_units(u: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g = fun(u * units)
+        return f, g * units
+
     def run_lbfgs(x_init: np.ndarray) -> str:
-        return minimize_lbfgsb(fun, x_init, **lbfgs)  # minimize()'s loop, bitwise
+        # minimize()'s loop, bitwise; in the units of default_start (phi itself unless
+        # the start is a moment estimate)
+        return minimize_lbfgsb(fun_units, x_init / units, **lbfgs)
 
     def descend(x_init: np.ndarray) -> tuple[str, str, tuple[np.ndarray, float, np.ndarray,
                                                               bool]]:
