@@ -22,7 +22,8 @@ and ``Z_i'M Z_j = C_ij - B_i G^{-1} B_j'`` with ``C_ij = Z_i'Z_j``, ``B_i = Z_i'
     tr(M Q_i) = tr(C_ii) - tr(G^{-1} B_i'B_i),      tr(M) = n - p.
 
 Every piece is a block of the Gram matrix of ``[Z X y - X a]`` that the fit computes
-anyway (:mod:`hierlm.objective.gram`; its ``y`` column is ``e``).  Solving the
+anyway (:mod:`hierlm.objective.gram`); ``Z_i'e = Z_i'(y - X a) - B_i G^{-1} X'(y - X a)``
+whatever the shift ``a`` (``M X = 0``), and ``e'e`` likewise.  Solving the
 ``(K + 1)``-square system gives unbiased ``sigma_j^2`` and ``sigma^2``, and
 ``theta_j = sqrt(max(sigma_j^2, 0) / sigma^2)``.  The estimate is only a start: the
 optimizer then minimizes the exact criterion from it, so the fit's numbers do not
@@ -89,8 +90,12 @@ def moment_theta(design: ModelDesign, gram: GramBlocks) -> np.ndarray | None:
     H = np.zeros((K + 1, K + 1))
     u = np.zeros(K + 1)
     a11 = gram.A11[:, 0, 0]
+    # My = M(y - X a) for any shift a: project out X, whatever a the blocks were centred by
+    Xy = gram.A_RR[gram.q_rest:gram.q_rest + p, -1]
+    GXy = Ginv @ Xy
     for i in range(K):
-        u[i] = float(ze[i] @ ze[i])
+        e_i = ze[i] - B[i] @ GXy if p else ze[i]
+        u[i] = float(e_i @ e_i)
         trC = float(a11.sum()) if i == 0 else float(np.trace(cross[i][:, starts[i - 1]:starts[i]]))
         H[i, K] = H[K, i] = trC - float(np.sum(Ginv * BB[i]))
         for j in range(i, K):
@@ -108,7 +113,7 @@ def moment_theta(design: ModelDesign, gram: GramBlocks) -> np.ndarray | None:
             H[i, j] = H[j, i] = (C2 - 2.0 * float(np.sum(Ginv * BCB.T))
                                  + float(np.sum((Ginv @ BB[i]) * (Ginv @ BB[j]).T)))
     H[K, K] = gram.n - (np.linalg.matrix_rank(G) if p else 0)
-    u[K] = float(gram.A_RR[-1, -1])
+    u[K] = float(gram.A_RR[-1, -1]) - (float(Xy @ GXy) if p else 0.0)
     try:
         s = np.linalg.solve(H, u)
     except np.linalg.LinAlgError:

@@ -71,3 +71,31 @@ def test_moment_theta_recovers_known_truth() -> None:
 def test_moment_theta_declines_vector_terms() -> None:
     d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
     assert moment_theta(d, compute_gram(d)) is None
+
+
+def test_moment_theta_does_not_depend_on_the_blocks_shift() -> None:
+    """Blocks centred by any ``a`` (chunked data sum them so) give the same start."""
+    import dataclasses
+
+    data = _crossed(np.random.default_rng(2), 240, (0.8, 0.5, 0.3))
+    design = hierlm.build_design("y ~ x + (1 | g) + (1 | h)", data)
+    gram = compute_gram(design)
+    # the same blocks, but of y - X (a + shift) instead of the least-squares residual
+    a = np.array([0.7, -0.4])
+    qr, p = gram.q_rest, gram.p
+    XtX = gram.A_RR[qr:qr + p, qr:qr + p]
+    A = gram.A_RR.copy()
+    A[:, -1] = gram.A_RR[:, -1] - gram.A_RR[:, qr:qr + p] @ a
+    A[-1, :] = A[:, -1]
+    A[-1, -1] = gram.A_RR[-1, -1] + a @ XtX @ a  # X'e = 0 for the least-squares e
+    nz_val = gram.nz_val.copy()
+    y_row = gram.nz_row == gram.m - 1
+    x_nz = {r: gram.nz_row == r for r in range(qr, qr + p)}
+    for k in range(gram.A11.shape[0]):
+        sel = gram.nz_level == k
+        shift = sum(a[r - qr] * nz_val[sel & x_nz[r], 0].sum() for r in range(qr, qr + p))
+        nz_val[sel & y_row, 0] -= shift
+    moved = dataclasses.replace(gram, A_RR=A, nz_val=nz_val)
+    np.testing.assert_allclose(moment_theta(design, moved), moment_theta(design, gram),
+                               rtol=1e-9)
+    np.testing.assert_allclose(moment_theta(design, gram), _brute_force(design), rtol=1e-9)
