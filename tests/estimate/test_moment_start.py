@@ -99,3 +99,45 @@ def test_moment_theta_does_not_depend_on_the_blocks_shift() -> None:
     np.testing.assert_allclose(moment_theta(design, moved), moment_theta(design, gram),
                                rtol=1e-9)
     np.testing.assert_allclose(moment_theta(design, gram), _brute_force(design), rtol=1e-9)
+
+
+def _large(seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(100 + seed)
+    n, ng, nh, nk = 12_000, 400, 30, 6
+    g, h, k = rng.integers(0, ng, n), rng.integers(0, nh, n), rng.integers(0, nk, n)
+    x = rng.normal(size=n)
+    sd = rng.choice([0.0, 0.0, 0.05, 0.3, 1.0], size=3)
+    y = (0.5 * x + sd[0] * rng.normal(size=ng)[g] + sd[1] * rng.normal(size=nh)[h]
+         + sd[2] * rng.normal(size=nk)[k] * x + rng.normal(size=n))
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g], "h": [f"h{i}" for i in h],
+                         "k": [f"k{i}" for i in k]})
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_default_fit_from_the_moment_start_reaches_best_of_starts(seed: int) -> None:
+    """Above 10,000 rows the fit starts from the moment estimate (and runs in the units of
+    its curvature): its criterion is the lowest that random starts find, and a boundary
+    optimum is still flagged singular."""
+    import warnings
+
+    from hierlm.estimate.optimize import MOMENT_START_MIN_NOBS, theta_scale
+
+    data = _large(seed)
+    model = hierlm.Model("y ~ x + (1 | g) + (1 | h) + (0 + x | k)", data)
+    assert model.design.nobs > MOMENT_START_MIN_NOBS
+    moment = moment_theta(model.design, model.objective.gram)
+    assert moment is not None
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for method in ("reml", "ml"):
+            res = model.fit(method)
+            start = np.maximum(moment / theta_scale(model.design), 0.05) * theta_scale(
+                model.design)
+            np.testing.assert_allclose(res.optimizer["trace"][0][:-1], start)
+            others = [model.fit(method, start=rng.uniform(0.05, 2.0, size=3)) for _ in range(4)]
+            best = min(others, key=lambda r: r.objective)
+            assert res.objective <= best.objective + 1e-6 * abs(best.objective)
+            assert res.converged
+            if best.is_singular and best.objective <= res.objective + 1e-6:
+                assert res.is_singular
