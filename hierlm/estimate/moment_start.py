@@ -114,10 +114,9 @@ def moment_theta(design: ModelDesign, gram: GramBlocks) -> np.ndarray | None:
                                  + float(np.sum((Ginv @ BB[i]) * (Ginv @ BB[j]).T)))
     H[K, K] = gram.n - (np.linalg.matrix_rank(G) if p else 0)
     u[K] = float(gram.A_RR[-1, -1]) - (float(Xy @ GXy) if p else 0.0)
-    try:
-        s = np.linalg.solve(H, u)
-    except np.linalg.LinAlgError:
-        return None
+    if not np.all(np.isfinite(H)) or np.linalg.cond(H) > 1e12:
+        return None  # terms the moments cannot tell apart (e.g. the same Z twice)
+    s = np.linalg.solve(H, u)
     if not np.all(np.isfinite(s)) or not s[K] > 0:
         return None
     return np.sqrt(np.maximum(s[:K], 0.0) / s[K])

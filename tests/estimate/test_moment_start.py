@@ -73,6 +73,12 @@ def test_moment_theta_declines_vector_terms() -> None:
     assert moment_theta(d, compute_gram(d)) is None
 
 
+def test_moment_theta_declines_terms_it_cannot_tell_apart() -> None:
+    data = _crossed(np.random.default_rng(3), 240, (0.8, 0.5, 0.3))
+    d = hierlm.build_design("y ~ x + (1 | g) + (1 | g2)", data.assign(g2=data["g"]))
+    assert moment_theta(d, compute_gram(d)) is None
+
+
 def test_moment_theta_does_not_depend_on_the_blocks_shift() -> None:
     """Blocks centred by any ``a`` (chunked data sum them so) give the same start."""
     import dataclasses
