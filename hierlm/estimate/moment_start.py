@@ -1,4 +1,5 @@
-"""A moment estimate of theta for models whose random-effect terms are all scalar.
+"""The optimizer's default start, and a moment estimate of theta for models whose
+random-effect terms are all scalar (the start of large such models, :func:`default_start`).
 
 The optimizer's default start is lme4's identity template.  On large crossed designs
 the criterion is steep in the terms with many levels and flat in those with few, and
@@ -35,8 +36,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from hierlm.covariance.layout import theta_start
 from hierlm.design.terms import ModelDesign
 from hierlm.objective.gram import GramBlocks
+from hierlm.objective.profiled import ProfiledObjective
+
+#: Samples of more rows than this whose terms are all scalar start from the moment
+#: estimate (:func:`default_start`), each entry at least MIN_START_PHI in the optimizer's
+#: units (a zero would be a stationary point of the even criterion).
+MOMENT_START_MIN_NOBS = 10_000
+MIN_START_PHI = 0.05
 
 
 def _blocks(design: ModelDesign, gram: GramBlocks) -> tuple[list, list, list, np.ndarray]:
@@ -120,3 +129,34 @@ def moment_theta(design: ModelDesign, gram: GramBlocks) -> np.ndarray | None:
     if not np.all(np.isfinite(s)) or not s[K] > 0:
         return None
     return np.sqrt(np.maximum(s[:K], 0.0) / s[K])
+
+
+def default_start(objective: ProfiledObjective, scale: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The start of the descent when the caller gives none: lme4's identity templates,
+    or, for more than :data:`MOMENT_START_MIN_NOBS` rows and scalar terms only, the
+    moment estimate of :mod:`hierlm.estimate.moment_start` (each entry at least
+    :data:`MIN_START_PHI` in units of ``phi``).  Also returns the units L-BFGS-B runs
+    in, ``phi = u * units``: ones from the identity start; from a moment start ``phi_j``,
+    ``phi_j / sqrt(q_j)`` with ``q_j`` the term's levels (the criterion's curvature in
+    ``theta_j`` near its optimum is about ``2 q_j / theta_j^2`` when the levels are well
+    determined, so these units make the Hessian about ``2 I``).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.estimate.optimize import theta_scale
+    >>> from hierlm.objective import compile_objective
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> start, units = default_start(compile_objective(d), theta_scale(d))
+    >>> start.round(4).tolist(), units.tolist()
+    ([1.0, 0.0, 0.1873], [1.0, 1.0, 1.0])
+    """
+    design = objective.design
+    if design.nobs > MOMENT_START_MIN_NOBS:
+        moment = moment_theta(design, objective.gram)
+        if moment is not None:
+            phi = np.maximum(moment / scale, MIN_START_PHI)
+            levels = np.array([t.n_levels for t in design.terms], dtype=float)
+            return phi * scale, phi / np.sqrt(levels)
+    return theta_start(design) * scale, np.ones(len(scale))

@@ -45,7 +45,7 @@ Rescaling a predictor then leaves the optimizer's path unchanged (``x ~ 1e5`` or
 ``1e-5`` fit like ``x ~ 1``); the start is the identity template in ``phi`` (lme4's
 identity start for unit-scale columns).
 
-Large samples (more than ``MOMENT_START_MIN_NOBS`` rows) whose terms are all scalar
+Large samples (more than ``moment_start.MOMENT_START_MIN_NOBS`` rows) whose terms are all scalar
 start instead from the moment estimate of :mod:`hierlm.estimate.moment_start`, and
 L-BFGS-B runs in units ``phi_j / (phi0_j / sqrt(q_j))`` (``phi0``: that start, ``q_j``:
 the term's levels), where the criterion's Hessian is about ``2 I``
@@ -73,7 +73,6 @@ import scipy.optimize
 from hierlm.covariance.design import column_rms
 from hierlm.covariance.layout import (
     theta_lower,
-    theta_start,
     tril_colmajor,
 )
 from hierlm.covariance.parameters import parameter_names
@@ -89,7 +88,7 @@ from hierlm.estimate.boundary import (
 )
 from hierlm.estimate.convergence import LME4_TOL, scaled_gradient
 from hierlm.estimate.lbfgsb import minimize_lbfgsb
-from hierlm.estimate.moment_start import moment_theta
+from hierlm.estimate.moment_start import default_start
 from hierlm.objective.profiled import ProfiledObjective
 
 # ftol, gtol: L-BFGS-B's stopping rules; check_tol: the largest scaled projected-gradient
@@ -99,11 +98,6 @@ DEFAULT_OPTIONS: dict[str, float | int] = {
 }
 # Samples up to this size also get one descent from each term's rank-reduced covariance.
 FACE_CHECK_MAX_NOBS = 10_000
-# Larger samples whose terms are all scalar start from the moment estimate (below), each
-# of its entries at least MIN_START_PHI in the optimizer's units (a zero would be a
-# stationary point of the even criterion).
-MOMENT_START_MIN_NOBS = 10_000
-MIN_START_PHI = 0.05
 
 
 @dataclass(frozen=True)
@@ -181,36 +175,6 @@ def theta_scale(design: ModelDesign) -> np.ndarray:
         rows, _ = tril_colmajor(term.p)
         parts.append(1.0 / rms[rows])
     return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def default_start(objective: ProfiledObjective, scale: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The start of the descent when the caller gives none: lme4's identity templates,
-    or, for more than :data:`MOMENT_START_MIN_NOBS` rows and scalar terms only, the
-    moment estimate of :mod:`hierlm.estimate.moment_start` (each entry at least
-    :data:`MIN_START_PHI` in units of ``phi``).  Also returns the units L-BFGS-B runs
-    in, ``phi = u * units``: ones from the identity start; from a moment start ``phi_j``,
-    ``phi_j / sqrt(q_j)`` with ``q_j`` the term's levels (the criterion's curvature in
-    ``theta_j`` near its optimum is about ``2 q_j / theta_j^2`` when the levels are well
-    determined, so these units make the Hessian about ``2 I``).
-
-    Examples
-    --------
-    >>> import hierlm
-    >>> from hierlm.objective import compile_objective
-    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
-    >>> start, units = default_start(compile_objective(d), theta_scale(d))
-    >>> start.round(4).tolist(), units.tolist()
-    ([1.0, 0.0, 0.1873], [1.0, 1.0, 1.0])
-    """
-    design = objective.design
-    if design.nobs > MOMENT_START_MIN_NOBS:
-        moment = moment_theta(design, objective.gram)
-        if moment is not None:
-            phi = np.maximum(moment / scale, MIN_START_PHI)
-            levels = np.array([t.n_levels for t in design.terms], dtype=float)
-            return phi * scale, phi / np.sqrt(levels)
-    return theta_start(design) * scale, np.ones(len(scale))
 
 
 def _check_options(options: dict[str, Any] | None) -> dict[str, Any]:

@@ -126,7 +126,8 @@ def test_default_fit_from_the_moment_start_reaches_best_of_starts(seed: int) -> 
     optimum is still flagged singular."""
     import warnings
 
-    from hierlm.estimate.optimize import MOMENT_START_MIN_NOBS, theta_scale
+    from hierlm.estimate.moment_start import MOMENT_START_MIN_NOBS
+    from hierlm.estimate.optimize import theta_scale
 
     data = _large(seed)
     model = hierlm.Model("y ~ x + (1 | g) + (1 | h) + (0 + x | k)", data)
