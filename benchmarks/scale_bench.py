@@ -119,6 +119,8 @@ def fit_from(folder: Path, workers: int, worker_memory: str, formula: str = FORM
     """Fit from the files; seconds of each pass, of the fit, and peak RSS of this process."""
     import hierlm  # noqa: F401  (import time is not the fit's)
     from hierlm.estimate.frequentist import fit_profiled
+    from hierlm.heap import gc_paused, large_temporaries_reused
+    from hierlm.inference.blas import one_blas_thread
     from hierlm.objective.gram_sources import design_and_gram_out_of_core
     from hierlm.objective.profiled import compile_objective
 
@@ -143,7 +145,11 @@ def fit_from(folder: Path, workers: int, worker_memory: str, formula: str = FORM
                                                             timings.items()},
                           "peak_rss_after_passes_mb": round(rss_passes, 1)}),
               file=sys.stderr, flush=True)  # so that a fit stopped early still tells them
-        res = fit_profiled(compile_objective(design, gram), reml=True)
+        # as hierlm.fit runs it: one BLAS thread (OpenBLAS's two threads spin-wait on 2
+        # busy cores: 76% of a 10M-row evaluation's samples in exec_blas and
+        # blas_thread_server, 15% in dgemm), freed temporaries reused, collector paused
+        with gc_paused(), one_blas_thread(), large_temporaries_reused(gram.m):
+            res = fit_profiled(compile_objective(design, gram), reml=True)
         t2 = time.perf_counter()
         load1 = os.getloadavg()[0]
         workers_mb = ([round(v, 1) for v in client.run(_worker_peak_mb).values()]
