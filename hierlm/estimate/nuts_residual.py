@@ -26,9 +26,13 @@ Gram blocks.  Those are formed inside the PyTensor graph as the class-weighted s
 the constant class Gram matrices of :mod:`hierlm.objective.residual_classes`,
 ``sum_c alpha_c^2 G1_c - alpha_c beta_c (G2_c + G2_c') + beta_c^2 G3_c``, with that
 module's ``alpha_c``, ``beta_c`` and ``log|R0| = sum_c n_c (2 log s_c + log(1 - a_c^2))``;
-for ``cs`` the sums of :mod:`hierlm.objective.residual_cs_classes`.
-Models the class path does not take (``car1`` with many distinct gaps, prior weights,
-numeric ``sigma=`` columns with many values) raise :class:`MethodError`.
+for ``cs`` the sums of :mod:`hierlm.objective.residual_cs_classes`.  With more than
+:data:`~hierlm.objective.residual_classes.MAX_CLASSES` classes (``car1`` with real
+times, a numeric ``sigma=`` column) the class matrices are sparse, ``O(n w^2)`` entries
+for ``w`` stored entries per row of ``[Z X y]``, and the sum is one sparse-by-dense
+product (``pytensor.sparse.structured_dot``, differentiated in the dense weights).
+Prior weights, and ``cs`` with many (group size, SD level) classes, raise
+:class:`MethodError`.
 
 The names are those of the REML/ML fit's DataTree (:mod:`hierlm.results.residual_datatree`).
 After sampling, :class:`ResidualPosterior` holds the draws of ``(phi, delta)``: the
@@ -44,7 +48,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytensor.sparse as ps
 import pytensor.tensor as pt
+import scipy.sparse as sp
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.names import posterior_name
@@ -109,6 +115,11 @@ def correlation_range(rd: ResidualDesign) -> tuple[float, float]:
 def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram | CSClassGram:
     """The class Gram matrices NUTS needs, or a :class:`MethodError` naming why not.
 
+    ``ar1`` / ``car1`` / ``sigma=`` alone take any number of row classes (sparse class
+    matrices above :data:`~hierlm.objective.residual_classes.MAX_CLASSES`, as with real
+    ``car1`` times or a numeric ``sigma=`` column); ``cs`` with too many (group size,
+    SD level) classes and prior weights are refused.
+
     Examples
     --------
     >>> import hierlm
@@ -118,6 +129,8 @@ def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram | CSC
     >>> residual_classes(des, build_residual("ar1(Days | Subject)", None, d, des)).count.tolist()
     [18.0, 162.0]
     >>> d["x"] = np.random.default_rng(0).uniform(size=len(d))  # an SD level per row
+    >>> residual_classes(des, build_residual("car1(Days | Subject)", "~ x", d, des)).sparse
+    True
     >>> try:
     ...     residual_classes(des, build_residual("cs(1 | Subject)", "~ x", d, des))
     ... except hierlm.MethodError as e:
@@ -128,12 +141,11 @@ def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram | CSC
         raise MethodError("method='nuts' does not take prior weights with residual= or "
                           "sigma= yet; fit by 'reml' or 'ml'")
     cg = (cs_class_gram(design, rd) if rd.spec is not None and rd.spec.kind == "cs"
-          else class_gram(design, rd))
+          else class_gram(design, rd, storage="any"))
     if cg is None:
-        raise MethodError("method='nuts' takes residual= / sigma= only where the rows fall "
-                          "in few classes (ar1 on integer visits, car1 with few distinct "
-                          "gaps, cs, sigma= by factors); this model does not yet: fit by "
-                          "'reml' or 'ml'")
+        raise MethodError("method='nuts' takes cs(...) only where the rows fall in few "
+                          "classes (group sizes by sigma= levels; a numeric sigma= column "
+                          "with many values gives too many): fit by 'reml' or 'ml'")
     return cg
 
 
@@ -187,8 +199,13 @@ def class_gram_tensor(cg: ClassGram, phi: Any, delta: Any) -> tuple[list[Any], A
     beta = a / (s_p * root)
     c2 = (1.0 - first) * alpha * beta
     c3 = (1.0 - first) * beta**2
-    values = (pt.dot(alpha**2, pt.constant(cg.D1)) - pt.dot(c2, pt.constant(cg.D2))
-              + pt.dot(c3, pt.constant(cg.D3)))
+    if cg.sparse:  # many classes: one sparse (nnz x 3C) product, gradient to the weights
+        D = sp.vstack([cg.D1, cg.D2, cg.D3]).T.tocsr()
+        w = pt.concatenate([alpha**2, -c2, c3])
+        values = ps.structured_dot(ps.as_sparse_variable(D), w[:, None])[:, 0]
+    else:
+        values = (pt.dot(alpha**2, pt.constant(cg.D1)) - pt.dot(c2, pt.constant(cg.D2))
+                  + pt.dot(c3, pt.constant(cg.D3)))
     logdet = (pt.constant(cg.count) * (2.0 * pt.log(s_i) + pt.log(one_minus))).sum()
     out = _filled(cg.layout, values)
     return out, logdet
