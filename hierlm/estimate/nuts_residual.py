@@ -158,8 +158,15 @@ def _filled(layout: Any, values: Any) -> list[Any]:
     dense = pt.set_subtensor(pt.zeros(t.A_R1_dense.size)[layout.dense[0]],
                              values[layout.dense[1]])
     rr = pt.set_subtensor(pt.zeros(t.A_RR.size)[layout.rr[0]], values[layout.rr[1]])
-    filled = {"A11": A11, "nz_val": nz.reshape(t.nz_val.shape),
-              "A_R1_dense": dense.reshape(t.A_R1_dense.shape),
+    if t.dense_r1:
+        dense = dense.reshape(t.A_R1_dense.shape)
+    else:  # the smooth graph reads A_R1 densely: scatter the per-level nonzeros
+        p1 = t.A11.shape[1]
+        rows = np.repeat(t.nz_row, p1)
+        cols = (t.nz_level[:, None] * p1 + np.arange(p1)[None, :]).ravel()
+        dense = pt.set_subtensor(pt.zeros((t.m, t.A11.shape[0] * p1))[rows, cols],
+                                 nz.reshape((-1,)))
+    filled = {"A11": A11, "nz_val": nz.reshape(t.nz_val.shape), "A_R1_dense": dense,
               "A_RR": rr.reshape(t.A_RR.shape)}
     consts = gram_values(t)
     return [filled.get(name, pt.constant(v))
@@ -259,7 +266,9 @@ def build_residual_model(design: ModelDesign, rd: ResidualDesign,
         vals, logdet = (cs_gram_tensor(cg, phi, delta) if isinstance(cg, CSClassGram)
                         else class_gram_tensor(cg, phi, delta))
         g = GramVars(*vals)
-        f = blocked_cholesky(theta, g, structure)
+        # PyTensor's own Ops: the Gram blocks depend on (phi, delta), and the fused
+        # Ops' gradients reach theta only, so NUTS would not take phi and delta
+        f = blocked_cholesky(theta, g, structure, smooth=True)
         dev = unprofiled_deviance(f, g, beta, sigma, pt.constant(float(design.nobs)))
         pm.Potential("loglik", -0.5 * (dev + logdet))
     return model
