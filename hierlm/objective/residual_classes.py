@@ -19,8 +19,15 @@ three sparse Gram matrices per class computed once.  Equally spaced AR(1) has tw
 classes (the issue's ``(I + phi^2 D - phi (L + L')) / (1 - phi^2)``); a ``sigma=``
 factor multiplies them by its levels.  Each evaluation sums ``3 C`` sparse matrices of
 the size of the Gram matrix and splits the sum into blocks: no pass over the rows.
-Models with more than :data:`MAX_CLASSES` classes (real times, numeric ``sigma=``
-columns), prior weights, or compound symmetry are whitened row by row instead.
+
+Storage: ``D1``-``D3`` hold class ``c``'s ``G1_c``, ``G2_c + G2_c'``, ``G3_c`` on the
+union sparsity pattern as row ``c`` of a ``(C, nnz)`` array, dense up to
+:data:`MAX_CLASSES` classes.  Above it (real ``car1`` times, numeric ``sigma=``
+columns: up to one class per row) they are SciPy sparse matrices built from the rows'
+outer products directly, ``O(n w^2)`` entries for ``w`` stored entries per row of
+``[Z X y]``; NUTS uses them (``storage="any"``).  REML/ML whiten such models row by
+row (:mod:`hierlm.objective.residual_gram`), as they do prior weights; compound
+symmetry has its own classes (:mod:`hierlm.objective.residual_cs_classes`).
 """
 
 from __future__ import annotations
