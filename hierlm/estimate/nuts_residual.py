@@ -135,7 +135,7 @@ def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram | CSC
     ...     residual_classes(des, build_residual("cs(1 | Subject)", "~ x", d, des))
     ... except hierlm.MethodError as e:
     ...     print(e)  # doctest: +ELLIPSIS
-    method='nuts' takes residual= / sigma= only where the rows fall in few classes ...
+    method='nuts' takes cs(...) only where the rows fall in few classes ...
     """
     if design.weights is not None:
         raise MethodError("method='nuts' does not take prior weights with residual= or "
