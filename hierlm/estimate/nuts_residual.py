@@ -26,9 +26,13 @@ Gram blocks.  Those are formed inside the PyTensor graph as the class-weighted s
 the constant class Gram matrices of :mod:`hierlm.objective.residual_classes`,
 ``sum_c alpha_c^2 G1_c - alpha_c beta_c (G2_c + G2_c') + beta_c^2 G3_c``, with that
 module's ``alpha_c``, ``beta_c`` and ``log|R0| = sum_c n_c (2 log s_c + log(1 - a_c^2))``;
-for ``cs`` the sums of :mod:`hierlm.objective.residual_cs_classes`.
-Models the class path does not take (``car1`` with many distinct gaps, prior weights,
-numeric ``sigma=`` columns with many values) raise :class:`MethodError`.
+for ``cs`` the sums of :mod:`hierlm.objective.residual_cs_classes`.  With more than
+:data:`~hierlm.objective.residual_classes.MAX_CLASSES` classes (``car1`` with real
+times, a numeric ``sigma=`` column) the class matrices are sparse, ``O(n w^2)`` entries
+for ``w`` stored entries per row of ``[Z X y]``, and the sum is one sparse-by-dense
+product (``pytensor.sparse.structured_dot``, differentiated in the dense weights).
+Prior weights, and ``cs`` with many (group size, SD level) classes, raise
+:class:`MethodError`.
 
 The names are those of the REML/ML fit's DataTree (:mod:`hierlm.results.residual_datatree`).
 After sampling, :class:`ResidualPosterior` holds the draws of ``(phi, delta)``: the
@@ -44,7 +48,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytensor.sparse as ps
 import pytensor.tensor as pt
+import scipy.sparse as sp
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.names import posterior_name
@@ -109,6 +115,11 @@ def correlation_range(rd: ResidualDesign) -> tuple[float, float]:
 def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram | CSClassGram:
     """The class Gram matrices NUTS needs, or a :class:`MethodError` naming why not.
 
+    ``ar1`` / ``car1`` / ``sigma=`` alone take any number of row classes (sparse class
+    matrices above :data:`~hierlm.objective.residual_classes.MAX_CLASSES`, as with real
+    ``car1`` times or a numeric ``sigma=`` column); ``cs`` with too many (group size,
+    SD level) classes and prior weights are refused.
+
     Examples
     --------
     >>> import hierlm
@@ -118,22 +129,23 @@ def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram | CSC
     >>> residual_classes(des, build_residual("ar1(Days | Subject)", None, d, des)).count.tolist()
     [18.0, 162.0]
     >>> d["x"] = np.random.default_rng(0).uniform(size=len(d))  # an SD level per row
+    >>> residual_classes(des, build_residual("car1(Days | Subject)", "~ x", d, des)).sparse
+    True
     >>> try:
     ...     residual_classes(des, build_residual("cs(1 | Subject)", "~ x", d, des))
     ... except hierlm.MethodError as e:
     ...     print(e)  # doctest: +ELLIPSIS
-    method='nuts' takes residual= / sigma= only where the rows fall in few classes ...
+    method='nuts' takes cs(...) only where the rows fall in few classes ...
     """
     if design.weights is not None:
         raise MethodError("method='nuts' does not take prior weights with residual= or "
                           "sigma= yet; fit by 'reml' or 'ml'")
     cg = (cs_class_gram(design, rd) if rd.spec is not None and rd.spec.kind == "cs"
-          else class_gram(design, rd))
+          else class_gram(design, rd, storage="any"))
     if cg is None:
-        raise MethodError("method='nuts' takes residual= / sigma= only where the rows fall "
-                          "in few classes (ar1 on integer visits, car1 with few distinct "
-                          "gaps, cs, sigma= by factors); this model does not yet: fit by "
-                          "'reml' or 'ml'")
+        raise MethodError("method='nuts' takes cs(...) only where the rows fall in few "
+                          "classes (group sizes by sigma= levels; a numeric sigma= column "
+                          "with many values gives too many): fit by 'reml' or 'ml'")
     return cg
 
 
@@ -146,8 +158,15 @@ def _filled(layout: Any, values: Any) -> list[Any]:
     dense = pt.set_subtensor(pt.zeros(t.A_R1_dense.size)[layout.dense[0]],
                              values[layout.dense[1]])
     rr = pt.set_subtensor(pt.zeros(t.A_RR.size)[layout.rr[0]], values[layout.rr[1]])
-    filled = {"A11": A11, "nz_val": nz.reshape(t.nz_val.shape),
-              "A_R1_dense": dense.reshape(t.A_R1_dense.shape),
+    if t.dense_r1:
+        dense = dense.reshape(t.A_R1_dense.shape)
+    else:  # the smooth graph reads A_R1 densely: scatter the per-level nonzeros
+        p1 = t.A11.shape[1]
+        rows = np.repeat(t.nz_row, p1)
+        cols = (t.nz_level[:, None] * p1 + np.arange(p1)[None, :]).ravel()
+        dense = pt.set_subtensor(pt.zeros((t.m, t.A11.shape[0] * p1))[rows, cols],
+                                 nz.reshape((-1,)))
+    filled = {"A11": A11, "nz_val": nz.reshape(t.nz_val.shape), "A_R1_dense": dense,
               "A_RR": rr.reshape(t.A_RR.shape)}
     consts = gram_values(t)
     return [filled.get(name, pt.constant(v))
@@ -187,8 +206,13 @@ def class_gram_tensor(cg: ClassGram, phi: Any, delta: Any) -> tuple[list[Any], A
     beta = a / (s_p * root)
     c2 = (1.0 - first) * alpha * beta
     c3 = (1.0 - first) * beta**2
-    values = (pt.dot(alpha**2, pt.constant(cg.D1)) - pt.dot(c2, pt.constant(cg.D2))
-              + pt.dot(c3, pt.constant(cg.D3)))
+    if cg.sparse:  # many classes: one sparse (nnz x 3C) product, gradient to the weights
+        D = sp.vstack([cg.D1, cg.D2, cg.D3]).T.tocsr()
+        w = pt.concatenate([alpha**2, -c2, c3])
+        values = ps.structured_dot(ps.as_sparse_variable(D), w[:, None])[:, 0]
+    else:
+        values = (pt.dot(alpha**2, pt.constant(cg.D1)) - pt.dot(c2, pt.constant(cg.D2))
+                  + pt.dot(c3, pt.constant(cg.D3)))
     logdet = (pt.constant(cg.count) * (2.0 * pt.log(s_i) + pt.log(one_minus))).sum()
     out = _filled(cg.layout, values)
     return out, logdet
@@ -242,7 +266,9 @@ def build_residual_model(design: ModelDesign, rd: ResidualDesign,
         vals, logdet = (cs_gram_tensor(cg, phi, delta) if isinstance(cg, CSClassGram)
                         else class_gram_tensor(cg, phi, delta))
         g = GramVars(*vals)
-        f = blocked_cholesky(theta, g, structure)
+        # PyTensor's own Ops: the Gram blocks depend on (phi, delta), and the fused
+        # Ops' gradients reach theta only, so NUTS would not take phi and delta
+        f = blocked_cholesky(theta, g, structure, smooth=True)
         dev = unprofiled_deviance(f, g, beta, sigma, pt.constant(float(design.nobs)))
         pm.Potential("loglik", -0.5 * (dev + logdet))
     return model

@@ -101,9 +101,10 @@ def sample_with_residual(objective: ProfiledObjective, rd: ResidualDesign, *,
     Raises
     ------
     MethodError
-        For a structure NUTS does not take (rows in too many classes, as ``car1`` with
-        many distinct gaps; prior weights), ``sampler="nutpie"``, or a bad sampler
-        argument.
+        For a structure NUTS does not take (``cs`` with rows in too many classes, as
+        with a numeric ``sigma=`` column; prior weights), ``sampler="nutpie"``, or a
+        bad sampler argument.  ``ar1`` / ``car1`` (real times included) and ``sigma=``
+        alone take any number of row classes.
 
     Examples
     --------

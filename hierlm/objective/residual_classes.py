@@ -19,8 +19,15 @@ three sparse Gram matrices per class computed once.  Equally spaced AR(1) has tw
 classes (the issue's ``(I + phi^2 D - phi (L + L')) / (1 - phi^2)``); a ``sigma=``
 factor multiplies them by its levels.  Each evaluation sums ``3 C`` sparse matrices of
 the size of the Gram matrix and splits the sum into blocks: no pass over the rows.
-Models with more than :data:`MAX_CLASSES` classes (real times, numeric ``sigma=``
-columns), prior weights, or compound symmetry are whitened row by row instead.
+
+Storage: ``D1``-``D3`` hold class ``c``'s ``G1_c``, ``G2_c + G2_c'``, ``G3_c`` on the
+union sparsity pattern as row ``c`` of a ``(C, nnz)`` array, dense up to
+:data:`MAX_CLASSES` classes.  Above it (real ``car1`` times, numeric ``sigma=``
+columns: up to one class per row) they are SciPy sparse matrices built from the rows'
+outer products directly, ``O(n w^2)`` entries for ``w`` stored entries per row of
+``[Z X y]``; NUTS uses them (``storage="any"``).  REML/ML whiten such models row by
+row (:mod:`hierlm.objective.residual_gram`), as they do prior weights; compound
+symmetry has its own classes (:mod:`hierlm.objective.residual_cs_classes`).
 """
 
 from __future__ import annotations
@@ -49,13 +56,19 @@ class ClassGram:
     v_prev: np.ndarray  # (C, k) v of its predecessor
     gap: np.ndarray  # (C,)
     count: np.ndarray  # (C,) rows in the class
-    D1: np.ndarray  # (C, nnz) G1_c's entries on the union pattern
-    D2: np.ndarray  # (C, nnz) G2_c + G2_c'
-    D3: np.ndarray  # (C, nnz) G3_c
+    D1: np.ndarray | sp.csr_matrix  # (C, nnz) G1_c's entries on the union pattern
+    D2: np.ndarray | sp.csr_matrix  # (C, nnz) G2_c + G2_c'
+    D3: np.ndarray | sp.csr_matrix  # (C, nnz) G3_c
     layout: _Layout
 
-    def gram(self, rho: float, delta: np.ndarray) -> tuple[GramBlocks, float]:
-        """Gram blocks of the whitened design and ``log|R0|`` at ``(rho, delta)``."""
+    @property
+    def sparse(self) -> bool:
+        """Whether ``D1``-``D3`` are SciPy sparse matrices (many classes)."""
+        return sp.issparse(self.D1)
+
+    def values(self, rho: float, delta: np.ndarray) -> tuple[np.ndarray, float]:
+        """The whitened Gram matrix's entries on the union pattern (at
+        ``layout.entries``) and ``log|R0|`` at ``(rho, delta)``."""
         delta = np.asarray(delta, dtype=float)
         s_i = np.exp(self.v_row @ delta) if delta.size else np.ones(len(self.first))
         s_p = np.exp(self.v_prev @ delta) if delta.size else np.ones(len(self.first))
@@ -65,8 +78,16 @@ class ClassGram:
         beta = a / (s_p * root)
         c2 = np.where(self.first, 0.0, alpha * beta)
         c3 = np.where(self.first, 0.0, beta**2)
-        values = alpha**2 @ self.D1 - c2 @ self.D2 + c3 @ self.D3
+        if sp.issparse(self.D1):
+            values = self.D1.T @ alpha**2 - self.D2.T @ c2 + self.D3.T @ c3
+        else:
+            values = alpha**2 @ self.D1 - c2 @ self.D2 + c3 @ self.D3
         logdet = float((self.count * (2.0 * np.log(s_i) + np.log(root * root))).sum())
+        return values, logdet
+
+    def gram(self, rho: float, delta: np.ndarray) -> tuple[GramBlocks, float]:
+        """Gram blocks of the whitened design and ``log|R0|`` at ``(rho, delta)``."""
+        values, logdet = self.values(rho, delta)
         return self.layout.fill(values), logdet
 
 
@@ -79,6 +100,7 @@ class _Layout:
     """
 
     template: GramBlocks
+    entries: tuple[np.ndarray, np.ndarray]  # row, column of each entry in [Z X y]'[Z X y]
     a11: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # entry, level, a, b
     nz: tuple[np.ndarray, np.ndarray]  # flat nz_val slot, entry
     dense: tuple[np.ndarray, np.ndarray]  # flat A_R1_dense slot, entry
@@ -123,7 +145,7 @@ def _layout(design: ModelDesign, pattern: sp.coo_matrix, q1: int, beta_offset: n
     dense_flat = ids.A_R1_dense.ravel()
     keep = dense_flat > 0
     dense = (np.flatnonzero(keep), (dense_flat[keep] - 1).astype(np.int64))
-    return _Layout(template=ids, a11=a11, nz=nz, dense=dense, rr=rr)
+    return _Layout(template=ids, entries=(row, col), a11=a11, nz=nz, dense=dense, rr=rr)
 
 
 def _on_pattern(X: sp.spmatrix, keys: np.ndarray, n_cols: int) -> np.ndarray:
@@ -135,8 +157,44 @@ def _on_pattern(X: sp.spmatrix, keys: np.ndarray, n_cols: int) -> np.ndarray:
     return out
 
 
-def class_gram(design: ModelDesign, rd: ResidualDesign) -> ClassGram | None:
+def _row_classes(rd: ResidualDesign) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct class keys (first, v id, predecessor's v id, gap) and each row's class."""
+    has = rd.prev >= 0
+    _, v_id = np.unique(rd.V, axis=0, return_inverse=True) if rd.V.shape[1] else (
+        None, np.zeros(len(rd.prev), dtype=np.int64))
+    v_id = np.asarray(v_id).ravel()
+    prev_id = np.where(has, v_id[np.where(has, rd.prev, 0)], -1)
+    keys = np.column_stack([has.astype(float), v_id, prev_id, np.where(has, rd.gap, 0.0)])
+    uniq, cls = np.unique(keys, axis=0, return_inverse=True)
+    return uniq, np.asarray(cls).ravel()
+
+
+def _columns(design: ModelDesign) -> tuple[sp.csr_matrix, np.ndarray]:
+    """``[Z X y]`` (``y`` less its least-squares fit on ``X``) and that fit's coefficients."""
+    y = design.y if design.offset is None else design.y - design.offset
+    if design.p:
+        offset = np.linalg.lstsq(design.X, y, rcond=None)[0]
+        y = y - design.X @ offset
+    else:
+        offset = np.zeros(0)
+    M = sp.hstack([term_matrix(t) for t in design.terms]
+                  + [sp.csr_matrix(np.column_stack([design.X, y]))], format="csr")
+    return M, offset
+
+
+def class_gram(design: ModelDesign, rd: ResidualDesign, *, storage: str = "few"
+               ) -> ClassGram | None:
     """The class Gram matrices of a design, or None where the row-by-row path is used.
+
+    Parameters
+    ----------
+    design, rd : ModelDesign, ResidualDesign
+        The model and its residual structure.
+    storage : {"few", "any", "dense", "sparse"}
+        ``"few"`` (REML/ML): dense ``D1``-``D3`` up to :data:`MAX_CLASSES` classes, None
+        above; ``"any"`` (NUTS): dense up to :data:`MAX_CLASSES`, sparse above;
+        ``"dense"`` / ``"sparse"``: that storage for any number of classes.  Prior
+        weights and ``cs`` give None whatever the storage.
 
     Examples
     --------
@@ -147,27 +205,22 @@ def class_gram(design: ModelDesign, rd: ResidualDesign) -> ClassGram | None:
     >>> cg = class_gram(des, build_residual("ar1(Days | Subject)", None, d, des))
     >>> len(cg.first), cg.count.tolist()
     (2, [18.0, 162.0])
+    >>> d["t"] = d["Days"] + np.random.default_rng(0).uniform(0, 0.5, len(d))
+    >>> rd = build_residual("car1(t | Subject)", None, d, des)
+    >>> class_gram(des, rd) is None, class_gram(des, rd, storage="any").D1.shape[0]
+    (True, 163)
     """
+    if storage not in ("few", "any", "dense", "sparse"):
+        raise ValueError(f"unknown storage {storage!r}")
     if design.weights is not None or (rd.spec is not None and rd.spec.kind == "cs"):
         return None
-    has = rd.prev >= 0
-    _, v_id = np.unique(rd.V, axis=0, return_inverse=True) if rd.V.shape[1] else (
-        None, np.zeros(len(rd.prev), dtype=np.int64))
-    v_id = np.asarray(v_id).ravel()
-    prev_id = np.where(has, v_id[np.where(has, rd.prev, 0)], -1)
-    keys = np.column_stack([has.astype(float), v_id, prev_id, np.where(has, rd.gap, 0.0)])
-    uniq, cls = np.unique(keys, axis=0, return_inverse=True)
-    cls = np.asarray(cls).ravel()
-    if len(uniq) > MAX_CLASSES:
+    uniq, cls = _row_classes(rd)
+    many = len(uniq) > MAX_CLASSES
+    if many and storage == "few":
         return None
-    y = design.y if design.offset is None else design.y - design.offset
-    if design.p:
-        offset = np.linalg.lstsq(design.X, y, rcond=None)[0]
-        y = y - design.X @ offset
-    else:
-        offset = np.zeros(0)
-    M = sp.hstack([term_matrix(t) for t in design.terms]
-                  + [sp.csr_matrix(np.column_stack([design.X, y]))], format="csr")
+    if storage == "sparse" or (many and storage == "any"):
+        return _sparse_class_gram(design, rd, uniq, cls)
+    M, offset = _columns(design)
     q1 = design.terms[0].q
     G1: list[sp.csr_matrix] = []
     G2: list[sp.csr_matrix] = []
@@ -207,3 +260,58 @@ def class_gram(design: ModelDesign, rd: ResidualDesign) -> ClassGram | None:
                      gap=np.array(gap, dtype=float), count=np.array(count, dtype=float),
                      D1=stack[0], D2=stack[1], D3=stack[2],
                      layout=_layout(design, pattern, q1, offset))
+
+
+def _outer_entries(M: sp.csr_matrix, r1: np.ndarray, r2: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every product ``M[r1[k], a] M[r2[k], b]`` of stored entries: ``(k, a, b, value)``.
+
+    The entries of the outer products ``m_r1 m_r2'``, all pairs at once (vectorised
+    CSR index arithmetic: SciPy has no batched outer product of sparse rows).
+    """
+    ip, ix, dv = M.indptr, M.indices, M.data
+    n1, n2 = ip[r1 + 1] - ip[r1], ip[r2 + 1] - ip[r2]
+    per = n1 * n2
+    k = np.repeat(np.arange(len(r1)), per)
+    j = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
+    a = ip[r1][k] + j // n2[k]
+    b = ip[r2][k] + j % n2[k]
+    return k, ix[a], ix[b], dv[a] * dv[b]
+
+
+def _sparse_class_gram(design: ModelDesign, rd: ResidualDesign, uniq: np.ndarray,
+                       cls: np.ndarray) -> ClassGram:
+    """:func:`class_gram` with ``D1``-``D3`` as sparse ``(C, nnz)`` matrices.
+
+    Class ``c``'s row holds only its rows' outer-product entries, so the storage is
+    ``O(n w^2)`` (``w`` stored entries per row of ``[Z X y]``) however many classes.
+    """
+    M, offset = _columns(design)
+    M.eliminate_zeros()  # the pattern: positions of nonzero products, as the dense path's
+    n, N = M.shape
+    nc = len(uniq)
+    rows = np.arange(n)
+    has = np.flatnonzero(rd.prev >= 0)
+    prev = rd.prev[has]
+    k1, a1, b1, v1 = _outer_entries(M, rows, rows)
+    k2, a2, b2, v2 = _outer_entries(M, has, prev)
+    k3, a3, b3, v3 = _outer_entries(M, prev, prev)
+    parts = [(cls[k1], a1, b1, v1),
+             (np.concatenate([cls[has][k2]] * 2), np.concatenate([a2, b2]),
+              np.concatenate([b2, a2]), np.concatenate([v2, v2])),  # G2_c + G2_c'
+             (cls[has][k3], a3, b3, v3)]
+    flat = [c_a.astype(np.int64) * N + c_b for _, c_a, c_b, _ in parts]
+    keys, where = np.unique(np.concatenate(flat), return_inverse=True)
+    where = np.asarray(where).ravel()
+    bounds = np.cumsum([0] + [f.size for f in flat])
+    D = [sp.csr_matrix((v, (c, where[bounds[i]:bounds[i + 1]])), shape=(nc, keys.size))
+         for i, (c, _, _, v) in enumerate(parts)]  # duplicates summed
+    pattern = sp.coo_matrix((np.ones(keys.size), (keys // N, keys % N)), shape=(N, N))
+    first = uniq[:, 0] == 0
+    row0 = np.unique(cls, return_index=True)[1]  # each class's first row
+    pred = np.where(first, row0, rd.prev[row0])
+    return ClassGram(design=design, first=first, v_row=np.asarray(rd.V[row0], dtype=float),
+                     v_prev=np.asarray(rd.V[pred], dtype=float), gap=uniq[:, 3].copy(),
+                     count=np.bincount(cls, minlength=nc).astype(float),
+                     D1=D[0], D2=D[1], D3=D[2],
+                     layout=_layout(design, pattern, design.terms[0].q, offset))

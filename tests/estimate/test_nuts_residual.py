@@ -10,6 +10,7 @@ from hierlm.design.residual_design import build_residual
 from hierlm.errors import MethodError
 from hierlm.estimate.nuts_residual import build_residual_model, residual_classes
 from hierlm.objective.gram import term_matrix
+from hierlm.objective.residual_classes import MAX_CLASSES
 
 
 def _data(seed=0, n_sub=12, n_vis=6, phi=0.6):
@@ -98,9 +99,61 @@ def test_short_run_recovers_phi():
 
 
 @pytest.mark.parametrize("residual,sig", [("car1(t | subject)", None),
-                                          ("cs(1 | subject)", "~ t")])
+                                          ("car1(t | subject)", "~ z"),
+                                          (None, "~ z")])
+def test_many_classes_log_density_matches_dense_marginal(residual, sig):
+    """Real times / a numeric SD covariate: more row classes than MAX_CLASSES, so the
+    graph sums sparse class matrices; its log density against the dense marginal."""
+    d = _data(n_sub=20)
+    rng = np.random.default_rng(0)
+    d["t"] = d["visit"] + rng.uniform(0, 0.9, len(d))
+    d["z"] = rng.uniform(-1, 1, len(d))
+    design = hierlm.build_design("y ~ x + (1 | subject)", d)
+    rd = build_residual(residual, sig, d, design)
+    cg = residual_classes(design, rd)
+    assert cg.sparse and len(cg.first) > MAX_CLASSES
+    model = build_residual_model(design, rd)
+    logp = model.compile_logp(jacobian=False)
+    dlogp = model.compile_dlogp(jacobian=False)
+    pr = hierlm.estimate.priors.resolve_priors(design, None)
+    vals, dense = [], []
+    for _ in range(4):
+        beta = rng.normal(1.0, 0.3, size=2)
+        sigma, sd_int = rng.uniform(0.5, 2.0), rng.uniform(0.3, 2.0)
+        phi = rng.uniform(0.05, 0.95) if residual else 0.0
+        delta = rng.normal(0, 0.5, size=rd.V.shape[1])
+        point = {"beta": beta, "sigma_log__": np.log(sigma),
+                 "sd_subject_log__": np.log([sd_int])}
+        prior = (st.norm(pr.beta_mu, pr.beta_sigma).logpdf(beta).sum()
+                 + np.log(2) + st.t(pr.sigma_nu, scale=pr.sigma_scale).logpdf(sigma)
+                 + st.halfnorm(scale=pr.sd_scale[0]).logpdf(sd_int).sum())
+        if residual:
+            point["car1_phi_interval__"] = np.log(phi / (1 - phi))  # Uniform(0, 1)
+        if rd.V.shape[1]:
+            point["log_sd_ratio"] = delta
+            prior += st.norm(0, 1).logpdf(delta).sum()
+        vals.append(float(logp(point)))
+        dense.append(_dense_logp(d, design, rd, beta, sigma, sd_int, phi, delta) + prior)
+        # the gradient (sparse product differentiated in its weights) by central differences
+        x = model.initial_point()
+        x.update({k: np.asarray(v, dtype=float) for k, v in point.items()})
+        grad = dlogp(x)
+        k = "car1_phi_interval__" if residual else "log_sd_ratio"
+        step = np.zeros_like(x[k])
+        step.flat[0] = 1e-5
+        up, down = dict(x), dict(x)
+        up[k], down[k] = x[k] + step, x[k] - step
+        fd = (float(logp(up)) - float(logp(down))) / 2e-5
+        at = model.initial_point()
+        offset = sum(np.size(at[n]) for n in list(at)[:list(at).index(k)])
+        assert grad[offset] == pytest.approx(fd, rel=1e-5, abs=1e-6)
+    vals, dense = np.array(vals), np.array(dense)
+    np.testing.assert_allclose(vals, dense, rtol=1e-8)
+
+
+@pytest.mark.parametrize("residual,sig", [("cs(1 | subject)", "~ t")])
 def test_refusal_is_clear(residual, sig):
-    d = _data(n_sub=20)  # more distinct gaps / SD levels than the class path keeps
+    d = _data(n_sub=20)  # more SD levels than the cs class path keeps
     d["t"] = d["visit"] + np.random.default_rng(0).uniform(0, 0.9, len(d))
     with pytest.raises(MethodError, match="nuts.*few classes"):
         hierlm.fit("y ~ x + (1 | subject)", d, method="nuts", residual=residual, sigma=sig)
@@ -176,3 +229,23 @@ def test_cs_likelihood_matches_dense_marginal(formula, sig):
              + Z @ np.kron(np.eye(design.terms[0].n_levels), Sig) @ Z.T)
         dense = st.multivariate_normal(design.X @ v["beta"], V).logpdf(design.y)
         np.testing.assert_allclose(float(loglik(point)), dense, rtol=1e-8)
+
+
+@pytest.mark.parametrize("residual,sig", [("ar1(visit | subject)", "~ grp"),
+                                          ("car1(t | subject)", "~ z")])
+def test_nuts_takes_every_parameter(residual, sig):
+    """The log density has a gradient in phi and the log SD ratios too, so PyMC puts
+    every free variable under NUTS (no Slice / Metropolis step for them)."""
+    from pymc.sampling.mcmc import assign_step_methods
+    from pymc.step_methods.hmc.nuts import NUTS
+
+    d = _data(n_sub=20)
+    rng = np.random.default_rng(0)
+    d["t"] = d["visit"] + rng.uniform(0, 0.9, len(d))
+    d["z"] = rng.uniform(-1, 1, len(d))
+    design = hierlm.build_design("y ~ x + (x | subject)", d)
+    model = build_residual_model(design, build_residual(residual, sig, d, design))
+    with model:
+        _, selected = assign_step_methods(model)
+    assert list(selected) == [NUTS]
+    assert len(selected[NUTS]) == len(model.value_vars)

@@ -218,6 +218,24 @@ def test_unsupported_combinations_are_one_clear_error(kwargs: dict[str, Any],
     assert info.value.__cause__ is None
 
 
+def test_car1_with_real_times_fits() -> None:
+    """Real-valued times: more row classes than the dense class matrices keep, so the
+    graph sums sparse ones (once refused with a MethodError)."""
+    d = _data(seed=4, n_sub=16, n_vis=6)
+    rng = np.random.default_rng(1)
+    d["time"] = d["visit"] + rng.uniform(0.0, 0.9, len(d))
+    d["z"] = rng.uniform(-1.0, 1.0, len(d))
+    res = _quiet(hierlm.fit, "y ~ x + (1 | subject)", d, method="nuts",
+                 residual="car1(time | subject)", sigma="~ z", random_seed=3, **SMALL)
+    par = res.residual_parameters
+    assert list(par.index) == ["rho", "log_sd_ratio:z"]
+    assert 0.0 < par["rho"] < 1.0 and np.isfinite(par["log_sd_ratio:z"])
+    post = res.idata["posterior"]
+    assert post["car1_phi"].shape == (2, 100)
+    assert np.isfinite(res.ranef()["value"].to_numpy()).all()
+    assert np.isfinite(res.fitted().to_numpy()).all()
+
+
 def test_nuts_fit_with_residual_is_refused_by_frequentist_tools(
         small: dict[str, Any]) -> None:
     with pytest.raises(MethodError, match="REML or ML fit, not NUTS"):
