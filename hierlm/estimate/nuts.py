@@ -68,7 +68,7 @@ from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.varcorr import varcorr_table
 
 if TYPE_CHECKING:
-    from hierlm.estimate.nuts_residual import ResidualPosterior
+    from hierlm.estimate.residual_posterior import ResidualPosterior
 
 
 def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,

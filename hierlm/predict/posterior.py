@@ -61,7 +61,7 @@ def posterior_draws(res: Any, need_b: bool = True, seed: int | None = 0) -> Post
     rho = log_ratio = None
     residual = len(getattr(res, "residual_parameters", ())) > 0
     if residual:
-        from hierlm.estimate.nuts_residual import CORRELATION
+        from hierlm.estimate.residual_posterior import CORRELATION
 
         for name in CORRELATION.values():
             if name in post.data_vars:
