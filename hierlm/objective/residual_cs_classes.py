@@ -32,8 +32,8 @@ import scipy.sparse as sp
 
 from hierlm.design.residual_design import ResidualDesign
 from hierlm.design.terms import ModelDesign
-from hierlm.objective.gram import GramBlocks, term_matrix
-from hierlm.objective.residual_classes import _Layout, _layout, _on_pattern
+from hierlm.objective.gram import GramBlocks
+from hierlm.objective.residual_classes import _columns, _Layout, _layout, _on_pattern
 
 #: Most (size, level, level) classes for which the Gram matrices are kept.
 MAX_CLASSES = 256
@@ -95,14 +95,7 @@ def cs_class_gram(design: ModelDesign, rd: ResidualDesign) -> CSClassGram | None
     n_lev = len(uniq)
     size_of = np.bincount(rd.group)
     sizes, n_groups = np.unique(size_of, return_counts=True)
-    y = design.y if design.offset is None else design.y - design.offset
-    if design.p:
-        offset = np.linalg.lstsq(design.X, y, rcond=None)[0]
-        y = y - design.X @ offset
-    else:
-        offset = np.zeros(0)
-    M = sp.hstack([term_matrix(t) for t in design.terms]
-                  + [sp.csr_matrix(np.column_stack([design.X, y]))], format="csr")
+    M, offset = _columns(design)
     G = [(M[level == lv].T @ M[level == lv]).tocsr() for lv in range(n_lev)]
     n_groups_all = len(size_of)
     H, pair_size, pair_levels = [], [], []
