@@ -35,6 +35,7 @@ from hierlm.estimate import nuts_compiled
 from hierlm.estimate.nuts_cfunc import cached_c_functions
 from hierlm.estimate.nuts_compiled import DensityCode, _structure_key
 from hierlm.estimate.nuts_numpy import NumpyDensity, suits
+from hierlm.estimate.nuts_warm_up import PREFIX, SUFFIX
 from hierlm.estimate.priors import Priors
 from hierlm.objective.graph_cache import cache_dir, cached_graph
 from hierlm.objective.profiled import ProfiledObjective
@@ -112,7 +113,7 @@ def warm_up(objective: ProfiledObjective, pr: Priors) -> subprocess.Popen | None
         if key in _WARMING:
             return None
         _WARMING.add(key)
-    fd, path = tempfile.mkstemp(prefix="hierlm-nuts-warm-up-", suffix=".pkl")
+    fd, path = tempfile.mkstemp(prefix=PREFIX, suffix=SUFFIX)
     with os.fdopen(fd, "wb") as fh:
         pickle.dump((objective.design, objective.gram, objective.structure, pr), fh)
     env = dict(os.environ)

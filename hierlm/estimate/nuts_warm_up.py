@@ -21,7 +21,9 @@ import contextlib
 import hashlib
 import os
 import pickle
+import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,6 +32,28 @@ import numpy as np
 
 #: A lock file older than this (seconds) is left from a process that died.
 STALE_S = 1800.0
+#: Name of the temporary file :func:`hierlm.estimate.nuts_first.warm_up` hands over.
+PREFIX, SUFFIX = "hierlm-nuts-warm-up-", ".pkl"
+
+
+def handed_over(path: Path) -> bool:
+    """Whether ``path`` is a file :func:`hierlm.estimate.nuts_first.warm_up` wrote: a
+    plain file named ``PREFIX...SUFFIX`` directly in the temporary folder, owned by this
+    user (``tempfile.mkstemp`` makes it so).  Anything else is neither loaded nor
+    deleted.
+
+    Examples
+    --------
+    >>> handed_over(Path.home() / "notes.pkl")
+    False
+    """
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return (path.name.startswith(PREFIX) and path.name.endswith(SUFFIX)
+            and path.parent.resolve() == Path(tempfile.gettempdir()).resolve()
+            and stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid())
 
 
 def lock_path(folder: Path, key: tuple) -> Path:
@@ -76,10 +100,13 @@ def compile_structure(objective: object, pr: object) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``argv = [FILE]``."""
+    """Entry point: ``argv = [FILE]``; 2 (nothing read, nothing deleted) for a FILE
+    that :func:`handed_over` does not recognise."""
+    path = Path(argv[0]) if len(argv) == 1 else Path()
+    if not handed_over(path):
+        return 2
     with contextlib.suppress(OSError):
         os.nice(19)
-    path = Path(argv[0])
     try:
         with path.open("rb") as fh:
             design, gram, structure, pr = pickle.load(fh)

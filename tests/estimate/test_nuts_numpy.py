@@ -213,3 +213,30 @@ def test_empty_caches_sample_numpy_then_compile_in_background(tmp_path: Path) ->
 
     assert run("fit") == ["numpy", [0]]
     assert run("choose") == "compiled"
+
+
+@pytest.mark.parametrize("name", ["notes.pkl", "hierlm-nuts-warm-up-x.txt"])
+def test_warm_up_entry_point_leaves_other_files_alone(tmp_path: Path, name: str) -> None:
+    """``python -m hierlm.estimate.nuts_warm_up FILE`` only loads and deletes the
+    temporary files :func:`hierlm.estimate.nuts_first.warm_up` writes: any other file is
+    neither unpickled nor deleted."""
+    from hierlm.estimate import nuts_warm_up
+
+    path = tmp_path / name
+    path.write_bytes(b"not a pickle hierlm wrote")
+    assert nuts_warm_up.main([str(path)]) == 2
+    assert path.read_bytes() == b"not a pickle hierlm wrote"
+
+
+def test_warm_up_entry_point_recognises_its_own_file() -> None:
+    import os
+    import tempfile
+
+    from hierlm.estimate import nuts_warm_up
+
+    fd, path = tempfile.mkstemp(prefix=nuts_warm_up.PREFIX, suffix=nuts_warm_up.SUFFIX)
+    os.close(fd)
+    try:
+        assert nuts_warm_up.handed_over(Path(path))
+    finally:
+        os.unlink(path)
