@@ -158,7 +158,10 @@ def _same_file(path: Path, seen: os.stat_result) -> bool:
         now = os.lstat(path)
     except OSError:
         return False
-    return (now.st_dev, now.st_ino) == (seen.st_dev, seen.st_ino)
+    # the change time too: a folder another save renamed in may reuse the inode number
+    # of one a third save has just deleted
+    return ((now.st_dev, now.st_ino, now.st_ctime_ns)
+            == (seen.st_dev, seen.st_ino, seen.st_ctime_ns))
 
 
 def _put_back(aside: Path, target: Path, own: list[str]) -> None:
