@@ -49,7 +49,7 @@ from hierlm.errors import ResultFileError
 from hierlm.estimate.nuts_info import NutsInfo
 from hierlm.estimate.record import FitRecord
 from hierlm.objective.interrupts import interrupts_deferred
-from hierlm.results.replace import check_replaceable, replace_dir
+from hierlm.results.replace import check_replaceable, folder_lock, replace_dir
 from hierlm.version import __version__
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "read_record", "save"]
@@ -298,21 +298,25 @@ def save(result: FitRecord, path: str | os.PathLike[str]) -> Path:
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "hierlm_version": __version__,
            "idata": result.idata is not None, "fields": fields}
     text = json.dumps(doc, indent=1, allow_nan=False)
+    tmp: Path | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
-                                    dir=target.parent))
-    except OSError as exc:
-        raise ResultFileError(f"cannot write '{target}': {exc.strerror or exc}") from None
-    try:
+        # SIGINT is held back until the block ends, so that it cannot fall between
+        # mkdtemp making the folder and ``tmp`` naming it (the folder would be left)
+        # nor between the renames (the old result would be left aside)
         with interrupts_deferred():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent))
             _write_arrays(enc.arrays, tmp / _ARRAYS)
             if result.idata is not None:
                 result.idata.to_netcdf(tmp / _IDATA, engine=_ENGINE)
-        (tmp / _JSON).write_text(text, encoding="utf-8")
-        replace_dir(tmp, target, _OWN, FORMAT)
+            (tmp / _JSON).write_text(text, encoding="utf-8")
+        with folder_lock(target.parent), interrupts_deferred():
+            replace_dir(tmp, target, _OWN, FORMAT)
+            tmp = None  # in place: nothing of it left to remove
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)  # made by mkdtemp above: all of it ours
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)  # made by mkdtemp above: all ours
         if isinstance(exc, OSError):
             raise ResultFileError(f"cannot write '{target}': {exc.strerror or exc}") from None
         raise

@@ -13,8 +13,14 @@ and then calls :func:`replace_dir`.  What it may replace, and how:
   result to which other files were added): refused with
   :class:`~hierlm.errors.ResultFileError`, and left as it was.
 
-Saves of several processes to one path race only in renames, so the last rename
-wins and the folder always holds one complete result.  Between moving the old result
+Saves of several processes to one path write their files side by side, then take
+turns at the renames: :func:`folder_lock` holds an exclusive ``flock`` on the parent
+folder while one save checks and swaps, so no save ever looks at a result that
+another is halfway through moving aside.  The last rename wins and the folder always
+holds one complete result.  (The lock is advisory and only between hierlm saves; where
+the system has no ``flock`` (Windows) or the file system refuses it, saves go
+unlocked and the check-then-rename loop below, which re-checks whatever it finds,
+is what keeps other files safe.)  Between moving the old result
 aside and renaming the new one in (two system calls) the path is briefly absent; an
 interrupt there (Ctrl-C) puts the old result back.  POSIX has no atomic swap of two
 non-empty directories, hence the two renames.
@@ -22,19 +28,56 @@ non-empty directories, hence the two renames.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from hierlm.errors import ResultFileError
 
-__all__ = ["check_replaceable", "discard", "replace_dir"]
+__all__ = ["check_replaceable", "discard", "folder_lock", "replace_dir"]
 
 #: Tries before giving up when other processes keep replacing the same path.
 ATTEMPTS = 100
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on the directory ``folder`` for the
+    block; waits for another holder (a Ctrl-C interrupts the wait).
+
+    No lock where the platform or file system has none: the block then runs as is.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with folder_lock(Path(tempfile.mkdtemp())):
+    ...     print("alone")
+    alone
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not readable: go unlocked (the checks still hold)
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        yield  # the lock goes with the descriptor
+    finally:
+        os.close(fd)
 
 
 def _is_saved_result(json_file: Path, fmt: str) -> bool:

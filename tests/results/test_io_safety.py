@@ -210,7 +210,8 @@ print("ready", flush=True)
 interrupts = 0
 while interrupts < int(sys.argv[2]):
     try:
-        io.save(res, target)
+        while True:  # the loop's own jumps inside the try: a SIGINT between two
+            io.save(res, target)  # saves is a KeyboardInterrupt caught here too
     except KeyboardInterrupt:
         interrupts += 1
         back = hierlm.load(target)  # whole: the previous or the new result
