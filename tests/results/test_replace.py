@@ -51,8 +51,11 @@ def test_a_save_waits_for_the_folder_lock(reml: FitResult, tmp_path: Path) -> No
     done = threading.Event()
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        threading.Thread(target=lambda: (io.save(reml, target), done.set()),
-                         daemon=True).start()
+        def save() -> None:
+            io.save(reml, target)
+            done.set()
+
+        threading.Thread(target=save, daemon=True).start()
         time.sleep(1.0)
         assert not done.is_set()
         assert not target.exists()
