@@ -73,7 +73,8 @@ from hierlm.objective.threads import (
 _PACKAGES = ("pytensor", "pymc", "numba", "numpy", "nutpie")
 #: The modules that build cached graphs (relative to the package root).
 GRAPH_SOURCES = ("objective/*.py", "estimate/nuts_model.py", "estimate/nuts_compiled.py",
-                 "estimate/nuts_cfunc.py", "estimate/corr_cholesky.py",
+                 "estimate/nuts_density_graph.py", "estimate/nuts_cfunc.py",
+                 "estimate/corr_cholesky.py",
                  "estimate/nuts_posterior.py", "inference/deviance.py")
 
 

@@ -216,11 +216,11 @@ def test_building_the_graphs_compiles_no_c_and_never_looks_for_blas(tmp_path: Pa
     flags (the lookup that warns "could not link to a BLAS installation")."""
     code = (
         "import pytensor, hierlm\n"
-        "from hierlm.estimate.nuts_compiled import _pymc_pieces\n"
+        "from hierlm.estimate.nuts_density_graph import pymc_pieces\n"
         "from hierlm.estimate.priors import resolve_priors\n"
         "m = hierlm.Model('Reaction ~ 1 + Days + (1 + Days | Subject)', "
         "hierlm.load_sleepstudy())\n"
-        "_pymc_pieces(m.objective, resolve_priors(m.design))\n"
+        "pymc_pieces(m.objective, resolve_priors(m.design))\n"
         "p = pytensor.config._config_var_dict['blas__ldflags']\n"
         "print('BLAS_LOOKED_UP', hasattr(p, 'val'))\n")
     env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={tmp_path / 'pt'}",
