@@ -5,7 +5,9 @@ produce a :class:`FitRecord`; :class:`hierlm.results.result.FitResult` is the sa
 record with the methods of the public face (summary, predict, confint, save, ...), made
 from it by :meth:`~hierlm.results.result.FitResult.from_record`.  Keeping the record
 here lets the estimators, and the layers below the results, do without
-:mod:`hierlm.results`.
+:mod:`hierlm.results`.  ``method`` is the estimator's label; what the estimates are
+(REML or ML optimum, posterior summary) is :attr:`FitRecord.kind`
+(:mod:`hierlm.estimate.kind`).
 """
 
 from __future__ import annotations
