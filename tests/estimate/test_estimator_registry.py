@@ -7,6 +7,7 @@ numbers are checked against lme4 and pbkrtest (``tests/data/reference``).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -134,3 +135,11 @@ def test_a_record_must_carry_its_estimators_label() -> None:
     finally:
         unregister("mislabelled")
     assert "mislabelled" not in estimator_names()
+
+
+def test_a_record_of_an_unregistered_label_says_so_when_asked_its_kind() -> None:
+    res = hierlm.fit(FORMULA, hierlm.load_sleepstudy())
+    other = dataclasses.replace(res, method="MOM")
+    assert repr(other).startswith("<hierlm.FitResult MOM:")  # the label itself is kept
+    with pytest.raises(MethodError, match="unknown estimation method 'MOM'.*import the module"):
+        other.summary()
