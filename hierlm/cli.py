@@ -187,7 +187,7 @@ def coef_json(res: Any) -> dict[str, Any]:
     tests (``ddf`` "none", df null: infinite).  A NUTS fit has posterior means and SDs,
     with ``ddf`` null and df, t, p null.
     """
-    if res.method == "NUTS":
+    if res.is_posterior:
         rows = [{"term": k, "estimate": _number(res.fixef[k]), "se": _number(res.fixef_se[k]),
                  "df": None, "t": None, "p": None} for k in res.fixef.index]
         return {"ddf": None, "coef_table": rows}
@@ -228,10 +228,11 @@ def _parser() -> argparse.ArgumentParser:
 def _fit(args: argparse.Namespace) -> None:
     import hierlm
     from hierlm.errors import DataError
+    from hierlm.estimate.registry import estimator
 
     data = read_data(args.data, args.factor, args.sep, args.decimal)
     kwargs: dict[str, Any] = {}
-    if args.method == "nuts":
+    if estimator(args.method).kind.posterior:  # a sampler: seeded, no progress bar
         kwargs = {"random_seed": args.seed, "progressbar": False}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -8,33 +8,21 @@ several ways without being rebuilt.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any
 
 import numpy as np
 
-from hierlm.design.chunked import ChunkedDesign
 from hierlm.design.matrices import build_design
 from hierlm.design.residual_design import ResidualDesign, design_with_residual
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import DataError, MethodError
+from hierlm.estimate.estimator import FitProblem
+from hierlm.estimate.registry import estimator
 from hierlm.heap import gc_paused, large_temporaries_reused
 from hierlm.inference.blas import one_blas_thread
 from hierlm.objective.gram_sources import design_and_gram_out_of_core, is_out_of_core
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
 from hierlm.results.result import FitResult
-
-METHODS = ("reml", "ml", "nuts")
-
-
-def _check_sampler_arguments(sample: Any, kwargs: dict[str, Any]) -> None:
-    """One MethodError naming the unknown arguments and listing the valid ones."""
-    valid = [name for name, par in inspect.signature(sample).parameters.items()
-             if par.kind is inspect.Parameter.KEYWORD_ONLY]
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise MethodError(f"unexpected argument(s) for method='nuts': {', '.join(unknown)}; "
-                          f"valid arguments: {', '.join(valid)}")
 
 
 class Model:
@@ -154,8 +142,9 @@ class Model:
 
         Parameters
         ----------
-        method : {"reml", "ml", "nuts"}
-            REML (lme4's default), maximum likelihood, or NUTS sampling.
+        method : {"reml", "ml", "nuts"} or str
+            REML (lme4's default), maximum likelihood, NUTS sampling, or the name of
+            another registered estimator (:mod:`hierlm.estimate.registry`).
         start : ndarray, optional
             Starting theta for REML/ML.
         options : dict, optional
@@ -167,40 +156,17 @@ class Model:
         -------
         FitResult
         """
-        key = method.lower() if isinstance(method, str) else method
-        if key not in METHODS:
-            raise MethodError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-        chunked = isinstance(self._design, ChunkedDesign)
-        if key == "nuts" and chunked:
-            raise MethodError("method='nuts' needs the data in memory; data read in chunks "
-                              "(parquet or Dask) are fitted by 'reml' or 'ml'")
-        if key != "nuts" and kwargs:
-            raise MethodError(f"unexpected argument(s) for method={method!r}: "
-                              f"{', '.join(sorted(kwargs))}")
+        est = estimator(method)  # a registered estimator (hierlm.estimate.registry)
+        problem = FitProblem(self._objective, self._residual)
         # One BLAS thread: the objective's dense factorizations are small to medium, and
         # multithreaded OpenBLAS potrf on 2 busy cores was 10x slower than one thread.
         with (gc_paused(), one_blas_thread(),
               large_temporaries_reused(self._objective.gram.A_RR.shape[0])):
-            if key == "nuts":
-                from hierlm.estimate.nuts import sample
-
-                _check_sampler_arguments(sample, kwargs)
-                if self._residual is not None:
-                    from hierlm.estimate.nuts_residual_fit import sample_with_residual
-
-                    res = sample_with_residual(self._objective, self._residual, **kwargs)
-                else:
-                    res = sample(self._objective, **kwargs)
-            elif self._residual is not None:
-                from hierlm.estimate.residual_fit import fit_residual
-
-                res = fit_residual(self._design, self._residual, reml=(key == "reml"),
-                                   start=start, options=options)
-            else:
-                from hierlm.estimate.frequentist import fit_profiled
-
-                res = fit_profiled(self._objective, reml=(key == "reml"), start=start,
-                                   options=options)
+            res = est.fit(problem, start=start, options=options, **kwargs)
+        if res.method != est.kind.label:
+            raise MethodError(f"estimator {est.name!r} returned a record labelled "
+                              f"{res.method!r}, not its kind's {est.kind.label!r}")
+        chunked = not problem.in_memory
         d = self._design
         rows: dict[str, Any] = {"y": None, "fitted_values": None} if chunked else {}
         return FitResult.from_record(res, model=self, coder=d.coder, row_labels=d.row_labels,

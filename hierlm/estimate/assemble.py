@@ -50,7 +50,8 @@ def build_record(design: ModelDesign, *, method: str, beta: np.ndarray, vcov: np
     design : ModelDesign
         The fitted design.
     method : str
-        ``"REML"``, ``"ML"`` or ``"NUTS"``.
+        The estimator's kind's label (:mod:`hierlm.estimate.kind`): ``"REML"``, ``"ML"``,
+        ``"NUTS"``, ...
     beta, vcov : ndarray
         Fixed effects and their covariance (NUTS: posterior mean and covariance).
     sigma : float

@@ -22,6 +22,7 @@ from hierlm.errors import ConvergenceWarning, IdentifiabilityWarning, SingularFi
 from hierlm.estimate.assemble import build_record
 from hierlm.estimate.degenerate import check_exact_fit
 from hierlm.estimate.extract import Estimates, extract
+from hierlm.estimate.kind import ML, REML
 from hierlm.estimate.lazy import deferred
 from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.estimate.optimize_structured import optimize_psi
@@ -175,6 +176,6 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
                  "phases": [list(ph) for ph in opt.phases],
                  "trace": [list(th) + [f] for th, f in opt.trace]}
     return result_from_estimates(
-        design, est, opt.theta, criterion, "REML" if reml else "ML", psi=opt.psi,
+        design, est, opt.theta, criterion, (REML if reml else ML).label, psi=opt.psi,
         converged=opt.converged, n_evals=opt.n_evals, optimizer=optimizer,
         messages=tuple(messages))

@@ -42,6 +42,7 @@ from hierlm.estimate.conditional import (
 )
 from hierlm.estimate.diagnostics import diagnostics_table, loo_summary
 from hierlm.estimate.frequentist import fitted_values, ranef_frame
+from hierlm.estimate.kind import NUTS
 from hierlm.estimate.nuts_compiled import (
     LogpDlogp,
     call_args,
@@ -294,7 +295,7 @@ def assemble(objective: ProfiledObjective, pr: Priors, idata: Any, settings: dic
     dev = marginal_deviance(point, theta_hat, beta_mean, sig_hat) + logdet
     vcov = np.atleast_2d(np.cov(beta, rowvar=False)) if design.p else np.zeros((0, 0))
     return build_record(
-        design, method="NUTS", beta=beta_mean, vcov=vcov, sigma=sig_hat, theta=theta_hat,
+        design, method=NUTS.label, beta=beta_mean, vcov=vcov, sigma=sig_hat, theta=theta_hat,
         varcorr=varcorr_table(design, covs, sig_hat),
         ranef_table=ranef_frame(design, b_mean, b_sd),
         fitted_values=fitted_values(design, beta_mean, b_mean), objective=dev,

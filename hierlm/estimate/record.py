@@ -5,7 +5,9 @@ produce a :class:`FitRecord`; :class:`hierlm.results.result.FitResult` is the sa
 record with the methods of the public face (summary, predict, confint, save, ...), made
 from it by :meth:`~hierlm.results.result.FitResult.from_record`.  Keeping the record
 here lets the estimators, and the layers below the results, do without
-:mod:`hierlm.results`.
+:mod:`hierlm.results`.  ``method`` is the estimator's label; what the estimates are
+(REML or ML optimum, posterior summary) is :attr:`FitRecord.kind`
+(:mod:`hierlm.estimate.kind`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.estimate.kind import EstimatorKind, kind_of
 from hierlm.estimate.lazy import lazy_fields
 from hierlm.estimate.nuts_info import NutsInfo
 
@@ -79,6 +82,31 @@ class FitRecord:
         if self.covariance_parameters is not None:
             return len(self.covariance_parameters)
         return len(self.theta)
+
+    @property
+    def kind(self) -> EstimatorKind:
+        """What the estimates are (:mod:`hierlm.estimate.kind`), from :attr:`method`."""
+        return kind_of(self.method)
+
+    @property
+    def is_reml(self) -> bool:
+        """The estimates optimize the REML criterion."""
+        return self.kind.is_reml
+
+    @property
+    def is_ml(self) -> bool:
+        """The estimates maximize the likelihood."""
+        return self.kind.is_ml
+
+    @property
+    def is_likelihood_fit(self) -> bool:
+        """The estimates optimize the REML criterion or the likelihood (not a posterior)."""
+        return self.kind.is_likelihood_fit
+
+    @property
+    def is_posterior(self) -> bool:
+        """The estimates summarize posterior draws (``idata``)."""
+        return self.kind.posterior
 
     @property
     def extra(self) -> dict[str, Any]:

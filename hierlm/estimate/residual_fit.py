@@ -34,6 +34,7 @@ from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, MethodError, SingularFitWarning, warn
 from hierlm.estimate.boundary import canonical_signs
 from hierlm.estimate.frequentist import result_from_estimates
+from hierlm.estimate.kind import ML, REML
 from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
@@ -313,7 +314,7 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
                  "phases": [["residual", len(profile.trace)]],
                  "trace": [z_ + [f] for z_, f in profile.trace]}
     return result_from_estimates(
-        design, est, opt.theta, criterion + logdet, "REML" if reml else "ML",
+        design, est, opt.theta, criterion + logdet, (REML if reml else ML).label,
         converged=converged, n_evals=profile.n_evals + opt.n_evals, optimizer=optimizer,
         messages=tuple(messages),
         residual_parameters=pd.Series(values, index=names, name="residual_parameters",

@@ -33,7 +33,7 @@ def check_ddf(ddf: object, res: Any = None) -> str:
     key = ddf.lower() if isinstance(ddf, str) else None
     if key not in DDF:
         raise MethodError(f"unknown ddf {ddf!r}; use 'satterthwaite', 'kenward-roger' or 'none'")
-    if DDF[key] == "kenward-roger" and res is not None and res.method != "REML":
+    if DDF[key] == "kenward-roger" and res is not None and not res.is_reml:
         raise MethodError(f"Kenward-Roger df need a REML fit, not {res.method}")
     return DDF[key]
 
@@ -49,7 +49,7 @@ def coef_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
     [17.0, 17.0]
     """
     method = check_ddf(ddf, res)
-    if res.method not in ("REML", "ML"):
+    if not res.is_likelihood_fit:
         raise MethodError(f"coef_table needs a REML or ML fit, not {res.method}")
     est = res.fixef.to_numpy()
     names = list(res.fixef.index)
@@ -144,7 +144,7 @@ def anova_table(res: Any, ddf: str = "satterthwaite", type: int | str = 3) -> pd
     [1.0, 17.0, 45.85]
     """
     method = check_ddf(ddf, res)
-    if res.method not in ("REML", "ML"):
+    if not res.is_likelihood_fit:
         raise MethodError(f"anova needs a REML or ML fit, not {res.method}")
     key = str(type).upper()
     if key not in ("3", "III", "1", "I"):

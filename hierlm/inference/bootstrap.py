@@ -226,7 +226,7 @@ def bootstrap(res: Any, n: int, seed: int | None = None, progressbar: bool = Tru
     # refits converge in a few quasi-Newton steps from theta-hat
     H = info_of(res).hessian
     hess = H[:-1, :-1] - np.outer(H[:-1, -1], H[-1, :-1]) / H[-1, -1]
-    refitter = Refitter(model.objective, res.method == "REML", hess)
+    refitter = Refitter(model.objective, res.is_reml, hess)
     Zs = [term_matrix(t) for t in work.terms]
     size = block_size(work.nobs)
     starts = list(range(0, n, size))

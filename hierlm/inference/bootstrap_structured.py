@@ -46,7 +46,7 @@ def structured_replicates(res: Any, model: Any, Y: np.ndarray) -> tuple[pd.DataF
     names = ["objective", *res.fixef.index, *cov.names(), "sigma"]
     out = np.full((Y.shape[0], len(names)), np.nan)
     failed = 0
-    method = res.method.lower()
+    method = res.kind.criterion.value  # refit by the fit's own criterion (REML or ML)
     for i, y in enumerate(Y):
         try:
             with warnings.catch_warnings():

@@ -67,7 +67,7 @@ def confint(res: Any, method: str = "profile", level: float = 0.95, **kwargs: An
         raise MethodError(f"unknown confint method {method!r}; use one of {', '.join(METHODS)}")
     if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
         raise MethodError(f"level must be between 0 and 1, got {level!r}")
-    if res.method not in ("REML", "ML"):
+    if not res.is_likelihood_fit:
         raise MethodError(f"confint needs a REML or ML fit, not {res.method}")
     if key == "wald":
         if kwargs:

@@ -186,7 +186,7 @@ def _var_df(res: Any, ddf: str) -> VarDf:
     from hierlm.inference.satterthwaite import contrast_df
 
     if ddf == "kenward-roger":
-        if res.method != "REML":
+        if not res.is_reml:
             raise MethodError(f"Kenward-Roger df need a REML fit, not {res.method}; use "
                               f"ddf='satterthwaite' or 'asymptotic'")
         require_model(res, "Kenward-Roger's df", residual_ok=True)
@@ -213,7 +213,7 @@ def emmeans(res: Any, specs: Any, by: Any = None, ddf: str = "kenward-roger",
         raise MethodError(f"level must be between 0 and 1, got {level!r}")
     grid = reference_grid(res.coder, specs, by, at)
     cols = grid.cells.reset_index(drop=True)
-    if res.method == "NUTS":
+    if res.is_posterior:
         post = res.idata["posterior"]
         beta = np.asarray(post["beta"].values, dtype=float)
         B = beta.reshape(-1, beta.shape[-1])

@@ -30,7 +30,7 @@ def require_model(res: Any, what: str, residual_ok: bool = False) -> Any:
     them pass ``residual_ok=True``);
     everything else that needs the model is not supported yet.
     """
-    if res.method not in ("REML", "ML"):
+    if not res.is_likelihood_fit:
         raise MethodError(f"{what} needs a REML or ML fit, not {res.method}")
     if has_residual_structure(res) and not residual_ok:
         raise MethodError(f"{what} is not supported yet for fits with residual= or sigma=; "
@@ -49,11 +49,11 @@ def info_of(res: Any) -> VarparInfo:
     if info is None and has_residual_structure(res):
         from hierlm.inference.residual_satterthwaite import residual_varpar_info
 
-        if res.method not in ("REML", "ML"):
+        if not res.is_likelihood_fit:
             raise MethodError(f"Satterthwaite's df needs a REML or ML fit, not {res.method}")
         info = _INFO[res] = residual_varpar_info(res)
     if info is None:
         model = require_model(res, "Satterthwaite's df")
-        info = varpar_info(model.objective, res.theta, res.sigma, reml=res.method == "REML")
+        info = varpar_info(model.objective, res.theta, res.sigma, reml=res.is_reml)
         _INFO[res] = info
     return info

@@ -143,7 +143,7 @@ def kr_info(res: Any) -> KRInfo:
     >>> round(kr.contrast([0.0, 1.0])[1], 3)
     17.0
     """
-    if res.method != "REML":
+    if not res.is_reml:
         raise MethodError(f"Kenward-Roger df need a REML fit, not {res.method}")
     hit = _CACHE.get(res)
     if hit is not None:

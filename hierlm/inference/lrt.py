@@ -118,7 +118,7 @@ def _boundary_df(small: ModelDesign, big: ModelDesign) -> bool:
 
 
 def _ml(res: Any) -> Any:
-    if res.method == "ML":
+    if res.is_ml:
         return res
     if res.model is None:
         raise MethodError("a REML fit must be refitted by ML for a likelihood-ratio test, "
@@ -144,7 +144,7 @@ def compare(*fits: Any) -> pd.DataFrame:
     if len(fits) < 2:
         raise MethodError("anova needs at least two fitted models to compare")
     for f in fits:
-        if getattr(f, "method", None) not in ("REML", "ML"):
+        if not getattr(f, "is_likelihood_fit", False):
             raise MethodError("anova compares REML or ML fits (hierlm.FitResult)")
     if any(f.y is None for f in fits):  # a fit of data read in chunks keeps no rows
         raise MethodError("anova between fits of data read in chunks (parquet or Dask) is "
@@ -158,7 +158,7 @@ def compare(*fits: Any) -> pd.DataFrame:
                               f"{f.nobs} observations")
         if not np.array_equal(f.y, first.y):
             raise MethodError("models were fitted to different responses (or rows)")
-    refit = any(f.method == "REML" for f in fits)
+    refit = any(f.is_reml for f in fits)
     ml = [_ml(f) for f in fits]
     order = sorted(range(len(ml)), key=lambda i: npar(ml[i]))
     ml = [ml[i] for i in order]
@@ -301,7 +301,7 @@ def ranova(res: Any) -> pd.DataFrame:
     model = require_model(res, "ranova", residual_ok=True)
     design: ModelDesign = model.design
     rd = getattr(model, "residual", None)  # kept by every reduced model (residual_ranova)
-    reml = res.method == "REML"
+    reml = res.is_reml
     base = npar(res)
     rows = {"<none>": {"npar": base, "loglik": res.loglik}}
     matched = _exprs(design)

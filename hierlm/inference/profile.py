@@ -301,7 +301,7 @@ def profiler(res: Any) -> Profiler:
     """A :class:`Profiler` of the ML refit of ``res`` (needs ``res.model``)."""
 
     model = require_model(res, "profile")
-    if res.method == "ML":
+    if res.is_ml:
         return Profiler(res)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -49,7 +49,7 @@ def residual_bootstrap(res: Any, n: int, seed: int | None = None) -> Bootstrap:
                           "(FitResult.model), which a result read from disk lacks")
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise MethodError(f"n must be a positive whole number of replicates, got {n!r}")
-    design, reml = model.design, res.method == "REML"
+    design, reml = model.design, res.is_reml
     par = res.residual_parameters.to_numpy(dtype=float)
     rho = float(par[0]) if rd.n_corr else 0.0
     rng = np.random.default_rng(seed)

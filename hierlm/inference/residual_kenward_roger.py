@@ -90,7 +90,7 @@ def residual_kr_info(res: Any) -> KRInfo:
     >>> bool(kr.phi_adj[1, 1] >= kr.phi[1, 1]), len(kr.P)
     (True, 3)
     """
-    if res.method != "REML":
+    if not res.is_reml:
         raise MethodError(f"Kenward-Roger df need a REML fit, not {res.method}")
     model = getattr(res, "model", None)
     if model is None or getattr(model, "residual", None) is None:

@@ -75,7 +75,7 @@ def residual_profile_confint(res: Any, level: float = 0.95) -> pd.DataFrame:
     if model is None or rd is None:
         raise MethodError("profile intervals of the residual parameters need the fitted "
                           "model (FitResult.model), which a result read from disk lacks")
-    reml = res.method == "REML"
+    reml = res.is_reml
     profile = ResidualProfile(model.design, rd, reml)
     par = res.residual_parameters.to_numpy(dtype=float)
     z_hat = to_unconstrained(rd, float(par[0]) if rd.n_corr else 0.0, par[rd.n_corr:])

@@ -49,7 +49,7 @@ def residual_varpar_info(res: Any) -> VarparInfo:
     if model is None or rd is None:
         raise MethodError("Satterthwaite's df of a fit with residual= / sigma= need its "
                           "model (FitResult.model), which a result read from disk lacks")
-    design, reml = model.design, res.method == "REML"
+    design, reml = model.design, res.is_reml
     theta, sigma = np.asarray(res.theta, dtype=float), float(res.sigma)
     rpar = res.residual_parameters.to_numpy(dtype=float)
     n_corr = rd.n_corr

@@ -22,7 +22,7 @@ def _posterior_draws(res: Any) -> dict[tuple[str, str], Any]:
     """``(group, term) -> DataArray (sample, level)`` of a NUTS fit's random effects."""
     coder = res.coder
     idata = getattr(res, "idata", None)
-    if res.method != "NUTS" or coder is None or idata is None:
+    if not res.is_posterior or coder is None or idata is None:
         return {}
     from hierlm.covariance.names import posterior_name
     from hierlm.objective.varcorr import group_labels
@@ -60,7 +60,7 @@ def _intervals(res: Any, table: pd.DataFrame, level: float) -> tuple[pd.DataFram
     z = stats.norm.ppf(0.5 + level / 2)
     table["lower"] = table["value"] - z * table["cond_sd"]
     table["upper"] = table["value"] + z * table["cond_sd"]
-    if res.method == "NUTS":
+    if res.is_posterior:
         return table, (f"Conditional means at the posterior point estimates, +/- {z:.2f} SD "
                        f"(refit with ranef_draws=True for posterior intervals)")
     return table, f"Conditional modes with {level:.0%} intervals"

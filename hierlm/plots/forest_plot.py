@@ -59,7 +59,7 @@ def _summaries(fit: Any, probs: tuple[float, float]) -> tuple[xr.Dataset, list[x
     import xarray as xr
 
     res, boot = fit if isinstance(fit, tuple) else (fit, None)
-    if res.method == "NUTS":
+    if res.is_posterior:
         post = res.idata["posterior"].dataset
         post = post[_parameters(post)]
         return post.mean(_SAMPLE), _quantiles(post, probs)
@@ -82,7 +82,7 @@ def _summaries(fit: Any, probs: tuple[float, float]) -> tuple[xr.Dataset, list[x
 def _kind(fit: Any) -> str:
     if isinstance(fit, tuple):
         return "bootstrap percentile"
-    return "equal-tailed" if fit.method == "NUTS" else "Wald, beta only"
+    return "equal-tailed" if fit.is_posterior else "Wald, beta only"
 
 
 def _named(results: Sequence[Any] | Mapping[str, Any]) -> dict[str, Any]:

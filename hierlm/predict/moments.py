@@ -47,7 +47,7 @@ def marginal_moments(res: Any, rows: pd.DataFrame) -> tuple[pd.Series, pd.DataFr
     coder = coder_of(res)
     coded = coder.code(rows, allow_new_levels=True)
     post = None
-    if res.method == "NUTS":
+    if res.is_posterior:
         from hierlm.predict.posterior import posterior_draws
 
         post = posterior_draws(res, need_b=False)

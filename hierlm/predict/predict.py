@@ -98,7 +98,7 @@ def predict(res: Any, newdata: pd.DataFrame | None = None, re_form: str | None =
     if newdata is not None:
         newdata = as_pandas(newdata, "newdata")  # polars, pyarrow, ... through narwhals
     rows = code_rows(res, newdata, re_form, allow_new_levels)
-    if res.method == "NUTS":
+    if res.is_posterior:
         return _predict_nuts(res, newdata, rows, allow_new_levels, interval, level, draws)
     if draws:
         raise MethodError("draws=True needs a NUTS fit; REML/ML predictions have no draws")

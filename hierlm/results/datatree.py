@@ -164,7 +164,7 @@ def to_datatree(res: Any, bootstrap: Any = None) -> xr.DataTree:
     >>> to_datatree(res)["constant_data"]["X"].shape
     (180, 2)
     """
-    if res.method == "NUTS":
+    if res.is_posterior:
         tree = res.idata.copy()
         if bootstrap is not None:
             tree["bootstrap"] = xr.DataTree(bootstrap_dataset(res, bootstrap.replicates))

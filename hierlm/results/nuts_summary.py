@@ -32,7 +32,7 @@ def format_nuts_header(res: FitRecord) -> list[str]:
     Parameters
     ----------
     res : FitRecord
-        A fit with ``method == "NUTS"``.
+        A NUTS fit (``res.is_posterior``).
 
     Returns
     -------
@@ -69,7 +69,7 @@ def format_nuts_footer(res: FitRecord) -> list[str]:
     Parameters
     ----------
     res : FitRecord
-        A fit with ``method == "NUTS"``.
+        A NUTS fit (``res.is_posterior``).
 
     Returns
     -------

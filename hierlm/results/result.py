@@ -30,7 +30,11 @@ class FitResult(FitRecord, ResultsSectionMixin):
     formula : str
         The model formula.
     method : str
-        ``"REML"``, ``"ML"`` or ``"NUTS"``.
+        ``"REML"``, ``"ML"`` or ``"NUTS"`` (or the label of another registered
+        estimator, :mod:`hierlm.estimate.registry`).  What the estimates are is asked
+        of ``kind`` (:class:`hierlm.estimate.kind.EstimatorKind`) and the properties
+        ``is_reml``, ``is_ml``, ``is_likelihood_fit`` (REML or ML) and
+        ``is_posterior`` (NUTS), not of this label.
     fixef, fixef_se : pandas.Series
         Fixed-effect estimates and standard errors, by coefficient name.
     vcov : pandas.DataFrame
@@ -461,10 +465,10 @@ class FitResult(FitRecord, ResultsSectionMixin):
         (5, 7)
         """
         self._require_rows("bootstrap()")
-        if len(self.residual_parameters) and self.method == "NUTS":
+        if len(self.residual_parameters) and not self.is_likelihood_fit:
             from hierlm.errors import MethodError
 
-            raise MethodError("bootstrap needs a REML or ML fit, not NUTS")
+            raise MethodError(f"bootstrap needs a REML or ML fit, not {self.method}")
         if len(self.residual_parameters):  # residual= / sigma=: refit with the structure
             from hierlm.inference.residual_bootstrap import residual_bootstrap
 

@@ -87,27 +87,27 @@ def _residual_structure(res: FitRecord) -> list[str]:
 def format_summary(res: FitRecord) -> str:
     """Render the summary text (see :meth:`FitResult.summary`)."""
     lines = []
-    if res.method == "NUTS":
+    if res.is_posterior:
         from hierlm.results.nuts_summary import format_nuts_header
 
         lines.extend(format_nuts_header(res))
     else:
-        how = "REML" if res.method == "REML" else "maximum likelihood"
+        how = "REML" if res.is_reml else "maximum likelihood" if res.is_ml else res.method
         lines.append(f"Linear mixed model fit by {how} ['hierlm']")
     lines.append(f"Formula: {res.formula}")
     dropped = f" ({res.n_dropped} rows with missing values dropped)" if res.n_dropped else ""
     lines.append(f"Number of obs: {res.nobs}{dropped}; groups: "
                  + ", ".join(f"{g}, {k}" for g, k in res.groups.items()))
     lines.append("")
-    if res.method == "REML":
+    if res.is_reml:
         lines.append(f"REML criterion at convergence: {res.objective:.4f}")
-    elif res.method == "ML":
+    elif res.is_ml:
         stats = pd.DataFrame([[res.aic, res.bic, res.loglik, res.objective,
                                res.nobs - len(res.fixef) - res.n_covariance_parameters - 1
                                - len(res.residual_parameters)]],
                              columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
         lines.append(stats.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    if res.method != "NUTS" and res.fitted_values is not None:  # None: read in chunks
+    if not res.is_posterior and res.fitted_values is not None:  # None: read in chunks
         assert res.y is not None
         scale = res.sigma if res.residual_scale is None else res.sigma * res.residual_scale
         r = (res.y - res.fitted_values) / scale  # Pearson residuals under sigma=
@@ -118,10 +118,10 @@ def format_summary(res: FitRecord) -> str:
     lines += ["", "Random effects:", _random_effects(res)]
     lines += _residual_structure(res)
     lines += ["", "Fixed effects:"]
-    est = "Post. mean" if res.method == "NUTS" else "Estimate"
-    se = "Post. SD" if res.method == "NUTS" else "Std. Error"
+    est = "Post. mean" if res.is_posterior else "Estimate"
+    se = "Post. SD" if res.is_posterior else "Std. Error"
     fe = pd.DataFrame({est: res.fixef, se: res.fixef_se})
-    if res.method != "NUTS":
+    if not res.is_posterior:
         ct = _satterthwaite(res)
         if ct is not None:
             lines[-1] = "Fixed effects (t tests with Satterthwaite's df):"
@@ -130,7 +130,7 @@ def format_summary(res: FitRecord) -> str:
         if ct is not None:
             fe["Pr(>|t|)"] = [_fmt_p(p) for p in ct["p"]]
     lines.append(fe.to_string(float_format=lambda v: _fmt(v)))
-    if res.method != "NUTS":
+    if not res.is_posterior:
         lines.append("")
         lines.append(f"Optimizer: {res.optimizer.get('method', '?')}, {res.n_evals} evaluations, "
                      + ("converged" if res.converged else "NOT converged"))
@@ -139,7 +139,7 @@ def format_summary(res: FitRecord) -> str:
                      "(or a correlation as +/-1); consider simplifying the random effects")
     for msg in res.messages:
         lines.append(f"warning: {msg}")
-    if res.method == "NUTS":
+    if res.is_posterior:
         from hierlm.results.nuts_summary import format_nuts_footer
 
         lines.extend(format_nuts_footer(res))
