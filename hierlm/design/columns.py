@@ -111,6 +111,10 @@ def formulae_common(expr: str, data: pd.DataFrame, what: str) -> object | None:
     return dm.common
 
 
+#: pandas' text dtype, what ``astype(str)`` gives.
+_STR = pd.Series([], dtype=str).dtype
+
+
 def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
     """Each row's level label of a (possibly interacted) grouping factor, as strings."""
     labels = None
@@ -124,6 +128,8 @@ def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
             s = col.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
         elif pd.api.types.is_complex_dtype(col):
             raise DataError(f"grouping column '{f}' has complex values")
+        elif col.dtype == _STR:
+            s = col  # already pandas' text dtype: astype(str) would copy it (0.08 ms)
         else:
             s = col.astype(str)
         labels = s if labels is None else labels + ":" + s

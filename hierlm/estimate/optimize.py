@@ -253,7 +253,7 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
     def fun(phi: np.ndarray) -> tuple[float, np.ndarray]:
         theta = phi * scale
         f, g, L1, L_R = objective.evaluate(theta, reml)
-        trace.append((tuple(float(v) for v in theta), float(f)))
+        trace.append((tuple(theta.tolist()), float(f)))  # Python floats, as float(v)
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             return 1e300, np.zeros_like(phi)
         if f < best["f"]:

@@ -94,4 +94,4 @@ class FitRecord:
 
 
 # Computed on first read when an estimator passes them deferred (hierlm.estimate.lazy).
-lazy_fields(FitRecord, "varcorr", "ranef_table", "fitted_values")
+lazy_fields(FitRecord, "varcorr", "ranef_table", "fitted_values", "covariance_parameters")
