@@ -22,6 +22,7 @@ import pandas as pd
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.design.terms import ModelDesign
+from hierlm.estimate.lazy import Deferred, deferred
 from hierlm.estimate.record import FitRecord
 
 
@@ -84,7 +85,7 @@ def build_record(design: ModelDesign, *, method: str, beta: np.ndarray, vcov: np
     (1810.0, [1.0, 1.0])
     """
     names = list(design.fixef_names)
-    vcov = np.asarray(vcov, dtype=float).reshape(len(names), len(names))
+    vcov = np.array(vcov, dtype=float).reshape(len(names), len(names))
     n_res = 0 if residual_parameters is None else len(residual_parameters)
     if residual_parameters is not None:
         fields["residual_parameters"] = residual_parameters
@@ -92,14 +93,15 @@ def build_record(design: ModelDesign, *, method: str, beta: np.ndarray, vcov: np
     groups: dict[str, int] = {}
     for t in design.terms:
         groups.setdefault(t.group, t.n_levels)
-    # one Index for the three tables: pandas builds an Index from a list of text labels
-    # in about 0.05 ms, and each table built from the list built its own
-    index = pd.Index(names)
+    beta = np.array(beta, dtype=float)
+    index = Deferred(lambda: pd.Index(names))  # one Index for the three tables
+
     return FitRecord(
         formula=design.formula, method=method,
-        fixef=pd.Series(np.asarray(beta, dtype=float), index=index, name="fixef"),
-        fixef_se=pd.Series(np.sqrt(np.diag(vcov)), index=index, name="fixef_se"),
-        vcov=pd.DataFrame(vcov, index=index, columns=index),
+        fixef=deferred(lambda: pd.Series(beta, index=index.get(), name="fixef")),
+        fixef_se=deferred(lambda: pd.Series(np.sqrt(np.diag(vcov)), index=index.get(),
+                                            name="fixef_se")),
+        vcov=deferred(lambda: pd.DataFrame(vcov, index=index.get(), columns=index.get())),
         sigma=float(sigma), theta=np.asarray(theta, dtype=float), varcorr=varcorr,
         loglik=-objective / 2, aic=objective + 2 * k, bic=objective + k * np.log(design.nobs),
         objective=objective, nobs=design.nobs, n_dropped=design.n_dropped,

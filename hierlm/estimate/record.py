@@ -94,4 +94,5 @@ class FitRecord:
 
 
 # Computed on first read when an estimator passes them deferred (hierlm.estimate.lazy).
-lazy_fields(FitRecord, "varcorr", "ranef_table", "fitted_values", "covariance_parameters")
+lazy_fields(FitRecord, "fixef", "fixef_se", "vcov", "varcorr", "ranef_table", "fitted_values",
+            "covariance_parameters")
