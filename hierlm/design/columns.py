@@ -151,7 +151,8 @@ def check_columns(data: object, used: set[str], name: str = "data",
     missing = sorted(c for c in used if c not in data.columns)
     if missing:
         raise DataError(f"column(s) not found in {name}: {', '.join(missing)}")
-    dup = sorted({str(c) for c in data.columns[data.columns.duplicated()]} & used)
+    dup = ([] if data.columns.is_unique  # kept by pandas: no scan after the first call
+           else sorted({str(c) for c in data.columns[data.columns.duplicated()]} & used))
     if dup:
         raise DataError(f"column name(s) appear more than once in {name}: {', '.join(dup)}")
     return data
