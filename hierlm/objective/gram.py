@@ -211,14 +211,21 @@ def gram_from_products(design: ModelDesign, A11: np.ndarray, AR1: sp.spmatrix | 
     """
     first = design.terms[0]
     p1 = first.p
-    AR1 = sp.coo_matrix(AR1)
     m = AR1.shape[0]
-    level = AR1.col // p1
-    coef = AR1.col % p1
-    key = level.astype(np.int64) * m + AR1.row
+    if AR1.format == "csr":
+        # the triplets of tocoo() (the same entries in the same order), without the COO
+        # matrix's checks: 0.05-0.1 ms of a small design's 0.4 ms here
+        row = np.repeat(np.arange(m), np.diff(AR1.indptr))
+        col, data = AR1.indices, AR1.data
+    else:
+        coo = sp.coo_matrix(AR1)
+        row, col, data = coo.row, coo.col, coo.data
+    level = col // p1
+    coef = col % p1
+    key = level.astype(np.int64) * m + row
     uniq, inv = np.unique(key, return_inverse=True)
     nz_val = np.zeros((len(uniq), p1))
-    np.add.at(nz_val, (inv, coef), AR1.data)
+    np.add.at(nz_val, (inv, coef), data)
     nz_level = (uniq // m).astype(np.int64)
     nz_row = (uniq % m).astype(np.int64)
 
