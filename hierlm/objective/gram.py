@@ -30,6 +30,7 @@ the scale of the residuals: ``y = 1e6 + O(1)`` would otherwise cost about
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +112,31 @@ def term_matrix(term: RandomTerm) -> sp.csr_matrix:
     return sp.csr_matrix((term.X.ravel(), cols, np.arange(0, n * p + 1, p)), shape=(n, term.q))
 
 
+#: Per design: its working design's ``Z_i`` (the Gram blocks and the residual-based
+#: estimates of one fit both need them; the matrices do not refer to the design).
+_WORKING_Z: weakref.WeakKeyDictionary[ModelDesign, tuple[sp.csr_matrix, ...]]
+_WORKING_Z = weakref.WeakKeyDictionary()
+
+
+def working_term_matrices(design: ModelDesign) -> tuple[sp.csr_matrix, ...]:
+    """:func:`term_matrix` of each term of ``working_design(design)``, built once per
+    design (callers must not change them).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> Z = working_term_matrices(d)
+    >>> Z[0].shape, working_term_matrices(d) is Z
+    ((180, 36), True)
+    """
+    got = _WORKING_Z.get(design)
+    if got is None:
+        got = tuple(term_matrix(t) for t in working_design(design).terms)
+        _WORKING_Z[design] = got
+    return got
+
+
 def theta_offsets(design: ModelDesign) -> np.ndarray:
     """Start of each term's slice of theta (length ``K + 1``)."""
     return np.concatenate([[0], np.cumsum([t.n_theta for t in design.terms])]).astype(np.int64)
@@ -161,6 +187,7 @@ def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlock
     ((18, 2, 2), 3)
     """
     sum_log_w = sum_log_weights(design)
+    Z = working_term_matrices(design)
     design = working_design(design)  # rows scaled by sqrt(w), offset subtracted
     first = design.terms[0]
     p1 = first.p
@@ -172,7 +199,7 @@ def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlock
             A11[:, a, b] = v
             A11[:, b, a] = v
 
-    rest = [term_matrix(t) for t in design.terms[1:]]
+    rest = Z[1:]
     if design.p:
         offset = np.linalg.lstsq(design.X, design.y, rcond=None)[0]
         y_c = design.y - design.X @ offset
@@ -184,7 +211,7 @@ def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlock
     R = sp.hstack([*(r.tocsc() for r in rest), dense_cols], format="csc")
     A_RR = np.asarray((R.T @ R).toarray())
 
-    AR1 = R.T @ term_matrix(first)
+    AR1 = R.T @ Z[0]
     return gram_from_products(design, A11, AR1, A_RR, offset, sum_log_w, dense_r1)
 
 
