@@ -19,6 +19,14 @@ selection by a list of labels took 0.18 ms, by ``take`` 0.07 ms), a formula's pa
 is kept per process (a frozen value of its text), and each grouping factor's codes come
 from ``pd.factorize`` on the labels as a NumPy array (0.03 ms against 0.1 ms on pandas'
 string dtype) with each level's label read at its first row (``np.unique``).
+Later: text grouping columns are not copied to text again, their levels and codes come
+from ``np.unique`` (the same sorted levels and codes as ``pd.factorize(sort=True)``,
+in half the time) and the levels' labels are the levels themselves; the selected
+columns and the coder's frame are copied once, not twice; and the rank check of ``X``
+reads each column's residual off ``R``'s diagonal while no earlier column is dropped
+(a least-squares solve per column before).  Median CPU time of the design, 150 fits
+each, 2 cores at load 6-7, old and new code one after the other: sleepstudy 2.63 ->
+2.35 ms, dyestuff 2.34 -> 1.91 ms, chickweight (``Time * Diet``) 4.82 -> 4.44 ms.
 """
 
 from __future__ import annotations

@@ -11,6 +11,14 @@ point estimates here.  What they share is computed once, with lme4's conventions
 and ``residual_parameters`` those of ``residual=`` / ``sigma=`` (nlme counts them the
 same way).  ``fixef_se`` is the square root of ``vcov``'s diagonal: standard errors for
 REML/ML, posterior SDs for NUTS.
+
+``fixef``, ``fixef_se`` and ``vcov`` (sharing one Index) are built when first read
+(:mod:`hierlm.estimate.lazy`), as are the covariance parameters
+(:func:`hierlm.estimate.frequentist.result_from_estimates`) and the empty residual
+parameters: pandas takes 0.05-0.4 ms for each, and a loop of fits that reads only
+``objective`` or ``theta`` never needs them.  Building a REML record of sleepstudy
+went from 1.10 to 0.31 ms CPU time (penicillin 1.14 to 0.34 ms; medians of 150 fits,
+2 cores at load 6-7, the old and new code one after the other).
 """
 
 from __future__ import annotations

@@ -26,6 +26,11 @@ invariant to that shift (``beta`` absorbs it), and it keeps the Gram products at
 the scale of the residuals: ``y = 1e6 + O(1)`` would otherwise cost about
 ``eps * 1e12`` of the final ``r^2``.  Whatever reads ``beta`` off the factor adds
 ``a`` (``beta_offset``) back.
+
+The working design's ``Z_i`` are built once per design (:func:`working_term_matrices`):
+the residual-based estimates (:mod:`hierlm.estimate.stable_pls`) use the same
+matrices.  The triplets of ``A_R1`` are read off the CSR product's arrays rather than
+through a COO matrix (the same entries; 0.05-0.1 ms of a small design's 0.4-0.5 ms).
 """
 
 from __future__ import annotations
