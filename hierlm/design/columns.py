@@ -111,7 +111,8 @@ def formulae_common(expr: str, data: pd.DataFrame, what: str) -> object | None:
     return dm.common
 
 
-#: pandas' text dtype, what ``astype(str)`` gives.
+#: What ``astype(str)`` gives: pandas' text dtype from pandas 3 (object before, which
+#: the fast path below does not take).
 _STR = pd.Series([], dtype=str).dtype
 
 
@@ -128,7 +129,7 @@ def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
             s = col.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
         elif pd.api.types.is_complex_dtype(col):
             raise DataError(f"grouping column '{f}' has complex values")
-        elif col.dtype == _STR:
+        elif isinstance(col.dtype, pd.StringDtype) and col.dtype == _STR:
             s = col  # already pandas' text dtype: astype(str) would copy it (0.08 ms)
         else:
             s = col.astype(str)
