@@ -111,6 +111,11 @@ def formulae_common(expr: str, data: pd.DataFrame, what: str) -> object | None:
     return dm.common
 
 
+#: What ``astype(str)`` gives: pandas' text dtype from pandas 3 (object before, which
+#: the fast path below does not take).
+_STR = pd.Series([], dtype=str).dtype
+
+
 def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
     """Each row's level label of a (possibly interacted) grouping factor, as strings."""
     labels = None
@@ -124,6 +129,8 @@ def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
             s = col.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
         elif pd.api.types.is_complex_dtype(col):
             raise DataError(f"grouping column '{f}' has complex values")
+        elif isinstance(col.dtype, pd.StringDtype) and col.dtype == _STR:
+            s = col  # already pandas' text dtype: astype(str) would copy it (0.08 ms)
         else:
             s = col.astype(str)
         labels = s if labels is None else labels + ":" + s
@@ -145,7 +152,8 @@ def check_columns(data: object, used: set[str], name: str = "data",
     missing = sorted(c for c in used if c not in data.columns)
     if missing:
         raise DataError(f"column(s) not found in {name}: {', '.join(missing)}")
-    dup = sorted({str(c) for c in data.columns[data.columns.duplicated()]} & used)
+    dup = ([] if data.columns.is_unique  # kept by pandas: no scan after the first call
+           else sorted({str(c) for c in data.columns[data.columns.duplicated()]} & used))
     if dup:
         raise DataError(f"column name(s) appear more than once in {name}: {', '.join(dup)}")
     return data

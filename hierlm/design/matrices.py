@@ -19,6 +19,14 @@ selection by a list of labels took 0.18 ms, by ``take`` 0.07 ms), a formula's pa
 is kept per process (a frozen value of its text), and each grouping factor's codes come
 from ``pd.factorize`` on the labels as a NumPy array (0.03 ms against 0.1 ms on pandas'
 string dtype) with each level's label read at its first row (``np.unique``).
+Later: text grouping columns are not copied to text again, their levels and codes come
+from ``np.unique`` (the same sorted levels and codes as ``pd.factorize(sort=True)``,
+in half the time) and the levels' labels are the levels themselves; the selected
+columns and the coder's frame are copied once, not twice; and the rank check of ``X``
+reads each column's residual off ``R``'s diagonal while no earlier column is dropped
+(a least-squares solve per column before).  Median CPU time of the design, 150 fits
+each, 2 cores at load 6-7, old and new code one after the other: sleepstudy 2.63 ->
+2.35 ms, dyestuff 2.34 -> 1.91 ms, chickweight (``Time * Diet``) 4.82 -> 4.44 ms.
 """
 
 from __future__ import annotations
@@ -107,9 +115,13 @@ def _dependent_columns(X: np.ndarray) -> list[int]:
     dependent = []
     for j in range(X.shape[1]):
         col = R[:, j]
-        if kept:
+        if kept and len(kept) < j:
             coef = np.linalg.lstsq(R[:, kept], col, rcond=None)[0]
             col = col - R[:, kept] @ coef
+        elif kept:
+            # every earlier column kept: they span R's first j rows, and what is left of
+            # column j is its diagonal entry (no least squares per column: 0.03 ms each)
+            col = R[j:j + 1, j]
         if np.linalg.norm(col) > RANK_TOL * norms[j]:
             kept.append(j)
         else:
@@ -162,8 +174,12 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame
         values = pd.Index(values)
     else:
         # the labels as a NumPy array of str: the same codes, 3x faster than on pandas' str
-        codes, uniques = pd.factorize(labels.to_numpy(), sort=True)
-        values = pd.Index([str(u) for u in uniques])
+        # (np.unique: the same sorted levels and codes as pd.factorize(sort=True) on text,
+        # in half the time)
+        uniques, codes = np.unique(labels.to_numpy(), return_inverse=True)
+        text = [str(u) for u in uniques]
+        # each level's label is the level itself here (its first row's label)
+        return np.asarray(codes, dtype=np.int64), tuple(text), pd.Index(text)
     codes = np.asarray(codes, dtype=np.int64)
     # each level's label from its first row (levels in code order; a code -1, which the
     # rows kept cannot have, would have none)
@@ -309,7 +325,9 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         warn(f"dropped {n_dropped} of {len(data)} rows with missing values in "
              f"used columns", UserWarning)
     n_dropped += n_zero
-    frame = (sub.loc[keep] if n_dropped + n_zero else sub).reset_index(drop=True).copy()
+    frame = (sub.loc[keep] if n_dropped + n_zero else sub).reset_index(drop=True)
+    if sub is data and not n_dropped + n_zero:
+        frame = frame.copy()  # the caller's own columns (no selection copied them)
     for c in frame.columns:
         if isinstance(frame[c].dtype, pd.CategoricalDtype):
             frame[c] = frame[c].cat.remove_unused_categories()

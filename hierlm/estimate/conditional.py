@@ -25,6 +25,11 @@ of a factor that splits the data (:mod:`hierlm.estimate.group_loglik`).
 ``log|L_theta|^2 + n log(2 pi sigma^2) + (r^2 + ||L_XX'beta - l_yX'||^2) / sigma^2``,
 and :func:`ranef_posterior` turns posterior draws into random-effect draws and their
 posterior means and SDs.
+
+The fixed sparse matrices of :class:`ConditionalSampler` (``A_1R`` and ``Lambda_R``'s
+pattern) are stored in canonical CSR order directly (:func:`csr_from_triplets`: the
+arrays SciPy's triplet constructor makes, in a third of its time; 0.45 -> 0.2 ms per
+sampler for penicillin at load 7), since a REML fit makes one per fit.
 """
 
 from __future__ import annotations
@@ -50,6 +55,42 @@ from hierlm.objective.varcorr import group_labels
 
 if TYPE_CHECKING:  # xarray is imported by the NUTS functions only: REML fits never need it
     import xarray as xr
+
+
+def _row_order(rows: np.ndarray, cols: np.ndarray, n_rows: int
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The order of canonical CSR storage (by row, then column) of the entries at
+    ``(rows, cols)`` and the row pointers, or None if a position repeats.
+
+    ``sp.csr_matrix((data, (rows, cols)))`` stores the same entries in this order; built
+    directly it takes a third of the time (0.1 of 0.3 ms for penicillin)."""
+    order = np.lexsort((cols, rows))
+    r, c = rows[order], cols[order]
+    if r.size > 1 and np.any((r[1:] == r[:-1]) & (c[1:] == c[:-1])):
+        return None
+    indptr = np.zeros(n_rows + 1, dtype=np.int32)
+    np.cumsum(np.bincount(r, minlength=n_rows), out=indptr[1:])
+    return order, indptr
+
+
+def csr_from_triplets(data: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                      shape: tuple[int, int]) -> sp.csr_matrix:
+    """``sp.csr_matrix((data, (rows, cols)), shape=shape)``, the same arrays.
+
+    Examples
+    --------
+    >>> a = csr_from_triplets(np.array([1.0, 2.0, 3.0]), np.array([1, 0, 1]),
+    ...                       np.array([2, 1, 0]), (2, 3))
+    >>> b = sp.csr_matrix(([1.0, 2.0, 3.0], ([1, 0, 1], [2, 1, 0])), shape=(2, 3))
+    >>> [np.array_equal(x, y) for x, y in ((a.indptr, b.indptr), (a.indices, b.indices),
+    ...                                     (a.data, b.data))]
+    [True, True, True]
+    """
+    got = _row_order(rows, cols, shape[0])
+    if got is None or max(*shape, len(data)) >= np.iinfo(np.int32).max:
+        return sp.csr_matrix((data, (rows, cols)), shape=shape)
+    order, indptr = got
+    return sp.csr_matrix((data[order], cols[order].astype(np.int32), indptr), shape=shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,13 +132,13 @@ class ConditionalSampler:
         # A_1R as a fixed sparse (l1 p1) x m matrix: row level * p1 + j.
         rows = (g.nz_level[:, None] * self.p1 + np.arange(self.p1)[None, :]).ravel()
         cols = np.repeat(g.nz_row, self.p1)
-        self.A1R = sp.csr_matrix((g.nz_val.ravel(), (rows, cols)), shape=(self.l1 * self.p1, g.m))
+        self.A1R = csr_from_triplets(g.nz_val.ravel(), rows, cols, (self.l1 * self.p1, g.m))
         keep = g.lam_row < g.q_rest
         # Lambda_R's sparsity pattern in CSR order, built once: each draw only fills in
         # its values (building a scipy matrix from triplets costs ~0.3 ms a draw).
         r, c, t = g.lam_row[keep], g.lam_col[keep], g.lam_theta[keep]
-        pattern = sp.csr_matrix((np.arange(1, len(t) + 1, dtype=float), (r, c)),
-                                shape=(g.q_rest, g.q_rest))
+        pattern = csr_from_triplets(np.arange(1, len(t) + 1, dtype=float), r, c,
+                                    (g.q_rest, g.q_rest))
         self._lam_theta = t[pattern.data.astype(np.int64) - 1]
         self._lam_indices, self._lam_indptr = pattern.indices, pattern.indptr
 

@@ -92,11 +92,12 @@ def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray
     :func:`hierlm.estimate.assemble.build_record`, as every method's).
 
     ``psi`` holds the structures' parameters of a structured model (None: theta).
-    The variance components, the random-effects table and the fitted values are computed
-    when first read (:mod:`hierlm.estimate.lazy`); their numbers are the same.
+    The variance components, the random-effects table, the fitted values and the
+    covariance parameters are computed when first read (:mod:`hierlm.estimate.lazy`);
+    their numbers are the same.
     """
     cov = DesignCovariance.of(design)
-    natural = cov.natural(np.asarray(theta if psi is None else psi, dtype=float), est.sigma)
+    psi_or_theta = np.array(theta if psi is None else psi, dtype=float)
 
     def varcorr() -> pd.DataFrame:
         covs = [est.sigma**2 * T @ T.T for T in templates(design, theta)]
@@ -112,7 +113,8 @@ def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray
         varcorr=deferred(varcorr), ranef_table=deferred(ranef),
         fitted_values=deferred(lambda: fitted_values(design, est.beta, est.b)),
         objective=objective, is_singular=is_singular(design, theta),
-        covariance_parameters=natural, **fields)
+        covariance_parameters=deferred(lambda: cov.natural(psi_or_theta, est.sigma)),
+        **fields)
 
 
 def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | None = None,

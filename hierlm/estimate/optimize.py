@@ -25,7 +25,13 @@ Three further checks make the end point a local minimum of the bounded problem:
 * a second, singular optimum: on samples of at most ``FACE_CHECK_MAX_NOBS`` rows, where
   the criterion can have both an interior and a boundary local minimum, one more
   descent starts from each term's covariance with its smallest eigenvalue set to 0;
-  the lowest end point wins.
+  the lowest end point wins.  These descents stay on the face (the criterion is even
+  in the zeroed diagonal there) and on the reference fits end 0.6 to 280 units of the
+  criterion above the interior optimum, which they never replace.  So they stop at
+  L-BFGS-B's ``ftol`` of ``FACE_FTOL`` (1e-8) instead of 1e-12; one that passes below
+  the best point goes on from there at full precision.  The estimates are unchanged
+  (bit for bit on the 24 reference fits of ``benchmarks.peers``), with 481 instead of
+  509 evaluations in all.
 
 Measured on 200 random small designs, by REML and ML (400 fits;
 ``tests/estimate/test_optimum.py``: ``(0 + x | g)``, ``(1 | g) + (0 + x | g)``,
@@ -97,6 +103,8 @@ DEFAULT_OPTIONS: dict[str, float | int] = {
 }
 # Samples up to this size also get one descent from each term's rank-reduced covariance.
 FACE_CHECK_MAX_NOBS = 10_000
+# L-BFGS-B's ftol for those descents until they pass below the best point so far.
+FACE_FTOL = 1e-8
 
 
 @dataclass(frozen=True)
@@ -253,7 +261,7 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
     def fun(phi: np.ndarray) -> tuple[float, np.ndarray]:
         theta = phi * scale
         f, g, L1, L_R = objective.evaluate(theta, reml)
-        trace.append((tuple(float(v) for v in theta), float(f)))
+        trace.append((tuple(theta.tolist()), float(f)))  # Python floats, as float(v)
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             return 1e300, np.zeros_like(phi)
         if f < best["f"]:
@@ -285,14 +293,15 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
         f, g = fun(u * units)
         return f, g * units
 
-    def run_lbfgs(x_init: np.ndarray) -> str:
+    def run_lbfgs(x_init: np.ndarray, ftol: float | None = None) -> str:
         # minimize()'s loop, bitwise; in the units of default_start (phi itself unless
         # the start is a moment estimate)
-        return minimize_lbfgsb(fun_units, x_init / units, **lbfgs)
+        return minimize_lbfgsb(fun_units, x_init / units,
+                               **(lbfgs if ftol is None else {**lbfgs, "ftol": ftol}))
 
-    def descend(x_init: np.ndarray) -> tuple[str, str, tuple[np.ndarray, float, np.ndarray,
-                                                              bool]]:
-        method, message = "L-BFGS-B", run_lbfgs(x_init)
+    def descend(x_init: np.ndarray, ftol: float | None = None
+                ) -> tuple[str, str, tuple[np.ndarray, float, np.ndarray, bool]]:
+        method, message = "L-BFGS-B", run_lbfgs(x_init, ftol)
         state = check()
         if not state[3]:
             method, message = "L-BFGS-B+restart", f"{message}; {run_lbfgs(best['x'])}"
@@ -331,10 +340,15 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
     if state[3] and design.nobs <= FACE_CHECK_MAX_NOBS:
         # Small samples can have a second, singular local optimum besides an interior
         # one: descend once from each term's rank-reduced covariance and keep the lower.
+        face_ftol = max(FACE_FTOL, float(opts["ftol"]))
         for face in face_starts(design, best["x"] * scale):
             f_before = best["f"]
-            m2, msg2, st2 = polish(*descend(face / scale))
+            # to the looser FACE_FTOL first: the end point counts only if it is lower
+            m2, msg2, st2 = polish(*descend(face / scale, face_ftol))
             if best["f"] < f_before:
+                # it is: on from there to full precision
+                m3, msg3, st2 = polish(*descend(best["x"]))
+                m2, msg2 = f"{m2}+{m3}", f"{msg2}; {msg3}"
                 method, message, state = f"{method}+face+{m2}", f"{message}; {msg2}", st2
             phases.append(("face", len(trace) - sum(n for _, n in phases)))
     theta, f, g, converged = state

@@ -41,7 +41,7 @@ from hierlm.estimate.cond_var import conditional_variances
 from hierlm.estimate.conditional import ConditionalSampler
 from hierlm.estimate.extract import Estimates
 from hierlm.estimate.lazy import deferred
-from hierlm.objective.gram import term_matrix
+from hierlm.objective.gram import working_term_matrices
 from hierlm.objective.profiled import ProfiledObjective
 
 #: Refinement steps at most; it stops earlier once a correction is below working precision.
@@ -59,7 +59,7 @@ def _setup(objective: ProfiledObjective) -> tuple[ModelDesign, list[sp.csr_matri
     got = _SETUP.get(objective)
     if got is None:
         wd = working_design(objective.design)
-        Z = [term_matrix(t) for t in wd.terms]
+        Z = list(working_term_matrices(objective.design))  # (compute_gram's)
         got = _SETUP[objective] = (wd, Z, [z.T for z in Z])  # the transposes made once
     return got
 

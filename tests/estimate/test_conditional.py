@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import hierlm
-from hierlm.estimate.conditional import ConditionalSampler
+from hierlm.estimate.conditional import ConditionalSampler, csr_from_triplets
 from hierlm.estimate.frequentist import fit_profiled
 from hierlm.objective import compile_objective
 from tests.dense import dense_lambda, dense_z
@@ -86,3 +87,20 @@ def test_mean_at_reml_is_conditional_mode() -> None:
     ref = res.ranef_table
     for j, term in enumerate(design.terms[0].coef_names):
         np.testing.assert_allclose(b[0][:, j], ref[ref.term == term]["value"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_csr_from_triplets_equals_scipys_constructor(seed):
+    """The same indptr, indices and data (and dtypes) as scipy's triplet constructor,
+    unique positions or repeated ones (which scipy sums)."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 30)), int(rng.integers(1, 30)))
+    n = int(rng.integers(0, shape[0] * shape[1]))
+    flat = rng.choice(shape[0] * shape[1], size=n, replace=seed % 2 == 1)
+    rows, cols = flat // shape[1], flat % shape[1]
+    data = rng.standard_normal(n)
+    a = csr_from_triplets(data, rows, cols, shape)
+    b = sp.csr_matrix((data, (rows, cols)), shape=shape)
+    for x, y in ((a.indptr, b.indptr), (a.indices, b.indices), (a.data, b.data)):
+        np.testing.assert_array_equal(x, y)
+        assert x.dtype == y.dtype

@@ -76,3 +76,28 @@ def test_fit_tables_deferred_until_read_and_equal_to_eager():
     vc = res.varcorr
     np.testing.assert_allclose(vc["sd_or_corr"].to_numpy()[:3], [24.741, 5.922, 0.066],
                                atol=1e-3)
+
+
+def test_fixed_effect_tables_and_covariance_parameters_deferred_until_read():
+    """The record's p-indexed tables, the covariance parameters and the (empty) residual
+    parameters are built on first read; their values are lme4's
+    (tests/data/reference/lme4_reference.json)."""
+    res = hierlm.fit("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    names = ("fixef", "fixef_se", "vcov", "covariance_parameters", "residual_parameters")
+    for name in names:
+        assert isinstance(vars(res)[name], Deferred)
+    # lme4 4.1 (sleepstudy_slopes_reml): fixef, standard errors, SDs and correlation
+    np.testing.assert_allclose(res.fixef.to_numpy(), [251.405104848485, 10.467285959596],
+                               rtol=1e-7)
+    np.testing.assert_allclose(res.fixef_se.to_numpy(), [6.82459669495491, 1.54578964390598],
+                               rtol=1e-5)
+    assert res.fixef.index.tolist() == res.vcov.index.tolist() == ["(Intercept)", "Days"]
+    assert res.vcov.columns.tolist() == ["(Intercept)", "Days"]
+    np.testing.assert_array_equal(np.sqrt(np.diag(res.vcov.to_numpy())), res.fixef_se.to_numpy())
+    np.testing.assert_allclose(res.covariance_parameters.to_numpy(), [24.741, 0.066, 5.922],
+                               atol=1e-3)
+    assert res.residual_parameters.empty  # no residual= or sigma=
+    assert res.residual_parameters.name == "residual_parameters"
+    for name in names:
+        assert not isinstance(vars(res)[name], Deferred)
+    assert res.fixef is res.fixef  # computed once
