@@ -46,8 +46,8 @@ def test_models_of_one_structure_share_one_compiled_density(
     monkeypatch.setattr(graph_cache, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(nc, "_CODE", {})
     built = []
-    pieces = nc._pymc_pieces
-    monkeypatch.setattr(nc, "_pymc_pieces", lambda *a: built.append(1) or pieces(*a))
+    pieces = nc.pymc_pieces
+    monkeypatch.setattr(nc, "pymc_pieces", lambda *a: built.append(1) or pieces(*a))
 
     sleep = hierlm.load_sleepstudy()
     first = hierlm.Model(SLEEP, sleep).objective

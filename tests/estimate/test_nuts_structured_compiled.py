@@ -66,8 +66,8 @@ def test_second_structured_model_loads_the_first_ones_density(
     monkeypatch.setattr(graph_cache, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(nc, "_CODE", {})
     built: list[int] = []
-    pieces = nc._pymc_pieces
-    monkeypatch.setattr(nc, "_pymc_pieces", lambda *a: built.append(1) or pieces(*a))
+    pieces = nc.pymc_pieces
+    monkeypatch.setattr(nc, "pymc_pieces", lambda *a: built.append(1) or pieces(*a))
     rng = np.random.default_rng(1)
     first = hierlm.Model("y ~ time + ar1(0 + time | g)",
                          simulate(rng, 1.0, 0.5, 1.0, np.zeros(4), n_sub=10)).objective
