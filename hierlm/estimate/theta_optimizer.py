@@ -292,7 +292,10 @@ def minimize_theta(criterion: Criterion, space: ParameterSpace,
                             evaluations=search.n, converged=False,
                             messages=tuple(messages), method=method, phases=tuple(phases))
     phi, f, g = best["x"], float(best["f"]), best["g"]
-    ok = opts.check_tol is None or converged(space, phi, g * space.scale, f, opts.check_tol)
+    if opts.check_tol is None:  # L-BFGS-B's own stopping test
+        ok = bool(messages) and messages[-1].startswith("CONVERGENCE")
+    else:
+        ok = converged(space, phi, g * space.scale, f, opts.check_tol)
     return SearchResult(theta=phi * space.scale, criterion=f, gradient=np.asarray(g, float),
                         evaluations=search.n, converged=ok, messages=tuple(messages),
                         method=method, phases=tuple(phases))
