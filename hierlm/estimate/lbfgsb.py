@@ -110,7 +110,7 @@ def run_lbfgsb(fun: Objective, x0: np.ndarray, maxiter: int, ftol: float, gtol: 
     >>> quad = lambda x: (float((x - 1.0) @ (x - 1.0)), 2.0 * (x - 1.0))
     >>> r = run_lbfgsb(quad, np.zeros(2), 100, 1e-12, 1e-8, 20, [(None, 0.5), (None, None)])
     >>> np.round(r.x, 6).tolist(), round(r.fun, 6)
-    [[0.5, 1.0], 0.25]
+    ([0.5, 1.0], 0.25)
     """
     options = {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxls": maxls}
     if not FAST:

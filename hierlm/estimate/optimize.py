@@ -10,7 +10,12 @@ criterion is even in ``theta_jj`` when the rest of column ``j`` is zero (scalar 
 last diagonals), so its derivative vanishes on the bound even where the bound is a
 maximum along it.
 
-Three further checks make the end point a local minimum of the bounded problem:
+The search is the package's one optimizer,
+:func:`hierlm.estimate.theta_optimizer.minimize_theta`, with its second-order check
+(:mod:`hierlm.estimate.checked_descent`); this module gives it the criterion, lme4's
+parameter space (:meth:`~hierlm.estimate.theta_optimizer.ParameterSpace.of_theta`),
+the start and the options.  Three further checks make the end point a local minimum of
+the bounded problem:
 
 * first order: the gradient in the rescaled parameter ``phi`` (below), each component
   times ``max(1, |phi_j|)``, is at most ``check_tol``; a point that fails passes if
