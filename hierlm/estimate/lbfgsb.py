@@ -14,6 +14,10 @@ number of iterations and evaluations, the same message.  Iterates, evaluations a
 result are bitwise those of ``minimize`` (``tests/estimate/test_lbfgsb.py`` compares
 the evaluated points one by one).
 
+With ``bounds`` (:func:`run_lbfgsb`) the start is clipped into the box and each
+variable gets ``setulb``'s bound code as ``minimize`` gives it (0 none, 1 lower, 2 both,
+3 upper), so bounded runs are ``minimize``'s too.
+
 ``setulb``'s calling convention is SciPy's own (it changed in SciPy 1.15, when the
 routine was rewritten in C), so the loop is used only where it is the one checked here;
 elsewhere :func:`minimize_lbfgsb` calls ``scipy.optimize.minimize``.
@@ -21,7 +25,8 @@ elsewhere :func:`minimize_lbfgsb` calls ``scipy.optimize.minimize``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy
@@ -41,6 +46,15 @@ except (ImportError, ValueError):  # pragma: no cover - other SciPy versions
 MAXCOR, MAXFUN = 10, 15000
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+Bounds = Sequence[tuple[Any, Any]]
+
+
+class LbfgsbRun(NamedTuple):
+    """Where a run stopped, as ``minimize``'s ``x``, ``fun`` and ``message``."""
+
+    x: np.ndarray
+    fun: float
+    message: str
 
 
 def _scalar(fx: object) -> object:
@@ -80,21 +94,52 @@ def minimize_lbfgsb(fun: Objective, x0: np.ndarray, maxiter: int, ftol: float, g
     >>> np.round(seen[-1], 6).tolist()
     [1.0, 1.0, 1.0]
     """
+    return run_lbfgsb(fun, x0, maxiter, ftol, gtol, maxls).message
+
+
+def run_lbfgsb(fun: Objective, x0: np.ndarray, maxiter: int, ftol: float, gtol: float,
+               maxls: int, bounds: Bounds | None = None) -> LbfgsbRun:
+    """Minimize ``fun`` from ``x0`` on the box ``bounds`` (``None``: no bound).
+
+    The end point, the value last evaluated and the message, as
+    ``scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds)``
+    returns them.
+
+    Examples
+    --------
+    >>> quad = lambda x: (float((x - 1.0) @ (x - 1.0)), 2.0 * (x - 1.0))
+    >>> r = run_lbfgsb(quad, np.zeros(2), 100, 1e-12, 1e-8, 20, [(None, 0.5), (None, None)])
+    >>> np.round(r.x, 6).tolist(), round(r.fun, 6)
+    ([0.5, 1.0], 0.25)
+    """
     options = {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxls": maxls}
     if not FAST:
-        res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", options=options)
-        return str(res.message)
+        res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                      options=options)
+        return LbfgsbRun(np.asarray(res.x), float(res.fun), str(res.message))
     if not maxls > 0:
         raise ValueError("maxls must be positive.")
     x = np.array(np.asarray(x0).ravel(), dtype=np.float64)
     n, m = x.size, MAXCOR
+    int_dtype = np.int64 if HAS_ILP64 else np.int32
+    nbd = np.zeros(n, dtype=int_dtype)  # no bounds
+    low, upp = np.zeros(n), np.zeros(n)
+    if bounds is not None:
+        if len(bounds) != n:
+            raise ValueError("length of x0 != length of bounds")
+        lb = np.array([float(lo) if lo is not None else -np.inf for lo, _ in bounds])
+        ub = np.array([float(hi) if hi is not None else np.inf for _, hi in bounds])
+        if np.any(lb > ub):
+            raise ValueError("one of the lower bounds is greater than an upper bound")
+        x = np.clip(x, lb, ub)
+        has_lo, has_hi = ~np.isinf(lb), ~np.isinf(ub)
+        low[has_lo], upp[has_hi] = lb[has_lo], ub[has_hi]
+        # minimize's codes: 1 lower only, 2 both, 3 upper only
+        nbd[:] = np.where(has_lo, np.where(has_hi, 2, 1), np.where(has_hi, 3, 0))
     # the first evaluation at x0, as ScalarFunction's constructor makes it
     last = x.copy()
     f_out, g_out = fun(last.copy())
     f, g, nfev = _scalar(f_out), np.atleast_1d(g_out), 1
-    int_dtype = np.int64 if HAS_ILP64 else np.int32
-    nbd = np.zeros(n, dtype=int_dtype)  # no bounds
-    low, upp = np.zeros(n), np.zeros(n)
     wa = np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m, np.float64)
     iwa = np.zeros(3 * n, dtype=int_dtype)
     task, ln_task = np.zeros(2, dtype=int_dtype), np.zeros(2, dtype=int_dtype)
@@ -122,4 +167,5 @@ def minimize_lbfgsb(fun: Objective, x0: np.ndarray, maxiter: int, ftol: float, g
                 task[0], task[1] = 5, 502
         else:
             break
-    return f"{status_messages[int(task[0])]}: {task_messages[int(task[1])]}"
+    message = f"{status_messages[int(task[0])]}: {task_messages[int(task[1])]}"
+    return LbfgsbRun(x, float(f), message)  # type: ignore[arg-type]

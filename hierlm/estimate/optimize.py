@@ -10,7 +10,12 @@ criterion is even in ``theta_jj`` when the rest of column ``j`` is zero (scalar 
 last diagonals), so its derivative vanishes on the bound even where the bound is a
 maximum along it.
 
-Three further checks make the end point a local minimum of the bounded problem:
+The search is the package's one optimizer,
+:func:`hierlm.estimate.theta_optimizer.minimize_theta`, with its second-order check
+(:mod:`hierlm.estimate.checked_descent`); this module gives it the criterion, lme4's
+parameter space (:meth:`~hierlm.estimate.theta_optimizer.ParameterSpace.of_theta`),
+the start and the options.  Three further checks make the end point a local minimum of
+the bounded problem:
 
 * first order: the gradient in the rescaled parameter ``phi`` (below), each component
   times ``max(1, |phi_j|)``, is at most ``check_tol``; a point that fails passes if
@@ -25,13 +30,8 @@ Three further checks make the end point a local minimum of the bounded problem:
 * a second, singular optimum: on samples of at most ``FACE_CHECK_MAX_NOBS`` rows, where
   the criterion can have both an interior and a boundary local minimum, one more
   descent starts from each term's covariance with its smallest eigenvalue set to 0;
-  the lowest end point wins.  These descents stay on the face (the criterion is even
-  in the zeroed diagonal there) and on the reference fits end 0.6 to 280 units of the
-  criterion above the interior optimum, which they never replace.  So they stop at
-  L-BFGS-B's ``ftol`` of ``FACE_FTOL`` (1e-8) instead of 1e-12; one that passes below
-  the best point goes on from there at full precision.  The estimates are unchanged
-  (bit for bit on the 24 reference fits of ``benchmarks.peers``), with 481 instead of
-  509 evaluations in all.
+  the lowest end point wins.  These descents stop at a looser ``ftol`` until one
+  passes below the best point (:data:`hierlm.estimate.checked_descent.FACE_FTOL`).
 
 Measured on 200 random small designs, by REML and ML (400 fits;
 ``tests/estimate/test_optimum.py``: ``(0 + x | g)``, ``(1 | g) + (0 + x | g)``,
@@ -74,26 +74,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 
 from hierlm.covariance.design import DesignCovariance
-from hierlm.covariance.layout import (
-    theta_lower,
-)
-from hierlm.covariance.parameters import parameter_names
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
-from hierlm.estimate.boundary import (
-    ESCAPE_TOL,
-    MAX_ESCAPES,
-    ZERO_DIAG,
-    canonical_signs,
-    escape_boundary,
-    face_starts,
-)
-from hierlm.estimate.convergence import LME4_TOL, scaled_gradient
-from hierlm.estimate.lbfgsb import minimize_lbfgsb
 from hierlm.estimate.moment_start import default_start
+from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
 from hierlm.objective.profiled import ProfiledObjective
 
 # ftol, gtol: L-BFGS-B's stopping rules; check_tol: the largest scaled projected-gradient
@@ -103,8 +89,6 @@ DEFAULT_OPTIONS: dict[str, float | int] = {
 }
 # Samples up to this size also get one descent from each term's rank-reduced covariance.
 FACE_CHECK_MAX_NOBS = 10_000
-# L-BFGS-B's ftol for those descents until they pass below the best point so far.
-FACE_FTOL = 1e-8
 
 
 @dataclass(frozen=True)
@@ -247,130 +231,32 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
     """
     opts = _check_options(options)
     design = objective.design
-    lower = theta_lower(design)
-    x_start = _check_start(start, lower)
-    scale = theta_scale(design)
-    units = np.ones(len(scale))
+    space = ParameterSpace.of_theta(design)
+    x_start = _check_start(start, space.lower)
+    units = None
     if x_start is None:
-        x_start, units = default_start(objective, scale)
-    x0 = x_start / scale
-    diag = np.flatnonzero(lower == 0.0)
+        x_start, units = default_start(objective, space.scale)
     trace: list[tuple[tuple[float, ...], float]] = []
-    best: dict[str, Any] = {"f": np.inf, "x": x0.copy()}
+    best: dict[str, Any] = {"f": np.inf}
 
-    def fun(phi: np.ndarray) -> tuple[float, np.ndarray]:
-        theta = phi * scale
+    def criterion(theta: np.ndarray) -> tuple[float, np.ndarray]:
         f, g, L1, L_R = objective.evaluate(theta, reml)
-        trace.append((tuple(theta.tolist()), float(f)))  # Python floats, as float(v)
-        if not (np.isfinite(f) and np.all(np.isfinite(g))):
-            return 1e300, np.zeros_like(phi)
-        if f < best["f"]:
-            best.update(f=f, x=phi.copy(), g=g.copy(), factor=(L1.copy(), L_R.copy()))
-        return f, g * scale
+        trace.append((tuple(float(v) for v in theta), float(f)))
+        if np.isfinite(f) and np.all(np.isfinite(g)) and f < best["f"]:
+            best.update(f=f, theta=theta.copy(), factor=(L1.copy(), L_R.copy()))
+        return f, g
 
-    def check() -> tuple[np.ndarray, float, np.ndarray, bool]:
-        phi = best["x"]
-        theta = phi * scale
-        if "g" in best:
-            f, g = best["f"], best["g"]  # already evaluated there
-        else:
-            f, g = objective.value_and_grad(theta, reml)
-        crit = np.abs(g * scale) * np.maximum(1.0, np.abs(phi))
-        ok = bool(np.isfinite(f) and np.max(crit, initial=0.0) <= float(opts["check_tol"]))
-        if not ok and np.isfinite(f):
-            # Large data make the criterion steep: judge the gradient against the
-            # curvature, as lme4 does, before restarting.
-            sg = scaled_gradient(lambda th: fun(th / scale)[1] / scale, theta, g,
-                                 np.full_like(lower, -np.inf))
-            ok = sg is not None and sg <= LME4_TOL
-        return theta, float(f), g, ok
-
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    lbfgs: dict[str, Any] = {"maxiter": int(opts["maxiter"]), "ftol": float(opts["ftol"]),
-                             "gtol": float(opts["gtol"]), "maxls": 50}
-
-    def fun_units(u: np.ndarray) -> tuple[float, np.ndarray]:
-        f, g = fun(u * units)
-        return f, g * units
-
-    def run_lbfgs(x_init: np.ndarray, ftol: float | None = None) -> str:
-        # minimize()'s loop, bitwise; in the units of default_start (phi itself unless
-        # the start is a moment estimate)
-        return minimize_lbfgsb(fun_units, x_init / units,
-                               **(lbfgs if ftol is None else {**lbfgs, "ftol": ftol}))
-
-    def descend(x_init: np.ndarray, ftol: float | None = None
-                ) -> tuple[str, str, tuple[np.ndarray, float, np.ndarray, bool]]:
-        method, message = "L-BFGS-B", run_lbfgs(x_init, ftol)
-        state = check()
-        if not state[3]:
-            method, message = "L-BFGS-B+restart", f"{message}; {run_lbfgs(best['x'])}"
-            state = check()
-        if not state[3]:
-            # Powell on the canonical half-space (diagonals >= 0, where it can be
-            # bounded); T T' is unchanged by the sign flips.
-            pres = scipy.optimize.minimize(lambda x: fun(x)[0],
-                                           canonical_signs(design, best["x"])[0],
-                                           method="Powell", bounds=bounds,
-                                           options={"xtol": 1e-10, "ftol": 1e-14})
-            method = "L-BFGS-B+Powell"
-            message = f"{message}; {pres.message}; {run_lbfgs(best['x'])}"
-            state = check()
-        return method, message, state
-
-    def polish(method: str, message: str, state: tuple) -> tuple[str, str, tuple]:
-        """Escape saddles at zero template diagonals until none is left (or give up)."""
-        for _ in range(MAX_ESCAPES):
-            escaped = escape_boundary(lambda x: fun(x)[0], best["x"], float(best["f"]), diag)
-            if escaped is None:
-                return method, message, state
-            m2, msg2, state = descend(escaped)
-            method, message = f"{method}+escape+{m2}", f"{message}; escaped a saddle; {msg2}"
-        lower_point = escape_boundary(lambda x: fun(x)[0], best["x"], float(best["f"]), diag)
-        if lower_point is not None:
-            state = (*state[:3], False)
-            names = parameter_names(design)
-            moved = [names[j] for j in diag if lower_point[j] != best["x"][j]]
-            message += (f"; the criterion still decreases from {', '.join(moved)} = 0 into "
-                        f"the interior (second-order check failed)")
-        return method, message, state
-
-    method, message, state = polish(*descend(x0))
-    phases = [("descent", len(trace))]
-    if state[3] and design.nobs <= FACE_CHECK_MAX_NOBS:
-        # Small samples can have a second, singular local optimum besides an interior
-        # one: descend once from each term's rank-reduced covariance and keep the lower.
-        face_ftol = max(FACE_FTOL, float(opts["ftol"]))
-        for face in face_starts(design, best["x"] * scale):
-            f_before = best["f"]
-            # to the looser FACE_FTOL first: the end point counts only if it is lower
-            m2, msg2, st2 = polish(*descend(face / scale, face_ftol))
-            if best["f"] < f_before:
-                # it is: on from there to full precision
-                m3, msg3, st2 = polish(*descend(best["x"]))
-                m2, msg2 = f"{m2}+{m3}", f"{msg2}; {msg3}"
-                method, message, state = f"{method}+face+{m2}", f"{message}; {msg2}", st2
-            phases.append(("face", len(trace) - sum(n for _, n in phases)))
-    theta, f, g, converged = state
-    near = diag[(np.abs(best["x"][diag]) < ZERO_DIAG) & (best["x"][diag] != 0.0)]
-    if near.size:
-        # Report an exact zero where the criterion does not tell it from 1e-16 (lme4's
-        # bound gives exact zeros too).
-        snapped = best["x"].copy()
-        snapped[near] = 0.0
-        f0, g0 = fun(snapped)
-        if f0 <= f + ESCAPE_TOL * max(1.0, abs(f)):
-            if f0 >= f:  # fun() kept the factor of the unsnapped point
-                best.pop("factor", None)
-            best.update(x=snapped, f=f0, g=g0 / scale)
-            f, g = f0, g0 / scale
-        last, n_last = phases[-1]
-        phases[-1] = (last, n_last + len(trace) - sum(n for _, n in phases))
-    phi, flipped = canonical_signs(design, best["x"])
-    theta = phi * scale
-    g = np.where(flipped, -g, g)
-    reuse = np.array_equal(theta, best["x"] * scale) and f == best["f"]
-    return OptimizerResult(theta=theta, objective=f, gradient=g, n_evals=len(trace),
-                           converged=converged, message=message, method=method,
-                           trace=tuple(trace), factor=best.get("factor") if reuse else None,
-                           phases=tuple(phases))
+    search = SearchOptions(maxiter=int(opts["maxiter"]), ftol=float(opts["ftol"]),
+                           gtol=float(opts["gtol"]), maxls=50,
+                           check_tol=float(opts["check_tol"]), bounded=False,
+                           second_order=True, face_check=design.nobs <= FACE_CHECK_MAX_NOBS,
+                           units=units)
+    res = minimize_theta(criterion, space, x_start, search)
+    # the factor of the last lowest evaluation, where that is the answer itself
+    reuse = ("theta" in best and np.array_equal(res.theta, best["theta"])
+             and res.criterion == best["f"])
+    return OptimizerResult(theta=res.theta, objective=res.criterion, gradient=res.gradient,
+                           n_evals=len(trace), converged=res.converged,
+                           message="; ".join(res.messages), method=res.method,
+                           trace=tuple(trace), factor=best["factor"] if reuse else None,
+                           phases=res.phases)

@@ -6,7 +6,8 @@ profiled criterion ``d(theta)`` and its exact gradient come from the compiled ob
 as for any model, and the chain rule gives ``grad_psi d = J' grad_theta d`` with the
 exact Jacobian ``J = d theta / d psi``.
 
-The minimization is bounded L-BFGS-B over psi (the bounds only keep ``exp`` finite:
+The minimization (:func:`hierlm.estimate.theta_optimizer.minimize_theta`, the model's
+one optimizer) is bounded L-BFGS-B over psi (the bounds only keep ``exp`` finite:
 a log relative SD at its lower bound is an SD of zero for every purpose), from lme4's
 identity start and, on samples of at most ``EXTRA_START_MAX_NOBS`` rows, from two more
 starts (each term's first correlation parameter moved up by one unit: for ``toep``
@@ -24,56 +25,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.errors import MethodError
 from hierlm.estimate.boundary import canonical_signs
 from hierlm.estimate.optimize import OptimizerResult, _check_options
+from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
 from hierlm.objective.profiled import ProfiledObjective
 
 #: Samples of at most this many rows get two extra starts.
 EXTRA_START_MAX_NOBS = 10_000
-#: Newton polish: at most this many steps, finite-difference step of the Hessian.
-NEWTON_STEPS = 20
-_FD_STEP = 1e-5
-
-
-def _newton_polish(fun: Any, psi: np.ndarray, f: float, g: np.ndarray,
-                   bounds: list[tuple[float, float]]) -> tuple[np.ndarray, float, np.ndarray]:
-    """Damped Newton steps on the parameters away from their bounds."""
-    lo = np.array([b[0] for b in bounds])
-    hi = np.array([b[1] for b in bounds])
-    for _ in range(NEWTON_STEPS):
-        free = (psi > lo + 1e-3) & (psi < hi - 1e-3)
-        idx = np.flatnonzero(free)
-        if idx.size == 0:
-            break
-        H = np.zeros((idx.size, idx.size))
-        for a, k in enumerate(idx):
-            e = np.zeros_like(psi)
-            e[k] = _FD_STEP
-            H[:, a] = (fun(psi + e)[1][idx] - fun(psi - e)[1][idx]) / (2 * _FD_STEP)
-        H = (H + H.T) / 2
-        w = np.linalg.eigvalsh(H)
-        if not np.all(np.isfinite(w)) or w[0] <= 1e-10 * max(1.0, abs(w[-1])):
-            break  # not locally convex in the free parameters: keep L-BFGS-B's point
-        step = np.zeros_like(psi)
-        step[idx] = -np.linalg.solve(H, g[idx])
-        t = 1.0
-        while t > 1e-4:
-            cand = np.clip(psi + t * step, lo, hi)
-            fc, gc = fun(cand)
-            if fc <= f:
-                break
-            t /= 2
-        else:
-            break
-        moved = float(np.max(np.abs(cand - psi)))
-        psi, f, g = cand, fc, gc
-        if moved < 1e-10:
-            break
-    return psi, f, g
 
 
 def optimize_psi(objective: ProfiledObjective, reml: bool, start: np.ndarray | None = None,
@@ -130,44 +91,35 @@ def optimize_psi(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     trace: list[tuple[tuple[float, ...], float]] = []
     best: dict[str, Any] = {"f": np.inf}
 
-    def fun(psi: np.ndarray) -> tuple[float, np.ndarray]:
+    def criterion(psi: np.ndarray) -> tuple[float, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             theta, J = cov.theta_jacobian(psi)  # one pass, closed forms
         if not np.all(np.isfinite(theta)):
-            return 1e300, np.zeros_like(psi)
+            return np.inf, np.zeros_like(psi)
         f, g, L1, L_R = objective.evaluate(theta, reml)
         trace.append((tuple(float(v) for v in theta), float(f)))
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
-            return 1e300, np.zeros_like(psi)
+            return np.inf, np.zeros_like(psi)
         gpsi = J.T @ g
         if f < best["f"]:
-            best.update(f=f, psi=psi.copy(), g=gpsi, factor=(L1.copy(), L_R.copy()))
+            best.update(f=f, psi=psi.copy(), theta=np.array(theta),
+                        factor=(L1.copy(), L_R.copy()))
         return float(f), gpsi
 
-    lbfgs = {"maxiter": int(opts["maxiter"]), "ftol": min(float(opts["ftol"]), 1e-15),
-             "gtol": min(float(opts["gtol"]), 1e-10), "maxls": 50}
-    messages = []
-    for x0 in starts:
-        res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                      options=lbfgs)
-        messages.append(str(res.message))
-    n_lbfgs = len(trace)
-    _newton_polish(fun, best["psi"], float(best["f"]), best["g"], bounds)
-    psi, f, g = best["psi"], float(best["f"]), best["g"]  # the lowest point evaluated
-    at_bound = ((psi <= lo + 1e-8) & (g > 0)) | ((psi >= hi - 1e-8) & (g < 0))
-    # log SDs and the correlation transforms are scale-free: the plain gradient, except
-    # for unstructured terms' theta, scaled as in optimize_theta
-    kinds = np.array(cov.psi_kinds())
-    crit = np.where(at_bound, 0.0, np.abs(g)) * np.where(kinds == "theta",
-                                                          np.maximum(1.0, np.abs(psi)), 1.0)
-    converged = bool(np.isfinite(f) and np.max(crit, initial=0.0) <= float(opts["check_tol"]))
+    search = SearchOptions(maxiter=int(opts["maxiter"]), ftol=min(float(opts["ftol"]), 1e-15),
+                           gtol=min(float(opts["gtol"]), 1e-10), maxls=50,
+                           check_tol=float(opts["check_tol"]), bounded=True, runs=1,
+                           newton=True)
+    res = minimize_theta(criterion, ParameterSpace.of_psi(design), starts, search)
+    psi = res.theta
     theta = cov.theta(psi)
     theta, _ = canonical_signs(design, theta)  # unstructured terms' columns only
-    reuse = np.array_equal(psi, best["psi"]) and np.array_equal(theta, cov.theta(psi))
+    reuse = ("psi" in best and np.array_equal(psi, best["psi"])
+             and np.array_equal(theta, best["theta"]))
+    n_descent = dict(res.phases).get("descent", 0)
     return OptimizerResult(
-        theta=theta, objective=float(f), gradient=np.asarray(g, dtype=float),
-        n_evals=len(trace), converged=converged,
-        message="; ".join(messages), method=f"L-BFGS-B(psi) x{len(starts)}+Newton",
+        theta=theta, objective=float(res.criterion), gradient=res.gradient,
+        n_evals=len(trace), converged=res.converged,
+        message="; ".join(res.messages), method=f"L-BFGS-B(psi) x{len(starts)}+Newton",
         trace=tuple(trace), factor=best.get("factor") if reuse else None,
-        phases=(("descent", n_lbfgs), ("newton", len(trace) - n_lbfgs)), psi=psi)
-
+        phases=(("descent", n_descent), ("newton", res.evaluations - n_descent)), psi=psi)

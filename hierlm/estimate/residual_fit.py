@@ -5,7 +5,8 @@ The criterion of :mod:`hierlm.objective.residual_gram`, ``crit(theta, rho, delta
 crit_iid(theta; B[Z X y]) + log|R0|``, is minimized over theta for each ``(rho,
 delta)`` by the model's own optimizer (:func:`hierlm.estimate.optimize.optimize_theta`,
 warm-started), and that profile ``g(rho, delta) = min_theta crit`` over the residual
-parameters by L-BFGS-B.  Its gradient is the partial gradient of ``crit`` in the
+parameters by L-BFGS-B (:func:`hierlm.estimate.theta_optimizer.minimize_theta`).  Its
+gradient is the partial gradient of ``crit`` in the
 residual parameters at ``theta-hat`` (envelope theorem), by central differences with
 theta held: no inner fits for it.  The residual
 parameters are optimized unconstrained:
@@ -26,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.optimize
 import scipy.special
 
 from hierlm.design.residual_design import ResidualDesign
@@ -38,6 +38,7 @@ from hierlm.estimate.kind import ML, REML
 from hierlm.estimate.optimize import optimize_theta, theta_scale
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
+from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
 from hierlm.objective.residual_classes import class_gram
 from hierlm.objective.residual_gram import relative_sd, whitened_design
@@ -59,6 +60,12 @@ JOINT_MAXITER = 20
 NUMBA_NOBS = 5000
 #: Starting correlations tried (the best one starts the descent).
 RHO_STARTS = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
+#: The joint descent in ``(theta / scale, z)`` and the profile's descent in ``z``: the
+#: model's optimizer (:func:`hierlm.estimate.theta_optimizer.minimize_theta`) as plain
+#: L-BFGS-B (scipy's default line search), L-BFGS-B's own stopping test.
+JOINT_SEARCH = SearchOptions(maxiter=JOINT_MAXITER, ftol=1e-12, gtol=1e-6, maxls=20,
+                             check_tol=None)
+OUTER_SEARCH = SearchOptions(maxiter=200, ftol=1e-13, gtol=1e-7, maxls=20, check_tol=None)
 
 
 def _cs_lower(rd: ResidualDesign) -> float:
@@ -227,14 +234,12 @@ def _joint(profile: ResidualProfile, z0: np.ndarray) -> np.ndarray:
 
     bounds = [(None, None)] * k + [(-Z_MAX + 1, Z_MAX - 1)] * nc + [(None, None)] * (
         len(z0) - nc)
-    res = scipy.optimize.minimize(fg, np.concatenate([theta0 / scale, z0]), jac=True,
-                                  method="L-BFGS-B", bounds=bounds,
-                                  options={"maxiter": JOINT_MAXITER, "ftol": 1e-12,
-                                           "gtol": 1e-6})
-    if not np.isfinite(res.fun) or res.fun >= 1e299:
+    res = minimize_theta(fg, ParameterSpace.box(bounds), np.concatenate([theta0 / scale, z0]),
+                         JOINT_SEARCH)
+    if not np.isfinite(res.criterion) or res.criterion >= 1e299:
         return z0
-    profile.theta = canonical_signs(design, res.x[:k])[0] * scale
-    return np.asarray(res.x[k:])
+    profile.theta = canonical_signs(design, res.theta[:k])[0] * scale
+    return np.asarray(res.theta[k:])
 
 
 def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
@@ -279,10 +284,9 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
     f0, g0 = profile.value_and_grad(z0)
     jac, message, success = g0, "joint descent", True
     if not (np.isfinite(f0) and np.max(np.abs(g0), initial=0.0) <= OUTER_GTOL):
-        res = scipy.optimize.minimize(profile.value_and_grad, z0, jac=True,
-                                      method="L-BFGS-B",
-                                      options={"maxiter": 200, "ftol": 1e-13, "gtol": 1e-7})
-        jac, message, success = res.jac, str(res.message), bool(res.success)
+        res = minimize_theta(profile.value_and_grad, ParameterSpace.box([(None, None)] * len(z0)),
+                             z0, OUTER_SEARCH)
+        jac, message, success = res.gradient, res.messages[-1], res.converged
     # the best point evaluated (a line search that met a singular C may stop short)
     best = min(profile.trace, key=lambda tr: tr[1]) if profile.trace else None
     z = np.asarray(best[0]) if best is not None else z0

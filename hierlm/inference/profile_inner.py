@@ -1,6 +1,7 @@
 """The inner minimizations of a profile: the deviance with one parameter held fixed.
 
-Each is a smooth problem in a few variables, minimized by L-BFGS-B on central
+Each is a smooth problem in a few variables, minimized by the fit's optimizer
+(:func:`hierlm.estimate.theta_optimizer.minimize_theta`: bounded L-BFGS-B) on central
 finite differences of the deviance (one-sided at a bound), or on its exact gradient
 where the caller has one (a fixed effect's, :mod:`hierlm.inference.profile_beta`),
 restarted once from its own solution.  A profile trace is only as good as these
@@ -21,9 +22,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import scipy.optimize
+
+from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
 
 Bounds = list[tuple[Any, Any]]
+#: The inner searches: bounded L-BFGS-B, tight stops, scipy's default line search,
+#: another run from the end while it lowers the deviance (three at most); no
+#: convergence rule (the lowest point found is the profile's value).
+INNER_SEARCH = SearchOptions(maxiter=2000, ftol=1e-14, gtol=1e-9, maxls=20, check_tol=None,
+                             bounded=True, runs=3)
 ValueGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
@@ -74,17 +81,10 @@ def minimize_box(fn: Callable[[np.ndarray], float], x0: np.ndarray,
             g[i] = (fn(up) - fn(dn)) / (up[i] - dn[i])
         return f0, g
 
-    best = (fn(x0), x0)
-    for _ in range(3):  # restarts from the last solution polish it
-        r = scipy.optimize.minimize(fg if value_grad is None else value_grad, best[1],
-                                    jac=True, method="L-BFGS-B",
-                                    bounds=bounds,
-                                    options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000})
-        if r.fun < best[0] - 1e-12:
-            best = (float(r.fun), np.asarray(r.x))
-        else:
-            break
-    return best
+    # restarts from the last solution polish it (at most three runs)
+    res = minimize_theta(fg if value_grad is None else value_grad,
+                         ParameterSpace.box(bounds), x0, INNER_SEARCH)
+    return float(res.criterion), res.theta
 
 
 def minimize_starts(fn: Callable[[np.ndarray], float], starts: Sequence[np.ndarray],

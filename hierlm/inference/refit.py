@@ -16,8 +16,9 @@ Armijo line search stops when the Newton decrement ``g' H^{-1} g`` is below
 minimum) and the fit's own rule holds, a scaled projected gradient at most
 :data:`CHECK_TOL` (:mod:`hierlm.estimate.optimize`).  The loop runs compiled around
 the objective's graph (:mod:`hierlm.inference.refit_compiled`), or in Python where
-that is unavailable.  Where the search stalls (against a bound, say), scipy's
-L-BFGS-B takes over from the last iterate with the fit's options; a minimum it finds
+that is unavailable.  Where the search stalls (against a bound, say), the fit's
+optimizer (:func:`hierlm.estimate.theta_optimizer.minimize_theta`, bounded L-BFGS-B)
+takes over from the last iterate with the fit's options; a minimum it finds
 on a bound is compared with L-BFGS-B's descent from the start, and the lower kept.  From the last
 evaluation, ``sigma^2 = r^2 / (n - p)`` (REML) or ``r^2 / n`` (ML) and
 ``beta = a* + L_XX^{-T} l`` (``l`` the ``y`` row of ``L_R`` under ``X``).
@@ -29,11 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 
 from hierlm.covariance.layout import theta_lower
 from hierlm.design.weights import working_design
-from hierlm.estimate.optimize import DEFAULT_OPTIONS, theta_scale
+from hierlm.estimate.optimize import DEFAULT_OPTIONS
+from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
 from hierlm.inference.refit_compiled import CompiledLoop
 from hierlm.objective.cholesky import GramVars
 from hierlm.objective.gram import term_matrix
@@ -44,6 +45,12 @@ CHECK_TOL = float(DEFAULT_OPTIONS["check_tol"])
 #: Newton decrement below which a quasi-Newton refit has converged.
 DECREMENT_TOL = 1e-9
 _FIELDS = list(GramVars.__dataclass_fields__)
+#: Where the quasi-Newton refit stalls: the fit's optimizer, bounded, with the fit's
+#: stopping rules and scipy's default line search, at most two runs.
+REFIT_SEARCH = SearchOptions(maxiter=int(DEFAULT_OPTIONS["maxiter"]),
+                             ftol=float(DEFAULT_OPTIONS["ftol"]),
+                             gtol=float(DEFAULT_OPTIONS["gtol"]), maxls=20,
+                             check_tol=CHECK_TOL, bounded=True, runs=2)
 
 
 @dataclass(frozen=True)
@@ -113,8 +120,8 @@ class Refitter:
         self.outside[self.y_levels] = False
         self.lower = theta_lower(design)
         # L-BFGS-B works on phi = theta / scale, as the fit does
-        self.scale = theta_scale(design)
-        self.bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
+        self.space = ParameterSpace.of_theta(design)
+        self.scale = self.space.scale
         self.static = [np.asarray(float(reml)), np.asarray(float(gram.n)),
                        np.asarray(float(gram.p))]
         self.args = gram_values(gram)
@@ -232,28 +239,18 @@ class Refitter:
                            initial=0.0) <= CHECK_TOL)
 
     def _lbfgsb(self, ev: Any, x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        sc = self.scale
+        """The fit's optimizer from ``x``: bounded L-BFGS-B on ``phi = theta / scale``,
+        run again from its end while that is not converged (at most twice)."""
 
-        def fun(phi: np.ndarray) -> tuple[float, np.ndarray]:
-            f, grad, _ = ev(phi * sc)
-            if not np.isfinite(f):
-                return 1e300, np.zeros_like(phi)
-            return f, np.asarray(grad) * sc
+        def criterion(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            f, grad, _ = ev(theta)
+            return f, np.asarray(grad)
 
-        phi = x / sc
-        message = ""
-        for _attempt in range(2):
-            r = scipy.optimize.minimize(fun, phi, jac=True, method="L-BFGS-B",
-                                        bounds=self.bounds,
-                                        options={"ftol": float(DEFAULT_OPTIONS["ftol"]),
-                                                 "gtol": float(DEFAULT_OPTIONS["gtol"]),
-                                                 "maxiter": int(DEFAULT_OPTIONS["maxiter"])})
-            phi, message = np.maximum(r.x, self.lower), str(r.message)
-            theta = phi * sc
-            f, grad, L_R = ev(theta)
-            if np.isfinite(f) and self.accepts(theta, grad):
-                return theta, f, L_R
-        raise RuntimeError(f"refit did not converge: {message}")
+        res = minimize_theta(criterion, self.space, x, REFIT_SEARCH)
+        f, grad, L_R = ev(res.theta)
+        if np.isfinite(f) and self.accepts(res.theta, grad):
+            return res.theta, f, L_R
+        raise RuntimeError(f"refit did not converge: {res.messages[-1]}")
 
 
 def _inverse_if_pd(H: np.ndarray | None) -> np.ndarray | None:

@@ -25,9 +25,14 @@ from hierlm.estimate.residual_fit import (
     to_natural,
     to_unconstrained,
 )
+from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
 
 #: First step away from the estimate, in the unconstrained parameter.
 STEP = 0.25
+#: The inner minimization over the other residual parameters: plain L-BFGS-B with
+#: scipy's defaults but for its stops.
+PROFILE_SEARCH = SearchOptions(maxiter=15000, ftol=1e-12, gtol=1e-6, maxls=20,
+                               check_tol=None)
 
 
 def _profile_fn(profile: ResidualProfile, z_hat: np.ndarray, j: int) -> Any:
@@ -44,9 +49,9 @@ def _profile_fn(profile: ResidualProfile, z_hat: np.ndarray, j: int) -> Any:
             f, g = profile.value_and_grad(z)
             return f, g[others]
 
-        res = scipy.optimize.minimize(fg, z_hat[others], jac=True, method="L-BFGS-B",
-                                      options={"ftol": 1e-12, "gtol": 1e-6})
-        return float(res.fun)
+        res = minimize_theta(fg, ParameterSpace.box([(None, None)] * len(others)),
+                             z_hat[others], PROFILE_SEARCH)
+        return float(res.criterion)
     return h
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import hierlm
-import hierlm.estimate.optimize as optimize
+import hierlm.estimate.checked_descent as checked_descent
 from tests.conftest import dataset
 from tests.estimate.test_optimum import STRUCTURES, simulate
 
@@ -29,7 +29,7 @@ def _fit(model: hierlm.Model, method: str, face_ftol: float,
          monkeypatch: pytest.MonkeyPatch) -> hierlm.FitResult:
     with monkeypatch.context() as m, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m.setattr(optimize, "FACE_FTOL", face_ftol)
+        m.setattr(checked_descent, "FACE_FTOL", face_ftol)
         return model.fit(method)
 
 
@@ -39,7 +39,7 @@ def test_same_estimates_as_strict_face_descents(formula: str, data: str, method:
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     model = hierlm.Model(formula, dataset(data))
     strict = _fit(model, method, 1e-12, monkeypatch)
-    loose = _fit(model, method, optimize.FACE_FTOL, monkeypatch)
+    loose = _fit(model, method, checked_descent.FACE_FTOL, monkeypatch)
     assert loose.objective == strict.objective
     np.testing.assert_array_equal(loose.theta, strict.theta)
     np.testing.assert_array_equal(loose.fixef.to_numpy(), strict.fixef.to_numpy())
@@ -55,7 +55,7 @@ def test_face_below_the_best_is_finished_at_full_precision(
     optimum and the fit ends where the strict one does."""
     model = hierlm.Model(STRUCTURES["crossed"], simulate("crossed", 7))
     strict = _fit(model, "ml", 1e-12, monkeypatch)
-    loose = _fit(model, "ml", optimize.FACE_FTOL, monkeypatch)
+    loose = _fit(model, "ml", checked_descent.FACE_FTOL, monkeypatch)
     assert "+face+" in strict.optimizer["method"] and "+face+" in loose.optimizer["method"]
     assert loose.converged
     assert abs(loose.objective - strict.objective) <= 1e-9 * abs(strict.objective)

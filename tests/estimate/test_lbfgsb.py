@@ -73,3 +73,20 @@ def test_lean_loop_is_used_on_this_scipy() -> None:
     # the bitwise comparison above is only meaningful where the lean loop runs
     major, minor = (int(v) for v in scipy.__version__.split(".")[:2])
     assert lbfgsb.FAST == ((1, 15) <= (major, minor) < (2, 0))
+
+
+@pytest.mark.parametrize("bounds, x0", [
+    ([(0.0, None), (None, 0.8), (-0.5, 0.5), (None, None)], np.array([-1.2, 1.0, 0.5, 2.0])),
+    ([(0.5, 2.0), (0.0, None)], np.array([3.0, -1.0])),  # a start outside: clipped
+])
+def test_bounded_runs_are_scipys(bounds, x0) -> None:
+    fun_a, seen_a = _recorder(_rosenbrock)
+    res = scipy.optimize.minimize(fun_a, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                  options=OPTIONS)
+    fun_b, seen_b = _recorder(_rosenbrock)
+    run = lbfgsb.run_lbfgsb(fun_b, x0, bounds=bounds, **OPTIONS)
+    assert run.message == str(res.message)
+    assert np.array_equal(run.x, res.x) and run.fun == res.fun
+    assert len(seen_a) == len(seen_b) > 2
+    for a, b in zip(seen_a, seen_b, strict=True):
+        assert np.array_equal(a, b)
