@@ -32,6 +32,7 @@ class AR1(Covariance):
     """
 
     structure = "ar1"
+    kernel_kind = "ar1"
     homogeneous = True
 
     def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:

@@ -43,11 +43,13 @@ below the criterion's noise.
 from __future__ import annotations
 
 import math
+import time
 from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
 
+from hierlm.covariance import compiled
 from hierlm.covariance.cholesky import cholesky
 from hierlm.covariance.layout import psd_cholesky, tril_colmajor
 from hierlm.covariance.term_layout import TermLayout
@@ -77,6 +79,8 @@ class Covariance(TermLayout):
     structure: ClassVar[str] = ""
     #: A homogeneous structure has one SD for all columns.
     homogeneous: ClassVar[bool] = False
+    #: The structure's Numba kernel (:mod:`hierlm.covariance.compiled`); "" for none.
+    kernel_kind: ClassVar[str] = ""
 
     def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:
         self.coef_names = tuple(coef_names)
@@ -100,6 +104,10 @@ class Covariance(TermLayout):
         self._rows_list = self._rows.tolist()
         self._log_rms_list = self._log_rms.tolist()
         self._last: tuple[bytes, np.ndarray, np.ndarray] | None = None  # theta_jacobian's
+        # the kernels' s_j = exp(psi_sd(j) - log_scale_j), as _log_sd
+        self._log_scale = np.ascontiguousarray(
+            np.full(self.p, self._log_r) if self.homogeneous else self._log_rms, dtype=float)
+        self._kernel: compiled.Kernel | None = None
 
     # --- to be supplied by a structure -------------------------------------------------
     @property
@@ -260,17 +268,37 @@ class Covariance(TermLayout):
         last = self._last
         if last is not None and last[0] == key:
             return last[1], last[2]
-        lists = self.packed_lists(psi)
-        if lists is not None:
-            theta, J = self._from_lists(psi, *lists)
-        elif (packed := self.packed_cholesky(psi)) is not None:
-            theta, J = self._from_packed(psi, *packed)
+        kern = self._kernel
+        if kern is None and self.kernel_kind:
+            kern = self._kernel = compiled.kernel(self.kernel_kind)
+        if kern is not None:
+            if psi.shape != (self.n_psi,):
+                raise ValueError(f"psi must have length {self.n_psi}, got shape {psi.shape}")
+            theta = np.empty(self.n_theta)
+            J = np.empty((self.n_theta, self.n_psi))
+            kern(psi if psi.flags.c_contiguous and psi.flags.writeable else psi.copy(),
+                 self._log_scale, self.homogeneous, theta, J)
+        elif self.kernel_kind:
+            t0 = time.perf_counter()
+            theta, J = self.theta_jacobian_python(psi)
+            compiled.charge(self.kernel_kind, time.perf_counter() - t0)
         else:
-            theta, J = self.theta_jacobian_general(psi)
+            theta, J = self.theta_jacobian_python(psi)
         theta.setflags(write=False)
         J.setflags(write=False)
         self._last = (key, theta, J)
         return theta, J
+
+    def theta_jacobian_python(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """theta and J by the structure's NumPy/Python closed form (no Numba, no cache):
+        what :meth:`theta_jacobian` runs until the structure's kernel is loaded."""
+        psi = np.asarray(psi, dtype=float)
+        lists = self.packed_lists(psi)
+        if lists is not None:
+            return self._from_lists(psi, *lists)
+        if (packed := self.packed_cholesky(psi)) is not None:
+            return self._from_packed(psi, *packed)
+        return self.theta_jacobian_general(psi)
 
     def packed_cholesky(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``chol(R)``'s lower triangle packed as theta (``l``, shape ``(n_theta,)``) and

@@ -38,6 +38,7 @@ class CompoundSymmetry(Covariance):
     """
 
     structure = "cs"
+    kernel_kind = "cs"
 
     def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:
         super().__init__(coef_names, group, rms)

@@ -25,6 +25,7 @@ class Diagonal(Covariance):
     """
 
     structure = "diag"
+    kernel_kind = "diag"
 
     def packed_cholesky(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``R = I``: ones on the diagonal, no correlation parameter."""

@@ -147,6 +147,7 @@ class Toeplitz(Covariance):
     """
 
     structure = "toep"
+    kernel_kind = "toep"
 
     @property
     def n_psi(self) -> int:
