@@ -1,6 +1,7 @@
 """Cost of one criterion evaluation of a structured term against ``us`` of the same size.
 
-``python -m benchmarks.structured_eval [--subjects N] [--times P] [--out DIR]`` simulates
+``python -m benchmarks.structured_eval [--subjects N] [--times P] [--out DIR]
+[--python-forms]`` simulates
 one longitudinal data set (fixed seed; ``N`` subjects, ``P`` time points, two
 replicates per cell) and, for each structure of :mod:`hierlm.covariance`, fits
 ``y ~ time + <structure>(0 + time | subject)`` by REML, then times at the optimum:
@@ -36,7 +37,8 @@ all the work runs on it, and time spent waiting for a core of a shared machine i
 counted); the runs of all structures and calls are
 interleaved, so that a busy spell of a shared machine slows them alike and the best
 run of each is the least disturbed.  The load average is recorded before and after.  Writes
-``structured_eval_results.md``.
+``structured_eval_results.md`` (``structured_eval_python_results.md`` with
+``--python-forms``).
 """
 
 from __future__ import annotations
@@ -222,10 +224,17 @@ def main() -> None:
     ap.add_argument("--number", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--python-forms", action="store_true",
+                    help="leave the Numba kernels unloaded: every map by the Python forms "
+                         "(the state of a process before the kernels' budget is spent)")
     args = ap.parse_args()
     df = simulate(args.subjects, args.times)
     load0 = os.getloadavg()
-    kernels = [kind for kind in compiled.KINDS if compiled.load(kind) is not None]
+    if args.python_forms:
+        compiled.BUDGET_S = compiled.BUDGET_LOADED_S = float("inf")
+        kernels = []
+    else:
+        kernels = [kind for kind in compiled.KINDS if compiled.load(kind) is not None]
     with one_blas_thread():  # as in a fit
         cases = [prepare(df, s) for s in STRUCTURES]
         rows = measure(cases, args.number, args.repeat)
@@ -235,7 +244,8 @@ def main() -> None:
         "# One criterion evaluation: structured terms against `us`",
         "",
         f"`python -m benchmarks.structured_eval --subjects {args.subjects} --times "
-        f"{args.times}`: {args.subjects} subjects x {args.times} time points x 2 "
+        f"{args.times}{' --python-forms' if args.python_forms else ''}`: "
+        f"{args.subjects} subjects x {args.times} time points x 2 "
         f"replicates ({len(df)} rows), `y ~ time + <structure>(0 + time | subject)`, "
         "at the REML optimum; microseconds per call on the calling thread's CPU clock, "
         "the best of "
@@ -273,7 +283,9 @@ def main() -> None:
             f"{float(r['wrapped']) / float(us['wrapped']):.2f} | {r['lean']:.1f} | "
             f"{float(r['lean']) / float(us['wrapped']):.2f} |")
     text = "\n".join(lines) + "\n"
-    (args.out / "structured_eval_results.md").write_text(text)
+    name = "structured_eval_python_results.md" if args.python_forms else \
+        "structured_eval_results.md"
+    (args.out / name).write_text(text)
     print(text)
 
 

@@ -3,15 +3,36 @@
 Each structure kind (``diag``, ``ar1``, ``cs``, ``toep``) has a NumPy/Python closed
 form (its module) and a Numba kernel of the same values (:mod:`hierlm.covariance.jit`,
 one signature for every term size: compiled once per install, then loaded from
-Numba's disk cache).  The kernel takes about 1 us where the Python forms take 5-37 us
-(p = 5), but loading it is not free: importing Numba and starting its compiler cost
-about 0.9 s in a process that has not done so (loading one cached kernel after that
-about 3 ms).  So, as for the profiled objective (``hierlm.objective.numpy_link``), the
+Numba's disk cache; never per model).  Loading is not free: importing Numba and
+starting its compiler cost about 0.9 s in a process that has not done so, one cached
+kernel after that about 4 ms (the first compile, once per install, 0.8-1.6 s a
+kernel).  So, as for the profiled objective (``hierlm.objective.numpy_link``), the
 Python forms run first, and the kernels are loaded once the maps have spent
 :data:`BUDGET_S` seconds in the process, or :data:`BUDGET_LOADED_S` where Numba is
-already imported (the objective links heavy models with it).  ``import hierlm``
-imports no Numba.  Where a kernel cannot be loaded (no Numba, no writable cache, a
-damaged cache file), the Python forms go on: the same values, more slowly.
+already imported (the objective links heavy models with it).  ``import hierlm`` and
+a small structured fit import no Numba.  Where a kernel cannot be loaded (no Numba, no
+writable cache, a damaged cache file), the Python forms go on: the same values, more
+slowly.
+
+Measured with ``python -m benchmarks.structured_eval --subjects 100 --times 5`` (p = 5,
+one term, CPU clock of the calling thread, best of 30 interleaved runs, 2-core shared
+machine at load 4-5, ``benchmarks/structured_eval_results.md``; the Python forms with
+``--python-forms``, run just before; ``us``'s optimizer function 103.9-104.8 us):
+
+* ``diag``: the map 5.9-7.7 us by Python, 2.6 by the kernel; one evaluation 1.06 x
+  ``us``'s; the optimizer's function 132.6 -> 117.9 us (1.26 -> 1.14 x ``us``'s);
+* ``cs``: 11.0-13.0 -> 2.7-2.8 us; 1.07-1.08 x; 134.5-140.6 -> 118.7-119.0 us;
+* ``ar1``: 9.7-11.5 -> 2.7 us; 1.07-1.08 x; 133.0-137.7 -> 119.0-119.1 us;
+* ``toep``: 36.6-37.3 -> 3.5-3.7 us; 1.09 x; 176.5-178.5 -> 121.4-121.8 us
+
+(the kernel alone 0.56 us for ``diag``, 0.66 ``ar1``, 0.71 ``cs``, 1.58 ``toep``;
+the rest of a map is the Python around it: the last-point cache, two allocations,
+read-only flags.)  "One evaluation" is map + criterion + ``J' grad`` against the
+criterion alone (96.5 us): before, 1.11-1.22 x for ``diag``, ``cs`` and ``ar1`` and
+1.55-1.56 x for ``toep``.  What is left over ``us`` there is the map (2.6-3.7 us) and
+``J' grad`` (about 1 us).  The optimizer's own function for a structured term
+(:func:`hierlm.estimate.optimize_structured.optimize_psi`) spends about 10 us more on
+its bookkeeping than ``us``'s; done as ``us``'s does it, 1.05-1.07 x.
 """
 
 from __future__ import annotations
