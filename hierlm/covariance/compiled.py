@@ -11,8 +11,8 @@ Python forms run first, and the kernels are loaded once the maps have spent
 :data:`BUDGET_S` seconds in the process, or :data:`BUDGET_LOADED_S` where Numba is
 already imported (the objective links heavy models with it).  ``import hierlm`` and
 a small structured fit import no Numba.  Where a kernel cannot be loaded (no Numba, no
-writable cache, a damaged cache file), the Python forms go on: the same values, more
-slowly.
+writable cache), the Python forms go on: the same values, more slowly; a damaged cache
+file (truncated, say) is emptied and the kernel compiled again.
 
 Measured with ``python -m benchmarks.structured_eval --subjects 100 --times 5`` (p = 5,
 one term, CPU clock of the calling thread, best of 30 interleaved runs, 2-core shared
@@ -40,6 +40,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +78,12 @@ def charge(kind: str, seconds: float) -> None:
         load(kind)
 
 
+def _first_call(kind: str, fn: Kernel) -> None:
+    """Call ``fn`` once: loads (or compiles) the one specialization every term uses."""
+    n_psi = 2 if kind == "diag" else 3     # p = 2, heterogeneous SDs
+    fn(np.zeros(n_psi), np.zeros(2), False, np.empty(3), np.empty((3, n_psi)))
+
+
 def load(kind: str) -> Kernel | None:
     """Load (compile on first use per install) and return the kernel of ``kind``; None
     where it cannot be loaded.
@@ -96,9 +103,13 @@ def load(kind: str) -> Kernel | None:
             from hierlm.covariance import jit
 
             fn = getattr(jit, f"{kind}_kernel")
-            # first call: loads (or compiles) the one specialization every term uses
-            n_psi = 2 if kind == "diag" else 3     # p = 2, heterogeneous SDs
-            fn(np.zeros(n_psi), np.zeros(2), False, np.empty(3), np.empty((3, n_psi)))
+            try:
+                _first_call(kind, fn)
+            except Exception:  # noqa: BLE001 - a damaged cache file: emptied, compiled again
+                for dispatcher in (fn, jit._pack):
+                    cache: Any = getattr(dispatcher, "_cache")  # noqa: B009 - Numba's own
+                    cache.flush()
+                _first_call(kind, fn)
         except Exception:  # noqa: BLE001 - any failure of Numba: the Python forms go on
             _FAILED.add(kind)
             return None

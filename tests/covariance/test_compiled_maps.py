@@ -8,8 +8,10 @@ differences.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +158,37 @@ def test_a_small_structured_fit_imports_no_numba() -> None:
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-1] == "False"
+
+
+_LOAD = """
+import numpy as np
+from hierlm.covariance import compiled
+from hierlm.covariance.ar1 import AR1
+fn = compiled.load("ar1")
+c = AR1(("a", "b", "c"), "g", np.array([0.5, 1.0, 2.0]))
+psi = np.array([0.3, 0.7])
+theta, J = c.theta_jacobian(psi)
+assert (fn is None) == (c._kernel is None)
+np.testing.assert_allclose(J, c.theta_jacobian_python(psi)[1], rtol=1e-14, atol=1e-15)
+print("LOADED", fn is not None)
+"""
+
+
+def _load_in_fresh_process(cache: Path) -> str:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    out = subprocess.run([sys.executable, "-c", _LOAD], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.split()[-1]
+
+
+def test_a_damaged_kernel_cache_costs_only_time(tmp_path: Path) -> None:
+    assert _load_in_fresh_process(tmp_path) == "True"     # compiled, written to the cache
+    files = [p for p in tmp_path.rglob("*") if p.suffix in (".nbi", ".nbc")]
+    assert files
+    for p in files:
+        p.write_bytes(p.read_bytes()[:10])
+    # the damaged files emptied, the kernel compiled again and the cache rewritten
+    assert _load_in_fresh_process(tmp_path) == "True"
+    assert all(p.stat().st_size > 10 for p in tmp_path.rglob("*.nbi"))
+    assert _load_in_fresh_process(tmp_path) == "True"
