@@ -7,7 +7,7 @@ as in :mod:`hierlm.covariance.base`.  A term with one column has no ``rho``.
 
 theta and its Jacobian come from ``chol(R)``'s closed form (:meth:`AR1.packed_cholesky`),
 in Python or as the Numba kernel ``ar1_kernel`` (:mod:`hierlm.covariance.compiled`):
-9.7-11.5 us (Python) and 2.7 us (kernel) for p = 5 against 68-70 us by the general
+10.0-11.7 us (Python) and 2.7 us (kernel) for p = 5 against 68-70 us by the general
 path (``python -m benchmarks.structured_eval``).
 """
 

@@ -16,23 +16,27 @@ file (truncated, say) is emptied and the kernel compiled again.
 
 Measured with ``python -m benchmarks.structured_eval --subjects 100 --times 5`` (p = 5,
 one term, CPU clock of the calling thread, best of 30 interleaved runs, 2-core shared
-machine at load 4-5, ``benchmarks/structured_eval_results.md``; the Python forms with
-``--python-forms``, run just before; ``us``'s optimizer function 103.9-104.8 us):
+machine at load 2.2-3.1; ``benchmarks/structured_eval_results.md``, and
+``structured_eval_python_results.md`` with ``--python-forms`` run just before), Python
+forms -> kernels:
 
-* ``diag``: the map 5.9-7.7 us by Python, 2.6 by the kernel; one evaluation 1.06 x
-  ``us``'s; the optimizer's function 132.6 -> 117.9 us (1.26 -> 1.14 x ``us``'s);
-* ``cs``: 11.0-13.0 -> 2.7-2.8 us; 1.07-1.08 x; 134.5-140.6 -> 118.7-119.0 us;
-* ``ar1``: 9.7-11.5 -> 2.7 us; 1.07-1.08 x; 133.0-137.7 -> 119.0-119.1 us;
-* ``toep``: 36.6-37.3 -> 3.5-3.7 us; 1.09 x; 176.5-178.5 -> 121.4-121.8 us
-
-(the kernel alone 0.56 us for ``diag``, 0.66 ``ar1``, 0.71 ``cs``, 1.58 ``toep``;
-the rest of a map is the Python around it: the last-point cache, two allocations,
-read-only flags.)  "One evaluation" is map + criterion + ``J' grad`` against the
-criterion alone (96.5 us): before, 1.11-1.22 x for ``diag``, ``cs`` and ``ar1`` and
-1.55-1.56 x for ``toep``.  What is left over ``us`` there is the map (2.6-3.7 us) and
-``J' grad`` (about 1 us).  The optimizer's own function for a structured term
-(:func:`hierlm.estimate.optimize_structured.optimize_psi`) spends about 10 us more on
-its bookkeeping than ``us``'s; done as ``us``'s does it, 1.05-1.07 x.
+* the map: ``diag`` 6.0-7.8 -> 2.6 us, ``ar1`` 10.0-11.7 -> 2.7, ``cs`` 11.1-12.9 ->
+  2.8, ``toep`` 36.2-37.3 -> 3.5-3.7 (the kernel alone 0.56, 0.66, 0.71 and 1.58 us;
+  the rest is the Python around it: the last-point cache, two allocations, read-only
+  flags);
+* one evaluation (map + criterion + ``J' grad``) over the criterion alone: ``diag``
+  1.11-1.14 -> 1.06 x, ``ar1`` 1.17-1.20 -> 1.07, ``cs`` 1.18-1.22 -> 1.07, ``toep``
+  1.57-1.58 -> 1.08 (the code before the kernels: 1.09-1.13, 1.15-1.19, 1.17-1.21,
+  1.53-1.54 in the same conditions); what is left is the map and ``J' grad`` (about
+  1 us);
+* the function each optimizer really hands its L-BFGS-B driver, over ``us``'s
+  (101.8-104.4 us, the criterion and its rescaling, trace and checks): ``diag``
+  1.22-1.27 -> 1.15 x, ``ar1`` 1.27-1.32 -> 1.14-1.15, ``cs`` 1.29-1.34 -> 1.15,
+  ``toep`` 1.73 -> 1.16.  The structures' function
+  (:func:`hierlm.estimate.optimize_structured.optimize_psi`) spends about 10 us more
+  on its bookkeeping than ``us``'s (an ``np.errstate`` block, a separate finiteness
+  test of theta, the trace built float by float); done as ``us``'s does it
+  (``benchmarks.structured_eval.lean_function``), 1.05-1.07 x.
 """
 
 from __future__ import annotations

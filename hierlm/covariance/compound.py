@@ -9,7 +9,7 @@ glmmTMB's ``homcs``).  A term with one column has no correlation parameter.
 
 theta and its Jacobian come from ``chol(R)``'s closed form
 (:meth:`CompoundSymmetry.packed_cholesky`), in Python or as the Numba kernel
-``cs_kernel`` (:mod:`hierlm.covariance.compiled`): 11.0-13.0 us (Python) and 2.7-2.8 us
+``cs_kernel`` (:mod:`hierlm.covariance.compiled`): 11.1-12.9 us (Python) and 2.8 us
 (kernel) for p = 5 against 70-71 us by the general path
 (``python -m benchmarks.structured_eval``).
 """

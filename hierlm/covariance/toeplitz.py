@@ -15,7 +15,7 @@ gives the autocorrelations.  ``toep`` has heterogeneous SDs (glmmTMB's ``toep``)
 
 theta and its Jacobian come from the Durbin-Levinson predictors
 (:func:`toeplitz_factor`), in Python or as the Numba kernel ``toep_kernel``
-(:mod:`hierlm.covariance.compiled`): 36.6-37.3 us (Python) and 3.5-3.7 us (kernel) for
+(:mod:`hierlm.covariance.compiled`): 36.2-37.3 us (Python) and 3.5-3.7 us (kernel) for
 p = 5 against 135-137 us by the general path (``python -m benchmarks.structured_eval``).
 """
 
