@@ -1,6 +1,7 @@
 """Cost of one criterion evaluation of a structured term against ``us`` of the same size.
 
-``python -m benchmarks.structured_eval [--subjects N] [--times P] [--out DIR]`` simulates
+``python -m benchmarks.structured_eval [--subjects N] [--times P] [--out DIR]
+[--python-forms]`` simulates
 one longitudinal data set (fixed seed; ``N`` subjects, ``P`` time points, two
 replicates per cell) and, for each structure of :mod:`hierlm.covariance`, fits
 ``y ~ time + <structure>(0 + time | subject)`` by REML, then times at the optimum:
@@ -10,9 +11,25 @@ replicates per cell) and, for each structure of :mod:`hierlm.covariance`, fits
   one-point cache never answers;
 * ``general``: the same by the general path (LAPACK factor, Murray's formula, complex
   step; what every evaluation paid before the closed forms);
-* ``evaluation``: one optimizer evaluation as :func:`hierlm.estimate.optimize_structured.
-  optimize_psi` makes it: the map, the compiled criterion and its theta-gradient, and
-  ``J' grad``; for ``us`` (fitted by the theta optimizer, no map) the criterion alone.
+* ``map py``: the same by the structures' NumPy/Python closed forms, what the optimizer
+  calls until the Numba kernels are loaded (:mod:`hierlm.covariance.compiled`; ``map``
+  is timed with them loaded, the state of a process that has fitted for a while);
+* ``evaluation`` (the first measure): one optimizer evaluation reduced to its
+  arithmetic: the map, the compiled criterion and its theta-gradient, and ``J' grad``;
+  for ``us`` (fitted by the theta optimizer, no map) the criterion alone;
+* ``wrapped`` (the second measure, like with like): the very function each optimizer
+  hands its L-BFGS-B driver, captured from :func:`hierlm.estimate.optimize.optimize_theta`
+  (``us``) and :func:`hierlm.estimate.optimize_structured.optimize_psi` started at the
+  optimum: for ``us`` the rescaling of theta and of the gradient, the trace and the
+  finiteness checks besides the criterion; for the structures the map, ``J' grad``,
+  the trace and the checks.  It does not include the drivers themselves (hierlm's
+  :func:`~hierlm.estimate.lbfgsb.minimize_lbfgsb` for ``us``, SciPy's ``minimize``
+  with its own per-call wrappers for the structures);
+* ``lean`` (a proposal, not what runs today): the structures' optimizer function with
+  the work of ``wrapped`` done the way the ``us`` function does it (:func:`lean_function`:
+  the trace as ``tuple(theta.tolist())``, no ``np.errstate`` block, one finiteness test
+  of theta by its sum), for the shared theta optimizer to adopt; for ``us`` its
+  ``wrapped``.
 
 Each time is the best of ``--repeat`` short runs of ``--number`` calls on the CPU
 clock of the calling thread (``time.thread_time``: with one BLAS thread, as in a fit,
@@ -20,12 +37,14 @@ all the work runs on it, and time spent waiting for a core of a shared machine i
 counted); the runs of all structures and calls are
 interleaved, so that a busy spell of a shared machine slows them alike and the best
 run of each is the least disturbed.  The load average is recorded before and after.  Writes
-``structured_eval_results.md``.
+``structured_eval_results.md`` (``structured_eval_python_results.md`` with
+``--python-forms``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import time
@@ -37,9 +56,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.optimize
 
 import hierlm
+import hierlm.estimate.optimize as optimize_module
+from hierlm.covariance import compiled
 from hierlm.covariance.design import DesignCovariance
+from hierlm.estimate.optimize import optimize_theta
+from hierlm.estimate.optimize_structured import optimize_psi
 from hierlm.inference.blas import one_blas_thread
 
 HERE = Path(__file__).resolve().parent
@@ -55,6 +79,62 @@ def simulate(n_subjects: int, n_times: int, seed: int = 1) -> pd.DataFrame:
     rows = [(f"s{g:04d}", f"t{t}", 0.3 * t + b[g, t] + rng.normal())
             for g in range(n_subjects) for t in range(n_times) for _ in range(2)]
     return pd.DataFrame(rows, columns=["subject", "time", "y"])
+
+
+class _Captured(Exception):
+    """Raised by the stand-in driver once it has the optimizer's function."""
+
+
+def optimizer_function(objective: Any, structured: bool, start: np.ndarray
+                       ) -> tuple[Any, np.ndarray]:
+    """The function (value and gradient) that the model's optimizer hands its L-BFGS-B
+    driver, and ``start`` in that function's parameters: the optimizer is started at
+    ``start`` (theta for ``us``, psi for a structure) and stopped at its first call of
+    the driver."""
+    got: dict[str, Any] = {}
+
+    def grab(fun: Any, x0: Any, *args: Any, **kwargs: Any) -> Any:
+        got.update(fun=fun, x0=np.array(x0, dtype=float))
+        raise _Captured
+
+    sites = [(optimize_module, "minimize_lbfgsb"), (scipy.optimize, "minimize")]
+    saved = [(m, n, getattr(m, n)) for m, n in sites]
+    try:
+        for m, n, _ in saved:
+            setattr(m, n, grab)
+        try:
+            (optimize_psi if structured else optimize_theta)(objective, True, start=start)
+        except _Captured:
+            pass
+    finally:
+        for m, n, fn in saved:
+            setattr(m, n, fn)
+    if "fun" not in got:
+        raise RuntimeError("the optimizer called no known L-BFGS-B driver")
+    return got["fun"], got["x0"]
+
+
+def lean_function(objective: Any, cov: DesignCovariance) -> Any:
+    """The structures' optimizer function as ``optimize_psi``'s (value and gradient in psi,
+    the trace, the best point and its factors), its checks made as the ``us`` function
+    makes them: a proposal for the shared theta optimizer."""
+    trace: list[tuple[tuple[float, ...], float]] = []
+    best: dict[str, Any] = {"f": np.inf}
+
+    def fun(psi: np.ndarray) -> tuple[float, np.ndarray]:
+        theta, J = cov.theta_jacobian(psi)        # psi is bounded: exp cannot overflow
+        if not math.isfinite(theta.sum()):
+            return 1e300, np.zeros_like(psi)
+        f, g, L1, L_R = objective.evaluate(theta, True)
+        trace.append((tuple(theta.tolist()), f))
+        if not (np.isfinite(f) and np.all(np.isfinite(g))):
+            return 1e300, np.zeros_like(psi)
+        gpsi = J.T @ g
+        if f < best["f"]:
+            best.update(f=f, psi=psi.copy(), g=gpsi, factor=(L1.copy(), L_R.copy()))
+        return f, gpsi
+
+    return fun
 
 
 def prepare(df: pd.DataFrame, structure: str) -> dict[str, Any]:
@@ -83,14 +163,33 @@ def prepare(df: pd.DataFrame, structure: str) -> dict[str, Any]:
         return [c.theta_jacobian_general(part) for c, part in zip(cov.terms, cov.split(x),
                                                                    strict=True)]
 
+    def python() -> object:
+        x = points[next(k) % 2]
+        if len(cov.terms) == 1:  # as theta_jacobian: no split
+            return cov.terms[0].theta_jacobian_python(x)
+        return [c.theta_jacobian_python(part) for c, part in zip(cov.terms, cov.split(x),
+                                                                  strict=True)]
+
     def evaluation() -> object:  # as optimize_psi's objective function
         th, J = cov.theta_jacobian(points[next(k) % 2])
         f, g, _, _ = obj.evaluate(th, True)
         return f, J.T @ g
 
-    calls = {"criterion": criterion}
+    fun, x0 = optimizer_function(obj, cov.structured, psi if cov.structured else theta)
+    xs = [x0, x0 + 1e-7]
+
+    def wrapped() -> object:
+        return fun(xs[next(k) % 2])
+
+    lean_fun = lean_function(obj, cov)
+
+    def lean() -> object:
+        return lean_fun(xs[next(k) % 2])
+
+    calls = {"criterion": criterion, "wrapped": wrapped}
     if cov.structured:
-        calls.update(map=mapped, general=general, evaluation=evaluation)
+        calls.update(map=mapped, python=python, general=general, evaluation=evaluation,
+                     lean=lean)
     return {"structure": structure, "n_psi": cov.n_psi, "n_theta": cov.n_theta,
             "calls": calls}
 
@@ -109,10 +208,11 @@ def measure(cases: list[dict[str, Any]], number: int, repeat: int) -> list[dict[
     out = []
     for i, case in enumerate(cases):
         row = {k: v for k, v in case.items() if k != "calls"}
-        for key in ("criterion", "map", "general", "evaluation"):
+        for key in ("criterion", "map", "python", "general", "evaluation", "wrapped", "lean"):
             row[key] = best.get((i, key), 0.0)
         if not row["evaluation"]:  # us: fitted by the theta optimizer, no map
             row["evaluation"] = row["criterion"]
+            row["lean"] = row["wrapped"]
         out.append(row)
     return out
 
@@ -124,9 +224,17 @@ def main() -> None:
     ap.add_argument("--number", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--python-forms", action="store_true",
+                    help="leave the Numba kernels unloaded: every map by the Python forms "
+                         "(the state of a process before the kernels' budget is spent)")
     args = ap.parse_args()
     df = simulate(args.subjects, args.times)
     load0 = os.getloadavg()
+    if args.python_forms:
+        compiled.BUDGET_S = compiled.BUDGET_LOADED_S = float("inf")
+        kernels = []
+    else:
+        kernels = [kind for kind in compiled.KINDS if compiled.load(kind) is not None]
     with one_blas_thread():  # as in a fit
         cases = [prepare(df, s) for s in STRUCTURES]
         rows = measure(cases, args.number, args.repeat)
@@ -136,7 +244,8 @@ def main() -> None:
         "# One criterion evaluation: structured terms against `us`",
         "",
         f"`python -m benchmarks.structured_eval --subjects {args.subjects} --times "
-        f"{args.times}`: {args.subjects} subjects x {args.times} time points x 2 "
+        f"{args.times}{' --python-forms' if args.python_forms else ''}`: "
+        f"{args.subjects} subjects x {args.times} time points x 2 "
         f"replicates ({len(df)} rows), `y ~ time + <structure>(0 + time | subject)`, "
         "at the REML optimum; microseconds per call on the calling thread's CPU clock, "
         "the best of "
@@ -147,23 +256,36 @@ def main() -> None:
         f", {os.cpu_count()} CPUs, load average {load0[0]:.2f} at start, {load1[0]:.2f} at "
         "end (the machine is shared: other processes run beside this one).",
         "",
-        "`map`: psi -> (theta, d theta / d psi) by the closed forms; `general`: the same by "
-        "the general path (LAPACK factor, Murray's formula, complex step; what each "
-        "evaluation paid before); `criterion`: the compiled criterion and its gradient "
-        "alone; `evaluation`: one optimizer evaluation (map + criterion + J'g; for `us`, "
-        "fitted by the theta optimizer, the criterion alone); `vs us`: evaluation over "
+        "`map`: psi -> (theta, d theta / d psi) by the structures' Numba kernels (loaded: "
+        f"{', '.join(kernels) or 'none'}); `map py`: the same by their NumPy/Python closed "
+        "forms (what runs before the kernels are loaded); `general`: the same by "
+        "the general path (LAPACK factor, Murray's formula, complex step); `criterion`: "
+        "the compiled criterion and its gradient alone; `evaluation`: one optimizer "
+        "evaluation reduced to its arithmetic (map + criterion + J'g; for `us`, fitted by "
+        "the theta optimizer, the criterion alone); `wrapped`: the function each "
+        "optimizer really hands its L-BFGS-B driver (for `us` theta's and the gradient's "
+        "rescaling, the trace and the checks besides the criterion; for the structures "
+        "the map, J'g, the trace and the checks; not the drivers themselves); `lean`: "
+        "a proposal, not what runs today: the structures' function with those checks "
+        "made as the `us` function makes them (`lean_function`); `vs us`: each over "
         "`us`'s.",
         "",
-        "| structure | psi | theta | map | general | criterion | evaluation | vs us |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| structure | psi | theta | map | map py | general | criterion | evaluation | "
+        "vs us | wrapped | vs us | lean | vs us |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| `{r['structure']}` | {r['n_psi']} | {r['n_theta']} | {r['map']:.1f} | "
-            f"{r['general']:.1f} | {r['criterion']:.1f} | {r['evaluation']:.1f} | "
-            f"{float(r['evaluation']) / float(us['evaluation']):.2f} |")
+            f"{r['python']:.1f} | {r['general']:.1f} | {r['criterion']:.1f} | "
+            f"{r['evaluation']:.1f} | "
+            f"{float(r['evaluation']) / float(us['evaluation']):.2f} | {r['wrapped']:.1f} | "
+            f"{float(r['wrapped']) / float(us['wrapped']):.2f} | {r['lean']:.1f} | "
+            f"{float(r['lean']) / float(us['wrapped']):.2f} |")
     text = "\n".join(lines) + "\n"
-    (args.out / "structured_eval_results.md").write_text(text)
+    name = "structured_eval_python_results.md" if args.python_forms else \
+        "structured_eval_results.md"
+    (args.out / name).write_text(text)
     print(text)
 
 

@@ -15,39 +15,29 @@ family with its own parameter vector ``psi``, unconstrained for the optimizer:
 
 The Jacobian ``d theta / d psi`` is exact: a log SD scales its rows of ``T``
 (``d T / d psi_j = e_j e_j' T``; all rows for a homogeneous SD), and a correlation
-parameter moves ``L = chol(R)`` by ``d L = L Phi(L^-1 dR L^-T)`` (``Phi``: the lower
-triangle with its diagonal halved; Murray 2016, "Differentiation of the Cholesky
-decomposition"), with ``dR`` by the complex step ``Im R(psi + i h e_k) / h``,
-``h = 1e-30`` (every map here is analytic, so that derivative is exact to rounding,
-with no subtraction error).  ``psi`` has lower and upper bounds only to keep
-the map finite and ``R`` numerically positive definite: a log relative SD of -25 is an
-SD of 1e-11 column units (zero for every purpose), and a correlation parameter of +-12
+parameter moves ``L = chol(R)`` by Murray's formula (2016) from ``dR`` by the complex
+step (:mod:`hierlm.covariance.general_path`).  ``psi`` has lower and upper bounds only
+to keep the map finite and ``R`` numerically positive definite: a log relative SD of
+-25 is an SD of 1e-11 column units (zero for every purpose), and a correlation parameter of +-12
 is a correlation within 1e-5 of its limit (``tanh(12) = 1 - 8e-11``).
 
-That general path is kept as the reference (:meth:`Covariance.theta_jacobian_general`);
+That general path is the reference (:meth:`Covariance.theta_jacobian_general`);
 the optimizer calls :meth:`Covariance.theta_jacobian`, the closed forms of each
 structure (``ar1``'s explicit factor, ``cs``'s Schur complements, ``toep``'s
 differentiated Durbin-Levinson predictors, ``diag``'s identity) in one pass for theta
-and J, the last point kept.  Measured with ``python -m benchmarks.structured_eval``
-(100 subjects x 5 times x 2 replicates, p = 5, CPU clock of the calling thread, 2-core
-shared machine, ``benchmarks/structured_eval_results.md``): the map and Jacobian take
-5.5-7.5 us (``diag``), 9.6-11.5 (``ar1``), 10.7-13.2 (``cs``) and 36.5-37.9 (``toep``)
-against 21-22, 69-70, 70 and 136-137 us by the general path (before, theta and J were
-computed apart: 41-173 us on the wall clock at low load); one optimizer evaluation
-(map, criterion and gradient, ``J' grad``) costs 1.10-1.21 times ``us``'s 98 us for
-``diag``, ``ar1`` and ``cs``, 1.55 for ``toep``.  What remains is numpy's and Python's
-per-call overhead (a few hundred float operations); compiled kernels would take it
-below the criterion's noise.
+and J, the last point kept: as Python code first, as Numba kernels of the same values
+once they are worth loading (:mod:`hierlm.covariance.compiled`, where the times are).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import ClassVar
 
 import numpy as np
-import scipy.linalg
 
+from hierlm.covariance import compiled, general_path
 from hierlm.covariance.cholesky import cholesky
 from hierlm.covariance.layout import psd_cholesky, tril_colmajor
 from hierlm.covariance.term_layout import TermLayout
@@ -55,7 +45,6 @@ from hierlm.covariance.term_layout import TermLayout
 #: Bounds of a log relative SD (column units) and of an unconstrained correlation parameter.
 LOG_SD_BOUNDS = (-25.0, 25.0)
 CORR_BOUNDS = (-12.0, 12.0)
-_STEP = 1e-30
 class Covariance(TermLayout):
     """A term's covariance structure: parameters ``psi``, template, names.
 
@@ -77,6 +66,8 @@ class Covariance(TermLayout):
     structure: ClassVar[str] = ""
     #: A homogeneous structure has one SD for all columns.
     homogeneous: ClassVar[bool] = False
+    #: The structure's Numba kernel (:mod:`hierlm.covariance.compiled`); "" for none.
+    kernel_kind: ClassVar[str] = ""
 
     def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:
         self.coef_names = tuple(coef_names)
@@ -100,6 +91,11 @@ class Covariance(TermLayout):
         self._rows_list = self._rows.tolist()
         self._log_rms_list = self._log_rms.tolist()
         self._last: tuple[bytes, np.ndarray, np.ndarray] | None = None  # theta_jacobian's
+        # the kernels' s_j = exp(psi_sd(j) - log_scale_j), as _log_sd
+        self._log_scale = np.ascontiguousarray(
+            np.full(self.p, self._log_r) if self.homogeneous else self._log_rms, dtype=float)
+        self._kernel: compiled.Kernel | None = None
+        self._J_shape = (self.n_theta, 0)          # (n_theta, n_psi) once a kernel is set
 
     # --- to be supplied by a structure -------------------------------------------------
     @property
@@ -260,17 +256,37 @@ class Covariance(TermLayout):
         last = self._last
         if last is not None and last[0] == key:
             return last[1], last[2]
-        lists = self.packed_lists(psi)
-        if lists is not None:
-            theta, J = self._from_lists(psi, *lists)
-        elif (packed := self.packed_cholesky(psi)) is not None:
-            theta, J = self._from_packed(psi, *packed)
+        kern = self._kernel
+        if kern is None and self.kernel_kind and (kern := compiled.kernel(self.kernel_kind)):
+            self._kernel, self._J_shape = kern, (self.n_theta, self.n_psi)
+        if kern is not None:
+            if psi.shape != self._J_shape[1:]:
+                raise ValueError(f"psi must have length {self.n_psi}, got shape {psi.shape}")
+            flags = psi.flags
+            theta, J = np.empty(self.n_theta), np.empty(self._J_shape)
+            kern(psi if flags.c_contiguous and flags.writeable else psi.copy(),
+                 self._log_scale, self.homogeneous, theta, J)
+        elif self.kernel_kind:
+            t0 = time.perf_counter()
+            theta, J = self.theta_jacobian_python(psi)
+            compiled.charge(self.kernel_kind, time.perf_counter() - t0)
         else:
-            theta, J = self.theta_jacobian_general(psi)
+            theta, J = self.theta_jacobian_python(psi)
         theta.setflags(write=False)
         J.setflags(write=False)
         self._last = (key, theta, J)
         return theta, J
+
+    def theta_jacobian_python(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """theta and J by the structure's NumPy/Python closed form (no Numba, no cache):
+        what :meth:`theta_jacobian` runs until the structure's kernel is loaded."""
+        psi = np.asarray(psi, dtype=float)
+        lists = self.packed_lists(psi)
+        if lists is not None:
+            return self._from_lists(psi, *lists)
+        if (packed := self.packed_cholesky(psi)) is not None:
+            return self._from_packed(psi, *packed)
+        return self.theta_jacobian_general(psi)
 
     def packed_cholesky(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``chol(R)``'s lower triangle packed as theta (``l``, shape ``(n_theta,)``) and
@@ -319,9 +335,8 @@ class Covariance(TermLayout):
         return theta, J
 
     def theta_jacobian_general(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """theta and ``d theta / d psi`` by the general path: LAPACK's Cholesky factor of
-        ``R``, its derivative by Murray's formula from ``d R`` by the complex step.  Slower
-        than a closed form; kept as the reference the closed forms are tested against.
+        """theta and ``d theta / d psi`` by the general path
+        (:mod:`hierlm.covariance.general_path`): the closed forms' reference.
 
         Examples
         --------
@@ -329,35 +344,11 @@ class Covariance(TermLayout):
         >>> Diagonal(("a", "b"), "g", np.ones(2)).theta_jacobian_general(np.zeros(2))[1].tolist()
         [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
         """
-        psi = np.asarray(psi, dtype=float)
-        rows, cols = self._rows, self._cols
-        s = self.sds(psi)
-        L = cholesky(self.correlation(psi))
-        t = (s[:, None] * L)[rows, cols]
-        J = np.zeros((self.n_theta, self.n_psi))
-        n_sd = self._n_sd
-        if self.homogeneous:
-            J[:, 0] = t
-        else:
-            J[:, :n_sd] = t[:, None] * self._row_onehot
-        if self.n_psi > n_sd:
-            Linv = scipy.linalg.solve_triangular(L, self._eye, lower=True)
-            dR = np.stack(self.correlation_derivatives(psi))         # (k, p, p)
-            X = Linv @ dR @ Linv.T
-            Phi = X * self._lower_half                                # tril, diagonal / 2
-            dT = s[None, :, None] * (L @ Phi)
-            J[:, n_sd:] = dT[:, rows, cols].T
-        return t, J
+        return general_path.theta_jacobian_general(self, psi)
 
     def correlation_derivatives(self, psi: np.ndarray) -> list[np.ndarray]:
         """``d R / d psi_k`` for each correlation parameter, by the complex step."""
-        n_sd = 1 if self.homogeneous else self.p
-        out = []
-        for k in range(n_sd, self.n_psi):
-            z = np.asarray(psi, dtype=float).astype(complex)
-            z[k] += 1j * _STEP
-            out.append(self.correlation(z).imag / _STEP)
-        return out
+        return general_path.complex_step_derivatives(self, psi)
 
     # --- NUTS parameterization and default priors -------------------------------------
     def nuts_correlation_prior(self) -> tuple[str, int, float, float] | None:
