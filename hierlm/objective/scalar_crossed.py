@@ -37,15 +37,15 @@ loop ``sum_k nnz_k^2 / 2`` pairs, and three to four sweeps of ``m^2 / 2`` entrie
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numba
 import numpy as np
 
+from hierlm.objective import dense_parallel
 from hierlm.objective.cholesky import Structure
+from hierlm.objective.threads import run_tasks
 
 #: Work (pairs plus entries) of one row pass above which it runs on several threads.
 THREADED_WORK = 1e6
@@ -73,33 +73,22 @@ def _split(cum: np.ndarray, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
-def _run(tasks: list[Callable[[], Any]]) -> list[Any]:
-    """Run the tasks, the first on this thread and each other on a thread of its own."""
-    out: list[Any] = [None] * len(tasks)
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            out[i] = tasks[i]()
-        except BaseException as exc:  # pragma: no cover - the kernels do not raise
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True)
-               for i in range(1, len(tasks))]
-    for th in threads:
-        th.start()
-    run(0)
-    for th in threads:
-        th.join()
-    if errors:  # pragma: no cover
-        raise errors[0]
-    return out
-
-
 def _ranges(work: np.ndarray, threads: int) -> list[tuple[int, int]]:
     if threads <= 1 or work[-1] < THREADED_WORK:
         return [(0, len(work) - 1)]
     return _split(work, threads)
+
+
+def _half_inverse(L: np.ndarray, gbar: np.ndarray, threads: int) -> np.ndarray:
+    """Lower triangle of ``1/2 L^{-T} diag(gbar) L^{-1}`` (``gbar >= 0``): the inverse of
+    ``L``, its rows scaled by ``sqrt(gbar / 2)``, then ``Y'Y``."""
+    from hierlm.objective.jit import scalar_crossed as jit
+
+    Y = jit.lower_copy(L)
+    dense_parallel.trtri(Y, threads)  # L's diagonal is positive: info is 0
+    jit.scale_rows(Y, np.sqrt(0.5 * gbar))
+    dense_parallel.lauum(Y, threads)
+    return Y
 
 
 def evaluate(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray,
@@ -150,9 +139,9 @@ def evaluate(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray,
     dU = np.empty((m, m))
     work = jit.row_work(nz_level, level_ptr, row_order, row_ptr)
     rows32 = nz_row.astype(np.int32) if m < 2**31 else nz_row
-    _run([partial(jit.forward_rows, a, b, w, dw, v, rows32, nz_level, level_ptr, row_order,
+    run_tasks([partial(jit.forward_rows, a, b, w, dw, v, rows32, nz_level, level_ptr, row_order,
                   row_ptr, A_RR, lam, q, X, S, dU) for a, b in _ranges(work, threads)])
-    logd = jit.factor(S)  # S is now L_R
+    logd = jit.finish_factor(S, dense_parallel.potrf(S, threads))  # S is now L_R
     L1 = d.reshape(-1, 1, 1)
     idx = np.arange(m)
     logdet_Z = logdet_M + 2.0 * logd[:q].sum()
@@ -167,14 +156,14 @@ def evaluate(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray,
     gbar = np.where(idx < q, 2.0, 2.0 * reml_f)
     gbar[-1] = 2.0 * nr
     if np.all(gbar >= 0.0):
-        Sbar = jit.half_inverse(S, gbar)
+        Sbar = _half_inverse(S, gbar, threads)
     else:  # not a criterion hierlm optimizes (reml outside [0, 1]), kept exact anyway
-        Sbar = (jit.half_inverse(S, np.maximum(gbar, 0.0))
-                - jit.half_inverse(S, np.maximum(-gbar, 0.0)))
+        Sbar = (_half_inverse(S, np.maximum(gbar, 0.0), threads)
+                - _half_inverse(S, np.maximum(-gbar, 0.0), threads))
     rows = np.arange(1, m + 1, dtype=np.float64)
     ranges = _ranges(np.concatenate([[0.0], np.cumsum(rows)]), threads)
     hs = [np.zeros(m) for _ in ranges]
-    accs = _run([partial(jit.backward_rows, a, b, Sbar, X, dU, lam, h)
+    accs = run_tasks([partial(jit.backward_rows, a, b, Sbar, X, dU, lam, h)
                  for (a, b), h in zip(ranges, hs, strict=True)])
     h = np.sum(hs, axis=0)
     grad = np.zeros(K)

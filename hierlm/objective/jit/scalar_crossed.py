@@ -14,8 +14,6 @@ import math
 import numba
 import numpy as np
 
-from hierlm.objective.jit import lapack
-
 
 @numba.njit(cache=True, nogil=True)
 def level_weights(t: float, a11: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
@@ -103,24 +101,26 @@ def forward_rows(r0: int, r1: int, w: np.ndarray, dw: np.ndarray, v: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True)
-def factor(S: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """``S <- L`` (lower, upper triangle zeroed) and ``log diag L``; all NaN when ``S``
-    is not positive definite (as :func:`hierlm.objective.jit.chol_logdiag.chol_kernel`)."""
-    m = S.shape[0]
+def finish_factor(L: np.ndarray, info: int) -> np.ndarray:  # pragma: no cover
+    """Zero the upper triangle of the factor ``L`` and return ``log diag L``; all NaN when
+    the factorization failed (``info != 0``), as
+    :func:`hierlm.objective.jit.chol_logdiag.chol_kernel`."""
+    m = L.shape[0]
     g = np.empty(m)
-    if lapack.potrf_lower(S) != 0:
-        S[:, :] = np.nan
+    if info != 0:
+        L[:, :] = np.nan
         g[:] = np.nan
         return g
     for i in range(m):
-        g[i] = math.log(S[i, i])
+        for j in range(i + 1, m):
+            L[i, j] = 0.0
+        g[i] = math.log(L[i, i])
     return g
 
 
 @numba.njit(cache=True, nogil=True)
-def half_inverse(L: np.ndarray, gbar: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """Lower triangle of ``Sbar = 1/2 L^{-T} diag(gbar) L^{-1}`` (``gbar >= 0``): one
-    ``dtrtri`` and one ``dlauum`` on ``diag(sqrt(gbar / 2)) L^{-1}``."""
+def lower_copy(L: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """A copy of the lower triangle of ``L``, zeros above."""
     m = L.shape[0]
     Y = np.empty((m, m))
     for i in range(m):
@@ -128,13 +128,16 @@ def half_inverse(L: np.ndarray, gbar: np.ndarray) -> np.ndarray:  # pragma: no c
             Y[i, j] = L[i, j]
         for j in range(i + 1, m):
             Y[i, j] = 0.0
-    lapack.trtri_lower(Y)
-    for i in range(m):
-        s = math.sqrt(0.5 * gbar[i])
-        for j in range(i + 1):
-            Y[i, j] *= s
-    lapack.lauum_lower(Y)
     return Y
+
+
+@numba.njit(cache=True, nogil=True)
+def scale_rows(Y: np.ndarray, s: np.ndarray) -> None:  # pragma: no cover
+    """Lower triangle of ``Y <- diag(s) Y``."""
+    for i in range(Y.shape[0]):
+        si = s[i]
+        for j in range(i + 1):
+            Y[i, j] *= si
 
 
 @numba.njit(cache=True, nogil=True)
