@@ -20,6 +20,11 @@ VM and moves to Numba once this process has spent :data:`VM_BUDGET_S` seconds
 evaluating the structure on the VM (many fits in a loop, a simulation study), as a
 tiered JIT does.  Callers that evaluate thousands of times (bootstrap, profiles) ask
 for ``"numba"`` directly (:meth:`ProfiledObjective.with_backend`).
+
+Large models whose random-effect terms are all scalar (crossed intercepts: InstEval,
+MovieLens), linked with Numba, are evaluated by :mod:`hierlm.objective.scalar_crossed`
+instead of the graph (:func:`linked`): the same function in a few fused passes, with
+the dense factorizations on two threads.
 """
 
 from __future__ import annotations
