@@ -157,3 +157,28 @@ def test_fit_equals_the_graph_fit() -> None:
     ref = model.fit()
     assert res.objective == pytest.approx(ref.objective, rel=1e-12)
     np.testing.assert_allclose(res.theta, ref.theta, rtol=1e-5)
+
+
+def test_scalar_pattern_is_the_sorted_pattern() -> None:
+    """The CSC/CSR route gives the arrays of the sort by (level, row), duplicates summed."""
+    import scipy.sparse as sp
+
+    from hierlm.objective.gram import _scalar_pattern
+
+    rng = np.random.default_rng(4)
+    m, l1, nnz = 30, 50, 400
+    row, col = rng.integers(0, m, nnz), rng.integers(0, l1, nnz)
+    val = rng.normal(size=nnz)
+    val[:5] = 0.0  # explicit zeros are kept, as the sort keeps them
+    AR1 = sp.coo_matrix((val, (row, col)), shape=(m, l1))  # with duplicates (chunk sums)
+    nz_row, nz_level, nz_val, level_ptr, row_order = _scalar_pattern(AR1)
+    key = col.astype(np.int64) * m + row
+    uniq, inv = np.unique(key, return_inverse=True)
+    summed = np.zeros(len(uniq))
+    np.add.at(summed, inv, val)
+    np.testing.assert_array_equal(nz_level, uniq // m)
+    np.testing.assert_array_equal(nz_row, uniq % m)
+    np.testing.assert_allclose(nz_val[:, 0], summed, rtol=1e-15, atol=1e-15)
+    np.testing.assert_array_equal(level_ptr, np.concatenate([[0], np.cumsum(
+        np.bincount(nz_level, minlength=l1))]))
+    np.testing.assert_array_equal(row_order, np.argsort(nz_row, kind="stable"))
