@@ -149,8 +149,10 @@ def evaluate(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray,
     dU = np.empty((m, m))
     work = jit.row_work(nz_level, level_ptr, row_order, row_ptr)
     rows32 = nz_row.astype(np.int32) if m < 2**31 else nz_row
-    run_tasks([partial(jit.forward_rows, a, b, w, dw, v, rows32, nz_level, level_ptr, row_order,
-                  row_ptr, A_RR, lam, q, X, S, dU) for a, b in _ranges(work, threads)])
+    unit = jit.unit_levels(v, rows32, level_ptr, q)
+    run_tasks([partial(jit.forward_rows, a, b, w, dw, v, unit, rows32, nz_level, level_ptr,
+                       row_order, row_ptr, A_RR, lam, q, X, S, dU)
+               for a, b in _ranges(work, threads)])
     logd = jit.finish_factor(S, dense_parallel.potrf(S, threads))  # S is now L_R
     L1 = d.reshape(-1, 1, 1)
     idx = np.arange(m)
