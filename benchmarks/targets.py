@@ -29,7 +29,7 @@ LIMITS = {
                  "load 5), run on two threads: the dense Schur complement has 3708 rows, "
                  "its Cholesky (0.38 s), inverse (0.38 s) and L^-T L^-1 (0.32 s) are m^3 "
                  "flops; the pair loop visits 452 million level pairs once for U and "
-                 "dU/dtheta_1 (0.47 s); design, Gram blocks and estimates about 1.4 s",
+                 "dU/dtheta_1 (0.34 s); design, Gram blocks and estimates about 1.4 s",
     "first_fit": "PyTensor rebuilds, rewrites and links the graph in every process (about "
                  "1.3 s) before it can load the cached machine code (about 0.4 s)",
     "cold": "Numba compiles the whole objective-and-gradient graph on first use of a "
