@@ -11,11 +11,12 @@ from typing import Any
 
 LIMITS = {
     "insteval": "12 evaluations (9 of the descent from the moment start, 3 for lme4's "
-                "Hessian check) of about 60 ms on an idle core: the dense Cholesky of the "
-                "1145 x 1145 Schur complement (potrf, about 13 ms) and its gradient (trtri and "
-                "lauum, about 30 ms), the sparse update over 4.1 million level pairs and its "
-                "gradient (about 12 ms); design, Gram blocks, moment start and estimates "
-                "about 0.15 s",
+                "Hessian check) of about 60 ms of one core (fused evaluation, "
+                "hierlm.objective.scalar_crossed): the dense Cholesky of the 1145 x 1145 "
+                "Schur complement and its gradient (potrf, trtri, lauum: about 48 ms, split "
+                "over two threads), the pair loop over 4.1 million level pairs for U and "
+                "dU/dtheta_1 (about 10 ms, two threads); design, Gram blocks, moment start "
+                "and estimates about 0.15 s",
     "small": "a fit is 10-16 evaluations of under 0.1 ms each; the remaining 13-27 ms is "
              "per-fit Python work (grouping-factor labels in pandas, sparse Gram assembly, "
              "the result's tables, L-BFGS-B bookkeeping), and lme4's own time for these "
@@ -24,12 +25,11 @@ LIMITS = {
              "0.5 s, SciPy's linalg and optimize 0.4 s; xarray, formulae, ArviZ and PyMC are "
              "no longer imported on this path) and Numba's start-up on the first call of the "
              "cached machine code (about 0.4 s: it registers its whole CPU target)",
-    "movielens": "6 evaluations of about 3 s of one core each (CPU time under load 9): "
-                 "the dense Schur complement has 3708 rows, its Cholesky takes 0.46 s and its "
-                 "gradient (trtri, lauum) 0.88 s; the sparse update visits 452 million level "
-                 "pairs for the value (0.49 s) and the gradient (0.47 s); elementwise passes "
-                 "and copies of the 110 MB dense blocks about 0.8 s; design and Gram blocks "
-                 "about 3 s",
+    "movielens": "6 evaluations of 1.6 s of one core each (single-threaded CPU time, "
+                 "load 5), run on two threads: the dense Schur complement has 3708 rows, "
+                 "its Cholesky (0.38 s), inverse (0.38 s) and L^-T L^-1 (0.32 s) are m^3 "
+                 "flops; the pair loop visits 452 million level pairs once for U and "
+                 "dU/dtheta_1 (0.34 s); design, Gram blocks and estimates about 1.4 s",
     "first_fit": "PyTensor rebuilds, rewrites and links the graph in every process (about "
                  "1.3 s) before it can load the cached machine code (about 0.4 s)",
     "cold": "Numba compiles the whole objective-and-gradient graph on first use of a "

@@ -220,6 +220,26 @@ def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlock
     return gram_from_products(design, A11, AR1, A_RR, offset, sum_log_w, dense_r1)
 
 
+def _scalar_pattern(AR1: sp.spmatrix | sp.sparray) -> tuple[np.ndarray, ...]:
+    """``nz_row, nz_level, nz_val, level_ptr, row_order`` of ``A_R1`` for a scalar first
+    term (one column per level), from SciPy's CSC and CSR forms: the canonical CSC
+    matrix lists the nonzeros by level and then by row (duplicates summed), which is
+    the order of the sort by ``(level, row)``; CSR of their positions lists them by row
+    and then by level, which is the stable sort by row.  Two linear-time conversions
+    instead of sorting the keys (1M-row crossed design: 0.16 -> 0.05 s)."""
+    csc = sp.csc_matrix(AR1, dtype=np.float64)
+    csc.sum_duplicates()  # canonical: sorted rows within each column, no duplicates
+    level_ptr = csc.indptr.astype(np.int64)
+    nz_row = csc.indices.astype(np.int64)
+    nnz, l1 = len(nz_row), csc.shape[1]
+    nz_level = np.repeat(np.arange(l1, dtype=np.int64), np.diff(level_ptr))
+    pos = sp.csc_matrix((np.arange(nnz, dtype=np.float64), nz_row, level_ptr),
+                        shape=csc.shape).tocsr()
+    pos.sort_indices()
+    row_order = pos.data.astype(np.int64)
+    return nz_row, nz_level, csc.data.reshape(nnz, 1).copy(), level_ptr, row_order
+
+
 def gram_from_products(design: ModelDesign, A11: np.ndarray, AR1: sp.spmatrix | sp.sparray,
                        A_RR: np.ndarray, beta_offset: np.ndarray, sum_log_w: float = 0.0,
                        dense_r1: bool | None = None) -> GramBlocks:
@@ -243,27 +263,31 @@ def gram_from_products(design: ModelDesign, A11: np.ndarray, AR1: sp.spmatrix | 
     """
     first = design.terms[0]
     p1 = first.p
-    m = AR1.shape[0]
-    if AR1.format == "csr":
-        # the triplets of tocoo() (the same entries in the same order), without the COO
-        # matrix's checks: 0.05-0.1 ms of a small design's 0.4 ms here
-        row = np.repeat(np.arange(m), np.diff(AR1.indptr))
-        col, data = AR1.indices, AR1.data
+    if p1 == 1:
+        nz_row, nz_level, nz_val, level_ptr, row_order = _scalar_pattern(AR1)
+        m = AR1.shape[0]
+        counts = np.diff(level_ptr)
     else:
-        coo = sp.coo_matrix(AR1)
-        row, col, data = coo.row, coo.col, coo.data
-    level = col // p1
-    coef = col % p1
-    key = level.astype(np.int64) * m + row
-    uniq, inv = np.unique(key, return_inverse=True)
-    nz_val = np.zeros((len(uniq), p1))
-    np.add.at(nz_val, (inv, coef), data)
-    nz_level = (uniq // m).astype(np.int64)
-    nz_row = (uniq % m).astype(np.int64)
-
-    counts = np.bincount(nz_level, minlength=first.n_levels).astype(np.int64)
-    level_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    row_order = np.argsort(nz_row, kind="stable").astype(np.int64)
+        m = AR1.shape[0]
+        if AR1.format == "csr":
+            # the triplets of tocoo() (the same entries in the same order), without the
+            # COO matrix's checks: 0.05-0.1 ms of a small design's 0.4 ms here
+            row = np.repeat(np.arange(m), np.diff(AR1.indptr))
+            col, data = AR1.indices, AR1.data
+        else:
+            coo = sp.coo_matrix(AR1)
+            row, col, data = coo.row, coo.col, coo.data
+        level = col // p1
+        coef = col % p1
+        key = level.astype(np.int64) * m + row
+        uniq, inv = np.unique(key, return_inverse=True)
+        nz_val = np.zeros((len(uniq), p1))
+        np.add.at(nz_val, (inv, coef), data)
+        nz_level = (uniq // m).astype(np.int64)
+        nz_row = (uniq % m).astype(np.int64)
+        counts = np.bincount(nz_level, minlength=first.n_levels).astype(np.int64)
+        level_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        row_order = np.argsort(nz_row, kind="stable").astype(np.int64)
     row_ptr = np.concatenate([[0], np.cumsum(np.bincount(nz_row, minlength=m))]).astype(np.int64)
     if dense_r1 is None:
         # Flops per evaluation: the pair loop costs about n_pairs * p1^2 / 2, the dense

@@ -20,6 +20,11 @@ VM and moves to Numba once this process has spent :data:`VM_BUDGET_S` seconds
 evaluating the structure on the VM (many fits in a loop, a simulation study), as a
 tiered JIT does.  Callers that evaluate thousands of times (bootstrap, profiles) ask
 for ``"numba"`` directly (:meth:`ProfiledObjective.with_backend`).
+
+Large models whose random-effect terms are all scalar (crossed intercepts: InstEval,
+MovieLens), linked with Numba, are evaluated by :mod:`hierlm.objective.scalar_crossed`
+instead of the graph (:func:`linked`): the same function in a few fused passes, with
+the dense factorizations on two threads.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import pytensor.tensor as pt
 
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
+from hierlm.objective import scalar_crossed
 from hierlm.objective.cholesky import (
     GramVars,
     Structure,
@@ -253,7 +259,7 @@ class ProfiledObjective:
         backend = _resolve(backend, self.gram)
         if backend == self.backend:
             return self
-        return dataclasses.replace(self, fn=compiled_for(self.structure, backend),
+        return dataclasses.replace(self, fn=linked(self.structure, backend, self.gram),
                                    backend=backend)
 
     def evaluate(self, theta: np.ndarray, reml: bool) -> tuple[float, np.ndarray,
@@ -274,6 +280,16 @@ class ProfiledObjective:
         """The objective and its exact gradient at theta."""
         val, grad = self.evaluate(theta, reml)[:2]
         return val, grad
+
+
+def linked(s: Structure, backend: str, gram: GramBlocks) -> Callable:
+    """The function that evaluates a model's objective for ``backend``: the structure's
+    compiled graph, or, for a large model (:func:`work_of` above :data:`NUMBA_WORK`) of
+    all-scalar terms linked with Numba, the fused evaluation of
+    :mod:`hierlm.objective.scalar_crossed` (same arguments and results)."""
+    if backend == "numba" and scalar_crossed.suits(s) and work_of(gram) > NUMBA_WORK:
+        return scalar_crossed.evaluate
+    return compiled_for(s, backend)
 
 
 def _resolve(backend: str, gram: GramBlocks) -> str:
@@ -309,5 +325,5 @@ def compile_objective(design: ModelDesign, gram: GramBlocks | None = None,
     backend = _resolve(backend, gram)
     # small models under "auto": dense NumPy, no graph (hierlm.objective.numpy_link)
     fn = (numpy_first(s, lambda: compiled_for(s, "numba")) if backend == "auto" and suits(gram)
-          else compiled_for(s, backend))
+          else linked(s, backend, gram))
     return ProfiledObjective(design=design, gram=gram, structure=s, fn=fn, backend=backend)
