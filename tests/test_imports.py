@@ -1,6 +1,7 @@
 """``import hierlm`` and a REML fit load only what that path needs.
 
-xarray, h5netcdf, ArviZ, PyMC and nutpie belong to the NUTS, save and load paths, and
+xarray, h5netcdf, ArviZ, PyMC and nutpie belong to the NUTS, save and load paths, Numba
+to graphs linked with it (large designs, the bootstrap, the profiles), and
 formulae to formulas whose parts are more than ``+``-joined column names, scipy.stats
 to the cluster-robust tables; each is checked in a fresh interpreter, where nothing else
 has imported them.
@@ -17,7 +18,7 @@ import pytest
 from hierlm.design.columns import _variables
 
 LAZY = ("xarray", "h5netcdf", "h5py", "arviz", "arviz_base", "arviz_stats", "pymc",
-        "nutpie", "formulae", "matplotlib")
+        "nutpie", "formulae", "matplotlib", "numba")
 
 
 def _loaded_after(code: str) -> set[str]:

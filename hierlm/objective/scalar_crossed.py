@@ -52,7 +52,6 @@ import math
 from functools import partial
 from typing import Any
 
-import numba
 import numpy as np
 
 from hierlm.objective import dense_parallel
@@ -144,6 +143,8 @@ def evaluate(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray,
     theta_ext = np.concatenate([theta, [1.0]])
     lam = np.zeros(m)
     lam[lam_row] = theta_ext[lam_theta]
+    import numba  # loaded with the kernels above: `import hierlm` does not load Numba
+
     threads = max(1, int(getattr(numba.config, "NUMBA_NUM_THREADS", 1)))
 
     X = np.empty((m, m))
