@@ -32,11 +32,11 @@ forms -> kernels:
 * the function each optimizer really hands its L-BFGS-B driver, over ``us``'s
   (101.8-104.4 us, the criterion and its rescaling, trace and checks): ``diag``
   1.22-1.27 -> 1.15 x, ``ar1`` 1.27-1.32 -> 1.14-1.15, ``cs`` 1.29-1.34 -> 1.15,
-  ``toep`` 1.73 -> 1.16.  The structures' function
-  (:func:`hierlm.estimate.optimize_structured.optimize_psi`) spends about 10 us more
-  on its bookkeeping than ``us``'s (an ``np.errstate`` block, a separate finiteness
-  test of theta, the trace built float by float); done as ``us``'s does it
-  (``benchmarks.structured_eval.lean_function``), 1.05-1.07 x.
+  ``toep`` 1.73 -> 1.16.  That bookkeeping (an ``np.errstate`` block per call, a
+  separate finiteness test of theta, the trace built float by float) was then done as
+  ``us``'s does it in :func:`hierlm.estimate.optimize_structured.optimize_psi`, and both
+  moved onto the shared theta optimizer: 1.03-1.06 x (``benchmarks/structured_eval_
+  results.md``, load 3.3-3.6).
 """
 
 from __future__ import annotations
