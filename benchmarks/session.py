@@ -2,6 +2,7 @@
 
     nice python -m benchmarks.session                    # hierlm and R (lme4 + lmerTest)
     nice python -m benchmarks.session --no-nuts --no-r   # hierlm's frequentist steps only
+    nice python -m benchmarks.session --bambi-path /tmp/bambi_site  # bambi kept out of the venv
 
 Five models of different structures (random intercept and slope; crossed intercepts
 with 16 fixed-effect columns, like lmerTest's ``ham``; crossed intercepts; nested
@@ -13,7 +14,13 @@ model, in one Python process (started fresh by this script, like a new notebook)
 2 chains).  The same data files go to one ``Rscript`` run doing ``lmer``,
 ``summary`` (lmerTest), ``anova`` and ``confint(method="profile")``.  Wall times per
 step and the ratio hierlm / R go to ``benchmarks/session_results.md`` (``--out``).
-bambi is not part of this run (not installed here); its NUTS column stays empty.
+With ``--bambi-path DIR`` (bambi installed by ``pip install --target DIR bambi``, kept
+out of hierlm's environment) one more fresh Python process fits the same five models with
+bambi's NUTS (the same draws, tuning steps and 2 chains; the nested term written as
+``(1 | a) + (1 | a:b)``, which is what ``(1 | a/b)`` means): its first fit of each new
+model, against hierlm's.  Both sides also report the smallest bulk ESS over the fixed
+effects and sigma and the number of divergent transitions, so that faster does not
+hide worse.
 """
 
 from __future__ import annotations
@@ -104,9 +111,13 @@ for m in spec["models"]:
     t = time.perf_counter(); res.confint(method="profile"); row["confint"] = time.perf_counter() - t
     if spec["nuts"]:
         t = time.perf_counter()
-        hierlm.fit(m["formula"], data, method="nuts", draws=spec["draws"], tune=spec["tune"],
-                   chains=2, random_seed=1, progressbar=False)
+        post = hierlm.fit(m["formula"], data, method="nuts", draws=spec["draws"],
+                          tune=spec["tune"], chains=2, random_seed=1, progressbar=False)
         row["nuts"] = time.perf_counter() - t
+        diag = post.nuts.diagnostics
+        keep = [k for k in diag.index if k in set(post.fixef.index) | {"sigma"}]
+        row["nuts_ess"] = float(diag.loc[keep, "ess_bulk"].min())
+        row["nuts_div"] = int(post.nuts.divergences)
     out["models"].append(row)
     print(m["name"], {k: round(v, 3) for k, v in row.items()}, file=sys.stderr, flush=True)
 out["total"] = time.perf_counter() - t0
@@ -134,6 +145,49 @@ for (i in seq_len(nrow(spec$models))) {
 res$total <- proc.time()[["elapsed"]] - t0
 cat(toJSON(res, auto_unbox = TRUE, digits = NA))
 """
+
+
+BAMBI_SCRIPT = r"""
+import json, re, sys, time, warnings
+spec = json.loads(sys.argv[1])
+sys.path.insert(0, spec["bambi_path"])
+t0 = time.perf_counter()
+import pandas as pd
+import bambi as bmb
+import arviz as az
+out = {"import": time.perf_counter() - t0, "models": []}
+warnings.simplefilter("ignore")
+nested = re.compile(r"\(1 \| (\w+)/(\w+)\)")
+for m in spec["models"]:
+    data = pd.read_csv(spec["dir"] + "/" + m["csv"], dtype={f: str for f in m["factors"]})
+    formula = nested.sub(lambda g: f"(1 | {g[1]}) + (1 | {g[1]}:{g[2]})", m["formula"])
+    t = time.perf_counter()
+    model = bmb.Model(formula, data)
+    idata = model.fit(draws=spec["draws"], tune=spec["tune"], chains=2, random_seed=1,
+                      progressbar=False)
+    row = {"nuts": time.perf_counter() - t}
+    y = formula.split("~")[0].strip()
+    names = [v for v in idata.posterior.data_vars
+             if "|" not in v and not v.endswith("_sigma") and v != y + "_mean"]
+    ess = az.ess(idata, var_names=names, method="bulk")
+    row["nuts_ess"] = float(min(float(ess[v].min()) for v in names))
+    row["nuts_div"] = int(idata.sample_stats["diverging"].sum())
+    out["models"].append(row)
+    print(m["name"], {k: round(v, 3) for k, v in row.items()}, file=sys.stderr, flush=True)
+out["total"] = time.perf_counter() - t0
+print(json.dumps(out))
+"""
+
+
+def run_bambi(spec: dict, bambi_path: str) -> dict | None:
+    """bambi's NUTS fits of the same models in a fresh process (None if it fails)."""
+    p = subprocess.run([sys.executable, "-c", BAMBI_SCRIPT,
+                        json.dumps(dict(spec, bambi_path=bambi_path))],
+                       capture_output=True, text=True)
+    sys.stderr.write(p.stderr[-2000:])
+    if p.returncode != 0:
+        return None
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def run_hierlm(spec: dict) -> dict:
@@ -164,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-r", action="store_true")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--bambi-path", default=None,
+                    help="folder bambi was pip-installed into with --target")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "session_results.md"))
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -174,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 "draws": args.draws, "tune": args.tune}
         h = run_hierlm(spec)
         r = None if args.no_r else run_r(spec, tmp)
+        b = (run_bambi(spec, args.bambi_path)
+             if args.bambi_path and not args.no_nuts else None)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = ["# A researcher's session: five new models, fresh process", "",
              f"Run {dt.datetime.now(dt.UTC).isoformat(timespec='minutes')} on "
@@ -201,6 +259,23 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"| (whole process) | total | {h['total']:.2f} | "
                  f"{'n/a' if r is None else format(r['total'], '.2f')} | "
                  f"{'' if r is None else format(h['total'] / r['total'], '.2f')} |")
+    if b is not None:
+        lines += ["", "First NUTS fit of each new model (2 chains, "
+                  f"{args.draws} draws after {args.tune} tuning steps), each in its "
+                  "program's one fresh process; ESS: the smallest bulk ESS over the fixed "
+                  "effects and sigma.", "",
+                  f"bambi's import took {b['import']:.2f} s (hierlm's: {h['import']:.2f} s).",
+                  "", "| model | hierlm (s) | bambi (s) | bambi / hierlm | hierlm ESS | "
+                  "bambi ESS | hierlm divergences | bambi divergences |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for i, m in enumerate(models):
+            hm, bm = h["models"][i], b["models"][i]
+            lines.append(f"| {m['name']} | {hm['nuts']:.2f} | {bm['nuts']:.2f} | "
+                         f"{bm['nuts'] / hm['nuts']:.1f} | {hm['nuts_ess']:.0f} | "
+                         f"{bm['nuts_ess']:.0f} | {hm['nuts_div']} | {bm['nuts_div']} |")
+        hn = sum(row["nuts"] for row in h["models"])
+        bn = sum(row["nuts"] for row in b["models"])
+        lines.append(f"| (all five) | {hn:.2f} | {bn:.2f} | {bn / hn:.1f} | | | | |")
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
