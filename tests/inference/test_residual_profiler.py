@@ -11,6 +11,8 @@ bound has the profile below the cutoff there.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -165,3 +167,21 @@ def test_structured_covariance_refused() -> None:
                      residual="ar1(Days | Subject)")
     with pytest.raises(MethodError, match="structured"):
         res.confint("profile")
+
+
+def test_cs_residual_equals_the_nested_random_intercept_model() -> None:
+    # cs within plots beside (1 | Block) is (1 | Block) + (1 | plot) while rho >= 0: the
+    # shared parameters' profiles are the same ML profiles, here computed by the plain
+    # profiler (itself checked against lme4's)
+    from tests.residual_data import residual_data
+
+    o = residual_data("oats")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cs = hierlm.fit("yield ~ nitro + Variety + (1 | Block)", o, residual="cs(1 | plot)")
+        re = hierlm.fit("yield ~ nitro + Variety + (1 | Block) + (1 | plot)", o)
+    a, b = cs.confint("profile"), re.confint("profile")
+    shared = ["sd_(Intercept)|Block", "(Intercept)", "nitro", "VarietyMarvellous",
+              "VarietyVictory"]
+    np.testing.assert_allclose(a.loc[shared].to_numpy(), b.loc[shared].to_numpy(), rtol=1e-5)
+    assert a.loc["rho", "lower"] > 0  # the interval stays where the two models agree
