@@ -31,8 +31,9 @@ for ``cs`` the sums of :mod:`hierlm.objective.residual_cs_classes`.  With more t
 times, a numeric ``sigma=`` column) the class matrices are sparse, ``O(n w^2)`` entries
 for ``w`` stored entries per row of ``[Z X y]``, and the sum is one sparse-by-dense
 product (``pytensor.sparse.structured_dot``, differentiated in the dense weights).
-Prior weights, and ``cs`` with many (group size, SD level) classes, raise
-:class:`MethodError`.
+For ``cs`` with many (group size, SD level) classes (a numeric ``sigma=`` column) the
+sum is over rows and pairs of rows of a group, again one sparse-by-dense product
+(:mod:`hierlm.objective.residual_cs_pairs`).  Prior weights raise :class:`MethodError`.
 
 The names are those of the REML/ML fit's DataTree (:mod:`hierlm.results.residual_datatree`).
 After sampling, :class:`ResidualPosterior` holds the draws of ``(phi, delta)``: the
@@ -68,9 +69,11 @@ from hierlm.objective.cholesky import GramVars, blocked_cholesky, unprofiled_dev
 from hierlm.objective.profiled import gram_values, structure_of
 from hierlm.objective.residual_classes import ClassGram, class_gram
 from hierlm.objective.residual_cs_classes import CSClassGram, cs_class_gram
+from hierlm.objective.residual_cs_pairs import CSPairGram, cs_pair_gram
 
 
-def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram | CSClassGram:
+def residual_classes(design: ModelDesign, rd: ResidualDesign
+                     ) -> ClassGram | CSClassGram | CSPairGram:
     """The class Gram matrices NUTS needs, or a :class:`MethodError` naming why not.
 
     ``ar1`` / ``car1`` / ``sigma=`` alone take any number of row classes (sparse class
@@ -89,21 +92,18 @@ def residual_classes(design: ModelDesign, rd: ResidualDesign) -> ClassGram | CSC
     >>> d["x"] = np.random.default_rng(0).uniform(size=len(d))  # an SD level per row
     >>> residual_classes(des, build_residual("car1(Days | Subject)", "~ x", d, des)).sparse
     True
-    >>> try:
-    ...     residual_classes(des, build_residual("cs(1 | Subject)", "~ x", d, des))
-    ... except hierlm.MethodError as e:
-    ...     print(e)  # doctest: +ELLIPSIS
-    method='nuts' takes cs(...) only where the rows fall in few classes ...
+    >>> type(residual_classes(des, build_residual("cs(1 | Subject)", "~ x", d, des))).__name__
+    'CSPairGram'
     """
     if design.weights is not None:
         raise MethodError("method='nuts' does not take prior weights with residual= or "
                           "sigma= yet; fit by 'reml' or 'ml'")
-    cg = (cs_class_gram(design, rd) if rd.spec is not None and rd.spec.kind == "cs"
+    cs = rd.spec is not None and rd.spec.kind == "cs"
+    cg = ((cs_class_gram(design, rd) or cs_pair_gram(design, rd)) if cs
           else class_gram(design, rd, storage="any"))
     if cg is None:
-        raise MethodError("method='nuts' takes cs(...) only where the rows fall in few "
-                          "classes (group sizes by sigma= levels; a numeric sigma= column "
-                          "with many values gives too many): fit by 'reml' or 'ml'")
+        raise MethodError("method='nuts' with cs(...) takes groups of at most "
+                          "2,000,000 pairs of rows in all: fit by 'reml' or 'ml'")
     return cg
 
 
@@ -145,6 +145,22 @@ def cs_gram_tensor(cg: CSClassGram, rho: Any, delta: Any) -> tuple[list[Any], An
     logdet = ((pt.constant(cg.n_groups) * ((sizes - 1.0) * pt.log(1.0 - rho)
                                            + pt.log(1.0 + (sizes - 1.0) * rho))).sum()
               + 2.0 * (pt.constant(cg.level_count) * e).sum())
+    return _filled(cg.layout, values), logdet
+
+
+def cs_pair_gram_tensor(cg: CSPairGram, rho: Any, delta: Any) -> tuple[list[Any], Any]:
+    """:meth:`CSPairGram.gram`'s formulas in PyTensor: one sparse-by-dense product,
+    differentiated in the weights."""
+    e = pt.dot(pt.constant(cg.V), delta) if cg.V.shape[1] else pt.zeros(cg.V.shape[0])
+    size = pt.constant(cg.size)
+    c = rho / (1.0 + (size - 1.0) * rho)
+    inv = pt.exp(-(e[cg.row_i] + e[cg.row_j])) / (1.0 - rho)
+    w = pt.switch(pt.constant(cg.single), (1.0 - c) * inv, -c * inv)
+    values = ps.structured_dot(ps.as_sparse_variable(cg.D.T.tocsr()), w[:, None])[:, 0]
+    sizes = pt.constant(cg.sizes)
+    logdet = ((pt.constant(cg.n_groups) * ((sizes - 1.0) * pt.log(1.0 - rho)
+                                           + pt.log(1.0 + (sizes - 1.0) * rho))).sum()
+              + 2.0 * e.sum())
     return _filled(cg.layout, values), logdet
 
 
@@ -221,8 +237,12 @@ def build_residual_model(design: ModelDesign, rd: ResidualDesign,
                            default_transform=fused_cholesky_corr(t.p))
             parts.append(covs[i].pack((sd / sigma)[:, None] * L))
         theta = pt.concatenate(parts)
-        vals, logdet = (cs_gram_tensor(cg, phi, delta) if isinstance(cg, CSClassGram)
-                        else class_gram_tensor(cg, phi, delta))
+        if isinstance(cg, CSClassGram):
+            vals, logdet = cs_gram_tensor(cg, phi, delta)
+        elif isinstance(cg, CSPairGram):
+            vals, logdet = cs_pair_gram_tensor(cg, phi, delta)
+        else:
+            vals, logdet = class_gram_tensor(cg, phi, delta)
         g = GramVars(*vals)
         # PyTensor's own Ops: the Gram blocks depend on (phi, delta), and the fused
         # Ops' gradients reach theta only, so NUTS would not take phi and delta

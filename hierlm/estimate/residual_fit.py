@@ -5,7 +5,10 @@ The criterion of :mod:`hierlm.objective.residual_gram`, ``crit(theta, rho, delta
 crit_iid(theta; B[Z X y]) + log|R0|``, is minimized over theta for each ``(rho,
 delta)`` by the model's own optimizer (:func:`hierlm.estimate.optimize.optimize_theta`,
 warm-started), and that profile ``g(rho, delta) = min_theta crit`` over the residual
-parameters by L-BFGS-B (:func:`hierlm.estimate.theta_optimizer.minimize_theta`).  Its
+parameters by L-BFGS-B (:func:`hierlm.estimate.theta_optimizer.minimize_theta`).  At
+each ``(rho, delta)`` the whitened Gram blocks come from the row classes
+(:mod:`hierlm.objective.residual_classes`) or, with many classes, ``cs`` or prior
+weights, from the rows' combinations (:mod:`hierlm.objective.residual_rows`).  Its
 gradient is the partial gradient of ``crit`` in the
 residual parameters at ``theta-hat`` (envelope theorem), by central differences with
 theta held: no inner fits for it.  The residual
@@ -40,8 +43,9 @@ from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
 from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
 from hierlm.objective.profiled import ProfiledObjective, compile_objective
-from hierlm.objective.residual_classes import class_gram
+from hierlm.objective.residual_classes import ClassGram, class_gram
 from hierlm.objective.residual_gram import relative_sd, whitened_design
+from hierlm.objective.residual_rows import RowGram, row_gram
 
 #: Central-difference step in the unconstrained residual parameters.
 FD_STEP = 1e-5
@@ -120,7 +124,11 @@ class ResidualProfile:
     def __init__(self, design: ModelDesign, rd: ResidualDesign, reml: bool,
                  options: dict[str, Any] | None = None) -> None:
         self.design, self.rd, self.reml, self.options = design, rd, reml, options
-        self.classes = class_gram(design, rd)  # None: whiten row by row
+        # a few row classes: their Gram matrices; else the rows' combinations, summed
+        # in compiled code (None only without random terms: whitened row by row)
+        self.classes: ClassGram | RowGram | None = class_gram(design, rd)
+        if self.classes is None:
+            self.classes = row_gram(design, rd)
         # many inner fits: link large models with Numba from the start
         self.backend = "numba" if design.nobs >= NUMBA_NOBS else "auto"
         self.theta: np.ndarray | None = None

@@ -26,6 +26,7 @@ from hierlm.objective.gram import GramBlocks
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.residual_classes import ClassGram
 from hierlm.objective.residual_cs_classes import CSClassGram
+from hierlm.objective.residual_cs_pairs import CSPairGram
 from hierlm.objective.residual_gram import relative_sd
 
 #: The correlation parameter's posterior name, by structure (those of the REML fit's
@@ -93,14 +94,14 @@ class ResidualPosterior:
     """
 
     rd: ResidualDesign
-    cg: ClassGram | CSClassGram
+    cg: ClassGram | CSClassGram | CSPairGram
     rho: np.ndarray
     delta: np.ndarray
     weights: np.ndarray | None = None
 
     @classmethod
     def from_posterior(cls, design: ModelDesign, rd: ResidualDesign,
-                       cg: ClassGram | CSClassGram,
+                       cg: ClassGram | CSClassGram | CSPairGram,
                        post: Any) -> ResidualPosterior:
         """The draws of a posterior Dataset (chain and draw flattened, chain-major)."""
         n = post.sizes["chain"] * post.sizes["draw"]

@@ -6,8 +6,8 @@ Rows are lme4's ``confint(fit, oldNames = FALSE)`` names: the sd/cor parameters 
 * ``"wald"``: ``beta-hat -/+ z se`` for the fixed effects; NaN for the variance
   parameters, as lme4 gives (a Wald interval for an SD is a poor one).
 * ``"profile"``: :mod:`hierlm.inference.profile`; for a fit with ``residual=`` /
-  ``sigma=``, the residual parameters' rows only
-  (:mod:`hierlm.inference.residual_profile`).
+  ``sigma=``, :mod:`hierlm.inference.residual_profiler` (the residual parameters'
+  rows follow sigma's).
 * ``"bootstrap"``: :mod:`hierlm.inference.bootstrap` (``n`` replicates, ``seed``,
   ``kind`` ``"percentile"`` or ``"shortest"``, ``progressbar``, ``n_jobs``); for a fit
   with ``residual=`` / ``sigma=``, :mod:`hierlm.inference.residual_bootstrap` (the
@@ -74,15 +74,12 @@ def confint(res: Any, method: str = "profile", level: float = 0.95, **kwargs: An
             raise MethodError(f"unexpected argument(s) for Wald intervals: {', '.join(kwargs)}")
         return wald_confint(res, level)
     if key == "profile" and len(getattr(res, "residual_parameters", ())):
-        from hierlm.inference.residual_profile import residual_profile_confint
+        from hierlm.inference.residual_profiler import residual_confint
 
         if kwargs:
             raise MethodError(f"unexpected argument(s) for profile intervals: "
                               f"{', '.join(kwargs)}")
-        out = residual_profile_confint(res, level)
-        out.attrs["note"] = ("fits with residual= / sigma=: profile intervals of the "
-                             "residual parameters only; confint('wald') for the fixed effects")
-        return out
+        return residual_confint(res, level)
     if key == "profile":
         from hierlm.inference.profile import profile_confint
 

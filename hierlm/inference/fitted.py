@@ -26,7 +26,7 @@ def require_model(res: Any, what: str, residual_ok: bool = False) -> Any:
     """The fitted model of a REML/ML result, or MethodError naming what is missing.
 
     Fits with ``residual=`` / ``sigma=`` have Satterthwaite's and Kenward-Roger's df,
-    likelihood-ratio tests, ranova, emmeans and cluster-robust SEs (callers that handle
+    likelihood-ratio tests, ranova, emmeans, profiles and cluster-robust SEs (callers that handle
     them pass ``residual_ok=True``);
     everything else that needs the model is not supported yet.
     """
@@ -35,8 +35,8 @@ def require_model(res: Any, what: str, residual_ok: bool = False) -> Any:
     if has_residual_structure(res) and not residual_ok:
         raise MethodError(f"{what} is not supported yet for fits with residual= or sigma=; "
                           f"Satterthwaite's and Kenward-Roger's df, Wald intervals, "
-                          f"likelihood-ratio tests (hierlm.anova, ranova), emmeans and "
-                          f"cluster-robust SEs are")
+                          f"likelihood-ratio tests (hierlm.anova, ranova), emmeans, profiles "
+                          f"and cluster-robust SEs are")
     if res.model is None:
         raise MethodError(f"{what} needs the fitted model (FitResult.model), which a result "
                           f"read from disk does not have; refit with hierlm.Model(...).fit()")

@@ -260,16 +260,25 @@ class Profiler:
         return [(float(lo), np.inf) for lo in theta_lower(self.design)]
 
     # -- endpoints -------------------------------------------------------------
+    @property
+    def sigma_index(self) -> int:
+        """The index of sigma in :attr:`names`."""
+        return self.k - 1
+
+    def param_bounds(self, w: int) -> tuple[float, float]:
+        """The range of parameter ``w`` (the fixed effects have none)."""
+        return self.bounds[w] if w < self.k else (-np.inf, np.inf)
+
     def endpoint(self, w: int, target: float) -> float:
         """The value where zeta crosses ``target`` (the bound if it is reached first)."""
         est = self.estimates[w]
-        lo, hi = self.bounds[w] if w < self.k else (-np.inf, np.inf)
+        lo, hi = self.param_bounds(w)
         direction = 1.0 if target > 0 else -1.0
         bound = hi if direction > 0 else lo
         prev, zprev = est, 0.0
         c = est + direction * self.scale[w] * abs(target)  # the Wald endpoint
         for _ in range(80):
-            if w == self.k - 1 and c <= 0:
+            if w == self.sigma_index and c <= 0:
                 # sigma, where the Wald step lands at or below 0 (sigma poorly
                 # determined beside a structure that can take up the residual
                 # variance): the criterion is not defined at 0 itself, so it is read
@@ -319,8 +328,13 @@ def profile_confint(res: Any, level: float = 0.95) -> pd.DataFrame:
     [22.9, 28.86]
     """
 
+    return confint_of(profiler(res), level)
+
+
+def confint_of(pr: Profiler, level: float = 0.95) -> pd.DataFrame:
+    """The profile intervals of every parameter of the profiler ``pr``
+    (:func:`profile_confint`)."""
     z = float(scipy.stats.norm.ppf(0.5 + level / 2))
-    pr = profiler(res)
     # one BLAS thread, as in a fit: L-BFGS-B's small BLAS calls are slower threaded
     with one_blas_thread():
         rows = [(pr.endpoint(w, -z), pr.endpoint(w, z)) for w in range(len(pr.names))]
@@ -342,7 +356,11 @@ def profile_table(res: Any, alphamax: float = 0.01, points: int = 11) -> pd.Data
     ['(Intercept)', 'Days']
     """
 
-    pr = profiler(res)
+    return table_of(profiler(res), alphamax, points)
+
+
+def table_of(pr: Profiler, alphamax: float = 0.01, points: int = 11) -> pd.DataFrame:
+    """The zeta traces of the profiler ``pr`` (:func:`profile_table`)."""
     cutoff = float(np.sqrt(scipy.stats.chi2.ppf(1 - alphamax, len(pr.names))))
     out = []
     with one_blas_thread():

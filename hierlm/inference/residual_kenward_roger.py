@@ -32,6 +32,22 @@ nonlinear in them; the df do not, since ``P`` and ``W`` transform together):
 * then each ``delta_k``, with ``dM/ddelta_k = D_k M + M D_k`` (``D_k = diag(v_.k)``)
   for any ``M = S N S``.
 
+A random-effect variance estimated at zero (lme4's singular fit; relative SD at most
+:data:`BOUNDARY_TOL`) lies on the boundary of the parameter space, where the
+asymptotic covariance ``W`` of an interior estimate does not apply.  Its entries of
+``gamma`` (its variance and its covariances) are held fixed at their estimates: their
+``V_r`` and ``V_rs`` are dropped, as SAS's PROC MIXED does for covariance parameters on
+a boundary (their rows and columns of the asymptotic covariance are zero).  pbkrtest
+0.5.2 keeps them (``.get_SigmaG`` takes every entry of ``VarCorr``; ``vcovAdj_internal``
+switches to a generalized inverse only when the smallest ``|eigenvalue|`` of the
+information is below 1e-10).  Without a residual structure that makes little
+difference, since a zero variance's ``V_r = Z_i Z_i'`` is far from the others; but with
+AR(1) errors whose ``rho`` nears 1 the residual covariance becomes a random intercept,
+the information is nearly singular (BodyWeight's ``car1(Time | Rat)`` with ``(1 |
+Rat)``: ``W`` of order 1e8) and ``Phi_A`` is not a covariance (negative variances, NaN
+SEs).  Dropping the boundary parameters gives pbkrtest's formulas in the remaining
+ones.
+
 The products use sparse ``n x n`` matrices: ``V_R`` is block diagonal by correlation
 group, ``V^-1 = sigma^-2 (R0^-1 - A T A')`` with ``A = R0^-1 Z Lambda`` (sparse, as the
 groups are nested in every grouping factor) and ``T = (I + Lambda'Z'R0^-1 Z Lambda)^-1``
@@ -59,6 +75,9 @@ from hierlm.objective.residual_gram import relative_sd
 
 #: Largest number of stored entries of one ``n x n`` generator.
 MAX_NNZ = 20_000_000
+#: A random effect whose relative SD (row norm of its template) is at most this is
+#: on the boundary, and its variance and covariances leave ``gamma``.
+BOUNDARY_TOL = 1e-6
 _CACHE: weakref.WeakKeyDictionary[Any, KRInfo] = weakref.WeakKeyDictionary()
 
 
@@ -164,10 +183,13 @@ def residual_generators(res: Any) -> tuple[list[Any], dict[tuple[int, int], Any]
     design, rd = res.model.design, res.model.residual
     n = design.nobs
     first: list[Any] = []
-    for term in design.terms:
+    for term, T in zip(design.terms, templates(design, res.theta), strict=True):
         Zi = term_matrix(term).tocsc()
         base = np.arange(term.n_levels) * term.p
+        zero = np.linalg.norm(T, axis=1) <= BOUNDARY_TOL
         for a, b in zip(*TermLayout(term.p).template_index(), strict=True):
+            if zero[a] or zero[b]:
+                continue  # a variance on its boundary: held fixed (module docstring)
             src = np.concatenate([base + a, base + b]) if a != b else base + a
             dst = np.concatenate([base + b, base + a]) if a != b else base + a
             D = sp.csr_matrix((np.ones(len(src)), (dst, src)), shape=(term.q, term.q))

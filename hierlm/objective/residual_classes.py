@@ -25,9 +25,10 @@ union sparsity pattern as row ``c`` of a ``(C, nnz)`` array, dense up to
 :data:`MAX_CLASSES` classes.  Above it (real ``car1`` times, numeric ``sigma=``
 columns: up to one class per row) they are SciPy sparse matrices built from the rows'
 outer products directly, ``O(n w^2)`` entries for ``w`` stored entries per row of
-``[Z X y]``; NUTS uses them (``storage="any"``).  REML/ML whiten such models row by
-row (:mod:`hierlm.objective.residual_gram`), as they do prior weights; compound
-symmetry has its own classes (:mod:`hierlm.objective.residual_cs_classes`).
+``[Z X y]``; NUTS uses them (``storage="any"``).  REML/ML sum such models' Gram
+matrices over the rows' combinations in compiled code
+(:mod:`hierlm.objective.residual_rows`), as they do prior weights and compound
+symmetry (whose classes, :mod:`hierlm.objective.residual_cs_classes`, NUTS uses).
 """
 
 from __future__ import annotations

@@ -145,8 +145,12 @@ class InferenceMixin:
         >>> res.profile().columns.tolist()
         ['parameter', 'value', 'zeta']
         """
+        from hierlm.inference.fitted import has_residual_structure
         from hierlm.inference.profile import profile_table
+        from hierlm.inference.residual_profiler import residual_profile_table
 
+        if has_residual_structure(self):
+            return residual_profile_table(self, **kwargs)
         return profile_table(self, **kwargs)
 
     def bootstrap(self, n: int, seed: int | None = None, progressbar: bool = True,

@@ -151,15 +151,56 @@ def test_many_classes_log_density_matches_dense_marginal(residual, sig):
     np.testing.assert_allclose(vals, dense, rtol=1e-8)
 
 
-@pytest.mark.parametrize("residual,sig", [("cs(1 | subject)", "~ t")])
-def test_refusal_is_clear(residual, sig):
-    d = _data(n_sub=20)  # more SD levels than the cs class path keeps
+def test_cs_with_a_numeric_sd_column_matches_dense_marginal():
+    """cs with one SD level per row (too many classes for residual_cs_classes): the
+    graph sums the rows' and row pairs' matrices; its log-likelihood against the dense
+    marginal, and its gradient in rho and delta against central differences."""
+    from hierlm.objective.residual_cs_pairs import CSPairGram
+
+    d = _data(n_sub=20)
     d["t"] = d["visit"] + np.random.default_rng(0).uniform(0, 0.9, len(d))
-    with pytest.raises(MethodError, match="nuts.*few classes"):
-        hierlm.fit("y ~ x + (1 | subject)", d, method="nuts", residual=residual, sigma=sig)
     design = hierlm.build_design("y ~ x + (1 | subject)", d)
-    with pytest.raises(MethodError, match="nuts"):
-        residual_classes(design, build_residual(residual, sig, d, design))
+    rd = build_residual("cs(1 | subject)", "~ t", d, design)
+    assert isinstance(residual_classes(design, rd), CSPairGram)
+    model = build_residual_model(design, rd)
+    names = [v.name for v in model.unobserved_value_vars]
+    constrained = model.compile_fn(model.unobserved_value_vars, inputs=model.value_vars,
+                                   on_unused_input="ignore")
+    loglik = model.compile_logp(vars=model.potentials, jacobian=False)
+    dlogp = model.compile_dlogp(jacobian=False)
+    logp = model.compile_logp(jacobian=False)
+    Z = term_matrix(design.terms[0]).toarray()
+    subj = d["subject"].to_numpy()
+    same = subj[:, None] == subj[None, :]
+    rng = np.random.default_rng(2)
+    at = model.initial_point()
+    for _ in range(3):
+        point = {k: v + 0.5 * rng.normal(size=np.shape(v)) for k, v in at.items()}
+        v = dict(zip(names, constrained(point), strict=True))
+        rho = float(v["cs_rho"])
+        s = np.exp(rd.V @ v["log_sd_ratio"])
+        C = np.where(same, rho, 0.0) + (1.0 - rho) * np.eye(len(d))
+        V = (v["sigma"] ** 2 * s[:, None] * C * s[None, :]
+             + float(v["sd_subject"][0]) ** 2 * Z @ Z.T)
+        dense = st.multivariate_normal(design.X @ v["beta"], V).logpdf(design.y)
+        np.testing.assert_allclose(float(loglik(point)), dense, rtol=1e-8)
+        grad = dlogp(point)
+        for k in ("cs_rho_interval__", "log_sd_ratio"):
+            up, down = dict(point), dict(point)
+            step = np.zeros_like(np.asarray(point[k], dtype=float))
+            step.flat[0] = 1e-5
+            up[k], down[k] = point[k] + step, point[k] - step
+            fd = (float(logp(up)) - float(logp(down))) / 2e-5
+            offset = sum(np.size(at[n]) for n in list(at)[:list(at).index(k)])
+            assert grad[offset] == pytest.approx(fd, rel=1e-5, abs=1e-6)
+
+
+def test_prior_weights_refused_clearly():
+    d = _data()
+    w = np.linspace(1.0, 2.0, len(d))
+    with pytest.raises(MethodError, match="nuts.*prior weights"):
+        hierlm.fit("y ~ x + (1 | subject)", d.assign(w=w), method="nuts",
+                   residual="cs(1 | subject)", weights="w")
 
 
 def test_likelihood_with_correlated_slopes_matches_dense_marginal():
@@ -232,7 +273,8 @@ def test_cs_likelihood_matches_dense_marginal(formula, sig):
 
 
 @pytest.mark.parametrize("residual,sig", [("ar1(visit | subject)", "~ grp"),
-                                          ("car1(t | subject)", "~ z")])
+                                          ("car1(t | subject)", "~ z"),
+                                          ("cs(1 | subject)", "~ z")])
 def test_nuts_takes_every_parameter(residual, sig):
     """The log density has a gradient in phi and the log SD ratios too, so PyMC puts
     every free variable under NUTS (no Slice / Metropolis step for them)."""

@@ -203,7 +203,6 @@ def test_save_and_load_round_trip(small: dict[str, Any], tmp_path: Any) -> None:
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"residual": "cs(1 | subject)", "sigma": "~ u"}, "few classes"),
     ({"residual": AR1, "sampler": "nutpie"}, "nutpie"),
     ({"residual": AR1, "draws": 0}, "draws must be a positive integer"),
     ({"residual": AR1, "weights": "w"}, "prior weights"),
@@ -232,6 +231,21 @@ def test_car1_with_real_times_fits() -> None:
     assert 0.0 < par["rho"] < 1.0 and np.isfinite(par["log_sd_ratio:z"])
     post = res.idata["posterior"]
     assert post["car1_phi"].shape == (2, 100)
+    assert np.isfinite(res.ranef()["value"].to_numpy()).all()
+    assert np.isfinite(res.fitted().to_numpy()).all()
+
+
+def test_cs_with_a_numeric_sd_column_fits() -> None:
+    """cs(...) with an SD level per row (once refused with a MethodError): the graph
+    sums the rows' and row pairs' matrices (residual_cs_pairs)."""
+    d = _data(seed=4, n_sub=16, n_vis=6)
+    d["z"] = np.random.default_rng(1).uniform(-1.0, 1.0, len(d))
+    res = _quiet(hierlm.fit, "y ~ x + (1 | subject)", d, method="nuts",
+                 residual="cs(1 | subject)", sigma="~ z", random_seed=3, **SMALL)
+    par = res.residual_parameters
+    assert list(par.index) == ["rho", "log_sd_ratio:z"]
+    assert -0.2 < par["rho"] < 1.0 and np.isfinite(par["log_sd_ratio:z"])
+    assert res.idata["posterior"]["cs_rho"].shape == (2, 100)
     assert np.isfinite(res.ranef()["value"].to_numpy()).all()
     assert np.isfinite(res.fitted().to_numpy()).all()
 

@@ -157,16 +157,6 @@ def test_unidentifiable_structure_warns_at_the_boundary() -> None:
     assert res.objective <= iid.objective + 1e-6  # contains the model without cs()
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda r: r.profile(), "not supported yet"),
-])
-def test_unsupported_post_fit_tools_raise_method_error(fits: dict, call: object,
-                                                       match: str) -> None:
-    res = fits["ovary_ar1_reml"]
-    with pytest.raises(hierlm.MethodError, match=match):
-        call(res)  # type: ignore[operator]
-
-
 def test_supported_post_fit_tools(fits: dict) -> None:
     res = fits["ovary_ar1_reml"]
     wald = res.confint("wald")

@@ -128,20 +128,31 @@ def _gamma(res: hierlm.FitResult) -> np.ndarray:
     return np.array(out + list(par[rd.n_corr:]))
 
 
-def _dense_kr(res: hierlm.FitResult) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+def _interior(res: hierlm.FitResult) -> list[int]:
+    """Indices of ``gamma`` off the boundary: a random-intercept variance at 0 is held
+    fixed (these tests' terms have one random effect each)."""
+    assert all(t.p == 1 for t in res.model.design.terms)
+    return [i for i in range(len(_gamma(res))) if i >= len(res.theta) or res.theta[i] > 0]
+
+
+def _dense_kr(res: hierlm.FitResult, keep: list[int] | None = None
+              ) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+    """Kenward-Roger with the derivatives in the parameters ``keep`` (all by default)."""
     g0 = _gamma(res)
-    k = len(g0)
+    idx = list(range(len(g0))) if keep is None else keep
+    k = len(idx)
     h = 1e-4 * np.maximum(np.abs(g0), 0.1)
+    E = np.eye(len(g0))
     V0 = _dense_v(res, g0)
-    Vr = [(_dense_v(res, g0 + h[i] * np.eye(k)[i]) - _dense_v(res, g0 - h[i] * np.eye(k)[i]))
-          / (2 * h[i]) for i in range(k)]
+    Vr = [(_dense_v(res, g0 + h[a] * E[a]) - _dense_v(res, g0 - h[a] * E[a])) / (2 * h[a])
+          for a in idx]
     Vrs = np.empty((k, k), dtype=object)
     for i in range(k):
         for j in range(k):
-            ei, ej = h[i] * np.eye(k)[i], h[j] * np.eye(k)[j]
+            ei, ej = h[idx[i]] * E[idx[i]], h[idx[j]] * E[idx[j]]
             Vrs[i, j] = (_dense_v(res, g0 + ei + ej) - _dense_v(res, g0 + ei - ej)
                          - _dense_v(res, g0 - ei + ej) + _dense_v(res, g0 - ei - ej)) / (
-                4 * h[i] * h[j])
+                4 * h[idx[i]] * h[idx[j]])
     X = res.model.design.X
     Vi = np.linalg.inv(V0)
     Phi = np.linalg.inv(X.T @ Vi @ X)
@@ -168,7 +179,7 @@ def test_matches_dense_brute_force(residual: str | None, sigma: str | None) -> N
         warnings.simplefilter("ignore")
         res = hierlm.fit(formula, d, residual=residual, sigma=sigma)
     kr = residual_kr_info(res)
-    Phi, Phi_A, P, W = _dense_kr(res)
+    Phi, Phi_A, P, W = _dense_kr(res, _interior(res))
     np.testing.assert_allclose(kr.phi, Phi, rtol=1e-8)
     assert np.abs(Phi_A - Phi).max() > 1e-4 * np.abs(Phi).max()  # a real adjustment
     np.testing.assert_allclose(kr.phi_adj, Phi_A, rtol=1e-5, atol=1e-8 * np.abs(Phi).max())
@@ -207,3 +218,30 @@ def test_weights_scaled_by_a_constant_change_nothing() -> None:
     ta, tb = a.coef_table(ddf="kenward-roger"), b.coef_table(ddf="kenward-roger")
     np.testing.assert_allclose(ta.to_numpy(), tb.to_numpy(), rtol=1e-4)
     assert not np.allclose(ta["df"], a.coef_table()["df"], rtol=1e-3)
+
+
+def test_zero_variance_component_is_dropped_bodyweight() -> None:
+    # BodyWeight with car1 errors and a random intercept: the REML optimum has the
+    # intercept variance at 0 and phi near 1, where phi -> 1 makes the car1 covariance a
+    # random intercept; with the zero variance kept among KR's parameters the expected
+    # information is nearly singular and Phi_A is not a covariance (NaN SEs)
+    d = residual_data("bodyweight")
+    res = hierlm.fit("weight ~ Time + Diet + (1 | Rat)", d, residual="car1(Time | Rat)")
+    assert res.theta[0] == 0 and res.residual_parameters["rho"] > 0.99
+    _, Phi_all, _, _ = _dense_kr(res)
+    assert (np.diag(Phi_all) < 0).any()  # why the boundary parameter must go
+    Phi, Phi_A, P, W = _dense_kr(res, _interior(res))
+    assert _interior(res) == [1, 2]  # sigma^2 and phi
+    kr = residual_kr_info(res)
+    np.testing.assert_allclose(kr.phi, Phi, rtol=1e-8, atol=1e-10 * np.abs(Phi).max())
+    assert np.abs(Phi_A - Phi).max() > 1e-4 * np.abs(Phi).max()
+    np.testing.assert_allclose(kr.phi_adj, Phi_A, rtol=1e-5, atol=1e-8 * np.abs(Phi).max())
+    from hierlm.inference.kenward_roger import KRInfo
+    brute = KRInfo(phi=Phi, phi_adj=Phi_A, P=P, W=W)
+    table = res.coef_table(ddf="kenward-roger")
+    assert np.isfinite(table[["se", "df", "t", "p"]].to_numpy()).all()
+    np.testing.assert_allclose(table["se"] ** 2, np.diag(Phi_A), rtol=1e-5)
+    np.testing.assert_allclose(table["df"], [brute.ddf(L)[0] for L in np.eye(4)[:, None, :]],
+                               rtol=1e-5)
+    F = res.anova(ddf="kenward-roger").loc["Diet"]
+    assert F["den_df"] == pytest.approx(brute.ddf(np.eye(4)[2:])[0], rel=1e-5)
