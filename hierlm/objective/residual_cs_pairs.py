@@ -114,7 +114,9 @@ def cs_pair_gram(design: ModelDesign, rd: ResidualDesign) -> CSPairGram | None:
     starts = np.concatenate([[0], np.cumsum(size_of)])
     ri, rj = [], []
     for k in np.unique(size_of):
-        a, b = np.triu_indices(int(k))
+        # the group's pairs of rows (i <= j), row-major; not theta's layout, which only
+        # the covariance layer indexes
+        a, b = np.nonzero(np.triu(np.ones((int(k), int(k)), dtype=bool)))
         first = starts[:-1][size_of == k]
         ri.append(order[(first[:, None] + a[None, :]).ravel()])
         rj.append(order[(first[:, None] + b[None, :]).ravel()])

@@ -132,7 +132,8 @@ def test_model_fits_as_fit_does_and_data_are_not_modified() -> None:
 
 def test_nuts_with_a_residual_model_of_many_classes() -> None:
     """ar1 with a numeric sigma= column: sparse class matrices for NUTS (fits:
-    tests/estimate/test_nuts_residual_fit.py); cs with one is a clear MethodError."""
+    tests/estimate/test_nuts_residual_fit.py; cs with one samples pair sums instead:
+    tests/objective/test_residual_cs_pairs.py)."""
     from hierlm.design.residual_design import build_residual
     from hierlm.estimate.nuts_residual import residual_classes
 
@@ -140,9 +141,6 @@ def test_nuts_with_a_residual_model_of_many_classes() -> None:
     design = hierlm.build_design("follicles ~ s + c + (1 | Mare)", d)
     cg = residual_classes(design, build_residual("ar1(visit | Mare)", "~ Time", d, design))
     assert cg.sparse
-    with pytest.raises(hierlm.MethodError, match="nuts.*few classes"):
-        hierlm.fit("follicles ~ s + c + (1 | Mare)", d, "nuts", residual="cs(1 | Mare)",
-                   sigma="~ Time")
 
 
 def test_unidentifiable_structure_warns_at_the_boundary() -> None:
