@@ -240,6 +240,28 @@ def profiled_numpy(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray
     return f, grad, L1, L_R
 
 
+def dense_lambda(theta: np.ndarray, gram: GramBlocks) -> np.ndarray:
+    """``Lambda_theta`` as a dense ``q x q`` array over ``Z``'s columns (the leading block
+    of the ``Lambda_bar`` that :func:`profiled_numpy` builds).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective.gram import compute_gram
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> dense_lambda(np.array([1.0, 0.5, 2.0]), compute_gram(d))[:2, :2].tolist()
+    [[1.0, 0.0], [0.5, 2.0]]
+    """
+    g = gram
+    qr = int(g.q_rest)
+    c = _constants(g.A11, g.nz_val, g.nz_level, g.nz_row, g.A_RR, g.lam_row, g.lam_col,
+                   g.lam_theta, qr)
+    lam = c[9].copy()
+    lam.reshape(-1)[c[6]] = np.asarray(theta, dtype=float)[c[3]]
+    q = g.A11.shape[0] * g.A11.shape[1] + qr
+    return lam[:q, :q]
+
+
 class NumpyFirst:
     """:func:`profiled_numpy` until it has run :data:`BUDGET_S` seconds, then ``load()``'s
     function (the structure's Numba link), loaded once.
