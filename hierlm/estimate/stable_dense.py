@@ -49,6 +49,7 @@ from hierlm.estimate.cond_var import conditional_variances
 from hierlm.estimate.extract import Estimates
 from hierlm.estimate.lazy import deferred
 from hierlm.objective.gram import working_term_matrices
+from hierlm.objective.gram_dense import dense_data
 from hierlm.objective.numpy_link import dense_lambda, suits
 from hierlm.objective.profiled import ProfiledObjective
 
@@ -81,6 +82,8 @@ def suits_dense(objective: ProfiledObjective) -> bool:
 
 def _data(objective: ProfiledObjective) -> np.ndarray:
     got = _DENSE.get(objective)
+    if got is None:
+        got = dense_data(objective.design)  # kept by the dense Gram blocks, if they were
     if got is None:
         g = objective.gram
         wd = working_design(objective.design)
