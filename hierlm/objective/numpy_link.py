@@ -75,7 +75,11 @@ different OpenBLAS builds, so the last bits move: on the 24 fits of
 ``python -m benchmarks.peers`` every criterion is unchanged to 1e-10 and the
 evaluations fall 481 -> 472 in all (one fit 31 -> 22, one 33 -> 30).  One evaluation,
 one BLAS thread, 2 busy cores: sleepstudy 94 -> 67 us, penicillin 121 -> 96 us,
-dyestuff 56 -> 54 us.
+dyestuff 56 -> 54 us.  Then ``Lambda_bar' A`` taken as the transpose of ``A Lambda_bar``
+(Fortran order) and the solve done with the whole factor (no slice copied), and the
+kept constants found by an explicit identity check: penicillin 96 -> about 45 us
+(instrumented, one BLAS thread); the 24 peers fits' criteria move by at most 6e-14,
+theta by 6e-13, with the same 426 evaluations.
 """
 
 from __future__ import annotations
@@ -132,9 +136,12 @@ def _constants(A11: np.ndarray, nz_val: np.ndarray, nz_level: np.ndarray, nz_row
     inputs = (A11, nz_val, nz_level, nz_row, A_RR, lam_row, lam_col, lam_theta)
     last = _LAST[0] if _LAST else None  # one read: another thread may replace it
     # the entry holds its inputs, so identity of each (not their ids) decides
-    if last is not None and last[0] == qr and all(
-            a is b for a, b in zip(last[1], inputs, strict=True)):
-        return last[2]
+    if last is not None and last[0] == qr:
+        k = last[1]  # an explicit chain: a generator over the pairs cost 2-5 us a call
+        if (k[0] is A11 and k[1] is nz_val and k[2] is nz_level and k[3] is nz_row
+                and k[4] is A_RR and k[5] is lam_row and k[6] is lam_col
+                and k[7] is lam_theta):
+            return last[2]
     l1, p1 = A11.shape[0], A11.shape[1]
     q1, m = l1 * p1, A_RR.shape[0]
     N = q1 + m
@@ -209,7 +216,9 @@ def profiled_numpy(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray
     q = q1 + qr
     lam = lam0.copy()
     lam.reshape(-1)[flat] = theta[tidx]
-    T = lam.T @ A  # Lambda_bar' A; its leading q + p rows are what the solve below needs
+    # Lambda_bar' A as the transpose of A Lambda_bar (A is symmetric): Fortran-ordered,
+    # so LAPACK's solve below takes it without a copy; its leading q + p rows are W's
+    T = (A @ lam).T
     omega = T @ lam
     omega += eye_z
     L, info = dpotrf(omega, lower=1, clean=1, overwrite_a=1)
@@ -229,7 +238,12 @@ def profiled_numpy(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray
     # sigma^2 [Z X y]'P[Z X y] = A - W'W (REML's M) and, over Z, ML's M = A - W_Z'W_Z
     # (the Schur step of P is the solve's X block)
     qp = q + p_i
-    W = dtrtrs(L[:qp, :qp], T[:qp], lower=1)[0]
+    # forward substitution with the whole (Fortran-ordered) L: rows :qp of the solution
+    # use rows :qp of L only, and no slice is copied
+    W, info = dtrtrs(L, T, lower=1)
+    if info != 0:  # r = 0 exactly: the leading block alone
+        W = dtrtrs(L[:qp, :qp], T[:qp], lower=1)[0]
+    W = W[:qp]
     Wz = W[:, :q] if reml_f else W[:q, :q]
     Mt = A_zz - Wz.T @ Wz
     w = a_zy - W[:, :q].T @ W[:, -1]
