@@ -137,10 +137,10 @@ def _constants(A11: np.ndarray, nz_val: np.ndarray, nz_level: np.ndarray, nz_row
     last = _LAST[0] if _LAST else None  # one read: another thread may replace it
     # the entry holds its inputs, so identity of each (not their ids) decides
     if last is not None and last[0] == qr:
-        k = last[1]  # an explicit chain: a generator over the pairs cost 2-5 us a call
-        if (k[0] is A11 and k[1] is nz_val and k[2] is nz_level and k[3] is nz_row
-                and k[4] is A_RR and k[5] is lam_row and k[6] is lam_col
-                and k[7] is lam_theta):
+        kept = last[1]  # an explicit chain: a generator over the pairs cost 2-5 us a call
+        if (kept[0] is A11 and kept[1] is nz_val and kept[2] is nz_level
+                and kept[3] is nz_row and kept[4] is A_RR and kept[5] is lam_row
+                and kept[6] is lam_col and kept[7] is lam_theta):
             return last[2]
     l1, p1 = A11.shape[0], A11.shape[1]
     q1, m = l1 * p1, A_RR.shape[0]
