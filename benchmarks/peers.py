@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"Python {platform.python_version()}, hierlm {hierlm.__version__}, "
                  f"{', '.join(versions)}; `python -m benchmarks.peers "
                  f"{' '.join(sys.argv[1:] if argv is None else argv)}`.  Median of "
-                 f"{args.repeats} fits after a warm-up fit, in ms; `crit - lme4`: the fitted REML criterion or deviance minus "
-                 "lme4's (negative: a lower optimum).")
+                 f"{args.repeats} fits after a warm-up fit, in ms; `crit - lme4`: the "
+                 "fitted REML criterion or deviance minus lme4's (negative: a lower optimum).")
     lines += ["", "| case | " + " | ".join(f"{p} (ms) | {p} crit - lme4" for p in progs) + " |",
               "|---|" + "---|---|" * len(progs)]
     for case in todo:
