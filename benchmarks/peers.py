@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -180,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                  f"{platform.node()} ({os.cpu_count()} CPUs, load {load_avg} at the end), "
                  f"Python {platform.python_version()}, hierlm {hierlm.__version__}, "
                  f"{', '.join(versions)}; `python -m benchmarks.peers "
-                 f"{' '.join(argv or [])}`.  Median of {args.repeats} fits after a warm-up "
-                 "fit, in ms; `crit - lme4`: the fitted REML criterion or deviance minus "
-                 "lme4's (negative: a lower optimum).")
+                 f"{' '.join(sys.argv[1:] if argv is None else argv)}`.  Median of "
+                 f"{args.repeats} fits after a warm-up fit, in ms; `crit - lme4`: the "
+                 "fitted REML criterion or deviance minus lme4's (negative: a lower optimum).")
     lines += ["", "| case | " + " | ".join(f"{p} (ms) | {p} crit - lme4" for p in progs) + " |",
               "|---|" + "---|---|" * len(progs)]
     for case in todo:

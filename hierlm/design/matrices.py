@@ -27,6 +27,10 @@ reads each column's residual off ``R``'s diagonal while no earlier column is dro
 (a least-squares solve per column before).  Median CPU time of the design, 150 fits
 each, 2 cores at load 6-7, old and new code one after the other: sleepstudy 2.63 ->
 2.35 ms, dyestuff 2.34 -> 1.91 ms, chickweight (``Time * Diet``) 4.82 -> 4.44 ms.
+Later, the categorical columns found from the dtypes already read (instead of reading
+each column of the selected frame): median over the 24 designs of ``python -m
+benchmarks.peers`` (CPU, best of 30 each, collector paused, load about 3, old and new
+code alternately twice) 1.10 / 1.09 -> 1.01 / 1.05 ms.
 """
 
 from __future__ import annotations
@@ -224,18 +228,20 @@ def _lme4_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     return [terms[i] for i in sorted(range(len(terms)), key=lambda i: nl[i])[::-1]]
 
 
-def _check_frame(data: object, used: set[str]) -> pd.DataFrame:
-    """The used columns of ``data``, validated; raise DataError naming the fault."""
+def _check_frame(data: object, used: set[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The used columns of ``data``, validated, and those of them that are categorical;
+    raise DataError naming the fault."""
     data = check_columns(data, used)
     at = [i for i, c in enumerate(data.columns) if c in used]
     dtypes = data.dtypes.to_numpy()
     for i in at:
         if pd.api.types.is_complex_dtype(dtypes[i]):
             raise DataError(f"column '{data.columns[i]}' has complex values")
+    categorical = [data.columns[i] for i in at if isinstance(dtypes[i], pd.CategoricalDtype)]
     # by position: the same frame as ``data[cols]`` (each used name occurs once), without
     # pandas' label lookup, which took half of a small design's time; the caller copies
     # before changing anything
-    return data if len(at) == data.shape[1] else data.take(at, axis=1)
+    return (data if len(at) == data.shape[1] else data.take(at, axis=1)), categorical
 
 
 def build_design(formula: str, data: pd.DataFrame, weights: object = None,
@@ -294,7 +300,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
     predictors = used - {spec.response}
     used |= set(spec.columns)
-    sub = _check_frame(data, used)
+    sub, categorical = _check_frame(data, used)
     check_predictor_types(sub, predictors)  # dates, mixed objects: name column and fix
     from hierlm.design.weights import check_weights, column_or_array
 
@@ -328,9 +334,8 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     frame = (sub.loc[keep] if n_dropped + n_zero else sub).reset_index(drop=True)
     if sub is data and not n_dropped + n_zero:
         frame = frame.copy()  # the caller's own columns (no selection copied them)
-    for c in frame.columns:
-        if isinstance(frame[c].dtype, pd.CategoricalDtype):
-            frame[c] = frame[c].cat.remove_unused_categories()
+    for c in categorical:  # (the dtypes read once, not column by column: 0.03-0.05 ms)
+        frame[c] = frame[c].cat.remove_unused_categories()
 
     y = _response(spec, frame)
     X, names = _model_matrix(spec.fixed, frame, "fixed part", contrast_specs)

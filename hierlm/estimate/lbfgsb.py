@@ -21,6 +21,14 @@ variable gets ``setulb``'s bound code as ``minimize`` gives it (0 none, 1 lower,
 ``setulb``'s calling convention is SciPy's own (it changed in SciPy 1.15, when the
 routine was rewritten in C), so the loop is used only where it is the one checked here;
 elsewhere :func:`minimize_lbfgsb` calls ``scipy.optimize.minimize``.
+
+The loop's test for a new point compares the two vectors directly rather than through
+``np.array_equal`` (the same answer for float vectors), and the fit's callers test
+finiteness with ``math.isfinite`` and an array's own ``all``: together with that, a
+REML/ML fit of a built model (``Model.fit``, CPU, best of 15, median over the 24
+reference designs of ``python -m benchmarks.peers``, old and new code alternately
+twice, load about 3) took 2.79 / 2.30 -> 2.37 / 2.13 ms, with the same numbers bit
+for bit.
 """
 
 from __future__ import annotations
@@ -154,7 +162,8 @@ def run_lbfgsb(fun: Objective, x0: np.ndarray, maxiter: int, ftol: float, gtol: 
         _lbfgsb.setulb(m, x, low, upp, nbd, f_arg, g_arg, factr, gtol, wa, iwa, task, lsave,
                        isave, dsave, maxls, ln_task)
         if task[0] == 3:  # FG: the value and gradient at x (cached at the last point)
-            if not np.array_equal(x, last):
+            # np.array_equal's semantics for two float vectors, without its checks
+            if not (x.shape == last.shape and bool((x == last).all())):
                 last = x.astype(np.float64)
                 f_out, g_out = fun(last.copy())
                 f, g, nfev = _scalar(f_out), np.atleast_1d(g_out), nfev + 1

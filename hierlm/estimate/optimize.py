@@ -241,8 +241,8 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
 
     def criterion(theta: np.ndarray) -> tuple[float, np.ndarray]:
         f, g, L1, L_R = objective.evaluate(theta, reml)
-        trace.append((tuple(float(v) for v in theta), float(f)))
-        if np.isfinite(f) and np.all(np.isfinite(g)) and f < best["f"]:
+        trace.append((tuple(theta.tolist()), float(f)))  # the same Python floats
+        if math.isfinite(f) and bool(np.isfinite(g).all()) and f < best["f"]:
             best.update(f=f, theta=theta.copy(), factor=(L1.copy(), L_R.copy()))
         return f, g
 

@@ -207,7 +207,7 @@ class Search:
         """``d`` and its gradient at ``x = phi * scale``, both in ``phi``."""
         f, g = self.criterion(phi * self.scale)
         self.n += 1
-        if not (np.isfinite(f) and np.all(np.isfinite(g))):
+        if not (np.isfinite(f) and np.isfinite(g).all()):
             if self.first is None:
                 self.first = HUGE
             return HUGE, np.zeros_like(phi)

@@ -43,9 +43,7 @@ with building the design, the Gram blocks and the residual-based estimates
 (:mod:`hierlm.estimate.stable_pls`) the rest.
 lme-python takes 1.6-4 ms per fit (1.8 ms CPU).  Setting ``Lambda`` through
 precomputed flat positions (instead of index pairs built per call) is the same
-arithmetic; LAPACK's ``dpotrf`` called through SciPy instead of NumPy's ``cholesky`` is
-not (the two link different OpenBLAS builds: last-bit differences that changed the
-optimizer's path, 33 -> 46 evaluations for penicillin), so it is not used.
+arithmetic.
 
 Later again, with the same numbers bit for bit (criterion, theta, beta, sigma on all
 24 fits; only the face-check descents' evaluation counts fall, 509 -> 481 in all, see
@@ -65,18 +63,50 @@ the design (pandas' selection, copies and Index construction), 8% in the Gram bl
 (a compiled fit loop) needs that floor gone: an evaluation compiled once for every
 structure and loaded without Numba's start-up (or fewer, fused array calls), and a
 design built from NumPy columns with the pandas objects made only when read.
+
+Later still, fewer array calls per evaluation (about 25): LAPACK's ``dpotrf`` through
+SciPy instead of NumPy's ``cholesky`` (whose wrapper costs more than the factorization
+at these sizes), ``Lambda_bar' A`` computed once and used both for ``Omega`` and for
+the gradient, the two triangular solves (``Z``, then the Schur step of ``X``) done as
+one solve with the leading ``(q + p)`` block of ``L`` (block forward substitution gives
+the same ``W``: ``A - W'W`` is REML's ``M``), and the gradient's sums over ``Lambda``'s
+entries one product with a constant ``k x q^2`` matrix.  SciPy's and NumPy's LAPACK are
+different OpenBLAS builds, so the last bits move: on the 24 fits of
+``python -m benchmarks.peers`` every criterion is unchanged to 1e-10 and the
+evaluations fall 481 -> 472 in all (one fit 31 -> 22, one 33 -> 30).  One evaluation,
+one BLAS thread, 2 busy cores: sleepstudy 94 -> 67 us, penicillin 121 -> 96 us,
+dyestuff 56 -> 54 us.  Then ``Lambda_bar' A`` taken as the transpose of ``A Lambda_bar``
+(Fortran order) and the solve done with the whole factor (no slice copied), and the
+kept constants found by an explicit identity check: penicillin 96 -> about 45 us
+(instrumented, one BLAS thread); the 24 peers fits' criteria move by at most 6e-14,
+theta by 6e-13, with the same 426 evaluations.
+
+Whole fits after these changes, the dense Gram blocks and residual-based estimates of
+small models (:mod:`hierlm.objective.gram_dense`, :mod:`hierlm.estimate.stable_dense`)
+and the face checks' looser stop (:mod:`hierlm.estimate.checked_descent`):
+``nice python -m benchmarks.peers --programs hierlm,lme_python``, the code before and
+after run alternately three times each (2 cores shared, load 3.2-3.6): hierlm's median
+CPU time 7.21 / 8.20 / 7.37 -> 4.63 / 5.37 / 4.77 ms, wall 7.42 / 11.47 / 11.04 ->
+4.65 / 5.79 / 5.28 ms; lme-python 1.46-1.77 ms CPU in the same runs (per case 0.21-0.23
+of hierlm's CPU time before, 0.32-0.33 after).  A deterministic profile (cProfile, which
+weighs Python-heavy code more) of 10 rounds of the 24 fits then puts 42% of a fit in
+building the design (pandas), 21% in the evaluations here and 4% in their callers'
+wrappers, 14% in the optimizer's own steps, 6% in the Gram blocks, 3% in the
+residual-based estimates and 2% in the record.  In a fit (the design and Gram blocks
+apart), the evaluations are about half the CPU time: median 19 per fit at 40-60 us.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
-from scipy.linalg.lapack import dtrtrs
+from scipy.linalg.lapack import dpotrf, dtrtrs
 
 from hierlm.covariance.term_layout import TermLayout
 from hierlm.objective.gram import GramBlocks
@@ -120,9 +150,12 @@ def _constants(A11: np.ndarray, nz_val: np.ndarray, nz_level: np.ndarray, nz_row
     inputs = (A11, nz_val, nz_level, nz_row, A_RR, lam_row, lam_col, lam_theta)
     last = _LAST[0] if _LAST else None  # one read: another thread may replace it
     # the entry holds its inputs, so identity of each (not their ids) decides
-    if last is not None and last[0] == qr and all(
-            a is b for a, b in zip(last[1], inputs, strict=True)):
-        return last[2]
+    if last is not None and last[0] == qr:
+        kept = last[1]  # an explicit chain: a generator over the pairs cost 2-5 us a call
+        if (kept[0] is A11 and kept[1] is nz_val and kept[2] is nz_level
+                and kept[3] is nz_row and kept[4] is A_RR and kept[5] is lam_row
+                and kept[6] is lam_col and kept[7] is lam_theta):
+            return last[2]
     l1, p1 = A11.shape[0], A11.shape[1]
     q1, m = l1 * p1, A_RR.shape[0]
     N = q1 + m
@@ -146,7 +179,22 @@ def _constants(A11: np.ndarray, nz_val: np.ndarray, nz_level: np.ndarray, nz_row
     flat = rows * N + cols
     tail = np.arange(q, N) * (N + 1)
     head = np.arange(q) * (N + 1)
-    out = (A, rows, cols, tidx, i1, j1, flat, tail, head)
+    # Lambda with its unit tail set (copied per call, then theta's entries written);
+    # Omega's added identity on Z; the criterion's log-diagonal weights (Z, then X);
+    # the gradient's summation over Lambda's entries as one k x q^2 matrix (times 2)
+    lam0 = np.zeros((N, N))
+    lam0.reshape(-1)[tail] = 1.0
+    eye_z = np.zeros((N, N))
+    eye_z.reshape(-1)[head] = 1.0
+    w_z = np.zeros(N)
+    w_z[:q] = 2.0
+    w_x = np.zeros(N)
+    w_x[q:N - 1] = 2.0
+    k = int(tidx.max()) + 1 if tidx.size else 0
+    sum_theta = np.zeros((k, q * q))
+    np.add.at(sum_theta, (tidx, rows * q + cols), 2.0)
+    out = (A, rows, cols, tidx, i1, j1, flat, tail, head, lam0, eye_z, w_z, w_x, sum_theta,
+           np.ascontiguousarray(A[:q, :q]), A[:q, -1].copy())
     for arr in out:
         arr.setflags(write=False)
     _LAST[:] = [(qr, inputs, out)]
@@ -175,51 +223,71 @@ def profiled_numpy(theta: np.ndarray, reml: Any, n: Any, p: Any, A11: np.ndarray
     """
     theta = np.asarray(theta, dtype=float)
     reml_f, n_f, p_i = float(reml), float(n), int(p)
-    l1, p1 = A11.shape[0], A11.shape[1]
-    q1, m, qr = l1 * p1, A_RR.shape[0], int(q_rest)
-    q, N = q1 + qr, q1 + A_RR.shape[0]
-    A, rows, cols, tidx, i1, j1, flat, tail, head = _constants(
-        A11, nz_val, nz_level, nz_row, A_RR, lam_row, lam_col, lam_theta, qr)
-    # the same entries as lam[rows, cols] = theta[tidx] etc., set through flat positions
-    lam = np.zeros((N, N))
-    lam_flat = lam.reshape(-1)
-    lam_flat[flat] = theta[tidx]
-    lam_flat[tail] = 1.0
-    omega = lam.T @ A @ lam
-    omega.reshape(-1)[head] += 1.0
-    k = theta.size
-    # NumPy's cholesky, not SciPy's dpotrf: the two link different OpenBLAS builds, whose
-    # factors differ in the last bits (and the optimizer's path with them)
-    try:
-        L = np.linalg.cholesky(omega)
-    except np.linalg.LinAlgError:
-        return np.inf, np.full(k, np.nan), np.zeros((l1, p1, p1)), np.full((m, m), np.nan)
+    qr = int(q_rest)
+    (A, _, _, tidx, i1, j1, flat, _, _, lam0, eye_z, w_z, w_x, sum_theta, A_zz,
+     a_zy) = _constants(A11, nz_val, nz_level, nz_row, A_RR, lam_row, lam_col, lam_theta, qr)
+    q1 = A11.shape[0] * A11.shape[1]
+    q = q1 + qr
+    lam = lam0.copy()
+    lam.reshape(-1)[flat] = theta[tidx]
+    # Lambda_bar' A as the transpose of A Lambda_bar (A is symmetric): Fortran-ordered,
+    # so LAPACK's solve below takes it without a copy; its leading q + p rows are W's
+    T = (A @ lam).T
+    omega = T @ lam
+    omega += eye_z
+    L, info = dpotrf(omega, lower=1, clean=1, overwrite_a=1)
+    if info != 0 or not np.isfinite(L[-1, -1]):
+        k = theta.size
+        return (np.inf, np.full(k, np.nan), np.zeros((A11.shape[0], A11.shape[1],
+                                                        A11.shape[1])),
+                np.full((A_RR.shape[0], A_RR.shape[0]), np.nan))
     L1 = L[i1, j1]
-    L_R = np.ascontiguousarray(L[q1:, q1:])
-    logd = np.log(np.diagonal(L))
-    r2 = L[-1, -1] ** 2
+    L_R = L[q1:, q1:].copy()
+    r2 = float(L[-1, -1]) ** 2
     nr = n_f - reml_f * p_i
-    f = (2.0 * logd[:q].sum() + reml_f * 2.0 * logd[q:N - 1].sum()
-         + nr * (1.0 + np.log(2.0 * np.pi * r2 / nr)))
-    # gradient: M = A - Y'Y over [Z X y] (sigma^2 [Z X y]'V^-1 [Z X y]), then P's Schur step
-    # LAPACK's triangular solve directly: scipy.linalg.solve_triangular's checks cost
-    # more than the solve at these sizes
-    Y = dtrtrs(L[:q, :q], lam[:q, :q].T @ A[:q], lower=1)[0]
-    M = A - Y.T @ Y
-    if p_i:
-        xs = slice(q, q + p_i)
-        S = dtrtrs(L[xs, xs], M[xs], lower=1)[0]
-        MP = M - S.T @ S
-    else:
-        MP = M
-    Mt = MP[:q, :q] if reml_f else M[:q, :q]
-    w = MP[:q, -1]
-    s2 = r2 / nr
+    logd = np.log(L.diagonal())
+    f = float(logd @ (w_z + reml_f * w_x) if reml_f else logd @ w_z) + nr * (
+        1.0 + math.log(2.0 * math.pi * r2 / nr))
+    # gradient: with W = L_[ZX]^-1 (Lambda_bar' A)_[ZX] (one triangular solve),
+    # sigma^2 [Z X y]'P[Z X y] = A - W'W (REML's M) and, over Z, ML's M = A - W_Z'W_Z
+    # (the Schur step of P is the solve's X block)
+    qp = q + p_i
+    # forward substitution with the whole (Fortran-ordered) L: rows :qp of the solution
+    # use rows :qp of L only, and no slice is copied
+    W, info = dtrtrs(L, T, lower=1)
+    if info != 0:  # r = 0 exactly: the leading block alone
+        W = dtrtrs(L[:qp, :qp], T[:qp], lower=1)[0]
+    W = W[:qp]
+    Wz = W[:, :q] if reml_f else W[:q, :q]
+    Mt = A_zz - Wz.T @ Wz
+    w = a_zy - W[:, :q].T @ W[:, -1]
     lam_q = lam[:q, :q]
-    r_, c_ = rows, cols
-    grad = (2.0 * np.bincount(tidx, (Mt @ lam_q)[r_, c_], minlength=k)
-            - 2.0 * np.bincount(tidx, w[r_] * (lam_q.T @ w)[c_], minlength=k) / s2)
-    return float(f), grad, L1, L_R
+    G = Mt @ lam_q
+    G -= np.multiply.outer(w, (lam_q.T @ w) * (nr / r2))
+    grad = sum_theta @ G.reshape(-1)
+    return f, grad, L1, L_R
+
+
+def dense_lambda(theta: np.ndarray, gram: GramBlocks) -> np.ndarray:
+    """``Lambda_theta`` as a dense ``q x q`` array over ``Z``'s columns (the leading block
+    of the ``Lambda_bar`` that :func:`profiled_numpy` builds).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective.gram import compute_gram
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> dense_lambda(np.array([1.0, 0.5, 2.0]), compute_gram(d))[:2, :2].tolist()
+    [[1.0, 0.0], [0.5, 2.0]]
+    """
+    g = gram
+    qr = int(g.q_rest)
+    c = _constants(g.A11, g.nz_val, g.nz_level, g.nz_row, g.A_RR, g.lam_row, g.lam_col,
+                   g.lam_theta, qr)
+    lam = c[9].copy()
+    lam.reshape(-1)[c[6]] = np.asarray(theta, dtype=float)[c[3]]
+    q = g.A11.shape[0] * g.A11.shape[1] + qr
+    return lam[:q, :q]
 
 
 class NumpyFirst:

@@ -51,6 +51,7 @@ from hierlm.objective.cholesky import (
     profiled_objective,
 )
 from hierlm.objective.gram import GramBlocks, compute_gram
+from hierlm.objective.gram_dense import dense_gram
 from hierlm.objective.graph_cache import CompiledGraph, compile_graph
 from hierlm.objective.numpy_link import numpy_first, suits
 
@@ -320,7 +321,8 @@ def compile_objective(design: ModelDesign, gram: GramBlocks | None = None,
     ProfiledObjective
         Callable as ``obj(theta, reml=True)``; see also ``value_and_grad``.
     """
-    gram = compute_gram(design) if gram is None else gram
+    if gram is None:  # a small design's blocks from one dense product (gram_dense)
+        gram = dense_gram(design) or compute_gram(design)
     s = structure_of(design, gram)
     backend = _resolve(backend, gram)
     # small models under "auto": dense NumPy, no graph (hierlm.objective.numpy_link)
