@@ -18,12 +18,16 @@ cached by Numba under the graph's digest, the source below and a digest of the
 kernels' module (a changed kernel never runs stale machine code).  No per-model
 compile.
 
-It is used where the objective already runs on its Numba link and the structures'
-kernels are loaded (:func:`PsiCall.ready`): a process that evaluates on NumPy or
-PyTensor's VM, or has not yet loaded the kernels, keeps the separate calls (the same
-values).  The values are the separate calls' in the same order of operations (the
-kernels' loops, the graph's function); ``J' g`` is summed here in a loop where NumPy
-called BLAS, so the psi-gradient can differ from it in the last bits.
+It is used where the objective already runs on its Numba link, the structures'
+kernels are loaded and one evaluation is light (:func:`PsiCall.ready`: at most
+:data:`hierlm.objective.profiled.NUMBA_WORK` multiply-adds, where the Python around
+the calls is a noticeable share of an evaluation; a heavier one costs milliseconds, and
+the few microseconds saved would not repay compiling the function): a process that
+evaluates on NumPy or PyTensor's VM, or has not yet loaded the kernels, or a heavy
+model, keeps the separate calls (the same values).  The values are the separate
+calls' in the same order of operations (the kernels' loops, the graph's function);
+``J' g`` is summed here in a loop where NumPy called BLAS, so the psi-gradient can
+differ from it in the last bits.
 
 The unstructured fit (:func:`hierlm.estimate.optimize.optimize_theta`) evaluates by
 the same function, its layout all identity: the values are the separate calls' bit
@@ -51,7 +55,7 @@ from hierlm.covariance import compiled
 from hierlm.covariance.design import DesignCovariance
 from hierlm.objective import scalar_crossed
 from hierlm.objective.graph_cache import NotNeeded, wrapper_function
-from hierlm.objective.profiled import ProfiledObjective
+from hierlm.objective.profiled import NUMBA_WORK, ProfiledObjective, work_of
 
 #: The kind code of each kernel (0: an unstructured term, ``theta = psi``).
 KIND_CODES = {"": 0, "diag": 1, "ar1": 2, "cs": 3, "toep": 4}
@@ -175,14 +179,15 @@ class PsiCall:
             -1, LAYOUT_COLUMNS))
         self.log_scale = np.ascontiguousarray(np.concatenate(scales), dtype=float)
         self.kinds = sorted({c.kernel_kind for c in cov.terms if c.structure != "us"})
-        self._failed = not cov.terms or bool((self.layout[:, 0] < 0).any())
+        self._failed = (not cov.terms or bool((self.layout[:, 0] < 0).any())
+                        or work_of(objective.gram) > NUMBA_WORK)
 
     def ready(self, reml: bool) -> Any:
         """The compiled function with its constant arguments bound, ``psi -> (status,
         d, grad_psi d, theta, L1, L_R)`` (None for a ``psi`` it was not compiled for: not
-        C-contiguous float64, or read-only); None where it is not (yet) worth it: the
-        objective not on its Numba link, a kernel not loaded, no cached graph, or
-        Numba failed (then never again for this design)."""
+        C-contiguous float64, or read-only); None where it is not (yet) worth it: a
+        heavy evaluation, the objective not on its Numba link, a kernel not loaded, no
+        cached graph, or Numba failed (then never again for this design)."""
         if self._failed or not _on_numba(self.objective):
             return None
         if any(compiled.kernel(k) is None for k in self.kinds):

@@ -94,10 +94,15 @@ def test_non_finite_and_read_only_psi(data: pd.DataFrame) -> None:
     assert out is None or out[0] == OK
 
 
-def test_not_used_off_the_numba_link(data: pd.DataFrame) -> None:
+def test_not_used_off_the_numba_link_or_for_heavy_models(
+        data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
     d = hierlm.build_design(FORMULAS[2], data)
-    obj = compile_objective(d, backend="vm")
-    assert PsiCall(obj, DesignCovariance.of(d)).ready(True) is None
+    cov = DesignCovariance.of(d)
+    assert PsiCall(compile_objective(d, backend="vm"), cov).ready(True) is None
+    obj = compile_objective(d, backend="numba")
+    assert PsiCall(obj, cov).ready(True) is not None
+    monkeypatch.setattr(psi_call, "NUMBA_WORK", 0.0)
+    assert PsiCall(obj, cov).ready(True) is None
 
 
 @pytest.mark.parametrize("formula", [FORMULAS[1], FORMULAS[4]])
