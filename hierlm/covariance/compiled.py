@@ -38,7 +38,7 @@ forms -> kernels:
   moved onto the shared theta optimizer: 1.03-1.06 x (load 3.3-3.6).  On the
   objective's Numba link the optimizers now call the kernels from compiled code, in
   one call with the criterion and ``J' grad`` (:mod:`hierlm.estimate.psi_call`):
-  0.99-1.01 x, ``us`` 109.3-110.5 -> 101.6 us
+  0.99-1.01 x, ``us`` 109.3-110.5 -> 101.6-103.1 us
   (``benchmarks/structured_eval_results.md``).
 """
 

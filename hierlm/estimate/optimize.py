@@ -70,9 +70,9 @@ On the objective's Numba link each evaluation is one compiled call
 (:mod:`hierlm.estimate.psi_call`, the structured fits' evaluation with the identity
 map): the same values bit for bit, without the Python of the objective's own call
 (its tiers' dispatch, the conversions of its results) and with the trace built by
-``tolist``.  The function the fit hands L-BFGS-B then costs 101.6 instead of
+``tolist``.  The function the fit hands L-BFGS-B then costs 101.6-103.1 instead of
 109.3-110.5 us for a ``(0 + f | g)`` term with p = 5, 100 groups (``python -m
-benchmarks.structured_eval --subjects 100 --times 5``; the criterion itself 95.3 us).
+benchmarks.structured_eval --subjects 100 --times 5``; the criterion itself 95.3-95.7 us).
 """
 
 from __future__ import annotations

@@ -26,11 +26,11 @@ criterion and ``J' grad`` are separate calls (the same values; ``J' grad`` there
 BLAS, so its last bits can differ).  ``python -m benchmarks.structured_eval
 --subjects 100 --times 5`` (p = 5, one term, Numba link, CPU clock of the calling
 thread, best of 30 interleaved runs of 100 calls, 2-core shared machine at load
-3.4-3.6; ``benchmarks/structured_eval_results.md``), the function each optimizer hands
+3.1-3.6, two runs; ``benchmarks/structured_eval_results.md``), the function each optimizer hands
 its L-BFGS-B driver, over ``us``'s: 1.03-1.06 x with separate calls (``us``
-109.3-110.5 us) -> 0.99-1.01 x with the one call for both (``us`` 101.6 us;
+109.3-110.5 us) -> 0.99-1.01 x with the one call for both (``us`` 101.6-103.1 us;
 ``diag`` 0.99, ``cs`` and ``ar1`` 1.00, ``toep`` 1.01, whose map is ``O(p^4)``); the
-compiled call alone over ``us``'s (the same call, its map the identity; 94.1 us)
+compiled call alone over ``us``'s (the same call, its map the identity; 94.1-94.3 us)
 1.00-1.02 x.  ``us``'s function still has one layer more than the structures' (the
 fit's search units, :mod:`hierlm.estimate.checked_descent`).
 """

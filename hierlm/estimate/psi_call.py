@@ -38,7 +38,7 @@ compiling it, once per install and graph, 5-10 s.
 Measured with ``python -m benchmarks.structured_eval --subjects 100 --times 5`` (p = 5,
 one term, 100 groups; ``benchmarks/structured_eval_results.md``): the function each
 optimizer hands L-BFGS-B, structured over ``us``, 1.03-1.06 x with separate calls ->
-0.99-1.01 x, ``us`` itself 109.3-110.5 -> 101.6 us (details in
+0.99-1.01 x, ``us`` itself 109.3-110.5 -> 101.6-103.1 us (details in
 :mod:`hierlm.estimate.optimize_structured`).
 """
 
@@ -90,10 +90,12 @@ def hierlm_psi(psi, layout, log_scale, {args}):
         else:
             hom = layout[t, 1] != 0
             m = layout[t, 4]
-            ps = psi[s0:s0 + m]
-            ls = log_scale[at:at + p]
-            th = theta[t0:t0 + nt]
-            Jt = J[t0:t0 + nt, s0:s0 + m]
+            # C-contiguous arguments: the kernels' one cached specialization is linked
+            # in (views would compile new ones, doubling this function's first compile)
+            ps = psi[s0:s0 + m].copy()
+            ls = log_scale[at:at + p].copy()
+            th = np.empty(nt)
+            Jt = np.empty((nt, m))
             if kind == 1:
                 diag_kernel(ps, ls, hom, th, Jt)
             elif kind == 2:
@@ -102,6 +104,10 @@ def hierlm_psi(psi, layout, log_scale, {args}):
                 cs_kernel(ps, ls, hom, th, Jt)
             else:
                 toep_kernel(ps, ls, hom, th, Jt)
+            for k in range(nt):
+                theta[t0 + k] = th[k]
+                for j in range(m):
+                    J[t0 + k, s0 + j] = Jt[k, j]
         at += p
     gpsi = np.zeros(n_psi)
     for k in range(n_theta):
