@@ -118,9 +118,14 @@ def test_optimize_psi_as_with_separate_calls(formula: str, data: pd.DataFrame,
     np.testing.assert_allclose(fused.theta, separate.theta, atol=1e-5)
 
 
-def test_optimize_theta_bit_for_bit(data: pd.DataFrame,
+@pytest.mark.parametrize("weighted", [False, True])
+def test_optimize_theta_bit_for_bit(data: pd.DataFrame, weighted: bool,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    obj, _ = _numba(FORMULAS[5], data)
+    # prior weights: lme4's criterion is the working problem's minus sum(log w)
+    w = 1.0 + (np.arange(len(data)) % 3) if weighted else None
+    d = hierlm.build_design(FORMULAS[5], data, weights=w)
+    obj = compile_objective(d, backend="numba")
+    assert (obj.gram.sum_log_w != 0.0) == weighted
     fused = optimize_theta(obj, reml=False)
     monkeypatch.setattr(psi_call.PsiCall, "ready", lambda self, reml: None)
     separate = optimize_theta(obj, reml=False)
