@@ -134,3 +134,14 @@ def test_optimize_theta_bit_for_bit(data: pd.DataFrame, weighted: bool,
     assert fused.trace == separate.trace
     assert fused.factor is not None and separate.factor is not None
     np.testing.assert_array_equal(fused.factor[1], separate.factor[1])
+
+
+def test_one_function_per_graph_not_per_model(data: pd.DataFrame) -> None:
+    # another structure, another sample size: the same graph, the same compiled function
+    small = data[data["subject"] < "s12"]
+    calls = []
+    for formula, frame in ((FORMULAS[1], data), (FORMULAS[3], small), (FORMULAS[0], small)):
+        obj, cov = _numba(formula, frame)
+        assert PsiCall(obj, cov).ready(True) is not None
+        calls.append(psi_call._FUNCTIONS[obj.graph.digest])
+    assert calls[0] is calls[1] is calls[2]
