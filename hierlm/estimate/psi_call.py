@@ -33,9 +33,9 @@ Subject)`` on sleepstudy's days 0-3 (one observation a cell; seed 11), 147 ended
 within 1e-4 of the criterion of the separate calls' end points (68 within 1e-6 in
 every number, 1 the same bit for bit), and 2 at another local optimum: one at
 ``sigma -> 0``, 21 lower, the other at ``rho = 1``, 10 higher (each code found the
-lower optimum in one of them).  ``J' g``
-by NumPy after the call keeps the bits but costs 1.5-2 us an evaluation (the
-optimizers' functions 1.01-1.03 x ``us``'s instead of 0.99-1.01 x).
+lower optimum in one of them).  ``J' g`` by NumPy after the call keeps the bits but
+costs 1.5-2 us an evaluation (the optimizers' functions 1.01-1.03 x ``us``'s instead
+of 0.99-1.01 x).
 
 The unstructured fit (:func:`hierlm.estimate.optimize.optimize_theta`) evaluates by
 the same function, its layout all identity: the values are the separate calls' bit
