@@ -4,7 +4,10 @@
 [--python-forms]`` simulates
 one longitudinal data set (fixed seed; ``N`` subjects, ``P`` time points, two
 replicates per cell) and, for each structure of :mod:`hierlm.covariance`, fits
-``y ~ time + <structure>(0 + time | subject)`` by REML, then times at the optimum:
+``y ~ time + <structure>(0 + time | subject)`` by REML, then times at the optimum,
+with the objective on its Numba link (a fit this size runs on PyTensor's VM until
+the process has spent ``hierlm.objective.profiled.VM_BUDGET_S`` seconds there; the
+benchmark evaluates until then, the state of a process that has fitted for a while):
 
 * ``map``: ``psi -> (theta, d theta / d psi)``, the closed forms the optimizer calls
   (:meth:`DesignCovariance.theta_jacobian`), at alternating points so that the
@@ -14,25 +17,22 @@ replicates per cell) and, for each structure of :mod:`hierlm.covariance`, fits
 * ``map py``: the same by the structures' NumPy/Python closed forms, what the optimizer
   calls until the Numba kernels are loaded (:mod:`hierlm.covariance.compiled`; ``map``
   is timed with them loaded, the state of a process that has fitted for a while);
-* ``evaluation`` (the first measure): one optimizer evaluation reduced to its
-  arithmetic: the map, the compiled criterion and its theta-gradient, and ``J' grad``;
-  for ``us`` (fitted by the theta optimizer, no map) the criterion alone;
+* ``separate``: one evaluation as separate calls from Python (what the optimizer ran
+  before the one compiled call, and still runs off the Numba link): the map, the
+  compiled criterion and its theta-gradient, and ``J' grad`` by NumPy;
+* ``one call`` (the first measure): one optimizer evaluation reduced to its
+  arithmetic: the one compiled call of :mod:`hierlm.estimate.psi_call` (map,
+  criterion, ``J' grad`` and the finiteness tests); for ``us`` the same call, its
+  map the identity;
 * ``wrapped`` (the second measure, like with like): the very function each optimizer
   hands its L-BFGS-B driver, captured from :func:`hierlm.estimate.optimize.optimize_theta`
   (``us``) and :func:`hierlm.estimate.optimize_structured.optimize_psi` started at the
   optimum: both run on the shared theta optimizer
   (:mod:`hierlm.estimate.theta_optimizer`), whose search function scales the
-  parameters and the gradient and keeps the best point; inside it, for ``us`` the
-  trace and the finiteness checks besides the criterion, for the structures the map,
-  ``J' grad``, the trace and the checks.  It does not include the driver itself
-  (:func:`~hierlm.estimate.lbfgsb.run_lbfgsb`, the same for both);
-* ``lean``: the structures' own function written out here (:func:`lean_function`) as
-  ``optimize_psi`` now makes it (the trace as ``tuple(theta.tolist())``, one
-  finiteness test of theta by its sum, no per-call ``np.errstate``: that block, 7 us a
-  call, now surrounds the whole search), *without* the shared optimizer's search
-  wrapper that ``wrapped`` includes; for ``us`` its ``wrapped``.  So ``lean`` over
-  ``us`` understates the structures' cost by that wrapper (about 4 us): ``wrapped``
-  is the like-with-like ratio.
+  parameters and the gradient and keeps the best point, and both evaluate by the one
+  compiled call; inside it, the trace and the checks; for ``us`` also the fit's
+  search units (:mod:`hierlm.estimate.checked_descent`).  It does not include the
+  driver itself (:func:`~hierlm.estimate.lbfgsb.run_lbfgsb`, the same for both).
 
 Each time is the best of ``--repeat`` short runs of ``--number`` calls on the CPU
 clock of the calling thread (``time.thread_time``: with one BLAS thread, as in a fit,
@@ -47,7 +47,6 @@ run of each is the least disturbed.  The load average is recorded before and aft
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import time
@@ -67,6 +66,7 @@ from hierlm.covariance import compiled
 from hierlm.covariance.design import DesignCovariance
 from hierlm.estimate.optimize import optimize_theta
 from hierlm.estimate.optimize_structured import optimize_psi
+from hierlm.estimate.psi_call import PsiCall
 from hierlm.inference.blas import one_blas_thread
 
 HERE = Path(__file__).resolve().parent
@@ -117,29 +117,6 @@ def optimizer_function(objective: Any, structured: bool, start: np.ndarray
     return got["fun"], got["x0"]
 
 
-def lean_function(objective: Any, cov: DesignCovariance) -> Any:
-    """The structures' optimizer function as ``optimize_psi``'s (value and gradient in psi,
-    the trace, the best point and its factors), its checks made as the ``us`` function
-    makes them (what ``optimize_psi`` now does), without the shared search wrapper."""
-    trace: list[tuple[tuple[float, ...], float]] = []
-    best: dict[str, Any] = {"f": np.inf}
-
-    def fun(psi: np.ndarray) -> tuple[float, np.ndarray]:
-        theta, J = cov.theta_jacobian(psi)        # psi is bounded: exp cannot overflow
-        if not math.isfinite(theta.sum()):
-            return 1e300, np.zeros_like(psi)
-        f, g, L1, L_R = objective.evaluate(theta, True)
-        trace.append((tuple(theta.tolist()), f))
-        if not (np.isfinite(f) and np.all(np.isfinite(g))):
-            return 1e300, np.zeros_like(psi)
-        gpsi = J.T @ g
-        if f < best["f"]:
-            best.update(f=f, psi=psi.copy(), g=gpsi, factor=(L1.copy(), L_R.copy()))
-        return f, gpsi
-
-    return fun
-
-
 def prepare(df: pd.DataFrame, structure: str) -> dict[str, Any]:
     """Fit the model by REML; return the calls to time, at the optimum."""
     name, _, opt = structure.partition(", ")
@@ -149,11 +126,15 @@ def prepare(df: pd.DataFrame, structure: str) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         res = model.fit()
     obj = model.objective
+    theta = res.theta
+    # timed on the Numba link: a fit this size runs on PyTensor's VM until the process
+    # has spent VM_BUDGET_S there (shared by the models of one structure), then Numba's
+    while getattr(obj.fn, "link", "numba") != "numba":
+        obj.evaluate(theta, True)
     cov = DesignCovariance.of(model.design)
     psi = cov.psi_from_theta(res.theta)
     points = [psi, psi + 1e-7]   # alternate: the one-point cache never answers
     k = iter(range(10**12))
-    theta = res.theta
 
     def criterion() -> object:
         return obj.evaluate(theta, True)
@@ -173,10 +154,17 @@ def prepare(df: pd.DataFrame, structure: str) -> dict[str, Any]:
         return [c.theta_jacobian_python(part) for c, part in zip(cov.terms, cov.split(x),
                                                                   strict=True)]
 
-    def evaluation() -> object:  # as optimize_psi's objective function
+    def separate() -> object:  # the optimizers' evaluation off the Numba link
         th, J = cov.theta_jacobian(points[next(k) % 2])
         f, g, _, _ = obj.evaluate(th, True)
         return f, J.T @ g
+
+    one = PsiCall(obj, cov).ready(True)  # None with --python-forms (no kernels)
+    x_one = [psi, psi + 1e-7] if cov.structured else [theta, theta + 1e-7]
+
+    def one_call() -> object:
+        assert one is not None
+        return one(x_one[next(k) % 2])
 
     fun, x0 = optimizer_function(obj, cov.structured, psi if cov.structured else theta)
     xs = [x0, x0 + 1e-7]
@@ -184,15 +172,11 @@ def prepare(df: pd.DataFrame, structure: str) -> dict[str, Any]:
     def wrapped() -> object:
         return fun(xs[next(k) % 2])
 
-    lean_fun = lean_function(obj, cov)
-
-    def lean() -> object:
-        return lean_fun(xs[next(k) % 2])
-
     calls = {"criterion": criterion, "wrapped": wrapped}
+    if one is not None:
+        calls["one"] = one_call
     if cov.structured:
-        calls.update(map=mapped, python=python, general=general, evaluation=evaluation,
-                     lean=lean)
+        calls.update(map=mapped, python=python, general=general, separate=separate)
     return {"structure": structure, "n_psi": cov.n_psi, "n_theta": cov.n_theta,
             "calls": calls}
 
@@ -211,11 +195,10 @@ def measure(cases: list[dict[str, Any]], number: int, repeat: int) -> list[dict[
     out = []
     for i, case in enumerate(cases):
         row = {k: v for k, v in case.items() if k != "calls"}
-        for key in ("criterion", "map", "python", "general", "evaluation", "wrapped", "lean"):
+        for key in ("criterion", "map", "python", "general", "separate", "one", "wrapped"):
             row[key] = best.get((i, key), 0.0)
-        if not row["evaluation"]:  # us: fitted by the theta optimizer, no map
-            row["evaluation"] = row["criterion"]
-            row["lean"] = row["wrapped"]
+        if not row["separate"]:  # us: no map
+            row["separate"] = row["criterion"]
         out.append(row)
     return out
 
@@ -250,7 +233,8 @@ def main() -> None:
         f"{args.times}{' --python-forms' if args.python_forms else ''}`: "
         f"{args.subjects} subjects x {args.times} time points x 2 "
         f"replicates ({len(df)} rows), `y ~ time + <structure>(0 + time | subject)`, "
-        "at the REML optimum; microseconds per call on the calling thread's CPU clock, "
+        "at the REML optimum, the objective on its Numba link; microseconds per call on "
+        "the calling thread's CPU clock, "
         "the best of "
         f"{args.repeat} runs of {args.number} calls, the runs of all structures and calls "
         "interleaved, one BLAS thread.",
@@ -263,28 +247,29 @@ def main() -> None:
         f"{', '.join(kernels) or 'none'}); `map py`: the same by their NumPy/Python closed "
         "forms (what runs before the kernels are loaded); `general`: the same by "
         "the general path (LAPACK factor, Murray's formula, complex step); `criterion`: "
-        "the compiled criterion and its gradient alone; `evaluation`: one optimizer "
-        "evaluation reduced to its arithmetic (map + criterion + J'g; for `us`, fitted by "
-        "the theta optimizer, the criterion alone); `wrapped`: the function each "
-        "optimizer really hands its L-BFGS-B driver (both on the shared theta optimizer: "
-        "its scaling and best point; for `us` the trace and the checks besides the "
-        "criterion; for the structures the map, J'g, the trace and the checks; not the "
-        "driver itself); `lean`: the structures' own function as `optimize_psi` makes it "
-        "(`lean_function`) without the shared search wrapper that `wrapped` includes "
-        "(so not like with like: `wrapped` is); `vs us`: each over `us`'s.",
+        "the compiled criterion and its gradient alone, called from Python; `separate`: "
+        "map + criterion + J'g as separate calls (the optimizers' evaluation off the "
+        "Numba link; for `us` the criterion alone); `one call`: one optimizer evaluation "
+        "reduced to its arithmetic, the one compiled call of `hierlm.estimate.psi_call` "
+        "(map, criterion, J'g, finiteness tests; for `us` the same call, its map the "
+        "identity); `wrapped`: the function each optimizer really hands its L-BFGS-B "
+        "driver (both on the shared theta optimizer, its scaling and best point, and "
+        "both evaluating by the one compiled call, with the trace and the checks; for "
+        "`us` also the fit's search units; not the driver itself); `vs us`: each over "
+        "`us`'s.",
         "",
-        "| structure | psi | theta | map | map py | general | criterion | evaluation | "
-        "vs us | wrapped | vs us | lean | vs us |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| structure | psi | theta | map | map py | general | criterion | separate | "
+        "one call | vs us | wrapped | vs us |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| `{r['structure']}` | {r['n_psi']} | {r['n_theta']} | {r['map']:.1f} | "
             f"{r['python']:.1f} | {r['general']:.1f} | {r['criterion']:.1f} | "
-            f"{r['evaluation']:.1f} | "
-            f"{float(r['evaluation']) / float(us['evaluation']):.2f} | {r['wrapped']:.1f} | "
-            f"{float(r['wrapped']) / float(us['wrapped']):.2f} | {r['lean']:.1f} | "
-            f"{float(r['lean']) / float(us['wrapped']):.2f} |")
+            f"{r['separate']:.1f} | {r['one'] or float('nan'):.1f} | "
+            f"{float(r['one']) / float(us['one'] or 1.0) or float('nan'):.2f} | "
+            f"{r['wrapped']:.1f} | "
+            f"{float(r['wrapped']) / float(us['wrapped']):.2f} |")
     text = "\n".join(lines) + "\n"
     name = "structured_eval_python_results.md" if args.python_forms else \
         "structured_eval_results.md"

@@ -97,6 +97,19 @@ class Covariance(TermLayout):
         self._kernel: compiled.Kernel | None = None
         self._J_shape = (self.n_theta, 0)          # (n_theta, n_psi) once a kernel is set
 
+    @property
+    def kernel_log_scale(self) -> np.ndarray:
+        """``log_scale`` of the structure's kernel (:mod:`hierlm.covariance.jit`): the
+        log column RMS, or their mean repeated for a homogeneous structure.
+
+        Examples
+        --------
+        >>> from hierlm.covariance.ar1 import AR1
+        >>> AR1(("t1", "t2"), "g", np.array([1.0, np.e ** 2])).kernel_log_scale.tolist()
+        [1.0, 1.0]
+        """
+        return self._log_scale
+
     # --- to be supplied by a structure -------------------------------------------------
     @property
     def n_psi(self) -> int:

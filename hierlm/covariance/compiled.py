@@ -35,8 +35,11 @@ forms -> kernels:
   ``toep`` 1.73 -> 1.16.  That bookkeeping (an ``np.errstate`` block per call, a
   separate finiteness test of theta, the trace built float by float) was then done as
   ``us``'s does it in :func:`hierlm.estimate.optimize_structured.optimize_psi`, and both
-  moved onto the shared theta optimizer: 1.03-1.06 x (``benchmarks/structured_eval_
-  results.md``, load 3.3-3.6).
+  moved onto the shared theta optimizer: 1.03-1.06 x (load 3.3-3.6).  On the
+  objective's Numba link the optimizers now call the kernels from compiled code, in
+  one call with the criterion and ``J' grad`` (:mod:`hierlm.estimate.psi_call`):
+  0.99-1.01 x, ``us`` 109.3-110.5 -> 101.6-103.1 us
+  (``benchmarks/structured_eval_results.md``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,13 @@ Every kernel has the signature ``kernel(psi, log_scale, hom, theta, J)``:
 Each kernel has that one signature for every ``p``, so it is compiled once per
 install and then loaded from Numba's disk cache (``cache=True``): no per-model compile.
 The module imports Numba; only :mod:`hierlm.covariance.compiled` imports it, when
-loading a kernel is worth its cost.
+loading a kernel is worth its cost (and :mod:`hierlm.estimate.psi_call`, which calls
+the kernels from its compiled evaluation).
+
+``toep``'s derivative loops skip the zeros of its unit lower triangular ``B`` and the
+upper triangle of ``dL`` that :func:`_pack` never reads (the same values: the skipped
+terms added exact zeros): 1.55 -> 1.45 us a call from Python at p = 5, 3.66 -> 3.20 at
+p = 8 (best of 7 x 20,000 calls, CPU clock, load 3).
 """
 
 from __future__ import annotations
@@ -195,20 +201,23 @@ def toep_kernel(psi: np.ndarray, log_scale: np.ndarray, hom: bool, theta: np.nda
             L[r, c] = B[r, c] * roots[c]
     dL = np.zeros((max(m, 0), p, p))
     tmp = np.empty((p, p))
+    # B is unit lower triangular and _pack reads dL's lower triangle only: the loops
+    # below skip B's zeros above its diagonal (terms that added exactly 0) and dL's
+    # upper triangle (left 0)
     for i in range(m):
         tmp[:, :] = 0.0                              # (-dA_i) B
         for r in range(p):
             for t in range(p):
                 a = minus_dA[i, r, t]
                 if a != 0.0:
-                    for c in range(p):
+                    for c in range(t + 1):
                         tmp[r, c] += a * B[t, c]
         t_i = math.tanh(psi[n_sd + i])
-        for r in range(p):
-            for c in range(p):
+        for c in range(p):
+            droot = -t_i * roots[c] if i < c else 0.0
+            for r in range(c, p):
                 acc = 0.0
-                for t in range(p):
+                for t in range(r + 1):
                     acc += B[r, t] * tmp[t, c]
-                droot = -t_i * roots[c] if i < c else 0.0
                 dL[i, r, c] = acc * roots[c] + B[r, c] * droot
     _pack(L, dL, psi, log_scale, hom, theta, J)

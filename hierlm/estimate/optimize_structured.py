@@ -18,6 +18,25 @@ a correlation can move by 2e-3 while the criterion changes by less than 1e-6
 relatively, so a stop on the criterion alone leaves the parameters loose.  Terms left
 unstructured (``psi = theta``) take part unbounded and get their template columns'
 signs canonicalized at the end, as in :mod:`hierlm.estimate.optimize`.
+
+Where the objective runs on its Numba link and the structures' kernels are loaded,
+each evaluation is one compiled call (:mod:`hierlm.estimate.psi_call`: the map, the
+criterion and ``J' grad``), as the unstructured fit's is; elsewhere the map, the
+criterion and ``J' grad`` are separate calls (the same values; ``J' grad`` there by
+BLAS, so its last bits can differ).  ``python -m benchmarks.structured_eval
+--subjects 100 --times 5`` (p = 5, one term, Numba link, CPU clock of the calling
+thread, best of 30 interleaved runs of 100 calls, 2-core shared machine at load
+3.1-3.6, two runs; ``benchmarks/structured_eval_results.md``), the function each optimizer hands
+its L-BFGS-B driver, over ``us``'s: 1.03-1.06 x with separate calls (``us``
+109.3-110.5 us) -> 0.99-1.01 x with the one call for both (``us`` 101.6-103.1 us;
+``diag`` 0.99, ``cs`` and ``ar1`` 1.00, ``toep`` 1.01, whose map is ``O(p^4)``); the
+compiled call alone over ``us``'s (the same call, its map the identity; 94.1-94.3 us)
+1.00-1.02 x.  ``us``'s function still has one layer more than the structures' (the
+fit's search units, :mod:`hierlm.estimate.checked_descent`).  Whole fits gain less:
+150 bootstrap replicates (one full refit each) of ``Reaction ~ Days + ar1(0 + Days |
+Subject)`` on sleepstudy's days 0-3, the calls after a first in one process, thread
+CPU time, best of 3: 1.13-1.17 s before the one call, 1.01-1.07 s with it (two
+alternating runs each, load 2-3).
 """
 
 from __future__ import annotations
@@ -31,6 +50,7 @@ from hierlm.covariance.design import DesignCovariance
 from hierlm.errors import MethodError
 from hierlm.estimate.boundary import canonical_signs
 from hierlm.estimate.optimize import OptimizerResult, _check_options
+from hierlm.estimate.psi_call import THETA_NOT_FINITE, PsiCall
 from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
 from hierlm.objective.profiled import ProfiledObjective
 
@@ -92,7 +112,27 @@ def optimize_psi(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     trace: list[tuple[tuple[float, ...], float]] = []
     best: dict[str, Any] = {"f": np.inf}
 
+    psi_call = PsiCall(objective, cov)
+    sum_log_w = float(objective.gram.sum_log_w)
+    fast: list[Any] = [None]
+
     def criterion(psi: np.ndarray) -> tuple[float, np.ndarray]:
+        call = fast[0]
+        if call is None:
+            call = fast[0] = psi_call.ready(reml)
+        out = None if call is None else call(psi)
+        if out is not None:  # map, criterion and J'g in one compiled call
+            status, f, gpsi, theta, L1, L_R = out
+            if status == THETA_NOT_FINITE:
+                return np.inf, np.zeros_like(psi)
+            f -= sum_log_w  # as ProfiledObjective.evaluate
+            trace.append((tuple(theta.tolist()), f))
+            if status:
+                return np.inf, np.zeros_like(psi)
+            if f < best["f"]:
+                best.update(f=f, psi=psi.copy(), theta=theta,
+                            factor=(L1.copy(), L_R.copy()))
+            return f, gpsi
         theta, J = cov.theta_jacobian(psi)  # one pass, closed forms
         if not math.isfinite(theta.sum()):  # a NaN or an infinity (one C loop)
             return np.inf, np.zeros_like(psi)

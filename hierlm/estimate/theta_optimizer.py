@@ -25,14 +25,17 @@ correlation can move by 2e-3 while ``d`` changes by 1e-6 relatively.  With the
 second-order check the search is the fit's (:mod:`hierlm.estimate.checked_descent`):
 unconstrained L-BFGS-B, restarts, Powell, escapes from saddles at zero template
 diagonals, descents from each term's singular face; the answer's template columns
-then get lme4's signs (``T T'`` is unchanged by a column's sign).
+then get lme4's signs (``T T'`` is unchanged by a column's sign).  With a
+``strategy`` the search is the strategy's own, which calls this function for its
+L-BFGS-B stages: the bootstrap's refits (:mod:`hierlm.estimate.quasi_newton`: BFGS
+from the fit's Hessian, compiled around the objective's graph, then this L-BFGS-B).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -140,7 +143,9 @@ class SearchOptions:
     ``bounded``: L-BFGS-B keeps to the space's box; ``runs``: L-BFGS-B runs per start;
     ``newton``: the Newton polish; ``second_order``: the fit's checked descent, with
     ``face_check`` (descents from the singular faces) and ``units`` (the search's
-    units in ``phi``).
+    units in ``phi``); ``strategy``: a search of its own that runs instead
+    (:class:`Strategy`; the bootstrap's quasi-Newton refits,
+    :class:`hierlm.estimate.quasi_newton.QuasiNewton`).
     """
 
     maxiter: int = 1000
@@ -154,6 +159,7 @@ class SearchOptions:
     second_order: bool = False
     face_check: bool = False
     units: np.ndarray | None = None
+    strategy: Strategy | None = None
 
     def lbfgsb(self) -> dict[str, Any]:
         return {"maxiter": int(self.maxiter), "ftol": float(self.ftol),
@@ -182,6 +188,9 @@ class SearchResult:
         What ran (``"L-BFGS-B"``, ``"L-BFGS-B+restart"``, ...).
     phases : tuple of (str, int)
         Evaluations spent by each phase.
+    factor : ndarray, optional
+        The Schur factor ``L_R`` of the criterion at ``theta``, where the search
+        has it (the quasi-Newton strategy).
     """
 
     theta: np.ndarray
@@ -192,6 +201,16 @@ class SearchResult:
     messages: tuple[str, ...]
     method: str
     phases: tuple[tuple[str, int], ...] = ()
+    factor: np.ndarray | None = None
+
+
+class Strategy(Protocol):
+    """A search that :func:`minimize_theta` hands the whole minimization to (given the
+    criterion, the space, the first start and :func:`minimize_theta` itself, for its
+    own stages)."""
+
+    def search(self, criterion: Criterion, space: ParameterSpace, start: np.ndarray,
+               minimize: Callable[..., SearchResult]) -> SearchResult: ...
 
 
 class Search:
@@ -264,6 +283,9 @@ def minimize_theta(criterion: Criterion, space: ParameterSpace,
     ([1.0, -1.0], 1.0, True)
     """
     opts = options or SearchOptions()
+    if opts.strategy is not None:  # one start
+        return opts.strategy.search(criterion, space, np.asarray(start, dtype=float),
+                                    minimize_theta)
     starts = [np.asarray(start, dtype=float)] if np.ndim(start) == 1 else [
         np.asarray(s, dtype=float) for s in start]
     search = Search(criterion, space.scale)

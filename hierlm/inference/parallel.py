@@ -1,7 +1,7 @@
 """Independent blocks of work on threads or forked worker processes, results in order.
 
 Threads are cheapest, and run at once wherever the work releases the GIL (the compiled
-refit loop of :mod:`hierlm.inference.refit_compiled` does).  Work that holds the GIL
+refit loop of :mod:`hierlm.estimate.quasi_newton_loop` does).  Work that holds the GIL
 (Python loops around the compiled graphs, whose Numba functions are compiled without
 ``nogil``) goes to forked processes instead: they inherit the parent's compiled
 graphs, data and state without pickling any of it, and only each block's input and

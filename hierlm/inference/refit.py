@@ -7,19 +7,18 @@ on ``X`` (see :mod:`hierlm.objective.gram`).  For a block of responses ``Y`` (on
 row) these are a few matrix products, ``O((nnz(Z) + n p) b)`` for ``b`` responses;
 the compiled objective is reused as is.
 
-Each refit minimizes the same criterion (REML or ML) from theta-hat by BFGS whose
+Each refit minimizes the same criterion (REML or ML) from theta-hat by the package's
+one theta optimizer (:func:`hierlm.estimate.theta_optimizer.minimize_theta`) with its
+quasi-Newton strategy (:class:`hierlm.estimate.quasi_newton.QuasiNewton`): BFGS whose
 first inverse Hessian is the exact one of the fit (the Hessian of the profiled
 criterion is the Schur complement ``H_tt - H_ts H_ss^{-1} H_st`` of the unprofiled
-deviance's, by the envelope theorem; :mod:`hierlm.inference.deviance`).  BFGS with an
-Armijo line search stops when the Newton decrement ``g' H^{-1} g`` is below
-:data:`DECREMENT_TOL` (the criterion is then within about half of that of its
-minimum) and the fit's own rule holds, a scaled projected gradient at most
-:data:`CHECK_TOL` (:mod:`hierlm.estimate.optimize`).  The loop runs compiled around
-the objective's graph (:mod:`hierlm.inference.refit_compiled`), or in Python where
-that is unavailable.  Where the search stalls (against a bound, say), the fit's
-optimizer (:func:`hierlm.estimate.theta_optimizer.minimize_theta`, bounded L-BFGS-B)
-takes over from the last iterate with the fit's options; a minimum it finds
-on a bound is compared with L-BFGS-B's descent from the start, and the lower kept.  From the last
+deviance's, by the envelope theorem; :mod:`hierlm.inference.deviance`), compiled
+around the objective's graph (:mod:`hierlm.estimate.quasi_newton_loop`), stopping when
+the Newton decrement ``g' H^{-1} g`` is below :data:`DECREMENT_TOL` and the fit's own
+rule holds (a scaled projected gradient at most :data:`CHECK_TOL`,
+:mod:`hierlm.estimate.optimize`); where it stalls (against a bound, say), bounded
+L-BFGS-B from the last iterate, and from the start where that ends on a bound, the
+lower kept.  From the last
 evaluation, ``sigma^2 = r^2 / (n - p)`` (REML) or ``r^2 / n`` (ML) and
 ``beta = a* + L_XX^{-T} l`` (``l`` the ``y`` row of ``L_R`` under ``X``).
 """
@@ -27,15 +26,15 @@ evaluation, ``sigma^2 = r^2 / (n - p)`` (REML) or ``r^2 / n`` (ML) and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from hierlm.covariance.layout import theta_lower
 from hierlm.design.weights import working_design
 from hierlm.estimate.optimize import DEFAULT_OPTIONS
+from hierlm.estimate.quasi_newton import CompiledCriterion, QuasiNewton, accepts
+from hierlm.estimate.quasi_newton_loop import CompiledLoop
 from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
-from hierlm.inference.refit_compiled import CompiledLoop
 from hierlm.objective.cholesky import GramVars
 from hierlm.objective.gram import term_matrix
 from hierlm.objective.profiled import ProfiledObjective, gram_values
@@ -128,6 +127,8 @@ class Refitter:
         self.slot = {name: _FIELDS.index(name) for name in ("A_RR", "nz_val", "A_R1_dense")}
         self.denom = gram.n - gram.p if reml else gram.n
         self.loop = CompiledLoop(objective.graph)
+        self.search = SearchOptions(strategy=QuasiNewton(self.hess_inv, DECREMENT_TOL,
+                                                         CHECK_TOL, REFIT_SEARCH))
 
     @property
     def releases_gil(self) -> bool:
@@ -196,61 +197,17 @@ class Refitter:
                  ) -> tuple[np.ndarray, float, np.ndarray]:
         """``(theta, f, L_R)`` at the minimum of the criterion with Gram values ``args``.
 
-        Raises RuntimeError when neither optimizer meets the fit's convergence rule.
+        Raises RuntimeError when no stage meets the fit's convergence rule.
         """
-        fn, static = self.fn, self.static
-
-        def ev(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-            f, grad, _, L_R = fn(theta, *static, *args)
-            return float(f), grad, L_R
-
-        x = x0 = np.maximum(np.asarray(start, dtype=float), self.lower)
-        if self.hess_inv is not None:
-            run = self.loop.run(x, self.hess_inv, self.lower, self.scale, CHECK_TOL,
-                                DECREMENT_TOL, [*static, *args])
-            if run is None:  # the same loop in Python
-                converged, x, f, L_R = _bfgs(ev, x, self.hess_inv, self.lower, self.accepts)
-            else:
-                converged, x, f, L_R = run[0] == 0, run[1], run[2], run[3]
-            if converged:
-                return x, f, L_R
-        # from the last iterate (the lowest point yet); a minimum on a bound, or a
-        # failure, is followed by a descent from the start, which may reach an interior
-        # minimum; the lower of the two is kept
-        found: list[tuple[np.ndarray, float, np.ndarray]] = []
-        error: RuntimeError | None = None
-        for x_start in [x] if np.array_equal(x, x0) else [x, x0]:
-            try:
-                found.append(self._lbfgsb(ev, x_start))
-            except RuntimeError as exc:
-                error = exc
-                continue
-            if not np.any(found[-1][0] <= self.lower):
-                break
-        if not found:
-            assert error is not None
-            raise error
-        return min(found, key=lambda t: t[1])
+        criterion = CompiledCriterion(self.fn, self.static, args, self.loop)
+        res = minimize_theta(criterion, self.space, start, self.search)
+        if not res.converged or res.factor is None:
+            raise RuntimeError(res.messages[-1] if res.messages else "refit failed")
+        return res.theta, res.criterion, res.factor
 
     def accepts(self, theta: np.ndarray, grad: np.ndarray) -> bool:
         """The fit's rule: ``max |pg_phi| max(1, |phi|) <= CHECK_TOL`` on ``phi = theta/scale``."""
-        pg = np.where((theta <= self.lower) & (grad > 0), 0.0, grad) * self.scale
-        return bool(np.max(np.abs(pg) * np.maximum(1.0, np.abs(theta / self.scale)),
-                           initial=0.0) <= CHECK_TOL)
-
-    def _lbfgsb(self, ev: Any, x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        """The fit's optimizer from ``x``: bounded L-BFGS-B on ``phi = theta / scale``,
-        run again from its end while that is not converged (at most twice)."""
-
-        def criterion(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            f, grad, _ = ev(theta)
-            return f, np.asarray(grad)
-
-        res = minimize_theta(criterion, self.space, x, REFIT_SEARCH)
-        f, grad, L_R = ev(res.theta)
-        if np.isfinite(f) and self.accepts(res.theta, grad):
-            return res.theta, f, L_R
-        raise RuntimeError(f"refit did not converge: {res.messages[-1]}")
+        return accepts(self.space, theta, grad, CHECK_TOL)
 
 
 def _inverse_if_pd(H: np.ndarray | None) -> np.ndarray | None:
@@ -260,44 +217,3 @@ def _inverse_if_pd(H: np.ndarray | None) -> np.ndarray | None:
     if not np.all(w > 1e-8 * max(w.max(), 1e-300)):
         return None
     return np.asarray((U / w) @ U.T)
-
-
-def _bfgs(ev: Any, x: np.ndarray, hi: np.ndarray, lower: np.ndarray, accepts: Any,
-          maxit: int = 50) -> tuple[bool, np.ndarray, float, np.ndarray]:
-    """BFGS from a good inverse Hessian ``hi``, with an Armijo backtracking line search
-    that also halves steps leaving the interior.
-
-    Returns ``(converged, theta, f, L_R)`` of the last accepted iterate: converged once
-    the Newton decrement is below :data:`DECREMENT_TOL` and ``accepts(theta, grad)`` at
-    an interior point; not when the search stalls, e.g. against a bound (the caller
-    then runs L-BFGS-B from there).  scipy's BFGS and L-BFGS-B cost more in their
-    Python layers than the ~5 steps this needs.
-    """
-    f, g, L_R = ev(x)
-    if not np.isfinite(f):
-        return False, x, f, L_R
-    for _ in range(maxit):
-        step = -(hi @ g)
-        slope = float(g @ step)
-        if -slope < DECREMENT_TOL:
-            return bool(np.all(x > lower)) and accepts(x, g), x, f, L_R
-        t = 1.0
-        while True:
-            xn = x + t * step
-            if not np.any(xn <= lower):
-                fn_, gn, L_Rn = ev(xn)
-                if fn_ <= f + 1e-4 * t * slope:
-                    break
-            t *= 0.5
-            if t < 1e-8:
-                return False, x, f, L_R
-        s, yv = xn - x, gn - g
-        sy = float(s @ yv)
-        if sy > 1e-12:
-            hy = hi @ yv
-            rho = 1.0 / sy
-            # (I - rho s y') H (I - rho y s') + rho s s', expanded
-            hi = (hi + ((sy + float(yv @ hy)) * rho * rho) * (s[:, None] * s[None, :])
-                  - rho * (hy[:, None] * s[None, :] + s[:, None] * hy[None, :]))
-        x, f, g, L_R = xn, fn_, gn, L_Rn
-    return False, x, f, L_R

@@ -1,0 +1,271 @@
+"""The profiled criterion in psi as one compiled call: map, criterion, chain rule.
+
+An evaluation of a structured model's criterion at ``psi`` is
+
+    theta = theta(psi),   (d, g) = (d(theta), grad_theta d(theta)),   grad_psi d = J' g
+
+with ``J = d theta / d psi`` block diagonal over the terms.  From Python that was three
+calls into compiled code (each term's map kernel, :mod:`hierlm.covariance.jit`; the
+objective's graph, :attr:`hierlm.objective.profiled.ProfiledObjective.graph`; ``J' g``
+by NumPy) with the Python around each.  Here one Numba function does all three: a loop
+over the terms calls each term's kernel by its *kind* (identity for an unstructured
+term, then ``diag``, ``ar1``, ``cs``, ``toep``), the graph's Numba function, and the
+chain rule, and reports whether theta, ``d`` and ``g`` are finite.  The terms'
+layout (kind, homogeneity, size, offsets) and their log column scales are two small
+arguments, so nothing in the function depends on a model: one function per graph
+structure (the same granularity as the graph itself), compiled once per install and
+cached by Numba under the graph's digest, the source below and a digest of the
+kernels' module (a changed kernel never runs stale machine code).  No per-model
+compile.
+
+It is used where the objective already runs on its Numba link, the structures'
+kernels are loaded and one evaluation is light (:func:`PsiCall.ready`: at most
+:data:`hierlm.objective.profiled.NUMBA_WORK` multiply-adds, where the Python around
+the calls is a noticeable share of an evaluation; a heavier one costs milliseconds, and
+the few microseconds saved would not repay compiling the function): a process that
+evaluates on NumPy or PyTensor's VM, or has not yet loaded the kernels, or a heavy
+model, keeps the separate calls (the same values).  The values are the separate
+calls' in the same order of operations (the kernels' loops, the graph's function);
+``J' g`` is summed here in a loop where NumPy called BLAS, so the psi-gradient can
+differ from it in the last bits, and on an ill-posed fit that can move the
+optimizer's path.  Of 150 bootstrap replicates of ``Reaction ~ Days + ar1(0 + Days |
+Subject)`` on sleepstudy's days 0-3 (one observation a cell; seed 11), 147 ended
+within 1e-4 of the criterion of the separate calls' end points (68 within 1e-6 in
+every number, 1 the same bit for bit), and 2 at another local optimum: one at
+``sigma -> 0``, 21 lower, the other at ``rho = 1``, 10 higher (each code found the
+lower optimum in one of them).  ``J' g`` by NumPy after the call keeps the bits but
+costs 1.5-2 us an evaluation (the optimizers' functions 1.01-1.03 x ``us``'s instead
+of 0.99-1.01 x).
+
+The unstructured fit (:func:`hierlm.estimate.optimize.optimize_theta`) evaluates by
+the same function, its layout all identity: the values are the separate calls' bit
+for bit there (``J' g`` is ``g``).  Loading the function from Numba's cache costs about
+0.1 s once per process and graph (after the graph's own Numba function is loaded);
+compiling it, once per install and graph, 5-10 s.
+
+Measured with ``python -m benchmarks.structured_eval --subjects 100 --times 5`` (p = 5,
+one term, 100 groups; ``benchmarks/structured_eval_results.md``): the function each
+optimizer hands L-BFGS-B, structured over ``us``, 1.03-1.06 x with separate calls ->
+0.99-1.01 x, ``us`` itself 109.3-110.5 -> 101.6-103.1 us (details in
+:mod:`hierlm.estimate.optimize_structured`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hierlm.covariance import compiled
+from hierlm.covariance.design import DesignCovariance
+from hierlm.objective import scalar_crossed
+from hierlm.objective.graph_cache import NotNeeded, wrapper_function
+from hierlm.objective.profiled import NUMBA_WORK, ProfiledObjective, work_of
+
+#: The kind code of each kernel (0: an unstructured term, ``theta = psi``).
+KIND_CODES = {"": 0, "diag": 1, "ar1": 2, "cs": 3, "toep": 4}
+#: Columns of the layout array: kind, homogeneous, p, psi offset, n_psi, theta offset.
+LAYOUT_COLUMNS = 6
+#: Status of a call: all finite; ``d`` or ``g`` not finite; theta not finite (the
+#: criterion then not evaluated).
+OK, NOT_FINITE, THETA_NOT_FINITE = 0, 1, 2
+
+_LOCK = threading.Lock()
+#: The compiled function of each graph (by digest); None where Numba failed.
+_FUNCTIONS: dict[str, Any] = {}
+
+_SRC = """
+# kernels: {kernels}
+def hierlm_psi(psi, layout, log_scale, {args}):
+    n_terms = layout.shape[0]
+    n_psi = psi.shape[0]
+    last = n_terms - 1
+    n_theta = layout[last, 5] + (layout[last, 2] * (layout[last, 2] + 1)) // 2
+    theta = np.empty(n_theta)
+    J = np.empty((n_theta, n_psi))
+    at = 0
+    for t in range(n_terms):
+        p = layout[t, 2]
+        s0 = layout[t, 3]
+        t0 = layout[t, 5]
+        kind = layout[t, 0]
+        nt = (p * (p + 1)) // 2
+        if kind == 0:
+            theta[t0:t0 + nt] = psi[s0:s0 + nt]
+        else:
+            hom = layout[t, 1] != 0
+            m = layout[t, 4]
+            # C-contiguous arguments: the kernels' one cached specialization is linked
+            # in (views would compile new ones, doubling this function's first compile)
+            ps = psi[s0:s0 + m].copy()
+            ls = log_scale[at:at + p].copy()
+            th = np.empty(nt)
+            Jt = np.empty((nt, m))
+            if kind == 1:
+                diag_kernel(ps, ls, hom, th, Jt)
+            elif kind == 2:
+                ar1_kernel(ps, ls, hom, th, Jt)
+            elif kind == 3:
+                cs_kernel(ps, ls, hom, th, Jt)
+            else:
+                toep_kernel(ps, ls, hom, th, Jt)
+            for k in range(nt):
+                theta[t0 + k] = th[k]
+                for j in range(m):
+                    J[t0 + k, s0 + j] = Jt[k, j]
+        at += p
+    gpsi = np.zeros(n_psi)
+    for k in range(n_theta):
+        if not np.isfinite(theta[k]):
+            return 2, np.inf, gpsi, theta, np.zeros((0, 0, 0)), np.zeros((0, 0))
+    out = fn(theta, {args})
+    f = out[0].item()
+    g = out[1]
+    status = 0 if np.isfinite(f) else 1
+    for k in range(n_theta):
+        if not np.isfinite(g[k]):
+            status = 1
+    for t in range(n_terms):
+        p = layout[t, 2]
+        s0 = layout[t, 3]
+        t0 = layout[t, 5]
+        nt = (p * (p + 1)) // 2
+        if layout[t, 0] == 0:
+            for k in range(nt):
+                gpsi[s0 + k] = g[t0 + k]
+        else:
+            for j in range(s0, s0 + layout[t, 4]):
+                acc = 0.0
+                for k in range(t0, t0 + nt):
+                    acc += J[k, j] * g[k]
+                gpsi[j] = acc
+    return status, f, gpsi, theta, out[2], out[3]
+"""
+
+
+def _kernels_digest() -> str:
+    from hierlm.covariance import jit
+
+    return hashlib.sha256(Path(jit.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _on_numba(objective: ProfiledObjective) -> bool:
+    """Whether the objective's evaluations run its graph's Numba function now."""
+    if objective.backend == "numba":
+        return objective.fn is not scalar_crossed.evaluate
+    return getattr(objective.fn, "link", None) == "numba"
+
+
+class PsiCall:
+    """One design's compiled evaluation in psi (see the module docstring).
+
+    Parameters
+    ----------
+    objective : ProfiledObjective
+        The design's compiled objective.
+    cov : DesignCovariance
+        The design's covariance objects.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective import compile_objective
+    >>> data = hierlm.load_sleepstudy().query("Days < 4").astype({"Days": str})
+    >>> d = hierlm.build_design("Reaction ~ Days + ar1(0 + Days | Subject)", data)
+    >>> call = PsiCall(compile_objective(d, backend="numba"), DesignCovariance.of(d))
+    >>> call.layout.tolist()
+    [[2, 1, 4, 0, 2, 0]]
+    """
+
+    def __init__(self, objective: ProfiledObjective, cov: DesignCovariance) -> None:
+        self.objective, self.cov = objective, cov
+        rows, scales = [], []
+        s0 = t0 = 0
+        for c in cov.terms:
+            rows.append([KIND_CODES.get(c.kernel_kind, -1) if c.structure != "us" else 0,
+                         int(c.homogeneous), c.p, s0, c.n_psi, t0])
+            scales.append(c.kernel_log_scale)
+            s0, t0 = s0 + c.n_psi, t0 + c.n_theta
+        self.layout = np.ascontiguousarray(np.array(rows, dtype=np.int64).reshape(
+            -1, LAYOUT_COLUMNS))
+        self.log_scale = np.ascontiguousarray(np.concatenate(scales), dtype=float)
+        self.kinds = sorted({c.kernel_kind for c in cov.terms if c.structure != "us"})
+        self._failed = (not cov.terms or bool((self.layout[:, 0] < 0).any())
+                        or work_of(objective.gram) > NUMBA_WORK)
+
+    def ready(self, reml: bool) -> Any:
+        """The compiled function with its constant arguments bound, ``psi -> (status,
+        d, grad_psi d, theta, L1, L_R)`` (None for a ``psi`` it was not compiled for: not
+        C-contiguous float64, or read-only); None where it is not (yet) worth it: a
+        heavy evaluation, the objective not on its Numba link, a kernel not loaded, no
+        cached graph, or Numba failed (then never again for this design)."""
+        if self._failed or not _on_numba(self.objective):
+            return None
+        if any(compiled.kernel(k) is None for k in self.kinds):
+            return None
+        fn = _function(self.objective, self.layout, self.log_scale)
+        if fn is None:
+            self._failed = True
+            return None
+        layout, log_scale = self.layout, self.log_scale
+        args = (np.asarray(1.0 if reml else 0.0), *self.objective._arguments)
+
+        def call(psi: np.ndarray) -> tuple[int, float, np.ndarray, np.ndarray, np.ndarray,
+                                           np.ndarray] | None:
+            try:
+                return fn(psi, layout, log_scale, *args)  # type: ignore[no-any-return]
+            except Exception:  # noqa: BLE001 - psi of another type (read-only, say):
+                return None    # the caller makes the separate calls
+
+        return call
+
+
+def _function(objective: ProfiledObjective, layout: np.ndarray, log_scale: np.ndarray
+              ) -> Any:
+    """The compiled function of the objective's graph, made once per process: from
+    Numba's cache, else compiled against the graph; None on any failure of Numba."""
+    graph = objective.graph
+    if graph.digest is None:
+        return None
+    with _LOCK:
+        if graph.digest not in _FUNCTIONS:
+            _FUNCTIONS[graph.digest] = _load(objective, layout, log_scale)
+        return _FUNCTIONS[graph.digest]
+
+
+def _load(objective: ProfiledObjective, layout: np.ndarray, log_scale: np.ndarray) -> Any:
+    graph = objective.graph
+    try:
+        import numba
+        from numba.core.errors import NumbaError
+
+        from hierlm.covariance import jit
+    except Exception:  # noqa: BLE001 - no Numba: the separate calls go on
+        return None
+    n_args = len(graph.fgraph.inputs)
+    src = _SRC.format(args=", ".join(f"a{i}" for i in range(1, n_args)),
+                      kernels=_kernels_digest())
+    env = {"np": np, **{f"{k}_kernel": getattr(jit, f"{k}_kernel")
+                        for k in ("diag", "ar1", "cs", "toep")}}
+
+    def make(callee: Any) -> Any:
+        py = wrapper_function(graph, src, "hierlm_psi", callee, env=env)
+        return numba.njit(cache=True)(py)
+
+    # the design's own layout at psi = 0: loads (or compiles) the one specialization
+    # every design of the graph uses
+    probe = (np.zeros(int(layout[:, 4].sum())), layout, log_scale, np.asarray(1.0),
+             *objective._arguments)
+    for callee in (NotNeeded(), None):
+        try:
+            fn = make(graph.fn if callee is None else callee)
+            fn(*probe)
+            return fn
+        except NumbaError:
+            continue
+        except Exception:  # noqa: BLE001 - any failure of Numba: the separate calls
+            return None
+    return None
