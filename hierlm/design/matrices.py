@@ -52,6 +52,7 @@ from hierlm.design.contrasts import ContrastSpec, parse_contrasts
 from hierlm.design.formula import parse_formula
 from hierlm.design.frames import as_pandas
 from hierlm.design.grouping_types import grouping_column
+from hierlm.design.lazy import deferred
 from hierlm.design.model_matrix import build_model_matrix
 from hierlm.design.predictor_types import check_predictor_types
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
@@ -159,6 +160,32 @@ def _check_not_exact(y: np.ndarray, X: np.ndarray, name: str) -> None:
                         f"model cannot be fitted")
 
 
+def _arrow_text_codes(col: pd.Series) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """Level codes and sorted levels of a text column held by Arrow (pandas' ``str``
+    dtype), or None for any other column.
+
+    The same codes and levels as ``np.unique(col.to_numpy(), return_inverse=True)`` (text
+    sorted by code point, as Python sorts ``str``): Arrow's dictionary encoding gives each
+    row the index of its value among the distinct values in order of appearance, and only
+    those few values are sorted (0.02 ms against 0.06 ms for penicillin's 144 rows; the
+    column is not turned into Python strings).
+    """
+    dtype = col.dtype
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return None
+    chunked = col.array.__arrow_array__()
+    encoded = (chunked.combine_chunks() if chunked.num_chunks != 1
+               else chunked.chunk(0)).dictionary_encode()
+    if encoded.null_count:  # (the rows kept have no missing value)
+        return None
+    distinct = encoded.dictionary.to_pylist()
+    order = sorted(range(len(distinct)), key=distinct.__getitem__)
+    rank = np.empty(len(distinct), dtype=np.int64)
+    rank[order] = np.arange(len(distinct), dtype=np.int64)
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
+    return codes, tuple(distinct[i] for i in order)
+
+
 def _grouping(spec: RandomTermSpec, data: pd.DataFrame
               ) -> tuple[np.ndarray, tuple[str, ...], pd.Index]:
     """Level codes, labels and values of a (possibly interacted) grouping factor.
@@ -167,8 +194,14 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame
     category order, numbers by value, text (and interactions) sorted as text.  The
     values keep the column's dtype (int stays int, a categorical keeps its categories).
     """
+    col = data[spec.factors[0]]
+    if len(spec.factors) == 1:
+        text_codes = _arrow_text_codes(col)
+        if text_codes is not None:
+            codes, text = text_codes
+            return codes, text, deferred(lambda: pd.Index(list(text)))
     labels = group_labels(spec.factors, data)
-    col = grouping_column(data[spec.factors[0]], spec.factors[0])
+    col = grouping_column(col, spec.factors[0])
     if len(spec.factors) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
         codes = col.cat.codes.to_numpy()
         cats = col.cat.categories
@@ -183,7 +216,8 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame
         uniques, codes = np.unique(labels.to_numpy(), return_inverse=True)
         text = [str(u) for u in uniques]
         # each level's label is the level itself here (its first row's label)
-        return np.asarray(codes, dtype=np.int64), tuple(text), pd.Index(text)
+        return (np.asarray(codes, dtype=np.int64), tuple(text),
+                deferred(lambda: pd.Index(text)))
     codes = np.asarray(codes, dtype=np.int64)
     # each level's label from its first row (levels in code order; a code -1, which the
     # rows kept cannot have, would have none)
@@ -228,9 +262,31 @@ def _lme4_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     return [terms[i] for i in sorted(range(len(terms)), key=lambda i: nl[i])[::-1]]
 
 
-def _check_frame(data: object, used: set[str]) -> tuple[pd.DataFrame, list[str]]:
-    """The used columns of ``data``, validated, and those of them that are categorical;
-    raise DataError naming the fault."""
+#: pandas 3 copies on write: a selection or ``reset_index`` of the caller's frame is a
+#: new frame whose columns the caller's later changes cannot reach, without a deep copy
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+
+
+def _complete_rows(sub: pd.DataFrame, dtypes: list[object]) -> np.ndarray:
+    """Rows of ``sub`` without a missing value: ``sub.notna().all(axis=1)``, read column by
+    column off the arrays (``dtypes``: its columns' dtypes; int and bool columns hold
+    none), 0.02 ms against 0.065 ms."""
+    keep = np.ones(len(sub), dtype=bool)
+    for c, dtype in zip(sub.columns, dtypes, strict=True):
+        if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+            continue
+        values = sub[c].array  # each column name occurs once in ``sub``
+        missing = (np.isnan(np.asarray(values)) if isinstance(dtype, np.dtype)
+                   and dtype.kind == "f" else np.asarray(values.isna(), dtype=bool))
+        if missing.any():
+            keep &= ~missing
+    return keep
+
+
+def _check_frame(data: object, used: set[str]
+                 ) -> tuple[pd.DataFrame, list[str], list[object]]:
+    """The used columns of ``data``, validated, those of them that are categorical, and
+    their dtypes; raise DataError naming the fault."""
     data = check_columns(data, used)
     at = [i for i, c in enumerate(data.columns) if c in used]
     dtypes = data.dtypes.to_numpy()
@@ -241,7 +297,8 @@ def _check_frame(data: object, used: set[str]) -> tuple[pd.DataFrame, list[str]]
     # by position: the same frame as ``data[cols]`` (each used name occurs once), without
     # pandas' label lookup, which took half of a small design's time; the caller copies
     # before changing anything
-    return (data if len(at) == data.shape[1] else data.take(at, axis=1)), categorical
+    return ((data if len(at) == data.shape[1] else data.take(at, axis=1)), categorical,
+            [dtypes[i] for i in at])
 
 
 def build_design(formula: str, data: pd.DataFrame, weights: object = None,
@@ -300,7 +357,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
     predictors = used - {spec.response}
     used |= set(spec.columns)
-    sub, categorical = _check_frame(data, used)
+    sub, categorical, sub_dtypes = _check_frame(data, used)
     check_predictor_types(sub, predictors)  # dates, mixed objects: name column and fix
     from hierlm.design.weights import check_weights, column_or_array
 
@@ -310,7 +367,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         check_weights(w)
     if offset is not None:
         off, off_col = column_or_array(offset, data, "offset")
-    keep = sub.notna().all(axis=1).to_numpy()
+    keep = _complete_rows(sub, sub_dtypes)
     n_zero = 0 if w is None else int(((w == 0) & keep).sum())
     n_dropped = int((~keep).sum())
     if n_zero:
@@ -332,7 +389,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
              f"used columns", UserWarning)
     n_dropped += n_zero
     frame = (sub.loc[keep] if n_dropped + n_zero else sub).reset_index(drop=True)
-    if sub is data and not n_dropped + n_zero:
+    if sub is data and not n_dropped + n_zero and not _COPY_ON_WRITE:
         frame = frame.copy()  # the caller's own columns (no selection copied them)
     for c in categorical:  # (the dtypes read once, not column by column: 0.03-0.05 ms)
         frame[c] = frame[c].cat.remove_unused_categories()

@@ -29,6 +29,7 @@ import pandas as pd
 from hierlm.design import columns as _c
 from hierlm.design.contrasts import ContrastSpec, parse_contrasts
 from hierlm.design.frames import as_pandas
+from hierlm.design.lazy import deferred, lazy_fields
 from hierlm.design.model_matrix import build_model_matrix
 from hierlm.errors import DataError
 
@@ -307,6 +308,11 @@ class NewDataCoder:
                    contrasts=parse_contrasts(d.get("contrasts")) or None)
 
 
+# the coder's frame is taken from the design's rows when first read (hierlm.design.lazy):
+# a fit that never codes new rows does not copy its columns
+lazy_fields(NewDataCoder, "frame")
+
+
 def new_data_coder(spec: Any, frame: pd.DataFrame, fixef_names: tuple[str, ...],
                    terms: Sequence[tuple[Any, Any]], weights: np.ndarray | None,
                    offset: np.ndarray | None, weights_column: str | None,
@@ -324,6 +330,7 @@ def new_data_coder(spec: Any, frame: pd.DataFrame, fixef_names: tuple[str, ...],
     keep = [i for i, c in enumerate(frame.columns) if c != spec.response]
     return NewDataCoder(formula=spec.formula, response=spec.response, fixed=spec.fixed,
                         fixef_names=tuple(fixef_names), terms=codings,
-                        frame=frame.take(keep, axis=1), weights=weights, offset=offset,
+                        frame=deferred(lambda: frame.take(keep, axis=1)),
+                        weights=weights, offset=offset,
                         weights_column=weights_column, offset_column=offset_column,
                         contrasts=contrasts or None)

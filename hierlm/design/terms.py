@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from hierlm.design.lazy import lazy_fields
+
 #: The covariance structures of a random-effects term, by glmmTMB's names: the formula
 #: function and keyword that select each (``None``: no keyword).
 STRUCTURES: dict[str, tuple[str, str | None]] = {
@@ -124,6 +126,10 @@ class RandomTerm:
     def n_theta(self) -> int:
         """Length of this term's slice of theta (lower triangle of a p x p template)."""
         return self.p * (self.p + 1) // 2
+
+
+# a term's level values (a pandas Index) are built when first read (hierlm.design.lazy)
+lazy_fields(RandomTerm, "level_values")
 
 
 @dataclass(frozen=True, eq=False)
