@@ -198,8 +198,9 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame
     if len(spec.factors) == 1:
         text_codes = _arrow_text_codes(col)
         if text_codes is not None:
-            codes, text = text_codes
-            return codes, text, deferred(lambda: pd.Index(list(text)))
+            arrow_codes, levels = text_codes
+            # the Index of the levels is built when first read (hierlm.design.lazy)
+            return arrow_codes, levels, deferred(lambda: pd.Index(list(levels)))
     labels = group_labels(spec.factors, data)
     col = grouping_column(col, spec.factors[0])
     if len(spec.factors) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
@@ -358,7 +359,12 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     predictors = used - {spec.response}
     used |= set(spec.columns)
     sub, categorical, sub_dtypes = _check_frame(data, used)
-    check_predictor_types(sub, predictors)  # dates, mixed objects: name column and fix
+    # dates, mixed objects: name the column and the fix (numbers, booleans and pandas'
+    # text pass that check: not looked up again)
+    plain = {c for c, dt in zip(sub.columns, sub_dtypes, strict=True)
+             if (isinstance(dt, np.dtype) and dt.kind in "iufb")
+             or isinstance(dt, pd.StringDtype)}
+    check_predictor_types(sub, predictors - plain)
     from hierlm.design.weights import check_weights, column_or_array
 
     w = w_col = off = off_col = None

@@ -325,12 +325,15 @@ def new_data_coder(spec: Any, frame: pd.DataFrame, fixef_names: tuple[str, ...],
     """
     codings = tuple(TermCoding(ts.expr, tuple(ts.factors), tuple(t.coef_names),
                                tuple(t.levels), ts.structure) for ts, t in terms)
-    # by position, as ``frame[names].copy()`` without pandas' label lookup (``take``
-    # copies; ``frame`` is build_design's own copy and is not changed afterwards)
-    keep = [i for i, c in enumerate(frame.columns) if c != spec.response]
+    def coder_frame() -> pd.DataFrame:
+        # by position, as ``frame[names].copy()`` without pandas' label lookup (``take``
+        # copies; ``frame`` is build_design's own copy and is not changed afterwards)
+        keep = [i for i, c in enumerate(frame.columns) if c != spec.response]
+        return frame.take(keep, axis=1)
+
     return NewDataCoder(formula=spec.formula, response=spec.response, fixed=spec.fixed,
                         fixef_names=tuple(fixef_names), terms=codings,
-                        frame=deferred(lambda: frame.take(keep, axis=1)),
+                        frame=deferred(coder_frame),
                         weights=weights, offset=offset,
                         weights_column=weights_column, offset_column=offset_column,
                         contrasts=contrasts or None)
