@@ -425,4 +425,16 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     return ModelDesign(formula=spec.formula, response=spec.response, y=y, X=X,
                        fixef_names=names, terms=tuple(terms), n_dropped=n_dropped,
                        weights=w_used, offset=off_used, coder=coder,
-                       row_labels=data.index[keep], dropped_rows=data.index[~keep])
+                       **_row_labels(data.index, keep, n_dropped))
+
+
+def _row_labels(index: pd.Index, keep: np.ndarray, n_dropped: int) -> dict[str, pd.Index]:
+    """The caller's labels of the rows used and dropped: ``index[keep]``, ``index[~keep]``.
+
+    A RangeIndex with every row used gives the same RangeIndexes from ``copy`` and an empty
+    one (pandas 3), without the boolean selections (0.01 ms each).
+    """
+    if not n_dropped and type(index) is pd.RangeIndex and _COPY_ON_WRITE:
+        return {"row_labels": index.copy(),
+                "dropped_rows": pd.RangeIndex(0, 0, 1, name=index.name)}
+    return {"row_labels": index[keep], "dropped_rows": index[~keep]}
