@@ -91,7 +91,9 @@ def _response(spec: FormulaSpec, data: pd.DataFrame) -> np.ndarray:
         if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
                 and not pd.api.types.is_complex_dtype(col)):
             raise DataError(f"response '{name}' must be real numbers, got dtype {col.dtype}")
-        y = col.to_numpy(dtype=np.float64)
+        # a copy: a float column's ``to_numpy`` is a view of the caller's memory, which
+        # pandas' copy-on-write stops guarding once the design's frame is gone
+        y = col.to_numpy(dtype=np.float64, copy=True)
     else:
         y_mat, _ = _model_matrix(f"0 + {name}", data, "response")
         if y_mat.shape[1] != 1:
@@ -263,9 +265,8 @@ def _lme4_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     return [terms[i] for i in sorted(range(len(terms)), key=lambda i: nl[i])[::-1]]
 
 
-#: pandas 3 copies on write: a selection or ``reset_index`` of the caller's frame is a
-#: new frame whose columns the caller's later changes cannot reach, without a deep copy
-_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+#: pandas 3 or later (whose RangeIndex selections :func:`_row_labels` reproduces)
+_PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 
 
 def _complete_rows(sub: pd.DataFrame, dtypes: list[object]) -> np.ndarray:
@@ -395,8 +396,11 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
              f"used columns", UserWarning)
     n_dropped += n_zero
     frame = (sub.loc[keep] if n_dropped + n_zero else sub).reset_index(drop=True)
-    if sub is data and not n_dropped + n_zero and not _COPY_ON_WRITE:
-        frame = frame.copy()  # the caller's own columns (no selection copied them)
+    if sub is data and not n_dropped + n_zero and not _PANDAS_3:
+        # the caller's own columns (no selection copied them); pandas 3 copies on write,
+        # so its frames need no deep copy (``y``, the one array that could be a view of
+        # the caller's memory, is copied)
+        frame = frame.copy()
     for c in categorical:  # (the dtypes read once, not column by column: 0.03-0.05 ms)
         frame[c] = frame[c].cat.remove_unused_categories()
 
@@ -434,7 +438,7 @@ def _row_labels(index: pd.Index, keep: np.ndarray, n_dropped: int) -> dict[str, 
     A RangeIndex with every row used gives the same RangeIndexes from ``copy`` and an empty
     one (pandas 3), without the boolean selections (0.01 ms each).
     """
-    if not n_dropped and type(index) is pd.RangeIndex and _COPY_ON_WRITE:
+    if not n_dropped and type(index) is pd.RangeIndex and _PANDAS_3:
         return {"row_labels": index.copy(),
                 "dropped_rows": pd.RangeIndex(0, 0, 1, name=index.name)}
     return {"row_labels": index[keep], "dropped_rows": index[~keep]}

@@ -43,3 +43,23 @@ def test_arrow_text_codes_match_sorted_unique() -> None:
     assert d.terms[0].levels == tuple(uniques)
     np.testing.assert_array_equal(d.terms[0].codes, codes)
     assert d.terms[0].codes.dtype == np.int64
+
+
+def test_design_arrays_do_not_share_the_callers_memory() -> None:
+    # every used column (the frame used as it is) and a frame with an unused column
+    for extra in (False, True):
+        data = _data()
+        if extra:
+            data["unused"] = 1.0
+        d = build_design("Reaction ~ Days + (Days | Subject)", data)
+        y, X, Xt = d.y.copy(), d.X.copy(), d.terms[0].X.copy()
+        _ = d.coder.frame  # built, and the design's working frame released
+        import gc
+
+        gc.collect()
+        data.loc[0, "Reaction"] = 1e6  # in place, after the design was built
+        data.loc[0, "Days"] = 99
+        np.testing.assert_array_equal(d.y, y)
+        np.testing.assert_array_equal(d.X, X)
+        np.testing.assert_array_equal(d.terms[0].X, Xt)
+        assert d.coder.frame.loc[0, "Days"] == 0
