@@ -11,6 +11,12 @@ a frozen dataclass with the same fields: ``dataclasses.fields``, ``replace``, ``
 
 The value is computed once, under a lock of its own: threads that read the field of one
 record at the same time get the same object, and records do not wait on each other.
+
+The design's records use it too (it lives in the design layer, the lowest that has
+records; :mod:`hierlm.estimate.lazy` re-exports it): a term's level values
+(``RandomTerm.level_values``, a pandas Index) and the new-data coder's frame
+(``NewDataCoder.frame``, a copy of the used columns) are built when first read, which a
+fit that never predicts or tabulates random effects does not do.
 """
 
 from __future__ import annotations
