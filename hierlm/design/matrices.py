@@ -54,6 +54,12 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
+from hierlm.design.column_reads import (
+    PANDAS_3,
+    arrow_text_codes,
+    complete_rows,
+    row_labels,
+)
 from hierlm.design.columns import (
     _simple_matrix,
     _variables,
@@ -177,32 +183,6 @@ def _check_not_exact(y: np.ndarray, X: np.ndarray, name: str) -> None:
                         f"model cannot be fitted")
 
 
-def _arrow_text_codes(col: pd.Series) -> tuple[np.ndarray, tuple[str, ...]] | None:
-    """Level codes and sorted levels of a text column held by Arrow (pandas' ``str``
-    dtype), or None for any other column.
-
-    The same codes and levels as ``np.unique(col.to_numpy(), return_inverse=True)`` (text
-    sorted by code point, as Python sorts ``str``): Arrow's dictionary encoding gives each
-    row the index of its value among the distinct values in order of appearance, and only
-    those few values are sorted (0.02 ms against 0.06 ms for penicillin's 144 rows; the
-    column is not turned into Python strings).
-    """
-    dtype = col.dtype
-    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
-        return None
-    chunked = col.array.__arrow_array__()
-    encoded = (chunked.combine_chunks() if chunked.num_chunks != 1
-               else chunked.chunk(0)).dictionary_encode()
-    if encoded.null_count:  # (the rows kept have no missing value)
-        return None
-    distinct = encoded.dictionary.to_pylist()
-    order = sorted(range(len(distinct)), key=distinct.__getitem__)
-    rank = np.empty(len(distinct), dtype=np.int64)
-    rank[order] = np.arange(len(distinct), dtype=np.int64)
-    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
-    return codes, tuple(distinct[i] for i in order)
-
-
 def _grouping(spec: RandomTermSpec, data: pd.DataFrame,
               column: Callable[[str], pd.Series] | None = None
               ) -> tuple[np.ndarray, tuple[str, ...], pd.Index]:
@@ -214,7 +194,7 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame,
     """
     col = data[spec.factors[0]] if column is None else column(spec.factors[0])
     if len(spec.factors) == 1:
-        text_codes = _arrow_text_codes(col)
+        text_codes = arrow_text_codes(col)
         if text_codes is not None:
             arrow_codes, levels = text_codes
             # the Index of the levels is built when first read (hierlm.design.lazy)
@@ -279,28 +259,6 @@ def _lme4_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     if all(b <= a for a, b in zip(nl, nl[1:], strict=False)):
         return terms
     return [terms[i] for i in sorted(range(len(terms)), key=lambda i: nl[i])[::-1]]
-
-
-#: pandas 3 or later (whose RangeIndex selections :func:`_row_labels` reproduces)
-_PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
-
-
-def _complete_rows(sub: pd.DataFrame, dtypes: list[object], read: dict[str, pd.Series]
-                   ) -> np.ndarray:
-    """Rows of ``sub`` without a missing value: ``sub.notna().all(axis=1)``, read column by
-    column off the arrays (``dtypes``: its columns' dtypes; int and bool columns hold
-    none), 0.02 ms against 0.065 ms.  The columns read are left in ``read``."""
-    keep = np.ones(len(sub), dtype=bool)
-    for c, dtype in zip(sub.columns, dtypes, strict=True):
-        if isinstance(dtype, np.dtype) and dtype.kind in "iub":
-            continue
-        read[c] = sub[c]  # each column name occurs once in ``sub``
-        values = read[c].array
-        missing = (np.isnan(np.asarray(values)) if isinstance(dtype, np.dtype)
-                   and dtype.kind == "f" else np.asarray(values.isna(), dtype=bool))
-        if missing.any():
-            keep &= ~missing
-    return keep
 
 
 def _check_frame(data: object, used: set[str]
@@ -393,7 +351,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     if offset is not None:
         off, off_col = column_or_array(offset, data, "offset")
     read: dict[str, pd.Series] = {}
-    keep = _complete_rows(sub, sub_dtypes, read)
+    keep = complete_rows(sub, sub_dtypes, read)
     n_zero = 0 if w is None else int(((w == 0) & keep).sum())
     n_dropped = int((~keep).sum())
     if n_zero:
@@ -415,7 +373,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
              f"used columns", UserWarning)
     n_dropped += n_zero
     frame = (sub.loc[keep] if n_dropped + n_zero else sub).reset_index(drop=True)
-    if sub is data and not n_dropped + n_zero and not _PANDAS_3:
+    if sub is data and not n_dropped + n_zero and not PANDAS_3:
         # the caller's own columns (no selection copied them); pandas 3 copies on write,
         # so its frames need no deep copy (``y``, the one array that could be a view of
         # the caller's memory, is copied)
@@ -459,16 +417,4 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     return ModelDesign(formula=spec.formula, response=spec.response, y=y, X=X,
                        fixef_names=names, terms=tuple(terms), n_dropped=n_dropped,
                        weights=w_used, offset=off_used, coder=coder,
-                       **_row_labels(data.index, keep, n_dropped))
-
-
-def _row_labels(index: pd.Index, keep: np.ndarray, n_dropped: int) -> dict[str, pd.Index]:
-    """The caller's labels of the rows used and dropped: ``index[keep]``, ``index[~keep]``.
-
-    A RangeIndex with every row used gives the same RangeIndexes from ``copy`` and an empty
-    one (pandas 3), without the boolean selections (0.01 ms each).
-    """
-    if not n_dropped and type(index) is pd.RangeIndex and _PANDAS_3:
-        return {"row_labels": index.copy(),
-                "dropped_rows": pd.RangeIndex(0, 0, 1, name=index.name)}
-    return {"row_labels": index[keep], "dropped_rows": index[~keep]}
+                       **row_labels(data.index, keep, n_dropped))
