@@ -159,8 +159,7 @@ class DesignCovariance:
         >>> DesignCovariance.of(d).theta_slices()
         [slice(0, 3, None), slice(3, 4, None)]
         """
-        ends = np.cumsum([0] + [c.n_theta for c in self.terms])
-        return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True)]
+        return [theta for _, theta in self._slices]  # (cut once, in __post_init__)
 
     def split_theta(self, theta: np.ndarray) -> list[np.ndarray]:
         """theta cut into the terms' slices along its last axis (leading dimensions, such

@@ -11,6 +11,8 @@ them; ``1``, ``0`` and numeric columns joined by ``+`` become a matrix without
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -68,11 +70,14 @@ def _source_columns(source: str, what: str) -> set[str]:
     return names
 
 
-def _simple_matrix(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]] | None:
+def _simple_matrix(expr: str, data: pd.DataFrame,
+                   column: Callable[[str], pd.Series] | None = None
+                   ) -> tuple[np.ndarray, tuple[str, ...]] | None:
     """``1``, ``0`` and plain numeric columns joined by ``+``, built without formulae.
 
     formulae costs milliseconds per call, which dominates small fits; anything else
     (factors, transformations, interactions, ``-``) returns None and goes to formulae.
+    ``column(name)``, when given, is ``data[name]`` (kept by the caller across calls).
     """
     tokens = [t.strip() for t in expr.split("+")]
     intercept = "0" not in tokens
@@ -80,12 +85,14 @@ def _simple_matrix(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str
     if (len(set(cols)) != len(cols) or any(not (t.isidentifier() and is_r_name(t))
                                            or t not in data.columns for t in cols)):
         return None
-    for t in cols:
-        dt = data[t].dtype
+    # each column looked up once (0.015 ms a lookup)
+    series = [data[t] if column is None else column(t) for t in cols]
+    for col in series:
+        dt = col.dtype
         if not (pd.api.types.is_integer_dtype(dt) or pd.api.types.is_float_dtype(dt)):
             return None
     parts = [np.ones(len(data))] if intercept else []
-    parts += [data[t].to_numpy(dtype=np.float64) for t in cols]
+    parts += [col.to_numpy(dtype=np.float64) for col in series]
     names = (("(Intercept)",) if intercept else ()) + tuple(cols)
     if not parts:
         return np.zeros((len(data), 0)), ()

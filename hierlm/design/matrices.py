@@ -31,16 +31,35 @@ Later, the categorical columns found from the dtypes already read (instead of re
 each column of the selected frame): median over the 24 designs of ``python -m
 benchmarks.peers`` (CPU, best of 30 each, collector paused, load about 3, old and new
 code alternately twice) 1.10 / 1.09 -> 1.01 / 1.05 ms.
+Later, fewer pandas objects: the missing values read column by column off the arrays
+(not a Boolean frame), a text grouping column held by Arrow coded by dictionary encoding
+(only its distinct values sorted), each column of the design's frame looked up once, no
+deep copy of the frame on pandas 3 (``y`` is copied out of its column instead), the
+predictor-type check skipped for numbers and text, a RangeIndex's row labels by copy, and
+the coder's frame and each text term's level Index built when first read
+(:mod:`hierlm.design.lazy`).  Median over the 24 designs of ``python -m
+benchmarks.peers`` of the median CPU time (``time.thread_time``) of 200 builds after a
+warm-up, collector paused, load 4.4-4.6, old and new code alternately twice: 1.047 /
+1.041 -> 0.535 / 0.544 ms.  Whole fits, ``nice python -m benchmarks.peers --programs
+hierlm,lme_python``, old and new code alternately three times at load 4.4-4.6, median
+CPU: hierlm 4.30 / 4.51 / 4.47 -> 3.77 / 3.74 / 3.82 ms (lme-python 1.39-1.52 ms).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import scipy.linalg
 
+from hierlm.design.column_reads import (
+    PANDAS_3,
+    arrow_text_codes,
+    complete_rows,
+    row_labels,
+)
 from hierlm.design.columns import (
     _simple_matrix,
     _variables,
@@ -52,6 +71,7 @@ from hierlm.design.contrasts import ContrastSpec, parse_contrasts
 from hierlm.design.formula import parse_formula
 from hierlm.design.frames import as_pandas
 from hierlm.design.grouping_types import grouping_column
+from hierlm.design.lazy import deferred
 from hierlm.design.model_matrix import build_model_matrix
 from hierlm.design.predictor_types import check_predictor_types
 from hierlm.design.terms import FormulaSpec, ModelDesign, RandomTerm, RandomTermSpec
@@ -67,9 +87,10 @@ _parsed = functools.lru_cache(maxsize=256)(parse_formula)
 
 
 def _model_matrix(expr: str, data: pd.DataFrame, what: str,
-                  contrasts: dict[str, ContrastSpec] | None = None
+                  contrasts: dict[str, ContrastSpec] | None = None,
+                  column: Callable[[str], pd.Series] | None = None
                   ) -> tuple[np.ndarray, tuple[str, ...]]:
-    simple = _simple_matrix(expr, data)
+    simple = _simple_matrix(expr, data, column)
     if simple is not None and not contrasts:
         return simple
     mm = build_model_matrix(expr, data, contrasts, what, formulae_common)
@@ -83,14 +104,17 @@ def _check_finite(M: np.ndarray, names: tuple[str, ...], what: str) -> None:
                         f"values (inf, or NaN from a transformation)")
 
 
-def _response(spec: FormulaSpec, data: pd.DataFrame) -> np.ndarray:
+def _response(spec: FormulaSpec, data: pd.DataFrame,
+              column: Callable[[str], pd.Series] | None = None) -> np.ndarray:
     name = spec.response
     if name in data.columns:
-        col = data[name]
+        col = data[name] if column is None else column(name)
         if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
                 and not pd.api.types.is_complex_dtype(col)):
             raise DataError(f"response '{name}' must be real numbers, got dtype {col.dtype}")
-        y = col.to_numpy(dtype=np.float64)
+        # a copy: a float column's ``to_numpy`` is a view of the caller's memory, which
+        # pandas' copy-on-write stops guarding once the design's frame is gone
+        y = col.to_numpy(dtype=np.float64, copy=True)
     else:
         y_mat, _ = _model_matrix(f"0 + {name}", data, "response")
         if y_mat.shape[1] != 1:
@@ -159,7 +183,8 @@ def _check_not_exact(y: np.ndarray, X: np.ndarray, name: str) -> None:
                         f"model cannot be fitted")
 
 
-def _grouping(spec: RandomTermSpec, data: pd.DataFrame
+def _grouping(spec: RandomTermSpec, data: pd.DataFrame,
+              column: Callable[[str], pd.Series] | None = None
               ) -> tuple[np.ndarray, tuple[str, ...], pd.Index]:
     """Level codes, labels and values of a (possibly interacted) grouping factor.
 
@@ -167,8 +192,15 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame
     category order, numbers by value, text (and interactions) sorted as text.  The
     values keep the column's dtype (int stays int, a categorical keeps its categories).
     """
+    col = data[spec.factors[0]] if column is None else column(spec.factors[0])
+    if len(spec.factors) == 1:
+        text_codes = arrow_text_codes(col)
+        if text_codes is not None:
+            arrow_codes, levels = text_codes
+            # the Index of the levels is built when first read (hierlm.design.lazy)
+            return arrow_codes, levels, deferred(lambda: pd.Index(list(levels)))
     labels = group_labels(spec.factors, data)
-    col = grouping_column(data[spec.factors[0]], spec.factors[0])
+    col = grouping_column(col, spec.factors[0])
     if len(spec.factors) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
         codes = col.cat.codes.to_numpy()
         cats = col.cat.categories
@@ -183,7 +215,8 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame
         uniques, codes = np.unique(labels.to_numpy(), return_inverse=True)
         text = [str(u) for u in uniques]
         # each level's label is the level itself here (its first row's label)
-        return np.asarray(codes, dtype=np.int64), tuple(text), pd.Index(text)
+        return (np.asarray(codes, dtype=np.int64), tuple(text),
+                deferred(lambda: pd.Index(text)))
     codes = np.asarray(codes, dtype=np.int64)
     # each level's label from its first row (levels in code order; a code -1, which the
     # rows kept cannot have, would have none)
@@ -228,9 +261,10 @@ def _lme4_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     return [terms[i] for i in sorted(range(len(terms)), key=lambda i: nl[i])[::-1]]
 
 
-def _check_frame(data: object, used: set[str]) -> tuple[pd.DataFrame, list[str]]:
-    """The used columns of ``data``, validated, and those of them that are categorical;
-    raise DataError naming the fault."""
+def _check_frame(data: object, used: set[str]
+                 ) -> tuple[pd.DataFrame, list[str], list[object]]:
+    """The used columns of ``data``, validated, those of them that are categorical, and
+    their dtypes; raise DataError naming the fault."""
     data = check_columns(data, used)
     at = [i for i, c in enumerate(data.columns) if c in used]
     dtypes = data.dtypes.to_numpy()
@@ -241,7 +275,8 @@ def _check_frame(data: object, used: set[str]) -> tuple[pd.DataFrame, list[str]]
     # by position: the same frame as ``data[cols]`` (each used name occurs once), without
     # pandas' label lookup, which took half of a small design's time; the caller copies
     # before changing anything
-    return (data if len(at) == data.shape[1] else data.take(at, axis=1)), categorical
+    return ((data if len(at) == data.shape[1] else data.take(at, axis=1)), categorical,
+            [dtypes[i] for i in at])
 
 
 def build_design(formula: str, data: pd.DataFrame, weights: object = None,
@@ -300,8 +335,13 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
     predictors = used - {spec.response}
     used |= set(spec.columns)
-    sub, categorical = _check_frame(data, used)
-    check_predictor_types(sub, predictors)  # dates, mixed objects: name column and fix
+    sub, categorical, sub_dtypes = _check_frame(data, used)
+    # dates, mixed objects: name the column and the fix (numbers, booleans and pandas'
+    # text pass that check: not looked up again)
+    plain = {c for c, dt in zip(sub.columns, sub_dtypes, strict=True)
+             if (isinstance(dt, np.dtype) and dt.kind in "iufb")
+             or isinstance(dt, pd.StringDtype)}
+    check_predictor_types(sub, predictors - plain)
     from hierlm.design.weights import check_weights, column_or_array
 
     w = w_col = off = off_col = None
@@ -310,7 +350,8 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         check_weights(w)
     if offset is not None:
         off, off_col = column_or_array(offset, data, "offset")
-    keep = sub.notna().all(axis=1).to_numpy()
+    read: dict[str, pd.Series] = {}
+    keep = complete_rows(sub, sub_dtypes, read)
     n_zero = 0 if w is None else int(((w == 0) & keep).sum())
     n_dropped = int((~keep).sum())
     if n_zero:
@@ -332,21 +373,35 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
              f"used columns", UserWarning)
     n_dropped += n_zero
     frame = (sub.loc[keep] if n_dropped + n_zero else sub).reset_index(drop=True)
-    if sub is data and not n_dropped + n_zero:
-        frame = frame.copy()  # the caller's own columns (no selection copied them)
+    if sub is data and not n_dropped + n_zero and not PANDAS_3:
+        # the caller's own columns (no selection copied them); pandas 3 copies on write,
+        # so its frames need no deep copy (``y``, the one array that could be a view of
+        # the caller's memory, is copied)
+        frame = frame.copy()
     for c in categorical:  # (the dtypes read once, not column by column: 0.03-0.05 ms)
         frame[c] = frame[c].cat.remove_unused_categories()
 
-    y = _response(spec, frame)
-    X, names = _model_matrix(spec.fixed, frame, "fixed part", contrast_specs)
+    # each column of ``frame`` looked up once (0.015 ms a lookup): the columns already
+    # read from ``sub`` hold the same values when every row is kept (only their arrays are
+    # read; a categorical's categories were just trimmed, so it is looked up again)
+    columns = {} if n_dropped else {c: v for c, v in read.items() if c not in categorical}
+
+    def column(name: str) -> pd.Series:
+        if name not in columns:
+            columns[name] = frame[name]
+        return columns[name]
+
+    y = _response(spec, frame, column)
+    X, names = _model_matrix(spec.fixed, frame, "fixed part", contrast_specs, column)
     _check_finite(X, names, "fixed-effects")
     X, names = _drop_rank_deficient(X, names)
     _check_not_exact(y, X, spec.response)
 
     terms, specs = [], {}
     for ts in spec.random:
-        codes, levels, values = _grouping(ts, frame)
-        Xi, cnames = _model_matrix(ts.expr, frame, f"random term ({ts.expr} | {ts.group})")
+        codes, levels, values = _grouping(ts, frame, column)
+        Xi, cnames = _model_matrix(ts.expr, frame, f"random term ({ts.expr} | {ts.group})",
+                                   None, column)
         _check_term(ts, Xi, cnames, levels, len(y))
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
                                 codes=codes, X=Xi, level_values=values,
@@ -362,4 +417,4 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     return ModelDesign(formula=spec.formula, response=spec.response, y=y, X=X,
                        fixef_names=names, terms=tuple(terms), n_dropped=n_dropped,
                        weights=w_used, offset=off_used, coder=coder,
-                       row_labels=data.index[keep], dropped_rows=data.index[~keep])
+                       **row_labels(data.index, keep, n_dropped))

@@ -1,0 +1,99 @@
+"""Reading a frame's used columns with few pandas objects (for :mod:`hierlm.design.matrices`).
+
+Each pandas call costs 0.005-0.03 ms, which adds up in a small model's design: these
+helpers read what the design needs off the columns' arrays.  Every result is the same as
+the plain pandas expression it replaces (named in each docstring):
+
+* the rows without a missing value, column by column (``notna().all(axis=1)``);
+* the level codes and sorted levels of a text column held by Arrow, from its dictionary
+  encoding (``np.unique(..., return_inverse=True)``);
+* the labels of the rows used and dropped (``index[keep]``, ``index[~keep]``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["PANDAS_3", "arrow_text_codes", "complete_rows", "row_labels"]
+
+
+def arrow_text_codes(col: pd.Series) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """Level codes and sorted levels of a text column held by Arrow (pandas' ``str``
+    dtype), or None for any other column.
+
+    The same codes and levels as ``np.unique(col.to_numpy(), return_inverse=True)`` (text
+    sorted by code point, as Python sorts ``str``): Arrow's dictionary encoding gives each
+    row the index of its value among the distinct values in order of appearance, and only
+    those few values are sorted (0.02 ms against 0.06 ms for penicillin's 144 rows; the
+    column is not turned into Python strings).
+
+    Examples
+    --------
+    >>> codes, levels = arrow_text_codes(pd.Series(["b", "a", "b", "c"], dtype="str"))
+    >>> codes.tolist(), levels
+    ([1, 0, 1, 2], ('a', 'b', 'c'))
+    >>> arrow_text_codes(pd.Series([1, 2])) is None
+    True
+    """
+    dtype = col.dtype
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return None
+    chunked = col.array.__arrow_array__()
+    encoded = (chunked.combine_chunks() if chunked.num_chunks != 1
+               else chunked.chunk(0)).dictionary_encode()
+    if encoded.null_count:  # (the rows kept have no missing value)
+        return None
+    distinct = encoded.dictionary.to_pylist()
+    order = sorted(range(len(distinct)), key=distinct.__getitem__)
+    rank = np.empty(len(distinct), dtype=np.int64)
+    rank[order] = np.arange(len(distinct), dtype=np.int64)
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
+    return codes, tuple(distinct[i] for i in order)
+
+
+#: pandas 3 or later (whose RangeIndex selections :func:`row_labels` reproduces)
+PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
+
+
+def complete_rows(sub: pd.DataFrame, dtypes: list[object], read: dict[str, pd.Series]
+                  ) -> np.ndarray:
+    """Rows of ``sub`` without a missing value: ``sub.notna().all(axis=1)``, read column by
+    column off the arrays (``dtypes``: its columns' dtypes; int and bool columns hold
+    none), 0.02 ms against 0.065 ms.  The columns read are left in ``read``.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"x": [1.0, np.nan, 3.0], "n": [1, 2, 3], "g": ["a", "b", None]})
+    >>> complete_rows(d, list(d.dtypes), {}).tolist()
+    [True, False, False]
+    """
+    keep = np.ones(len(sub), dtype=bool)
+    for c, dtype in zip(sub.columns, dtypes, strict=True):
+        if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+            continue
+        read[c] = sub[c]  # each column name occurs once in ``sub``
+        values = read[c].array
+        missing = (np.isnan(np.asarray(values)) if isinstance(dtype, np.dtype)
+                   and dtype.kind == "f" else np.asarray(values.isna(), dtype=bool))
+        if missing.any():
+            keep &= ~missing
+    return keep
+
+
+def row_labels(index: pd.Index, keep: np.ndarray, n_dropped: int) -> dict[str, pd.Index]:
+    """The caller's labels of the rows used and dropped: ``index[keep]``, ``index[~keep]``.
+
+    A RangeIndex with every row used gives the same RangeIndexes from ``copy`` and an empty
+    one (pandas 3), without the boolean selections (0.01 ms each).
+
+    Examples
+    --------
+    >>> out = row_labels(pd.Index([10, 11, 12]), np.array([True, False, True]), 1)
+    >>> out["row_labels"].tolist(), out["dropped_rows"].tolist()
+    ([10, 12], [11])
+    """
+    if not n_dropped and type(index) is pd.RangeIndex and PANDAS_3:
+        return {"row_labels": index.copy(),
+                "dropped_rows": pd.RangeIndex(0, 0, 1, name=index.name)}
+    return {"row_labels": index[keep], "dropped_rows": index[~keep]}
