@@ -89,8 +89,11 @@ def test_concurrent_first_fits_and_the_move_to_numba(link: str,
     monkeypatch.setattr(profiled, "_CACHE", {})
     monkeypatch.setattr(profiled, "_GRAPHS", {})
     monkeypatch.setattr(numpy_link, "_TIERS", {})
-    monkeypatch.setattr(profiled, "VM_BUDGET_S", 0.05)
-    monkeypatch.setattr(numpy_link, "BUDGET_S", 0.05)
+    # budgets far below the 8 fits' evaluation time (a NumPy evaluation of these designs
+    # takes about 50 us, 20 a fit: 0.05 s was not always reached), so the move happens
+    # during the first fits, while the other threads evaluate
+    monkeypatch.setattr(profiled, "VM_BUDGET_S", 0.002)
+    monkeypatch.setattr(numpy_link, "BUDGET_S", 0.002)
     if link == "vm":
         monkeypatch.setattr(numpy_link, "MAX_SIZE", 0)
     got = _run_threads(datasets, 4, rounds=2)
