@@ -263,3 +263,20 @@ def test_fit_keeps_the_structure_of_the_random_term() -> None:
                              np.array([0.5, -0.5, 0.5, -0.5])])
     assert res.objective <= best + 1e-6
     assert best <= res.objective + 1e-6  # the dense search reaches the same minimum
+
+
+def test_diag_term_equals_its_independent_unstructured_terms() -> None:
+    # diag(1 + Days | Subject) is (1 | Subject) + (0 + Days | Subject): same ML fit, same
+    # profiles, under the structure's own names
+    d = hierlm.load_sleepstudy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        diag = hierlm.fit("Reaction ~ Days + diag(1 + Days | Subject)", d,
+                          residual="ar1(Days | Subject)")
+        us = hierlm.fit("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", d,
+                        residual="ar1(Days | Subject)")
+    assert diag.objective == pytest.approx(us.objective, rel=1e-9)
+    a, b = diag.confint("profile"), us.confint("profile")
+    assert a.index.tolist() == b.index.tolist() == [
+        "sd_(Intercept)|Subject", "sd_Days|Subject", "sigma", "rho", "(Intercept)", "Days"]
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-5, atol=1e-6)
