@@ -280,3 +280,16 @@ def test_diag_term_equals_its_independent_unstructured_terms() -> None:
     assert a.index.tolist() == b.index.tolist() == [
         "sd_(Intercept)|Subject", "sd_Days|Subject", "sigma", "rho", "(Intercept)", "Days"]
     np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_non_monotonic_profile_gives_nan_and_a_warning() -> None:
+    # beside an ar1 term over four times the residual SDs are poorly determined: the
+    # profile of the SD ratio flattens below the cutoff and dips (lme4's confint warns
+    # "non-monotonic profile" and gives NA there)
+    res = hierlm.fit("y ~ time + ar1(0 + tf | subject)", _ar1_frame(), "ml", sigma="~ grp")
+    with pytest.warns(hierlm.ConvergenceWarning, match="non-monotonic profile for "
+                                                       "log_sd_ratio:grpb"):
+        ci = res.confint("profile")
+    assert np.isnan(ci.loc["log_sd_ratio:grpb", "lower"])
+    others = ci.drop(index="log_sd_ratio:grpb")
+    assert np.isfinite(others.to_numpy()).all()
