@@ -4,8 +4,10 @@ parameters outside.
 The criterion of :mod:`hierlm.objective.residual_gram`, ``crit(theta, rho, delta) =
 crit_iid(theta; B[Z X y]) + log|R0|``, is minimized over theta for each ``(rho,
 delta)`` by the model's own optimizer (:func:`hierlm.estimate.optimize.optimize_theta`,
-warm-started), and that profile ``g(rho, delta) = min_theta crit`` over the residual
-parameters by L-BFGS-B (:func:`hierlm.estimate.theta_optimizer.minimize_theta`).  At
+warm-started; over the structures' psi by
+:func:`hierlm.estimate.optimize_structured.optimize_psi` where a random term has a
+structured covariance), and that profile ``g(rho, delta) = min_theta crit`` over the
+residual parameters by L-BFGS-B (:func:`hierlm.estimate.theta_optimizer.minimize_theta`).  At
 each ``(rho, delta)`` the whitened Gram blocks come from the row classes
 (:mod:`hierlm.objective.residual_classes`) or, with many classes, ``cs`` or prior
 weights, from the rows' combinations (:mod:`hierlm.objective.residual_rows`).  Its
@@ -32,13 +34,15 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
+from hierlm.covariance.design import DesignCovariance
 from hierlm.design.residual_design import ResidualDesign
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, MethodError, SingularFitWarning, warn
 from hierlm.estimate.boundary import canonical_signs
 from hierlm.estimate.frequentist import result_from_estimates
 from hierlm.estimate.kind import ML, REML
-from hierlm.estimate.optimize import optimize_theta, theta_scale
+from hierlm.estimate.optimize import OptimizerResult, optimize_theta, theta_scale
+from hierlm.estimate.optimize_structured import optimize_psi
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
 from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
@@ -132,6 +136,9 @@ class ResidualProfile:
         # many inner fits: link large models with Numba from the start
         self.backend = "numba" if design.nobs >= NUMBA_NOBS else "auto"
         self.theta: np.ndarray | None = None
+        # a structured term's fit is over its psi (warm-started from the last one)
+        self.structured = DesignCovariance.of(design).structured
+        self.psi: np.ndarray | None = None
         self.n_evals = 0
         self.trace: list[tuple[list[float], float]] = []
 
@@ -146,6 +153,22 @@ class ResidualProfile:
         wd, logdet = whitened_design(self.design, self.rd, rho, delta)
         return compile_objective(wd, backend=self.backend), logdet
 
+    def fit_at(self, obj: ProfiledObjective) -> OptimizerResult:
+        """The whitened model's fit (over psi where a term is structured, else theta),
+        warm-started from the last one."""
+        if self.structured:
+            opt = optimize_psi(obj, self.reml, options=self.options)
+            if self.psi is not None:
+                # the warm start too: the fit's own starts alone may end elsewhere,
+                # and the warm start alone stays at an SD of 0 (log_sd at its bound)
+                # once a step has reached one
+                warm = optimize_psi(obj, self.reml, start=self.psi, options=self.options)
+                if warm.objective < opt.objective:
+                    opt = warm
+            self.psi = opt.psi
+            return opt
+        return optimize_theta(obj, self.reml, start=self.theta, options=self.options)
+
     def __call__(self, z: np.ndarray) -> float:
         rho, delta = to_natural(self.rd, z)
         if np.any(np.abs(z[:self.rd.n_corr]) > Z_MAX) or not np.all(np.isfinite(delta)):
@@ -154,7 +177,7 @@ class ResidualProfile:
             obj, logdet = self.objective_at(z)
             if not (np.isfinite(logdet) and np.all(np.isfinite(obj.gram.A_RR))):
                 return np.inf
-            opt = optimize_theta(obj, self.reml, start=self.theta, options=self.options)
+            opt = self.fit_at(obj)
         self.n_evals += opt.n_evals
         val = float(opt.objective) + logdet
         if not np.isfinite(val):
@@ -215,7 +238,9 @@ def _joint(profile: ResidualProfile, z0: np.ndarray) -> np.ndarray:
     differences): far fewer evaluations than a profile step each; the profile descent
     then starts near its end (and decides)."""
     theta0 = profile.theta
-    if theta0 is None or len(z0) == 0:
+    if theta0 is None or len(z0) == 0 or profile.structured:
+        # (a structured term's theta must stay on its family: its fit is over psi,
+        # and the profile descent alone starts from z0)
         return z0
     design, reml, nc = profile.design, profile.reml, profile.rd.n_corr
     scale = theta_scale(design)
@@ -287,7 +312,11 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
     if design.nobs != len(design.y):
         raise MethodError("residual= needs the data in memory")
     profile = ResidualProfile(design, rd, reml, options)
-    profile.theta = None if start is None else np.asarray(start, dtype=float)
+    start = None if start is None else np.asarray(start, dtype=float)
+    if profile.structured:
+        profile.psi = start  # a structured model's start is its psi (as fit_profiled's)
+    else:
+        profile.theta = start
     z0 = _joint(profile, _start(profile))
     f0, g0 = profile.value_and_grad(z0)
     jac, message, success = g0, "joint descent", True
@@ -302,7 +331,7 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
         profile(z)  # theta at z
     rho, delta = to_natural(rd, z)
     obj, logdet = profile.objective_at(z, rows=True)
-    opt = optimize_theta(obj, reml, start=profile.theta, options=options)
+    opt = profile.fit_at(obj)
     L1, L_R = opt.factor if opt.factor is not None else obj.evaluate(opt.theta, reml)[2:]
     est, criterion = stable_estimates(obj, opt.theta, L1, L_R, reml)
     messages: list[str] = []
@@ -327,8 +356,8 @@ def fit_residual(design: ModelDesign, rd: ResidualDesign, reml: bool,
                  "trace": [z_ + [f] for z_, f in profile.trace]}
     return result_from_estimates(
         design, est, opt.theta, criterion + logdet, (REML if reml else ML).label,
-        converged=converged, n_evals=profile.n_evals + opt.n_evals, optimizer=optimizer,
-        messages=tuple(messages),
+        psi=opt.psi, converged=converged, n_evals=profile.n_evals + opt.n_evals,
+        optimizer=optimizer, messages=tuple(messages),
         residual_parameters=pd.Series(values, index=names, name="residual_parameters",
                                       dtype=float),
         residual_scale=relative_sd(rd, delta, design.weights),

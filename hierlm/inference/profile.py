@@ -26,7 +26,9 @@ those are lower at ``c``; the smallest minimum is kept.  lme4 samples zeta on a 
 and interpolates a spline; here the interval endpoints are roots of
 ``zeta(c) = +/- z`` found by Brent's method on a bracket, so they carry only the
 inner optimizer's error.  An endpoint that the parameter's bound (SD 0, correlation
-+/-1) reaches first is the bound.
++/-1) reaches first is the bound; where zeta passes the target without changing sign
+at the bracket's ends again (a non-monotonic profile) the endpoint is NaN with a
+warning, as lme4's ``confint`` gives NA.
 
 A model with a structured covariance (:mod:`hierlm.covariance`) is profiled on its
 structures' own parameters instead (SDs, ``rho``, lag correlations: the natural
@@ -49,6 +51,7 @@ from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.layout import theta_lower
 from hierlm.covariance.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
 from hierlm.design.terms import ModelDesign
+from hierlm.errors import ConvergenceWarning, warn
 from hierlm.estimate.boundary import face_starts
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
@@ -301,9 +304,17 @@ class Profiler:
             prev, zprev, c = c, z, nxt
         else:
             return float("nan")
-        return float(scipy.optimize.brentq(lambda x: self.zeta(w, x) - target,
-                                           min(prev, c), max(prev, c), xtol=1e-12,
-                                           rtol=1e-8))
+        try:
+            return float(scipy.optimize.brentq(lambda x: self.zeta(w, x) - target,
+                                               min(prev, c), max(prev, c), xtol=1e-12,
+                                               rtol=1e-8))
+        except ValueError:
+            # zeta crossed the target between two points but not at their ends again
+            # (a profile with a plateau or a dip: a poorly determined parameter); as
+            # lme4's confint, the end is NA with a warning
+            warn(f"non-monotonic profile for {self.names[w]}: the data determine it "
+                 f"poorly, and its interval end on this side is NaN", ConvergenceWarning)
+            return float("nan")
 
 
 def profiler(res: Any) -> Profiler:

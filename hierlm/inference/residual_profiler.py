@@ -9,7 +9,8 @@ minimized over.  With ``z`` the unconstrained residual parameters
     d(theta, sigma, z) = log|L_theta(z)|^2 + n log(2 pi sigma^2) + r^2(theta, z) / sigma^2
                          + log|R0(z)|,
 
-beta profiled out.  The parameters, in this order: lme4's sd/cor parameters and sigma,
+beta profiled out.  The parameters, in this order: lme4's sd/cor parameters (or a
+structure's own, below) and sigma,
 the residual parameters (``rho`` = phi or the CS correlation on its own scale, the log
 SD ratios), then the fixed effects.  For each the inner minimization runs jointly over
 the other variance parameters and ``z``:
@@ -21,6 +22,14 @@ the other variance parameters and ``z``:
 * a residual parameter at ``c``: over theta and the other ``z`` (sigma in closed form);
 * ``beta_j = b``: over theta and ``z``, the other coefficients and sigma in closed
   form (:meth:`hierlm.inference.profile.Profiler._dev_beta` on the whitened model).
+
+A random term with a structured covariance (``diag``, ``cs``, ``ar1``, ``toep``) is
+profiled on its structure's own parameters instead of lme4's sd/cor ones (SDs, ``rho``,
+lag correlations, named as :mod:`hierlm.inference.profile` names them), and the inner
+minimizations of sigma, the residual parameters and the fixed effects run over the
+structures' ``psi`` (bounded as in the fit) instead of theta; sigma's start shifts
+their log SDs by ``log(sigma-hat / c)``.  The fit itself is over psi
+(:mod:`hierlm.estimate.residual_fit`).
 
 ``zeta``, the continuation starts, the several-starts inner minimizations
 (:func:`hierlm.inference.profile_inner.minimize_starts`) and the endpoint search
@@ -43,7 +52,6 @@ import pandas as pd
 from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.layout import theta_lower
 from hierlm.covariance.parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
-from hierlm.errors import MethodError
 from hierlm.estimate.boundary import face_starts
 from hierlm.estimate.residual_fit import (
     Z_MAX,
@@ -71,10 +79,7 @@ class ResidualProfiler(Profiler):
         self.design = model.design
         self.n = self.design.nobs
         self.cov = DesignCovariance.of(self.design)
-        if self.cov.structured:
-            raise MethodError("profile intervals of a fit with residual= / sigma= and "
-                              "structured random-effect covariances are not supported")
-        self.structured = False
+        self.structured = self.cov.structured
         self.rp = ResidualProfile(self.design, self.rd, reml=False)
         self.rp.backend = "numba"  # thousands of evaluations
         par = ml.residual_parameters.to_numpy(dtype=float)
@@ -83,10 +88,18 @@ class ResidualProfiler(Profiler):
                                       par[self.nc:])
         self.m = len(self.z_hat)
         self.theta_hat = np.asarray(ml.theta, dtype=float)
-        self.s_hat = sdcor_from_theta(self.design, ml.theta, ml.sigma)
+        if self.structured:
+            # the structures' own parameters (as Profiler's), the inner searches over psi
+            self.psi_hat = self.cov.psi_from_theta(ml.theta)
+            self.s_hat = self._natural(np.append(self.psi_hat, ml.sigma))
+            self.bounds = self.cov.natural_bounds() + [(0.0, np.inf)]
+            var_names = self.cov.names() + ["sigma"]
+        else:
+            self.s_hat = sdcor_from_theta(self.design, ml.theta, ml.sigma)
+            self.bounds = _bounds(self.design)
+            var_names = parameter_names(self.design)
         self.k = len(self.s_hat)
-        self.bounds = _bounds(self.design)
-        self.names = (parameter_names(self.design) + list(ml.residual_parameters.index)
+        self.names = (var_names + list(ml.residual_parameters.index)
                       + list(ml.fixef.index))
         self.estimates = np.concatenate([self.s_hat, par, ml.fixef.to_numpy()])
         self._objs: dict[bytes, tuple[Any, float, dict[bytes, Any]]] = {}
@@ -154,13 +167,32 @@ class ResidualProfiler(Profiler):
             z = float(to_unconstrained(self.rd, c, np.zeros(0))[0])
         return float(np.clip(np.nan_to_num(z, nan=0.0), -Z_INNER, Z_INNER))
 
+    def _theta_sigma(self, s: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(theta, sigma)`` of the variance parameters ``s`` (ValueError off range)."""
+        if self.structured:
+            return self.cov.theta_from_natural(s)
+        return theta_from_sdcor(self.design, s)
+
+    def _theta_of(self, x: np.ndarray) -> np.ndarray:
+        """theta of the inner searches' variance part: the structures' psi, or theta."""
+        return self.cov.theta(x) if self.structured else x
+
+    def _free(self, sigma_fixed: bool) -> tuple[np.ndarray, list[tuple[Any, Any]]]:
+        """The inner searches' variance part: its estimate and box (psi's bounds; theta
+        unbounded where sigma is held, as :mod:`hierlm.inference.profile_inner` says,
+        else with lme4's lower bounds)."""
+        if self.structured:
+            return self.psi_hat, list(self.cov.psi_bounds())
+        if sigma_fixed:
+            return self.theta_hat, [(None, None)] * len(self.theta_hat)
+        return self.theta_hat, [(lo if lo == 0.0 else None, None)
+                                for lo in theta_lower(self.design)]
+
     def zeta(self, w: int, c: float) -> float:
         """zeta of parameter ``w`` (index into :attr:`names`) at value ``c``."""
-        k, m, kt = self.k, self.m, len(self.theta_hat)
+        k, m = self.k, self.m
         zb: list[tuple[Any, Any]] = [(-Z_INNER, Z_INNER)] * self.nc + [(None, None)] * (
             m - self.nc)
-        theta_b: list[tuple[Any, Any]] = [(lo if lo == 0.0 else None, None)
-                                          for lo in theta_lower(self.design)]
         follow_all = False
         if w < k - 1:
             free = [i for i in range(k) if i != w]
@@ -173,41 +205,52 @@ class ResidualProfiler(Profiler):
                 s[free] = x[:nf]
                 s[w] = c
                 try:
-                    theta, sigma = theta_from_sdcor(self.design, s)
+                    theta, sigma = self._theta_sigma(s)
                 except ValueError:
                     return 1e300
                 return self._dev(theta, sigma, x[nf:])
         elif w == k - 1:
-            keep = self.theta_hat * (self.fit.sigma / c)
+            v_hat, v_b = self._free(sigma_fixed=True)
+            kv = len(v_hat)
+            if self.structured:  # the random effects' SDs of the fit
+                keep = v_hat + np.where(np.array(self.cov.psi_kinds()) == "log_sd",
+                                        np.log(self.fit.sigma / c), 0.0)
+                faces: list[np.ndarray] = []
+            else:
+                keep = v_hat * (self.fit.sigma / c)
+                faces = face_starts(self.design, keep)
             starts = [*self._starts_for(w, c, np.concatenate([keep, self.z_hat])),
-                      *(np.concatenate([f, self.z_hat]) for f in face_starts(self.design, keep))]
-            bounds = [(None, None)] * kt + zb
+                      *(np.concatenate([f, self.z_hat]) for f in faces)]
+            bounds = v_b + zb
             follow_all = True
 
             def fn(x: np.ndarray) -> float:
-                return self._dev(x[:kt], c, x[kt:])
+                return self._dev(self._theta_of(x[:kv]), c, x[kv:])
         elif w < k + m:
             j = w - k
             others = [i for i in range(m) if i != j]
             zj = self._z_of(j, c)
-            starts = self._starts_for(w, c, np.concatenate([self.theta_hat,
-                                                            self.z_hat[others]]))
-            bounds = theta_b + [zb[i] for i in others]
+            v_hat, v_b = self._free(sigma_fixed=False)
+            kv = len(v_hat)
+            starts = self._starts_for(w, c, np.concatenate([v_hat, self.z_hat[others]]))
+            bounds = v_b + [zb[i] for i in others]
 
             def fn(x: np.ndarray) -> float:
                 z = np.empty(m)
                 z[j] = zj
-                z[others] = x[kt:]
-                return self._dev_profiled_sigma(x[:kt], z)
+                z[others] = x[kv:]
+                return self._dev_profiled_sigma(self._theta_of(x[:kv]), z)
         else:
             j = w - k - m
-            starts = self._starts_for(w, c, np.concatenate([self.theta_hat, self.z_hat]))
-            bounds = theta_b + zb
+            v_hat, v_b = self._free(sigma_fixed=False)
+            kv = len(v_hat)
+            starts = self._starts_for(w, c, np.concatenate([v_hat, self.z_hat]))
+            bounds = v_b + zb
 
             def fn(x: np.ndarray) -> float:
-                if not self._use(x[kt:]):
+                if not self._use(x[kv:]):
                     return 1e300
-                val = self._dev_beta(x[:kt], j, c) + self._logdet
+                val = self._dev_beta(self._theta_of(x[:kv]), j, c) + self._logdet
                 return val if np.isfinite(val) else 1e300
 
         dmin, x = minimize_starts(fn, starts, bounds, follow_all=follow_all)

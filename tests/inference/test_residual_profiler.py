@@ -20,7 +20,6 @@ import scipy.optimize
 import scipy.stats
 
 import hierlm
-from hierlm.errors import MethodError
 from tests.inference.test_residual_kenward_roger import _data
 
 CUT = float(scipy.stats.chi2.ppf(0.95, 1))
@@ -160,13 +159,6 @@ def test_profile_traces_cross_zero_at_the_estimates(fitted: tuple) -> None:
         lo, hi = ci.loc[name]
         inside = grp[(grp["value"] > lo) & (grp["value"] < hi)]["zeta"].abs()
         assert (inside < 1.96 + 1e-6).all(), name
-
-
-def test_structured_covariance_refused() -> None:
-    res = hierlm.fit("Reaction ~ Days + diag(1 + Days | Subject)", hierlm.load_sleepstudy(),
-                     residual="ar1(Days | Subject)")
-    with pytest.raises(MethodError, match="structured"):
-        res.confint("profile")
 
 
 def test_cs_residual_equals_the_nested_random_intercept_model() -> None:
