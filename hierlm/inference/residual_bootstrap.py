@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.parameters import parameter_names, sdcor_from_theta
 from hierlm.errors import ConvergenceWarning, HierlmError, MethodError
 from hierlm.estimate.residual_fit import fit_residual
@@ -24,9 +25,18 @@ from hierlm.estimate.residual_simulate import simulate_responses
 from hierlm.inference.bootstrap import Bootstrap
 
 
+def _covariance_values(design: Any, theta: np.ndarray, sigma: float) -> np.ndarray:
+    """lme4's sd/cor parameters, or a structured model's own (with sigma last)."""
+    cov = DesignCovariance.of(design)
+    if cov.structured:
+        psi = cov.psi_from_theta(theta)
+        return np.append(cov.natural(psi, sigma).to_numpy(), sigma)
+    return sdcor_from_theta(design, theta, sigma)
+
+
 def _row(rec: Any, design: Any) -> np.ndarray:
     return np.concatenate([[rec.objective], rec.fixef.to_numpy(),
-                           sdcor_from_theta(design, rec.theta, rec.sigma),
+                           _covariance_values(design, rec.theta, rec.sigma),
                            rec.residual_parameters.to_numpy()])
 
 
@@ -55,7 +65,11 @@ def residual_bootstrap(res: Any, n: int, seed: int | None = None) -> Bootstrap:
     rng = np.random.default_rng(seed)
     ys = simulate_responses(design, rd, res.fixef.to_numpy(dtype=float), res.theta,
                             float(res.sigma), rho, par[rd.n_corr:], int(n), rng)
-    columns = (["objective", *res.fixef.index, *parameter_names(design)]
+    cov = DesignCovariance.of(design)
+    # a structured term is refitted over its own parameters psi, reported by their names
+    start = cov.psi_from_theta(res.theta) if cov.structured else res.theta
+    names = [*cov.names(), "sigma"] if cov.structured else parameter_names(design)
+    columns = (["objective", *res.fixef.index, *names]
                + list(res.residual_parameters.index))
     rows, failed = [], 0
     for i in range(int(n)):
@@ -63,7 +77,7 @@ def residual_bootstrap(res: Any, n: int, seed: int | None = None) -> Bootstrap:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 rec = fit_residual(dataclasses.replace(design, y=ys[:, i]), rd, reml,
-                                   start=res.theta)
+                                   start=start)
             ok = rec.converged
         except HierlmError:
             ok = False

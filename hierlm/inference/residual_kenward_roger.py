@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.layout import templates
 from hierlm.covariance.term_layout import TermLayout
 from hierlm.errors import MethodError
@@ -115,6 +116,12 @@ def residual_kr_info(res: Any) -> KRInfo:
     if model is None or getattr(model, "residual", None) is None:
         raise MethodError("Kenward-Roger's df of a fit with residual= / sigma= need its "
                           "model (FitResult.model), which a result read from disk lacks")
+    if DesignCovariance.of(model.design).structured:
+        # the generators below are the random effects' covariance entries; a structured
+        # term's parameters psi would need d gamma / d psi and its second derivatives
+        raise MethodError("Kenward-Roger's df of a fit with residual= / sigma= and a "
+                          "structured random-effects term (diag(), cs(), ar1(), toep()) "
+                          "are not available: use ddf='satterthwaite'")
     hit = _CACHE.get(res)
     if hit is not None:
         return hit
