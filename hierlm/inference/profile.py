@@ -317,15 +317,20 @@ class Profiler:
             return float("nan")
 
 
-def profiler(res: Any) -> Profiler:
-    """A :class:`Profiler` of the ML refit of ``res`` (needs ``res.model``)."""
-
-    model = require_model(res, "profile")
+def ml_fit(res: Any, residual_ok: bool = False) -> Any:
+    """``res`` if it is an ML fit, else its ML refit (lme4 profiles the ML deviance;
+    needs ``res.model``)."""
+    model = require_model(res, "profile", residual_ok=residual_ok)
     if res.is_ml:
-        return Profiler(res)
+        return res
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Profiler(model.fit("ml"))
+        return model.fit("ml")
+
+
+def profiler(res: Any) -> Profiler:
+    """A :class:`Profiler` of the ML refit of ``res`` (needs ``res.model``)."""
+    return Profiler(ml_fit(res))
 
 
 def profile_confint(res: Any, level: float = 0.95) -> pd.DataFrame:

@@ -43,7 +43,6 @@ meant for the small and medium data nlme handles.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -59,8 +58,7 @@ from hierlm.estimate.residual_fit import (
     _cs_lower,
     to_unconstrained,
 )
-from hierlm.inference.fitted import require_model
-from hierlm.inference.profile import Profiler, _bounds, confint_of, table_of
+from hierlm.inference.profile import Profiler, _bounds, confint_of, ml_fit, table_of
 from hierlm.inference.profile_inner import minimize_starts
 
 #: Whitened objectives kept (by ``z``) for repeated points.
@@ -261,12 +259,7 @@ class ResidualProfiler(Profiler):
 
 def residual_profiler(res: Any) -> ResidualProfiler:
     """A :class:`ResidualProfiler` of the ML refit of ``res`` (needs ``res.model``)."""
-    model = require_model(res, "profile", residual_ok=True)
-    if res.is_ml:
-        return ResidualProfiler(res)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ResidualProfiler(model.fit("ml"))
+    return ResidualProfiler(ml_fit(res, residual_ok=True))
 
 
 def residual_confint(res: Any, level: float = 0.95) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import scipy.optimize
 import scipy.stats
 
 import hierlm
+from tests.inference.profile_checks import assert_traces_cross_zero
 from tests.inference.test_residual_kenward_roger import _data
 
 CUT = float(scipy.stats.chi2.ppf(0.95, 1))
@@ -151,14 +152,7 @@ def test_reml_fit_is_profiled_on_its_ml_refit(fitted: tuple) -> None:
 
 def test_profile_traces_cross_zero_at_the_estimates(fitted: tuple) -> None:
     res, ci = fitted
-    tab = res.profile(points=3)
-    assert sorted(tab["parameter"].unique()) == sorted(NAMES)
-    for name, grp in tab.groupby("parameter"):
-        z = grp.sort_values("value")["zeta"].to_numpy()
-        assert np.all(np.diff(z) > 0), name  # monotone through 0
-        lo, hi = ci.loc[name]
-        inside = grp[(grp["value"] > lo) & (grp["value"] < hi)]["zeta"].abs()
-        assert (inside < 1.96 + 1e-6).all(), name
+    assert_traces_cross_zero(res.profile(points=3), ci, NAMES)
 
 
 def test_cs_residual_equals_the_nested_random_intercept_model() -> None:

@@ -27,6 +27,7 @@ import scipy.stats
 from threadpoolctl import threadpool_limits
 
 import hierlm
+from tests.inference.profile_checks import assert_traces_cross_zero
 
 CUT = float(scipy.stats.chi2.ppf(0.95, 1))
 FORMULA = "y ~ time + cs(1 + time | subject)"
@@ -195,14 +196,7 @@ def test_same_profiles_as_the_unstructured_term_it_equals(fitted: tuple) -> None
 
 def test_profile_traces_cross_zero_at_the_estimates(fitted: tuple) -> None:
     res, ci = fitted
-    tab = res.profile(points=2)
-    assert sorted(tab["parameter"].unique()) == sorted(NAMES)
-    for name, grp in tab.groupby("parameter"):
-        z = grp.sort_values("value")["zeta"].to_numpy()
-        assert np.all(np.diff(z) > 0), name  # monotone through 0
-        lo, hi = ci.loc[name]
-        inside = grp[(grp["value"] > lo) & (grp["value"] < hi)]["zeta"].abs()
-        assert (inside < 1.96 + 1e-6).all(), name
+    assert_traces_cross_zero(res.profile(points=2), ci, NAMES)
 
 
 def _ar1_frame() -> pd.DataFrame:
