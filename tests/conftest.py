@@ -12,6 +12,10 @@ import pandas as pd
 # A NUTS fit that samples the NumPy density starts a background process compiling the
 # structure for later processes (hierlm.estimate.nuts_first); tests start none.
 os.environ.setdefault("HIERLM_NUTS_WARM_UP", "0")
+# Nor does a process warm with small fits load their compiled evaluation on a background
+# thread (hierlm.estimate.psi_call): which fits it reaches would depend on timing.  The
+# tests of that path set the variable themselves.
+os.environ.setdefault("HIERLM_BACKGROUND_LOADS", "0")
 
 # The lme4 references and their datasets live in the repository (tests/data/reference);
 # HIERLM_REFERENCE points the tests at another copy.

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import hierlm
+from hierlm.estimate import psi_call
 from hierlm.objective import numpy_link, profiled
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
@@ -63,6 +64,9 @@ def _one_link(link: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(numpy_link, "_TIERS", {})
     monkeypatch.setattr(profiled, "VM_BUDGET_S", float("inf"))
     monkeypatch.setattr(numpy_link, "BUDGET_S", float("inf"))
+    # nor the compiled evaluation loaded in the background once a process is warm
+    monkeypatch.setattr(numpy_link, "PROCESS_BUDGET_S", float("inf"))
+    monkeypatch.setattr(psi_call, "_LOADED", {})
     if link == "vm":
         monkeypatch.setattr(numpy_link, "MAX_SIZE", 0)  # no model is small enough
 

@@ -101,6 +101,10 @@ def checked_descent(search: Any, space: Any, start: np.ndarray, opts: Any) -> Ou
 
     def run_lbfgs(x_init: np.ndarray, ftol: float | None = None) -> str:
         lbfgs = opts.lbfgsb() if ftol is None else {**opts.lbfgsb(), "ftol": ftol}
+        if opts.descent is not None:  # the same runs, compiled (descent_loop)
+            message = opts.descent(search, x_init / units, units, lbfgs)
+            if message is not None:
+                return message
         return run_lbfgsb(fun_units, x_init / units, **lbfgs).message
 
     def descend(x_init: np.ndarray, ftol: float | None = None

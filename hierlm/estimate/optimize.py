@@ -86,6 +86,7 @@ import numpy as np
 from hierlm.covariance.design import DesignCovariance
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import MethodError
+from hierlm.estimate.descent_loop import CompiledDescent
 from hierlm.estimate.moment_start import default_start
 from hierlm.estimate.psi_call import OK, THETA_NOT_FINITE, PsiCall
 from hierlm.estimate.theta_optimizer import ParameterSpace, SearchOptions, minimize_theta
@@ -274,7 +275,8 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
                            gtol=float(opts["gtol"]), maxls=50,
                            check_tol=float(opts["check_tol"]), bounded=False,
                            second_order=True, face_check=design.nobs <= FACE_CHECK_MAX_NOBS,
-                           units=units)
+                           units=units,
+                           descent=CompiledDescent(objective, theta_call, reml, trace, best))
     res = minimize_theta(criterion, space, x_start, search)
     # the factor of the last lowest evaluation, where that is the answer itself
     reuse = ("theta" in best and np.array_equal(res.theta, best["theta"])

@@ -52,6 +52,7 @@ optimizer hands L-BFGS-B, structured over ``us``, 1.03-1.06 x with separate call
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import threading
 from pathlib import Path
@@ -63,6 +64,7 @@ from hierlm.covariance import compiled
 from hierlm.covariance.design import DesignCovariance
 from hierlm.objective import scalar_crossed
 from hierlm.objective.graph_cache import NotNeeded, wrapper_function
+from hierlm.objective.numpy_link import process_warm
 from hierlm.objective.profiled import NUMBA_WORK, ProfiledObjective, work_of
 
 #: The kind code of each kernel (0: an unstructured term, ``theta = psi``).
@@ -76,6 +78,14 @@ OK, NOT_FINITE, THETA_NOT_FINITE = 0, 1, 2
 _LOCK = threading.Lock()
 #: The compiled function of each graph (by digest); None where Numba failed.
 _FUNCTIONS: dict[str, Any] = {}
+#: The compiled function of each objective structure loaded on a background thread
+#: (None where Numba failed), and the structures being loaded (their own lock: a load
+#: holds ``_LOCK`` for its whole duration).
+_LOADED: dict[Any, Any] = {}
+_LOADING: dict[Any, threading.Thread] = {}
+_BG_LOCK = threading.Lock()
+#: What else a background load loads once the function is there (:func:`after_load`).
+_AFTER: list[Any] = []
 
 _SRC = """
 # kernels: {kernels}
@@ -202,11 +212,16 @@ class PsiCall:
         C-contiguous float64, or read-only); None where it is not (yet) worth it: a
         heavy evaluation, the objective not on its Numba link, a kernel not loaded, no
         cached graph, or Numba failed (then never again for this design)."""
-        if self._failed or not _on_numba(self.objective):
+        if self._failed or any(compiled.kernel(k) is None for k in self.kinds):
             return None
-        if any(compiled.kernel(k) is None for k in self.kinds):
-            return None
-        fn = _function(self.objective, self.layout, self.log_scale)
+        if _on_numba(self.objective):
+            fn = _function(self.objective, self.layout, self.log_scale)
+        else:
+            fn = _LOADED.get(self.objective.structure)
+            if fn is None:
+                if process_warm():
+                    load_in_background(self.objective, self.layout, self.log_scale)
+                return None
         if fn is None:
             self._failed = True
             return None
@@ -221,6 +236,102 @@ class PsiCall:
                 return None    # the caller makes the separate calls
 
         return call
+
+
+def kinds_missing(call: PsiCall) -> bool:
+    """Whether a structure kernel the design needs is not loaded (then the separate
+    calls run).
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> kinds_missing(PsiCall(m.objective, DesignCovariance.of(m.design)))
+    False
+    """
+    return any(compiled.kernel(k) is None for k in call.kinds)
+
+
+def load_in_background(objective: ProfiledObjective, layout: np.ndarray,
+                       log_scale: np.ndarray) -> None:
+    """Load the compiled function of the objective's structure on a daemon thread (once
+    per structure and process); :meth:`PsiCall.ready` uses it once it is there.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> call = PsiCall(m.objective, DesignCovariance.of(m.design))
+    >>> load_in_background(m.objective, call.layout, call.log_scale)
+    >>> wait_for_loads()
+    >>> call.ready(True) is not None
+    True
+    """
+    key = objective.structure
+    with _BG_LOCK:
+        if key in _LOADED or key in _LOADING:
+            return
+
+        def work() -> None:
+            try:
+                fn = _function(objective, layout, log_scale)
+                for hook in list(_AFTER):
+                    hook(objective, fn)
+            except Exception:  # noqa: BLE001 - any failure: the separate calls go on
+                fn = None
+            with _BG_LOCK:
+                _LOADED[key] = fn
+                _LOADING.pop(key, None)
+
+        thread = threading.Thread(target=work, name="hierlm-load", daemon=True)
+        _LOADING[key] = thread
+    thread.start()
+
+
+def after_load(hook: Any) -> None:
+    """Have every background load call ``hook(objective, fn)`` once the structure's
+    function ``fn`` is loaded (None where Numba failed), before the fits use it:
+    compiled code built on it (:mod:`hierlm.estimate.descent_loop`) loads on the same
+    thread.
+
+    Examples
+    --------
+    >>> from hierlm.estimate import descent_loop
+    >>> after_load(descent_loop.build)  # registered once, when that module is imported
+    >>> _AFTER.count(descent_loop.build)
+    1
+    """
+    if hook not in _AFTER:
+        _AFTER.append(hook)
+
+
+def source_digest() -> str:
+    """A digest of this function's source and of the kernels it calls (compiled code
+    that inlines the function caches under it).
+
+    Examples
+    --------
+    >>> len(source_digest())
+    16
+    """
+    return hashlib.sha256((_SRC + _kernels_digest()).encode()).hexdigest()[:16]
+
+
+def wait_for_loads(timeout: float | None = None) -> None:
+    """Wait for the background loads started so far (at exit too: a daemon thread must
+    not be inside Numba's or LLVM's code while the interpreter shuts down).
+
+    Examples
+    --------
+    >>> wait_for_loads()
+    """
+    with _BG_LOCK:
+        threads = list(_LOADING.values())
+    for thread in threads:
+        thread.join(timeout)
+
+
+atexit.register(wait_for_loads)
 
 
 def _function(objective: ProfiledObjective, layout: np.ndarray, log_scale: np.ndarray

@@ -143,7 +143,8 @@ class SearchOptions:
     ``bounded``: L-BFGS-B keeps to the space's box; ``runs``: L-BFGS-B runs per start;
     ``newton``: the Newton polish; ``second_order``: the fit's checked descent, with
     ``face_check`` (descents from the singular faces) and ``units`` (the search's
-    units in ``phi``); ``strategy``: a search of its own that runs instead
+    units in ``phi``) and ``descent`` (its L-BFGS-B runs compiled, :class:`Descent`);
+    ``strategy``: a search of its own that runs instead
     (:class:`Strategy`; the bootstrap's quasi-Newton refits,
     :class:`hierlm.estimate.quasi_newton.QuasiNewton`).
     """
@@ -160,6 +161,7 @@ class SearchOptions:
     face_check: bool = False
     units: np.ndarray | None = None
     strategy: Strategy | None = None
+    descent: Descent | None = None
 
     def lbfgsb(self) -> dict[str, Any]:
         return {"maxiter": int(self.maxiter), "ftol": float(self.ftol),
@@ -211,6 +213,16 @@ class Strategy(Protocol):
 
     def search(self, criterion: Criterion, space: ParameterSpace, start: np.ndarray,
                minimize: Callable[..., SearchResult]) -> SearchResult: ...
+
+
+class Descent(Protocol):
+    """The checked descent's L-BFGS-B runs as compiled code: run from ``u0`` in the units
+    ``units`` with L-BFGS-B's options, updating ``search`` as its evaluations would
+    (count, lowest point); L-BFGS-B's message, or None where it cannot run (then SciPy's
+    L-BFGS-B runs).  :mod:`hierlm.estimate.descent_loop`."""
+
+    def __call__(self, search: Search, u0: np.ndarray, units: np.ndarray,
+                 lbfgsb: dict[str, Any]) -> str | None: ...
 
 
 class Search:

@@ -100,6 +100,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -116,7 +117,26 @@ MAX_SIZE = 120
 #: Seconds of NumPy evaluation of one structure, per process, after which
 #: :class:`NumpyFirst` moves it to Numba.
 BUDGET_S = 1.0
+#: Seconds of NumPy evaluation summed over every structure, per process, after which
+#: :func:`process_warm` holds: callers may then load their compiled functions on a
+#: background thread (:mod:`hierlm.estimate.psi_call`).
+PROCESS_BUDGET_S = 0.05
 _LOCK = threading.Lock()
+_PROCESS_SPENT = [0.0]
+
+
+def process_warm() -> bool:
+    """Whether this process has spent :data:`PROCESS_BUDGET_S` seconds evaluating small
+    models here, summed over their structures (a loop of fits, a notebook session);
+    never where the environment sets ``HIERLM_BACKGROUND_LOADS=0``.
+
+    Examples
+    --------
+    >>> isinstance(process_warm(), bool)
+    True
+    """
+    return _PROCESS_SPENT[0] > PROCESS_BUDGET_S and os.environ.get(
+        "HIERLM_BACKGROUND_LOADS") != "0"
 
 
 def suits(gram: GramBlocks) -> bool:
@@ -315,7 +335,9 @@ class NumpyFirst:
             return fast(*args)
         t0 = time.perf_counter()
         out = profiled_numpy(*args)
-        self.spent += time.perf_counter() - t0  # approximate under threads: only a trigger
+        dt = time.perf_counter() - t0
+        self.spent += dt  # approximate under threads: only a trigger
+        _PROCESS_SPENT[0] += dt
         if self.spent > BUDGET_S:
             with _LOCK:
                 if self._fast is None:
