@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.estimate import psi_call
+from hierlm.estimate import descent_loop, psi_call
 from hierlm.objective import numpy_link, profiled
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
@@ -67,6 +67,7 @@ def _one_link(link: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # nor the compiled evaluation loaded in the background once a process is warm
     monkeypatch.setattr(numpy_link, "PROCESS_BUDGET_S", float("inf"))
     monkeypatch.setattr(psi_call, "_LOADED", {})
+    monkeypatch.setattr(descent_loop, "_LOOPS", {})
     if link == "vm":
         monkeypatch.setattr(numpy_link, "MAX_SIZE", 0)  # no model is small enough
 
@@ -98,6 +99,7 @@ def test_concurrent_first_fits_and_the_move_to_numba(link: str,
     # during the first fits, while the other threads evaluate
     monkeypatch.setattr(profiled, "VM_BUDGET_S", 0.002)
     monkeypatch.setattr(numpy_link, "BUDGET_S", 0.002)
+    monkeypatch.setattr(descent_loop, "_LOOPS", {})  # the fits evaluate from Python
     if link == "vm":
         monkeypatch.setattr(numpy_link, "MAX_SIZE", 0)
     got = _run_threads(datasets, 4, rounds=2)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -266,25 +267,31 @@ def loop_source(n_args: int) -> str:
     """The loop's source for a graph of ``n_args`` inputs (theta first)."""
     args = ", ".join(f"a{i}" for i in range(1, n_args))
     body = _EVAL.format(args=args)
-    digest = hashlib.sha256((psi_call.source_digest() + _EVAL).encode()).hexdigest()[:16]
+    # the loop inlines the evaluation's and the line search's machine code: a change to
+    # either must not run stale code from Numba's cache
+    search_src = Path(__file__).with_name("line_search_jit.py").read_bytes()
+    digest = hashlib.sha256((psi_call.source_digest() + _EVAL).encode()
+                            + search_src).hexdigest()[:16]
     return _LOOP.format(args=args, maxcor=MAXCOR, digest=digest,
                         eval1=_indent(body, 4), eval3=_indent(body, 20))
 
 
-def build(objective: ProfiledObjective, psi_fn: Any) -> Any:
-    """Load (or compile, against ``psi_fn``) the loop of the objective's structure and
-    keep it for :func:`loop_for`; None where Numba fails.  Called on the background
-    thread after ``psi_fn`` is loaded (:func:`hierlm.estimate.psi_call.after_load`)."""
+def build(objective: ProfiledObjective, psi_fn: Any, compile_missing: bool = True) -> Any:
+    """Load from Numba's cache (or, with ``compile_missing``, compile against
+    ``psi_fn``) the loop of the objective's structure and keep it for
+    :func:`loop_for`; None where it is not there.  Called once ``psi_fn`` is loaded
+    (:func:`hierlm.estimate.psi_call.after_load`)."""
     key = objective.structure
-    if key in _LOOPS:
+    if _LOOPS.get(key) is not None:
         return _LOOPS[key]
-    fn = None if psi_fn is None else _compile(objective, psi_fn)
-    with _LOCK:
-        _LOOPS.setdefault(key, fn)
-    return _LOOPS[key]
+    fn = None if psi_fn is None else _compile(objective, psi_fn, compile_missing)
+    if fn is not None or compile_missing:
+        with _LOCK:
+            _LOOPS[key] = fn
+    return fn
 
 
-def _compile(objective: ProfiledObjective, psi_fn: Any) -> Any:
+def _compile(objective: ProfiledObjective, psi_fn: Any, compile_missing: bool) -> Any:
     try:
         import numba
         from numba.core.errors import NumbaError
@@ -299,7 +306,7 @@ def _compile(objective: ProfiledObjective, psi_fn: Any) -> Any:
     n = int(call.layout[:, 4].sum())
     probe = (np.zeros(n), np.ones(n), np.ones(n), 0.0, np.inf, n, 0, MAXFUN, 1e-12, 1e-6, 1,
              call.layout, call.log_scale, np.asarray(1.0), *objective._arguments)
-    for callee in (NotNeeded(), psi_fn):
+    for callee in (NotNeeded(), psi_fn) if compile_missing else (NotNeeded(),):
         try:
             py = wrapper_function(graph, src, "hierlm_descent", NotNeeded(),
                                   env={"np": np, "lsj": line_search_jit, "psi_eval": callee})
@@ -339,7 +346,7 @@ class CompiledDescent:
         self._args: tuple[Any, ...] | None = None
 
     def __call__(self, search: Any, u0: np.ndarray, units: np.ndarray,
-                 lbfgsb: dict[str, Any]) -> str | None:
+                 options: dict[str, Any]) -> str | None:
         fn = loop_for(self.objective)
         if fn is None or psi_call.kinds_missing(self.call):
             return None
@@ -353,8 +360,8 @@ class CompiledDescent:
          tr_f) = fn(np.ascontiguousarray(u0, dtype=np.float64),
                     np.ascontiguousarray(units, dtype=np.float64), scale,
                     float(self.objective.gram.sum_log_w), float(search.best["f"]), n_theta,
-                    int(lbfgsb["maxiter"]), MAXFUN, float(lbfgsb["ftol"]),
-                    float(lbfgsb["gtol"]), int(lbfgsb["maxls"]), *self._args)
+                    int(options["maxiter"]), MAXFUN, float(options["ftol"]),
+                    float(options["gtol"]), int(options["maxls"]), *self._args)
         search.n += int(nev)
         self.trace.extend(zip(map(tuple, tr_theta.tolist()), tr_f.tolist(), strict=True))
         if improved:

@@ -37,6 +37,20 @@ lower optimum in one of them).  ``J' g`` by NumPy after the call keeps the bits 
 costs 1.5-2 us an evaluation (the optimizers' functions 1.01-1.03 x ``us``'s instead
 of 0.99-1.01 x).
 
+A process that has spent :data:`hierlm.objective.numpy_link.PROCESS_BUDGET_S` seconds
+evaluating small models on NumPy (about 50 fits: a loop, a simulation, a notebook
+session) loads each structure's function on a daemon thread when a fit of it next asks
+(:func:`load_in_background`), with the fit's compiled descent loop
+(:mod:`hierlm.estimate.descent_loop`, :func:`after_load`); the fits use NumPy until
+it is there.  The cost, measured for sleepstudy's structure from Numba's cache
+(``/tmp``-style scripts, 2 cores, load about 2): importing Numba 0.2-0.4 s, this
+function 0.35 s, the loop 0.23 s; a second structure 0.15 s.  In a loop of fits on 2
+busy cores it cost the foreground about 0.9 s (586 fits in 3 s without it, 480 with
+it, the load done after 1.7 s and 154 fits); after it, a sleepstudy fit took 1.9
+instead of 3.5 ms (thread CPU time, best of 20).  In a notebook the load falls in the
+idle time between cells.  ``HIERLM_BACKGROUND_LOADS=0`` turns it off (the tests do,
+except those of this path: which fits it reaches would depend on timing).
+
 The unstructured fit (:func:`hierlm.estimate.optimize.optimize_theta`) evaluates by
 the same function, its layout all identity: the values are the separate calls' bit
 for bit there (``J' g`` is ``g``).  Loading the function from Numba's cache costs about
@@ -52,7 +66,6 @@ optimizer hands L-BFGS-B, structured over ``us``, 1.03-1.06 x with separate call
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import threading
 from pathlib import Path
@@ -62,8 +75,9 @@ import numpy as np
 
 from hierlm.covariance import compiled
 from hierlm.covariance.design import DesignCovariance
+from hierlm.estimate import background
 from hierlm.objective import scalar_crossed
-from hierlm.objective.graph_cache import NotNeeded, wrapper_function
+from hierlm.objective.graph_cache import NotNeeded, on_disk, wrapper_function
 from hierlm.objective.numpy_link import process_warm
 from hierlm.objective.profiled import NUMBA_WORK, ProfiledObjective, work_of
 
@@ -78,12 +92,8 @@ OK, NOT_FINITE, THETA_NOT_FINITE = 0, 1, 2
 _LOCK = threading.Lock()
 #: The compiled function of each graph (by digest); None where Numba failed.
 _FUNCTIONS: dict[str, Any] = {}
-#: The compiled function of each objective structure loaded on a background thread
-#: (None where Numba failed), and the structures being loaded (their own lock: a load
-#: holds ``_LOCK`` for its whole duration).
+#: The compiled function of each objective structure loaded on a background thread.
 _LOADED: dict[Any, Any] = {}
-_LOADING: dict[Any, threading.Thread] = {}
-_BG_LOCK = threading.Lock()
 #: What else a background load loads once the function is there (:func:`after_load`).
 _AFTER: list[Any] = []
 
@@ -214,8 +224,9 @@ class PsiCall:
         cached graph, or Numba failed (then never again for this design)."""
         if self._failed or any(compiled.kernel(k) is None for k in self.kinds):
             return None
-        if _on_numba(self.objective):
+        if _on_numba(self.objective):  # compiles what is not cached, here and now
             fn = _function(self.objective, self.layout, self.log_scale)
+            _run_hooks(self.objective, fn, compile_missing=True)
         else:
             fn = _LOADED.get(self.objective.structure)
             if fn is None:
@@ -255,44 +266,45 @@ def kinds_missing(call: PsiCall) -> bool:
 def load_in_background(objective: ProfiledObjective, layout: np.ndarray,
                        log_scale: np.ndarray) -> None:
     """Load the compiled function of the objective's structure on a daemon thread (once
-    per structure and process); :meth:`PsiCall.ready` uses it once it is there.
+    per structure and process, :mod:`hierlm.estimate.background`) from Numba's disk
+    cache, and what :func:`after_load` asks for; :meth:`PsiCall.ready` uses it once it
+    is there.  Nothing is compiled on the thread (a structure not cached stays on the
+    separate calls in this process): a compile takes seconds, and the interpreter's exit
+    must not find LLVM compiling on a daemon thread (it aborted there).
 
     Examples
     --------
     >>> import hierlm
+    >>> from hierlm.estimate import background
     >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
     >>> call = PsiCall(m.objective, DesignCovariance.of(m.design))
     >>> load_in_background(m.objective, call.layout, call.log_scale)
-    >>> wait_for_loads()
-    >>> call.ready(True) is not None
+    >>> background.wait()
+    >>> call.ready(True) is None or callable(call.ready(True))
     True
     """
     key = objective.structure
-    with _BG_LOCK:
-        if key in _LOADED or key in _LOADING:
-            return
+    if key in _LOADED:
+        return
 
-        def work() -> None:
-            try:
-                fn = _function(objective, layout, log_scale)
-                for hook in list(_AFTER):
-                    hook(objective, fn)
-            except Exception:  # noqa: BLE001 - any failure: the separate calls go on
-                fn = None
-            with _BG_LOCK:
-                _LOADED[key] = fn
-                _LOADING.pop(key, None)
+    def work() -> None:
+        try:  # from Numba's cache only: nothing is compiled on this thread
+            fn = _function(objective, layout, log_scale, compile_missing=False)
+            _run_hooks(objective, fn, compile_missing=False)
+        except Exception:  # noqa: BLE001 - any failure: the separate calls go on
+            fn = None
+        if fn is not None:
+            _LOADED[key] = fn
 
-        thread = threading.Thread(target=work, name="hierlm-load", daemon=True)
-        _LOADING[key] = thread
-    thread.start()
+    background.start(("psi_call", key), work)
 
 
 def after_load(hook: Any) -> None:
-    """Have every background load call ``hook(objective, fn)`` once the structure's
-    function ``fn`` is loaded (None where Numba failed), before the fits use it:
-    compiled code built on it (:mod:`hierlm.estimate.descent_loop`) loads on the same
-    thread.
+    """Have every load call ``hook(objective, fn, compile_missing)`` once the
+    structure's function ``fn`` is loaded (None where Numba failed), before the fits use
+    it: compiled code built on it (:mod:`hierlm.estimate.descent_loop`) loads on the
+    same thread, from Numba's cache only on the background thread
+    (``compile_missing=False``).
 
     Examples
     --------
@@ -303,6 +315,20 @@ def after_load(hook: Any) -> None:
     """
     if hook not in _AFTER:
         _AFTER.append(hook)
+
+
+_HOOKED: set[Any] = set()
+
+
+def _run_hooks(objective: ProfiledObjective, fn: Any, compile_missing: bool) -> None:
+    """The :func:`after_load` hooks for the objective's structure (once per structure
+    where they may compile)."""
+    if compile_missing:
+        if objective.structure in _HOOKED:
+            return
+        _HOOKED.add(objective.structure)
+    for hook in list(_AFTER):
+        hook(objective, fn, compile_missing)
 
 
 def source_digest() -> str:
@@ -317,37 +343,27 @@ def source_digest() -> str:
     return hashlib.sha256((_SRC + _kernels_digest()).encode()).hexdigest()[:16]
 
 
-def wait_for_loads(timeout: float | None = None) -> None:
-    """Wait for the background loads started so far (at exit too: a daemon thread must
-    not be inside Numba's or LLVM's code while the interpreter shuts down).
-
-    Examples
-    --------
-    >>> wait_for_loads()
-    """
-    with _BG_LOCK:
-        threads = list(_LOADING.values())
-    for thread in threads:
-        thread.join(timeout)
-
-
-atexit.register(wait_for_loads)
-
-
-def _function(objective: ProfiledObjective, layout: np.ndarray, log_scale: np.ndarray
-              ) -> Any:
+def _function(objective: ProfiledObjective, layout: np.ndarray, log_scale: np.ndarray,
+              compile_missing: bool = True) -> Any:
     """The compiled function of the objective's graph, made once per process: from
-    Numba's cache, else compiled against the graph; None on any failure of Numba."""
+    Numba's cache, else (``compile_missing``) compiled against the graph; None on any
+    failure of Numba, or where it is not cached and may not be compiled."""
+    if not compile_missing and not on_disk("profiled", objective.structure):
+        return None  # building the graph would compile it
     graph = objective.graph
     if graph.digest is None:
         return None
     with _LOCK:
         if graph.digest not in _FUNCTIONS:
-            _FUNCTIONS[graph.digest] = _load(objective, layout, log_scale)
+            fn = _load(objective, layout, log_scale, compile_missing)
+            if fn is None and not compile_missing:
+                return None  # not cached: a later call may compile it
+            _FUNCTIONS[graph.digest] = fn
         return _FUNCTIONS[graph.digest]
 
 
-def _load(objective: ProfiledObjective, layout: np.ndarray, log_scale: np.ndarray) -> Any:
+def _load(objective: ProfiledObjective, layout: np.ndarray, log_scale: np.ndarray,
+          compile_missing: bool = True) -> Any:
     graph = objective.graph
     try:
         import numba
@@ -370,7 +386,7 @@ def _load(objective: ProfiledObjective, layout: np.ndarray, log_scale: np.ndarra
     # every design of the graph uses
     probe = (np.zeros(int(layout[:, 4].sum())), layout, log_scale, np.asarray(1.0),
              *objective._arguments)
-    for callee in (NotNeeded(), None):
+    for callee in (NotNeeded(), None) if compile_missing else (NotNeeded(),):
         try:
             fn = make(graph.fn if callee is None else callee)
             fn(*probe)

@@ -217,12 +217,12 @@ class Strategy(Protocol):
 
 class Descent(Protocol):
     """The checked descent's L-BFGS-B runs as compiled code: run from ``u0`` in the units
-    ``units`` with L-BFGS-B's options, updating ``search`` as its evaluations would
+    ``units`` with L-BFGS-B's ``options``, updating ``search`` as its evaluations would
     (count, lowest point); L-BFGS-B's message, or None where it cannot run (then SciPy's
     L-BFGS-B runs).  :mod:`hierlm.estimate.descent_loop`."""
 
     def __call__(self, search: Search, u0: np.ndarray, units: np.ndarray,
-                 lbfgsb: dict[str, Any]) -> str | None: ...
+                 options: dict[str, Any]) -> str | None: ...
 
 
 class Search:

@@ -63,12 +63,16 @@ from pytensor.link.vm import VMLinker
 
 from hierlm.objective import numba_cache
 from hierlm.objective.interrupts import interrupts_kept
+from hierlm.objective.numba_wrapper import NotNeeded, _WarmCall, wrapper_function
 from hierlm.objective.threads import (
     PYTENSOR_LOCK,
     PerThread,
     inner_function_ops,
     own_inner_functions,
 )
+
+__all__ = ["CompiledGraph", "NotNeeded", "cache_dir", "cached_graph", "compile_graph",
+           "on_disk", "rewrite_mode", "source_digest", "wrapper_function"]
 
 _PACKAGES = ("pytensor", "pymc", "numba", "numpy", "nutpie")
 #: The modules that build cached graphs (relative to the package root).
@@ -171,80 +175,6 @@ def rewrite_mode(link: str = "numba") -> Mode:
     linker.required_rewrites = NumbaLinker.required_rewrites
     linker.incompatible_rewrites = NumbaLinker.incompatible_rewrites
     return Mode(linker, get_mode("NUMBA").provided_optimizer)
-
-
-class NotNeeded:
-    """Stands in for a graph's Numba function while a wrapper may load from Numba's
-    cache (a cached wrapper holds its callee's machine code); compiling with it fails."""
-
-
-def wrapper_function(graph: CompiledGraph, src: str, fname: str, callee: Any,
-                     env: dict[str, Any] | None = None) -> Callable[..., Any]:
-    """The Python function ``fname`` of wrapper source ``src`` that calls ``fn``
-    (``callee``: the graph's Numba function or a :class:`NotNeeded`), for Numba to
-    compile.  Numba caches it under the graph's digest and ``src`` (not at all when
-    the graph has no digest); ``env`` adds globals."""
-    numba_cache.prepare()
-    from pytensor.link.numba.cache import compile_numba_function_src
-
-    key = (hashlib.sha256(f"{graph.digest}{src}".encode()).hexdigest()
-           if graph.digest is not None else None)
-    # a wrapper loaded from Numba's cache re-imports its module, __name__
-    glob = {"__name__": __name__, "fn": callee, **(env or {})}
-    return compile_numba_function_src(src, fname, global_env=glob, cache_key=key)
-
-
-_WRAPPER_SRC = """
-def hierlm_graph({args}):
-    return fn({args})
-"""
-
-
-class _WarmCall:
-    """Calls a cached graph through a Numba wrapper (see ``CompiledGraph.python_fn``)."""
-
-    def __init__(self, graph: CompiledGraph) -> None:
-        from numba.core.errors import TypingError
-
-        self._graph = graph
-        self._typing_error = TypingError
-        with interrupts_kept():
-            self._fn = self._first = self._wrapper(NotNeeded())
-        self._called = False
-
-    @property
-    def _stand_in(self) -> bool:
-        """Whether calls still go to the wrapper with the stand-in callee."""
-        return self._fn is self._first
-
-    def _wrapper(self, callee: Any) -> Callable[..., Any]:
-        import numba
-
-        args = ", ".join(f"a{i}" for i in range(len(self._graph.fgraph.inputs)))
-        src = _WRAPPER_SRC.format(args=args)
-        return numba.njit(cache=True)(wrapper_function(self._graph, src, "hierlm_graph",
-                                                       callee))
-
-    def __call__(self, *args: Any) -> Any:
-        if self._called:
-            return self._call(*args)
-        with interrupts_kept():  # the first call compiles or loads machine code
-            out = self._call(*args)
-        self._called = True
-        return out
-
-    def _call(self, *args: Any) -> Any:
-        fn = self._fn  # one read: another thread may replace it meanwhile
-        try:
-            return fn(*args)
-        except self._typing_error:
-            if fn is not self._first:
-                raise
-            # not in Numba's cache for these argument types: compile against the graph
-            with PYTENSOR_LOCK:  # once, when threads get here together
-                if self._fn is self._first:
-                    self._fn = self._wrapper(self._graph.fn)
-            return self._fn(*args)
 
 
 @functools.cache
@@ -365,6 +295,18 @@ def compile_graph(name: str, key: Any,
         return CompiledGraph(loaded[0], loaded[1], digest, loaded=True)
     with interrupts_kept():
         return _compile(name, key, build, link, digest, path)
+
+
+def on_disk(name: str, key: Any, link: str = "numba") -> bool:
+    """Whether a file for the graph is on disk (what :func:`cached_graph` would read).
+
+    Examples
+    --------
+    >>> on_disk("never-stored", 0)
+    False
+    """
+    where = _location(name, key, link)
+    return where is not None and where[1].exists()
 
 
 def cached_graph(name: str, key: Any, link: str = "numba") -> CompiledGraph | None:

@@ -94,6 +94,12 @@ building the design (pandas), 21% in the evaluations here and 4% in their caller
 wrappers, 14% in the optimizer's own steps, 6% in the Gram blocks, 3% in the
 residual-based estimates and 2% in the record.  In a fit (the design and Gram blocks
 apart), the evaluations are about half the CPU time: median 19 per fit at 40-60 us.
+
+Beside this per-structure move, the time spent here is also summed over every
+structure (:func:`process_warm`): once a process has spent :data:`PROCESS_BUDGET_S`
+here, fits load their compiled evaluation and descent loop on a background thread
+(:mod:`hierlm.estimate.psi_call`, :mod:`hierlm.estimate.descent_loop`), which takes
+the Python around each evaluation away as well.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.estimate import descent_loop, psi_call
+from hierlm.estimate import background, descent_loop, psi_call
 from hierlm.objective import numpy_link
 
 FORMULAS = ["Reaction ~ Days + (Days | Subject)", "Reaction ~ Days + (1 | Subject)",
@@ -23,13 +23,28 @@ FORMULAS = ["Reaction ~ Days + (Days | Subject)", "Reaction ~ Days + (1 | Subjec
 @pytest.fixture
 def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     """No structure loaded, none loading, small models on NumPy until told otherwise."""
-    monkeypatch.setattr(psi_call, "_LOADED", {})
-    monkeypatch.setattr(psi_call, "_LOADING", {})
-    monkeypatch.setattr(descent_loop, "_LOOPS", {})
+    for first in (True, False):  # compiled into tables of its own, then fresh ones
+        monkeypatch.setattr(psi_call, "_LOADED", {})
+        monkeypatch.setattr(psi_call, "_FUNCTIONS", {})  # loaded again, from Numba's cache
+        monkeypatch.setattr(background, "_STARTED", set())
+        monkeypatch.setattr(descent_loop, "_LOOPS", {})
+        if first:
+            _compiled_once()
     monkeypatch.setattr(numpy_link, "_TIERS", {})
     monkeypatch.setattr(numpy_link, "BUDGET_S", float("inf"))
     monkeypatch.setattr(numpy_link, "PROCESS_BUDGET_S", float("inf"))
     monkeypatch.setenv("HIERLM_BACKGROUND_LOADS", "1")
+
+
+def _compiled_once() -> None:
+    """The structures' functions and loops compiled into Numba's cache (synchronously,
+    as the move of a structure to Numba does; a fresh install has none)."""
+    data = hierlm.load_sleepstudy()
+    for f in FORMULAS:
+        m = hierlm.Model(f, data)
+        call = psi_call.PsiCall(m.objective, psi_call.DesignCovariance.of(m.design))
+        fn = psi_call._function(m.objective, call.layout, call.log_scale)
+        assert descent_loop.build(m.objective, fn) is not None
 
 
 def _fit(formula: str, data: pd.DataFrame, method: str) -> hierlm.FitResult:
@@ -41,11 +56,11 @@ def test_fits_after_the_background_load_equal_the_numpy_fits(
         fresh: None, method: str, monkeypatch: pytest.MonkeyPatch) -> None:
     data = hierlm.load_sleepstudy()
     cold = [_fit(f, data, method) for f in FORMULAS]
-    assert psi_call._LOADED == {} and psi_call._LOADING == {}  # not warm: nothing loads
+    assert psi_call._LOADED == {} and background._STARTED == set()  # not warm: nothing loads
     monkeypatch.setattr(numpy_link, "PROCESS_BUDGET_S", 0.0)
     for f in FORMULAS:  # each new structure starts its load and fits on NumPy meanwhile
         _fit(f, data, method)
-    psi_call.wait_for_loads()
+    background.wait()
     # (1 | Subject) and (Days || Subject) share a structure (p1 = 1, the rest diagonal)
     assert len(psi_call._LOADED) == 2 and all(v is not None for v in psi_call._LOADED.values())
     calls = []
@@ -73,9 +88,9 @@ def test_one_load_per_structure(fresh: None, monkeypatch: pytest.MonkeyPatch) ->
     call = psi_call.PsiCall(m.objective, cov)
     for _ in range(3):
         psi_call.load_in_background(m.objective, call.layout, call.log_scale)
-    assert len(psi_call._LOADING) + len(psi_call._LOADED) == 1
-    psi_call.wait_for_loads()
-    assert list(psi_call._LOADED) == [m.objective.structure] and psi_call._LOADING == {}
+    assert background._STARTED == {("psi_call", m.objective.structure)}
+    background.wait()
+    assert list(psi_call._LOADED) == [m.objective.structure] and background._RUNNING == {}
 
 
 def test_the_environment_switches_it_off(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,4 +100,4 @@ def test_the_environment_switches_it_off(fresh: None, monkeypatch: pytest.Monkey
     monkeypatch.setenv("HIERLM_BACKGROUND_LOADS", "0")
     assert not numpy_link.process_warm()
     _fit(FORMULAS[0], hierlm.load_sleepstudy(), "reml")
-    assert psi_call._LOADING == {} and psi_call._LOADED == {}
+    assert background._STARTED == set() and psi_call._LOADED == {}
