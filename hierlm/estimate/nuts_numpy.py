@@ -85,12 +85,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotrs
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.names import posterior_name
 from hierlm.covariance.term_layout import TermLayout
 from hierlm.estimate.corr_cholesky import fill_order
+from hierlm.estimate.nuts_numpy_kernel import DensityKernel
 from hierlm.estimate.priors import Priors
 from hierlm.objective.numpy_link import _constants
 from hierlm.objective.profiled import ProfiledObjective
@@ -178,7 +178,6 @@ class NumpyDensity:
         self.A_RR = np.ascontiguousarray(A[q:, q:])
         self.lam_rows, self.lam_cols, self.lam_theta = rows, cols, tidx
         self._lam_flat = rows * q + cols
-        self._lam_flat_t = cols * q + rows
         self.offset = np.asarray(g.beta_offset, dtype=float)
         self.beta_mu = np.asarray(pr.beta_mu, dtype=float)
         self.beta_sigma = np.asarray(pr.beta_sigma, dtype=float)
@@ -225,6 +224,7 @@ class NumpyDensity:
         self.names, self.shapes = tuple(names), tuple(shapes)
         self.value_names, self.value_shapes = tuple(value_names), tuple(value_shapes)
         self.dims = dims
+        self.kernel = DensityKernel(self)  # the evaluation (nuts_numpy_kernel)
 
     # --- the maps between x and the constrained values ---------------------------------
 
@@ -265,87 +265,4 @@ class NumpyDensity:
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """``(log p(x), d log p / dx)``; ``(-inf, 0)`` where it is not finite (the
         sampler's early steps can overflow: quietly, as the compiled density does)."""
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return self._evaluate(np.asarray(x, dtype=float))
-
-    def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        p, q, n = self.p, self.q, self.n
-        grad = np.zeros(self.ndim)
-        beta = x[:p]
-        log_sigma = x[p]
-        sigma = math.exp(log_sigma)
-        # priors and log-Jacobians
-        zb = (beta - self.beta_mu) / self.beta_sigma
-        lp = self._beta_const - 0.5 * float(zb @ zb)
-        grad[:p] = -zb / self.beta_sigma
-        nu, s = self.sigma_nu, self.sigma_scale
-        lp += (self._sigma_const - (nu + 1) / 2 * math.log1p(sigma * sigma / (nu * s * s))
-               + log_sigma)
-        grad[p] = 1.0 - (nu + 1) * sigma * sigma / (nu * s * s + sigma * sigma)
-        theta = np.empty(self.n_theta)
-        corr: list[np.ndarray | None] = []
-        for t in self.terms:
-            xs = x[t.sd]
-            sd = np.exp(xs)
-            u = sd / t.sd_scale
-            uu = u * u
-            lp += t.sd_const + float(xs.sum() - 0.5 * uu.sum())
-            grad[t.sd] = 1.0 - uu
-            if t.p > 1:
-                L = self._corr(t, x[t.z])
-                logd = np.log(np.diagonal(L))
-                lp += t.lkj_const + float(t.lkj_w @ logd)
-                T = (sd / sigma)[:, None] * L
-                corr.append(L)
-            else:
-                T = (sd / sigma)[:, None]
-                corr.append(None)
-            theta[t.theta] = T[t.rows, t.cols]
-        # the marginal deviance and its gradient in Lambda
-        lam = np.zeros((q, q))
-        lam.flat[self._lam_flat] = theta[self.lam_theta]
-        c = np.empty(p + 1)
-        c[:p] = self.offset - beta
-        c[p] = 1.0
-        A_lam = self.A_ZZ @ lam
-        K = lam.T @ A_lam
-        K.flat[::q + 1] += 1.0
-        Lk, info = dpotrf(K, lower=1, clean=1)
-        if info != 0:  # not positive definite (an overflow upstream)
-            return -np.inf, np.zeros(self.ndim)
-        Zc = self.A_ZR @ c
-        b = lam.T @ Zc
-        u = dpotrs(Lk, b, lower=1)[0]
-        r2 = float(c @ self.A_RR @ c - b @ u)
-        s2 = sigma * sigma
-        logdet = 2.0 * float(np.log(np.diagonal(Lk)).sum())
-        dev = logdet + n * (_LOG_2PI + 2.0 * log_sigma) + r2 / s2
-        lp -= 0.5 * dev
-        # K^-1 Lambda'A_ZZ = (A_ZZ Lambda K^-1)': Lambda's entries of the latter, transposed
-        KiAl = dpotrs(Lk, A_lam.T, lower=1)[0]
-        resid = Zc - A_lam @ u
-        rr, cc = self.lam_rows, self.lam_cols
-        G = 2.0 * KiAl.flat[self._lam_flat_t] - (2.0 / s2) * resid[rr] * u[cc]
-        g_theta = np.bincount(self.lam_theta, G, minlength=self.n_theta)
-        # d(-dev/2)/d beta: r^2 = c'Sc with S c = A_RR c - A_RZ Lambda u
-        Sc = self.A_RR @ c - self.A_ZR.T @ (lam @ u)
-        grad[:p] += Sc[:p] / s2
-        # d(-dev/2)/d log sigma: directly, and through theta = T / sigma
-        grad[p] += -0.5 * (2.0 * n - 2.0 * r2 / s2) + 0.5 * float(g_theta @ theta)
-        for t, Lt in zip(self.terms, corr, strict=True):
-            gt = -0.5 * g_theta[t.theta]
-            th = theta[t.theta]
-            grad[t.sd] += np.bincount(t.rows, gt * th, minlength=t.p)
-            if Lt is None:
-                continue
-            sd = np.exp(x[t.sd])
-            Lbar = np.zeros((t.p, t.p))
-            Lbar[t.rows, t.cols] = gt * (sd / sigma)[t.rows]
-            diag = np.diagonal(Lt)
-            Lbar.flat[::t.p + 1] += t.lkj_w / diag
-            dot = (Lbar * Lt).sum(axis=1) * diag * diag
-            z = x[t.z]
-            grad[t.z] = Lbar[t.fill_row, t.fill_col] * diag[t.fill_row] - z * dot[t.fill_row]
-        if not np.isfinite(lp) or not np.all(np.isfinite(grad)):
-            return -np.inf, np.zeros(self.ndim)
-        return float(lp), grad
+        return self.kernel(np.asarray(x, dtype=float))

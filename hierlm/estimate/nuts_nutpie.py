@@ -66,6 +66,8 @@ def nutpie_sample(objective: ProfiledObjective, pr: Priors,
     coords = coords_of(objective.design)
     if isinstance(density, NumpyDensity):
         model = nuts_first.numpy_model(density, coords, init)
+        if cores is None:  # its calls hold the interpreter lock: one thread (nuts_first)
+            cores = 1
     else:
         model = nutpie_model(density, values, coords, init)
     out = nutpie.sample(model, draws=draws, tune=tune, chains=chains, seed=seed,
