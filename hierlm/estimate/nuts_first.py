@@ -8,7 +8,8 @@ the slowest: 99 s of a 100 s first fit with empty caches.  So a fit takes the co
 density only when it is ready without compiling: in this process's memory, or its
 graphs on disk and their C entry points in Numba's cache (:func:`cached_code`).  Else
 a small model (:func:`hierlm.estimate.nuts_numpy.suits`) samples the NumPy density
-through nutpie's Python-function interface, and the structure is compiled afterwards
+through nutpie's Python-function interface (its chains in one thread unless ``cores``
+is given: its calls hold the interpreter lock), and the structure is compiled afterwards
 in a background process (:func:`warm_up`), so later processes take the compiled
 density (in this process the structure keeps the NumPy density, so that a seed
 reproduces its draws).  A model too large for the dense NumPy density keeps the

@@ -42,34 +42,40 @@ it is chosen.  Measured on the 2-core machine, shared with other work (load 6-9)
 sleepstudy (``Reaction ~ 1 + Days + (1 + Days | Subject)``, 4 chains x 1000 draws
 after 1000 tuning steps, 51,276 gradients):
 
-- one log density and gradient: 320-410 us here (one BLAS thread), against 44-52 us
-  for the compiled graph called from Python in the same process (``python -m
-  benchmarks.nuts_numpy_bench``); about 90 NumPy calls, each a
-  few microseconds, are most of it.  Using the first term's block-diagonal structure
-  would save arithmetic, not calls, so it was not done.  Taking only ``Lambda``'s
-  entries of ``A Lambda K^-1`` from one product, LAPACK's ``dpotrf`` for NumPy's
-  ``cholesky`` and the priors' constants precomputed took it from 390-410 to 310-320 us;
-  ``dpotrs`` for ``K^-1 Lambda'A`` (instead of ``dpotri``, symmetrizing and a product)
-  and for ``u`` (instead of two triangular solves) made no difference that a load of
-  10 let show (345-375 against 362 us), and is kept for its fewer calls;
+- one log density and gradient: 320-410 us at first (about 90 NumPy calls, each a few
+  microseconds, were most of it), against 44-52 us for the compiled graph called from
+  Python in the same process (``python -m benchmarks.nuts_numpy_bench``).  Now
+  :mod:`hierlm.estimate.nuts_numpy_kernel` evaluates it (scalars on Python floats, one
+  Gram product per quantity): 56 us against 102 us for the first arrangement in one
+  process (load 2); its docstring has the details and what else was weighed;
 - sampling, fresh process with empty caches: 12.0 s (load 6), 18.8 and 19.8 s (load 7-8)
-  here, against 6.9 s for the compiled density once compiled (load 9) and 99 s to
+  at first, against 6.9 s for the compiled density once compiled (load 9) and 99 s to
   compile it (``benchmarks/first_fit_results.md``, 2026-12-01); the draws, ESS and
   gradient count equal the compiled path's at the same seed to the digits printed (min
   bulk ESS 3716.37, 51,276 gradients: the two densities agree to about 1e-12);
-- chains in threads, which share the interpreter lock here: ``cores=1`` 28.2 s,
-  ``cores=2`` 18.2 s, ``cores=4`` 21.3 s of sampling (load 8-9), so nutpie's default
-  (one thread per CPU) is kept;
+- chains in threads, which share the interpreter lock here.  At load 8-9, ``cores=1``
+  28.2 s, ``cores=2`` 18.2 s, ``cores=4`` 21.3 s of sampling with the first arrangement
+  (two busy threads get more of a loaded machine's CPU).  With the kernel, at load 1.8
+  in one process: ``cores=1`` 5.8 s, ``cores=2`` 9.8 s (11.0 s of CPU for 9.8 s of
+  wall: the threads hand the lock back and forth, 4.0 s of system time in a fresh
+  process against 1.0 s with one thread), the same draws (min bulk ESS 3663.54 both).
+  So the NumPy density's chains run in one thread unless ``cores`` is given
+  (:func:`hierlm.estimate.nuts_nutpie.nutpie_sample`); nutpie's own work is about
+  20 us a gradient beside the kernel's 56 us;
 - compiling the structure afterwards in a thread of the same process took 113 s
   (nothing else running in it); it would share the interpreter lock with whatever the
   user runs next and be cut off at exit, so :mod:`hierlm.estimate.nuts_warm_up` does it
   in a process at ``nice 19`` (2 min 11 s at load 7-9), after which a new process
-  samples the compiled density.
+  samples the compiled density.  It starts when sampling has ended, at ``nice 19``
+  from its first line (before importing hierlm: :data:`hierlm.estimate.nuts_first.
+  _LAUNCH`), so it never competes with the sampling for the 2 cores.
 
 - ``python -m benchmarks.first_fit --bambi-path /tmp/bambi_site`` (2026-12-05, load
   8-9): with empty caches, REML 0.54 s + first NUTS fit 14.96 s (13.27 s sampling this
   density) = 15.5 s, against 41.8 s for bambi's empty-cache first fit in the same run
-  (before: 100.4 s against 32.0 s at a low load).
+  (before: 100.4 s against 32.0 s at a low load).  At load 0.6 (19:45): REML 0.16 s +
+  NUTS 15.77 s (15.30 s sampling) = 15.93 s against bambi's 14.12 s: not met.  With
+  the kernel and one thread: FIRSTFIT.
 
 Not tried: PyTensor's C backend for the first fit (its per-Op modules are kept across
 structures, but with empty caches every Op of the graph goes through a C compiler first;

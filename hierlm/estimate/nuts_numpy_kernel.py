@@ -8,38 +8,52 @@ calls it tens of thousands of times a fit, spends little time in the interpreter
   run on Python floats (``x.tolist()`` once): a model has a handful of them, and a
   float operation costs tens of nanoseconds where a NumPy call on a small array costs
   about a microsecond;
-- the deviance takes one product of the Gram matrix per quantity, with ``F`` the Gram
-  matrix of ``[Z X y]`` and ``F_-`` the same with its first ``q`` columns negated::
+- the deviance takes one product of the Gram matrix per quantity, with ``F_-`` the
+  Gram matrix of ``[Z X y]`` with its first ``q`` columns negated and ``W`` the rows
+  ``Lambda'[A_ZZ A_ZR]``::
 
-      W' = [A_ZZ; A_RZ] Lambda,  K = Lambda' W'[:q] + I = L L'   (W' [:q] = A_ZZ Lambda)
-      S  = K^-1 W                  one dpotrs, q + p + 1 right-hand sides
-      u  = S[:, q:] c              (= K^-1 Lambda'A_ZR c)
+      W' = [A_ZZ; A_RZ] Lambda,  K = Lambda' W'[:q] + I = L L',  X = L^-1 (dtrtri)
+      u  = X'X W[:, q:] c                                  (= K^-1 Lambda'A_ZR c)
       F_- [Lambda u; c] = [A_ZR c - A_ZZ Lambda u;  A_RR c - A_RZ Lambda u] = [e; s]
-      r^2 = c's,   d deviance / d Lambda_rc = 2 S[c, r] - 2 e_r u_c / sigma^2,
+      r^2 = c's,   d deviance / d Lambda_rc = 2 S_cr - 2 e_r u_c / sigma^2,
+      S_cr = (K^-1 Lambda'A_ZZ)[c, r] = sum_l X[l, c] (X Lambda'A_ZZ)[l, r],
 
-  since ``S[c, r] = (K^-1 Lambda'A_ZZ)[c, r] = (A_ZZ Lambda K^-1)[r, c]``; the ``beta``
-  gradient is ``s[:p] / sigma^2`` and the ``Lambda`` gradient is summed onto ``theta``
-  by one ``bincount``.
+  since ``(A_ZZ Lambda K^-1)[r, c] = (K^-1 Lambda'A_ZZ)[c, r]``; ``S_cr`` is taken only
+  at ``Lambda``'s entries, the ``beta`` gradient is ``s[:p] / sigma^2`` and the
+  ``Lambda`` gradient is summed onto ``theta`` by one ``bincount``.
 
-Why: nutpie calls a Python log density once per leapfrog step (51,276 gradients for
-sleepstudy's 4 x (1000 + 1000) draws), and with nothing compiled those calls are the
-first fit's time.  Measured on the 2-core machine (one BLAS thread, sleepstudy,
-``Reaction ~ 1 + Days + (1 + Days | Subject)``, ``q = 36``, ``python -m
-benchmarks.nuts_numpy_bench``): 108-113 us a call for the previous arrangement (about
-90 NumPy calls: a ``q x q`` solve per term product, the priors on small arrays), MEASURE
-here.
+Why: nutpie calls a Python log density once per leapfrog step (51,202 gradients for
+sleepstudy's 4 chains x (1000 + 1000) draws), and with nothing compiled those calls
+are most of the first fit.  Measured on the 2-core machine, shared with other work
+(one BLAS thread; sleepstudy, ``Reaction ~ 1 + Days + (1 + Days | Subject)``,
+``q = 36``):
+
+- one log density and gradient (``python -m benchmarks.nuts_numpy_bench``): BENCH;
+- the same point in one process, best of 5 x 2000 calls, against the first
+  implementation (kept as ``tests/estimate/numpy_density_reference.py``): 56 us
+  against 102 us (load 2), 38 against 69-84 us for ``(1 | Subject) + (1 | g2)``
+  (``q = 21``), 97 against 163 us for ``(Days + x3 | Subject) + (1 | g2)`` (``q = 57``);
+  by section for sleepstudy: 7 us of Python floats (priors, LKJ maps, chain rule),
+  32 us from ``Lambda`` to ``u`` and ``[e; s]``, 13 us for ``S_cr`` and the ``theta``
+  gradient, 5 us of call and return;
+- ``K^-1 W`` by one ``dpotrs`` (``q + p + 1`` right-hand sides, 17-21 us alone) in
+  place of ``X``: 55.5 against 56.7 us for sleepstudy, 106 against 98 us at ``q = 57``
+  (alternating rounds); ``X`` is kept for the larger models;
+- not done: ``Lambda``, ``W'`` and ``K`` as products of precomputed per-``theta``
+  matrices (about 6 us less for sleepstudy, but the matrices grow as
+  ``n_theta^2 q^2``); calling the kernel through a ``ctypes`` C callback in nutpie's
+  compiled-model interface instead of its Python-function interface: the same CPU
+  time (3.9-4.2 s against 3.9 s of sampling, identical draws), so nutpie's cost per
+  call (about 20 us) is not the Python-function interface's.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from scipy.linalg.lapack import dpotrf, dtrtri
-
-if TYPE_CHECKING:
-    from hierlm.estimate.nuts_numpy import NumpyDensity
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -62,7 +76,7 @@ class DensityKernel:
     (True, (6,))
     """
 
-    def __init__(self, d: NumpyDensity) -> None:
+    def __init__(self, d: Any) -> None:  # a NumpyDensity (which builds its kernel)
         p, q = d.p, d.q
         self.p, self.q, self.ndim, self.n = p, q, d.ndim, d.n
         self.n_theta = d.n_theta

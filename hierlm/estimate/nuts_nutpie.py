@@ -3,9 +3,11 @@
 nutpie's sampler is written in Rust.  It evaluates the log density and its gradient
 through the C entry points of :mod:`hierlm.estimate.nuts_compiled`: compiled once
 per model structure and cached on disk, called without Python, so the chains run in
-parallel threads.  The chains start near the REML estimate (their jittered starting
-points, mapped to the unconstrained space) or, with ``init="prior"``, at PyMC's
-initial point jittered as PyMC jitters it.
+parallel threads.  With nothing compiled it samples the NumPy density instead
+(:mod:`hierlm.estimate.nuts_first`), whose Python calls hold the interpreter lock: its
+chains run in one thread unless ``cores`` is given.  The chains start near the REML
+estimate (their jittered starting points, mapped to the unconstrained space) or, with
+``init="prior"``, at PyMC's initial point jittered as PyMC jitters it.
 """
 
 from __future__ import annotations
