@@ -28,7 +28,10 @@ are most of the first fit.  Measured on the 2-core machine, shared with other wo
 (one BLAS thread; sleepstudy, ``Reaction ~ 1 + Days + (1 + Days | Subject)``,
 ``q = 36``):
 
-- one log density and gradient (``python -m benchmarks.nuts_numpy_bench``): BENCH;
+- one log density and gradient (``python -m benchmarks.nuts_numpy_bench --rounds 3
+  --calls 2000``, at the prior's centre): 118-120 us, against 168-218 us for the first
+  arrangement run just before (an export of the earlier commit) and 32-36 us for the
+  compiled graph, at load 4.4-4.5 (wall time: the process had about half a core);
 - the same point in one process, best of 5 x 2000 calls, against the first
   implementation (kept as ``tests/estimate/numpy_density_reference.py``): 56 us
   against 102 us (load 2), 38 against 69-84 us for ``(1 | Subject) + (1 | g2)``
