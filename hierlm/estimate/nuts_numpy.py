@@ -75,7 +75,14 @@ after 1000 tuning steps, 51,276 gradients):
   density) = 15.5 s, against 41.8 s for bambi's empty-cache first fit in the same run
   (before: 100.4 s against 32.0 s at a low load).  At load 0.6 (19:45): REML 0.16 s +
   NUTS 15.77 s (15.30 s sampling) = 15.93 s against bambi's 14.12 s: not met.  With
-  the kernel and one thread: FIRSTFIT.
+  the kernel and one thread (2026-12-05 21:07, load 4.9 at the start, other test
+  suites running at the same priority): REML 0.40 s + NUTS 13.78 s (12.51 s sampling)
+  = 14.18 s, 7.04 s of CPU, against 21.03 s for bambi's fit (its process 26.0 s, 18.6 s
+  of CPU): met.  Fresh empty-cache processes of this script's fits run one after
+  another, the earlier commit's and this one's alternating (``/tmp`` export, load
+  5.3-5.8): REML + NUTS 15.1 and 18.2 s (10.9 and 11.7 s of process CPU) before,
+  14.2 and 10.7 s (8.5 s of CPU each) after; at load 2, 11.7 s before (0.21 + 11.5 s,
+  13.0 s of CPU with 2.1 s of system time), 6.5 s after (0.21 + 6.25 s, 5.6 s sampling).
 
 Not tried: PyTensor's C backend for the first fit (its per-Op modules are kept across
 structures, but with empty caches every Op of the graph goes through a C compiler first;
