@@ -35,7 +35,8 @@ R_SCRIPT = Path(__file__).resolve().with_name("lme4_bench.R")
 
 @dataclass
 class Measured:
-    """What a child process did: exit status, wall time, peak RSS and its output."""
+    """What a child process did: exit status, wall time, peak RSS and its output, and its
+    CPU time (user + system, with the processes it waited for)."""
 
     returncode: int
     wall_s: float
@@ -43,6 +44,7 @@ class Measured:
     stdout: str
     stderr: str
     timed_out: bool
+    cpu_s: float = float("nan")
 
 
 def run_measured(
@@ -76,7 +78,7 @@ def run_measured(
         return Measured(
             returncode=proc.returncode, wall_s=wall, maxrss_mb=usage.ru_maxrss / 1024.0,
             stdout=out.read().decode(errors="replace"), stderr=err.read().decode(errors="replace"),
-            timed_out=timed_out,
+            timed_out=timed_out, cpu_s=usage.ru_utime + usage.ru_stime,
         )
 
 

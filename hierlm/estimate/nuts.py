@@ -123,7 +123,9 @@ def sample(objective: ProfiledObjective, *, draws: int = 1000, tune: int = 1000,
     sampler : {"auto", "nutpie", "pymc"}
         nutpie when installed (``auto``), else PyMC's NUTS.
     cores : int, optional
-        Chains run in parallel (default: ``min(chains, CPUs)``).
+        Chains run in parallel (default: ``min(chains, CPUs)``; one thread when nutpie
+        samples the NumPy log density, whose Python calls hold the interpreter lock:
+        :mod:`hierlm.estimate.nuts_first`).
 
     Returns
     -------

@@ -8,7 +8,8 @@ the slowest: 99 s of a 100 s first fit with empty caches.  So a fit takes the co
 density only when it is ready without compiling: in this process's memory, or its
 graphs on disk and their C entry points in Numba's cache (:func:`cached_code`).  Else
 a small model (:func:`hierlm.estimate.nuts_numpy.suits`) samples the NumPy density
-through nutpie's Python-function interface, and the structure is compiled afterwards
+through nutpie's Python-function interface (its chains in one thread unless ``cores``
+is given: its calls hold the interpreter lock), and the structure is compiled afterwards
 in a background process (:func:`warm_up`), so later processes take the compiled
 density (in this process the structure keeps the NumPy density, so that a seed
 reproduces its draws).  A model too large for the dense NumPy density keeps the
@@ -45,6 +46,14 @@ _WARMING: set[tuple] = set()  # structures whose warm-up this process started
 STARTED: list[subprocess.Popen] = []
 _CHOSEN: dict[tuple, str] = {}  # the density each structure took first in this process
 _LOCK = threading.Lock()
+#: ``python -m hierlm.estimate.nuts_warm_up FILE``, at the lowest CPU priority from its
+#: first line: importing hierlm takes about a second of CPU, which would otherwise run at
+#: the parent's priority beside the fit that started it.
+_LAUNCH = ("import contextlib, os, runpy\n"
+           "with contextlib.suppress(OSError):\n"
+           "    os.nice(19)\n"
+           "runpy.run_module('hierlm.estimate.nuts_warm_up', run_name='__main__',"
+           " alter_sys=True)\n")
 
 
 def cached_code(objective: ProfiledObjective, pr: Priors) -> DensityCode | None:
@@ -125,7 +134,7 @@ def warm_up(objective: ProfiledObjective, pr: Priors) -> subprocess.Popen | None
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hierlm.estimate.nuts_warm_up", path], env=env,
+        [sys.executable, "-c", _LAUNCH, path], env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     STARTED.append(proc)
@@ -140,7 +149,7 @@ def numpy_model(density: NumpyDensity, coords: dict[str, list[str]],
     from nutpie.compiled_pyfunc import from_pyfunc
 
     def make_logp() -> Callable[..., tuple[float, np.ndarray]]:
-        return lambda x, **_: density(x)
+        return density.kernel  # called as kernel(x): nutpie shares no data with it
 
     def make_expand(seed1: Any, seed2: Any, chain: Any) -> Callable[..., dict[str, np.ndarray]]:
         return lambda x, **_: density.expand(x)

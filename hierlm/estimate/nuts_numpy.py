@@ -42,34 +42,47 @@ it is chosen.  Measured on the 2-core machine, shared with other work (load 6-9)
 sleepstudy (``Reaction ~ 1 + Days + (1 + Days | Subject)``, 4 chains x 1000 draws
 after 1000 tuning steps, 51,276 gradients):
 
-- one log density and gradient: 320-410 us here (one BLAS thread), against 44-52 us
-  for the compiled graph called from Python in the same process (``python -m
-  benchmarks.nuts_numpy_bench``); about 90 NumPy calls, each a
-  few microseconds, are most of it.  Using the first term's block-diagonal structure
-  would save arithmetic, not calls, so it was not done.  Taking only ``Lambda``'s
-  entries of ``A Lambda K^-1`` from one product, LAPACK's ``dpotrf`` for NumPy's
-  ``cholesky`` and the priors' constants precomputed took it from 390-410 to 310-320 us;
-  ``dpotrs`` for ``K^-1 Lambda'A`` (instead of ``dpotri``, symmetrizing and a product)
-  and for ``u`` (instead of two triangular solves) made no difference that a load of
-  10 let show (345-375 against 362 us), and is kept for its fewer calls;
+- one log density and gradient: 320-410 us at first (about 90 NumPy calls, each a few
+  microseconds, were most of it), against 44-52 us for the compiled graph called from
+  Python in the same process (``python -m benchmarks.nuts_numpy_bench``).  Now
+  :mod:`hierlm.estimate.nuts_numpy_kernel` evaluates it (scalars on Python floats, one
+  Gram product per quantity): 56 us against 102 us for the first arrangement in one
+  process (load 2); its docstring has the details and what else was weighed;
 - sampling, fresh process with empty caches: 12.0 s (load 6), 18.8 and 19.8 s (load 7-8)
-  here, against 6.9 s for the compiled density once compiled (load 9) and 99 s to
+  at first, against 6.9 s for the compiled density once compiled (load 9) and 99 s to
   compile it (``benchmarks/first_fit_results.md``, 2026-12-01); the draws, ESS and
   gradient count equal the compiled path's at the same seed to the digits printed (min
   bulk ESS 3716.37, 51,276 gradients: the two densities agree to about 1e-12);
-- chains in threads, which share the interpreter lock here: ``cores=1`` 28.2 s,
-  ``cores=2`` 18.2 s, ``cores=4`` 21.3 s of sampling (load 8-9), so nutpie's default
-  (one thread per CPU) is kept;
+- chains in threads, which share the interpreter lock here.  At load 8-9, ``cores=1``
+  28.2 s, ``cores=2`` 18.2 s, ``cores=4`` 21.3 s of sampling with the first arrangement
+  (two busy threads get more of a loaded machine's CPU).  With the kernel, at load 1.8
+  in one process: ``cores=1`` 5.8 s, ``cores=2`` 9.8 s (11.0 s of CPU for 9.8 s of
+  wall: the threads hand the lock back and forth, 4.0 s of system time in a fresh
+  process against 1.0 s with one thread), the same draws (min bulk ESS 3663.54 both).
+  So the NumPy density's chains run in one thread unless ``cores`` is given
+  (:func:`hierlm.estimate.nuts_nutpie.nutpie_sample`); nutpie's own work is about
+  20 us a gradient beside the kernel's 56 us;
 - compiling the structure afterwards in a thread of the same process took 113 s
   (nothing else running in it); it would share the interpreter lock with whatever the
   user runs next and be cut off at exit, so :mod:`hierlm.estimate.nuts_warm_up` does it
   in a process at ``nice 19`` (2 min 11 s at load 7-9), after which a new process
-  samples the compiled density.
+  samples the compiled density.  It starts when sampling has ended, at ``nice 19``
+  from its first line (before importing hierlm: :data:`hierlm.estimate.nuts_first.
+  _LAUNCH`), so it never competes with the sampling for the 2 cores.
 
 - ``python -m benchmarks.first_fit --bambi-path /tmp/bambi_site`` (2026-12-05, load
   8-9): with empty caches, REML 0.54 s + first NUTS fit 14.96 s (13.27 s sampling this
   density) = 15.5 s, against 41.8 s for bambi's empty-cache first fit in the same run
-  (before: 100.4 s against 32.0 s at a low load).
+  (before: 100.4 s against 32.0 s at a low load).  At load 0.6 (19:45): REML 0.16 s +
+  NUTS 15.77 s (15.30 s sampling) = 15.93 s against bambi's 14.12 s: not met.  With
+  the kernel and one thread (2026-12-05 21:07, load 4.9 at the start, other test
+  suites running at the same priority): REML 0.40 s + NUTS 13.78 s (12.51 s sampling)
+  = 14.18 s, 7.04 s of CPU, against 21.03 s for bambi's fit (its process 26.0 s, 18.6 s
+  of CPU): met.  Fresh empty-cache processes of this script's fits run one after
+  another, the earlier commit's and this one's alternating (``/tmp`` export, load
+  5.3-5.8): REML + NUTS 15.1 and 18.2 s (10.9 and 11.7 s of process CPU) before,
+  14.2 and 10.7 s (8.5 s of CPU each) after; at load 2, 11.7 s before (0.21 + 11.5 s,
+  13.0 s of CPU with 2.1 s of system time), 6.5 s after (0.21 + 6.25 s, 5.6 s sampling).
 
 Not tried: PyTensor's C backend for the first fit (its per-Op modules are kept across
 structures, but with empty caches every Op of the graph goes through a C compiler first;
@@ -85,12 +98,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotrs
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.names import posterior_name
 from hierlm.covariance.term_layout import TermLayout
 from hierlm.estimate.corr_cholesky import fill_order
+from hierlm.estimate.nuts_numpy_kernel import DensityKernel
 from hierlm.estimate.priors import Priors
 from hierlm.objective.numpy_link import _constants
 from hierlm.objective.profiled import ProfiledObjective
@@ -178,7 +191,6 @@ class NumpyDensity:
         self.A_RR = np.ascontiguousarray(A[q:, q:])
         self.lam_rows, self.lam_cols, self.lam_theta = rows, cols, tidx
         self._lam_flat = rows * q + cols
-        self._lam_flat_t = cols * q + rows
         self.offset = np.asarray(g.beta_offset, dtype=float)
         self.beta_mu = np.asarray(pr.beta_mu, dtype=float)
         self.beta_sigma = np.asarray(pr.beta_sigma, dtype=float)
@@ -225,6 +237,7 @@ class NumpyDensity:
         self.names, self.shapes = tuple(names), tuple(shapes)
         self.value_names, self.value_shapes = tuple(value_names), tuple(value_shapes)
         self.dims = dims
+        self.kernel = DensityKernel(self)  # the evaluation (nuts_numpy_kernel)
 
     # --- the maps between x and the constrained values ---------------------------------
 
@@ -265,87 +278,4 @@ class NumpyDensity:
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """``(log p(x), d log p / dx)``; ``(-inf, 0)`` where it is not finite (the
         sampler's early steps can overflow: quietly, as the compiled density does)."""
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return self._evaluate(np.asarray(x, dtype=float))
-
-    def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        p, q, n = self.p, self.q, self.n
-        grad = np.zeros(self.ndim)
-        beta = x[:p]
-        log_sigma = x[p]
-        sigma = math.exp(log_sigma)
-        # priors and log-Jacobians
-        zb = (beta - self.beta_mu) / self.beta_sigma
-        lp = self._beta_const - 0.5 * float(zb @ zb)
-        grad[:p] = -zb / self.beta_sigma
-        nu, s = self.sigma_nu, self.sigma_scale
-        lp += (self._sigma_const - (nu + 1) / 2 * math.log1p(sigma * sigma / (nu * s * s))
-               + log_sigma)
-        grad[p] = 1.0 - (nu + 1) * sigma * sigma / (nu * s * s + sigma * sigma)
-        theta = np.empty(self.n_theta)
-        corr: list[np.ndarray | None] = []
-        for t in self.terms:
-            xs = x[t.sd]
-            sd = np.exp(xs)
-            u = sd / t.sd_scale
-            uu = u * u
-            lp += t.sd_const + float(xs.sum() - 0.5 * uu.sum())
-            grad[t.sd] = 1.0 - uu
-            if t.p > 1:
-                L = self._corr(t, x[t.z])
-                logd = np.log(np.diagonal(L))
-                lp += t.lkj_const + float(t.lkj_w @ logd)
-                T = (sd / sigma)[:, None] * L
-                corr.append(L)
-            else:
-                T = (sd / sigma)[:, None]
-                corr.append(None)
-            theta[t.theta] = T[t.rows, t.cols]
-        # the marginal deviance and its gradient in Lambda
-        lam = np.zeros((q, q))
-        lam.flat[self._lam_flat] = theta[self.lam_theta]
-        c = np.empty(p + 1)
-        c[:p] = self.offset - beta
-        c[p] = 1.0
-        A_lam = self.A_ZZ @ lam
-        K = lam.T @ A_lam
-        K.flat[::q + 1] += 1.0
-        Lk, info = dpotrf(K, lower=1, clean=1)
-        if info != 0:  # not positive definite (an overflow upstream)
-            return -np.inf, np.zeros(self.ndim)
-        Zc = self.A_ZR @ c
-        b = lam.T @ Zc
-        u = dpotrs(Lk, b, lower=1)[0]
-        r2 = float(c @ self.A_RR @ c - b @ u)
-        s2 = sigma * sigma
-        logdet = 2.0 * float(np.log(np.diagonal(Lk)).sum())
-        dev = logdet + n * (_LOG_2PI + 2.0 * log_sigma) + r2 / s2
-        lp -= 0.5 * dev
-        # K^-1 Lambda'A_ZZ = (A_ZZ Lambda K^-1)': Lambda's entries of the latter, transposed
-        KiAl = dpotrs(Lk, A_lam.T, lower=1)[0]
-        resid = Zc - A_lam @ u
-        rr, cc = self.lam_rows, self.lam_cols
-        G = 2.0 * KiAl.flat[self._lam_flat_t] - (2.0 / s2) * resid[rr] * u[cc]
-        g_theta = np.bincount(self.lam_theta, G, minlength=self.n_theta)
-        # d(-dev/2)/d beta: r^2 = c'Sc with S c = A_RR c - A_RZ Lambda u
-        Sc = self.A_RR @ c - self.A_ZR.T @ (lam @ u)
-        grad[:p] += Sc[:p] / s2
-        # d(-dev/2)/d log sigma: directly, and through theta = T / sigma
-        grad[p] += -0.5 * (2.0 * n - 2.0 * r2 / s2) + 0.5 * float(g_theta @ theta)
-        for t, Lt in zip(self.terms, corr, strict=True):
-            gt = -0.5 * g_theta[t.theta]
-            th = theta[t.theta]
-            grad[t.sd] += np.bincount(t.rows, gt * th, minlength=t.p)
-            if Lt is None:
-                continue
-            sd = np.exp(x[t.sd])
-            Lbar = np.zeros((t.p, t.p))
-            Lbar[t.rows, t.cols] = gt * (sd / sigma)[t.rows]
-            diag = np.diagonal(Lt)
-            Lbar.flat[::t.p + 1] += t.lkj_w / diag
-            dot = (Lbar * Lt).sum(axis=1) * diag * diag
-            z = x[t.z]
-            grad[t.z] = Lbar[t.fill_row, t.fill_col] * diag[t.fill_row] - z * dot[t.fill_row]
-        if not np.isfinite(lp) or not np.all(np.isfinite(grad)):
-            return -np.inf, np.zeros(self.ndim)
-        return float(lp), grad
+        return self.kernel(np.asarray(x, dtype=float))

@@ -3,9 +3,11 @@
 nutpie's sampler is written in Rust.  It evaluates the log density and its gradient
 through the C entry points of :mod:`hierlm.estimate.nuts_compiled`: compiled once
 per model structure and cached on disk, called without Python, so the chains run in
-parallel threads.  The chains start near the REML estimate (their jittered starting
-points, mapped to the unconstrained space) or, with ``init="prior"``, at PyMC's
-initial point jittered as PyMC jitters it.
+parallel threads.  With nothing compiled it samples the NumPy density instead
+(:mod:`hierlm.estimate.nuts_first`), whose Python calls hold the interpreter lock: its
+chains run in one thread unless ``cores`` is given.  The chains start near the REML
+estimate (their jittered starting points, mapped to the unconstrained space) or, with
+``init="prior"``, at PyMC's initial point jittered as PyMC jitters it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ def nutpie_sample(objective: ProfiledObjective, pr: Priors,
     coords = coords_of(objective.design)
     if isinstance(density, NumpyDensity):
         model = nuts_first.numpy_model(density, coords, init)
+        if cores is None:  # its calls hold the interpreter lock: one thread (nuts_first)
+            cores = 1
     else:
         model = nutpie_model(density, values, coords, init)
     out = nutpie.sample(model, draws=draws, tune=tune, chains=chains, seed=seed,
