@@ -20,23 +20,18 @@ compiled density whatever it costs; ``HIERLM_NUTS_DENSITY`` overrides the choice
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytensor
 
-from hierlm.estimate import nuts_compiled
+from hierlm.estimate import nuts_compiled, warm_up_process
 from hierlm.estimate.nuts_cfunc import cached_c_functions
 from hierlm.estimate.nuts_compiled import DensityCode, _structure_key
 from hierlm.estimate.nuts_numpy import NumpyDensity, suits
-from hierlm.estimate.nuts_warm_up import PREFIX, SUFFIX
+from hierlm.estimate.nuts_warm_up import PREFIX
 from hierlm.estimate.priors import Priors
 from hierlm.objective.graph_cache import cache_dir, cached_graph
 from hierlm.objective.profiled import ProfiledObjective
@@ -46,14 +41,9 @@ _WARMING: set[tuple] = set()  # structures whose warm-up this process started
 STARTED: list[subprocess.Popen] = []
 _CHOSEN: dict[tuple, str] = {}  # the density each structure took first in this process
 _LOCK = threading.Lock()
-#: ``python -m hierlm.estimate.nuts_warm_up FILE``, at the lowest CPU priority from its
-#: first line: importing hierlm takes about a second of CPU, which would otherwise run at
-#: the parent's priority beside the fit that started it.
-_LAUNCH = ("import contextlib, os, runpy\n"
-           "with contextlib.suppress(OSError):\n"
-           "    os.nice(19)\n"
-           "runpy.run_module('hierlm.estimate.nuts_warm_up', run_name='__main__',"
-           " alter_sys=True)\n")
+#: ``python -m hierlm.estimate.nuts_warm_up FILE`` at the lowest CPU priority from its
+#: first line (:func:`hierlm.estimate.warm_up_process.launch_source`).
+_LAUNCH = warm_up_process.launch_source("hierlm.estimate.nuts_warm_up")
 
 
 def cached_code(objective: ProfiledObjective, pr: Priors) -> DensityCode | None:
@@ -122,21 +112,9 @@ def warm_up(objective: ProfiledObjective, pr: Priors) -> subprocess.Popen | None
         if key in _WARMING:
             return None
         _WARMING.add(key)
-    fd, path = tempfile.mkstemp(prefix=PREFIX, suffix=SUFFIX)
-    with os.fdopen(fd, "wb") as fh:
-        pickle.dump((objective.design, objective.gram, objective.structure, pr), fh)
-    env = dict(os.environ)
-    # the same caches and the same hierlm as this process
-    flags = [f for f in env.get("PYTENSOR_FLAGS", "").split(",")
-             if f and not f.startswith(("compiledir=", "base_compiledir="))]
-    env["PYTENSOR_FLAGS"] = ",".join(
-        [*flags, f"base_compiledir={pytensor.config.base_compiledir}"])
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LAUNCH, path], env=env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+    proc = warm_up_process.launch(
+        "hierlm.estimate.nuts_warm_up", PREFIX,
+        (objective.design, objective.gram, objective.structure, pr))
     STARTED.append(proc)
     return proc
 

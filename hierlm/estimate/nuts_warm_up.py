@@ -7,53 +7,38 @@ and compiles their C entry points and ``forward`` function
 :func:`hierlm.estimate.nuts_first.warm_up` starts it after a fit that sampled the
 NumPy density.
 
-Why a process, not a thread: Numba's compiling is mostly Python, so a thread would
-hold the interpreter lock about half the time and slow whatever the user runs next
-(the NumPy density's sampling included); a thread still compiling when the
-interpreter exits is stopped mid-way.  A process at ``nice 19`` takes only idle CPU
-and finishes after its parent has exited.  A lock file in the graph cache folder
-keeps two processes from compiling the same structure.
+Why a process, not a thread, and how the file and the lock are handled:
+:mod:`hierlm.estimate.warm_up_process`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import pickle
-import stat
 import sys
-import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-#: A lock file older than this (seconds) is left from a process that died.
-STALE_S = 1800.0
+from hierlm.estimate import warm_up_process
+
 #: Name of the temporary file :func:`hierlm.estimate.nuts_first.warm_up` hands over.
-PREFIX, SUFFIX = "hierlm-nuts-warm-up-", ".pkl"
+PREFIX, SUFFIX = "hierlm-nuts-warm-up-", warm_up_process.SUFFIX
+#: A lock file older than this (seconds) is left from a process that died.
+STALE_S = warm_up_process.STALE_S
+_take = warm_up_process.take
 
 
 def handed_over(path: Path) -> bool:
-    """Whether ``path`` is a file :func:`hierlm.estimate.nuts_first.warm_up` wrote: a
-    plain file named ``PREFIX...SUFFIX`` directly in the temporary folder, owned by this
-    user (``tempfile.mkstemp`` makes it so).  Anything else is neither loaded nor
-    deleted.
+    """Whether ``path`` is a file :func:`hierlm.estimate.nuts_first.warm_up` wrote
+    (:func:`hierlm.estimate.warm_up_process.handed_over`).
 
     Examples
     --------
     >>> handed_over(Path.home() / "notes.pkl")
     False
     """
-    try:
-        st = path.lstat()
-    except OSError:
-        return False
-    return (path.name.startswith(PREFIX) and path.name.endswith(SUFFIX)
-            and path.parent.resolve() == Path(tempfile.gettempdir()).resolve()
-            and stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid())
+    return warm_up_process.handed_over(path, PREFIX)
 
 
 def lock_path(folder: Path, key: tuple) -> Path:
@@ -64,25 +49,7 @@ def lock_path(folder: Path, key: tuple) -> Path:
     >>> lock_path(Path("/tmp"), (1, 2)).name.startswith("nuts-warm-up-")
     True
     """
-    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:24]
-    return folder / f"nuts-warm-up-{digest}.lock"
-
-
-def _take(lock: Path) -> bool:
-    """Create ``lock`` (True), or find it held by a live warm-up (False)."""
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            return True
-        except FileExistsError:
-            try:
-                if time.time() - lock.stat().st_mtime < STALE_S:
-                    return False
-                lock.unlink()
-            except OSError:
-                return False
-    return False
+    return warm_up_process.lock_path(folder, key, "nuts-warm-up")
 
 
 def compile_structure(objective: object, pr: object) -> None:
@@ -105,14 +72,7 @@ def main(argv: list[str]) -> int:
     path = Path(argv[0]) if len(argv) == 1 else Path()
     if not handed_over(path):
         return 2
-    with contextlib.suppress(OSError):
-        os.nice(19)
-    try:
-        with path.open("rb") as fh:
-            design, gram, structure, pr = pickle.load(fh)
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
+    design, gram, structure, pr = warm_up_process.read_handed_over(path)
     from hierlm.estimate.nuts_compiled import _structure_key
     from hierlm.objective.graph_cache import cache_dir
 

@@ -264,13 +264,15 @@ def kinds_missing(call: PsiCall) -> bool:
 
 
 def load_in_background(objective: ProfiledObjective, layout: np.ndarray,
-                       log_scale: np.ndarray) -> None:
+                       log_scale: np.ndarray, attempt: int = 1) -> None:
     """Load the compiled function of the objective's structure on a daemon thread (once
     per structure and process, :mod:`hierlm.estimate.background`) from Numba's disk
     cache, and what :func:`after_load` asks for; :meth:`PsiCall.ready` uses it once it
     is there.  Nothing is compiled on the thread (a structure not cached stays on the
-    separate calls in this process): a compile takes seconds, and the interpreter's exit
-    must not find LLVM compiling on a daemon thread (it aborted there).
+    separate calls in this process, and :func:`hierlm.estimate.descent_loop.warm_up`
+    compiles it in a process of its own; ``attempt`` 2 loads again after that): a
+    compile takes seconds, and the interpreter's exit must not find LLVM compiling on a
+    daemon thread (it aborted there).
 
     Examples
     --------
@@ -296,7 +298,7 @@ def load_in_background(objective: ProfiledObjective, layout: np.ndarray,
         if fn is not None:
             _LOADED[key] = fn
 
-    background.start(("psi_call", key), work)
+    background.start(("psi_call", key, attempt), work)
 
 
 def after_load(hook: Any) -> None:

@@ -1,0 +1,64 @@
+"""Compile a model structure's fit evaluation and descent loop in a background process.
+
+``python -m hierlm.estimate.fit_warm_up FILE`` reads ``(design, gram)`` pickled in
+``FILE`` (and deletes it), links the objective with Numba and compiles the structure's
+compiled evaluation (:mod:`hierlm.estimate.psi_call`) and the fit's descent loop
+(:mod:`hierlm.estimate.descent_loop`) into Numba's disk cache, at the lowest CPU
+priority.  :func:`hierlm.estimate.descent_loop.warm_up` starts it when a warm process
+finds a structure's code not cached (a background thread only loads); the process
+that started it loads the code once it has finished, and later processes from the
+start.  How the file and the lock are handled:
+:mod:`hierlm.estimate.warm_up_process`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+from hierlm.estimate import warm_up_process
+
+#: Name of the temporary file :func:`hierlm.estimate.descent_loop.warm_up` hands over.
+PREFIX = "hierlm-fit-warm-up-"
+
+
+def compile_structure(design: object, gram: object) -> bool:
+    """Compile (or load) the structure's evaluation and loop; whether both are there."""
+    from hierlm.covariance.design import DesignCovariance
+    from hierlm.estimate import descent_loop, psi_call
+    from hierlm.objective import compile_objective
+
+    objective = compile_objective(design, gram, backend="numba")  # type: ignore[arg-type]
+    call = psi_call.PsiCall(objective, DesignCovariance.of(objective.design))
+    fn = psi_call._function(objective, call.layout, call.log_scale)
+    return fn is not None and descent_loop.build(objective, fn) is not None
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: ``argv = [FILE]``; 2 (nothing read, nothing deleted) for a FILE that
+    :func:`hierlm.estimate.warm_up_process.handed_over` does not recognise."""
+    path = Path(argv[0]) if len(argv) == 1 else Path()
+    if not warm_up_process.handed_over(path, PREFIX):
+        return 2
+    design, gram = warm_up_process.read_handed_over(path)
+    from hierlm.objective.graph_cache import cache_dir
+    from hierlm.objective.profiled import structure_of
+
+    folder = cache_dir()
+    if folder is None:
+        return 0
+    lock = warm_up_process.lock_path(folder, structure_of(design, gram),  # type: ignore[arg-type]
+                                     "fit-warm-up")
+    if not warm_up_process.take(lock):
+        return 0
+    try:
+        compile_structure(design, gram)
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
