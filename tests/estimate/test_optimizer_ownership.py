@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import hierlm
-from hierlm.estimate import theta_optimizer
+from hierlm.estimate import descent_loop, theta_optimizer
 
 PACKAGE = Path(hierlm.__file__).resolve().parent
 #: (descent_loop: the checked descent's L-BFGS-B runs compiled, with its line search)
@@ -105,7 +105,8 @@ def test_the_check_passes_the_optimizers_own_users() -> None:
 
 @pytest.fixture
 def searches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the shared optimizer's criterion evaluations."""
+    """Counts the shared optimizer's criterion evaluations (from Python, or in its
+    compiled descent loop)."""
     counts = [0]
     fun = theta_optimizer.Search.fun
 
@@ -114,6 +115,17 @@ def searches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return fun(self, phi)
 
     monkeypatch.setattr(theta_optimizer.Search, "fun", counted)
+    # the checked descent's runs as the compiled loop (descent_loop), where it is loaded
+    run = descent_loop.CompiledDescent.__call__
+
+    def counted_run(self: descent_loop.CompiledDescent, search: theta_optimizer.Search,
+                    *args: object) -> str | None:
+        n = search.n
+        out = run(self, search, *args)  # type: ignore[arg-type]
+        counts[0] += search.n - n
+        return out
+
+    monkeypatch.setattr(descent_loop.CompiledDescent, "__call__", counted_run)
     return counts
 
 
