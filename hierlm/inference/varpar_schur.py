@@ -42,7 +42,8 @@ import numpy as np
 import scipy.linalg as sla
 
 from hierlm.covariance.term_layout import TermLayout
-from hierlm.inference.schur_factor import SchurBlocks, apply_e, schur_factor
+from hierlm.inference.schur_blocks import CrossBlock, SchurBlocks
+from hierlm.inference.schur_factor import schur_factor
 from hierlm.objective.gram import GramBlocks
 
 
@@ -90,7 +91,7 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     qr, m = gram.q_rest, gram.m
     p1 = design.terms[0].p
     f = schur_factor(gram, theta, p1)
-    G, Xa, Pm, M1R, MRR = f.G, f.Xa, f.Pm, f.M1R, f.MRR
+    G, Xa, Pm, M1X, MRR = f.G, f.Xa, f.Pm, f.M1X, f.MRR
     lam_r, parts_r, lam_rT, T = f.lam_r, f.parts_r, f.lam_rT, f.T
     logdet_omega = f.logdet_omega
     l1 = G.shape[0]
@@ -103,7 +104,7 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     if p:
         LX = sla.cholesky(MRR[xs, xs], lower=True)
         logdet_x = 2.0 * float(np.log(np.diag(LX)).sum())
-        S1 = sla.solve_triangular(LX, M1R[:, xs].T, lower=True)   # (p, q1)
+        S1 = sla.solve_triangular(LX, M1X[:, :p].T, lower=True)   # (p, q1)
         SR = sla.solve_triangular(LX, MRR[xs, :], lower=True)     # (p, m)
         NX = sla.solve_triangular(LX, np.hstack([S1, SR[:, :qr]]), lower=True, trans="T")
         C = s2 * sla.cho_solve((LX, True), np.eye(p))
@@ -112,11 +113,15 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
         logdet_x = 0.0
         S1, SR, NX, C = np.zeros((0, q1)), np.zeros((0, m)), np.zeros((0, qr + q1)), \
             np.zeros((0, 0))
-    MP1R = M1R - S1.T @ SR                                # (the factor may be shared)
-    MPRR = MRR - SR.T @ SR
-    mzz = SchurBlocks(G, Xa, S1, Pm, MP1R[:, :qr], MPRR[:qr, :qr])  # sigma^2 Z'PZ
-    mt = mzz if reml else SchurBlocks(G, Xa, np.zeros((0, q1)), Pm, M1R[:, :qr], MRR[:qr, :qr])
-    w1, wr = MP1R[:, -1].reshape(l1, p1), MPRR[:qr, -1]    # sigma^2 Z'Py
+    # sigma^2 Z'PZ's blocks N = M_1r - S1'SR_r (by its parts) and M_rr - SR_r'SR_r
+    # (the factor may be shared: a new array), and sigma^2 Z'Py
+    MPRR = SR.T @ SR
+    np.subtract(MRR, MPRR, out=MPRR)
+    c1, zr = f.C1, f.Zb[:, :qr]
+    mzz = SchurBlocks(G, Xa, S1, Pm, CrossBlock(c1, Xa, zr, S1, SR[:, :qr]), MPRR[:qr, :qr])
+    mt = mzz if reml else SchurBlocks(G, Xa, np.zeros((0, q1)), Pm, f.cross(), MRR[:qr, :qr])
+    w1 = (M1X[:, -1] - S1.T @ SR[:, -1]).reshape(l1, p1)  # sigma^2 Z'Py
+    wr = MPRR[:qr, -1]
     yPy = float(MPRR[-1, -1]) / s2
     d = (logdet_omega + (logdet_x if reml else 0.0) + (n - reml * p) * np.log(2 * np.pi * s2)
          + yPy)
@@ -131,11 +136,11 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     Pr = dict(parts_r)
     first = list(range(g))
 
-    N, Mrr = mt.N, mt.Mrr
+    Mrr = mt.Mrr
     KE = {i: mt.kmat(E[i]) for i in first}                 # Pt U'D_i U
-    DN = {i: apply_e(E[i], N, l1, p1) for i in first}     # D_i M_1r
-    ND = {j: np.asarray(Dr[j] @ N.T).T for j in rest_idx}  # M_1r D_j
     DM = {j: np.asarray(Dr[j] @ Mrr) for j in rest_idx}    # D_j M_rr
+    cross = mt.cross_traces([E[i] for i in first], [Dr[j] for j in rest_idx])
+    col = {j: c for c, j in enumerate(rest_idx)}
 
     def dvec(i: int) -> tuple[np.ndarray, np.ndarray]:     # D_i w
         if i < g:
@@ -157,12 +162,12 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
         if i < g and j < g:
             EGE = np.einsum("lac,cd->lad", EG[i], E[j])    # blocks of D_i G D_j
             return float(tr2[i, j] - 2.0 * mt.trace(EGE)
-                         + np.sum(KE[i] * KE[j].T))
-        if i < g:
-            return float(np.sum(DN[i] * ND[j]))
+                         + np.einsum("ab,ba->", KE[i], KE[j]))
+        if i < g:                                          # tr(D_i M_1r D_j M_r1)
+            return float(cross[i, col[j]])
         if j < g:
-            return float(np.sum(DN[j] * ND[i]))
-        return float(np.sum(DM[i] * DM[j].T))
+            return float(cross[j, col[i]])
+        return float(np.einsum("ab,ba->", DM[i], DM[j]))
 
     def second(i: int, j: int) -> float:                   # tr(D_ij Mt) - w'D_ij w / s2
         if i < g:
