@@ -47,14 +47,27 @@ def _glibc() -> Any:
     return libc
 
 
+#: Whether this process's thresholds were set (glibc's dynamic ones are then off for good).
+_SET = [False]
+
+
 @contextlib.contextmanager
-def large_temporaries_reused(dense_rows: int) -> Iterator[bool]:
+def large_temporaries_reused(dense_rows: int, *, once_set: bool = False) -> Iterator[bool]:
     """Keep freed memory in the heap for the block when the dense block is large.
 
     Parameters
     ----------
     dense_rows : int
         Rows of the model's dense Schur block; below :data:`MIN_ROWS` nothing changes.
+    once_set : bool
+        Change nothing unless the thresholds were set before in this process (a fit's
+        block).  Until then glibc adapts them itself (a freed mapping raises them to its
+        size), and setting them switches that off for good: after ``summary()`` of a
+        model whose fit had left them alone, Kenward-Roger's table of the crossed
+        ``q = 1000`` model of ``benchmarks/post_fit.py`` faulted 2,100 pages in
+        afresh (13 -> 20 ms).  Once set, each large temporary is a new mapping,
+        faulted in page by page: the post-fit tables are then better off inside the
+        block (``summary()`` of the crossed ``q = 2000`` model: 7,900 -> 4,500 faults).
 
     Yields
     ------
@@ -69,9 +82,10 @@ def large_temporaries_reused(dense_rows: int) -> Iterator[bool]:
     >>> total == 3 * 1143**2
     True
     """
-    libc = _glibc() if dense_rows >= MIN_ROWS else None
+    libc = _glibc() if dense_rows >= MIN_ROWS and (_SET[0] or not once_set) else None
     raised = libc is not None and all(
         [libc.mallopt(M_MMAP_THRESHOLD, RAISED), libc.mallopt(M_TRIM_THRESHOLD, RAISED)])
+    _SET[0] = _SET[0] or libc is not None
     try:
         yield raised
     finally:

@@ -8,6 +8,7 @@ import resource
 import numpy as np
 import pytest
 
+from hierlm import heap
 from hierlm.heap import AGE_MIN_OBJECTS, _glibc, gc_paused, large_temporaries_reused
 
 ROWS = 1448  # 1448 x 1448 doubles: 16 MiB, 4,096 pages
@@ -69,3 +70,15 @@ def test_a_paused_block_keeps_the_collector_off_when_it_was_off() -> None:
         assert gc.get_count()[0] >= len(kept)   # nothing collected meanwhile
     finally:
         gc.enable()
+
+
+def test_once_set_changes_nothing_until_a_fit_has_set_the_thresholds(monkeypatch) -> None:
+    # glibc adapts its thresholds itself until they are set: the post-fit tables leave
+    # that alone, and reuse their temporaries only where a fit has switched it off
+    monkeypatch.setattr(heap, "_SET", [False])
+    with large_temporaries_reused(ROWS, once_set=True) as raised:
+        assert not raised
+    assert heap._SET == [False]
+    monkeypatch.setattr(heap, "_SET", [True])
+    with large_temporaries_reused(ROWS, once_set=True) as raised:
+        assert raised == (_glibc() is not None)

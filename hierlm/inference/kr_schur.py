@@ -85,7 +85,7 @@ def schur_pqk(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     l1 = f.G.shape[0]
     q1 = l1 * p1
     xs = slice(qr, qr + p)
-    M = SchurBlocks(f.G, f.Xa, np.zeros((0, q1)), f.Pm, f.cross(), f.MRR[:qr, :qr])
+    M = SchurBlocks(f.G, f.Xa, np.zeros((0, q1)), f.Pm, f.cross(), f.MRR[:qr, :qr], f.H0)
     B1, Br = f.M1X[:, :p], f.MRR[:qr, xs]                 # sigma^2 Z'V^-1 X
     XVX = f.MRR[xs, xs] / s2
 
@@ -132,7 +132,7 @@ def schur_pqk(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     G, Mrr = f.G, M.Mrr
     KE = {r: M.kmat(E) for r, E in first.items()}
     EG = {r: np.einsum("ab,lbc->lac", E, G) for r, E in first.items()}
-    DM = {r: np.asarray(D @ Mrr) for r, D in rest.items()}
+    DM = {r: np.asarray(D @ f.MRR[:qr])[:, :qr] for r, D in rest.items()}   # D_r M_rr
     cross = M.cross_traces(list(first.values()), list(rest.values()))   # tr(D_r M_1r D_s M_r1)
     row, col = {r: i for i, r in enumerate(first)}, {r: j for j, r in enumerate(rest)}
     trD = np.zeros(g)

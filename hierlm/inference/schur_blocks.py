@@ -31,8 +31,13 @@ import scipy.sparse as sp
 
 #: The most nonzero pairs the diagonal blocks ``H_k`` are summed over (else ``Xa'Pm``).
 MAX_PAIRS = 4_000_000
-#: Entries of ``N`` formed at a time by :meth:`CrossBlock.chunks` (1 MiB).
-CHUNK_ENTRIES = 1 << 17
+#: Multiply-adds of ``Xa'Pm`` one pair of nonzeros costs as much as (NumPy's gathers and
+#: ``bincount``; one BLAS thread: 71,000 pairs 2.1 ms against 4.0 million
+#: multiply-adds 2.5 ms, 126,000 pairs 8 ms against 1.9 million 0.9 ms).
+PAIR_COST = 32
+#: Entries of ``N`` formed at a time by :meth:`CrossBlock.chunks` (64 MiB): larger
+#: ``N`` go a few columns at a time, smaller ones are formed once (one array, no copies).
+CHUNK_ENTRIES = 1 << 23
 
 
 def block_diag(blocks: np.ndarray) -> sp.csr_matrix:
@@ -86,6 +91,44 @@ def _level_pairs(Xa: sp.csc_matrix, p1: int) -> tuple[np.ndarray, np.ndarray]:
     u = np.repeat(np.arange(level.size), ku)
     v = np.arange(u.size) - np.repeat(np.cumsum(ku) - ku, ku) + start[level[u]]
     return u, v
+
+
+def first_blocks(Xa: sp.spmatrix, Pm: np.ndarray, l1: int, p1: int) -> np.ndarray:
+    """The diagonal ``p_1 x p_1`` blocks of ``Xa' Pm Xa`` (``l_1 x p_1 x p_1``).
+
+    Summed over the pairs of nonzeros of each level's columns when that is cheaper
+    (about :data:`PAIR_COST` multiply-adds a pair, measured) than ``Xa' Pm`` whole
+    (``nnz(Xa) q_r`` multiply-adds and a ``q_1 x q_r`` array).
+
+    Examples
+    --------
+    >>> Xa = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 1.0]]))
+    >>> Pm = np.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> first_blocks(Xa, Pm, 3, 1).ravel()
+    array([ 2., 18., 14.])
+    """
+    Xc = sp.csc_matrix(Xa)
+    Xc.sum_duplicates()
+    qr = Pm.shape[0]
+    count = np.bincount(np.repeat(np.arange(Xc.shape[1]) // p1, np.diff(Xc.indptr)),
+                        minlength=l1)
+    pairs = int(np.sum(count.astype(np.int64) ** 2))
+    if pairs <= MAX_PAIRS and pairs * PAIR_COST <= Xc.nnz * qr:
+        # sum_(u,v) Xa[i_u, c_u] Pm[i_u, i_v] Xa[i_v, c_v] into H[l, a_u, a_v]
+        u, v = _level_pairs(Xc, p1)
+        rows, data = Xc.indices, Xc.data
+        col = np.repeat(np.arange(Xc.shape[1]), np.diff(Xc.indptr))
+        w = data[u] * data[v] * Pm[rows[u], rows[v]]
+        cu = col[u]
+        flat = cu if p1 == 1 else (cu // p1) * p1 * p1 + (cu % p1) * p1 + col[v] % p1
+        return np.bincount(flat, weights=w, minlength=l1 * p1 * p1).reshape(l1, p1, p1)
+    XaT = Xc.T.tocsr()
+    W = np.asarray(XaT @ Pm)                               # (q1, qr)
+    H = np.empty((l1, p1, p1))
+    for a in range(p1):
+        for b in range(p1):
+            H[:, a, b] = np.asarray(XaT[a::p1].multiply(W[b::p1]).sum(axis=1)).ravel()
+    return H
 
 
 class CrossBlock:
@@ -187,37 +230,21 @@ class SchurBlocks:
     """
 
     def __init__(self, G: np.ndarray, Xa: sp.csr_matrix, S: np.ndarray, Pm: np.ndarray,
-                 N: np.ndarray | CrossBlock, Mrr: np.ndarray):
+                 N: np.ndarray | CrossBlock, Mrr: np.ndarray, H0: np.ndarray | None = None):
         self.G, self.Xa, self.S, self.Pm, self.Mrr = G, Xa, S, Pm, Mrr
         self.N = N if isinstance(N, CrossBlock) else CrossBlock(N)
         self.XaT = Xa.T.tocsr()
         self.l1, self.p1 = G.shape[0], G.shape[1]
+        self._H0 = H0
 
     @functools.cached_property
     def H(self) -> np.ndarray:
-        """The diagonal blocks of ``U Pt U' = Xa' Pm Xa + S'S`` (``l_1 x p_1 x p_1``)."""
+        """The diagonal blocks of ``U Pt U' = Xa' Pm Xa + S'S`` (``l_1 x p_1 x p_1``;
+        ``Xa' Pm Xa``'s given as ``H0``, or :func:`first_blocks`)."""
         l1, p1 = self.l1, self.p1
+        H0 = self._H0 if self._H0 is not None else first_blocks(self.Xa, self.Pm, l1, p1)
         S3 = self.S.reshape(-1, l1, p1)
-        H = np.einsum("rla,rlb->lab", S3, S3)
-        Xc = self.Xa.tocsc()
-        Xc.sum_duplicates()
-        pairs = int(np.sum(np.bincount(np.repeat(np.arange(Xc.shape[1]) // p1,
-                                                 np.diff(Xc.indptr)), minlength=l1) ** 2))
-        if pairs <= min(MAX_PAIRS, Xc.nnz * max(self.Pm.shape[0], 1)):
-            # sum_(u,v) Xa[i_u, c_u] Pm[i_u, i_v] Xa[i_v, c_v] into H[l, a_u, a_v]
-            u, v = _level_pairs(Xc, p1)
-            rows, data = Xc.indices, Xc.data
-            col = np.repeat(np.arange(Xc.shape[1]), np.diff(Xc.indptr))
-            w = data[u] * data[v] * self.Pm[rows[u], rows[v]]
-            flat = (col[u] // p1) * p1 * p1 + (col[u] % p1) * p1 + col[v] % p1
-            H += np.bincount(flat, weights=w, minlength=l1 * p1 * p1).reshape(l1, p1, p1)
-            return H
-        W = np.asarray(self.XaT @ self.Pm)                  # (q1, qr)
-        for a in range(p1):
-            for b in range(p1):
-                H[:, a, b] += np.asarray(
-                    self.XaT[a::p1].multiply(W[b::p1]).sum(axis=1)).ravel()
-        return H
+        return H0 + np.einsum("rla,rlb->lab", S3, S3)
 
     def trace(self, blocks: np.ndarray) -> float:
         """``tr(Pt U' diag_k(blocks[k]) U)`` (one ``p_1 x p_1`` block for all levels, or
@@ -260,17 +287,27 @@ class SchurBlocks:
         diag = rows == cols
         Ed = np.stack(E)                                          # (g, p1, p1)
         F = np.zeros((len(E), rows.size))                         # sum_ab E_i Q at (c, b)
+        whole = self.N.shape[0] * self.N.shape[1] <= CHUNK_ENTRIES
+        Nd = self.N.columns(slice(None)) if whole else None
+
+        def cols_of(idx: np.ndarray) -> np.ndarray:
+            return (Nd[:, idx] if Nd is not None else self.N.columns(idx)).reshape(
+                l1, p1, idx.size)
+
         if diag.any():
             cd = np.unique(rows[diag])
             Q = np.zeros((p1, p1, self.N.shape[1]))
-            for ch in self.N.chunks(cd):                          # N's columns c: blocks
-                N3 = self.N.columns(ch).reshape(l1, p1, ch.size)
-                Q[:, :, ch] = np.einsum("lac,lbc->abc", N3, N3)
+            if Nd is not None and cd.size == Nd.shape[1]:          # every column: no gather
+                N3 = Nd.reshape(l1, p1, -1)
+                Q[:] = np.einsum("lac,lbc->abc", N3, N3)
+            else:
+                for ch in self.N.chunks(cd):                      # N's columns c: blocks
+                    N3 = cols_of(ch)
+                    Q[:, :, ch] = np.einsum("lac,lbc->abc", N3, N3)
             F[:, diag] = np.einsum("iab,abc->ic", Ed, Q[:, :, rows[diag]])
         off = np.flatnonzero(~diag)
         for ch in self.N.chunks(off):                             # pairs (c, b), c != b
-            Nc = self.N.columns(rows[ch]).reshape(l1, p1, ch.size)
-            Nb = self.N.columns(cols[ch]).reshape(l1, p1, ch.size)
+            Nc, Nb = cols_of(rows[ch]), cols_of(cols[ch])
             F[:, ch] = np.einsum("iab,lak,lbk->ik", Ed, Nc, Nb, optimize=True)
         for j, Dj in enumerate(D):
             out[:, j] = F @ np.asarray(Dj[rows, cols]).ravel()

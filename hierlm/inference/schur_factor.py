@@ -44,6 +44,7 @@ from hierlm.inference.schur_blocks import (
     apply_blocks,
     apply_e,
     block_diag,
+    first_blocks,
 )
 from hierlm.objective.gram import GramBlocks
 
@@ -123,6 +124,12 @@ class SchurFactor:
         return CrossBlock(self.C1, self.Xa, self.Zb[:, :self.C1.shape[1]])
 
     @functools.cached_property
+    def H0(self) -> np.ndarray:
+        """The diagonal blocks of ``Xa' Pm Xa`` (:func:`~hierlm.inference.schur_blocks.
+        first_blocks`), shared by the tables."""
+        return first_blocks(self.Xa, self.Pm, self.G.shape[0], self.G.shape[1])
+
+    @functools.cached_property
     def M1R(self) -> np.ndarray:
         """``M_1R`` (``q_1 x m``) formed."""
         cross = self.cross()
@@ -191,33 +198,35 @@ def _factor(gram: GramBlocks, theta: np.ndarray, p1: int) -> SchurFactor:
     L11i = np.linalg.solve(L11, np.broadcast_to(np.eye(p1), L11.shape))
     Yd = L11i @ TA                                         # (l1, p1, p1)
     LT = L11i @ np.swapaxes(np.broadcast_to(T, L11.shape), 1, 2)  # L_k^-1 T'
-    Ar1 = Br.T.tocsr()                                     # Z_r'Z_1, (qr, q1)
     YRr = (_block_diag(LT) @ Br).tocsr()                   # YR's sparse rest columns
     YRx = (LT @ Bx).reshape(q1, m - qr)                    # ... and its X, y columns
-    O21 = lam_rT @ Ar1 @ _block_diag(np.broadcast_to(T, L11.shape))
-    L21 = (O21 @ _block_diag(np.swapaxes(L11i, 1, 2))).tocsr()  # Omega_21 L_11^-T
-    Xa = (lam_rT @ Ar1 - L21 @ _block_diag(Yd)).tocsr()   # L_22 Y_a, (qr, q1)
-    # the rest's block Omega~ = Lambda_r'Z_r'Z_r Lambda_r + I - L21 L21' = L22 L22' and
-    # Yb = L22^-1 Xb, Zb = L22^-T Yb in one (q_r, m) array: LAPACK and BLAS work in place
-    # on the transposes (a C-order array is its transpose in Fortran order), U = L22'
-    Xb = np.asarray(lam_rT @ gram.A_RR[:qr, :])            # Lambda_r'Z_r'R, (qr, m)
-    O22 = np.asarray(lam_rT @ Xb[:, :qr].T)                 # A_RR symmetric
+    # L_21 = Omega_21 L_11^-T = Lambda_r'YR_r' and Xa = L_22 Y_a = Lambda_r'C1' with
+    # C1 = Z_1'Z_r - Yd'YR_r (M_1R's sparse part), so with W = R'R - YR'YR (its rest
+    # rows: YR'YR with the rest's columns sparse, O(nnz m) instead of O(q1 m^2)):
+    # Omega~ = Lambda_r'W_rr Lambda_r + I = L22 L22', Xb = Lambda_r'W_r. = L22 Yb
+    C1 = (Br - _block_diag(np.swapaxes(Yd, 1, 2)) @ YRr).tocsc()
+    Xa = (lam_rT @ C1.T).tocsr()                           # (qr, q1)
+    L21 = (lam_rT @ YRr.T).tocsr()
+    MRR = np.array(gram.A_RR, dtype=float)                 # W, then M_RR = W - Yb'Yb
+    _sub_sparse(MRR, YRr.T @ YRr)
+    YRxr = np.asarray(YRr.T @ YRx)
+    MRR[:qr, qr:] -= YRxr
+    MRR[qr:, :qr] -= YRxr.T
+    MRR[qr:, qr:] -= YRx.T @ YRx
+    # Yb = L22^-1 Xb and Zb = L22^-T Yb in one (q_r, m) array: LAPACK and BLAS work in
+    # place on the transposes (a C-order array is its transpose in Fortran order), U = L22'
+    Xb = np.asarray(lam_rT @ MRR[:qr, :])                   # (qr, m)
+    O22 = np.asarray(lam_rT @ Xb[:, :qr].T)                 # W_rr symmetric
     O22.flat[::qr + 1] += 1.0
-    _sub_sparse(O22, L21 @ L21.T)
     U, info = sla.lapack.dpotrf(O22.T, lower=0, clean=1, overwrite_a=1)
     if info:
         raise sla.LinAlgError(f"the rest's block of Omega is not positive definite ({info})")
-    _sub_sparse(Xb, L21 @ YRr)
-    Xb[:, qr:] -= np.asarray(L21 @ YRx)
     Yt = sla.blas.dtrsm(1.0, U, Xb.T, side=1, lower=0, overwrite_b=1)   # Yb' = Xb' U^-1
-    # M_RR = R'R - YR'YR - Yb'Yb: its lower triangle (YR'YR with the rest's columns
-    # sparse, O(nnz m) instead of O(q1 m^2)), then mirrored
-    MRR = sla.blas.dsyrk(-1.0, Yt, beta=1.0, c=np.array(gram.A_RR.T, order="F"), lower=1,
-                         overwrite_c=1)
-    _sub_sparse(MRR, YRr.T @ YRr)
-    MRR[qr:, :qr] -= np.asarray(YRx.T @ YRr)
-    MRR[qr:, qr:] -= YRx.T @ YRx
-    _fill_upper(MRR)
+    # M_RR = W - Yb'Yb: one triangle (MRR.T in Fortran order), then mirrored
+    c = sla.blas.dsyrk(-1.0, Yt, beta=1.0, c=MRR.T, lower=1, overwrite_c=1)
+    if not np.shares_memory(c, MRR):                       # in place unless f2py copied
+        MRR.T[...] = c
+    _fill_upper(MRR.T)
     Zb = sla.blas.dtrsm(1.0, U, Yt, side=1, lower=0, trans_a=1, overwrite_b=1).T  # Omega~^-1 Xb
     Pm = sla.lapack.dpotri(U, lower=0)[0]                   # Omega~^-1 = (U'U)^-1, upper
     _fill_upper(Pm.T)
@@ -229,7 +238,6 @@ def _factor(gram: GramBlocks, theta: np.ndarray, p1: int) -> SchurFactor:
     # rest's columns C1 - Xa'Zb_r (C1 sparse), the columns of X and y formed
     M1X = (Bx - np.swapaxes(Yd, 1, 2) @ YRx.reshape(l1, p1, -1)).reshape(q1, -1)
     M1X -= np.asarray(Xa.T @ Zb[:, qr:])
-    C1 = (Br - _block_diag(np.swapaxes(Yd, 1, 2)) @ YRr).tocsc()
     return SchurFactor(T=T, G=G, Xa=Xa, Pm=Pm, C1=C1, Zb=Zb, M1X=M1X, MRR=MRR,
                        logdet_omega=logdet_omega, lam_r=lam_r, lam_rT=lam_rT, parts_r=parts_r,
                        L11i=L11i, L21=L21)

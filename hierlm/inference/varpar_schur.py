@@ -118,8 +118,10 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     MPRR = SR.T @ SR
     np.subtract(MRR, MPRR, out=MPRR)
     c1, zr = f.C1, f.Zb[:, :qr]
-    mzz = SchurBlocks(G, Xa, S1, Pm, CrossBlock(c1, Xa, zr, S1, SR[:, :qr]), MPRR[:qr, :qr])
-    mt = mzz if reml else SchurBlocks(G, Xa, np.zeros((0, q1)), Pm, f.cross(), MRR[:qr, :qr])
+    mzz = SchurBlocks(G, Xa, S1, Pm, CrossBlock(c1, Xa, zr, S1, SR[:, :qr]), MPRR[:qr, :qr],
+                      f.H0)
+    mt = mzz if reml else SchurBlocks(G, Xa, np.zeros((0, q1)), Pm, f.cross(), MRR[:qr, :qr],
+                                      f.H0)
     w1 = (M1X[:, -1] - S1.T @ SR[:, -1]).reshape(l1, p1)  # sigma^2 Z'Py
     wr = MPRR[:qr, -1]
     yPy = float(MPRR[-1, -1]) / s2
@@ -138,7 +140,8 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
 
     Mrr = mt.Mrr
     KE = {i: mt.kmat(E[i]) for i in first}                 # Pt U'D_i U
-    DM = {j: np.asarray(Dr[j] @ Mrr) for j in rest_idx}    # D_j M_rr
+    rows = MPRR[:qr] if reml else MRR[:qr]                 # M_rr's rows, contiguous
+    DM = {j: np.asarray(Dr[j] @ rows)[:, :qr] for j in rest_idx}   # D_j M_rr
     cross = mt.cross_traces([E[i] for i in first], [Dr[j] for j in rest_idx])
     col = {j: c for c, j in enumerate(rest_idx)}
 

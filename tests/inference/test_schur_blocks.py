@@ -50,10 +50,12 @@ def rel(a, b):
 
 
 @pytest.mark.parametrize("p1", [1, 2])
-@pytest.mark.parametrize("max_pairs", [None, 0])
-def test_diagonal_blocks_and_traces_match_dense(p1, max_pairs, monkeypatch):
-    if max_pairs is not None:   # the Xa'Pm way
-        monkeypatch.setattr(schur_blocks, "MAX_PAIRS", max_pairs)
+@pytest.mark.parametrize("way", ["pairs", "whole"])
+def test_diagonal_blocks_and_traces_match_dense(p1, way, monkeypatch):
+    if way == "pairs":          # summed over pairs of nonzeros, whatever the cost
+        monkeypatch.setattr(schur_blocks, "PAIR_COST", 0)
+    else:                       # Xa'Pm formed
+        monkeypatch.setattr(schur_blocks, "MAX_PAIRS", 0)
     G, Xa, S, Pm, C, Z, R = parts(p1)
     M = SchurBlocks(G, Xa, S, Pm, np.zeros((G.shape[0] * p1, Pm.shape[0])), np.eye(15))
     low = dense_first(G, Xa, S, Pm)
