@@ -67,7 +67,8 @@ def large_temporaries_reused(dense_rows: int, *, once_set: bool = False) -> Iter
         ``q = 1000`` model of ``benchmarks/post_fit.py`` faulted 2,100 pages in
         afresh (13 -> 20 ms).  Once set, each large temporary is a new mapping,
         faulted in page by page: the post-fit tables are then better off inside the
-        block (``summary()`` of the crossed ``q = 2000`` model: 7,900 -> 4,500 faults).
+        block (``summary()`` of the crossed ``q = 2000`` model: 7,900 -> 4,300-5,400
+        faults).
 
     Yields
     ------

@@ -14,9 +14,14 @@ formed.  With ``D_i = I (x) E_i`` for the first term's parameters
     tr(D_i M_1r D_j M_r1)    = <D_i M_1r, M_1r D_j>      (i first, j rest),
 
 the rest's products are dense ``q_r x q_r``, and every product with a vector uses
-``M_11 x = G x - U (U'x)``.  The cost is ``O(q_1 p_1^2 m + q_1 r^2 + q_r^3)`` flops and
-``O(q_1 m)`` memory, against the dense path's ``O(q^3)`` and ``O(k q^2)``.  The formulas
-of the deviance's derivatives are varpar_dense's.
+``M_11 x = G x - U (U'x)``.  ``M_1r = C1 - Xa'Zb_r - S_1'S_r`` (REML) is kept by its
+parts (:class:`hierlm.inference.schur_blocks.CrossBlock`): products with vectors go
+through them, and the last trace needs only ``sum_l M_1r[l,a,c] M_1r[l,b,c']`` at
+``D_j``'s nonzeros (:meth:`hierlm.inference.schur_blocks.SchurBlocks.cross_traces`), so
+``D_i M_1r`` and ``M_1r D_j`` are never formed and ``M_1r`` itself once.  The cost is
+``O(q_1 p_1^2 m + q_1 r^2 + q_r^3)`` flops and ``O(q_1 q_r)`` memory, against the dense
+path's ``O(q^3)`` and ``O(k q^2)``.  The formulas of the deviance's derivatives are
+varpar_dense's.
 
 Measured (n = 10,000, p = 20; CPU seconds of one call, one BLAS thread, against
 :func:`hierlm.inference.varpar_dense.dense_varpar`'s ``q x q`` path): crossed
@@ -32,6 +37,26 @@ per core), the rest is sparse bookkeeping.  InstEval (``y ~ 1 + service + (1 | s
 :data:`hierlm.inference.varpar_dense.DENSE_MAX_Q`): the second-order graph took 37 s,
 this 1.75 s (0.83 CPU seconds, load 8), equal to it to 2e-15 (Hessian) and 2e-13
 (Jacobian).
+
+The crossed model at ``q = 2000`` (``(1 | g) + (1 | h)``, 1,596 and 400 levels), its
+first ``summary()`` in a new process after the fit, as ``python -m benchmarks.post_fit
+--slopes --two-terms`` times it (that model alone, old and new code in turn in new
+processes, 6 each, load 4-5): 0.204 s median (0.144 s fastest) -> 0.102 s (0.089 s);
+at load 1.6-1.9, 4 each: 0.118 s (0.088 s) -> 0.059 s (0.056 s).  CPU seconds of
+``summary()`` in 5 new processes each (load 4-5): 0.12-0.18 s -> 0.058-0.086 s.  Where
+the old time went (cProfile, line profiles, ``python -X importtime``, page-fault counts
+and ``gc.callbacks`` in the new process): a middle-generation pass of the garbage
+collector over the ~100,000 objects the fit had left (Numba's import; 35-80 ms, now
+in the fit's own young pass, :func:`hierlm.heap.gc_paused`); 16,000-20,000 pages of
+new memory faulted in for the ``q_1 x m`` and ``q_r x m`` temporaries (about 2.5
+microseconds each on this machine; now 4,300-5,400: ``M_1r`` and ``D_i M_1r`` not
+formed as above, the rest's factor and solves in place in
+:mod:`hierlm.inference.schur_factor`, temporaries kept in the heap where the fit has
+set glibc's thresholds, :func:`hierlm.heap.large_temporaries_reused`); the factor
+itself (22 -> 14 ms CPU, a warm call, one BLAS thread; this function 38 -> 28.5 ms).
+The imports on the first table (``hierlm.inference.anova`` and what it loads) cost
+about 8 ms and were kept.  The numbers equal the old path's to 7e-14 (df and SEs of
+the tables, Hessian, Jacobian).
 """
 
 from __future__ import annotations
