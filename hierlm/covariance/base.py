@@ -40,16 +40,20 @@ import numpy as np
 from hierlm.covariance import compiled, general_path
 from hierlm.covariance.cholesky import cholesky
 from hierlm.covariance.layout import psd_cholesky, tril_colmajor
+from hierlm.covariance.nuts_params import NutsCorrelation
 from hierlm.covariance.term_layout import TermLayout
 
 #: Bounds of a log relative SD (column units) and of an unconstrained correlation parameter.
 LOG_SD_BOUNDS = (-25.0, 25.0)
 CORR_BOUNDS = (-12.0, 12.0)
-class Covariance(TermLayout):
+
+
+class Covariance(TermLayout, NutsCorrelation):
     """A term's covariance structure: parameters ``psi``, template, names.
 
     Its theta layout (template positions, pack/unpack, sign flips) is
-    :class:`~hierlm.covariance.term_layout.TermLayout`'s.  Subclasses set
+    :class:`~hierlm.covariance.term_layout.TermLayout`'s, its parameterization for NUTS
+    :class:`~hierlm.covariance.nuts_params.NutsCorrelation`'s.  Subclasses set
     :attr:`structure` and implement :meth:`sds`, :meth:`correlation`,
     :meth:`psi_start`, :meth:`psi_bounds`, :meth:`natural` and :meth:`natural_names`.
 
@@ -362,36 +366,6 @@ class Covariance(TermLayout):
     def correlation_derivatives(self, psi: np.ndarray) -> list[np.ndarray]:
         """``d R / d psi_k`` for each correlation parameter, by the complex step."""
         return general_path.complex_step_derivatives(self, psi)
-
-    # --- NUTS parameterization and default priors -------------------------------------
-    def nuts_correlation_prior(self) -> tuple[str, int, float, float] | None:
-        """NUTS's correlation parameters: ``(name, count, lower, upper)``, or None.
-
-        Each is ``Uniform(lower, upper)`` over its whole valid range (flat: the data, not
-        the prior, should decide a correlation, and every value in the range gives a
-        positive definite ``R``).  The SDs get the unstructured terms' ``HalfNormal``
-        prior (:mod:`hierlm.estimate.priors`); a homogeneous SD takes the geometric mean
-        of the columns' scales.  A structure without correlation parameters has None.
-        """
-        return None
-
-    def correlation_from_nuts(self, values: np.ndarray) -> np.ndarray:
-        """``R`` from the values of :meth:`nuts_correlation_prior`'s parameters.
-
-        Examples
-        --------
-        >>> from hierlm.covariance.ar1 import AR1
-        >>> AR1(("t1", "t2"), "g", np.ones(2)).correlation_from_nuts(np.array([0.5])).tolist()
-        [[1.0, 0.5], [0.5, 1.0]]
-        """
-        if self.nuts_correlation_prior() is None:
-            return self._eye.copy()
-        return self.correlation_from_natural(np.atleast_1d(np.asarray(values, dtype=float)))
-
-    def nuts_correlation_start(self, psi: np.ndarray) -> np.ndarray:
-        """The values of :meth:`nuts_correlation_prior`'s parameters at ``psi``."""
-        n_sd = 1 if self.homogeneous else self.p
-        return np.asarray(self.natural(np.asarray(psi, dtype=float), 1.0)[n_sd:], dtype=float)
 
     def names(self) -> list[str]:
         """lme4-style names of :meth:`natural`: ``sd_t1|Subject``, ``rho|Subject``."""

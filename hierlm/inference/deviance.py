@@ -49,6 +49,7 @@ import pytensor.tensor as pt
 import scipy.sparse as sp
 
 from hierlm.covariance.design import DesignCovariance
+from hierlm.heap import large_temporaries_reused
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.varpar_dense import DENSE_MAX_Q, dense_varpar, schur_applies
 from hierlm.inference.varpar_structured import to_psi
@@ -187,7 +188,9 @@ def varpar_info(objective: ProfiledObjective, theta: np.ndarray, sigma: float,
     design = objective.design  # one term: level by level whatever q (varpar_levels)
     if (design.q <= DENSE_MAX_Q or (len(design.terms) == 1 and objective.gram.q_rest == 0)
             or schur_applies(design, objective.gram)):
-        with one_blas_thread():
+        # temporaries of q x q (two terms) or q_1 x q_r (blockwise): kept in the heap
+        # where a fit has already set the allocator's thresholds (hierlm.heap)
+        with one_blas_thread(), large_temporaries_reused(design.q, once_set=True):
             dev, grad, H, C, J = dense_varpar(objective.design, objective.gram, theta, sigma,
                                               reml)
         psi = np.append(np.asarray(theta, dtype=float), float(sigma))

@@ -44,6 +44,7 @@ from hierlm.covariance.layout import templates
 from hierlm.covariance.term_layout import TermLayout
 from hierlm.design.weights import working_design
 from hierlm.errors import MethodError
+from hierlm.heap import large_temporaries_reused
 from hierlm.inference.blas import one_blas_thread
 from hierlm.inference.fitted import require_model
 from hierlm.inference.kr_products import level_gram, level_products, one_term_pqk, v_products
@@ -148,7 +149,8 @@ def kr_info(res: Any) -> KRInfo:
     hit = _CACHE.get(res)
     if hit is not None:
         return hit
-    with one_blas_thread():
+    q = res.model.design.q if res.model is not None else 0
+    with one_blas_thread(), large_temporaries_reused(q, once_set=True):  # as varpar_info
         info = _kr_info(res)
     _CACHE[res] = info
     return info

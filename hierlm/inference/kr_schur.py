@@ -30,7 +30,10 @@ runs): ``q = 2000`` crossed ``(1 | g) + (1 | h)`` 4.4 s -> 0.23 s, nested
 4.1 s -> 0.10 s).  With the factor of ``summary()`` shared
 (:func:`hierlm.inference.schur_factor.schur_factor` keeps the last one), the same run
 at load 8-9: crossed 0.11 s, nested 0.041 s at ``q = 2000``, 0.03 s and 0.013 s at
-``q = 1000``.  Equal to the dense path to about 1e-14.
+``q = 1000``.  Equal to the dense path to about 1e-14.  With ``M_1r`` by its parts and
+the diagonal blocks of ``Xa' Pm Xa`` shared with ``summary()`` (the factor's ``H0``):
+CPU seconds after ``summary()`` in a new process, the crossed model at ``q = 2000``,
+5 processes each (load 4-5): 0.040-0.054 s -> 0.026-0.041 s.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from hierlm.covariance.term_layout import TermLayout
-from hierlm.inference.schur_factor import SchurBlocks, apply_e, schur_factor
+from hierlm.inference.schur_blocks import SchurBlocks, apply_e
+from hierlm.inference.schur_factor import schur_factor
 from hierlm.objective.gram import GramBlocks
 
 
@@ -84,8 +88,8 @@ def schur_pqk(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     l1 = f.G.shape[0]
     q1 = l1 * p1
     xs = slice(qr, qr + p)
-    M = SchurBlocks(f.G, f.Xa, np.zeros((0, q1)), f.Pm, f.M1R[:, :qr], f.MRR[:qr, :qr])
-    B1, Br = f.M1R[:, xs], f.MRR[:qr, xs]                 # sigma^2 Z'V^-1 X
+    M = SchurBlocks(f.G, f.Xa, np.zeros((0, q1)), f.Pm, f.cross(), f.MRR[:qr, :qr], f.H0)
+    B1, Br = f.M1X[:, :p], f.MRR[:qr, xs]                 # sigma^2 Z'V^-1 X
     XVX = f.MRR[xs, xs] / s2
 
     # the generators: the first term's E_r, the rest's sparse D_r, and gamma_r
@@ -128,12 +132,12 @@ def schur_pqk(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
             Q[s_, r] = Q[r, s_].T
 
     # K_rs = tr(D_r Z'V^-1 Z D_s Z'V^-1 Z) and tr(D_r Z'V^-1 Z)
-    G, N, Mrr = f.G, M.N, M.Mrr
+    G, Mrr = f.G, M.Mrr
     KE = {r: M.kmat(E) for r, E in first.items()}
     EG = {r: np.einsum("ab,lbc->lac", E, G) for r, E in first.items()}
-    DN = {r: apply_e(E, N, l1, p1) for r, E in first.items()}
-    ND = {r: np.asarray(D @ N.T).T for r, D in rest.items()}
-    DM = {r: np.asarray(D @ Mrr) for r, D in rest.items()}
+    DM = {r: np.asarray(D @ f.MRR[:qr])[:, :qr] for r, D in rest.items()}   # D_r M_rr
+    cross = M.cross_traces(list(first.values()), list(rest.values()))   # tr(D_r M_1r D_s M_r1)
+    row, col = {r: i for i, r in enumerate(first)}, {r: j for j, r in enumerate(rest)}
     trD = np.zeros(g)
     for r in first:
         trD[r] = float(np.einsum("laa->", EG[r])) - M.trace(first[r])
@@ -144,13 +148,13 @@ def schur_pqk(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
             if r in EG and s_ in EG:
                 EGE = EG[r] @ first[s_]                           # blocks of D_r G D_s
                 v = (float(np.einsum("lac,lca->", EG[r], EG[s_])) - 2.0 * M.trace(EGE)
-                     + float(np.sum(KE[r] * KE[s_].T)))
+                     + float(np.einsum("ab,ba->", KE[r], KE[s_])))
             elif r in EG:
-                v = float(np.sum(DN[r] * ND[s_]))
+                v = float(cross[row[r], col[s_]])
             elif s_ in EG:
-                v = float(np.sum(DN[s_] * ND[r]))
+                v = float(cross[row[s_], col[r]])
             else:
-                v = float(np.sum(DM[r] * DM[s_].T))
+                v = float(np.einsum("ab,ba->", DM[r], DM[s_]))
             K[r, s_] = K[s_, r] = v / s2**2
     trD /= s2
 

@@ -28,6 +28,7 @@ is, with ``G_k = A_k - Yd_k'Yd_k``::
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -37,88 +38,42 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from hierlm.covariance.term_layout import TermLayout
+from hierlm.inference.schur_blocks import (
+    CrossBlock,
+    SchurBlocks,
+    apply_blocks,
+    apply_e,
+    block_diag,
+    first_blocks,
+)
 from hierlm.objective.gram import GramBlocks
+
+__all__ = ["CrossBlock", "SchurBlocks", "SchurFactor", "apply_blocks", "apply_e", "schur_factor"]
 
 #: The last factor: (the Gram blocks, weakly; theta and p1; the factor).
 _LAST: list[tuple[Any, tuple[bytes, int], SchurFactor]] = []
+_block_diag = block_diag
 
 
-def _block_diag(blocks: np.ndarray) -> sp.csr_matrix:
-    """The sparse block-diagonal ``diag_k(blocks[k])``, ``blocks`` of shape ``(l, a, b)``."""
-    l1, ra, cb = blocks.shape
-    rows = np.arange(l1)[:, None, None] * ra + np.arange(ra)[None, :, None]
-    cols = np.arange(l1)[:, None, None] * cb + np.arange(cb)[None, None, :]
-    rows, cols = np.broadcast_to(rows, blocks.shape), np.broadcast_to(cols, blocks.shape)
-    return sp.csr_matrix((blocks.ravel(), (rows.ravel(), cols.ravel())),
-                         shape=(l1 * ra, l1 * cb))
+def _fill_upper(a: np.ndarray) -> None:
+    """Copy ``a``'s strict lower triangle onto its upper one, in place (no ``n x n``
+    temporary)."""
+    for i in range(a.shape[0] - 1):
+        a[i, i + 1:] = a[i + 1:, i]
 
 
-class SchurBlocks:
-    """A symmetric ``q x q`` matrix ``[[diag(G) - U Pt U', N], [N', Mrr]]`` by its blocks.
-
-    ``U = [Xa', S']`` (``Xa`` sparse ``q_r x q_1``, ``S`` dense ``p' x q_1``) and
-    ``Pt = diag(Pm, I)``: the first term's block is never formed.
-    """
-
-    def __init__(self, G: np.ndarray, Xa: sp.csr_matrix, S: np.ndarray, Pm: np.ndarray,
-                 N: np.ndarray, Mrr: np.ndarray):
-        self.G, self.Xa, self.S, self.Pm, self.N, self.Mrr = G, Xa, S, Pm, N, Mrr
-        self.XaT = Xa.T.tocsr()
-        self.l1, self.p1 = G.shape[0], G.shape[1]
-        # the diagonal blocks of U Pt U' = Xa' Pm Xa + S'S: tr(Pt U'BU) = sum_k tr(B_k H_k)
-        # for block-diagonal B, O(nnz(Xa) q_r) instead of a q_r x q_r x r product
-        W = np.asarray(self.XaT @ Pm)                      # (q1, qr)
-        l1, p1 = self.l1, self.p1
-        self.H = np.einsum("rla,rlb->lab", S.reshape(-1, l1, p1), S.reshape(-1, l1, p1))
-        for a in range(p1):
-            for b in range(p1):
-                self.H[:, a, b] += np.asarray(
-                    self.XaT[a::p1].multiply(W[b::p1]).sum(axis=1)).ravel()
-
-    def trace(self, blocks: np.ndarray) -> float:
-        """``tr(Pt U' diag_k(blocks[k]) U)`` (one ``p_1 x p_1`` block for all levels, or
-        ``l_1`` of them)."""
-        if blocks.ndim == 2:
-            return float(np.einsum("ab,lba->", blocks, self.H))
-        return float(np.einsum("lab,lba->", blocks, self.H))
-
-    def kmat(self, blocks: np.ndarray) -> np.ndarray:
-        """``Pt U' diag_k(blocks[k]) U`` (``r x r``): its trace and products give the
-        traces of ``D_i M_11`` and of ``D_i M_11 D_j M_11``."""
-        D = _block_diag(np.broadcast_to(blocks, self.G.shape) if blocks.ndim == 2 else blocks)
-        DXa, DS = D @ self.XaT, D @ self.S.T
-        top = np.hstack([(self.Xa @ DXa).toarray(), self.Xa @ DS])
-        bottom = np.hstack([np.asarray(self.S @ DXa), self.S @ DS])
-        K = np.vstack([top, bottom])
-        qr = self.Pm.shape[0]
-        K[:qr] = self.Pm @ K[:qr]
-        return K
-
-    def matmat(self, x1: np.ndarray, xr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``M X`` for ``X = [x1; xr]`` (``q_1 x c`` and ``q_r x c``)."""
-        low = self.XaT @ (self.Pm @ (self.Xa @ x1)) + self.S.T @ (self.S @ x1)
-        y1 = apply_blocks(self.G, x1) - low + self.N @ xr
-        return y1, self.N.T @ x1 + self.Mrr @ xr
-
-    def matvec(self, x1: np.ndarray, xr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``M x`` for ``x = (x1 (l1, p1), xr (q_r,))``."""
-        v = x1.ravel()
-        low = self.XaT @ (self.Pm @ (self.Xa @ v)) + self.S.T @ (self.S @ v)
-        y1 = np.einsum("lab,lb->la", self.G, x1) - low.reshape(x1.shape) + (
-            self.N @ xr).reshape(x1.shape)
-        return y1, self.N.T @ v + self.Mrr @ xr
-
-
-def apply_blocks(G: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """``diag_k(G_k) X`` for blocks ``G`` (``l1 x p1 x p1``) and ``X`` with ``l1 p1`` rows."""
-    l1, p1 = G.shape[0], G.shape[1]
-    return np.einsum("lab,lb...->la...", G, X.reshape(l1, p1, *X.shape[1:])).reshape(X.shape)
-
-
-def apply_e(E: np.ndarray, X: np.ndarray, l1: int, p1: int) -> np.ndarray:
-    """``(I (x) E) X`` for ``X`` with ``l1 p1`` rows."""
-    shape = X.shape
-    return np.einsum("ab,lb...->la...", E, X.reshape(l1, p1, *shape[1:])).reshape(shape)
+def _sub_sparse(a: np.ndarray, s: sp.spmatrix) -> None:
+    """``a -= s`` for sparse ``s`` (``s``'s shape a leading block of ``a``'s), through
+    flat indices of the contiguous ``a`` (no dense copy of ``s``)."""
+    c = sp.csr_matrix(s)
+    c.sum_duplicates()                                     # products are canonical already
+    rows = np.repeat(np.arange(c.shape[0]), np.diff(c.indptr))
+    if a.flags.c_contiguous:
+        a.reshape(-1)[rows * a.shape[1] + c.indices] -= c.data
+    elif a.flags.f_contiguous:
+        a.T.reshape(-1)[c.indices * a.shape[0] + rows] -= c.data
+    else:
+        a[rows, c.indices] -= c.data
 
 
 def _rest_lambda(gram: GramBlocks, theta: np.ndarray
@@ -141,16 +96,21 @@ class SchurFactor:
     """The blocked factor of ``Omega`` and ``M = sigma^2 [Z X y]'V^-1 [Z X y]`` by blocks.
 
     ``M_11 = diag_k(G_k) - Xa' Pm Xa`` (``Xa = L_22 Y_a`` sparse ``q_r x q_1``,
-    ``Pm = (L_22 L_22')^-1``), ``M1R`` (``q_1 x m``) and ``MRR`` (``m x m``) as in the
+    ``Pm = (L_22 L_22')^-1``), ``M_1R`` (``q_1 x m``) and ``MRR`` (``m x m``) as in the
     module docstring; ``L11i`` the levels' ``L_k^-1`` and ``L21`` (sparse) for
-    ``tr Omega^-1``.
+    ``tr Omega^-1``.  ``M_1R = [C1 - Xa'Zb_r, M1X]`` is kept by its parts: ``C1``
+    (sparse ``q_1 x q_r``, ``Z_1'Z_r - Yd'YR_r``), ``Zb = Omega~^-1 Xb`` (``q_r x m``) and
+    its columns of ``X`` and ``y``, ``M1X`` (``q_1 x (m - q_r)``); :meth:`cross` gives
+    the rest's columns as a :class:`hierlm.inference.schur_blocks.CrossBlock`.
     """
 
     T: np.ndarray
     G: np.ndarray
     Xa: sp.csr_matrix
     Pm: np.ndarray
-    M1R: np.ndarray
+    C1: sp.csc_matrix
+    Zb: np.ndarray
+    M1X: np.ndarray
     MRR: np.ndarray
     logdet_omega: float
     lam_r: sp.csr_matrix
@@ -158,6 +118,22 @@ class SchurFactor:
     parts_r: list[tuple[int, sp.csr_matrix]]
     L11i: np.ndarray
     L21: sp.csr_matrix
+
+    def cross(self) -> CrossBlock:
+        """``M_1r`` (``q_1 x q_r``) by its parts: ``C1 - Xa' Zb_r``."""
+        return CrossBlock(self.C1, self.Xa, self.Zb[:, :self.C1.shape[1]])
+
+    @functools.cached_property
+    def H0(self) -> np.ndarray:
+        """The diagonal blocks of ``Xa' Pm Xa`` (:func:`~hierlm.inference.schur_blocks.
+        first_blocks`), shared by the tables."""
+        return first_blocks(self.Xa, self.Pm, self.G.shape[0], self.G.shape[1])
+
+    @functools.cached_property
+    def M1R(self) -> np.ndarray:
+        """``M_1R`` (``q_1 x m``) formed."""
+        cross = self.cross()
+        return np.hstack([cross.columns(slice(None)), self.M1X])
 
     def trace_omega_inv(self) -> float:
         """``tr Omega^-1 = |L^-1|_F^2``: ``|L_11^-1|^2 + tr(Pm X X') + tr Pm`` with
@@ -222,34 +198,46 @@ def _factor(gram: GramBlocks, theta: np.ndarray, p1: int) -> SchurFactor:
     L11i = np.linalg.solve(L11, np.broadcast_to(np.eye(p1), L11.shape))
     Yd = L11i @ TA                                         # (l1, p1, p1)
     LT = L11i @ np.swapaxes(np.broadcast_to(T, L11.shape), 1, 2)  # L_k^-1 T'
-    Ar1 = Br.T.tocsr()                                     # Z_r'Z_1, (qr, q1)
     YRr = (_block_diag(LT) @ Br).tocsr()                   # YR's sparse rest columns
     YRx = (LT @ Bx).reshape(q1, m - qr)                    # ... and its X, y columns
-    O21 = lam_rT @ Ar1 @ _block_diag(np.broadcast_to(T, L11.shape))
-    L21 = (O21 @ _block_diag(np.swapaxes(L11i, 1, 2))).tocsr()  # Omega_21 L_11^-T
-    Xa = (lam_rT @ Ar1 - L21 @ _block_diag(Yd)).tocsr()   # L_22 Y_a, (qr, q1)
-    Arr = gram.A_RR[:qr, :qr]
-    O22 = np.asarray(lam_rT @ np.asarray(lam_rT @ Arr).T) + np.eye(qr)
-    L22 = sla.cholesky(0.5 * (O22 + O22.T) - (L21 @ L21.T).toarray(), lower=True)
-    Xb = np.asarray(lam_rT @ gram.A_RR[:qr, :]) - np.hstack(
-        [(L21 @ YRr).toarray(), np.asarray(L21 @ YRx)])
-    Yb = sla.solve_triangular(L22, Xb, lower=True)         # (qr, m)
-    Zb = sla.solve_triangular(L22, Yb, lower=True, trans="T")  # Omega~^-1 Xb
-    Pm = sla.lapack.dpotri(L22, lower=1)[0]                # Omega~^-1 = (L_22 L_22')^-1
-    Pm = np.tril(Pm) + np.tril(Pm, -1).T
+    # L_21 = Omega_21 L_11^-T = Lambda_r'YR_r' and Xa = L_22 Y_a = Lambda_r'C1' with
+    # C1 = Z_1'Z_r - Yd'YR_r (M_1R's sparse part), so with W = R'R - YR'YR (its rest
+    # rows: YR'YR with the rest's columns sparse, O(nnz m) instead of O(q1 m^2)):
+    # Omega~ = Lambda_r'W_rr Lambda_r + I = L22 L22', Xb = Lambda_r'W_r. = L22 Yb
+    C1 = (Br - _block_diag(np.swapaxes(Yd, 1, 2)) @ YRr).tocsc()
+    Xa = (lam_rT @ C1.T).tocsr()                           # (qr, q1)
+    L21 = (lam_rT @ YRr.T).tocsr()
+    MRR = np.array(gram.A_RR, dtype=float)                 # W, then M_RR = W - Yb'Yb
+    _sub_sparse(MRR, YRr.T @ YRr)
+    YRxr = np.asarray(YRr.T @ YRx)
+    MRR[:qr, qr:] -= YRxr
+    MRR[qr:, :qr] -= YRxr.T
+    MRR[qr:, qr:] -= YRx.T @ YRx
+    # Yb = L22^-1 Xb and Zb = L22^-T Yb in one (q_r, m) array: LAPACK and BLAS work in
+    # place on the transposes (a C-order array is its transpose in Fortran order), U = L22'
+    Xb = np.asarray(lam_rT @ MRR[:qr, :])                   # (qr, m)
+    O22 = np.asarray(lam_rT @ Xb[:, :qr].T)                 # W_rr symmetric
+    O22.flat[::qr + 1] += 1.0
+    U, info = sla.lapack.dpotrf(O22.T, lower=0, clean=1, overwrite_a=1)
+    if info:
+        raise sla.LinAlgError(f"the rest's block of Omega is not positive definite ({info})")
+    Yt = sla.blas.dtrsm(1.0, U, Xb.T, side=1, lower=0, overwrite_b=1)   # Yb' = Xb' U^-1
+    # M_RR = W - Yb'Yb: one triangle (MRR.T in Fortran order), then mirrored
+    c = sla.blas.dsyrk(-1.0, Yt, beta=1.0, c=MRR.T, lower=1, overwrite_c=1)
+    if not np.shares_memory(c, MRR):                       # in place unless f2py copied
+        MRR.T[...] = c
+    _fill_upper(MRR.T)
+    Zb = sla.blas.dtrsm(1.0, U, Yt, side=1, lower=0, trans_a=1, overwrite_b=1).T  # Omega~^-1 Xb
+    Pm = sla.lapack.dpotri(U, lower=0)[0]                   # Omega~^-1 = (U'U)^-1, upper
+    _fill_upper(Pm.T)
     logdet_omega = 2.0 * (float(np.log(np.diagonal(L11, axis1=1, axis2=2)).sum())
-                          + float(np.log(np.diag(L22)).sum()))
+                          + float(np.log(np.diag(U)).sum()))
     G = A - np.swapaxes(Yd, 1, 2) @ Yd
     G = 0.5 * (G + np.swapaxes(G, 1, 2))
-    # M_1R = Z_1'R - Yd'YR - Y_a'Y_b (Y_a'Y_b = Xa' Omega~^-1 Xb), one q1 x m array
-    M1R = -np.asarray(Xa.T @ Zb)
-    M1R[:, qr:] += (Bx - np.swapaxes(Yd, 1, 2) @ YRx.reshape(l1, p1, -1)).reshape(q1, -1)
-    sparse_r = (Br - _block_diag(np.swapaxes(Yd, 1, 2)) @ YRr).tocoo()
-    M1R[sparse_r.row, sparse_r.col] += sparse_r.data
-    # YR'YR with the rest's columns sparse: O(nnz m) instead of O(q1 m^2)
-    YRxr = np.asarray(YRr.T @ YRx)
-    YRtYR = np.block([[(YRr.T @ YRr).toarray(), YRxr], [YRxr.T, YRx.T @ YRx]])
-    MRR = gram.A_RR - YRtYR - Yb.T @ Yb
-    MRR = 0.5 * (MRR + MRR.T)
-    return SchurFactor(T=T, G=G, Xa=Xa, Pm=Pm, M1R=M1R, MRR=MRR, logdet_omega=logdet_omega,
-                       lam_r=lam_r, lam_rT=lam_rT, parts_r=parts_r, L11i=L11i, L21=L21)
+    # M_1R = Z_1'R - Yd'YR - Y_a'Y_b (Y_a'Y_b = Xa' Omega~^-1 Xb) by its parts: the
+    # rest's columns C1 - Xa'Zb_r (C1 sparse), the columns of X and y formed
+    M1X = (Bx - np.swapaxes(Yd, 1, 2) @ YRx.reshape(l1, p1, -1)).reshape(q1, -1)
+    M1X -= np.asarray(Xa.T @ Zb[:, qr:])
+    return SchurFactor(T=T, G=G, Xa=Xa, Pm=Pm, C1=C1, Zb=Zb, M1X=M1X, MRR=MRR,
+                       logdet_omega=logdet_omega, lam_r=lam_r, lam_rT=lam_rT, parts_r=parts_r,
+                       L11i=L11i, L21=L21)

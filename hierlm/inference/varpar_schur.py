@@ -14,9 +14,14 @@ formed.  With ``D_i = I (x) E_i`` for the first term's parameters
     tr(D_i M_1r D_j M_r1)    = <D_i M_1r, M_1r D_j>      (i first, j rest),
 
 the rest's products are dense ``q_r x q_r``, and every product with a vector uses
-``M_11 x = G x - U (U'x)``.  The cost is ``O(q_1 p_1^2 m + q_1 r^2 + q_r^3)`` flops and
-``O(q_1 m)`` memory, against the dense path's ``O(q^3)`` and ``O(k q^2)``.  The formulas
-of the deviance's derivatives are varpar_dense's.
+``M_11 x = G x - U (U'x)``.  ``M_1r = C1 - Xa'Zb_r - S_1'S_r`` (REML) is kept by its
+parts (:class:`hierlm.inference.schur_blocks.CrossBlock`): products with vectors go
+through them, and the last trace needs only ``sum_l M_1r[l,a,c] M_1r[l,b,c']`` at
+``D_j``'s nonzeros (:meth:`hierlm.inference.schur_blocks.SchurBlocks.cross_traces`), so
+``D_i M_1r`` and ``M_1r D_j`` are never formed and ``M_1r`` itself once.  The cost is
+``O(q_1 p_1^2 m + q_1 r^2 + q_r^3)`` flops and ``O(q_1 q_r)`` memory, against the dense
+path's ``O(q^3)`` and ``O(k q^2)``.  The formulas of the deviance's derivatives are
+varpar_dense's.
 
 Measured (n = 10,000, p = 20; CPU seconds of one call, one BLAS thread, against
 :func:`hierlm.inference.varpar_dense.dense_varpar`'s ``q x q`` path): crossed
@@ -32,6 +37,26 @@ per core), the rest is sparse bookkeeping.  InstEval (``y ~ 1 + service + (1 | s
 :data:`hierlm.inference.varpar_dense.DENSE_MAX_Q`): the second-order graph took 37 s,
 this 1.75 s (0.83 CPU seconds, load 8), equal to it to 2e-15 (Hessian) and 2e-13
 (Jacobian).
+
+The crossed model at ``q = 2000`` (``(1 | g) + (1 | h)``, 1,596 and 400 levels), its
+first ``summary()`` in a new process after the fit, as ``python -m benchmarks.post_fit
+--slopes --two-terms`` times it (that model alone, old and new code in turn in new
+processes, 6 each, load 4-5): 0.204 s median (0.144 s fastest) -> 0.102 s (0.089 s);
+at load 1.6-1.9, 4 each: 0.118 s (0.088 s) -> 0.059 s (0.056 s).  CPU seconds of
+``summary()`` in 5 new processes each (load 4-5): 0.12-0.18 s -> 0.058-0.086 s.  Where
+the old time went (cProfile, line profiles, ``python -X importtime``, page-fault counts
+and ``gc.callbacks`` in the new process): a middle-generation pass of the garbage
+collector over the ~100,000 objects the fit had left (Numba's import; 35-80 ms, now
+in the fit's own young pass, :func:`hierlm.heap.gc_paused`); 16,000-20,000 pages of
+new memory faulted in for the ``q_1 x m`` and ``q_r x m`` temporaries (about 2.5
+microseconds each on this machine; now 4,300-5,400: ``M_1r`` and ``D_i M_1r`` not
+formed as above, the rest's factor and solves in place in
+:mod:`hierlm.inference.schur_factor`, temporaries kept in the heap where the fit has
+set glibc's thresholds, :func:`hierlm.heap.large_temporaries_reused`); the factor
+itself (22 -> 14 ms CPU, a warm call, one BLAS thread; this function 38 -> 28.5 ms).
+The imports on the first table (``hierlm.inference.anova`` and what it loads) cost
+about 8 ms and were kept.  The numbers equal the old path's to 7e-14 (df and SEs of
+the tables, Hessian, Jacobian).
 """
 
 from __future__ import annotations
@@ -42,7 +67,8 @@ import numpy as np
 import scipy.linalg as sla
 
 from hierlm.covariance.term_layout import TermLayout
-from hierlm.inference.schur_factor import SchurBlocks, apply_e, schur_factor
+from hierlm.inference.schur_blocks import CrossBlock, SchurBlocks
+from hierlm.inference.schur_factor import schur_factor
 from hierlm.objective.gram import GramBlocks
 
 
@@ -90,7 +116,7 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     qr, m = gram.q_rest, gram.m
     p1 = design.terms[0].p
     f = schur_factor(gram, theta, p1)
-    G, Xa, Pm, M1R, MRR = f.G, f.Xa, f.Pm, f.M1R, f.MRR
+    G, Xa, Pm, M1X, MRR = f.G, f.Xa, f.Pm, f.M1X, f.MRR
     lam_r, parts_r, lam_rT, T = f.lam_r, f.parts_r, f.lam_rT, f.T
     logdet_omega = f.logdet_omega
     l1 = G.shape[0]
@@ -103,7 +129,7 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     if p:
         LX = sla.cholesky(MRR[xs, xs], lower=True)
         logdet_x = 2.0 * float(np.log(np.diag(LX)).sum())
-        S1 = sla.solve_triangular(LX, M1R[:, xs].T, lower=True)   # (p, q1)
+        S1 = sla.solve_triangular(LX, M1X[:, :p].T, lower=True)   # (p, q1)
         SR = sla.solve_triangular(LX, MRR[xs, :], lower=True)     # (p, m)
         NX = sla.solve_triangular(LX, np.hstack([S1, SR[:, :qr]]), lower=True, trans="T")
         C = s2 * sla.cho_solve((LX, True), np.eye(p))
@@ -112,11 +138,17 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
         logdet_x = 0.0
         S1, SR, NX, C = np.zeros((0, q1)), np.zeros((0, m)), np.zeros((0, qr + q1)), \
             np.zeros((0, 0))
-    MP1R = M1R - S1.T @ SR                                # (the factor may be shared)
-    MPRR = MRR - SR.T @ SR
-    mzz = SchurBlocks(G, Xa, S1, Pm, MP1R[:, :qr], MPRR[:qr, :qr])  # sigma^2 Z'PZ
-    mt = mzz if reml else SchurBlocks(G, Xa, np.zeros((0, q1)), Pm, M1R[:, :qr], MRR[:qr, :qr])
-    w1, wr = MP1R[:, -1].reshape(l1, p1), MPRR[:qr, -1]    # sigma^2 Z'Py
+    # sigma^2 Z'PZ's blocks N = M_1r - S1'SR_r (by its parts) and M_rr - SR_r'SR_r
+    # (the factor may be shared: a new array), and sigma^2 Z'Py
+    MPRR = SR.T @ SR
+    np.subtract(MRR, MPRR, out=MPRR)
+    c1, zr = f.C1, f.Zb[:, :qr]
+    mzz = SchurBlocks(G, Xa, S1, Pm, CrossBlock(c1, Xa, zr, S1, SR[:, :qr]), MPRR[:qr, :qr],
+                      f.H0)
+    mt = mzz if reml else SchurBlocks(G, Xa, np.zeros((0, q1)), Pm, f.cross(), MRR[:qr, :qr],
+                                      f.H0)
+    w1 = (M1X[:, -1] - S1.T @ SR[:, -1]).reshape(l1, p1)  # sigma^2 Z'Py
+    wr = MPRR[:qr, -1]
     yPy = float(MPRR[-1, -1]) / s2
     d = (logdet_omega + (logdet_x if reml else 0.0) + (n - reml * p) * np.log(2 * np.pi * s2)
          + yPy)
@@ -131,11 +163,12 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
     Pr = dict(parts_r)
     first = list(range(g))
 
-    N, Mrr = mt.N, mt.Mrr
+    Mrr = mt.Mrr
     KE = {i: mt.kmat(E[i]) for i in first}                 # Pt U'D_i U
-    DN = {i: apply_e(E[i], N, l1, p1) for i in first}     # D_i M_1r
-    ND = {j: np.asarray(Dr[j] @ N.T).T for j in rest_idx}  # M_1r D_j
-    DM = {j: np.asarray(Dr[j] @ Mrr) for j in rest_idx}    # D_j M_rr
+    rows = MPRR[:qr] if reml else MRR[:qr]                 # M_rr's rows, contiguous
+    DM = {j: np.asarray(Dr[j] @ rows)[:, :qr] for j in rest_idx}   # D_j M_rr
+    cross = mt.cross_traces([E[i] for i in first], [Dr[j] for j in rest_idx])
+    col = {j: c for c, j in enumerate(rest_idx)}
 
     def dvec(i: int) -> tuple[np.ndarray, np.ndarray]:     # D_i w
         if i < g:
@@ -157,12 +190,12 @@ def schur_varpar(design: Any, gram: GramBlocks, theta: np.ndarray, sigma: float,
         if i < g and j < g:
             EGE = np.einsum("lac,cd->lad", EG[i], E[j])    # blocks of D_i G D_j
             return float(tr2[i, j] - 2.0 * mt.trace(EGE)
-                         + np.sum(KE[i] * KE[j].T))
-        if i < g:
-            return float(np.sum(DN[i] * ND[j]))
+                         + np.einsum("ab,ba->", KE[i], KE[j]))
+        if i < g:                                          # tr(D_i M_1r D_j M_r1)
+            return float(cross[i, col[j]])
         if j < g:
-            return float(np.sum(DN[j] * ND[i]))
-        return float(np.sum(DM[i] * DM[j].T))
+            return float(cross[j, col[i]])
+        return float(np.einsum("ab,ba->", DM[i], DM[j]))
 
     def second(i: int, j: int) -> float:                   # tr(D_ij Mt) - w'D_ij w / s2
         if i < g:
