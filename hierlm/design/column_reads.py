@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["PANDAS_3", "arrow_text_codes", "complete_rows", "row_labels"]
+__all__ = ["PANDAS_3", "arrow_text_codes", "complete_rows", "interaction_codes",
+           "row_labels"]
 
 
 def arrow_text_codes(col: pd.Series) -> tuple[np.ndarray, tuple[str, ...]] | None:
@@ -56,29 +57,87 @@ def arrow_text_codes(col: pd.Series) -> tuple[np.ndarray, tuple[str, ...]] | Non
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 
 
-def complete_rows(sub: pd.DataFrame, dtypes: list[object], read: dict[str, pd.Series]
-                  ) -> np.ndarray:
-    """Rows of ``sub`` without a missing value: ``sub.notna().all(axis=1)``, read column by
-    column off the arrays (``dtypes``: its columns' dtypes; int and bool columns hold
-    none), 0.02 ms against 0.065 ms.  The columns read are left in ``read``.
+def complete_rows(columns: list[pd.Series], dtypes: list[object]) -> np.ndarray:
+    """Rows without a missing value in any of ``columns``: ``frame.notna().all(axis=1)``
+    of their frame, read column by column off the arrays (``dtypes``: the columns'
+    dtypes; int and bool columns hold none), 0.02 ms against 0.065 ms.
 
     Examples
     --------
     >>> d = pd.DataFrame({"x": [1.0, np.nan, 3.0], "n": [1, 2, 3], "g": ["a", "b", None]})
-    >>> complete_rows(d, list(d.dtypes), {}).tolist()
+    >>> complete_rows([d[c] for c in d.columns], list(d.dtypes)).tolist()
     [True, False, False]
     """
-    keep = np.ones(len(sub), dtype=bool)
-    for c, dtype in zip(sub.columns, dtypes, strict=True):
+    keep = np.ones(len(columns[0]) if columns else 0, dtype=bool)
+    for col, dtype in zip(columns, dtypes, strict=True):
         if isinstance(dtype, np.dtype) and dtype.kind in "iub":
             continue
-        read[c] = sub[c]  # each column name occurs once in ``sub``
-        values = read[c].array
+        values = col.array
         missing = (np.isnan(np.asarray(values)) if isinstance(dtype, np.dtype)
                    and dtype.kind == "f" else np.asarray(values.isna(), dtype=bool))
         if missing.any():
             keep &= ~missing
     return keep
+
+
+def _factor_codes(col: pd.Series) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """Codes and labels of a text (Arrow) or integer grouping column, else None."""
+    dt = col.dtype
+    if isinstance(dt, np.dtype):
+        if dt.kind not in "iu":
+            return None
+        uniques, codes = np.unique(col.to_numpy(), return_inverse=True)
+        return np.asarray(codes, dtype=np.int64), tuple(str(v) for v in uniques)
+    return arrow_text_codes(col)
+
+
+def interaction_codes(columns: list[pd.Series]) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """Level codes and sorted labels of the interaction of grouping columns that hold
+    text (Arrow) or integers; None for any other columns.
+
+    The same as ``np.unique(labels, return_inverse=True)`` of the rows' labels ``a:b``
+    (each column's values as text, joined by ``:``), without building a label per
+    row: each column's codes are combined into one integer per row, and only the
+    distinct combinations are written as text and sorted (0.03 ms against 0.25 ms for
+    pastes' 60 rows).  Where two combinations would write the same label (text holding
+    ``:``), None: the caller joins the rows' labels.
+
+    Examples
+    --------
+    >>> codes, labels = interaction_codes([pd.Series(["b", "a", "b"], dtype="str"),
+    ...                                    pd.Series([10, 2, 2])])
+    >>> codes.tolist(), labels
+    ([1, 0, 2], ('a:2', 'b:10', 'b:2'))
+    """
+    parts = [_factor_codes(c) for c in columns]
+    if any(p is None for p in parts):
+        return None
+    size = 1
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for p in parts:
+        assert p is not None
+        codes, labels = p
+        size *= max(len(labels), 1)
+        if size >= 2**62:  # (the combined code would overflow)
+            return None
+        key = key * len(labels) + codes
+    combos, inverse = np.unique(key, return_inverse=True)
+    digits = []
+    rest = combos
+    for p in reversed(parts):
+        assert p is not None
+        digits.append(rest % len(p[1]))
+        rest = rest // len(p[1])
+    digits.reverse()
+    pieces = [[p[1][d] for d in ds.tolist()] for p, ds in zip(parts, digits, strict=True)
+              if p is not None]
+    text = [":".join(t) for t in zip(*pieces, strict=True)]
+    if len(set(text)) != len(text):
+        return None
+    order = sorted(range(len(text)), key=text.__getitem__)
+    rank = np.empty(len(text), dtype=np.int64)
+    rank[order] = np.arange(len(text), dtype=np.int64)
+    return rank[np.asarray(inverse, dtype=np.int64).ravel()], tuple(text[i] for i in order)
 
 
 def row_labels(index: pd.Index, keep: np.ndarray, n_dropped: int) -> dict[str, pd.Index]:

@@ -58,6 +58,7 @@ from hierlm.design.column_reads import (
     PANDAS_3,
     arrow_text_codes,
     complete_rows,
+    interaction_codes,
     row_labels,
 )
 from hierlm.design.columns import (
@@ -68,6 +69,7 @@ from hierlm.design.columns import (
     group_labels,
 )
 from hierlm.design.contrasts import ContrastSpec, parse_contrasts
+from hierlm.design.fitting_rows import FittingRows
 from hierlm.design.formula import parse_formula
 from hierlm.design.frames import as_pandas
 from hierlm.design.grouping_types import grouping_column
@@ -86,7 +88,19 @@ RANK_TOL = 1e-7
 _parsed = functools.lru_cache(maxsize=256)(parse_formula)
 
 
-def _model_matrix(expr: str, data: pd.DataFrame, what: str,
+@functools.lru_cache(maxsize=256)
+def _used_columns(formula: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The columns a formula reads and, of them, the predictors (a frozen value of the
+    formula's text, as its parse)."""
+    spec = _parsed(formula)
+    used = _variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
+    for term in spec.random:
+        used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
+    predictors = used - {spec.response}
+    return frozenset(used | set(spec.columns)), frozenset(predictors)
+
+
+def _model_matrix(expr: str, data: pd.DataFrame | FittingRows, what: str,
                   contrasts: dict[str, ContrastSpec] | None = None,
                   column: Callable[[str], pd.Series] | None = None
                   ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -104,13 +118,15 @@ def _check_finite(M: np.ndarray, names: tuple[str, ...], what: str) -> None:
                         f"values (inf, or NaN from a transformation)")
 
 
-def _response(spec: FormulaSpec, data: pd.DataFrame,
+def _response(spec: FormulaSpec, data: pd.DataFrame | FittingRows,
               column: Callable[[str], pd.Series] | None = None) -> np.ndarray:
     name = spec.response
     if name in data.columns:
         col = data[name] if column is None else column(name)
-        if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-                and not pd.api.types.is_complex_dtype(col)):
+        dt = col.dtype
+        if not ((isinstance(dt, np.dtype) and dt.kind in "iuf") or (
+                pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+                and not pd.api.types.is_complex_dtype(col))):
             raise DataError(f"response '{name}' must be real numbers, got dtype {col.dtype}")
         # a copy: a float column's ``to_numpy`` is a view of the caller's memory, which
         # pandas' copy-on-write stops guarding once the design's frame is gone
@@ -183,7 +199,7 @@ def _check_not_exact(y: np.ndarray, X: np.ndarray, name: str) -> None:
                         f"model cannot be fitted")
 
 
-def _grouping(spec: RandomTermSpec, data: pd.DataFrame,
+def _grouping(spec: RandomTermSpec, data: pd.DataFrame | FittingRows,
               column: Callable[[str], pd.Series] | None = None
               ) -> tuple[np.ndarray, tuple[str, ...], pd.Index]:
     """Level codes, labels and values of a (possibly interacted) grouping factor.
@@ -199,6 +215,21 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame,
             arrow_codes, levels = text_codes
             # the Index of the levels is built when first read (hierlm.design.lazy)
             return arrow_codes, levels, deferred(lambda: pd.Index(list(levels)))
+        dt = col.dtype
+        if isinstance(dt, np.dtype) and dt.kind in "iu":
+            # integers: np.unique gives pd.factorize(sort=True)'s levels and codes, and
+            # a level's label (``astype(str)`` of its rows) is ``str`` of the level
+            uniques, int_codes = np.unique(col.to_numpy(), return_inverse=True)
+            return (np.asarray(int_codes, dtype=np.int64), tuple(str(v) for v in uniques),
+                    deferred(lambda: pd.Index(uniques)))
+    else:
+        # text and integer factors: codes of the combinations, only the distinct
+        # combinations' labels joined and sorted (as the labels of every row would be)
+        combined = interaction_codes([data[f] if column is None else column(f)
+                                      for f in spec.factors])
+        if combined is not None:
+            combo_codes, text = combined
+            return combo_codes, text, deferred(lambda: pd.Index(list(text)))
     labels = group_labels(spec.factors, data)
     col = grouping_column(col, spec.factors[0])
     if len(spec.factors) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
@@ -261,24 +292,6 @@ def _lme4_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     return [terms[i] for i in sorted(range(len(terms)), key=lambda i: nl[i])[::-1]]
 
 
-def _check_frame(data: object, used: set[str]
-                 ) -> tuple[pd.DataFrame, list[str], list[object]]:
-    """The used columns of ``data``, validated, those of them that are categorical, and
-    their dtypes; raise DataError naming the fault."""
-    data = check_columns(data, used)
-    at = [i for i, c in enumerate(data.columns) if c in used]
-    dtypes = data.dtypes.to_numpy()
-    for i in at:
-        if pd.api.types.is_complex_dtype(dtypes[i]):
-            raise DataError(f"column '{data.columns[i]}' has complex values")
-    categorical = [data.columns[i] for i in at if isinstance(dtypes[i], pd.CategoricalDtype)]
-    # by position: the same frame as ``data[cols]`` (each used name occurs once), without
-    # pandas' label lookup, which took half of a small design's time; the caller copies
-    # before changing anything
-    return ((data if len(at) == data.shape[1] else data.take(at, axis=1)), categorical,
-            [dtypes[i] for i in at])
-
-
 def build_design(formula: str, data: pd.DataFrame, weights: object = None,
                  offset: object = None, contrasts: object = None) -> ModelDesign:
     """Evaluate an lme4-style formula on data.
@@ -330,18 +343,25 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     data = as_pandas(data, "data")  # polars, pyarrow, ... through narwhals
     spec = _parsed(formula)
     contrast_specs = parse_contrasts(contrasts)
-    used = _variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
-    for term in spec.random:
-        used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
-    predictors = used - {spec.response}
-    used |= set(spec.columns)
-    sub, categorical, sub_dtypes = _check_frame(data, used)
+    used, predictors = _used_columns(formula)
+    data = check_columns(data, used)
+    # the used columns by position, in the data's order (each used name occurs once),
+    # each read once: their Series serve every later step (hierlm.design.fitting_rows)
+    at = [i for i, c in enumerate(data.columns) if c in used]
+    names = [data.columns[i] for i in at]
+    series = [data[c] for c in names]
+    dtypes = [s.dtype for s in series]
+    for c, dt in zip(names, dtypes, strict=True):
+        if (dt.kind == "c" if isinstance(dt, np.dtype) else pd.api.types.is_complex_dtype(dt)):
+            raise DataError(f"column '{c}' has complex values")
+    categorical = [c for c, dt in zip(names, dtypes, strict=True)
+                   if isinstance(dt, pd.CategoricalDtype)]
     # dates, mixed objects: name the column and the fix (numbers, booleans and pandas'
     # text pass that check: not looked up again)
-    plain = {c for c, dt in zip(sub.columns, sub_dtypes, strict=True)
+    plain = {c for c, dt in zip(names, dtypes, strict=True)
              if (isinstance(dt, np.dtype) and dt.kind in "iufb")
              or isinstance(dt, pd.StringDtype)}
-    check_predictor_types(sub, predictors - plain)
+    check_predictor_types(data, predictors - plain)
     from hierlm.design.weights import check_weights, column_or_array
 
     w = w_col = off = off_col = None
@@ -350,10 +370,9 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         check_weights(w)
     if offset is not None:
         off, off_col = column_or_array(offset, data, "offset")
-    read: dict[str, pd.Series] = {}
-    keep = complete_rows(sub, sub_dtypes, read)
+    keep = complete_rows(series, dtypes)
     n_zero = 0 if w is None else int(((w == 0) & keep).sum())
-    n_dropped = int((~keep).sum())
+    n_dropped = int(len(keep) - np.count_nonzero(keep))
     if n_zero:
         warn(f"dropped {n_zero} of {len(data)} rows with zero prior weight", UserWarning)
         assert w is not None
@@ -361,9 +380,9 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     if n_dropped + n_zero == len(data) and n_dropped < len(data):
         raise DataError("no rows left: every complete row has zero prior weight")
     if n_dropped == len(data):
-        empty = [str(c) for c in sub.columns if sub[c].isna().all()]
+        empty = [str(c) for c, col in zip(names, series, strict=True) if col.isna().all()]
         where = (f"column(s) {', '.join(empty)} are entirely missing" if empty else
-                 f"every row has a missing value in one of {', '.join(map(str, sub.columns))}")
+                 f"every row has a missing value in one of {', '.join(map(str, names))}")
         raise DataError(f"no complete rows: {where}")
     if len(data) - n_dropped - n_zero < 2:
         raise DataError(f"only {len(data) - n_dropped - n_zero} complete row; a mixed model "
@@ -372,36 +391,31 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         warn(f"dropped {n_dropped} of {len(data)} rows with missing values in "
              f"used columns", UserWarning)
     n_dropped += n_zero
-    frame = (sub.loc[keep] if n_dropped + n_zero else sub).reset_index(drop=True)
-    if sub is data and not n_dropped + n_zero and not PANDAS_3:
-        # the caller's own columns (no selection copied them); pandas 3 copies on write,
-        # so its frames need no deep copy (``y``, the one array that could be a view of
-        # the caller's memory, is copied)
-        frame = frame.copy()
-    for c in categorical:  # (the dtypes read once, not column by column: 0.03-0.05 ms)
-        frame[c] = frame[c].cat.remove_unused_categories()
+    if n_dropped or not PANDAS_3:
+        # the kept rows' frame, built now: by position (pandas' selection by a list of
+        # labels took twice as long), copied (pandas 2 does not copy on write)
+        sub = data if len(at) == data.shape[1] else data.take(at, axis=1)
+        frame = (sub.loc[keep] if n_dropped else sub).reset_index(drop=True)
+        if sub is data and not n_dropped:
+            frame = frame.copy()
+        for c in categorical:
+            frame[c] = frame[c].cat.remove_unused_categories()
+        rows = FittingRows(data, names, [], [], frame)
+    else:
+        # every row kept: the columns as read (pandas 3 keeps them as they are now,
+        # whatever the caller does to ``data`` later); a frame is built only if read
+        rows = FittingRows(data, names, series, categorical)
 
-    # each column of ``frame`` looked up once (0.015 ms a lookup): the columns already
-    # read from ``sub`` hold the same values when every row is kept (only their arrays are
-    # read; a categorical's categories were just trimmed, so it is looked up again)
-    columns = {} if n_dropped else {c: v for c, v in read.items() if c not in categorical}
-
-    def column(name: str) -> pd.Series:
-        if name not in columns:
-            columns[name] = frame[name]
-        return columns[name]
-
-    y = _response(spec, frame, column)
-    X, names = _model_matrix(spec.fixed, frame, "fixed part", contrast_specs, column)
-    _check_finite(X, names, "fixed-effects")
-    X, names = _drop_rank_deficient(X, names)
+    y = _response(spec, rows)
+    X, names_x = _model_matrix(spec.fixed, rows, "fixed part", contrast_specs)
+    _check_finite(X, names_x, "fixed-effects")
+    X, names_x = _drop_rank_deficient(X, names_x)
     _check_not_exact(y, X, spec.response)
 
     terms, specs = [], {}
     for ts in spec.random:
-        codes, levels, values = _grouping(ts, frame, column)
-        Xi, cnames = _model_matrix(ts.expr, frame, f"random term ({ts.expr} | {ts.group})",
-                                   None, column)
+        codes, levels, values = _grouping(ts, rows)
+        Xi, cnames = _model_matrix(ts.expr, rows, f"random term ({ts.expr} | {ts.group})")
         _check_term(ts, Xi, cnames, levels, len(y))
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
                                 codes=codes, X=Xi, level_values=values,
@@ -412,9 +426,10 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
 
     w_used = None if w is None else w[keep]
     off_used = None if off is None else off[keep]
-    coder = new_data_coder(spec, frame, names, [(specs[id(t)], t) for t in terms],
+    coder = new_data_coder(spec, lambda: rows.frame, names_x,
+                           [(specs[id(t)], t) for t in terms],
                            w_used, off_used, w_col, off_col, contrast_specs)
     return ModelDesign(formula=spec.formula, response=spec.response, y=y, X=X,
-                       fixef_names=names, terms=tuple(terms), n_dropped=n_dropped,
+                       fixef_names=names_x, terms=tuple(terms), n_dropped=n_dropped,
                        weights=w_used, offset=off_used, coder=coder,
                        **row_labels(data.index, keep, n_dropped))
