@@ -91,7 +91,9 @@ def _factor_codes(col: pd.Series) -> tuple[np.ndarray, tuple[str, ...]] | None:
     return arrow_text_codes(col)
 
 
-def interaction_codes(columns: list[pd.Series]) -> tuple[np.ndarray, tuple[str, ...]] | None:
+def interaction_codes(columns: list[pd.Series],
+                      text: list[tuple[np.ndarray, tuple[str, ...]] | None] | None = None
+                      ) -> tuple[np.ndarray, tuple[str, ...]] | None:
     """Level codes and sorted labels of the interaction of grouping columns that hold
     text (Arrow) or integers; None for any other columns.
 
@@ -100,7 +102,8 @@ def interaction_codes(columns: list[pd.Series]) -> tuple[np.ndarray, tuple[str, 
     row: each column's codes are combined into one integer per row, and only the
     distinct combinations are written as text and sorted (0.03 ms against 0.25 ms for
     pastes' 60 rows).  Where two combinations would write the same label (text holding
-    ``:``), None: the caller joins the rows' labels.
+    ``:``), None: the caller joins the rows' labels.  ``text``: each column's
+    :func:`arrow_text_codes` where the caller has them (None: found here).
 
     Examples
     --------
@@ -109,7 +112,8 @@ def interaction_codes(columns: list[pd.Series]) -> tuple[np.ndarray, tuple[str, 
     >>> codes.tolist(), labels
     ([1, 0, 2], ('a:2', 'b:10', 'b:2'))
     """
-    parts = [_factor_codes(c) for c in columns]
+    known = text or [None] * len(columns)
+    parts = [_factor_codes(c) if t is None else t for c, t in zip(columns, known, strict=True)]
     if any(p is None for p in parts):
         return None
     size = 1

@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import threading
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["FittingRows"]
+from hierlm.design.column_reads import arrow_text_codes
+
+__all__ = ["FittingRows", "text_codes"]
 
 
 class FittingRows:
@@ -51,12 +55,13 @@ class FittingRows:
     ({'y': [1.0, 2.0], 'g': ['a', 'b']}, [0, 1])
     """
 
-    __slots__ = ("_frame", "_labels", "_lock", "_n", "_series", "columns")
+    __slots__ = ("_codes", "_frame", "_labels", "_lock", "_n", "_series", "columns")
 
     def __init__(self, data: pd.DataFrame, names: list[str], series: list[pd.Series],
                  categorical: list[str], frame: pd.DataFrame | None = None) -> None:
         self._lock = threading.Lock()
         self._frame = frame
+        self._codes: dict[str, tuple[np.ndarray, tuple[str, ...]] | None] = {}
         #: the used columns' labels (``name in rows.columns``), in the data's order
         self.columns: dict[str, int] = {c: i for i, c in enumerate(names)}
         if frame is not None:
@@ -85,6 +90,13 @@ class FittingRows:
         self._series[name] = col
         return col
 
+    def text_codes(self, name: str) -> tuple[np.ndarray, tuple[str, ...]] | None:
+        """:func:`~hierlm.design.column_reads.arrow_text_codes` of a column, found once
+        (a column can be a fixed-effects factor and a grouping factor)."""
+        if name not in self._codes:
+            self._codes[name] = arrow_text_codes(self[name])
+        return self._codes[name]
+
     @property
     def frame(self) -> pd.DataFrame:
         """The fitting rows' used columns as a DataFrame (built on first read, once)."""
@@ -103,3 +115,10 @@ class FittingRows:
         at = [labels.get_loc(c) for c in names]
         out.columns = labels[np.asarray(at, dtype=np.int64)]
         return out
+
+
+def text_codes(data: Any, name: str) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """:meth:`FittingRows.text_codes` of ``data`` (a DataFrame: found afresh)."""
+    if isinstance(data, FittingRows):
+        return data.text_codes(name)
+    return arrow_text_codes(data[name])

@@ -17,6 +17,7 @@ the fitting rows), so the fitting rows coded as new data give the same matrix.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,10 @@ from hierlm.design.variables import (
     with_reference,
 )
 from hierlm.errors import FormulaError
+
+
+#: The expansion of a right-hand side is a frozen value of its text: made once per process.
+_parsed_terms = functools.lru_cache(maxsize=256)(parse_terms)
 
 
 @dataclass(eq=False)
@@ -68,7 +73,8 @@ class ModelMatrix:
         evaluated: dict[str, np.ndarray] = {}
         for label, var in self.variables.items():
             if isinstance(var, FactorVariable):
-                evaluated[label] = var.codes(frame)
+                evaluated[label] = (var.train_codes if training and var.train_codes is not None
+                                    else var.codes(frame))
             else:
                 evaluated[label] = var.matrix(frame, training)
         cols: list[np.ndarray] = [np.ones(n)] if self.terms.intercept else []
@@ -138,7 +144,7 @@ def build_model_matrix(rhs: str, frame: pd.DataFrame,
     has calls other than ``C()``.  ``treatment=True`` codes every factor by treatment
     contrasts, whatever was asked for (a design with the same column space).
     """
-    terms = parse_terms(rhs)
+    terms = _parsed_terms(rhs)
     variables: dict[str, Variable] = {}
     for label in terms.variables:
         if not any(label in t for t in terms.terms):  # only in a removed term
