@@ -241,7 +241,7 @@ def _levels_and_codes(col: pd.Series, label: str,
         kinds = sorted({type(v).__name__ for v in values})
         raise DataError(f"{label} mixes value types ({', '.join(kinds)}); make the column one "
                         f"type (for example text) or a pandas Categorical") from None
-    return pd.Index(ordered, dtype=object)
+    return pd.Index(ordered, dtype=object), None
 
 
 def _match_level(levels: pd.Index, value: object, label: str) -> int:
