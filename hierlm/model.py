@@ -209,5 +209,8 @@ def fit(formula: str, data: Any, method: str = "reml", *, weights: object = None
     >>> res.fixef.round(3).to_dict()
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
-    return Model(formula, data, weights=weights, offset=offset, contrasts=contrasts,
-                 residual=residual, sigma=sigma).fit(method, **kwargs)
+    # one BLAS-thread context for the design and the fit (those of Model's own steps,
+    # nested in it, change nothing: hierlm.inference.blas)
+    with one_blas_thread():
+        return Model(formula, data, weights=weights, offset=offset, contrasts=contrasts,
+                     residual=residual, sigma=sigma).fit(method, **kwargs)

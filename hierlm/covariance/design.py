@@ -15,6 +15,7 @@ second-order term ``sum_i (grad_theta f)_i d^2 theta_i / d psi^2``
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -54,8 +55,13 @@ def column_rms(term: RandomTerm) -> np.ndarray:
     >>> column_rms(d.terms[0]).round(4).tolist()
     [1.0, 5.3385]
     """
-    rms = (np.sqrt(np.mean(np.square(term.X), axis=0)) if term.col_rms is None
-           else np.asarray(term.col_rms, dtype=float))  # rows read in chunks
+    if term.col_rms is None:
+        # np.mean's own steps (a sum along the rows, divided by n): the same numbers,
+        # without its Python overhead
+        X = np.asarray(term.X, dtype=float)
+        rms = np.sqrt(np.add.reduce(np.square(X), axis=0) / X.shape[0])
+    else:
+        rms = np.asarray(term.col_rms, dtype=float)  # rows read in chunks
     return np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
 
 
@@ -101,8 +107,9 @@ class DesignCovariance:
     _n: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        psi_cuts = np.cumsum([0] + [c.n_psi for c in self.terms])
-        theta_cuts = np.cumsum([0] + [c.n_theta for c in self.terms])
+        # (Python's sums of ints: the same cuts as NumPy's cumsum, without its arrays)
+        psi_cuts = list(itertools.accumulate([c.n_psi for c in self.terms], initial=0))
+        theta_cuts = list(itertools.accumulate([c.n_theta for c in self.terms], initial=0))
         object.__setattr__(self, "_slices", tuple(
             (slice(int(a), int(b)), slice(int(c), int(d))) for a, b, c, d in
             zip(psi_cuts[:-1], psi_cuts[1:], theta_cuts[:-1], theta_cuts[1:], strict=True)))
