@@ -105,6 +105,9 @@ class DesignCovariance:
     terms: tuple[Covariance, ...]
     _slices: tuple[tuple[slice, slice], ...] = field(init=False, repr=False, compare=False)
     _n: tuple[int, int] = field(init=False, repr=False, compare=False)
+    #: values that depend on the terms only (diagonal_index, theta_scale), made once
+    _memo: dict[str, np.ndarray] = field(init=False, repr=False, compare=False,
+                                         default_factory=dict)
 
     def __post_init__(self) -> None:
         # (Python's sums of ints: the same cuts as NumPy's cumsum, without its arrays)
@@ -195,9 +198,14 @@ class DesignCovariance:
         >>> DesignCovariance.of(d).diagonal_index().tolist()
         [0, 2]
         """
-        parts = [s.start + c.diagonal_index()
-                 for c, s in zip(self.terms, self.theta_slices(), strict=True)]
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        got = self._memo.get("diagonal_index")
+        if got is None:
+            parts = [s.start + c.diagonal_index()
+                     for c, s in zip(self.terms, self.theta_slices(), strict=True)]
+            got = (np.concatenate(parts).astype(np.int64) if parts
+                   else np.zeros(0, np.int64))
+            self._memo["diagonal_index"] = got
+        return got.copy()
 
     def canonical_signs(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each term's template columns with a negative diagonal flipped (every ``T T'``
@@ -212,8 +220,12 @@ class DesignCovariance:
     def theta_scale(self) -> np.ndarray:
         """``1 / r_j`` for each theta entry, ``r_j`` the root mean square of the model-matrix
         column of the entry's template row (the optimizer's scaling of theta)."""
-        parts = [1.0 / c.rms[c.template_index()[0]] for c in self.terms]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        got = self._memo.get("theta_scale")
+        if got is None:
+            parts = [1.0 / c.rms[c.template_index()[0]] for c in self.terms]
+            got = np.concatenate(parts) if parts else np.zeros(0)
+            self._memo["theta_scale"] = got
+        return got.copy()
 
     def theta(self, psi: np.ndarray) -> np.ndarray:
         """theta of ``psi``, all terms."""

@@ -282,8 +282,12 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame | FittingRows,
 
 
 def _check_term(ts: RandomTermSpec, Xi: np.ndarray, cnames: tuple[str, ...],
-                levels: tuple[str, ...], n: int) -> None:
-    """lme4's checks on one random-effects term, plus a full-rank term matrix."""
+                levels: tuple[str, ...], n: int,
+                known: tuple[np.ndarray, list[int]] | None = None) -> None:
+    """lme4's checks on one random-effects term, plus a full-rank term matrix.
+
+    ``known``: a matrix and its :func:`_dependent_columns`, reused where ``Xi`` equals
+    it (``(1 + x | g)`` beside the fixed part ``1 + x``)."""
     term = f"({ts.expr} | {ts.group})"
     if Xi.shape[1] == 0:
         raise FormulaError(f"random term {term} has no columns")
@@ -300,7 +304,12 @@ def _check_term(ts: RandomTermSpec, Xi: np.ndarray, cnames: tuple[str, ...],
         raise DataError(f"random term {term} has {len(levels) * Xi.shape[1]} random effects "
                         f"for {n} observations; it must have fewer random effects than "
                         f"observations (the variance components are not identifiable)")
-    dependent = _dependent_columns(Xi, finite=True)
+    if Xi.shape[1] == 1 and (Xi == 1.0).all():
+        dependent = []  # an intercept: a column of ones is never dependent
+    elif known is not None and known[0].shape == Xi.shape and np.array_equal(known[0], Xi):
+        dependent = known[1]  # the same matrix: the same columns
+    else:
+        dependent = _dependent_columns(Xi, finite=True)
     if dependent:
         raise DataError(f"random term {term} has a rank-deficient model matrix: column(s) "
                         f"{', '.join(cnames[j] for j in dependent)} are linear combinations "
@@ -435,14 +444,17 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     y = _response(spec, rows)
     X, names_x = _model_matrix(spec.fixed, rows, "fixed part", contrast_specs)
     _check_finite(X, names_x, "fixed-effects")
+    X_full = X
     X, names_x = _drop_rank_deficient(X, names_x, finite=True)
+    # X's dependent columns (none where it kept them all), for a term with the same matrix
+    known = (X_full, []) if X is X_full else None
     _check_not_exact(y, X, spec.response)
 
     terms, specs = [], {}
     for ts in spec.random:
         codes, levels, values = _grouping(ts, rows)
         Xi, cnames = _model_matrix(ts.expr, rows, f"random term ({ts.expr} | {ts.group})")
-        _check_term(ts, Xi, cnames, levels, len(y))
+        _check_term(ts, Xi, cnames, levels, len(y), known)
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
                                 codes=codes, X=Xi, level_values=values,
                                 structure=ts.structure))
