@@ -77,6 +77,19 @@ def outside_optimizer(fit: Callable[[], Any], repeats: int) -> tuple[float, floa
     return min(whole) * 1e3, min(outside) * 1e3
 
 
+def time_case(case: dict[str, Any], repeats: int) -> tuple[float, float, float, float]:
+    """``design``, ``compile``, ``fit`` and ``outside`` (module docstring) of one case, ms."""
+    data = peers.load(case["data"])
+    ex = peers.extras(case["name"], data)
+    method = "reml" if case["reml"] else "ml"
+    design = build_design(case["formula"], data, **ex)
+    t_design = best(lambda: build_design(case["formula"], data, **ex), repeats)
+    t_compile = best(lambda: compile_objective(design), repeats)
+    t_fit, t_out = outside_optimizer(
+        lambda: hierlm.fit(case["formula"], data, method=method, **ex), repeats)
+    return t_design, t_compile, t_fit, t_out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
@@ -91,17 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         for case in peers.cases(False):
             if wanted and case["name"] not in wanted:
                 continue
-            data = peers.load(case["data"])
-            ex = peers.extras(case["name"], data)
-            method = "reml" if case["reml"] else "ml"
-            design = build_design(case["formula"], data, **ex)
-            t_design = best(lambda: build_design(case["formula"], data, **ex), args.repeats)
-            t_compile = best(lambda: compile_objective(design), args.repeats)
-            t_fit, t_out = outside_optimizer(
-                lambda: hierlm.fit(case["formula"], data, method=method, **ex), args.repeats)
-            rows.append((t_design, t_compile, t_fit, t_out))
-            print(f"{case['key']:44s} {t_design:8.3f} {t_compile:8.3f} {t_fit:8.3f} "
-                  f"{t_out:8.3f}", flush=True)
+            row = time_case(case, args.repeats)
+            rows.append(row)
+            print(f"{case['key']:44s} " + " ".join(f"{v:8.3f}" for v in row), flush=True)
     if rows:
         med = [statistics.median(r[i] for r in rows) for i in range(4)]
         print(f"{'median':44s} " + " ".join(f"{v:8.3f}" for v in med))

@@ -122,8 +122,7 @@ class DesignCovariance:
     def of(cls, design: ModelDesign) -> DesignCovariance:
         """The covariance objects of ``design``'s terms (built once per design: the
         column scales read every row)."""
-        with _OF_LOCK:
-            hit = _OF_CACHE.get(design)
+        hit = _OF_CACHE.get(design)  # (a read needs no lock: a dict lookup, atomic)
         if hit is not None:
             return hit
         labels = group_labels(design.terms)

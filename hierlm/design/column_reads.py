@@ -12,6 +12,8 @@ the plain pandas expression it replaces (named in each docstring):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -72,7 +74,7 @@ PYTHON_ROWS = 512
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 
 
-def complete_rows(columns: list[pd.Series], dtypes: list[object]) -> np.ndarray:
+def complete_rows(columns: Sequence[pd.Series], dtypes: Sequence[object]) -> np.ndarray:
     """Rows without a missing value in any of ``columns``: ``frame.notna().all(axis=1)``
     of their frame, read column by column off the arrays (``dtypes``: the columns'
     dtypes; int and bool columns hold none), 0.02 ms against 0.065 ms.
@@ -153,13 +155,13 @@ def interaction_codes(columns: list[pd.Series],
     digits.reverse()
     pieces = [[p[1][d] for d in ds.tolist()] for p, ds in zip(parts, digits, strict=True)
               if p is not None]
-    text = [":".join(t) for t in zip(*pieces, strict=True)]
-    if len(set(text)) != len(text):
+    joined = [":".join(t) for t in zip(*pieces, strict=True)]
+    if len(set(joined)) != len(joined):
         return None
-    order = sorted(range(len(text)), key=text.__getitem__)
-    rank = np.empty(len(text), dtype=np.int64)
-    rank[order] = np.arange(len(text), dtype=np.int64)
-    return rank[np.asarray(inverse, dtype=np.int64).ravel()], tuple(text[i] for i in order)
+    order = sorted(range(len(joined)), key=joined.__getitem__)
+    rank = np.empty(len(joined), dtype=np.int64)
+    rank[order] = np.arange(len(joined), dtype=np.int64)
+    return rank[np.asarray(inverse, dtype=np.int64).ravel()], tuple(joined[i] for i in order)
 
 
 def row_labels(index: pd.Index, keep: np.ndarray, n_dropped: int) -> dict[str, pd.Index]:

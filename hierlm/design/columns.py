@@ -12,6 +12,7 @@ them; ``1``, ``0`` and numeric columns joined by ``+`` become a matrix without
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 import pandas as pd
@@ -151,7 +152,7 @@ def group_labels(factors: tuple[str, ...], data: pd.DataFrame | FittingRows) -> 
     return labels
 
 
-def check_columns(data: object, used: set[str], name: str = "data",
+def check_columns(data: object, used: AbstractSet[str], name: str = "data",
                   require_rows: bool = True) -> pd.DataFrame:
     """``data`` as a DataFrame holding each of ``used`` once; DataError naming the fault.
 

@@ -25,7 +25,6 @@ Before and after, best of 30 builds, thread CPU time, one process, load below 1
 from __future__ import annotations
 
 import threading
-
 from typing import Any
 
 import numpy as np

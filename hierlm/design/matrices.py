@@ -233,10 +233,10 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame | FittingRows,
     """
     col = data[spec.factors[0]] if column is None else column(spec.factors[0])
     if len(spec.factors) == 1:
-        found = (text_codes(data, spec.factors[0]) if column is None
-                 else arrow_text_codes(col))
-        if found is not None:
-            arrow_codes, levels = found
+        arrow_found = (text_codes(data, spec.factors[0]) if column is None
+                       else arrow_text_codes(col))
+        if arrow_found is not None:
+            arrow_codes, levels = arrow_found
             # the Index of the levels is built when first read (hierlm.design.lazy)
             return arrow_codes, levels, deferred(lambda: pd.Index(list(levels)))
         dt = col.dtype
@@ -253,8 +253,8 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame | FittingRows,
             [data[f] if column is None else column(f) for f in spec.factors],
             [text_codes(data, f) if column is None else None for f in spec.factors])
         if combined is not None:
-            combo_codes, text = combined
-            return combo_codes, text, deferred(lambda: pd.Index(list(text)))
+            combo_codes, combo_text = combined
+            return combo_codes, combo_text, deferred(lambda: pd.Index(list(combo_text)))
     labels = group_labels(spec.factors, data)
     col = grouping_column(col, spec.factors[0])
     if len(spec.factors) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
@@ -447,7 +447,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     X_full = X
     X, names_x = _drop_rank_deficient(X, names_x, finite=True)
     # X's dependent columns (none where it kept them all), for a term with the same matrix
-    known = (X_full, []) if X is X_full else None
+    known: tuple[np.ndarray, list[int]] | None = (X_full, []) if X is X_full else None
     _check_not_exact(y, X, spec.response)
 
     terms, specs = [], {}

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design.contrasts import ContrastSpec
+from hierlm.design.fitting_rows import FittingRows
 from hierlm.design.names import check_unique
 from hierlm.design.rterms import Terms, parse_terms
 from hierlm.design.variables import (
@@ -37,7 +38,6 @@ from hierlm.design.variables import (
     with_reference,
 )
 from hierlm.errors import FormulaError
-
 
 #: The expansion of a right-hand side is a frozen value of its text: made once per process.
 _parsed_terms = functools.lru_cache(maxsize=256)(parse_terms)
@@ -67,7 +67,7 @@ class ModelMatrix:
     term_of: tuple[tuple[str, ...], ...]
     values: np.ndarray = field(repr=False)
 
-    def code(self, frame: pd.DataFrame, training: bool = False) -> np.ndarray:
+    def code(self, frame: pd.DataFrame | FittingRows, training: bool = False) -> np.ndarray:
         """The matrix of ``frame``'s rows, coded like the fitting rows."""
         n = len(frame)
         evaluated: dict[str, np.ndarray] = {}
@@ -133,7 +133,7 @@ def _apply_contrasts(variables: dict[str, Variable], contrasts: Mapping[str, Con
                 with_reference(v)
 
 
-def build_model_matrix(rhs: str, frame: pd.DataFrame,
+def build_model_matrix(rhs: str, frame: pd.DataFrame | FittingRows,
                        contrasts: Mapping[str, ContrastSpec] | None = None,
                        what: str = "fixed part", evaluate: Evaluator | None = None,
                        treatment: bool = False) -> ModelMatrix:

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design.column_reads import arrow_text_codes
-from hierlm.design.fitting_rows import text_codes
 from hierlm.design.contrasts import ContrastSpec, contrast_matrix, parse_contrast
+from hierlm.design.fitting_rows import FittingRows, text_codes
 from hierlm.design.names import is_r_name, python_power, to_python
 from hierlm.design.r_dialect import to_formulae
 from hierlm.errors import DataError, FormulaError
@@ -69,7 +69,7 @@ class FactorVariable:
     def level_labels(self) -> tuple[str, ...]:
         return tuple(level_label(v) for v in self.levels)
 
-    def codes(self, frame: pd.DataFrame) -> np.ndarray:
+    def codes(self, frame: pd.DataFrame | FittingRows) -> np.ndarray:
         col = frame[self.column]
         values = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
         codes = self.levels.get_indexer(pd.Index(values.to_numpy(dtype=object)))
@@ -103,7 +103,7 @@ class NumericVariable:
     common: Any = field(default=None, repr=False)
     train: np.ndarray | None = field(default=None, repr=False)
 
-    def matrix(self, frame: pd.DataFrame, training: bool = False) -> np.ndarray:
+    def matrix(self, frame: pd.DataFrame | FittingRows, training: bool = False) -> np.ndarray:
         if self.column is not None:
             col = frame[self.column]
             if not pd.api.types.is_numeric_dtype(col):
@@ -252,10 +252,10 @@ def _match_level(levels: pd.Index, value: object, label: str) -> int:
                     f"{', '.join(map(repr, map(level_label, levels)))})")
 
 
-Evaluator = Callable[[str, pd.DataFrame, str], Any]
+Evaluator = Callable[[str, Any, str], Any]
 
 
-def make_variable(label: str, source: str, frame: pd.DataFrame, what: str,
+def make_variable(label: str, source: str, frame: pd.DataFrame | FittingRows, what: str,
                   evaluate: Evaluator) -> Variable:
     """Evaluate one variable on the fitting rows (see the module docstring).
 
@@ -267,10 +267,10 @@ def make_variable(label: str, source: str, frame: pd.DataFrame, what: str,
         col = frame[name]
         if _is_factor_column(col):
             ordered = isinstance(col.dtype, pd.CategoricalDtype) and bool(col.cat.ordered)
-            levels, codes = _checked_levels(col, label, text_codes(frame, name))
-            return FactorVariable(label, name, levels,
+            found_levels, found_codes = _checked_levels(col, label, text_codes(frame, name))
+            return FactorVariable(label, name, found_levels,
                                   ContrastSpec("poly" if ordered else "treatment"),
-                                  train_codes=codes)
+                                  train_codes=found_codes)
         return NumericVariable(label, name)
     c = parse_c_call(source)
     if c is not None:
