@@ -169,8 +169,12 @@ class Model:
         chunked = not problem.in_memory
         d = self._design
         rows: dict[str, Any] = {"y": None, "fitted_values": None} if chunked else {}
-        return FitResult.from_record(res, model=self, coder=d.coder, row_labels=d.row_labels,
-                                   dropped_rows=d.dropped_rows, **rows)
+        # the row labels as the design stores them (a deferred RangeIndex stays deferred)
+        stored = vars(d)
+        return FitResult.from_record(res, model=self, coder=d.coder,
+                                   row_labels=stored.get("row_labels", d.row_labels),
+                                   dropped_rows=stored.get("dropped_rows", d.dropped_rows),
+                                   **rows)
 
 
 def fit(formula: str, data: Any, method: str = "reml", *, weights: object = None,

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from hierlm.design.lazy import deferred
+
 __all__ = ["PANDAS_3", "arrow_text_codes", "complete_rows", "interaction_codes",
            "row_labels"]
 
@@ -168,7 +170,9 @@ def row_labels(index: pd.Index, keep: np.ndarray, n_dropped: int) -> dict[str, p
     """The caller's labels of the rows used and dropped: ``index[keep]``, ``index[~keep]``.
 
     A RangeIndex with every row used gives the same RangeIndexes from ``copy`` and an empty
-    one (pandas 3), without the boolean selections (0.01 ms each).
+    one (pandas 3), without the boolean selections (0.01 ms each), built when first read
+    (:func:`hierlm.design.lazy.deferred`: values for a :func:`~hierlm.design.lazy.lazy_fields`
+    record such as :class:`~hierlm.design.terms.ModelDesign`).
 
     Examples
     --------
@@ -177,6 +181,9 @@ def row_labels(index: pd.Index, keep: np.ndarray, n_dropped: int) -> dict[str, p
     ([10, 12], [11])
     """
     if not n_dropped and type(index) is pd.RangeIndex and PANDAS_3:
-        return {"row_labels": index.copy(),
-                "dropped_rows": pd.RangeIndex(0, 0, 1, name=index.name)}
+        # built when first read (hierlm.design.lazy; a fit's result passes them on
+        # unread): a RangeIndex is its start, stop, step and name, read now
+        start, stop, step, name = index.start, index.stop, index.step, index.name
+        return {"row_labels": deferred(lambda: pd.RangeIndex(start, stop, step, name=name)),
+                "dropped_rows": deferred(lambda: pd.RangeIndex(0, 0, 1, name=name))}
     return {"row_labels": index[keep], "dropped_rows": index[~keep]}

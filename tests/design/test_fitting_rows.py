@@ -100,3 +100,13 @@ def test_fitting_rows_frame_is_the_used_columns_relabelled_and_kept() -> None:
                                                                 .to_numpy()))
     assert d.terms[0].levels == tuple(expected["g"].cat.categories)
     assert d.row_labels.tolist() == data.index.tolist()
+
+
+def test_row_labels_are_the_labels_at_the_time_of_the_fit() -> None:
+    data = hierlm.load_sleepstudy()
+    res = hierlm.fit("Reaction ~ Days + (1 | Subject)", data)
+    data.index.name = "obs"  # the Index object itself renamed, after the fit
+    data.index = data.index + 1000
+    pd.testing.assert_index_equal(res.row_labels, pd.RangeIndex(180), exact=True)
+    pd.testing.assert_index_equal(res.dropped_rows, pd.RangeIndex(0), exact=True)
+    assert res.fitted().index.equals(pd.RangeIndex(180))
