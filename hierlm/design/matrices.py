@@ -443,6 +443,9 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
 
     y = _response(spec, rows)
     X, names_x = _model_matrix(spec.fixed, rows, "fixed part", contrast_specs)
+    # each right-hand side evaluated once: a random term written as the fixed part
+    # (``(1 + x | g)`` beside ``1 + x``) or as another term (``(1 | a/b)``) gets a copy
+    made = {} if contrast_specs else {spec.fixed: (X, names_x)}
     _check_finite(X, names_x, "fixed-effects")
     X_full = X
     X, names_x = _drop_rank_deficient(X, names_x, finite=True)
@@ -453,7 +456,11 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     terms, specs = [], {}
     for ts in spec.random:
         codes, levels, values = _grouping(ts, rows)
-        Xi, cnames = _model_matrix(ts.expr, rows, f"random term ({ts.expr} | {ts.group})")
+        if ts.expr in made:
+            Xi, cnames = made[ts.expr][0].copy(), made[ts.expr][1]
+        else:
+            Xi, cnames = _model_matrix(ts.expr, rows, f"random term ({ts.expr} | {ts.group})")
+            made[ts.expr] = (Xi, cnames)
         _check_term(ts, Xi, cnames, levels, len(y), known)
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
                                 codes=codes, X=Xi, level_values=values,
