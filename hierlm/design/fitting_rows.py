@@ -18,8 +18,8 @@ same Series values and dtype as ``frame[name]`` (a categorical's unused categori
 dropped), and :attr:`FittingRows.frame` the same DataFrame (the used columns in the
 data's order, rows labelled ``0..n-1``).
 
-Before and after, best of 30 builds, thread CPU time, one process, load below 1
-(``python -m benchmarks.fit_parts``): see :mod:`hierlm.design.matrices`.
+The times before and after (``python -m benchmarks.fit_parts``) are in
+:mod:`hierlm.design.matrices`.
 """
 
 from __future__ import annotations

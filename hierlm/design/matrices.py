@@ -43,6 +43,23 @@ warm-up, collector paused, load 4.4-4.6, old and new code alternately twice: 1.0
 1.041 -> 0.535 / 0.544 ms.  Whole fits, ``nice python -m benchmarks.peers --programs
 hierlm,lme_python``, old and new code alternately three times at load 4.4-4.6, median
 CPU: hierlm 4.30 / 4.51 / 4.47 -> 3.77 / 3.74 / 3.82 ms (lme-python 1.39-1.52 ms).
+Later, the used columns read once each (their positions looked up by name) into
+:class:`~hierlm.design.fitting_rows.FittingRows`, with no DataFrame of the fitting rows
+unless ``formulae`` or the new-data coder reads one; text and integer grouping factors
+and their interactions coded without a label per row
+(:func:`~hierlm.design.column_reads.interaction_codes`); a text factor's codes taken from
+the encoding that gave its levels; one pass of the rank test where no column is
+dependent; the exact-fit check from the triangular factor of ``[X y]`` (the least squares
+solve only near a zero residual); a random term's matrix that equals the fixed part's
+(or another term's) copied and not factored again; and a RangeIndex's row labels built
+when read.  ``nice python -m benchmarks.fit_parts`` (thread CPU time, best of 30 per case
+after a warm-up, load 0.9-2.3, old and new code alternately twice): the design, median
+over the 24 cases 0.531 / 0.540 -> 0.207 / 0.226 ms (sleepstudy slopes 0.525 / 0.504 ->
+0.207 / 0.241, pastes 1.068 / 1.068 -> 0.259 / 0.270, alfalfa 1.926 / 2.035 -> 0.515 /
+0.521 ms); a whole fit outside the optimizer (design, objective, estimates at the
+optimum, result; :mod:`hierlm.inference.blas`, :mod:`hierlm.covariance.base` and
+:func:`hierlm.estimate.frequentist.is_singular` have their parts) 1.553 / 1.632 ->
+0.964 / 1.038 ms; whole fits 3.565 / 3.592 -> 2.960 / 2.972 ms.
 """
 
 from __future__ import annotations
@@ -383,7 +400,7 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     # each read once: their Series serve every later step (hierlm.design.fitting_rows)
     # (positions looked up by name: reading the labels of every column took twice as
     # long between fits, more in a wide frame; each used name occurs once, checked)
-    found = sorted((data.columns.get_loc(c), c) for c in used)
+    found = sorted((int(data.columns.get_loc(c)), c) for c in used)  # type: ignore[arg-type]
     at, names = [i for i, _ in found], [c for _, c in found]
     series = [data[c] for c in names]
     dtypes = [s.dtype for s in series]

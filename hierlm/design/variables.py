@@ -225,8 +225,8 @@ def _levels_and_codes(col: pd.Series, label: str,
     A text column's sorted distinct values and codes come from one dictionary encoding
     (:func:`hierlm.design.column_reads.arrow_text_codes`: the same levels as
     ``sorted(pd.unique(col))``, and the codes that :meth:`FactorVariable.codes` would
-    look up: that lookup took 0.15 ms for alfalfa's ``Variety``, 72 rows).  ``text``: those codes and levels,
-    where the caller has them.
+    look up: that lookup took 0.15 ms for alfalfa's ``Variety``, 72 rows).  ``text``:
+    those codes and levels, where the caller has them.
     """
     if text is None:
         text = arrow_text_codes(col)

@@ -110,3 +110,20 @@ def test_row_labels_are_the_labels_at_the_time_of_the_fit() -> None:
     pd.testing.assert_index_equal(res.row_labels, pd.RangeIndex(180), exact=True)
     pd.testing.assert_index_equal(res.dropped_rows, pd.RangeIndex(0), exact=True)
     assert res.fitted().index.equals(pd.RangeIndex(180))
+
+
+@pytest.mark.parametrize(("noise", "exact"), [(0.0, True), (1e-16, True), (1e-11, False),
+                                               (1e-3, False)])
+def test_exact_fit_check_near_and_far_from_zero_residuals(noise: float, exact: bool) -> None:
+    # the quick pass (the factor of [X y]) skips the least squares only far from zero;
+    # residuals of 1e-11 max|y| are not an exact fit, 1e-16 are (below 1e-13 max|y|)
+    rng = np.random.default_rng(2)
+    n = 60
+    data = pd.DataFrame({"x": rng.normal(size=n), "g": np.repeat(list("abcdef"), 10)})
+    y = 3.0 + 2.0 * data["x"].to_numpy()
+    data["y"] = y + noise * np.max(np.abs(y)) * rng.choice([-1.0, 1.0], size=n)
+    if exact:
+        with pytest.raises(hierlm.DataError, match="exact linear function"):
+            build_design("y ~ x + (1 | g)", data)
+    else:
+        assert build_design("y ~ x + (1 | g)", data).nobs == n
