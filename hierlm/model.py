@@ -169,8 +169,12 @@ class Model:
         chunked = not problem.in_memory
         d = self._design
         rows: dict[str, Any] = {"y": None, "fitted_values": None} if chunked else {}
-        return FitResult.from_record(res, model=self, coder=d.coder, row_labels=d.row_labels,
-                                   dropped_rows=d.dropped_rows, **rows)
+        # the row labels as the design stores them (a deferred RangeIndex stays deferred)
+        stored = vars(d)
+        return FitResult.from_record(res, model=self, coder=d.coder,
+                                   row_labels=stored.get("row_labels", d.row_labels),
+                                   dropped_rows=stored.get("dropped_rows", d.dropped_rows),
+                                   **rows)
 
 
 def fit(formula: str, data: Any, method: str = "reml", *, weights: object = None,
@@ -209,5 +213,8 @@ def fit(formula: str, data: Any, method: str = "reml", *, weights: object = None
     >>> res.fixef.round(3).to_dict()
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
-    return Model(formula, data, weights=weights, offset=offset, contrasts=contrasts,
-                 residual=residual, sigma=sigma).fit(method, **kwargs)
+    # one BLAS-thread context for the design and the fit (those of Model's own steps,
+    # nested in it, change nothing: hierlm.inference.blas)
+    with one_blas_thread():
+        return Model(formula, data, weights=weights, offset=offset, contrasts=contrasts,
+                     residual=residual, sigma=sigma).fit(method, **kwargs)

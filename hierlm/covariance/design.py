@@ -15,6 +15,7 @@ second-order term ``sum_i (grad_theta f)_i d^2 theta_i / d psi^2``
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -54,8 +55,13 @@ def column_rms(term: RandomTerm) -> np.ndarray:
     >>> column_rms(d.terms[0]).round(4).tolist()
     [1.0, 5.3385]
     """
-    rms = (np.sqrt(np.mean(np.square(term.X), axis=0)) if term.col_rms is None
-           else np.asarray(term.col_rms, dtype=float))  # rows read in chunks
+    if term.col_rms is None:
+        # np.mean's own steps (a sum along the rows, divided by n): the same numbers,
+        # without its Python overhead
+        X = np.asarray(term.X, dtype=float)
+        rms = np.sqrt(np.add.reduce(np.square(X), axis=0) / X.shape[0])
+    else:
+        rms = np.asarray(term.col_rms, dtype=float)  # rows read in chunks
     return np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
 
 
@@ -99,10 +105,14 @@ class DesignCovariance:
     terms: tuple[Covariance, ...]
     _slices: tuple[tuple[slice, slice], ...] = field(init=False, repr=False, compare=False)
     _n: tuple[int, int] = field(init=False, repr=False, compare=False)
+    #: values that depend on the terms only (diagonal_index, theta_scale), made once
+    _memo: dict[str, np.ndarray] = field(init=False, repr=False, compare=False,
+                                         default_factory=dict)
 
     def __post_init__(self) -> None:
-        psi_cuts = np.cumsum([0] + [c.n_psi for c in self.terms])
-        theta_cuts = np.cumsum([0] + [c.n_theta for c in self.terms])
+        # (Python's sums of ints: the same cuts as NumPy's cumsum, without its arrays)
+        psi_cuts = list(itertools.accumulate([c.n_psi for c in self.terms], initial=0))
+        theta_cuts = list(itertools.accumulate([c.n_theta for c in self.terms], initial=0))
         object.__setattr__(self, "_slices", tuple(
             (slice(int(a), int(b)), slice(int(c), int(d))) for a, b, c, d in
             zip(psi_cuts[:-1], psi_cuts[1:], theta_cuts[:-1], theta_cuts[1:], strict=True)))
@@ -112,8 +122,7 @@ class DesignCovariance:
     def of(cls, design: ModelDesign) -> DesignCovariance:
         """The covariance objects of ``design``'s terms (built once per design: the
         column scales read every row)."""
-        with _OF_LOCK:
-            hit = _OF_CACHE.get(design)
+        hit = _OF_CACHE.get(design)  # (a read needs no lock: a dict lookup, atomic)
         if hit is not None:
             return hit
         labels = group_labels(design.terms)
@@ -188,9 +197,14 @@ class DesignCovariance:
         >>> DesignCovariance.of(d).diagonal_index().tolist()
         [0, 2]
         """
-        parts = [s.start + c.diagonal_index()
-                 for c, s in zip(self.terms, self.theta_slices(), strict=True)]
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        got = self._memo.get("diagonal_index")
+        if got is None:
+            parts = [s.start + c.diagonal_index()
+                     for c, s in zip(self.terms, self.theta_slices(), strict=True)]
+            got = (np.concatenate(parts).astype(np.int64) if parts
+                   else np.zeros(0, np.int64))
+            self._memo["diagonal_index"] = got
+        return got.copy()
 
     def canonical_signs(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each term's template columns with a negative diagonal flipped (every ``T T'``
@@ -205,8 +219,12 @@ class DesignCovariance:
     def theta_scale(self) -> np.ndarray:
         """``1 / r_j`` for each theta entry, ``r_j`` the root mean square of the model-matrix
         column of the entry's template row (the optimizer's scaling of theta)."""
-        parts = [1.0 / c.rms[c.template_index()[0]] for c in self.terms]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        got = self._memo.get("theta_scale")
+        if got is None:
+            parts = [1.0 / c.rms[c.template_index()[0]] for c in self.terms]
+            got = np.concatenate(parts) if parts else np.zeros(0)
+            self._memo["theta_scale"] = got
+        return got.copy()
 
     def theta(self, psi: np.ndarray) -> np.ndarray:
         """theta of ``psi``, all terms."""

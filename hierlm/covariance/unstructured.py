@@ -9,10 +9,20 @@ order of theta (lme4's ``confint`` order).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from hierlm.covariance.base import Covariance
 from hierlm.covariance.layout import psd_cholesky, tril_colmajor
+
+
+@functools.cache
+def _identity(k: int) -> np.ndarray:
+    """The read-only ``k x k`` identity (the Jacobian of every unstructured term of size k)."""
+    eye = np.eye(k)
+    eye.setflags(write=False)
+    return eye
 
 
 class Unstructured(Covariance):
@@ -33,8 +43,7 @@ class Unstructured(Covariance):
 
     def __init__(self, coef_names: tuple[str, ...], group: str, rms: np.ndarray) -> None:
         super().__init__(coef_names, group, rms)
-        self._identity = np.eye(self.n_theta)
-        self._identity.setflags(write=False)
+        self._identity = _identity(self.n_theta)
 
     @property
     def n_psi(self) -> int:

@@ -12,10 +12,12 @@ them; ``1``, ``0`` and numeric columns joined by ``+`` become a matrix without
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 import pandas as pd
 
+from hierlm.design.fitting_rows import FittingRows
 from hierlm.design.formula_safety import check_expression, safe_environment
 from hierlm.design.frames import as_pandas
 from hierlm.design.grouping_types import grouping_column
@@ -70,7 +72,7 @@ def _source_columns(source: str, what: str) -> set[str]:
     return names
 
 
-def _simple_matrix(expr: str, data: pd.DataFrame,
+def _simple_matrix(expr: str, data: pd.DataFrame | FittingRows,
                    column: Callable[[str], pd.Series] | None = None
                    ) -> tuple[np.ndarray, tuple[str, ...]] | None:
     """``1``, ``0`` and plain numeric columns joined by ``+``, built without formulae.
@@ -91,21 +93,26 @@ def _simple_matrix(expr: str, data: pd.DataFrame,
         dt = col.dtype
         if not (pd.api.types.is_integer_dtype(dt) or pd.api.types.is_float_dtype(dt)):
             return None
-    parts = [np.ones(len(data))] if intercept else []
-    parts += [col.to_numpy(dtype=np.float64) for col in series]
     names = (("(Intercept)",) if intercept else ()) + tuple(cols)
-    if not parts:
-        return np.zeros((len(data), 0)), ()
-    return np.column_stack(parts), names
+    # filled in place: the same matrix as ``np.column_stack`` of the columns
+    out = np.empty((len(data), len(names)))
+    if intercept:
+        out[:, 0] = 1.0
+    for j, col in enumerate(series, start=int(intercept)):
+        out[:, j] = col.to_numpy(dtype=np.float64)
+    return out, names
 
 
-def formulae_common(expr: str, data: pd.DataFrame, what: str) -> object | None:
+def formulae_common(expr: str, data: pd.DataFrame | FittingRows, what: str) -> object | None:
     """formulae's common-effects matrix of ``expr`` on ``data`` (None when it has no column).
 
     Its ``evaluate_new_data`` codes new rows with the same levels and transformations
     (:mod:`hierlm.design.newdata`).
     """
     import formulae as fm
+
+    if isinstance(data, FittingRows):
+        data = data.frame  # formulae reads a DataFrame
 
     expr_fm = to_formulae(expr)
     check_expression(expr_fm, what)  # before formulae evaluates anything
@@ -123,7 +130,7 @@ def formulae_common(expr: str, data: pd.DataFrame, what: str) -> object | None:
 _STR = pd.Series([], dtype=str).dtype
 
 
-def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
+def group_labels(factors: tuple[str, ...], data: pd.DataFrame | FittingRows) -> pd.Series:
     """Each row's level label of a (possibly interacted) grouping factor, as strings."""
     labels = None
     for f in factors:
@@ -145,7 +152,7 @@ def group_labels(factors: tuple[str, ...], data: pd.DataFrame) -> pd.Series:
     return labels
 
 
-def check_columns(data: object, used: set[str], name: str = "data",
+def check_columns(data: object, used: AbstractSet[str], name: str = "data",
                   require_rows: bool = True) -> pd.DataFrame:
     """``data`` as a DataFrame holding each of ``used`` once; DataError naming the fault.
 

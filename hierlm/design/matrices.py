@@ -43,6 +43,23 @@ warm-up, collector paused, load 4.4-4.6, old and new code alternately twice: 1.0
 1.041 -> 0.535 / 0.544 ms.  Whole fits, ``nice python -m benchmarks.peers --programs
 hierlm,lme_python``, old and new code alternately three times at load 4.4-4.6, median
 CPU: hierlm 4.30 / 4.51 / 4.47 -> 3.77 / 3.74 / 3.82 ms (lme-python 1.39-1.52 ms).
+Later, the used columns read once each (their positions looked up by name) into
+:class:`~hierlm.design.fitting_rows.FittingRows`, with no DataFrame of the fitting rows
+unless ``formulae`` or the new-data coder reads one; text and integer grouping factors
+and their interactions coded without a label per row
+(:func:`~hierlm.design.column_reads.interaction_codes`); a text factor's codes taken from
+the encoding that gave its levels; one pass of the rank test where no column is
+dependent; the exact-fit check from the triangular factor of ``[X y]`` (the least squares
+solve only near a zero residual); a random term's matrix that equals the fixed part's
+(or another term's) copied and not factored again; and a RangeIndex's row labels built
+when read.  ``nice python -m benchmarks.fit_parts`` (thread CPU time, best of 30 per case
+after a warm-up, load 0.9-2.3, old and new code alternately twice): the design, median
+over the 24 cases 0.531 / 0.540 -> 0.207 / 0.226 ms (sleepstudy slopes 0.525 / 0.504 ->
+0.207 / 0.241, pastes 1.068 / 1.068 -> 0.259 / 0.270, alfalfa 1.926 / 2.035 -> 0.515 /
+0.521 ms); a whole fit outside the optimizer (design, objective, estimates at the
+optimum, result; :mod:`hierlm.inference.blas`, :mod:`hierlm.covariance.base` and
+:func:`hierlm.estimate.frequentist.is_singular` have their parts) 1.553 / 1.632 ->
+0.964 / 1.038 ms; whole fits 3.565 / 3.592 -> 2.960 / 2.972 ms.
 """
 
 from __future__ import annotations
@@ -58,6 +75,7 @@ from hierlm.design.column_reads import (
     PANDAS_3,
     arrow_text_codes,
     complete_rows,
+    interaction_codes,
     row_labels,
 )
 from hierlm.design.columns import (
@@ -68,6 +86,7 @@ from hierlm.design.columns import (
     group_labels,
 )
 from hierlm.design.contrasts import ContrastSpec, parse_contrasts
+from hierlm.design.fitting_rows import FittingRows, text_codes
 from hierlm.design.formula import parse_formula
 from hierlm.design.frames import as_pandas
 from hierlm.design.grouping_types import grouping_column
@@ -80,13 +99,29 @@ from hierlm.errors import DataError, FormulaError, warn
 # A column is linearly dependent on the columns before it when projecting it off them
 # leaves less than this fraction of its norm (R's ``qr(X, tol = 1e-7)``, used by lme4).
 RANK_TOL = 1e-7
+# A residual norm above this fraction of ``sqrt(n) max|y|`` is not exact-fit (the test
+# in _check_not_exact calls residuals below 1e-13 max|y| zero): the fast pass skips
+# the least squares solve.
+_CLEARLY_INEXACT = 1e-6
 
 
 #: A formula's parse is a frozen value of its text: parsed once per process.
 _parsed = functools.lru_cache(maxsize=256)(parse_formula)
 
 
-def _model_matrix(expr: str, data: pd.DataFrame, what: str,
+@functools.lru_cache(maxsize=256)
+def _used_columns(formula: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The columns a formula reads and, of them, the predictors (a frozen value of the
+    formula's text, as its parse)."""
+    spec = _parsed(formula)
+    used = _variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
+    for term in spec.random:
+        used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
+    predictors = used - {spec.response}
+    return frozenset(used | set(spec.columns)), frozenset(predictors)
+
+
+def _model_matrix(expr: str, data: pd.DataFrame | FittingRows, what: str,
                   contrasts: dict[str, ContrastSpec] | None = None,
                   column: Callable[[str], pd.Series] | None = None
                   ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -98,19 +133,23 @@ def _model_matrix(expr: str, data: pd.DataFrame, what: str,
 
 
 def _check_finite(M: np.ndarray, names: tuple[str, ...], what: str) -> None:
+    if np.isfinite(M).all():  # (one pass; the columns at fault are found only if any)
+        return
     bad = [name for name, ok in zip(names, np.isfinite(M).all(axis=0), strict=True) if not ok]
     if bad:
         raise DataError(f"{what} column(s) {', '.join(map(repr, bad))} have non-finite "
                         f"values (inf, or NaN from a transformation)")
 
 
-def _response(spec: FormulaSpec, data: pd.DataFrame,
+def _response(spec: FormulaSpec, data: pd.DataFrame | FittingRows,
               column: Callable[[str], pd.Series] | None = None) -> np.ndarray:
     name = spec.response
     if name in data.columns:
         col = data[name] if column is None else column(name)
-        if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-                and not pd.api.types.is_complex_dtype(col)):
+        dt = col.dtype
+        if not ((isinstance(dt, np.dtype) and dt.kind in "iuf") or (
+                pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+                and not pd.api.types.is_complex_dtype(col))):
             raise DataError(f"response '{name}' must be real numbers, got dtype {col.dtype}")
         # a copy: a float column's ``to_numpy`` is a view of the caller's memory, which
         # pandas' copy-on-write stops guarding once the design's frame is gone
@@ -127,18 +166,24 @@ def _response(spec: FormulaSpec, data: pd.DataFrame,
     return y
 
 
-def _dependent_columns(X: np.ndarray) -> list[int]:
+def _dependent_columns(X: np.ndarray, finite: bool = False) -> list[int]:
     """Columns of ``X`` that are linear combinations of the columns before them.
 
     As R's ``qr`` (LINPACK ``dqrdc2``) and so lme4: a column is dependent when its
     residual after projection on the earlier independent columns is at most
     ``RANK_TOL`` times its norm; the projections are done on the triangular factor
-    of ``X``, which has the same column relations.
+    of ``X``, which has the same column relations.  ``finite=True``: the caller has
+    checked that ``X`` is finite (not checked again).
     """
     if X.shape[1] == 0:
         return []
-    R = scipy.linalg.qr(X, mode="r")[0][: X.shape[1]]
+    R = scipy.linalg.qr(X, mode="r", check_finite=not finite)[0][: X.shape[1]]
     norms = np.linalg.norm(R, axis=0)
+    diagonal = np.diagonal(R)
+    if np.all(np.sqrt(diagonal * diagonal) > RANK_TOL * norms):
+        # no column dependent: the loop below would keep each column by this same test
+        # (``norm`` of a one-entry vector is ``sqrt`` of its square), 0.01 ms per call
+        return []
     kept: list[int] = []
     dependent = []
     for j in range(X.shape[1]):
@@ -157,10 +202,11 @@ def _dependent_columns(X: np.ndarray) -> list[int]:
     return dependent
 
 
-def _drop_rank_deficient(X: np.ndarray, names: tuple[str, ...]
+def _drop_rank_deficient(X: np.ndarray, names: tuple[str, ...], finite: bool = False
                          ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Drop the columns that depend on earlier ones (lme4's ``"message+drop.cols"``)."""
-    dropped = _dependent_columns(X)
+    """Drop the columns that depend on earlier ones (lme4's ``"message+drop.cols"``;
+    ``finite``: as :func:`_dependent_columns`)."""
+    dropped = _dependent_columns(X, finite)
     if not dropped:
         return X, names
     keep = [j for j in range(X.shape[1]) if j not in dropped]
@@ -172,6 +218,16 @@ def _drop_rank_deficient(X: np.ndarray, names: tuple[str, ...]
 def _check_not_exact(y: np.ndarray, X: np.ndarray, name: str) -> None:
     """DataError if ``X`` reproduces ``y`` exactly (zero residual variance for every theta)."""
     scale = float(np.max(np.abs(y)))
+    n, p = X.shape
+    if p and scale > 0.0 and n > p:
+        # the last diagonal entry of the triangular factor of [X y] is the residual's
+        # norm (X has full column rank here), accurate to far better than this margin:
+        # far above the largest norm the test below could call zero, the least
+        # squares solve (twice as long) is not needed
+        R = scipy.linalg.qr(np.column_stack([X, y]), mode="r", overwrite_a=True,
+                            check_finite=False)[0]
+        if abs(R[p, p]) > _CLEARLY_INEXACT * np.sqrt(n) * scale:
+            return
     if X.shape[1]:
         coef = np.linalg.lstsq(X, y, rcond=None)[0]
         resid = y - X @ coef
@@ -183,7 +239,7 @@ def _check_not_exact(y: np.ndarray, X: np.ndarray, name: str) -> None:
                         f"model cannot be fitted")
 
 
-def _grouping(spec: RandomTermSpec, data: pd.DataFrame,
+def _grouping(spec: RandomTermSpec, data: pd.DataFrame | FittingRows,
               column: Callable[[str], pd.Series] | None = None
               ) -> tuple[np.ndarray, tuple[str, ...], pd.Index]:
     """Level codes, labels and values of a (possibly interacted) grouping factor.
@@ -194,11 +250,28 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame,
     """
     col = data[spec.factors[0]] if column is None else column(spec.factors[0])
     if len(spec.factors) == 1:
-        text_codes = arrow_text_codes(col)
-        if text_codes is not None:
-            arrow_codes, levels = text_codes
+        arrow_found = (text_codes(data, spec.factors[0]) if column is None
+                       else arrow_text_codes(col))
+        if arrow_found is not None:
+            arrow_codes, levels = arrow_found
             # the Index of the levels is built when first read (hierlm.design.lazy)
             return arrow_codes, levels, deferred(lambda: pd.Index(list(levels)))
+        dt = col.dtype
+        if isinstance(dt, np.dtype) and dt.kind in "iu":
+            # integers: np.unique gives pd.factorize(sort=True)'s levels and codes, and
+            # a level's label (``astype(str)`` of its rows) is ``str`` of the level
+            uniques, int_codes = np.unique(col.to_numpy(), return_inverse=True)
+            return (np.asarray(int_codes, dtype=np.int64), tuple(str(v) for v in uniques),
+                    deferred(lambda: pd.Index(uniques)))
+    else:
+        # text and integer factors: codes of the combinations, only the distinct
+        # combinations' labels joined and sorted (as the labels of every row would be)
+        combined = interaction_codes(
+            [data[f] if column is None else column(f) for f in spec.factors],
+            [text_codes(data, f) if column is None else None for f in spec.factors])
+        if combined is not None:
+            combo_codes, combo_text = combined
+            return combo_codes, combo_text, deferred(lambda: pd.Index(list(combo_text)))
     labels = group_labels(spec.factors, data)
     col = grouping_column(col, spec.factors[0])
     if len(spec.factors) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
@@ -226,8 +299,12 @@ def _grouping(spec: RandomTermSpec, data: pd.DataFrame,
 
 
 def _check_term(ts: RandomTermSpec, Xi: np.ndarray, cnames: tuple[str, ...],
-                levels: tuple[str, ...], n: int) -> None:
-    """lme4's checks on one random-effects term, plus a full-rank term matrix."""
+                levels: tuple[str, ...], n: int,
+                known: tuple[np.ndarray, list[int]] | None = None) -> None:
+    """lme4's checks on one random-effects term, plus a full-rank term matrix.
+
+    ``known``: a matrix and its :func:`_dependent_columns`, reused where ``Xi`` equals
+    it (``(1 + x | g)`` beside the fixed part ``1 + x``)."""
     term = f"({ts.expr} | {ts.group})"
     if Xi.shape[1] == 0:
         raise FormulaError(f"random term {term} has no columns")
@@ -244,7 +321,12 @@ def _check_term(ts: RandomTermSpec, Xi: np.ndarray, cnames: tuple[str, ...],
         raise DataError(f"random term {term} has {len(levels) * Xi.shape[1]} random effects "
                         f"for {n} observations; it must have fewer random effects than "
                         f"observations (the variance components are not identifiable)")
-    dependent = _dependent_columns(Xi)
+    if Xi.shape[1] == 1 and (Xi == 1.0).all():
+        dependent = []  # an intercept: a column of ones is never dependent
+    elif known is not None and known[0].shape == Xi.shape and np.array_equal(known[0], Xi):
+        dependent = known[1]  # the same matrix: the same columns
+    else:
+        dependent = _dependent_columns(Xi, finite=True)
     if dependent:
         raise DataError(f"random term {term} has a rank-deficient model matrix: column(s) "
                         f"{', '.join(cnames[j] for j in dependent)} are linear combinations "
@@ -259,24 +341,6 @@ def _lme4_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     if all(b <= a for a, b in zip(nl, nl[1:], strict=False)):
         return terms
     return [terms[i] for i in sorted(range(len(terms)), key=lambda i: nl[i])[::-1]]
-
-
-def _check_frame(data: object, used: set[str]
-                 ) -> tuple[pd.DataFrame, list[str], list[object]]:
-    """The used columns of ``data``, validated, those of them that are categorical, and
-    their dtypes; raise DataError naming the fault."""
-    data = check_columns(data, used)
-    at = [i for i, c in enumerate(data.columns) if c in used]
-    dtypes = data.dtypes.to_numpy()
-    for i in at:
-        if pd.api.types.is_complex_dtype(dtypes[i]):
-            raise DataError(f"column '{data.columns[i]}' has complex values")
-    categorical = [data.columns[i] for i in at if isinstance(dtypes[i], pd.CategoricalDtype)]
-    # by position: the same frame as ``data[cols]`` (each used name occurs once), without
-    # pandas' label lookup, which took half of a small design's time; the caller copies
-    # before changing anything
-    return ((data if len(at) == data.shape[1] else data.take(at, axis=1)), categorical,
-            [dtypes[i] for i in at])
 
 
 def build_design(formula: str, data: pd.DataFrame, weights: object = None,
@@ -330,18 +394,27 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     data = as_pandas(data, "data")  # polars, pyarrow, ... through narwhals
     spec = _parsed(formula)
     contrast_specs = parse_contrasts(contrasts)
-    used = _variables(f"{spec.response} ~ {spec.fixed}", "fixed part")
-    for term in spec.random:
-        used |= _variables(term.expr, f"random term ({term.expr} | {term.group})")
-    predictors = used - {spec.response}
-    used |= set(spec.columns)
-    sub, categorical, sub_dtypes = _check_frame(data, used)
+    used, predictors = _used_columns(formula)
+    data = check_columns(data, used)
+    # the used columns by position, in the data's order (each used name occurs once),
+    # each read once: their Series serve every later step (hierlm.design.fitting_rows)
+    # (positions looked up by name: reading the labels of every column took twice as
+    # long between fits, more in a wide frame; each used name occurs once, checked)
+    found = sorted((int(data.columns.get_loc(c)), c) for c in used)  # type: ignore[arg-type]
+    at, names = [i for i, _ in found], [c for _, c in found]
+    series = [data[c] for c in names]
+    dtypes = [s.dtype for s in series]
+    for c, dt in zip(names, dtypes, strict=True):
+        if (dt.kind == "c" if isinstance(dt, np.dtype) else pd.api.types.is_complex_dtype(dt)):
+            raise DataError(f"column '{c}' has complex values")
+    categorical = [c for c, dt in zip(names, dtypes, strict=True)
+                   if isinstance(dt, pd.CategoricalDtype)]
     # dates, mixed objects: name the column and the fix (numbers, booleans and pandas'
     # text pass that check: not looked up again)
-    plain = {c for c, dt in zip(sub.columns, sub_dtypes, strict=True)
+    plain = {c for c, dt in zip(names, dtypes, strict=True)
              if (isinstance(dt, np.dtype) and dt.kind in "iufb")
              or isinstance(dt, pd.StringDtype)}
-    check_predictor_types(sub, predictors - plain)
+    check_predictor_types(data, predictors - plain)
     from hierlm.design.weights import check_weights, column_or_array
 
     w = w_col = off = off_col = None
@@ -350,10 +423,9 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         check_weights(w)
     if offset is not None:
         off, off_col = column_or_array(offset, data, "offset")
-    read: dict[str, pd.Series] = {}
-    keep = complete_rows(sub, sub_dtypes, read)
+    keep = complete_rows(series, dtypes)
     n_zero = 0 if w is None else int(((w == 0) & keep).sum())
-    n_dropped = int((~keep).sum())
+    n_dropped = int(len(keep) - np.count_nonzero(keep))
     if n_zero:
         warn(f"dropped {n_zero} of {len(data)} rows with zero prior weight", UserWarning)
         assert w is not None
@@ -361,9 +433,9 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
     if n_dropped + n_zero == len(data) and n_dropped < len(data):
         raise DataError("no rows left: every complete row has zero prior weight")
     if n_dropped == len(data):
-        empty = [str(c) for c in sub.columns if sub[c].isna().all()]
+        empty = [str(c) for c, col in zip(names, series, strict=True) if col.isna().all()]
         where = (f"column(s) {', '.join(empty)} are entirely missing" if empty else
-                 f"every row has a missing value in one of {', '.join(map(str, sub.columns))}")
+                 f"every row has a missing value in one of {', '.join(map(str, names))}")
         raise DataError(f"no complete rows: {where}")
     if len(data) - n_dropped - n_zero < 2:
         raise DataError(f"only {len(data) - n_dropped - n_zero} complete row; a mixed model "
@@ -372,37 +444,42 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
         warn(f"dropped {n_dropped} of {len(data)} rows with missing values in "
              f"used columns", UserWarning)
     n_dropped += n_zero
-    frame = (sub.loc[keep] if n_dropped + n_zero else sub).reset_index(drop=True)
-    if sub is data and not n_dropped + n_zero and not PANDAS_3:
-        # the caller's own columns (no selection copied them); pandas 3 copies on write,
-        # so its frames need no deep copy (``y``, the one array that could be a view of
-        # the caller's memory, is copied)
-        frame = frame.copy()
-    for c in categorical:  # (the dtypes read once, not column by column: 0.03-0.05 ms)
-        frame[c] = frame[c].cat.remove_unused_categories()
+    if n_dropped or not PANDAS_3:
+        # the kept rows' frame, built now: by position (pandas' selection by a list of
+        # labels took twice as long), copied (pandas 2 does not copy on write)
+        sub = data if len(at) == data.shape[1] else data.take(at, axis=1)
+        frame = (sub.loc[keep] if n_dropped else sub).reset_index(drop=True)
+        if sub is data and not n_dropped:
+            frame = frame.copy()
+        for c in categorical:
+            frame[c] = frame[c].cat.remove_unused_categories()
+        rows = FittingRows(data, names, [], [], frame)
+    else:
+        # every row kept: the columns as read (pandas 3 keeps them as they are now,
+        # whatever the caller does to ``data`` later); a frame is built only if read
+        rows = FittingRows(data, names, series, categorical)
 
-    # each column of ``frame`` looked up once (0.015 ms a lookup): the columns already
-    # read from ``sub`` hold the same values when every row is kept (only their arrays are
-    # read; a categorical's categories were just trimmed, so it is looked up again)
-    columns = {} if n_dropped else {c: v for c, v in read.items() if c not in categorical}
-
-    def column(name: str) -> pd.Series:
-        if name not in columns:
-            columns[name] = frame[name]
-        return columns[name]
-
-    y = _response(spec, frame, column)
-    X, names = _model_matrix(spec.fixed, frame, "fixed part", contrast_specs, column)
-    _check_finite(X, names, "fixed-effects")
-    X, names = _drop_rank_deficient(X, names)
+    y = _response(spec, rows)
+    X, names_x = _model_matrix(spec.fixed, rows, "fixed part", contrast_specs)
+    # each right-hand side evaluated once: a random term written as the fixed part
+    # (``(1 + x | g)`` beside ``1 + x``) or as another term (``(1 | a/b)``) gets a copy
+    made = {} if contrast_specs else {spec.fixed: (X, names_x)}
+    _check_finite(X, names_x, "fixed-effects")
+    X_full = X
+    X, names_x = _drop_rank_deficient(X, names_x, finite=True)
+    # X's dependent columns (none where it kept them all), for a term with the same matrix
+    known: tuple[np.ndarray, list[int]] | None = (X_full, []) if X is X_full else None
     _check_not_exact(y, X, spec.response)
 
     terms, specs = [], {}
     for ts in spec.random:
-        codes, levels, values = _grouping(ts, frame, column)
-        Xi, cnames = _model_matrix(ts.expr, frame, f"random term ({ts.expr} | {ts.group})",
-                                   None, column)
-        _check_term(ts, Xi, cnames, levels, len(y))
+        codes, levels, values = _grouping(ts, rows)
+        if ts.expr in made:
+            Xi, cnames = made[ts.expr][0].copy(), made[ts.expr][1]
+        else:
+            Xi, cnames = _model_matrix(ts.expr, rows, f"random term ({ts.expr} | {ts.group})")
+            made[ts.expr] = (Xi, cnames)
+        _check_term(ts, Xi, cnames, levels, len(y), known)
         terms.append(RandomTerm(group=ts.group, coef_names=cnames, levels=levels,
                                 codes=codes, X=Xi, level_values=values,
                                 structure=ts.structure))
@@ -412,9 +489,10 @@ def build_design(formula: str, data: pd.DataFrame, weights: object = None,
 
     w_used = None if w is None else w[keep]
     off_used = None if off is None else off[keep]
-    coder = new_data_coder(spec, frame, names, [(specs[id(t)], t) for t in terms],
+    coder = new_data_coder(spec, lambda: rows.frame, names_x,
+                           [(specs[id(t)], t) for t in terms],
                            w_used, off_used, w_col, off_col, contrast_specs)
     return ModelDesign(formula=spec.formula, response=spec.response, y=y, X=X,
-                       fixef_names=names, terms=tuple(terms), n_dropped=n_dropped,
+                       fixef_names=names_x, terms=tuple(terms), n_dropped=n_dropped,
                        weights=w_used, offset=off_used, coder=coder,
                        **row_labels(data.index, keep, n_dropped))

@@ -17,6 +17,7 @@ the fitting rows), so the fitting rows coded as new data give the same matrix.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design.contrasts import ContrastSpec
+from hierlm.design.fitting_rows import FittingRows
 from hierlm.design.names import check_unique
 from hierlm.design.rterms import Terms, parse_terms
 from hierlm.design.variables import (
@@ -36,6 +38,9 @@ from hierlm.design.variables import (
     with_reference,
 )
 from hierlm.errors import FormulaError
+
+#: The expansion of a right-hand side is a frozen value of its text: made once per process.
+_parsed_terms = functools.lru_cache(maxsize=256)(parse_terms)
 
 
 @dataclass(eq=False)
@@ -62,13 +67,14 @@ class ModelMatrix:
     term_of: tuple[tuple[str, ...], ...]
     values: np.ndarray = field(repr=False)
 
-    def code(self, frame: pd.DataFrame, training: bool = False) -> np.ndarray:
+    def code(self, frame: pd.DataFrame | FittingRows, training: bool = False) -> np.ndarray:
         """The matrix of ``frame``'s rows, coded like the fitting rows."""
         n = len(frame)
         evaluated: dict[str, np.ndarray] = {}
         for label, var in self.variables.items():
             if isinstance(var, FactorVariable):
-                evaluated[label] = var.codes(frame)
+                evaluated[label] = (var.train_codes if training and var.train_codes is not None
+                                    else var.codes(frame))
             else:
                 evaluated[label] = var.matrix(frame, training)
         cols: list[np.ndarray] = [np.ones(n)] if self.terms.intercept else []
@@ -127,7 +133,7 @@ def _apply_contrasts(variables: dict[str, Variable], contrasts: Mapping[str, Con
                 with_reference(v)
 
 
-def build_model_matrix(rhs: str, frame: pd.DataFrame,
+def build_model_matrix(rhs: str, frame: pd.DataFrame | FittingRows,
                        contrasts: Mapping[str, ContrastSpec] | None = None,
                        what: str = "fixed part", evaluate: Evaluator | None = None,
                        treatment: bool = False) -> ModelMatrix:
@@ -138,7 +144,7 @@ def build_model_matrix(rhs: str, frame: pd.DataFrame,
     has calls other than ``C()``.  ``treatment=True`` codes every factor by treatment
     contrasts, whatever was asked for (a design with the same column space).
     """
-    terms = parse_terms(rhs)
+    terms = _parsed_terms(rhs)
     variables: dict[str, Variable] = {}
     for label in terms.variables:
         if not any(label in t for t in terms.terms):  # only in a removed term

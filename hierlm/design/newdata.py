@@ -23,7 +23,7 @@ columns, 0.035-0.1 ms on two cores, that a fit which never codes new rows skips)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -317,7 +317,8 @@ class NewDataCoder:
 lazy_fields(NewDataCoder, "frame")
 
 
-def new_data_coder(spec: Any, frame: pd.DataFrame, fixef_names: tuple[str, ...],
+def new_data_coder(spec: Any, frame: pd.DataFrame | Callable[[], pd.DataFrame],
+                   fixef_names: tuple[str, ...],
                    terms: Sequence[tuple[Any, Any]], weights: np.ndarray | None,
                    offset: np.ndarray | None, weights_column: str | None,
                    offset_column: str | None,
@@ -325,15 +326,17 @@ def new_data_coder(spec: Any, frame: pd.DataFrame, fixef_names: tuple[str, ...],
     """The coder of a design built by :func:`hierlm.design.matrices.build_design`.
 
     ``terms`` pairs each random term's spec with its evaluated term, in lme4's order;
-    ``frame`` holds the used columns of the rows kept (the response is dropped).
+    ``frame`` holds the used columns of the rows kept (the response is dropped), or is
+    a function that returns them (called when the coder's frame is first read).
     """
     codings = tuple(TermCoding(ts.expr, tuple(ts.factors), tuple(t.coef_names),
                                tuple(t.levels), ts.structure) for ts, t in terms)
     def coder_frame() -> pd.DataFrame:
         # by position, as ``frame[names].copy()`` without pandas' label lookup (``take``
         # copies; ``frame`` is build_design's own copy and is not changed afterwards)
-        keep = [i for i, c in enumerate(frame.columns) if c != spec.response]
-        return frame.take(keep, axis=1)
+        rows = frame() if callable(frame) else frame
+        keep = [i for i, c in enumerate(rows.columns) if c != spec.response]
+        return rows.take(keep, axis=1)
 
     return NewDataCoder(formula=spec.formula, response=spec.response, fixed=spec.fixed,
                         fixef_names=tuple(fixef_names), terms=codings,

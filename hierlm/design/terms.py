@@ -176,3 +176,8 @@ class ModelDesign:
     @property
     def n_theta(self) -> int:
         return sum(t.n_theta for t in self.terms)
+
+
+# the caller's row labels of a design that kept every row of a RangeIndex are built when
+# first read (hierlm.design.column_reads.row_labels)
+lazy_fields(ModelDesign, "row_labels", "dropped_rows")

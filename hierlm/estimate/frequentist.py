@@ -16,7 +16,7 @@ import pandas as pd
 
 from hierlm.covariance.design import DesignCovariance
 from hierlm.covariance.identifiability import unidentified_terms
-from hierlm.covariance.layout import templates, theta_lower
+from hierlm.covariance.layout import templates
 from hierlm.design.terms import ModelDesign
 from hierlm.errors import ConvergenceWarning, IdentifiabilityWarning, SingularFitWarning, warn
 from hierlm.estimate.assemble import build_record
@@ -24,7 +24,7 @@ from hierlm.estimate.degenerate import check_exact_fit
 from hierlm.estimate.extract import Estimates, extract
 from hierlm.estimate.kind import ML, REML
 from hierlm.estimate.lazy import deferred
-from hierlm.estimate.optimize import optimize_theta, theta_scale
+from hierlm.estimate.optimize import optimize_theta
 from hierlm.estimate.optimize_structured import optimize_psi
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
@@ -55,9 +55,11 @@ def is_singular(design: ModelDesign, theta: np.ndarray, tol: float = SINGULAR_TO
     >>> is_singular(d, np.array([1.0, 0.3, 0.0])), is_singular(d, np.array([1.0, 0.3, 0.2]))
     (True, False)
     """
-    diag = theta_lower(design) == 0.0
-    scaled = np.asarray(theta) / theta_scale(design)
-    return bool(np.any(scaled[diag] < tol))
+    cov = DesignCovariance.of(design)
+    # the template diagonals (theta_lower's zeros) and theta_scale's factors, as the
+    # design's covariance objects keep them
+    scaled = np.asarray(theta) / cov.theta_scale()
+    return bool(np.any(scaled[cov.diagonal_index()] < tol))
 
 
 def ranef_frame(design: ModelDesign, b: list[np.ndarray], sd: list[np.ndarray]) -> pd.DataFrame:
@@ -90,11 +92,12 @@ def fitted_values(design: ModelDesign, beta: np.ndarray, b: list[np.ndarray]) ->
 
 def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray,
                           objective: float, method: str, psi: np.ndarray | None = None,
-                          **fields: Any) -> FitRecord:
+                          singular: bool | None = None, **fields: Any) -> FitRecord:
     """The record of REML/ML point estimates (through
     :func:`hierlm.estimate.assemble.build_record`, as every method's).
 
-    ``psi`` holds the structures' parameters of a structured model (None: theta).
+    ``psi`` holds the structures' parameters of a structured model (None: theta);
+    ``singular``, :func:`is_singular` at theta where the caller has it.
     The variance components, the random-effects table, the fitted values and the
     covariance parameters are computed when first read (:mod:`hierlm.estimate.lazy`);
     their numbers are the same.
@@ -115,7 +118,8 @@ def result_from_estimates(design: ModelDesign, est: Estimates, theta: np.ndarray
         design, method=method, beta=est.beta, vcov=est.vcov, sigma=est.sigma, theta=theta,
         varcorr=deferred(varcorr), ranef_table=deferred(ranef),
         fitted_values=deferred(lambda: fitted_values(design, est.beta, est.b)),
-        objective=objective, is_singular=is_singular(design, theta),
+        objective=objective,
+        is_singular=is_singular(design, theta) if singular is None else singular,
         covariance_parameters=deferred(lambda: cov.natural(psi_or_theta, est.sigma)),
         **fields)
 
@@ -159,7 +163,9 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
     if len(design.y) == design.nobs:
         # the criterion and estimates from residuals, not the Gram matrix (stable_pls)
         est, criterion = stable_estimates(objective, opt.theta, L1, L_R, reml)
-        if est.sigma < EXACT_FIT_SIGMA * float(np.std(design.y)) and not structured:
+        # (sd(y) <= max |y - mean| <= ptp(y): sigma at or above 1e-4 ptp(y) needs no sd)
+        if (not structured and est.sigma < EXACT_FIT_SIGMA * float(np.ptp(design.y))
+                and est.sigma < EXACT_FIT_SIGMA * float(np.std(design.y))):
             # (a structured Sigma stays bounded as sigma -> 0: sigma = 0 is a boundary
             # estimate there, e.g. ar1 with one observation per cell and no nugget)
             check_exact_fit(design)  # sigma -> 0 without bound: no estimate
@@ -187,7 +193,8 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
                f"simplifying the random effects, or options={{'maxiter': ...}}")
         warn(msg, ConvergenceWarning)
         messages.append(msg)
-    if is_singular(design, opt.theta):
+    singular = is_singular(design, opt.theta)
+    if singular:
         warn("boundary (singular) fit: a variance component is estimated as zero or "
              "a correlation as +/-1; see FitResult.varcorr", SingularFitWarning)
     optimizer = {"method": opt.method, "message": opt.message,
@@ -196,5 +203,5 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
                  "trace": [list(th) + [f] for th, f in opt.trace]}
     return result_from_estimates(
         design, est, opt.theta, criterion, (REML if reml else ML).label, psi=opt.psi,
-        converged=opt.converged, n_evals=opt.n_evals, optimizer=optimizer,
+        singular=singular, converged=opt.converged, n_evals=opt.n_evals, optimizer=optimizer,
         messages=tuple(messages))

@@ -124,4 +124,4 @@ class FitRecord:
 
 # Computed on first read when an estimator passes them deferred (hierlm.estimate.lazy).
 lazy_fields(FitRecord, "fixef", "fixef_se", "vcov", "varcorr", "ranef_table", "fitted_values",
-            "covariance_parameters", "residual_parameters")
+            "covariance_parameters", "residual_parameters", "row_labels", "dropped_rows")

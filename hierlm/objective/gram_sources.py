@@ -58,9 +58,11 @@ def is_out_of_core(data: object) -> bool:
     >>> is_out_of_core("data/*.parquet"), is_out_of_core(hierlm.load_sleepstudy())
     (True, False)
     """
+    module = type(data).__module__
+    if module.startswith("pandas."):  # a DataFrame (before the slower checks below)
+        return False
     if isinstance(data, str | os.PathLike):
         return True
-    module = type(data).__module__
     return module.startswith(("pyarrow.dataset", "pyarrow._dataset")) or is_dask(data)
 
 
