@@ -307,13 +307,21 @@ def dense_lambda(theta: np.ndarray, gram: GramBlocks) -> np.ndarray:
     [[1.0, 0.0], [0.5, 2.0]]
     """
     g = gram
-    qr = int(g.q_rest)
-    c = _constants(g.A11, g.nz_val, g.nz_level, g.nz_row, g.A_RR, g.lam_row, g.lam_col,
-                   g.lam_theta, qr)
-    lam = c[9].copy()
-    lam.reshape(-1)[c[6]] = np.asarray(theta, dtype=float)[c[3]]
-    q = g.A11.shape[0] * g.A11.shape[1] + qr
-    return lam[:q, :q]
+    l1, p1 = g.A11.shape[0], g.A11.shape[1]
+    q1, qr = l1 * p1, int(g.q_rest)
+    th = np.asarray(theta, dtype=float)
+    a, b = _tril(p1)
+    template = np.zeros((p1, p1))
+    template[a, b] = th[:len(a)]
+    # the first term's l1 diagonal blocks, then the rest's entries (without the
+    # evaluation's constants, which a fit by the compiled loop has not built)
+    lam = np.zeros((l1, p1, l1, p1))
+    lam[np.arange(l1), :, np.arange(l1), :] = template
+    out = np.zeros((q1 + qr, q1 + qr))
+    out[:q1, :q1] = lam.reshape(q1, q1)
+    keep = g.lam_row < qr
+    out[q1 + g.lam_row[keep], q1 + g.lam_col[keep]] = th[g.lam_theta[keep]]
+    return out
 
 
 class NumpyFirst:

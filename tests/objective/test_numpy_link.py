@@ -106,3 +106,22 @@ def test_alternating_models_share_no_state() -> None:
             for a, b in zip(profiled_numpy(*args), ref, strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-10,
                                            atol=1e-10 * float(np.abs(b).max()))
+
+
+@pytest.mark.parametrize("formula", [
+    "Reaction ~ Days + (Days | Subject)", "Reaction ~ Days + (1 | Subject)",
+    "Reaction ~ Days + (Days || Subject)", "Reaction ~ Days + (Days | Subject) + (1 | g)",
+    "Reaction ~ Days + (1 | g) + (0 + Days | Subject)"])
+def test_dense_lambda_equals_the_dense_reference(formula: str) -> None:
+    """``dense_lambda`` (used by the residual-based estimates) against tests/dense.py's
+    Lambda, built from the design's terms one by one, at a random theta."""
+    from hierlm.objective.gram import compute_gram
+    from hierlm.objective.numpy_link import dense_lambda
+    from tests.dense import dense_lambda as reference_lambda
+
+    data = hierlm.load_sleepstudy().assign(g=lambda d: (d["Days"] % 3).astype(str))
+    design = hierlm.build_design(formula, data)
+    k = sum(t.p * (t.p + 1) // 2 for t in design.terms)
+    theta = np.random.default_rng(3).uniform(0.2, 1.5, size=k)
+    np.testing.assert_array_equal(dense_lambda(theta, compute_gram(design)),
+                                  reference_lambda(design, theta))
