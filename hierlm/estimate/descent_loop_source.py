@@ -47,6 +47,16 @@ else:
     gx = np.zeros(n)
 """
 
+# L-BFGS-B's projected gradient norm without bounds (projgr): max |g_i|, NaN if any is
+_NORM = """
+sbgnrm = 0.0
+for i in range(n):
+    if g[i] != g[i]:
+        sbgnrm = g[i]
+        break
+    sbgnrm = max(sbgnrm, abs(g[i]))
+"""
+
 _LOOP = """
 # {digest}
 def hierlm_descent(u0, units, scale, sum_log_w, best_f, n_theta, maxiter, maxfun, ftol,
@@ -82,12 +92,7 @@ def hierlm_descent(u0, units, scale, sum_log_w, best_f, n_theta, maxiter, maxfun
     g = gx
     last = x.copy()
     nfev = 1
-    sbgnrm = 0.0
-    for i in range(n):
-        if g[i] != g[i]:
-            sbgnrm = g[i]
-            break
-        sbgnrm = max(sbgnrm, abs(g[i]))
+{norm1}
     if sbgnrm <= gtol:
         return (4, 401, nev, best_f, best_phi, best_g, improved, best_L1, best_LR,
                 tr_theta[:nev], tr_f[:nev])
@@ -159,12 +164,7 @@ def hierlm_descent(u0, units, scale, sum_log_w, best_f, n_theta, maxiter, maxfun
             theta_h = 1.0
             continue
         iters += 1
-        sbgnrm = 0.0
-        for i in range(n):
-            if g[i] != g[i]:
-                sbgnrm = g[i]
-                break
-            sbgnrm = max(sbgnrm, abs(g[i]))
+{norm2}
         if iters >= maxiter:
             status = 5
             msg = 504
@@ -224,4 +224,5 @@ def loop_source(n_args: int) -> str:
     digest = hashlib.sha256((psi_call.source_digest() + _EVAL).encode()
                             + search_src).hexdigest()[:16]
     return _LOOP.format(args=args, maxcor=MAXCOR, digest=digest,
-                        eval1=_indent(body, 4), eval3=_indent(body, 20))
+                        eval1=_indent(body, 4), eval3=_indent(body, 20),
+                        norm1=_indent(_NORM, 4), norm2=_indent(_NORM, 8))

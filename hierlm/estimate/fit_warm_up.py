@@ -13,7 +13,6 @@ start.  How the file and the lock are handled:
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 
@@ -50,13 +49,7 @@ def main(argv: list[str]) -> int:
         return 0
     lock = warm_up_process.lock_path(folder, structure_of(design, gram),  # type: ignore[arg-type]
                                      "fit-warm-up")
-    if not warm_up_process.take(lock):
-        return 0
-    try:
-        compile_structure(design, gram)
-    finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
+    warm_up_process.compile_locked(lock, lambda: compile_structure(design, gram))
     return 0
 
 

@@ -13,7 +13,6 @@ Why a process, not a thread, and how the file and the lock are handled:
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -81,13 +80,7 @@ def main(argv: list[str]) -> int:
     if folder is None:
         return 0
     lock = lock_path(folder, _structure_key(objective))  # type: ignore[arg-type]
-    if not _take(lock):
-        return 0
-    try:
-        compile_structure(objective, pr)
-    finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
+    warm_up_process.compile_locked(lock, lambda: compile_structure(objective, pr))
     return 0
 
 

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytensor
@@ -113,6 +114,27 @@ def lock_path(folder: Path, key: object, name: str) -> Path:
     """
     digest = hashlib.sha256(repr(key).encode()).hexdigest()[:24]
     return folder / f"{name}-{digest}.lock"
+
+
+def compile_locked(lock: Path, work: Callable[[], object]) -> None:
+    """Run ``work()`` holding ``lock`` (nothing when another process holds it).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> lock = Path(tempfile.mkdtemp()) / "doc.lock"
+    >>> done = []
+    >>> compile_locked(lock, lambda: done.append(lock.exists()))
+    >>> done, lock.exists()
+    ([True], False)
+    """
+    if not take(lock):
+        return
+    try:
+        work()
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
 
 
 def take(lock: Path) -> bool:

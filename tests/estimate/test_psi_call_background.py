@@ -88,7 +88,7 @@ def test_one_load_per_structure(fresh: None, monkeypatch: pytest.MonkeyPatch) ->
     call = psi_call.PsiCall(m.objective, cov)
     for _ in range(3):
         psi_call.load_in_background(m.objective, call.layout, call.log_scale)
-    assert background._STARTED == {("psi_call", m.objective.structure)}
+    assert background._STARTED == {("psi_call", m.objective.structure, 1)}
     background.wait()
     assert list(psi_call._LOADED) == [m.objective.structure] and background._RUNNING == {}
 
