@@ -51,6 +51,7 @@ from hierlm.estimate import psi_call, warm_up_process
 from hierlm.estimate.descent_loop_source import loop_source
 from hierlm.estimate.lbfgsb import MAXFUN
 from hierlm.objective.graph_cache import NotNeeded, cache_dir, wrapper_function
+from hierlm.objective.numpy_link import process_warm
 from hierlm.objective.profiled import ProfiledObjective
 
 try:  # L-BFGS-B's messages, as SciPy writes them
@@ -170,6 +171,10 @@ class CompiledDescent:
         fn = loop_for(self.objective)
         if fn is None:
             _retry(self.objective, self.call)
+            return None
+        if not (process_warm() or psi_call.on_numba(self.objective)):
+            # loaded for another fit (a profile, the bootstrap) in a process that is not
+            # warm (or told not to load: HIERLM_BACKGROUND_LOADS=0): NumPy, as before
             return None
         if psi_call.kinds_missing(self.call):
             return None

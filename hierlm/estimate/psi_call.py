@@ -172,8 +172,16 @@ def _kernels_digest() -> str:
     return hashlib.sha256(Path(jit.__file__).read_bytes()).hexdigest()[:16]
 
 
-def _on_numba(objective: ProfiledObjective) -> bool:
-    """Whether the objective's evaluations run its graph's Numba function now."""
+def on_numba(objective: ProfiledObjective) -> bool:
+    """Whether the objective's evaluations run its graph's Numba function now.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> on_numba(m.objective.with_backend("numba"))
+    True
+    """
     if objective.backend == "numba":
         return objective.fn is not scalar_crossed.evaluate
     return getattr(objective.fn, "link", None) == "numba"
@@ -224,7 +232,7 @@ class PsiCall:
         cached graph, or Numba failed (then never again for this design)."""
         if self._failed or any(compiled.kernel(k) is None for k in self.kinds):
             return None
-        if _on_numba(self.objective):  # compiles what is not cached, here and now
+        if on_numba(self.objective):  # compiles what is not cached, here and now
             fn = _function(self.objective, self.layout, self.log_scale)
             _run_hooks(self.objective, fn, compile_missing=True)
         else:
@@ -277,13 +285,14 @@ def load_in_background(objective: ProfiledObjective, layout: np.ndarray,
     Examples
     --------
     >>> import hierlm
-    >>> from hierlm.estimate import background
+    >>> from hierlm.estimate import background, descent_loop
     >>> m = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
     >>> call = PsiCall(m.objective, DesignCovariance.of(m.design))
-    >>> load_in_background(m.objective, call.layout, call.log_scale)
-    >>> background.wait()
-    >>> call.ready(True) is None or callable(call.ready(True))
-    True
+    >>> load_in_background(m.objective, call.layout, call.log_scale)  # returns at once
+    >>> background.wait()  # the load has ended (loaded, or not in Numba's cache)
+    >>> key = m.objective.structure  # (the example leaves the process as it found it)
+    >>> _ = _LOADED.pop(key, None), descent_loop._LOOPS.pop(key, None)
+    >>> background._STARTED.discard(("psi_call", key, 1))
     """
     key = objective.structure
     if key in _LOADED:

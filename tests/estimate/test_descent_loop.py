@@ -14,6 +14,7 @@ pytest.importorskip("numba")
 
 import hierlm  # noqa: E402
 from hierlm.estimate import descent_loop, psi_call  # noqa: E402
+from hierlm.objective import numpy_link  # noqa: E402
 from tests.conftest import dataset, reference  # noqa: E402
 
 CASES = ["sleepstudy_slopes_reml", "sleepstudy_slopes_ml", "sleepstudy_zerocorr_reml",
@@ -28,6 +29,8 @@ def loaded() -> None:
     runs evaluate by the same compiled function."""
     mp = pytest.MonkeyPatch()
     mp.setattr(descent_loop, "_LOOPS", {})
+    mp.setenv("HIERLM_BACKGROUND_LOADS", "1")  # a warm process (conftest turns it off)
+    mp.setattr(numpy_link, "_PROCESS_SPENT", [1.0])
     for key in CASES:
         m = hierlm.Model(reference()[key]["formula"], dataset(reference()[key]["data"]))
         call = psi_call.PsiCall(m.objective, psi_call.DesignCovariance.of(m.design))
