@@ -2,6 +2,7 @@
 
     nice python -m benchmarks.fit_parts                  # the 24 cases, 30 repeats
     nice python -m benchmarks.fit_parts --repeats 60 --cases sleepstudy_slopes_reml
+    nice python -m benchmarks.fit_parts --warm --repeats 40 --cases sleepstudy_slopes_reml
 
 For each case of :mod:`benchmarks.peers` (its formula, data and REML or ML), in one
 process, thread CPU time (``time.thread_time``, which other processes on a shared
@@ -14,6 +15,10 @@ machine inflate less than wall time), best of ``--repeats`` after a warm-up:
   ``optimize_psi`` as :mod:`hierlm.estimate.frequentist` calls them): the design,
   the objective, the estimates at the optimum, the result and the context around them.
 
+With ``--warm`` the cases are first fitted until the process counts as warm
+(:func:`hierlm.objective.numpy_link.process_warm`) and its background loads have ended,
+so that the fits run the compiled descent loop where Numba's cache has it (the last
+column says whether it was loaded): the steady state of a process that has been fitting.
 Medians over the cases close the table.  Run the old and new code in turn on the same
 machine (``PYTHONPATH`` naming the other tree first) to compare them.
 """
@@ -90,23 +95,48 @@ def time_case(case: dict[str, Any], repeats: int) -> tuple[float, float, float, 
     return t_design, t_compile, t_fit, t_out
 
 
+def warm_up(cases: list[dict[str, Any]], rounds: int = 500) -> None:
+    """Fit ``cases`` until the process is warm, then wait for its background loads."""
+    from hierlm.estimate import background
+    from hierlm.objective import numpy_link
+
+    frames = [(c, peers.load(c["data"])) for c in cases]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(rounds):
+            for case, data in frames:
+                hierlm.fit(case["formula"], data, method="reml" if case["reml"] else "ml",
+                           **peers.extras(case["name"], data))
+            if numpy_link.process_warm():
+                break
+        for case, data in frames:  # each structure asks for its load once warm
+            hierlm.fit(case["formula"], data, method="reml" if case["reml"] else "ml",
+                       **peers.extras(case["name"], data))
+    background.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--warm", action="store_true",
+                    help="time a warm process (module docstring)")
     args = ap.parse_args(argv)
     wanted = set(filter(None, args.cases.split(",")))
+    todo = [c for c in peers.cases(False) if not wanted or c["name"] in wanted]
+    if args.warm:
+        warm_up(todo)
     rows = []
     print(f"hierlm {hierlm.__file__}")
     print(f"{'case':44s} {'design':>8s} {'compile':>8s} {'fit':>8s} {'outside':>8s}  (ms)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for case in peers.cases(False):
-            if wanted and case["name"] not in wanted:
-                continue
+        for case in todo:
             row = time_case(case, args.repeats)
             rows.append(row)
-            print(f"{case['key']:44s} " + " ".join(f"{v:8.3f}" for v in row), flush=True)
+            print(f"{case['key']:44s} " + " ".join(f"{v:8.3f}" for v in row)
+                  + (f"  loop {peers.descent_compiled(case)}" if args.warm else ""),
+                  flush=True)
     if rows:
         med = [statistics.median(r[i] for r in rows) for i in range(4)]
         print(f"{'median':44s} " + " ".join(f"{v:8.3f}" for v in med))

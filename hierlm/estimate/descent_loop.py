@@ -165,6 +165,7 @@ class CompiledDescent:
         self.objective, self.call, self.reml = objective, call, reml
         self.trace, self.best = trace, best
         self._args: tuple[Any, ...] | None = None
+        self._n_theta = 0
 
     def __call__(self, search: Any, u0: np.ndarray, units: np.ndarray,
                  options: dict[str, Any]) -> str | None:
@@ -178,12 +179,13 @@ class CompiledDescent:
             return None
         if psi_call.kinds_missing(self.call):
             return None
-        if self._args is None:
-            self._args = (self.call.layout, self.call.log_scale,
+        if self._args is None:  # the loop's arguments that are the same in every run
+            layout = self.call.layout  # theta's length: the last term's offset and size
+            self._n_theta = int(layout[-1, 5] + layout[-1, 2] * (layout[-1, 2] + 1) // 2)
+            self._args = (layout, self.call.log_scale,
                           np.asarray(1.0 if self.reml else 0.0), *self.objective._arguments)
+        n_theta = self._n_theta
         scale = np.ascontiguousarray(search.scale, dtype=np.float64)
-        n_theta = int(self.call.layout[-1, 5] + self.call.layout[-1, 2]
-                      * (self.call.layout[-1, 2] + 1) // 2)
         (status, msg, nev, best_f, best_phi, best_g, improved, L1, L_R, tr_theta,
          tr_f) = fn(np.ascontiguousarray(u0, dtype=np.float64),
                     np.ascontiguousarray(units, dtype=np.float64), scale,

@@ -23,9 +23,6 @@ from hierlm.estimate import warm_up_process
 
 #: Name of the temporary file :func:`hierlm.estimate.nuts_first.warm_up` hands over.
 PREFIX, SUFFIX = "hierlm-nuts-warm-up-", warm_up_process.SUFFIX
-#: A lock file older than this (seconds) is left from a process that died.
-STALE_S = warm_up_process.STALE_S
-_take = warm_up_process.take
 
 
 def handed_over(path: Path) -> bool:

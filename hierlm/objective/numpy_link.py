@@ -164,6 +164,21 @@ def _tril(p1: int) -> tuple[np.ndarray, np.ndarray]:
     return TermLayout(p1).template_index()
 
 
+def _lambda_entries(l1: int, p1: int, lam_row: np.ndarray, lam_col: np.ndarray,
+                    lam_theta: np.ndarray, qr: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column (over ``Z``'s columns) and theta index of each entry of ``Lambda``:
+    the first term's ``l1`` blocks of its ``p1 x p1`` template, then the rest's."""
+    a, b = _tril(p1)
+    base = (np.arange(l1) * p1)[:, None]
+    keep = lam_row < qr
+    q1 = l1 * p1
+    rows = np.concatenate([(base + a).ravel(), q1 + lam_row[keep]])
+    cols = np.concatenate([(base + b).ravel(), q1 + lam_col[keep]])
+    tidx = np.concatenate([np.tile(np.arange(len(a)), l1), lam_theta[keep]])
+    return rows, cols, tidx
+
+
 _LAST: list[tuple[int, tuple[np.ndarray, ...], tuple[Any, ...]]] = []
 
 
@@ -194,11 +209,7 @@ def _constants(A11: np.ndarray, nz_val: np.ndarray, nz_level: np.ndarray, nz_row
     A[q1:, :q1] = AR1
     A[:q1, q1:] = AR1.T
     A[q1:, q1:] = A_RR
-    a, b = _tril(p1)
-    keep = lam_row < qr
-    rows = np.concatenate([(blk[:, 0, :] + a).ravel(), q1 + lam_row[keep]])
-    cols = np.concatenate([(blk[:, 0, :] + b).ravel(), q1 + lam_col[keep]])
-    tidx = np.concatenate([np.tile(np.arange(len(a)), l1), lam_theta[keep]])
+    rows, cols, tidx = _lambda_entries(l1, p1, lam_row, lam_col, lam_theta, qr)
     q = q1 + qr
     # flat positions in an N x N array: Lambda's entries, the unit tail of its diagonal
     # ([X y]), and the diagonal of the random-effect block (Omega's + I)
@@ -307,20 +318,12 @@ def dense_lambda(theta: np.ndarray, gram: GramBlocks) -> np.ndarray:
     [[1.0, 0.0], [0.5, 2.0]]
     """
     g = gram
-    l1, p1 = g.A11.shape[0], g.A11.shape[1]
-    q1, qr = l1 * p1, int(g.q_rest)
-    th = np.asarray(theta, dtype=float)
-    a, b = _tril(p1)
-    template = np.zeros((p1, p1))
-    template[a, b] = th[:len(a)]
-    # the first term's l1 diagonal blocks, then the rest's entries (without the
-    # evaluation's constants, which a fit by the compiled loop has not built)
-    lam = np.zeros((l1, p1, l1, p1))
-    lam[np.arange(l1), :, np.arange(l1), :] = template
-    out = np.zeros((q1 + qr, q1 + qr))
-    out[:q1, :q1] = lam.reshape(q1, q1)
-    keep = g.lam_row < qr
-    out[q1 + g.lam_row[keep], q1 + g.lam_col[keep]] = th[g.lam_theta[keep]]
+    l1, p1, qr = g.A11.shape[0], g.A11.shape[1], int(g.q_rest)
+    # the entries alone: not the evaluation's constants, which a fit by the compiled
+    # descent loop has not built
+    rows, cols, tidx = _lambda_entries(l1, p1, g.lam_row, g.lam_col, g.lam_theta, qr)
+    out = np.zeros((l1 * p1 + qr, l1 * p1 + qr))
+    out[rows, cols] = np.asarray(theta, dtype=float)[tidx]
     return out
 
 

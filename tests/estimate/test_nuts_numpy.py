@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.estimate import nuts_first, nuts_warm_up
+from hierlm.estimate import nuts_first, nuts_warm_up, warm_up_process
 from hierlm.estimate.nuts_compiled import call_args, data_values, density_graphs
 from hierlm.estimate.nuts_numpy import NumpyDensity, suits
 from hierlm.estimate.priors import resolve_priors
@@ -175,11 +175,11 @@ def test_posterior_agrees_with_compiled_path(data: pd.DataFrame,
 
 def test_warm_up_lock(tmp_path: Path) -> None:
     lock = nuts_warm_up.lock_path(tmp_path, ("structure",))
-    assert nuts_warm_up._take(lock)
-    assert not nuts_warm_up._take(lock)  # held by a live warm-up
-    old = time.time() - 2 * nuts_warm_up.STALE_S
+    assert warm_up_process.take(lock)
+    assert not warm_up_process.take(lock)  # held by a live warm-up
+    old = time.time() - 2 * warm_up_process.STALE_S
     os.utime(lock, (old, old))
-    assert nuts_warm_up._take(lock)  # left by a process that died
+    assert warm_up_process.take(lock)  # left by a process that died
 
 
 _COLD = """
