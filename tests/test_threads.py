@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.estimate import descent_loop, psi_call
+from hierlm.estimate import descent_loop, kernel_loop, psi_call
 from hierlm.objective import numpy_link, profiled
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
@@ -68,6 +68,7 @@ def _one_link(link: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(numpy_link, "PROCESS_BUDGET_S", float("inf"))
     monkeypatch.setattr(psi_call, "_LOADED", {})
     monkeypatch.setattr(descent_loop, "_LOOPS", {})
+    monkeypatch.setattr(kernel_loop, "_LOOP", [None])
     if link == "vm":
         monkeypatch.setattr(numpy_link, "MAX_SIZE", 0)  # no model is small enough
 
@@ -102,6 +103,7 @@ def test_concurrent_first_fits_and_the_move_to_numba(link: str,
     # the fits evaluate through the tiered objective, not a compiled evaluation loaded
     # earlier in the process
     monkeypatch.setattr(descent_loop, "_LOOPS", {})
+    monkeypatch.setattr(kernel_loop, "_LOOP", [None])
     monkeypatch.setattr(psi_call, "_LOADED", {})
     if link == "vm":
         monkeypatch.setattr(numpy_link, "MAX_SIZE", 0)

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from hierlm.estimate import psi_call, warm_up_process
+from hierlm.estimate import kernel_loop, psi_call, warm_up_process
 from hierlm.estimate.descent_loop_source import loop_source
 from hierlm.estimate.lbfgsb import MAXFUN
 from hierlm.objective.graph_cache import NotNeeded, cache_dir, wrapper_function
@@ -166,32 +166,59 @@ class CompiledDescent:
         self.trace, self.best = trace, best
         self._args: tuple[Any, ...] | None = None
         self._n_theta = 0
+        self._kernel = False  # whether _args are the kernel loop's (kernel_loop)
+
+    def _kernel_loop(self, warm: bool) -> Any:
+        """The loop around the hand-written kernel (:mod:`hierlm.estimate.kernel_loop`)
+        where it serves this fit: loaded, an unstructured model, and the process warm
+        or the objective on its Numba link.  Where it is not loaded yet, a warm process
+        starts its load, and the structure's own loads are then not started for this
+        fit (``PsiCall.load_later``)."""
+        if not warm or not kernel_loop.serves(self.call.layout):
+            return None
+        fn = kernel_loop.loop()
+        if fn is None:
+            if process_warm():
+                self.call.load_later = False
+                kernel_loop.load_in_background()
+            return None
+        self.call.load_later = False
+        if not self._kernel:
+            self._kernel, self._args = True, None
+        return fn
 
     def __call__(self, search: Any, u0: np.ndarray, units: np.ndarray,
                  options: dict[str, Any]) -> str | None:
-        fn = loop_for(self.objective)
+        warm = process_warm() or psi_call.on_numba(self.objective)
+        fn = self._kernel_loop(warm)
         if fn is None:
-            _retry(self.objective, self.call)
-            return None
-        if not (process_warm() or psi_call.on_numba(self.objective)):
-            # loaded for another fit (a profile, the bootstrap) in a process that is not
-            # warm (or told not to load: HIERLM_BACKGROUND_LOADS=0): NumPy, as before
-            return None
-        if psi_call.kinds_missing(self.call):
-            return None
+            fn = loop_for(self.objective)
+            if fn is None:
+                _retry(self.objective, self.call)
+                return None
+            if not warm:
+                # loaded for another fit (a profile, the bootstrap) in a process that is
+                # not warm (or told not to load: HIERLM_BACKGROUND_LOADS=0): NumPy
+                return None
+            if psi_call.kinds_missing(self.call):
+                return None
         if self._args is None:  # the loop's arguments that are the same in every run
             layout = self.call.layout  # theta's length: the last term's offset and size
             self._n_theta = int(layout[-1, 5] + layout[-1, 2] * (layout[-1, 2] + 1) // 2)
+            values = (np.asarray(1.0 if self.reml else 0.0), *self.objective._arguments)
             self._args = (layout, self.call.log_scale,
-                          np.asarray(1.0 if self.reml else 0.0), *self.objective._arguments)
+                          *(kernel_loop.arguments(values) if self._kernel else values))
         n_theta = self._n_theta
         scale = np.ascontiguousarray(search.scale, dtype=np.float64)
-        (status, msg, nev, best_f, best_phi, best_g, improved, L1, L_R, tr_theta,
-         tr_f) = fn(np.ascontiguousarray(u0, dtype=np.float64),
-                    np.ascontiguousarray(units, dtype=np.float64), scale,
-                    float(self.objective.gram.sum_log_w), float(search.best["f"]), n_theta,
-                    int(options["maxiter"]), MAXFUN, float(options["ftol"]),
-                    float(options["gtol"]), int(options["maxls"]), *self._args)
+        try:
+            (status, msg, nev, best_f, best_phi, best_g, improved, L1, L_R, tr_theta,
+             tr_f) = fn(np.ascontiguousarray(u0, dtype=np.float64),
+                        np.ascontiguousarray(units, dtype=np.float64), scale,
+                        float(self.objective.gram.sum_log_w), float(search.best["f"]),
+                        n_theta, int(options["maxiter"]), MAXFUN, float(options["ftol"]),
+                        float(options["gtol"]), int(options["maxls"]), *self._args)
+        except TypeError:  # argument types the kernel loop was not compiled for (its
+            return None    # dispatcher compiles nothing): SciPy's driver, before any step
         search.n += int(nev)
         self.trace.extend(zip(map(tuple, tr_theta.tolist()), tr_f.tolist(), strict=True))
         if improved:

@@ -1,5 +1,8 @@
 """Compile a model structure's fit evaluation and descent loop in a background process.
 
+(Or, for the payload :data:`hierlm.estimate.kernel_loop.WARM_UP_PAYLOAD`, the descent
+loop around the hand-written kernel, which serves every unstructured structure.)
+
 ``python -m hierlm.estimate.fit_warm_up FILE`` reads ``(design, gram)`` pickled in
 ``FILE`` (and deletes it), links the objective with Numba and compiles the structure's
 compiled evaluation (:mod:`hierlm.estimate.psi_call`) and the fit's descent loop
@@ -40,13 +43,19 @@ def main(argv: list[str]) -> int:
     path = Path(argv[0]) if len(argv) == 1 else Path()
     if not warm_up_process.handed_over(path, PREFIX):
         return 2
-    design, gram = warm_up_process.read_handed_over(path)
+    payload = warm_up_process.read_handed_over(path)
+    from hierlm.estimate import kernel_loop
     from hierlm.objective.graph_cache import cache_dir
     from hierlm.objective.profiled import structure_of
 
     folder = cache_dir()
     if folder is None:
         return 0
+    if payload == kernel_loop.WARM_UP_PAYLOAD:  # the loop that serves every structure
+        lock = warm_up_process.lock_path(folder, payload, "fit-warm-up")
+        warm_up_process.compile_locked(lock, kernel_loop.build)
+        return 0
+    design, gram = payload
     lock = warm_up_process.lock_path(folder, structure_of(design, gram),  # type: ignore[arg-type]
                                      "fit-warm-up")
     warm_up_process.compile_locked(lock, lambda: compile_structure(design, gram))

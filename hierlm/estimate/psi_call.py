@@ -223,6 +223,9 @@ class PsiCall:
         self.kinds = sorted({c.kernel_kind for c in cov.terms if c.structure != "us"})
         self._failed = (not cov.terms or bool((self.layout[:, 0] < 0).any())
                         or work_of(objective.gram) > NUMBA_WORK)
+        #: Whether :meth:`ready` starts the structure's background load (the compiled
+        #: descent loop turns it off where its kernel loop serves the fit instead).
+        self.load_later = True
 
     def ready(self, reml: bool) -> Any:
         """The compiled function with its constant arguments bound, ``psi -> (status,
@@ -238,7 +241,7 @@ class PsiCall:
         else:
             fn = _LOADED.get(self.objective.structure)
             if fn is None:
-                if process_warm():
+                if process_warm() and self.load_later:
                     load_in_background(self.objective, self.layout, self.log_scale)
                 return None
         if fn is None:

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("numba")
 
 import hierlm  # noqa: E402
-from hierlm.estimate import descent_loop, psi_call  # noqa: E402
+from hierlm.estimate import descent_loop, kernel_loop, psi_call  # noqa: E402
 from hierlm.objective import numpy_link  # noqa: E402
 from tests.conftest import dataset, reference  # noqa: E402
 
@@ -29,6 +29,7 @@ def loaded() -> None:
     runs evaluate by the same compiled function."""
     mp = pytest.MonkeyPatch()
     mp.setattr(descent_loop, "_LOOPS", {})
+    mp.setattr(kernel_loop, "_LOOP", [None])  # the structures' loops, not the kernel's
     mp.setenv("HIERLM_BACKGROUND_LOADS", "1")  # a warm process (conftest turns it off)
     mp.setattr(numpy_link, "_PROCESS_SPENT", [1.0])
     for key in CASES:

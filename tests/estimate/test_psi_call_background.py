@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import hierlm
-from hierlm.estimate import background, descent_loop, psi_call
+from hierlm.estimate import background, descent_loop, kernel_loop, psi_call
 from hierlm.objective import numpy_link
 
 FORMULAS = ["Reaction ~ Days + (Days | Subject)", "Reaction ~ Days + (1 | Subject)",
@@ -31,6 +31,8 @@ def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
         if first:
             _compiled_once()
     monkeypatch.setattr(numpy_link, "_TIERS", {})
+    # the structures' own loads (tests/estimate/test_kernel_loop.py: the kernel's loop)
+    monkeypatch.setattr(kernel_loop, "_LOOP", [None])
     monkeypatch.setattr(numpy_link, "BUDGET_S", float("inf"))
     monkeypatch.setattr(numpy_link, "PROCESS_BUDGET_S", float("inf"))
     monkeypatch.setenv("HIERLM_BACKGROUND_LOADS", "1")
