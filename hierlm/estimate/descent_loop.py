@@ -167,6 +167,7 @@ class CompiledDescent:
         self._args: tuple[Any, ...] | None = None
         self._n_theta = 0
         self._kernel = False  # whether _args are the kernel loop's (kernel_loop)
+        self._serves: bool | None = None
 
     def _kernel_loop(self, warm: bool) -> Any:
         """The loop around the hand-written kernel (:mod:`hierlm.estimate.kernel_loop`)
@@ -174,7 +175,11 @@ class CompiledDescent:
         or the objective on its Numba link.  Where it is not loaded yet, a warm process
         starts its load, and the structure's own loads are then not started for this
         fit (``PsiCall.load_later``)."""
-        if not warm or not kernel_loop.serves(self.call.layout):
+        if not warm:
+            return None
+        if self._serves is None:  # (the layout is the fit's: asked once)
+            self._serves = kernel_loop.serves(self.call.layout)
+        if not self._serves:
             return None
         fn = kernel_loop.loop()
         if fn is None:

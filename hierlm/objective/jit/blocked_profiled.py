@@ -56,7 +56,7 @@ from numba import njit
 __all__ = ["profiled_eval", "profiled_kernel"]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _cholesky(a: np.ndarray, n: int) -> bool:  # pragma: no cover - compiled
     """``a``'s leading ``n x n`` block replaced by its lower Cholesky factor (the upper
     triangle zeroed); False where a pivot is not positive (as LAPACK's ``dpotrf``)."""
@@ -78,7 +78,7 @@ def _cholesky(a: np.ndarray, n: int) -> bool:  # pragma: no cover - compiled
     return True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _lower_inverse(L: np.ndarray, out: np.ndarray, n: int) -> None:  # pragma: no cover
     """``out``'s leading block set to the inverse of the lower triangular ``L``."""
     for j in range(n):
@@ -124,6 +124,7 @@ def profiled_kernel(theta, reml, n, p, A11, nz_val, nz_level, nz_row, level_ptr,
     G = np.empty((p1, p1))
     ok = True
     logdet = 0.0
+    prod = 1.0
     for k in range(l1):
         Fk, Lk, Pk = F[k], L1[k], P[k]
         for i in range(p1):  # F_k = A11[k] T
@@ -141,8 +142,11 @@ def profiled_kernel(theta, reml, n, p, A11, nz_val, nz_level, nz_row, level_ptr,
         if not _cholesky(Lk, p1):
             ok = False
             break
-        for i in range(p1):
-            logdet += 2.0 * np.log(Lk[i, i])
+        for i in range(p1):  # sum log diag as one log of a product, kept in range
+            prod *= Lk[i, i]
+        if prod > 1e100 or prod < 1e-100:
+            logdet += 2.0 * np.log(prod)
+            prod = 1.0
         _lower_inverse(Lk, Pk, p1)
         for i in range(p1):  # G = T P_k'
             for j in range(p1):
@@ -157,15 +161,19 @@ def profiled_kernel(theta, reml, n, p, A11, nz_val, nz_level, nz_row, level_ptr,
                 for a in range(p1):
                     s += nz_val[e, a] * G[a, j]
                 Q[e, j] = s
-        for e in range(e0, e1):
+        for e in range(e0, e1):  # U += Q_k Q_k' (symmetric: each pair once)
             r = nz_row[e]
-            for e2 in range(e0, e1):
+            for e2 in range(e0, e + 1):
                 s = 0.0
                 for j in range(p1):
                     s += Q[e, j] * Q[e2, j]
-                U[r, nz_row[e2]] += s
+                c = nz_row[e2]
+                U[r, c] += s
+                if c != r:
+                    U[c, r] += s
     if not ok:
         return np.inf, np.full(n_theta, np.nan), L1, np.full((m, m), np.nan)
+    logdet += 2.0 * np.log(prod)
     # Z = (A_RR - U) Lambda_R, then L_R from Lambda_R'Z + D
     Z = np.zeros((m, m))
     for e in range(lam_row.shape[0]):
@@ -199,10 +207,13 @@ def profiled_kernel(theta, reml, n, p, A11, nz_val, nz_level, nz_row, level_ptr,
         c = 1.0 if j < qr else (reml_f if j < m - 1 else nr)
         if c == 0.0:
             continue
-        for s_ in range(j + 1):
+        for s_ in range(j + 1):  # V's lower triangle, mirrored below
             w = c * Li[j, s_]
-            for t in range(j + 1):
+            for t in range(s_ + 1):
                 V[s_, t] += w * Li[j, t]
+    for s_ in range(m):
+        for t in range(s_):
+            V[t, s_] = V[s_, t]
     W = np.zeros((m, m))  # Lambda_R V
     for e in range(lam_row.shape[0]):
         r, c = lam_row[e], lam_col[e]
