@@ -178,7 +178,7 @@ class CompiledDescent:
         if not warm:
             return None
         if self._serves is None:  # (the layout is the fit's: asked once)
-            self._serves = kernel_loop.serves(self.call.layout)
+            self._serves = kernel_loop.serves(self.call.layout, self.objective.gram)
         if not self._serves:
             return None
         fn = kernel_loop.loop()

@@ -39,12 +39,16 @@ import numpy as np
 from hierlm.estimate import background, warm_up_process
 from hierlm.estimate.descent_loop_source import loop_source
 from hierlm.estimate.lbfgsb import MAXFUN
+from hierlm.objective.gram import GramBlocks
 from hierlm.objective.graph_cache import NotNeeded, cache_dir
 
 __all__ = ["arguments", "build", "load_in_background", "loop", "serves"]
 
 #: Inputs of the profiled objective: theta, reml, n, p and the 14 Gram values.
 N_INPUTS = 18
+#: Largest :func:`kernel_work` served (larger models keep their structure's code, which
+#: has the large crossed designs' own path: :mod:`hierlm.objective.scalar_crossed`).
+MAX_WORK = 2e6
 #: Payload of the warm-up process that compiles this loop (:mod:`fit_warm_up`).
 WARM_UP_PAYLOAD = ("kernel-loop",)
 
@@ -68,16 +72,36 @@ def loop() -> Any:
     return _LOOP[0] if _LOOP else None
 
 
-def serves(layout: np.ndarray) -> bool:
+def serves(layout: np.ndarray, gram: GramBlocks | None = None) -> bool:
     """Whether the loop can serve a model of this layout (all terms unstructured) and
-    has not failed to load for good.
+    these Gram blocks (an evaluation of at most :data:`MAX_WORK` multiply-adds,
+    :func:`kernel_work`), and has not failed to load for good.
 
     Examples
     --------
     >>> serves(np.array([[0, 1, 2, 0, 3, 0]])), serves(np.array([[2, 1, 4, 0, 2, 0]]))
     (True, False)
     """
-    return bool((layout[:, 0] == 0).all()) and not (_LOOP and _LOOP[0] is None)
+    return (bool((layout[:, 0] == 0).all()) and not (_LOOP and _LOOP[0] is None)
+            and (gram is None or kernel_work(gram) <= MAX_WORK))
+
+
+def kernel_work(gram: GramBlocks) -> float:
+    """Multiply-adds of one evaluation of the kernel, about: the levels' products over
+    their nonzero rows, their ``p1 x p1`` factors, and the rest's dense ``m x m`` steps.
+
+    Examples
+    --------
+    >>> import hierlm
+    >>> from hierlm.objective.gram import compute_gram
+    >>> d = hierlm.build_design("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    >>> kernel_work(compute_gram(d)) < 1e4
+    True
+    """
+    l1, p1 = gram.A11.shape[0], gram.A11.shape[1]
+    nnz = np.diff(gram.level_ptr).astype(float)
+    m = float(gram.A_RR.shape[0])
+    return float(3.0 * p1 * (nnz * nnz).sum() + 6.0 * l1 * p1**3 + m**3)
 
 
 def load_in_background(attempt: int = 1) -> None:

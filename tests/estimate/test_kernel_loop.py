@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("numba")
@@ -183,3 +184,18 @@ def test_cold_caches_compile_the_kernel_loop_in_a_process_then_load(tmp_path: Pa
                          text=True, timeout=1500, check=True)
     codes, loaded, structures, message = json.loads(out.stdout.strip().splitlines()[-1])
     assert codes == [0] and loaded and structures == [] and message.startswith("CONVERGENCE")
+
+
+def test_heavy_models_keep_their_structures_code() -> None:
+    """Crossed factors of 200 and 170 levels: the rest's dense ``m x m`` steps alone are
+    above the kernel's work limit (large crossed designs have a path of their own)."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    data = {"y": rng.normal(size=n), "g": rng.integers(0, 200, n).astype(str),
+            "h": rng.integers(0, 170, n).astype(str)}
+    m = hierlm.Model("y ~ 1 + (1 | g) + (1 | h)", pd.DataFrame(data))
+    layout = np.array([[0, 1, 1, 0, 1, 0], [0, 1, 1, 1, 1, 1]])
+    assert kernel_loop.kernel_work(m.objective.gram) > kernel_loop.MAX_WORK
+    assert not kernel_loop.serves(layout, m.objective.gram)
+    small = hierlm.Model("Reaction ~ Days + (Days | Subject)", hierlm.load_sleepstudy())
+    assert kernel_loop.serves(layout[:1], small.objective.gram)
