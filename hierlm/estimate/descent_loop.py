@@ -36,6 +36,11 @@ until then, or where it cannot be compiled, the fit drives SciPy's L-BFGS-B
 Tested against that driver (``tests/estimate/test_descent_loop.py``): the same trace
 of evaluated points to rounding on the reference fits, the same messages, the fits'
 criteria to 1e-10.
+
+For an unstructured model of light evaluations, the same source compiled around a
+hand-written kernel (:mod:`hierlm.estimate.kernel_loop`) serves every structure: where
+it is loaded, :class:`CompiledDescent` runs it instead, and a warm process loads it
+instead of the structure's function and loop.
 """
 
 from __future__ import annotations

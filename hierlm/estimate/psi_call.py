@@ -49,7 +49,8 @@ busy cores it cost the foreground about 0.9 s (586 fits in 3 s without it, 480 w
 it, the load done after 1.7 s and 154 fits); after it, a sleepstudy fit took 1.9
 instead of 3.5 ms (thread CPU time, best of 20).  In a notebook the load falls in the
 idle time between cells.  ``HIERLM_BACKGROUND_LOADS=0`` turns it off (the tests do,
-except those of this path: which fits it reaches would depend on timing).
+except those of this path: which fits it reaches would depend on timing).  Light
+unstructured fits load :mod:`hierlm.estimate.kernel_loop`'s one loop instead.
 
 The unstructured fit (:func:`hierlm.estimate.optimize.optimize_theta`) evaluates by
 the same function, its layout all identity: the values are the separate calls' bit
@@ -57,11 +58,9 @@ for bit there (``J' g`` is ``g``).  Loading the function from Numba's cache cost
 0.1 s once per process and graph (after the graph's own Numba function is loaded);
 compiling it, once per install and graph, 5-10 s.
 
-Measured with ``python -m benchmarks.structured_eval --subjects 100 --times 5`` (p = 5,
-one term, 100 groups; ``benchmarks/structured_eval_results.md``): the function each
-optimizer hands L-BFGS-B, structured over ``us``, 1.03-1.06 x with separate calls ->
-0.99-1.01 x, ``us`` itself 109.3-110.5 -> 101.6-103.1 us (details in
-:mod:`hierlm.estimate.optimize_structured`).
+``python -m benchmarks.structured_eval --subjects 100 --times 5`` (p = 5, one term,
+100 groups): the structured function 1.03-1.06 x ``us``'s with separate calls ->
+0.99-1.01 x (:mod:`hierlm.estimate.optimize_structured`).
 """
 
 from __future__ import annotations
