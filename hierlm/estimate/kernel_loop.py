@@ -5,7 +5,7 @@
 the objective's graph, compiled by Numba once per graph *structure*
 (:mod:`hierlm.estimate.psi_call`), so a process loads one function and one loop per
 structure.  Here the same loop source is compiled around
-:func:`hierlm.objective.jit.blocked_profiled.profiled_eval`, a hand-written kernel whose
+:func:`hierlm.objective.blocked_kernel.profiled_eval`, a hand-written kernel whose
 arguments have the same types for every unstructured model: one function, compiled
 once per install and cached on disk, serves every fit, and a process loads it once.
 
@@ -181,7 +181,7 @@ def _probe() -> tuple[Any, ...]:
 
 def _digest() -> str:
     here = Path(__file__).parent
-    kernel = here.parent / "objective" / "jit" / "blocked_profiled.py"
+    kernel = here.parent / "objective" / "blocked_kernel.py"
     return hashlib.sha256(kernel.read_bytes() + (here / "line_search_jit.py").read_bytes()
                           + loop_source(N_INPUTS).encode()).hexdigest()
 
@@ -196,14 +196,13 @@ def build(compile_missing: bool = True) -> Any:
         from pytensor.link.numba.cache import compile_numba_function_src
 
         from hierlm.estimate import line_search_jit
-        from hierlm.objective import numba_cache
-        from hierlm.objective.jit import blocked_profiled
+        from hierlm.objective import blocked_kernel, numba_cache
     except Exception:  # noqa: BLE001 - no Numba: SciPy's driver goes on
         return _failed(compile_missing)
     numba_cache.prepare()
     src = loop_source(N_INPUTS)
     key = _digest()
-    callees = (NotNeeded(), blocked_profiled.profiled_eval) if compile_missing else (
+    callees = (NotNeeded(), blocked_kernel.profiled_eval) if compile_missing else (
         NotNeeded(),)
     for callee in callees:  # the stand-in callee loads from the cache only
         try:

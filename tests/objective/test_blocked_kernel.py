@@ -1,4 +1,4 @@
-"""The hand-written kernel of the profiled criterion (:mod:`hierlm.objective.jit.blocked_profiled`).
+"""The hand-written kernel of the profiled criterion (:mod:`hierlm.objective.blocked_kernel`).
 
 Outside checks: the PyTensor graph (VM link) and the dense NumPy evaluation, which share
 only the Gram blocks (criterion, gradient, ``L1`` and ``L_R`` to 1e-10); the dense GLS
@@ -15,8 +15,8 @@ pytest.importorskip("numba")
 
 import hierlm  # noqa: E402
 from hierlm.objective import compile_objective  # noqa: E402
+from hierlm.objective.blocked_kernel import profiled_eval, profiled_kernel  # noqa: E402
 from hierlm.objective.gram import compute_gram  # noqa: E402
-from hierlm.objective.jit.blocked_profiled import profiled_eval, profiled_kernel  # noqa: E402
 from hierlm.objective.numpy_link import profiled_numpy  # noqa: E402
 from hierlm.objective.profiled import compiled_for, gram_values  # noqa: E402
 from tests.conftest import dataset, reference  # noqa: E402

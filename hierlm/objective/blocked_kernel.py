@@ -43,15 +43,20 @@ graph's generated code (which allocates each intermediate) took 10-14 us.
 
 Tested against the NumPy evaluation and the graph (value and gradient to 1e-10
 relative), and the gradient against central finite differences, in
-``tests/objective/test_blocked_kernel.py``.  Importing this module imports Numba (and
-loads the kernel from Numba's disk cache): only the background load of a warm process
-(:mod:`hierlm.estimate.kernel_loop`) does.
+``tests/objective/test_blocked_kernel.py``.  Importing this module imports Numba (with
+its disk cache made safe first, :mod:`hierlm.objective.numba_cache`): only the
+background load of a warm process (:mod:`hierlm.estimate.kernel_loop`) does.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from hierlm.objective import numba_cache
+
+numba_cache.prepare()
+
+from numba import njit  # noqa: E402
 
 __all__ = ["profiled_eval", "profiled_kernel"]
 
