@@ -28,6 +28,7 @@ from hierlm.estimate.optimize import optimize_theta
 from hierlm.estimate.optimize_structured import optimize_psi
 from hierlm.estimate.record import FitRecord
 from hierlm.estimate.stable_pls import stable_estimates
+from hierlm.estimate.stable_polish import NOISE_TOL, gram_noise, polish
 from hierlm.objective.profiled import ProfiledObjective
 from hierlm.objective.varcorr import varcorr_table
 
@@ -169,6 +170,13 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
             # (a structured Sigma stays bounded as sigma -> 0: sigma = 0 is a boundary
             # estimate there, e.g. ar1 with one observation per cell and no nugget)
             check_exact_fit(design)  # sigma -> 0 without bound: no estimate
+        if not structured and gram_noise(objective, L_R, reml) > NOISE_TOL:
+            # a nearly exact fit: the optimizer's criterion is too noisy to place theta
+            polished = polish(objective, opt, reml, criterion,
+                              lambda th: stable_estimates(
+                                  objective, th, *objective.evaluate(th, reml)[2:], reml))
+            if polished is not None:
+                opt, (est, criterion) = polished
     else:  # rows read in chunks and not kept: the Gram blocks are all there is
         est, criterion = extract(objective, opt.theta, L1, L_R, reml), opt.objective
     messages = []

@@ -22,10 +22,11 @@ from hierlm.estimate import descent_loop, theta_optimizer
 
 PACKAGE = Path(hierlm.__file__).resolve().parent
 #: (descent_loop, kernel_loop: the checked descent's L-BFGS-B runs compiled, with its
-#: line search)
+#: line search; stable_polish: a nearly exact fit's theta on the residual criterion)
 OWNERS = {"estimate/theta_optimizer.py", "estimate/checked_descent.py", "estimate/lbfgsb.py",
           "estimate/descent_loop.py", "estimate/descent_loop_source.py",
-          "estimate/line_search_jit.py", "estimate/kernel_loop.py"}
+          "estimate/line_search_jit.py", "estimate/kernel_loop.py",
+          "estimate/stable_polish.py"}
 #: nlme's gls (no random term left in ``ranova``) has no covariance parameters: its
 #: residual parameters are fitted on the value alone (Nelder-Mead, then BFGS).
 EXEMPT = {"inference/residual_ranova.py"}
