@@ -209,6 +209,12 @@ class DesignCovariance:
     def canonical_signs(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each term's template columns with a negative diagonal flipped (every ``T T'``
         unchanged): the flipped theta and a mask of the entries whose sign changed."""
+        if len(self.terms) == 1:  # (one term: its own flip, no split and concatenation)
+            theta = np.asarray(theta)
+            if theta.shape != (self.n_theta,):
+                raise ValueError(f"theta must have length {self.n_theta}, got shape "
+                                 f"{theta.shape}")
+            return self.terms[0].canonical_signs(theta)
         parts = [c.canonical_signs(x)
                  for c, x in zip(self.terms, self.split_theta(theta), strict=True)]
         if not parts:
