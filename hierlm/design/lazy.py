@@ -22,6 +22,7 @@ fit that never predicts or tabulates random effects does not do.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any, cast
@@ -142,5 +143,23 @@ def stored_fields(obj: Any) -> dict[str, Any]:
     'Deferred'
     """
     store = vars(obj)
-    return {f.name: store[f.name] if f.name in store else getattr(obj, f.name)
-            for f in dataclasses.fields(obj)}
+    return {name: store[name] if name in store else getattr(obj, name)
+            for name in field_names(type(obj))}
+
+
+@functools.cache
+def field_names(cls: type) -> tuple[str, ...]:
+    """The names of a dataclass's fields, in order (``dataclasses.fields``, read once
+    per class: it filters the class's fields on every call).
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Rec:
+    ...     x: int
+    ...     y: int = 0
+    >>> field_names(Rec)
+    ('x', 'y')
+    """
+    return tuple(f.name for f in dataclasses.fields(cls))
