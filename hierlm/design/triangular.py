@@ -34,9 +34,12 @@ _dgeqrf = scipy.linalg.get_lapack_funcs("geqrf", dtype=np.float64)
 
 
 @functools.cache
-def _strictly_lower(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions below the diagonal of a ``p x p`` array (made once per size)."""
-    return np.tril_indices(p, -1)
+def _strictly_lower(p: int) -> np.ndarray:
+    """Mask of the entries below the diagonal of a ``p x p`` array (made once per size,
+    read-only)."""
+    mask = np.tri(p, p, -1, dtype=bool)
+    mask.setflags(write=False)
+    return mask
 
 
 def triangular_factor(X: np.ndarray, finite: bool = False) -> np.ndarray:
