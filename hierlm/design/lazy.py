@@ -22,7 +22,6 @@ fit that never predicts or tabulates random effects does not do.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 from collections.abc import Callable
 from typing import Any, cast
@@ -147,7 +146,9 @@ def stored_fields(obj: Any) -> dict[str, Any]:
             for name in field_names(type(obj))}
 
 
-@functools.cache
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def field_names(cls: type) -> tuple[str, ...]:
     """The names of a dataclass's fields, in order (``dataclasses.fields``, read once
     per class: it filters the class's fields on every call).
@@ -162,4 +163,7 @@ def field_names(cls: type) -> tuple[str, ...]:
     >>> field_names(Rec)
     ('x', 'y')
     """
-    return tuple(f.name for f in dataclasses.fields(cls))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:  # (a race makes the same tuple twice)
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
