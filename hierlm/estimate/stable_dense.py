@@ -140,8 +140,9 @@ def dense_estimates(objective: ProfiledObjective, theta: np.ndarray, L1: np.ndar
     r2 = r_yy**2
     nr = n - p if reml else n
     sigma2 = r2 / nr
-    logdet_Z = 2.0 * np.log(np.abs(np.diagonal(R_ZZ))).sum()
-    logdet_X = 2.0 * np.log(np.abs(np.diagonal(R_XX))).sum() if p else 0.0
+    diagonal = R.diagonal()  # (R_ZZ's and R_XX's diagonals, one view)
+    logdet_Z = 2.0 * np.log(np.abs(diagonal[:q])).sum()
+    logdet_X = 2.0 * np.log(np.abs(diagonal[q:q + p])).sum() if p else 0.0
     crit = float(logdet_Z + (logdet_X if reml else 0.0)
                  + nr * (1.0 + np.log(2.0 * np.pi * r2 / nr))) - g.sum_log_w
     R_inv = dtrtrs(R_XX, np.eye(p))[0] if p else np.zeros((0, 0))

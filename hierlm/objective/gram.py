@@ -159,6 +159,13 @@ def _lambda_rest_entries(design: ModelDesign) -> tuple[np.ndarray, np.ndarray, n
     start = 0
     for k, term in enumerate(design.terms[1:], start=1):
         p, nl = term.p, term.n_levels
+        if p == 1:  # a scalar term: its levels' diagonal (the same entries as below)
+            diagonal = np.arange(start, start + nl, dtype=np.int64)
+            rows.append(diagonal)
+            cols.append(diagonal)
+            th.append(np.full(nl, offs[k], dtype=np.int64))
+            start += term.q
+            continue
         a_idx, b_idx = TermLayout(p).template_index()
         base = start + np.arange(nl)[:, None] * p
         rows.append((base + a_idx[None, :]).ravel())
@@ -169,8 +176,10 @@ def _lambda_rest_entries(design: ModelDesign) -> tuple[np.ndarray, np.ndarray, n
     rows.append(extra)
     cols.append(extra)
     th.append(np.full(extra.shape, offs[-1]))  # theta_ext[-1] == 1
-    return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
-            np.concatenate(th).astype(np.int64))
+    # (concatenations of int64 arrays: int64 already, no astype copies)
+    return (np.concatenate(rows).astype(np.int64, copy=False),
+            np.concatenate(cols).astype(np.int64, copy=False),
+            np.concatenate(th).astype(np.int64, copy=False))
 
 
 def compute_gram(design: ModelDesign, dense_r1: bool | None = None) -> GramBlocks:

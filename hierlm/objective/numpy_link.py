@@ -382,5 +382,8 @@ def numpy_first(key: Hashable, load: Callable[[], Callable]) -> NumpyFirst:
     >>> numpy_first("doc", lambda: profiled_numpy) is numpy_first("doc", lambda: None)
     True
     """
+    got = _TIERS.get(key)  # (a dict read needs no lock; a new tier is made under it)
+    if got is not None:
+        return got
     with _LOCK:
         return _TIERS.setdefault(key, NumpyFirst(load))
