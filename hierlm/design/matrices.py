@@ -331,8 +331,9 @@ def _check_term(ts: RandomTermSpec, Xi: np.ndarray, cnames: tuple[str, ...],
         raise DataError(f"random term {term} has {len(levels) * Xi.shape[1]} random effects "
                         f"for {n} observations; it must have fewer random effects than "
                         f"observations (the variance components are not identifiable)")
+    dependent: list[int]
     if checked:
-        dependent = []
+        dependent = []  # a copy of a matrix that passed
     elif Xi.shape[1] == 1 and (Xi == 1.0).all():
         dependent = []  # an intercept: a column of ones is never dependent
     elif known is not None and known[0].shape == Xi.shape and np.array_equal(known[0], Xi):
