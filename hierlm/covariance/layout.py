@@ -78,7 +78,15 @@ def theta_start(design: ModelDesign) -> np.ndarray:
     >>> theta_start(d).tolist()
     [1.0, 0.0, 1.0]
     """
-    return np.where(theta_lower(design) == 0.0, 1.0, 0.0)
+    return np.concatenate([_start_part(term.p) for term in design.terms])
+
+
+@functools.cache
+def _start_part(p: int) -> np.ndarray:
+    """One ``p``-coefficient term's slice of :func:`theta_start` (read-only)."""
+    out = np.where(_lower_part(p) == 0.0, 1.0, 0.0)
+    out.setflags(write=False)
+    return out
 
 
 def templates(design: ModelDesign, theta: np.ndarray) -> list[np.ndarray]:
