@@ -150,9 +150,9 @@ def psd_cholesky(S: np.ndarray) -> np.ndarray:
     p = S.shape[0]
     L = np.zeros(S.shape)
     A = np.array(S, dtype=float)
-    # (the largest |diagonal| and the pivots as Python floats: the same numbers, without
-    # the small arrays of np.max and np.sqrt)
-    scale = max(max((abs(v) for v in S.diagonal().tolist()), default=0.0), 1e-300)
+    # (the arrays' own methods and the pivots as Python floats: the same numbers, NaN
+    # included, without the wrappers of np.diag, np.max and np.sqrt)
+    scale = max(float(np.abs(S.diagonal()).max(initial=0.0)), 1e-300)
     for j in range(p):
         d = float(A[j, j])
         if d < -1e-10 * scale:
