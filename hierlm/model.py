@@ -169,12 +169,13 @@ class Model:
         chunked = not problem.in_memory
         d = self._design
         rows: dict[str, Any] = {"y": None, "fitted_values": None} if chunked else {}
-        # the row labels as the design stores them (a deferred RangeIndex stays deferred)
+        # the row labels as the design stores them (a deferred RangeIndex stays deferred:
+        # ``stored.get(name, d.name)`` would read the field, and build it, for its default)
         stored = vars(d)
-        return FitResult.from_record(res, model=self, coder=d.coder,
-                                   row_labels=stored.get("row_labels", d.row_labels),
-                                   dropped_rows=stored.get("dropped_rows", d.dropped_rows),
-                                   **rows)
+        labels = stored["row_labels"] if "row_labels" in stored else d.row_labels
+        dropped = stored["dropped_rows"] if "dropped_rows" in stored else d.dropped_rows
+        return FitResult.from_record(res, model=self, coder=d.coder, row_labels=labels,
+                                   dropped_rows=dropped, **rows)
 
 
 def fit(formula: str, data: Any, method: str = "reml", *, weights: object = None,

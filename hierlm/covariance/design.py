@@ -61,7 +61,9 @@ def column_rms(term: RandomTerm) -> np.ndarray:
         X = np.asarray(term.X, dtype=float)
         rms = np.sqrt(np.add.reduce(np.square(X), axis=0) / X.shape[0])
     else:
-        rms = np.asarray(term.col_rms, dtype=float)  # rows read in chunks
+        rms = np.array(term.col_rms, dtype=float)  # rows read in chunks (a copy)
+    if (rms > 0).all() and np.isfinite(rms).all():  # (the usual case: no np.where)
+        return rms
     return np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
 
 
@@ -87,6 +89,10 @@ def group_labels(terms: Any) -> list[str]:
 #: One DesignCovariance per live design (designs are frozen and compared by identity).
 _OF_CACHE: weakref.WeakKeyDictionary[ModelDesign, DesignCovariance] = weakref.WeakKeyDictionary()
 _OF_LOCK = threading.Lock()
+#: The last design looked up and its DesignCovariance (a weak reference to the design and
+#: one tuple, replaced whole: a thread reads either the old pair or the new one), which
+#: spares the repeated look-ups of one fit the weak dictionary's (1-2 us each).
+_OF_LAST: list[tuple[weakref.ReferenceType[ModelDesign], DesignCovariance] | None] = [None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,15 +128,21 @@ class DesignCovariance:
     def of(cls, design: ModelDesign) -> DesignCovariance:
         """The covariance objects of ``design``'s terms (built once per design: the
         column scales read every row)."""
+        last = _OF_LAST[0]  # the design asked last (a fit asks 8 times for its own)
+        if last is not None and last[0]() is design:
+            return last[1]
         hit = _OF_CACHE.get(design)  # (a read needs no lock: a dict lookup, atomic)
         if hit is not None:
+            _OF_LAST[0] = (weakref.ref(design), hit)
             return hit
         labels = group_labels(design.terms)
         made = cls(tuple(CLASSES[getattr(t, "structure", "us")](t.coef_names, label,
                                                                 column_rms(t))
                          for t, label in zip(design.terms, labels, strict=True)))
         with _OF_LOCK:
-            return _OF_CACHE.setdefault(design, made)
+            made = _OF_CACHE.setdefault(design, made)
+        _OF_LAST[0] = (weakref.ref(design), made)
+        return made
 
     @property
     def structured(self) -> bool:
@@ -209,6 +221,12 @@ class DesignCovariance:
     def canonical_signs(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each term's template columns with a negative diagonal flipped (every ``T T'``
         unchanged): the flipped theta and a mask of the entries whose sign changed."""
+        if len(self.terms) == 1:  # (one term: its own flip, no split and concatenation)
+            theta = np.asarray(theta)
+            if theta.shape != (self.n_theta,):
+                raise ValueError(f"theta must have length {self.n_theta}, got shape "
+                                 f"{theta.shape}")
+            return self.terms[0].canonical_signs(theta)
         parts = [c.canonical_signs(x)
                  for c, x in zip(self.terms, self.split_theta(theta), strict=True)]
         if not parts:

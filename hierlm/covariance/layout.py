@@ -10,6 +10,9 @@ are unbounded.  lme4 starts at the identity templates.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 from hierlm.design.terms import ModelDesign
@@ -24,9 +27,30 @@ def tril_colmajor(p: int) -> tuple[np.ndarray, np.ndarray]:
     >>> rows.tolist(), cols.tolist()
     ([0, 1, 1], [0, 0, 1])
     """
-    rows = [i for j in range(p) for i in range(j, p)]
-    cols = [j for j in range(p) for _ in range(j, p)]
+    rows, cols = tril_pairs(p)
     return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
+
+
+@functools.cache
+def tril_pairs(p: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """:func:`tril_colmajor` as tuples of Python ints (made once per size).
+
+    Examples
+    --------
+    >>> tril_pairs(2)
+    ((0, 1, 1), (0, 0, 1))
+    """
+    return (tuple(i for j in range(p) for i in range(j, p)),
+            tuple(j for j in range(p) for _ in range(j, p)))
+
+
+@functools.cache
+def _lower_part(p: int) -> np.ndarray:
+    """One ``p``-coefficient term's slice of :func:`theta_lower` (read-only)."""
+    rows, cols = tril_pairs(p)
+    out = np.array([0.0 if r == c else -np.inf for r, c in zip(rows, cols, strict=True)])
+    out.setflags(write=False)
+    return out
 
 
 def theta_lower(design: ModelDesign) -> np.ndarray:
@@ -39,11 +63,9 @@ def theta_lower(design: ModelDesign) -> np.ndarray:
     >>> theta_lower(d).tolist()
     [0.0, -inf, 0.0]
     """
-    parts = []
-    for term in design.terms:
-        rows, cols = tril_colmajor(term.p)
-        parts.append(np.where(rows == cols, 0.0, -np.inf))
-    return np.concatenate(parts)
+    # (each size's slice made once: the list comprehensions and np.where cost 5-10 us a
+    # term between fits)
+    return np.concatenate([_lower_part(term.p) for term in design.terms])
 
 
 def theta_start(design: ModelDesign) -> np.ndarray:
@@ -56,7 +78,15 @@ def theta_start(design: ModelDesign) -> np.ndarray:
     >>> theta_start(d).tolist()
     [1.0, 0.0, 1.0]
     """
-    return np.where(theta_lower(design) == 0.0, 1.0, 0.0)
+    return np.concatenate([_start_part(term.p) for term in design.terms])
+
+
+@functools.cache
+def _start_part(p: int) -> np.ndarray:
+    """One ``p``-coefficient term's slice of :func:`theta_start` (read-only)."""
+    out = np.where(_lower_part(p) == 0.0, 1.0, 0.0)
+    out.setflags(write=False)
+    return out
 
 
 def templates(design: ModelDesign, theta: np.ndarray) -> list[np.ndarray]:
@@ -118,15 +148,18 @@ def psd_cholesky(S: np.ndarray) -> np.ndarray:
     [[2.0, 0.0], [1.0, 0.0]]
     """
     p = S.shape[0]
-    L = np.zeros_like(S)
-    A = S.copy()
-    scale = max(float(np.max(np.abs(np.diag(S)), initial=0.0)), 1e-300)
+    L = np.zeros(S.shape)
+    A = np.array(S, dtype=float)
+    # (the arrays' own methods and the pivots as Python floats: the same numbers, NaN
+    # included, without the wrappers of np.diag, np.max and np.sqrt)
+    scale = max(float(np.abs(S.diagonal()).max(initial=0.0)), 1e-300)
     for j in range(p):
-        d = A[j, j]
+        d = float(A[j, j])
         if d < -1e-10 * scale:
             raise ValueError("the correlations do not form a positive semi-definite matrix")
         if d <= 1e-14 * scale:
             continue
-        L[j:, j] = A[j:, j] / np.sqrt(d)
-        A[j:, j:] -= np.outer(L[j:, j], L[j:, j])
+        col = A[j:, j] / math.sqrt(d)
+        L[j:, j] = col
+        A[j:, j:] -= np.multiply.outer(col, col)
     return L

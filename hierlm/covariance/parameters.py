@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hierlm.covariance.layout import psd_cholesky, templates, tril_colmajor
+from hierlm.covariance.layout import psd_cholesky, templates, tril_colmajor, tril_pairs
 from hierlm.covariance.names import parameter_name
 from hierlm.design.terms import ModelDesign
 
@@ -35,12 +35,12 @@ def parameter_names(design: ModelDesign) -> list[str]:
     """
     names = []
     for term in design.terms:
-        rows, cols = tril_colmajor(term.p)
-        for r, c in zip(rows, cols, strict=True):
+        coef = term.coef_names
+        for r, c in zip(*tril_pairs(term.p), strict=True):  # (Python ints, not NumPy's)
             if r == c:
-                names.append(parameter_name(term.group, term.coef_names[r]))
+                names.append(parameter_name(term.group, coef[r]))
             else:
-                names.append(parameter_name(term.group, term.coef_names[r], term.coef_names[c]))
+                names.append(parameter_name(term.group, coef[r], coef[c]))
     return names + ["sigma"]
 
 

@@ -32,6 +32,13 @@ def _index(p: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
+@functools.cache
+def _diagonal(p: int) -> tuple[int, ...]:
+    """Positions of a ``p x p`` template's diagonal in its theta slice (Python ints)."""
+    rows, cols = _index(p)
+    return tuple(int(k) for k in np.flatnonzero(rows == cols))
+
+
 class TermLayout:
     """Positions of a ``p``-coefficient term's theta entries in its template.
 
@@ -66,8 +73,7 @@ class TermLayout:
         >>> TermLayout(3).diagonal_index().tolist()
         [0, 3, 5]
         """
-        rows, cols = self.template_index()
-        return np.flatnonzero(rows == cols)
+        return np.array(_diagonal(self.p), dtype=np.int64)
 
     def unpack(self, theta: np.ndarray) -> np.ndarray:
         """The template ``T`` from the term's theta slice (leading dimensions kept).
@@ -109,9 +115,13 @@ class TermLayout:
         ([1.0, -0.5, 2.0], [True, True, False])
         """
         out = np.array(theta, dtype=float)
-        _, cols = self.template_index()
         flipped = np.zeros(out.shape, dtype=bool)
-        for j, k in enumerate(self.diagonal_index()):
+        diag = _diagonal(self.p)
+        values = out.tolist()
+        if not any(values[k] < 0 for k in diag):  # (the usual case: nothing to flip)
+            return out, flipped
+        _, cols = self.template_index()
+        for j, k in enumerate(diag):
             if out[k] < 0:
                 col = cols == j
                 out[col] = -out[col]

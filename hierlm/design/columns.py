@@ -91,6 +91,8 @@ def _simple_matrix(expr: str, data: pd.DataFrame | FittingRows,
     series = [data[t] if column is None else column(t) for t in cols]
     for col in series:
         dt = col.dtype
+        if isinstance(dt, np.dtype) and dt.kind in "iuf":
+            continue  # (NumPy's numbers, without pandas' dtype checks: 3-4 us each)
         if not (pd.api.types.is_integer_dtype(dt) or pd.api.types.is_float_dtype(dt)):
             return None
     names = (("(Intercept)",) if intercept else ()) + tuple(cols)

@@ -142,5 +142,28 @@ def stored_fields(obj: Any) -> dict[str, Any]:
     'Deferred'
     """
     store = vars(obj)
-    return {f.name: store[f.name] if f.name in store else getattr(obj, f.name)
-            for f in dataclasses.fields(obj)}
+    return {name: store[name] if name in store else getattr(obj, name)
+            for name in field_names(type(obj))}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    """The names of a dataclass's fields, in order (``dataclasses.fields``, read once
+    per class: it filters the class's fields on every call).
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Rec:
+    ...     x: int
+    ...     y: int = 0
+    >>> field_names(Rec)
+    ('x', 'y')
+    """
+    names = _FIELD_NAMES.get(cls)
+    if names is None:  # (a race makes the same tuple twice)
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names

@@ -58,7 +58,9 @@ def face_starts(design: ModelDesign, theta: np.ndarray) -> list[np.ndarray]:
     eigenvalue set to zero (the nearest point of the boundary face), others unchanged."""
     starts = []
     cov = DesignCovariance.of(design)
-    for c, part, T in zip(cov.terms, cov.theta_slices(), cov.templates(theta), strict=True):
+    theta = np.asarray(theta, dtype=float)
+    for c, part in zip(cov.terms, cov.theta_slices(), strict=True):
+        T = c.unpack(theta[part])  # (cov.templates' values, without its split and checks)
         w, V = np.linalg.eigh(T @ T.T)
         if w[0] > ZERO_DIAG**2 * max(float(w[-1]), 1.0):
             w[0] = 0.0

@@ -39,6 +39,7 @@ does not tell them apart (within ``ESCAPE_TOL`` relative).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,8 @@ def checked_descent(search: Any, space: Any, start: np.ndarray, opts: Any) -> Ou
         else:
             f, g = search.criterion(theta)
         crit = np.abs(g * scale) * np.maximum(1.0, np.abs(phi))
-        ok = bool(np.isfinite(f) and np.max(crit, initial=0.0) <= check_tol)
+        # (math.isfinite and the array's own max: the same test without NumPy's wrappers)
+        ok = bool(math.isfinite(f) and crit.max(initial=0.0) <= check_tol)
         if not ok and np.isfinite(f):
             # Large data make the criterion steep: judge the gradient against the
             # curvature, as lme4 does, before restarting.
@@ -92,8 +94,6 @@ def checked_descent(search: Any, space: Any, start: np.ndarray, opts: Any) -> Ou
                                  np.full_like(space.lower, -np.inf))
             ok = sg is not None and sg <= LME4_TOL
         return theta, float(f), g, ok
-
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in space.lower]
 
     def fun_units(u: np.ndarray) -> tuple[float, np.ndarray]:
         f, g = fun(u * units)
@@ -118,6 +118,7 @@ def checked_descent(search: Any, space: Any, start: np.ndarray, opts: Any) -> Ou
         if not state[3]:
             # Powell on the canonical half-space (diagonals >= 0, where it can be
             # bounded); T T' is unchanged by the sign flips.
+            bounds = [(lo if np.isfinite(lo) else None, None) for lo in space.lower]
             pres = scipy.optimize.minimize(lambda x: fun(x)[0],
                                            space.canonical_signs(best["x"])[0],
                                            method="Powell", bounds=bounds,

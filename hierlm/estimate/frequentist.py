@@ -60,7 +60,8 @@ def is_singular(design: ModelDesign, theta: np.ndarray, tol: float = SINGULAR_TO
     # the template diagonals (theta_lower's zeros) and theta_scale's factors, as the
     # design's covariance objects keep them
     scaled = np.asarray(theta) / cov.theta_scale()
-    return bool(np.any(scaled[cov.diagonal_index()] < tol))
+    # (the array's own ``any``: np.any's dispatch cost several us between fits)
+    return bool((scaled[cov.diagonal_index()] < tol).any())
 
 
 def ranef_frame(design: ModelDesign, b: list[np.ndarray], sd: list[np.ndarray]) -> pd.DataFrame:
@@ -165,7 +166,8 @@ def fit_profiled(objective: ProfiledObjective, reml: bool, start: np.ndarray | N
         # the criterion and estimates from residuals, not the Gram matrix (stable_pls)
         est, criterion = stable_estimates(objective, opt.theta, L1, L_R, reml)
         # (sd(y) <= max |y - mean| <= ptp(y): sigma at or above 1e-4 ptp(y) needs no sd)
-        if (not structured and est.sigma < EXACT_FIT_SIGMA * float(np.ptp(design.y))
+        y = design.y  # (np.ptp's own max - min, without its wrapper)
+        if (not structured and est.sigma < EXACT_FIT_SIGMA * float(y.max() - y.min())
                 and est.sigma < EXACT_FIT_SIGMA * float(np.std(design.y))):
             # (a structured Sigma stays bounded as sigma -> 0: sigma = 0 is a boundary
             # estimate there, e.g. ar1 with one observation per cell and no nugget)

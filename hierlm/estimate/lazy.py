@@ -6,6 +6,13 @@ coder's frame) defer pandas objects too; the estimate layer's records import it 
 
 from __future__ import annotations
 
-from hierlm.design.lazy import Deferred, LazyField, deferred, lazy_fields, stored_fields
+from hierlm.design.lazy import (
+    Deferred,
+    LazyField,
+    deferred,
+    field_names,
+    lazy_fields,
+    stored_fields,
+)
 
-__all__ = ["Deferred", "LazyField", "deferred", "lazy_fields", "stored_fields"]
+__all__ = ["Deferred", "LazyField", "deferred", "field_names", "lazy_fields", "stored_fields"]

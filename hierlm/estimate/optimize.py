@@ -279,8 +279,9 @@ def optimize_theta(objective: ProfiledObjective, reml: bool, start: np.ndarray |
                            descent=CompiledDescent(objective, theta_call, reml, trace, best))
     res = minimize_theta(criterion, space, x_start, search)
     # the factor of the last lowest evaluation, where that is the answer itself
-    reuse = ("theta" in best and np.array_equal(res.theta, best["theta"])
-             and res.criterion == best["f"])
+    # (np.array_equal's test, without its wrapper)
+    reuse = ("theta" in best and res.theta.shape == best["theta"].shape
+             and bool((res.theta == best["theta"]).all()) and res.criterion == best["f"])
     return OptimizerResult(theta=res.theta, objective=res.criterion, gradient=res.gradient,
                            n_evals=len(trace), converged=res.converged,
                            message="; ".join(res.messages), method=res.method,

@@ -20,6 +20,13 @@ thread, 2 shared cores).  Here, best of 3 x 200 calls on each of the 24 designs 
 ``python -m benchmarks.peers``: median 0.48 -> 0.13 ms (sleepstudy 0.41 -> 0.11 ms,
 penicillin 0.45 -> 0.25 ms, dyestuff 0.39 -> 0.08 ms); ``chickweight`` (``n N^2`` =
 6.9e6) keeps the sparse route.
+Later, the same blocks bit for bit (values, dtypes and contiguity, so the same compiled
+code): ``A11`` through a strided view of ``A``'s diagonal blocks, the level and row
+pointers by ``cumsum`` into their arrays, no ``astype`` copies of int64 results, and a
+one-term model's ``Lambda`` rest entries without the per-term loop.  The mean thread
+CPU time of this function within 500 warm sleepstudy REML fits (after the warm-up of
+``python -m benchmarks.fit_parts --warm``), old and new code alternately three times
+(load 1-2): 215 / 219 / 258 -> 170 / 187 / 234 us.
 """
 
 from __future__ import annotations
@@ -93,19 +100,26 @@ def dense_gram(design: ModelDesign) -> GramBlocks | None:
     l1, p1 = first.n_levels, first.p
     q1 = l1 * p1
     m = N - q1
-    blk = np.arange(l1)[:, None, None] * p1
-    A11 = A[blk + np.arange(p1)[None, :, None], blk + np.arange(p1)[None, None, :]]
+    # the first term's l1 diagonal blocks of A, through one strided view of them (the
+    # same entries as a fancy index of the blocks, without its index arrays)
+    A11 = np.ndarray((l1, p1, p1), buffer=A, strides=((N + 1) * p1 * 8, N * 8, 8)).copy()
     AR1 = A[q1:, :q1]
     AR1_blocks = AR1.reshape(m, l1, p1)
-    nz_level, nz_row = np.nonzero(np.any(AR1_blocks != 0.0, axis=2).T)  # by level, then row
-    nz_level, nz_row = nz_level.astype(np.int64), nz_row.astype(np.int64)
+    # (arrays' own methods, int64 results kept without further copies: NumPy's function
+    # wrappers and astype copies cost 20-40 us a design between fits; nonzero's arrays
+    # are strided views of one array, copied as the compiled code's contiguous type)
+    nz_level, nz_row = (AR1_blocks != 0.0).any(axis=2).T.nonzero()  # by level, then row
+    nz_level = np.ascontiguousarray(nz_level, dtype=np.int64)
+    nz_row = np.ascontiguousarray(nz_row, dtype=np.int64)
     nz_val = AR1_blocks[nz_row, nz_level]
-    counts = np.bincount(nz_level, minlength=l1).astype(np.int64)
-    level_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    row_order = np.argsort(nz_row, kind="stable").astype(np.int64)
-    row_ptr = np.concatenate([[0], np.cumsum(np.bincount(nz_row, minlength=m))]).astype(np.int64)
+    counts = np.bincount(nz_level, minlength=l1).astype(np.int64, copy=False)
+    level_ptr = np.zeros(l1 + 1, dtype=np.int64)
+    counts.cumsum(out=level_ptr[1:])
+    row_order = nz_row.argsort(kind="stable").astype(np.int64, copy=False)
+    row_ptr = np.zeros(m + 1, dtype=np.int64)
+    np.bincount(nz_row, minlength=m).cumsum(out=row_ptr[1:])
     # the sparse update or the dense product, whichever costs fewer flops (compute_gram's rule)
-    dense_r1 = int((counts * counts).sum()) * p1 > 2 * m * m * l1
+    dense_r1 = int(counts @ counts) * p1 > 2 * m * m * l1
     lr, lc, lt = _lambda_rest_entries(wd)
     _DATA[design] = D
     return GramBlocks(

@@ -163,7 +163,9 @@ def work_of(gram: GramBlocks) -> float:
     if gram.dense_r1:
         schur = m * m * l1 * p1
     else:
-        schur = float((np.diff(gram.level_ptr).astype(np.float64) ** 2).sum()) * p1
+        # (np.diff's own subtraction, without its wrapper: called twice a fit)
+        counts = (gram.level_ptr[1:] - gram.level_ptr[:-1]).astype(np.float64)
+        schur = float((counts ** 2).sum()) * p1
     return float(l1 * p1 ** 3 + schur + m ** 3 / 3)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hierlm.estimate.lazy import stored_fields
+from hierlm.estimate.lazy import field_names, stored_fields
 from hierlm.estimate.record import FitRecord
 from hierlm.results.inference_methods import InferenceMixin
 from hierlm.results.io import save as save_result
@@ -113,7 +113,17 @@ class FitResult(FitRecord, InferenceMixin, ResultsSectionMixin):
         >>> res.fixef.round(3).to_dict()
         {'(Intercept)': 251.405, 'Days': 10.467}
         """
-        return cls(**{**stored_fields(record), **changes})  # deferred fields stay deferred
+        values = stored_fields(record)  # deferred fields stay deferred
+        if (field_names(type(record)) != field_names(cls)
+                or not changes.keys() <= values.keys()):
+            return cls(**{**values, **changes})  # (the dataclass's own errors)
+        values.update(changes)
+        # every field given: what the frozen dataclass's __init__ would store, written at
+        # once (it sets the fields one by one through object.__setattr__; FitResult has
+        # no __post_init__)
+        out = object.__new__(cls)
+        vars(out).update(values)
+        return out
 
     def ranef(self) -> pd.DataFrame:
         """Conditional modes of the random effects and their conditional SDs.
