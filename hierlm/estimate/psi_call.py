@@ -38,7 +38,7 @@ costs 1.5-2 us an evaluation (the optimizers' functions 1.01-1.03 x ``us``'s ins
 of 0.99-1.01 x).
 
 A process that has spent :data:`hierlm.objective.numpy_link.PROCESS_BUDGET_S` seconds
-evaluating small models on NumPy (about 50 fits: a loop, a simulation, a notebook
+evaluating small models on NumPy (about 10-15 fits: a loop, a simulation, a notebook
 session) loads each structure's function on a daemon thread when a fit of it next asks
 (:func:`load_in_background`), with the fit's compiled descent loop
 (:mod:`hierlm.estimate.descent_loop`, :func:`after_load`); the fits use NumPy until

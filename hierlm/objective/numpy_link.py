@@ -99,7 +99,15 @@ Beside this per-structure move, the time spent here is also summed over every
 structure (:func:`process_warm`): once a process has spent :data:`PROCESS_BUDGET_S`
 here, fits load their compiled evaluation and descent loop on a background thread
 (:mod:`hierlm.estimate.psi_call`, :mod:`hierlm.estimate.descent_loop`), which takes
-the Python around each evaluation away as well.
+the Python around each evaluation away as well.  That budget was 0.05 s (about 50
+fits) while each structure loaded a function and a loop of its own (about 0.6 s of CPU
+per structure); the loop of :mod:`hierlm.estimate.kernel_loop` serves every
+unstructured structure and loads once per process (about 0.4 s of CPU, Numba's import
+included), so 0.01 s (about 10-15 small fits; a first fit and its ``summary()`` spend
+about 2 ms) starts it sooner.  ``python -m benchmarks.peers`` (one pass over the 24
+cases, 2 cores, load about 1.8, four runs each): the loop loaded by the end of 15 and
+15 of the cases' fits with 0.05 s, 21-23 with 0.01 s; hierlm's median 1.98 / 2.32 ->
+1.50-1.90 ms against lme-python's 1.99 / 2.09 and 1.73-1.86 ms in the same runs.
 """
 
 from __future__ import annotations
@@ -126,7 +134,7 @@ BUDGET_S = 1.0
 #: Seconds of NumPy evaluation summed over every structure, per process, after which
 #: :func:`process_warm` holds: callers may then load their compiled functions on a
 #: background thread (:mod:`hierlm.estimate.psi_call`).
-PROCESS_BUDGET_S = 0.05
+PROCESS_BUDGET_S = 0.01
 _LOCK = threading.Lock()
 _PROCESS_SPENT = [0.0]
 
