@@ -14,9 +14,9 @@ chain rule, and reports whether theta, ``d`` and ``g`` are finite.  The terms'
 layout (kind, homogeneity, size, offsets) and their log column scales are two small
 arguments, so nothing in the function depends on a model: one function per graph
 structure (the same granularity as the graph itself), compiled once per install and
-cached by Numba under the graph's digest, the source below and a digest of the
-kernels' module (a changed kernel never runs stale machine code).  No per-model
-compile.
+cached by Numba under the graph's digest, its source
+(:mod:`hierlm.estimate.psi_call_source`) and a digest of the kernels' module (a
+changed kernel never runs stale machine code).  No per-model compile.
 
 It is used where the objective already runs on its Numba link, the structures'
 kernels are loaded and one evaluation is light (:func:`PsiCall.ready`: at most
