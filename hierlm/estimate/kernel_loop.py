@@ -41,6 +41,7 @@ from hierlm.estimate.descent_loop_source import loop_source
 from hierlm.estimate.lbfgsb import MAXFUN
 from hierlm.objective.gram import GramBlocks
 from hierlm.objective.graph_cache import NotNeeded, cache_dir
+from hierlm.objective.numba_wrapper import source_function
 
 __all__ = ["arguments", "build", "load_in_background", "loop", "serves"]
 
@@ -193,23 +194,20 @@ def build(compile_missing: bool = True) -> Any:
     try:
         import numba
         from numba.core.errors import NumbaError
-        from pytensor.link.numba.cache import compile_numba_function_src
 
         from hierlm.estimate import line_search_jit
-        from hierlm.objective import blocked_kernel, numba_cache
+        from hierlm.objective import blocked_kernel
     except Exception:  # noqa: BLE001 - no Numba: SciPy's driver goes on
         return _failed(compile_missing)
-    numba_cache.prepare()
     src = loop_source(N_INPUTS)
     key = _digest()
     callees = (NotNeeded(), blocked_kernel.profiled_eval) if compile_missing else (
         NotNeeded(),)
     for callee in callees:  # the stand-in callee loads from the cache only
         try:
-            py = compile_numba_function_src(
-                src, "hierlm_descent", cache_key=key,
-                global_env={"__name__": __name__, "np": np, "lsj": line_search_jit,
-                            "psi_eval": callee})
+            py = source_function(src, "hierlm_descent", key,
+                                 {"__name__": __name__, "np": np, "lsj": line_search_jit,
+                                  "psi_eval": callee})
             fn = numba.njit(cache=True, nogil=True, error_model="numpy")(py)
             fn(*_probe())  # loads (or compiles) the one specialization every model uses
             fn.disable_compile()

@@ -64,7 +64,13 @@ __all__ = ["profiled_eval", "profiled_kernel"]
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _cholesky(a: np.ndarray, n: int) -> bool:  # pragma: no cover - compiled
     """``a``'s leading ``n x n`` block replaced by its lower Cholesky factor (the upper
-    triangle zeroed); False where a pivot is not positive (as LAPACK's ``dpotrf``)."""
+    triangle zeroed); False where a pivot is not positive (as LAPACK's ``dpotrf``).
+
+    Not :func:`hierlm.objective.jit.lapack.potrf_lower`: the kernel factors one ``p1 x
+    p1`` block per level (1-3 columns, tens of calls an evaluation), where that call's
+    set-up (its argument arrays, the ctypes call) costs more than the arithmetic, and
+    the rest's ``m x m`` block is small wherever the kernel serves
+    (:func:`hierlm.estimate.kernel_loop.kernel_work`)."""
     for j in range(n):
         s = a[j, j]
         for k in range(j):

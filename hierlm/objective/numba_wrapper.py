@@ -35,13 +35,28 @@ def wrapper_function(graph: Any, src: str, fname: str, callee: Any,
     (``callee``: the graph's Numba function or a :class:`NotNeeded`), for Numba to
     compile.  Numba caches it under the graph's digest and ``src`` (not at all when
     the graph has no digest); ``env`` adds globals."""
+    key = (hashlib.sha256(f"{graph.digest}{src}".encode()).hexdigest()
+           if graph.digest is not None else None)
+    return source_function(src, fname, key, {"fn": callee, **(env or {})})
+
+
+def source_function(src: str, fname: str, key: str | None,
+                    env: dict[str, Any]) -> Callable[..., Any]:
+    """The Python function ``fname`` of source ``src`` with globals ``env``, for Numba to
+    compile and cache under ``key`` (not at all for None), Numba's cache made safe
+    first (:func:`hierlm.objective.numba_cache.prepare`).
+
+    Examples
+    --------
+    >>> source_function("def f(x): return x + k", "f", None, {"k": 1})(1)
+    2
+    """
     numba_cache.prepare()
     from pytensor.link.numba.cache import compile_numba_function_src
 
-    key = (hashlib.sha256(f"{graph.digest}{src}".encode()).hexdigest()
-           if graph.digest is not None else None)
-    # a wrapper loaded from Numba's cache re-imports its module, __name__
-    glob = {"__name__": __name__, "fn": callee, **(env or {})}
+    # a function loaded from Numba's cache re-imports its module, __name__ (env may
+    # name another)
+    glob = {"__name__": __name__, **env}
     return compile_numba_function_src(src, fname, global_env=glob, cache_key=key)
 
 

@@ -37,15 +37,21 @@ print(json.dumps([codes, descent_loop.loop_for(m.objective) is not None,
 """
 
 
-@pytest.mark.slow
-def test_cold_caches_compile_in_a_process_then_load(tmp_path: Path) -> None:
+def run_cold(script: str, tmp_path: Path) -> list:
+    """The last line of ``script``'s output (JSON), run in a new process with empty
+    Numba and PyTensor caches under ``tmp_path`` and background loads on."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
                PYTENSOR_FLAGS=f"base_compiledir={tmp_path / 'pytensor'}",
                PYTHONPATH=str(Path(hierlm.__file__).resolve().parents[1]),
                HIERLM_BACKGROUND_LOADS="1")  # (the tests' conftest turns it off)
-    out = subprocess.run([sys.executable, "-c", _COLD], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=1500, check=True)
-    codes, loaded, message = json.loads(out.stdout.strip().splitlines()[-1])
+    return list(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.slow
+def test_cold_caches_compile_in_a_process_then_load(tmp_path: Path) -> None:
+    codes, loaded, message = run_cold(_COLD, tmp_path)
     assert codes == [0] and loaded and message.startswith("CONVERGENCE")
 
 

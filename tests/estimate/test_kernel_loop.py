@@ -7,10 +7,6 @@ criteria of the reference fits.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +18,9 @@ pytest.importorskip("numba")
 import hierlm  # noqa: E402
 from hierlm.estimate import background, descent_loop, kernel_loop, psi_call  # noqa: E402
 from hierlm.objective import numpy_link  # noqa: E402
-from tests.conftest import dataset, reference  # noqa: E402
-
-CASES = ["sleepstudy_slopes_reml", "sleepstudy_slopes_ml", "sleepstudy_zerocorr_reml",
-         "sleepstudy_intercept_ml", "penicillin_crossed_reml", "pastes_nested_ml",
-         "dyestuff_reml", "dyestuff2_singular_reml", "dyestuff2_singular_ml"]
+from tests.conftest import reference  # noqa: E402
+from tests.estimate.test_descent_loop import CASES, _fit  # noqa: E402
+from tests.estimate.test_fit_warm_up import run_cold  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +42,6 @@ def _numpy_path(monkeypatch: pytest.MonkeyPatch) -> None:
 def _warm(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HIERLM_BACKGROUND_LOADS", "1")  # (conftest turns it off)
     monkeypatch.setattr(numpy_link, "_PROCESS_SPENT", [1.0])
-
-
-def _fit(key: str) -> hierlm.FitResult:
-    case = reference()[key]
-    return hierlm.fit(case["formula"], dataset(case["data"]), method=case["method"].lower())
 
 
 @pytest.mark.parametrize("key", CASES)
@@ -177,13 +166,7 @@ print(json.dumps([codes, kernel_loop.loop() is not None, sorted(map(str, psi_cal
 
 @pytest.mark.slow
 def test_cold_caches_compile_the_kernel_loop_in_a_process_then_load(tmp_path: Path) -> None:
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
-               PYTENSOR_FLAGS=f"base_compiledir={tmp_path / 'pytensor'}",
-               PYTHONPATH=str(Path(hierlm.__file__).resolve().parents[1]),
-               HIERLM_BACKGROUND_LOADS="1")
-    out = subprocess.run([sys.executable, "-c", _COLD], env=env, capture_output=True,
-                         text=True, timeout=1500, check=True)
-    codes, loaded, structures, message = json.loads(out.stdout.strip().splitlines()[-1])
+    codes, loaded, structures, message = run_cold(_COLD, tmp_path)
     assert codes == [0] and loaded and structures == [] and message.startswith("CONVERGENCE")
 
 
